@@ -1,0 +1,12 @@
+"""The generation core (pure Python + torch): config, logits processors and decoding.
+
+See `docs/internals.md` ("Generation") for the contract and `shared/design/generation.md` for the
+exact semantics.
+"""
+from .config import GenerationConfig, GenerationError, SpecialTokens, resolve_special_tokens, valid_keys
+from .processors import LogitsChain, LogitsProcessor, build_chain
+
+__all__ = [
+    "GenerationConfig", "GenerationError", "SpecialTokens", "resolve_special_tokens", "valid_keys",
+    "LogitsChain", "LogitsProcessor", "build_chain",
+]
