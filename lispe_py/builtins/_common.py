@@ -1,0 +1,186 @@
+"""Helpers shared by the library builtins: argument checks with LispE-style messages, equality,
+typed-container preservation.
+
+Every check raises `LispEError("<builtin>: expected ..., got <type> <value>")`, so a user always sees
+which builtin refused which value.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from ..errors import LispEError
+from ..values import (Float, Floats, Integers, Numbers, Strings, Symbol, TYPED_LISTS, VOID, type_name)
+
+
+def show(value: Any) -> str:
+    """The printed form of a value (strings raw), through the project's printer."""
+    from .. import printer
+
+    return printer.to_string(value)
+
+
+def show_quoted(value: Any) -> str:
+    """The printed form of a value as it appears inside a container (strings quoted)."""
+    from .. import printer
+
+    return printer.to_repr(value)
+
+
+def describe(value: Any) -> str:
+    """`integer_ 3`, `string_ "abc"`: a value's type and a short printed form, for error messages."""
+    try:
+        text = show_quoted(value)
+    except Exception:  # a broken library printer must not hide the real error
+        text = "?"
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type_name(value)} {text}"
+
+
+def fail(name: str, what: str, value: Any) -> LispEError:
+    """The error for a wrongly typed argument: `name: expected what, got type value`."""
+    return LispEError(f"{name}: expected {what}, got {describe(value)}")
+
+
+def is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def expect_list(name: str, x: Any, what: str = "a list") -> list:
+    if isinstance(x, list):
+        return x
+    raise fail(name, what, x)
+
+
+def expect_str(name: str, x: Any, what: str = "a string") -> str:
+    if isinstance(x, str):
+        return x
+    raise fail(name, what, x)
+
+
+def expect_int(name: str, x: Any, what: str = "an integer") -> int:
+    """An int, or a float with an integral value (LispE converts numbers to indexes freely)."""
+    if is_int(x):
+        return x
+    if isinstance(x, float) and not isinstance(x, bool) and x.is_integer():
+        return int(x)
+    raise fail(name, what, x)
+
+
+def expect_number(name: str, x: Any, what: str = "a number") -> int | float:
+    if is_number(x):
+        return x
+    raise fail(name, what, x)
+
+
+def expect_dict(name: str, x: Any, what: str = "a dictionary") -> dict:
+    if isinstance(x, dict):
+        return x
+    raise fail(name, what, x)
+
+
+def lisp_equal(a: Any, b: Any) -> bool:
+    """LispE value equality: numbers by value (1 = 1.0), strings, symbols, lists element-wise,
+    dictionaries key-wise; nil and true never equal a number (Python's True == 1 does not leak)."""
+    if a is b:
+        return True
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None or a is VOID or b is VOID:
+        na = a is None or a is False or a is VOID
+        nb = b is None or b is False or b is VOID
+        if na or nb:
+            return na and nb
+        return a is True and b is True
+    if is_number(a) and is_number(b):
+        return a == b
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(lisp_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(lisp_equal(a[k], b[k]) for k in a)
+    if isinstance(a, Symbol) or isinstance(b, Symbol):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _fits(cls: type, x: Any) -> bool:
+    if cls is Integers:
+        return is_int(x)
+    if cls is Strings:
+        return isinstance(x, str)
+    return is_number(x)
+
+
+def like(src: Any, items: Iterable[Any]) -> list:
+    """A new container of `items`, of `src`'s typed class when every item fits it, else a list."""
+    items = list(items)
+    cls = type(src)
+    if cls in TYPED_LISTS and all(_fits(cls, x) for x in items):
+        if cls in (Floats, Numbers):
+            conv = Float if cls is Floats else float
+            return cls(conv(x) for x in items)
+        return cls(items)
+    return items
+
+
+def typed_from(items: list) -> list:
+    """Integers / Numbers / Strings when all items share that kind, else the plain list."""
+    if not items:
+        return items
+    if all(is_int(x) for x in items):
+        return Integers(items)
+    if all(isinstance(x, float) and not isinstance(x, Float) for x in items):
+        return Numbers(items)
+    if all(isinstance(x, str) for x in items):
+        return Strings(items)
+    return items
+
+
+def to_index(name: str, idx: Any, size: int, *, allow_end: bool = False) -> int:
+    """A list/string position: negative counts from the end; out of range is an error."""
+    i = expect_int(name, idx, "an integer index")
+    if i < 0:
+        i += size
+    limit = size + 1 if allow_end else size
+    if not 0 <= i < limit:
+        raise LispEError(f"{name}: index out of bounds: {idx} (size {size})")
+    return i
+
+
+def dict_key(d: dict, k: Any) -> Any:
+    """The key under which `k` is stored in `d` (str keys accept numbers as their printed form, and
+    numeric keys accept numeric strings), or `k` itself when absent."""
+    if k in d and not isinstance(k, bool):
+        return k
+    if is_number(k):
+        s = show(k)
+        if s in d:
+            return s
+    if isinstance(k, str):
+        try:
+            n = float(k) if any(c in k for c in ".eE") else int(k)
+        except ValueError:
+            return k
+        if n in d:
+            return n
+    return k
+
+
+def normalize_key(name: str, k: Any) -> Any:
+    """A value usable as a dictionary key: strings and numbers as they are, anything else as its
+    printed form (LispE dictionaries have string or numeric keys)."""
+    if isinstance(k, str) or is_number(k):
+        if isinstance(k, float) and math.isnan(k):
+            raise LispEError(f"{name}: NaN cannot be a dictionary key")
+        return k
+    if k is None or isinstance(k, (list, dict)):
+        raise fail(name, "a string or number key", k)
+    return show(k)

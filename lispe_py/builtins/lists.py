@@ -1,0 +1,764 @@
+"""List builtins: construction, access, destructive updates, ranges and higher-order functions.
+
+Conventions (LispE):
+- Destructive builtins (`push`, `pushfirst`, `pop`, `popfirst`, `insert`, `extend`, `set@`, `sort`)
+  change the list they receive and return it. Quoted constants are protected by `quote`, which hands
+  out a fresh copy (see docs), so `(push '(1 2) 3)` never changes the program's text.
+- `size`, `find`, `in`, `pop`, `last`, `reverse`, `at`/`@`/`nth`, `extract`/`@@`, `insert` also work on
+  strings, and `size`, `in`, `pop`, `find`, `at` on dictionaries: one builtin per name dispatches on
+  the argument's type.
+- Functional arguments (map, filter, foldl, sort...) are anything `ctx.call` accepts: a lambda, a
+  builtin, a quoted symbol `'+`, or a partial call `'(< 3)`.
+- Typed containers (`integers`, `floats`, `numbers`, `strings`) keep their type through operations
+  that keep their elements (cdr, reverse, filter, sort, extract...).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+from typing import Any
+
+from ..errors import LispEError
+from ..values import Integers, Numbers, TYPED_LISTS, truthy
+from ._common import (dict_key, expect_int, expect_list, expect_number, fail, is_int, is_number, like,
+                      lisp_equal, normalize_key, show, to_index, typed_from)
+from .registry import builtin
+
+G = "lists"
+
+
+# ---------------------------------------------------------------- construction
+
+@builtin("list", group=G)
+def list_(*items: Any) -> list:
+    """(list 1 2 3) builds a list of its arguments: (1 2 3)."""
+    return list(items)
+
+
+@builtin("cons", group=G)
+def cons(x: Any, lst: Any) -> list:
+    """(cons 1 '(2 3)) puts an element in front of a list: (1 2 3); (cons 1 nil) gives (1)."""
+    if lst is None:
+        return [x]
+    if isinstance(lst, list):
+        return like(lst, [x, *lst])
+    raise fail("cons", "a list as second argument (dotted pairs are not supported)", lst)
+
+
+@builtin("consb", group=G)
+def consb(lst: Any, x: Any) -> list:
+    """(consb '(1 2) 3) adds an element at the end of a copy of a list: (1 2 3)."""
+    if lst is None:
+        return [x]
+    if isinstance(lst, list):
+        return like(lst, [*lst, x])
+    raise fail("consb", "a list as first argument", lst)
+
+
+# ---------------------------------------------------------------- car / cdr family
+
+def _car(name: str, x: Any) -> Any:
+    if x is None:
+        return None
+    if isinstance(x, list):
+        return x[0] if x else None
+    if isinstance(x, str):
+        if not x:
+            raise LispEError(f"{name}: empty string")
+        return x[0]
+    raise fail(name, "a list", x)
+
+
+def _cdr(name: str, x: Any) -> Any:
+    if x is None:
+        return None
+    if isinstance(x, list):
+        if len(x) <= 1:
+            return None
+        return like(x, x[1:])
+    if isinstance(x, str):
+        if not x:
+            raise LispEError(f"{name}: empty string")
+        return x[1:]
+    raise fail(name, "a list", x)
+
+
+@builtin("car", group=G)
+def car(x: Any) -> Any:
+    """(car '(1 2 3)) returns the first element: 1; (car ()) and (car nil) give nil."""
+    return _car("car", x)
+
+
+@builtin("cdr", group=G)
+def cdr(x: Any) -> Any:
+    """(cdr '(1 2 3)) returns the list without its first element: (2 3); nil when nothing is left."""
+    return _cdr("cdr", x)
+
+
+def _make_cxr(ops: str) -> None:
+    name = f"c{ops}r"
+
+    def cxr(x: Any) -> Any:
+        for op in reversed(ops):
+            x = _car(name, x) if op == "a" else _cdr(name, x)
+        return x
+
+    steps = " of ".join("car" if op == "a" else "cdr" for op in ops)
+    cxr.__name__ = name
+    cxr.__doc__ = (f"({name} '(1 (2 3) 4 5 6)) applies {steps} to a list.\n\n"
+                   "Reads right to left like every c[ad]+r accessor; nil once the list runs out.")
+    builtin(name, group=G)(cxr)
+
+
+for _n in (2, 3, 4):
+    for _ops in itertools.product("ad", repeat=_n):
+        _make_cxr("".join(_ops))
+
+
+@builtin("last", group=G)
+def last(x: Any) -> Any:
+    """(last '(1 2 3)) returns the last element: 3; (last "abc") gives "c"."""
+    if isinstance(x, list):
+        return x[-1] if x else None
+    if isinstance(x, str):
+        return x[-1] if x else ""
+    if x is None:
+        return None
+    raise fail("last", "a list or a string", x)
+
+
+# ---------------------------------------------------------------- indexing
+
+def _at_one(container: Any, idx: Any) -> Any:
+    if isinstance(container, (list, str)):
+        return container[to_index("at", idx, len(container))]
+    if isinstance(container, dict):
+        return container.get(dict_key(container, idx))
+    lisp_at = getattr(container, "lisp_at", None)
+    if lisp_at is not None:  # library values (tensors) may be indexed the same way
+        return lisp_at(idx)
+    raise fail("at", "a list, a string or a dictionary", container)
+
+
+@builtin("at", "@", "nth", group=G, min_args=2, max_args=None)
+def at(container: Any, *indexes: Any) -> Any:
+    """(@ '(10 20 30) 1) returns the element at a position: 20; (@ m 1 0) goes into nested lists.
+
+    Negative positions count from the end; a dictionary is indexed by key (nil when missing); a
+    string gives its character. An out-of-range position is an error.
+    """
+    for idx in indexes:
+        container = _at_one(container, idx)
+    return container
+
+
+@builtin("set@", group=G, min_args=3, max_args=None)
+def set_at(container: Any, *args: Any) -> Any:
+    """(set@ l 1 "x") replaces the element at a position (or key) and returns the container.
+
+    (set@ m 1 0 v) goes into nested lists first; on a dictionary the position is a key.
+    """
+    *path, value = args
+    target = container
+    for idx in path[:-1]:
+        target = _at_one(target, idx)
+    idx = path[-1]
+    if isinstance(target, list):
+        target[to_index("set@", idx, len(target))] = value
+    elif isinstance(target, dict):
+        _dict_set("set@", target, idx, value)
+    elif isinstance(target, str):
+        raise LispEError("set@: strings cannot be modified in place")
+    else:
+        raise fail("set@", "a list or a dictionary", target)
+    return container
+
+
+def _dict_set(name: str, d: dict, k: Any, value: Any) -> None:
+    """Store `value` under `k`, keeping the dictionary's keys all strings or all numbers."""
+    k = normalize_key(name, k)
+    if d:
+        has_str = any(isinstance(key, str) for key in d)
+        if has_str and is_number(k):
+            k = dict_key(d, k)
+            if is_number(k):
+                k = show(k)
+        elif not has_str and isinstance(k, str):
+            k2 = dict_key(d, k)
+            if k2 in d:
+                k = k2
+            else:  # a string key turns a numeric dictionary into a string one
+                items = [(show(key), v) for key, v in d.items()]
+                d.clear()
+                d.update(items)
+    d[k] = value
+
+
+# ---------------------------------------------------------------- destructive updates
+
+@builtin("push", group=G, min_args=2, max_args=None)
+def push(lst: Any, *values: Any) -> list:
+    """(push l 4) appends values at the end of a list, in place, and returns the list."""
+    expect_list("push", lst)
+    lst.extend(values)
+    return lst
+
+
+@builtin("pushfirst", group=G, min_args=2, max_args=None)
+def pushfirst(lst: Any, *values: Any) -> list:
+    """(pushfirst l 0) inserts values at the front of a list, in place, and returns the list.
+
+    With several values each goes to the front in turn: (pushfirst '(3) 2 1) gives (1 2 3).
+    """
+    expect_list("pushfirst", lst)
+    for v in values:
+        lst.insert(0, v)
+    return lst
+
+
+@builtin("pop", group=G, min_args=1, max_args=2)
+def pop(container: Any, key: Any = None) -> Any:
+    """(pop l) removes the last element of a list (or the one at a position) and returns the list.
+
+    (pop d "k") removes a key from a dictionary and returns it; nil when there was nothing to remove.
+    (pop "abc") returns a new string without its last character ("ab"); (pop "abc" 0) gives "bc".
+    """
+    if isinstance(container, str):
+        if key is None:
+            return container[:-1]
+        i = expect_int("pop", key)
+        if i < 0 or i >= len(container):
+            return ""
+        return container[:i] + container[i + 1:]
+    if isinstance(container, list):
+        if not container:
+            return None
+        if key is None:
+            container.pop()
+            return container
+        i = expect_int("pop", key, "an integer position")
+        if i < 0:
+            i += len(container)
+        if not 0 <= i < len(container):
+            return None
+        del container[i]
+        return container
+    if isinstance(container, dict):
+        if key is None:
+            raise LispEError("pop: a dictionary needs a key to remove")
+        k = dict_key(container, key)
+        if k not in container:
+            return None
+        del container[k]
+        return container
+    raise fail("pop", "a list, a string or a dictionary", container)
+
+
+@builtin("popfirst", group=G)
+def popfirst(container: Any) -> Any:
+    """(popfirst l) removes the first element of a list in place and returns the list."""
+    if isinstance(container, str):
+        return container[1:]
+    if isinstance(container, list):
+        if not container:
+            return None
+        del container[0]
+        return container
+    raise fail("popfirst", "a list or a string", container)
+
+
+@builtin("insert", group=G, min_args=2, max_args=3)
+def insert(container: Any, value: Any, pos: Any = 0) -> Any:
+    """(insert l "x" 1) inserts a value at a position (default 0) in place and returns the list.
+
+    On a string it returns a new string: (insert "abc" "X" 1) gives "aXbc".
+    """
+    if isinstance(container, str):
+        if not isinstance(value, str):
+            value = show(value)
+        i = to_index("insert", pos, len(container), allow_end=True)
+        return container[:i] + value + container[i:]
+    if isinstance(container, list):
+        i = to_index("insert", pos, len(container), allow_end=True)
+        container.insert(i, value)
+        return container
+    raise fail("insert", "a list or a string", container)
+
+
+@builtin("extend", group=G)
+def extend(lst: Any, other: Any) -> list:
+    """(extend l '(4 5)) appends the elements of a second list to a list, in place; returns it."""
+    expect_list("extend", lst)
+    if isinstance(other, list):
+        lst.extend(other)
+    else:
+        lst.append(other)
+    return lst
+
+
+@builtin("reverse", group=G)
+def reverse(x: Any) -> Any:
+    """(reverse '(1 2 3)) returns a reversed copy: (3 2 1); (reverse "abc") gives "cba"."""
+    if isinstance(x, str):
+        return x[::-1]
+    if isinstance(x, list):
+        return like(x, x[::-1])
+    if x is None:
+        return None
+    raise fail("reverse", "a list or a string", x)
+
+
+@builtin("sort", group=G, ctx=True)
+def sort(ctx: Any, comparator: Any, lst: Any) -> list:
+    """(sort '< '(3 1 2)) sorts a list in place with a comparator and returns it: (1 2 3).
+
+    The comparator is any function of two arguments that is true when the first goes first:
+    '<, '>, a lambda. The sort is stable.
+    """
+    expect_list("sort", lst)
+
+    def cmp(a: Any, b: Any) -> int:
+        if truthy(ctx.call(comparator, a, b)):
+            return -1
+        if truthy(ctx.call(comparator, b, a)):
+            return 1
+        return 0
+
+    lst.sort(key=functools.cmp_to_key(cmp))
+    return lst
+
+
+# ---------------------------------------------------------------- size and search (all containers)
+
+@builtin("size", "length", group=G)
+def size(x: Any) -> int:
+    """(size '(1 2 3)) returns the number of elements: 3; works on strings and dictionaries too."""
+    if isinstance(x, (list, str, dict)):
+        return len(x)
+    if x is None:
+        return 0
+    lisp_size = getattr(x, "lisp_size", None)
+    if lisp_size is not None:
+        return lisp_size()
+    raise fail("size", "a list, a string or a dictionary", x)
+
+
+@builtin("find", group=G, min_args=2, max_args=3)
+def find(container: Any, value: Any, start: Any = 0) -> Any:
+    """(find "hello" "l") returns the first position of a value: 2; nil when absent.
+
+    On a list it looks for an equal element, on a string for a substring (from an optional start
+    position), on a dictionary for a value (returning its key).
+    """
+    if isinstance(container, str):
+        if not isinstance(value, str):
+            value = show(value)
+        s = expect_int("find", start, "an integer start position")
+        pos = container.find(value, s)
+        return None if pos < 0 else pos
+    if isinstance(container, list):
+        s = expect_int("find", start, "an integer start position")
+        for i in range(max(s, 0), len(container)):
+            if lisp_equal(container[i], value):
+                return i
+        return None
+    if isinstance(container, dict):
+        for k, v in container.items():
+            if lisp_equal(v, value):
+                return k
+        return None
+    raise fail("find", "a list, a string or a dictionary", container)
+
+
+@builtin("in", group=G)
+def in_(container: Any, value: Any) -> Any:
+    """(in '(1 2 3) 2) is true when a list holds a value, a string a substring, a dictionary a key."""
+    if isinstance(container, str):
+        if not isinstance(value, str):
+            value = show(value)
+        return True if value in container else None
+    if isinstance(container, list):
+        return True if any(lisp_equal(x, value) for x in container) else None
+    if isinstance(container, dict):
+        return True if dict_key(container, value) in container and not isinstance(value, (list, dict)) \
+            else None
+    if container is None:
+        return None
+    raise fail("in", "a list, a string or a dictionary", container)
+
+
+@builtin("count", group=G, min_args=2, max_args=3)
+def count(container: Any, value: Any, start: Any = 0) -> int:
+    """(count '(1 2 1 1) 1) counts the occurrences of a value: 3; in a string, of a substring."""
+    s = expect_int("count", start, "an integer start position")
+    if isinstance(container, str):
+        if not isinstance(value, str):
+            value = show(value)
+        if not value:
+            return 0
+        return container.count(value, s)
+    if isinstance(container, list):
+        return sum(1 for x in container[max(s, 0):] if lisp_equal(x, value))
+    if isinstance(container, dict):
+        return sum(1 for x in container.values() if lisp_equal(x, value))
+    raise fail("count", "a list, a string or a dictionary", container)
+
+
+# ---------------------------------------------------------------- reshaping
+
+@builtin("flatten", group=G)
+def flatten(x: Any) -> list:
+    """(flatten '(1 (2 (3 4)) 5)) flattens nested lists into one list: (1 2 3 4 5)."""
+    expect_list("flatten", x)
+    out: list = []
+    stack = [iter(x)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return typed_from(out) if type(x) in TYPED_LISTS else out
+
+
+@builtin("unique", group=G)
+def unique(x: Any) -> list:
+    """(unique '(1 2 1 3 2)) removes duplicates, keeping first occurrences: (1 2 3)."""
+    expect_list("unique", x)
+    out: list = []
+    seen: set = set()
+    for item in x:
+        try:
+            key = (type(item) is bool, item) if not isinstance(item, float) or item != int(item) \
+                else (False, int(item))
+            hash(key)
+        except (TypeError, ValueError, OverflowError):
+            key = None
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        elif any(lisp_equal(item, y) for y in out):
+            continue
+        out.append(item)
+    return like(x, out)
+
+
+@builtin("clone", group=G)
+def clone(x: Any) -> Any:
+    """(clone l) returns a deep copy of a list or dictionary: changing it leaves the original alone."""
+    if isinstance(x, (list, dict)):
+        return copy.deepcopy(x)
+    return x
+
+
+@builtin("zip", group=G, min_args=2, max_args=None)
+def zip_(*lists: Any) -> list:
+    """(zip '(1 2) '(a b)) pairs up the elements of lists of the same size: ((1 a) (2 b))."""
+    for lst in lists:
+        expect_list("zip", lst)
+    if len({len(lst) for lst in lists}) > 1:
+        raise LispEError("zip: the lists must have the same size")
+    return [list(t) for t in zip(*lists)]
+
+
+@builtin("zipwith", group=G, ctx=True, min_args=3, max_args=None)
+def zipwith(ctx: Any, fn: Any, *lists: Any) -> list:
+    """(zipwith '+ '(1 2) '(10 20)) applies a function to elements of lists taken in step: (11 22)."""
+    for lst in lists:
+        expect_list("zipwith", lst)
+    if len({len(lst) for lst in lists}) > 1:
+        raise LispEError("zipwith: the lists must have the same size")
+    return typed_from([ctx.call(fn, *t) for t in zip(*lists)])
+
+
+@builtin("extract", "@@", group=G, min_args=2, max_args=3)
+def extract(container: Any, beg: Any, end: Any = None) -> Any:
+    """(@@ "abcdef" 1 3) extracts a sub-list or substring from a start to an end position: "bc".
+
+    Positions may be negative (from the end); without an end it goes to the end. On a string, the
+    bounds may also be strings: (@@ "a[b]c" "[" "]") gives "b" (the text between them).
+    """
+    if isinstance(container, str) and (isinstance(beg, str) or isinstance(end, str)):
+        if isinstance(beg, str):
+            p = container.find(beg)
+            if p < 0:
+                return ""
+            b = p + len(beg)
+        else:
+            b = _slice_pos(len(container), beg)
+        if end is None:
+            return container[b:]
+        if isinstance(end, str):
+            q = container.find(end, b)
+            if q < 0:
+                return ""
+            return container[b:q]
+        return container[b:_slice_pos(len(container), end)]
+    if not isinstance(container, (list, str)):
+        raise fail("extract", "a list or a string", container)
+    n = len(container)
+    b = _slice_pos(n, expect_int("extract", beg, "an integer position"))
+    e = n if end is None else _slice_pos(n, expect_int("extract", end, "an integer position"))
+    part = container[b:e] if b <= e else container[0:0]
+    return part if isinstance(container, str) else like(container, part)
+
+
+def _slice_pos(n: int, i: Any) -> int:
+    i = int(i)
+    if i < 0:
+        i += n
+    return min(max(i, 0), n)
+
+
+# ---------------------------------------------------------------- ranges
+
+def _range(name: str, init: Any, limit: Any, step: Any, inclusive: bool) -> list:
+    for v in (init, limit, step):
+        expect_number(name, v)
+    if step == 0:
+        raise LispEError(f"{name}: the step cannot be 0")
+    ints = is_int(init) and is_int(limit) and is_int(step)
+    out: list = []
+    v = init
+    if ints:
+        stop = limit + (1 if step > 0 else -1) if inclusive else limit
+        return Integers(range(init, stop, step))
+    # floats: accumulate by index to avoid drift; a tiny tolerance keeps an exact limit inclusive
+    k = 0
+    eps = abs(step) * 1e-9 if inclusive else 0.0
+    while True:
+        v = init + k * step
+        if step > 0 and (v > limit + eps or (not inclusive and v >= limit)):
+            break
+        if step < 0 and (v < limit - eps or (not inclusive and v <= limit)):
+            break
+        out.append(float(v))
+        k += 1
+        if k > 100_000_000:
+            raise LispEError(f"{name}: range too large")
+    return Numbers(out)
+
+
+@builtin("range", group=G)
+def range_(init: Any, limit: Any, step: Any) -> list:
+    """(range 0 10 3) lists numbers from a start up to (not including) a limit by a step: (0 3 6 9)."""
+    return _range("range", init, limit, step, False)
+
+
+@builtin("rangein", group=G)
+def rangein(init: Any, limit: Any, step: Any) -> list:
+    """(rangein 0 9 3) lists numbers from a start up to and including a limit: (0 3 6 9)."""
+    return _range("rangein", init, limit, step, True)
+
+
+@builtin("irange", group=G, min_args=2, max_args=3)
+def irange(init: Any, limit_or_step: Any, step: Any = None) -> list:
+    """(irange 0 10 2) is a range from a start to a limit (excluded) by a step: (0 2 4 6 8).
+
+    LispE's two-argument form is an infinite range; here it is refused with an error, since lists
+    are materialized (use `loopcount` or `while` for unbounded loops).
+    """
+    if step is None:
+        raise LispEError("irange: infinite ranges (irange start step) are not supported; "
+                         "give a limit: (irange start limit step)")
+    return _range("irange", init, limit_or_step, step, False)
+
+
+def _iota(name: str, n: Any, base: int) -> list:
+    expect_number(name, n)
+    if is_int(n):
+        return Integers(range(base, n + base))
+    frac = n - int(n)
+    start = base + frac
+    out = []
+    v = start
+    while v <= n + base - 1 + 1e-12:
+        out.append(float(v))
+        v += 1
+    return Numbers(out)
+
+
+@builtin("iota", group=G, min_args=1, max_args=None)
+def iota(*ns: Any) -> list:
+    """(iota 5) lists the integers from 1 to n: (1 2 3 4 5); several arguments give several lists."""
+    if len(ns) == 1:
+        return _iota("iota", ns[0], 1)
+    return [_iota("iota", n, 1) for n in ns]
+
+
+@builtin("iota0", group=G, min_args=1, max_args=None)
+def iota0(*ns: Any) -> list:
+    """(iota0 5) lists the integers from 0 to n-1: (0 1 2 3 4); several arguments give several lists."""
+    if len(ns) == 1:
+        return _iota("iota0", ns[0], 0)
+    return [_iota("iota0", n, 0) for n in ns]
+
+
+@builtin("replicate", group=G)
+def replicate(n: Any, value: Any) -> list:
+    """(replicate 3 "a") builds a list of n copies of a value: ("a" "a" "a")."""
+    k = expect_int("replicate", n, "an integer count")
+    if k < 0:
+        raise LispEError("replicate: the count cannot be negative")
+    if isinstance(value, (list, dict)):
+        return [copy.deepcopy(value) for _ in range(k)]
+    return typed_from([value] * k)
+
+
+# ---------------------------------------------------------------- higher-order functions
+
+def _elements(name: str, x: Any) -> list:
+    if isinstance(x, list):
+        return x
+    if isinstance(x, str):
+        return list(x)
+    if x is None:
+        return []
+    raise fail(name, "a list", x)
+
+
+@builtin("map", group=G, ctx=True)
+def map_(ctx: Any, fn: Any, lst: Any) -> list:
+    """(map (lambda (x) (* x 2)) '(1 2 3)) applies a function to each element: (2 4 6)."""
+    return typed_from([ctx.call(fn, x) for x in _elements("map", lst)])
+
+
+@builtin("mapcar", group=G, ctx=True)
+def mapcar(ctx: Any, fn: Any, lst: Any) -> list:
+    """(mapcar 'upper '("a" "b")) applies a function to each element of a list: ("A" "B")."""
+    return typed_from([ctx.call(fn, x) for x in _elements("mapcar", lst)])
+
+
+@builtin("maplist", group=G, ctx=True)
+def maplist(ctx: Any, fn: Any, lst: Any) -> list:
+    """(maplist (lambda (x) (+ x 1)) '(1 2)) applies a function to each element (LispE's maplist): (2 3)."""
+    return typed_from([ctx.call(fn, x) for x in _elements("maplist", lst)])
+
+
+@builtin("filter", group=G, ctx=True)
+def filter_(ctx: Any, pred: Any, lst: Any) -> list:
+    """(filter '(< 3) '(1 5 2 4)) keeps the elements for which a predicate is true: (1 2)."""
+    src = _elements("filter", lst)
+    return like(lst, [x for x in src if truthy(ctx.call(pred, x))])
+
+
+@builtin("filterlist", group=G, ctx=True)
+def filterlist(ctx: Any, pred: Any, lst: Any) -> list:
+    """(filterlist (lambda (x) (> x 1)) '(1 2 3)) keeps the elements satisfying a predicate: (2 3)."""
+    src = _elements("filterlist", lst)
+    return like(lst, [x for x in src if truthy(ctx.call(pred, x))])
+
+
+@builtin("takewhile", group=G, ctx=True)
+def takewhile(ctx: Any, pred: Any, lst: Any) -> list:
+    """(takewhile '(< 3) '(1 2 5 1)) keeps the leading elements while a predicate holds: (1 2)."""
+    out = []
+    for x in _elements("takewhile", lst):
+        if not truthy(ctx.call(pred, x)):
+            break
+        out.append(x)
+    return like(lst, out)
+
+
+@builtin("dropwhile", group=G, ctx=True)
+def dropwhile(ctx: Any, pred: Any, lst: Any) -> list:
+    """(dropwhile '(< 3) '(1 2 5 1)) skips the leading elements while a predicate holds: (5 1)."""
+    src = _elements("dropwhile", lst)
+    i = 0
+    while i < len(src) and truthy(ctx.call(pred, src[i])):
+        i += 1
+    return like(lst, src[i:])
+
+
+@builtin("foldl", group=G, ctx=True)
+def foldl(ctx: Any, fn: Any, init: Any, lst: Any) -> Any:
+    """(foldl '- 10 '(1 2 3)) folds from the left: (- (- (- 10 1) 2) 3) = 4."""
+    acc = init
+    for x in _elements("foldl", lst):
+        acc = ctx.call(fn, acc, x)
+    return acc
+
+
+@builtin("foldr", group=G, ctx=True)
+def foldr(ctx: Any, fn: Any, init: Any, lst: Any) -> Any:
+    """(foldr '- 10 '(1 2 3)) folds from the right: (- 1 (- 2 (- 3 10))) = -8."""
+    acc = init
+    for x in reversed(_elements("foldr", lst)):
+        acc = ctx.call(fn, x, acc)
+    return acc
+
+
+@builtin("scanl", group=G, ctx=True)
+def scanl(ctx: Any, fn: Any, init: Any, lst: Any) -> list:
+    """(scanl '+ 0 '(1 2 3)) lists every intermediate value of a left fold: (0 1 3 6)."""
+    acc = init
+    out = [acc]
+    for x in _elements("scanl", lst):
+        acc = ctx.call(fn, acc, x)
+        out.append(acc)
+    return typed_from(out)
+
+
+# ---------------------------------------------------------------- reductions
+
+def _numbers(name: str, args: tuple) -> list:
+    items = list(args[0]) if len(args) == 1 and isinstance(args[0], list) else list(args)
+    for x in items:
+        expect_number(name, x, "numbers")
+    return items
+
+
+@builtin("sum", group=G, min_args=1, max_args=None)
+def sum_(*args: Any) -> Any:
+    """(sum '(1 2 3)) adds the numbers of a list: 6 (also (sum 1 2 3)); 0 for an empty list."""
+    items = _numbers("sum", args)
+    total: Any = 0
+    for x in items:
+        total += x
+    return total
+
+
+@builtin("product", group=G, min_args=1, max_args=None)
+def product(*args: Any) -> Any:
+    """(product '(2 3 4)) multiplies the numbers of a list: 24 (also (product 2 3 4)); 1 when empty."""
+    items = _numbers("product", args)
+    total: Any = 1
+    for x in items:
+        total *= x
+    return total
+
+
+def _extreme(name: str, args: tuple, pick_greater: bool) -> Any:
+    items = list(args[0]) if len(args) == 1 and isinstance(args[0], list) else list(args)
+    if not items:
+        raise LispEError(f"{name}: empty list")
+    best = items[0]
+    for x in items:
+        if is_number(x) and is_number(best) or isinstance(x, str) and isinstance(best, str):
+            if (x > best) if pick_greater else (x < best):
+                best = x
+        else:
+            raise LispEError(f"{name}: cannot compare {show_type(best)} and {show_type(x)}")
+    return best
+
+
+def show_type(x: Any) -> str:
+    from ..values import type_name
+
+    return type_name(x)
+
+
+@builtin("max", group=G, min_args=1, max_args=None)
+def max_(*args: Any) -> Any:
+    """(max 3 9 2) returns the largest argument: 9; (max '(3 9 2)) the largest element of a list."""
+    return _extreme("max", args, True)
+
+
+@builtin("min", group=G, min_args=1, max_args=None)
+def min_(*args: Any) -> Any:
+    """(min 3 9 2) returns the smallest argument: 2; (min '(3 9 2)) the smallest element of a list."""
+    return _extreme("min", args, False)

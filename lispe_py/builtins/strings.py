@@ -1,0 +1,280 @@
+"""String builtins (LispE names). Strings are immutable: every builtin returns a new string.
+
+`size`, `find`, `in`, `pop`, `count`, `reverse`, `at`, `extract` on strings live with their list
+versions in `lists.py` (one builtin per name); `rfind` lives here and also searches lists.
+"""
+from __future__ import annotations
+
+import string as _string
+import unicodedata
+from typing import Any
+
+from ..errors import LispEError
+from ..values import Strings, Symbol
+from ._common import expect_int, expect_list, expect_str, fail, lisp_equal, show
+from .registry import builtin
+
+G = "strings"
+
+
+@builtin("string", group=G)
+def string(x: Any) -> str:
+    """(string 42) converts any value to its printed form: "42"; a string is returned unchanged."""
+    return x if isinstance(x, str) else show(x)
+
+
+@builtin("split", group=G, min_args=1, max_args=2)
+def split(s: Any, sep: Any = None) -> Strings:
+    """(split "a,b,,c" ",") splits a string on a separator, dropping empty pieces: ("a" "b" "c").
+
+    Without a separator it splits on white space; with "" it splits into characters.
+    """
+    expect_str("split", s)
+    if sep is None:
+        return Strings(s.split())
+    expect_str("split", sep, "a string separator")
+    if sep == "":
+        return Strings(s)
+    return Strings(p for p in s.split(sep) if p != "")
+
+
+@builtin("splite", group=G, min_args=1, max_args=2)
+def splite(s: Any, sep: Any = None) -> Strings:
+    """(splite "a,b,,c" ",") splits a string on a separator, keeping empty pieces: ("a" "b" "" "c")."""
+    expect_str("splite", s)
+    if sep is None:
+        return Strings(s.split(" "))
+    expect_str("splite", sep, "a string separator")
+    if sep == "":
+        return Strings(s)
+    return Strings(s.split(sep))
+
+
+@builtin("trim", group=G)
+def trim(s: Any) -> str:
+    """(trim "  hi  ") removes white space at both ends of a string: "hi"."""
+    return expect_str("trim", s).strip()
+
+
+@builtin("trimleft", group=G)
+def trimleft(s: Any) -> str:
+    """(trimleft "  hi  ") removes white space at the start of a string: "hi  "."""
+    return expect_str("trimleft", s).lstrip()
+
+
+@builtin("trimright", group=G)
+def trimright(s: Any) -> str:
+    """(trimright "  hi  ") removes white space at the end of a string: "  hi"."""
+    return expect_str("trimright", s).rstrip()
+
+
+@builtin("upper", group=G)
+def upper(s: Any) -> str:
+    """(upper "abc") puts a string in upper case: "ABC"."""
+    return expect_str("upper", s).upper()
+
+
+@builtin("lower", group=G)
+def lower(s: Any) -> str:
+    """(lower "ABC") puts a string in lower case: "abc"."""
+    return expect_str("lower", s).lower()
+
+
+@builtin("replace", group=G, min_args=3, max_args=4)
+def replace(s: Any, find: Any, rep: Any, end: Any = None) -> str:
+    """(replace "a-b-c" "-" "+") replaces every occurrence of a substring: "a+b+c".
+
+    With four arguments, (replace "abcdef" "XY" 1 3) replaces the characters from position 1 up to 3
+    (excluded) with a string: "aXYdef" (LispE's index form).
+    """
+    expect_str("replace", s)
+    if end is None:
+        expect_str("replace", find, "a string to find")
+        if not isinstance(rep, str):
+            rep = show(rep)
+        if find == "":
+            raise LispEError("replace: the string to find is empty")
+        return s.replace(find, rep)
+    text = find if isinstance(find, str) else show(find)
+    n = len(s)
+    b = expect_int("replace", rep, "an integer position")
+    e = expect_int("replace", end, "an integer position")
+    if b < 0:
+        b += n
+    if b >= n:
+        raise LispEError(f"replace: position out of range: {rep}")
+    b = max(b, 0)
+    if e < 0:
+        e += n
+    if e < b:
+        raise LispEError(f"replace: position out of range: {end}")
+    e = min(e, n)
+    return s[:b] + text + s[e:]
+
+
+@builtin("join", group=G, min_args=1, max_args=2)
+def join(lst: Any, sep: Any = "") -> str:
+    """(join '("a" "b" "c") ",") joins the elements of a list into a string: "a,b,c" (default separator "")."""
+    expect_list("join", lst)
+    expect_str("join", sep, "a string separator")
+    return sep.join(x if isinstance(x, str) else show(x) for x in lst)
+
+
+@builtin("format", group=G, min_args=1, max_args=10)
+def format_(fmt: Any, *args: Any) -> str:
+    """(format "%1 is %2 years old" "Ann" 30) fills %1...%9 with its arguments: "Ann is 30 years old"."""
+    expect_str("format", fmt)
+    out = []
+    i = 0
+    n = len(fmt)
+    while i < n:
+        c = fmt[i]
+        if c == "%" and i + 1 < n and fmt[i + 1] in "123456789":
+            k = int(fmt[i + 1])
+            if k <= len(args):
+                v = args[k - 1]
+                out.append(v if isinstance(v, str) else show(v))
+            else:
+                out.append(fmt[i:i + 2])
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+@builtin("rfind", group=G, min_args=2, max_args=3)
+def rfind(container: Any, value: Any, start: Any = None) -> Any:
+    """(rfind "hello" "l") returns the last position of a substring (or list element): 3; nil if absent.
+
+    An optional position bounds the search: only occurrences starting before or at it count.
+    """
+    if isinstance(container, str):
+        if not isinstance(value, str):
+            value = show(value)
+        if start is None:
+            pos = container.rfind(value)
+        else:
+            pos = container.rfind(value, 0, expect_int("rfind", start) + len(value))
+        return None if pos < 0 else pos
+    if isinstance(container, list):
+        top = len(container) - 1 if start is None else min(expect_int("rfind", start), len(container) - 1)
+        for i in range(top, -1, -1):
+            if lisp_equal(container[i], value):
+                return i
+        return None
+    raise fail("rfind", "a string or a list", container)
+
+
+@builtin("startwith", group=G)
+def startwith(s: Any, prefix: Any) -> Any:
+    """(startwith "hello" "he") is true when a string starts with a non-empty prefix."""
+    expect_str("startwith", s)
+    expect_str("startwith", prefix, "a string prefix")
+    return True if prefix and s.startswith(prefix) else None
+
+
+@builtin("endwith", group=G)
+def endwith(s: Any, suffix: Any) -> Any:
+    """(endwith "hello" "lo") is true when a string ends with a non-empty suffix."""
+    expect_str("endwith", s)
+    expect_str("endwith", suffix, "a string suffix")
+    return True if suffix and s.endswith(suffix) else None
+
+
+@builtin("explode", group=G)
+def explode(s: Any) -> Strings:
+    """(explode "abc") splits a string into its characters: ("a" "b" "c")."""
+    return Strings(expect_str("explode", s))
+
+
+@builtin("atom", group=G)
+def atom(s: Any) -> Symbol:
+    """(atom "abc") turns a string into an atom (symbol): abc."""
+    if isinstance(s, Symbol):
+        return s
+    text = expect_str("atom", s, "a string")
+    if not text:
+        raise LispEError("atom: the empty string is not an atom")
+    return Symbol(text)
+
+
+@builtin("ord", group=G)
+def ord_(s: Any) -> Any:
+    """(ord "AB") returns the Unicode codes of a string's characters as integers: (65 66).
+
+    Like LispE, the result is always a list, (ord "A") being (65); an empty string gives ().
+    """
+    from ..values import Integers
+
+    return Integers(ord(c) for c in expect_str("ord", s))
+
+
+@builtin("chr", group=G)
+def chr_(n: Any) -> str:
+    """(chr 65) returns the character with a Unicode code: "A"."""
+    code = expect_int("chr", n, "an integer character code")
+    if not 0 <= code <= 0x10FFFF:
+        raise LispEError(f"chr: invalid character code {code}")
+    return chr(code)
+
+
+@builtin("left", group=G)
+def left(s: Any, n: Any) -> str:
+    """(left "hello" 2) returns the first n characters of a string: "he"."""
+    k = expect_int("left", n)
+    return expect_str("left", s)[:max(k, 0)]
+
+
+@builtin("right", group=G)
+def right(s: Any, n: Any) -> str:
+    """(right "hello" 3) returns the last n characters of a string: "llo"."""
+    k = expect_int("right", n)
+    text = expect_str("right", s)
+    return text[len(text) - k:] if 0 < k <= len(text) else (text if k > 0 else "")
+
+
+@builtin("middle", group=G)
+def middle(s: Any, pos: Any, n: Any) -> str:
+    """(middle "hello" 1 3) returns n characters from a position: "ell"."""
+    text = expect_str("middle", s)
+    p = expect_int("middle", pos)
+    k = expect_int("middle", n)
+    if p < 0:
+        p = max(p + len(text), 0)
+    return text[p:p + max(k, 0)]
+
+
+@builtin("padding", group=G)
+def padding(s: Any, c: Any, n: Any) -> str:
+    """(padding "ab" "." 5) pads a string on the right with a filler up to a length: "ab..."."""
+    text = s if isinstance(s, str) else show(s)
+    fill = expect_str("padding", c, "a string filler")
+    k = expect_int("padding", n)
+    if not fill:
+        raise LispEError("padding: the filler is empty")
+    missing = k - len(text)
+    if missing <= 0:
+        return text
+    return text + (fill * (missing // len(fill) + 1))[:missing]
+
+
+def _str_pred(name: str, test: Any, doc: str) -> None:
+    def f(s: Any) -> Any:
+        text = expect_str(name, s)
+        return True if text and test(text) else None
+
+    f.__name__ = name
+    f.__doc__ = doc
+    builtin(name, name[:-1] + "?", group=G)(f)
+
+
+_str_pred("lowerp", str.islower,
+          '(lowerp "abc") is true when a string has letters, all in lower case.')
+_str_pred("upperp", str.isupper,
+          '(upperp "ABC") is true when a string has letters, all in upper case.')
+_str_pred("alphap", str.isalpha, '(alphap "abc") is true when a non-empty string has only letters.')
+_str_pred("digitp", str.isdigit, '(digitp "123") is true when a non-empty string has only digits.')
+_str_pred("punctuationp",
+          lambda t: all(c in _string.punctuation or unicodedata.category(c).startswith("P") for c in t),
+          '(punctuationp "?!") is true when a non-empty string has only punctuation.')
