@@ -1,0 +1,215 @@
+"""ModelConfig: the shape of a decoder-only transformer, and its translation from Hugging Face configs."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ModelError
+
+ARCHS = ("llama", "gpt2")
+# Hugging Face model_type -> our arch. SmolLM(2) ships as model_type "llama".
+HF_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gpt2": "gpt2"}
+ACTIVATIONS = ("silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
+ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of one model; `None` fields get derived defaults in `__post_init__`.
+
+    `arch` is "llama" (Llama 2/3, Mistral, Qwen2, Qwen3, SmolLM: RMSNorm, RoPE, SwiGLU, GQA) or
+    "gpt2" (LayerNorm, learned positions, GELU MLP). `model_type` keeps the Hugging Face name.
+    """
+
+    arch: str = "llama"
+    vocab_size: int = 256
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int | None = None  # default: num_heads (no GQA)
+    head_dim: int | None = None  # default: hidden_size // num_heads (Qwen3 sets it explicitly)
+    intermediate_size: int | None = None  # default: 4 * hidden_size
+    max_position_embeddings: int = 2048
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None  # {"rope_type": "linear"|"llama3", "factor": ..., ...}
+    norm_eps: float = 1e-5
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False  # biases on q/k/v (Qwen2: True)
+    attention_out_bias: bool = False  # bias on the output projection (Llama attention_bias=True sets both)
+    qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3)
+    mlp_bias: bool = False
+    hidden_act: str | None = None  # default: "silu" (llama), "gelu_new" (gpt2)
+    sliding_window: int | None = None
+    layer_types: list[str] | None = None  # per layer "full_attention" | "sliding_attention"
+    attn_scale_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    model_type: str | None = None  # Hugging Face model_type, for the record
+    init_std: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ModelError(f"unsupported architecture {self.arch!r}; supported: {', '.join(ARCHS)}")
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "max_position_embeddings"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ModelError(f"model config: {name} must be a positive integer, got {value!r}")
+        if self.num_kv_heads is None:
+            self.num_kv_heads = self.num_heads
+        if self.num_heads % self.num_kv_heads:
+            raise ModelError(
+                f"model config: num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
+            )
+        if self.head_dim is None:
+            if self.hidden_size % self.num_heads:
+                raise ModelError(
+                    f"model config: hidden_size ({self.hidden_size}) is not a multiple of num_heads ({self.num_heads})"
+                )
+            self.head_dim = self.hidden_size // self.num_heads
+        if self.arch == "llama" and self.head_dim % 2:
+            raise ModelError(f"model config: head_dim must be even for RoPE, got {self.head_dim}")
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+        if self.hidden_act is None:
+            self.hidden_act = "silu" if self.arch == "llama" else "gelu_new"
+        if self.hidden_act not in ACTIVATIONS:
+            raise ModelError(f"model config: unsupported hidden_act {self.hidden_act!r}; supported: {ACTIVATIONS}")
+        if self.rope_scaling is not None:
+            kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type", "default"))
+            if kind not in ROPE_TYPES:
+                raise ModelError(f"model config: unsupported rope scaling {kind!r}; supported: {ROPE_TYPES}")
+            if kind == "default":
+                self.rope_scaling = None
+            else:
+                self.rope_scaling = {**self.rope_scaling, "rope_type": kind}
+                self.rope_scaling.pop("type", None)
+                if kind == "llama3":
+                    self.rope_scaling.setdefault("original_max_position_embeddings", self.max_position_embeddings)
+        if self.layer_types is not None and len(self.layer_types) != self.num_layers:
+            raise ModelError(f"model config: layer_types has {len(self.layer_types)} entries for {self.num_layers} layers")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """A config from our own keys (as written by `to_dict`); unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ModelError(f"model config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (round-trips through `from_dict`)."""
+        return dataclasses.asdict(self)
+
+    def layer_window(self, layer: int) -> int | None:
+        """The sliding-window size of `layer`, or None for full attention."""
+        if self.sliding_window is None:
+            return None
+        if self.layer_types is None:
+            return self.sliding_window
+        return self.sliding_window if self.layer_types[layer] == "sliding_attention" else None
+
+    @classmethod
+    def from_hf_config(cls, hf: dict[str, Any]) -> ModelConfig:
+        """Translate a Hugging Face `config.json` dict (Llama 2/3, Mistral, Qwen2, Qwen3, SmolLM, GPT-2)."""
+        model_type = hf.get("model_type")
+        if model_type not in HF_MODEL_TYPES:
+            raise ModelError(
+                f"unsupported model_type {model_type!r}; supported: {', '.join(sorted(HF_MODEL_TYPES))}"
+            )
+        if HF_MODEL_TYPES[model_type] == "gpt2":
+            return _gpt2_from_hf(hf)
+        return _llama_from_hf(hf, model_type)
+
+
+def _rope_from_hf(hf: dict[str, Any]) -> tuple[float, dict | None]:
+    # transformers 5 writes "rope_parameters" (theta inside); 4.x wrote "rope_theta" + "rope_scaling".
+    params = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+    theta = params.pop("rope_theta", None) or hf.get("rope_theta") or 10000.0
+    kind = params.get("rope_type", params.get("type", "default"))
+    if params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) != 1.0:
+        raise ModelError("unsupported: partial rotary embeddings (partial_rotary_factor != 1)")
+    if kind == "default":
+        return float(theta), None
+    if kind not in ROPE_TYPES:
+        raise ModelError(f"unsupported rope scaling {kind!r}; supported: {', '.join(ROPE_TYPES)}")
+    if kind == "llama3":
+        params.setdefault(
+            "original_max_position_embeddings",
+            hf.get("original_max_position_embeddings", hf.get("max_position_embeddings", 2048)),
+        )
+    params.pop("partial_rotary_factor", None)
+    return float(theta), params
+
+
+def _llama_from_hf(hf: dict[str, Any], model_type: str) -> ModelConfig:
+    heads = hf["num_attention_heads"]
+    theta, scaling = _rope_from_hf(hf)
+    bias = bool(hf.get("attention_bias", False))
+    qkv_bias, out_bias = (True, False) if model_type == "qwen2" else (bias, bias)
+    window = None
+    layer_types = None
+    if model_type == "mistral" or hf.get("use_sliding_window"):
+        window = hf.get("sliding_window")
+    if window is not None:
+        layer_types = hf.get("layer_types")
+        if layer_types is None and model_type != "mistral":
+            first = hf.get("max_window_layers", 0)
+            layer_types = [
+                "sliding_attention" if i >= first else "full_attention" for i in range(hf["num_hidden_layers"])
+            ]
+    return ModelConfig(
+        arch="llama",
+        model_type=model_type,
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=hf.get("num_key_value_heads") or heads,
+        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+        intermediate_size=hf["intermediate_size"],
+        max_position_embeddings=hf.get("max_position_embeddings", 2048),
+        rope_theta=theta,
+        rope_scaling=scaling,
+        norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        attention_bias=qkv_bias,
+        attention_out_bias=out_bias,
+        qk_norm=model_type == "qwen3",
+        mlp_bias=bool(hf.get("mlp_bias", False)),
+        hidden_act=hf.get("hidden_act", "silu"),
+        sliding_window=window,
+        layer_types=layer_types,
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=hf.get("eos_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+        init_std=hf.get("initializer_range", 0.02),
+    )
+
+
+def _gpt2_from_hf(hf: dict[str, Any]) -> ModelConfig:
+    hidden = hf.get("n_embd", 768)
+    return ModelConfig(
+        arch="gpt2",
+        model_type="gpt2",
+        vocab_size=hf.get("vocab_size", 50257),
+        hidden_size=hidden,
+        num_layers=hf.get("n_layer", 12),
+        num_heads=hf.get("n_head", 12),
+        intermediate_size=hf.get("n_inner") or 4 * hidden,
+        max_position_embeddings=hf.get("n_positions", 1024),
+        norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        attention_bias=True,
+        attention_out_bias=True,
+        mlp_bias=True,
+        hidden_act=hf.get("activation_function", "gelu_new"),
+        attn_scale_by_layer=bool(hf.get("scale_attn_by_inverse_layer_idx", False)),
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=hf.get("eos_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+        init_std=hf.get("initializer_range", 0.02),
+    )

@@ -1,0 +1,326 @@
+"""Shared pieces of our decoders: norms, the static KV cache, attention, RoPE, and the model base class.
+
+gpt-fast style: the KV cache is preallocated once (`setup_cache`), RoPE tables are precomputed, q/k/v
+are one fused projection. A decode step slices preallocated buffers with Python ints; it does no work
+that grows with the vocabulary, and its only length-dependent work is the attention itself.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .errors import ModelError
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in float32 and cast back, exactly as transformers' LlamaRMSNorm."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
+def activation(name: str):
+    """The elementwise activation function named as in Hugging Face configs."""
+    if name == "silu":
+        return F.silu
+    if name == "relu":
+        return F.relu
+    if name == "gelu":
+        return F.gelu
+    return lambda x: F.gelu(x, approximate="tanh")  # gelu_new, gelu_pytorch_tanh, gelu_fast
+
+
+class KVCache(nn.Module):
+    """Static key/value buffers [max_batch, kv_heads, max_seq_len, head_dim], written by slot."""
+
+    def __init__(self, batch: int, kv_heads: int, seq_len: int, head_dim: int, dtype, device) -> None:
+        super().__init__()
+        shape = (batch, kv_heads, seq_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k/v [B, H, T, D] at slots start..start+T-1; return views of slots 0..start+T-1."""
+        b, end = k.shape[0], start + k.shape[2]
+        self.k[:b, :, start:end] = k
+        self.v[:b, :, start:end] = v
+        return self.k[:b, :, :end], self.v[:b, :, :end]
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
+    """Inverse RoPE frequencies in float32, with linear or llama3 scaling (as transformers computes them)."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    scaling = config.rope_scaling
+    if scaling is None:
+        return inv_freq
+    factor = scaling["factor"]
+    if scaling["rope_type"] == "linear":
+        return inv_freq / factor
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_len = scaling["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old_len / low, old_len / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, scaled)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with GQA, one fused q/k/v projection, optional q/k RMSNorm and RoPE."""
+
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
+        self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        self.wqkv = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
+        self.wo = nn.Linear(self.q_size, config.hidden_size, bias=config.attention_out_bias)
+        self.q_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
+        self.window = config.layer_window(layer)
+        self.scale = self.head_dim**-0.5 / ((layer + 1) if config.attn_scale_by_layer else 1)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, rope, mask, start: int | None) -> torch.Tensor:
+        """x [B, T, hidden]; rope (cos, sin) broadcastable to [B, 1, T, D] or None; mask from `masks`;
+        start: first cache slot written (None: no cache, attend within x only)."""
+        b, t, _ = x.shape
+        q, k, v = self.wqkv(x).split((self.q_size, self.kv_size, self.kv_size), dim=-1)
+        q = q.view(b, t, self.n_heads, self.head_dim)
+        k = k.view(b, t, self.n_kv, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+        if start is not None:
+            k, v = self.kv_cache.update(start, k, v)
+        attn_mask, is_causal = mask[self.window]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
+        )
+        return self.wo(y.transpose(1, 2).reshape(b, t, self.q_size))
+
+
+class DecoderModel(nn.Module):
+    """Base of our decoders: cache management, masks, the forward contract of docs/internals.md.
+
+    Subclasses build `self.layers` (blocks called as `block(x, rope, masks, start)`) and define
+    `_embed(input_ids, positions)`, `_head(x)`, and `uses_rope`.
+    """
+
+    arch = ""
+    uses_rope = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = None
+        self.chat_template: str | None = None
+        self.special_tokens: dict = {
+            "bos_token_id": config.bos_token_id,
+            "eos_token_id": config.eos_token_id,
+            "pad_token_id": config.pad_token_id,
+        }
+        self.max_batch_size = 0
+        self.max_seq_len = 0
+        self._kv_len = 0
+        self._windows = sorted({config.layer_window(i) for i in range(config.num_layers)}, key=lambda w: w or 0)
+        self.register_buffer("_slots", torch.arange(0), persistent=False)
+        self.register_buffer("_cos", torch.zeros(0), persistent=False)
+        self.register_buffer("_sin", torch.zeros(0), persistent=False)
+        self._rope_len = 0
+
+    # ----- dtype / device bookkeeping -----
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to(dtype)/.to(device)/.half(): rebuild the RoPE tables from float32 so they never carry the
+        # rounding of an earlier, lower precision.
+        out = super()._apply(fn, recurse)
+        if self.uses_rope and self._rope_len:
+            self._build_rope(self._rope_len)
+        return out
+
+    def _build_rope(self, n: int) -> None:
+        inv_freq = rope_inv_freq(self.config).to(self.device)
+        freqs = torch.arange(n, device=self.device, dtype=torch.float32)[:, None] * inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self._cos = emb.cos().to(self.dtype)
+        self._sin = emb.sin().to(self.dtype)
+        self._rope_len = n
+
+    def _ensure_rope(self, n: int) -> None:
+        if self.uses_rope and n > self._rope_len:
+            self._build_rope(max(n, 2 * self._rope_len))
+
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (tied embeddings counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    # ----- the static KV cache -----
+    def setup_cache(self, batch_size: int, max_seq_len: int) -> None:
+        """Allocate the static KV cache for up to `batch_size` rows of `max_seq_len` slots.
+
+        Reuses the existing cache when it is already large enough and of the model's dtype and device.
+        """
+        if max_seq_len > self.config.max_position_embeddings and self.arch == "gpt2":
+            raise ModelError(
+                f"sequence length {max_seq_len} exceeds the model's context ({self.config.max_position_embeddings})"
+            )
+        first = self.layers[0].attn.kv_cache
+        if (
+            first is not None
+            and batch_size <= self.max_batch_size
+            and max_seq_len <= self.max_seq_len
+            and first.k.dtype == self.dtype
+            and first.k.device == self.device
+        ):
+            return
+        batch_size, max_seq_len = max(batch_size, self.max_batch_size), max(max_seq_len, self.max_seq_len)
+        c = self.config
+        for block in self.layers:
+            block.attn.kv_cache = None  # free the old buffers before allocating new ones
+        for block in self.layers:
+            block.attn.kv_cache = KVCache(batch_size, c.num_kv_heads, max_seq_len, c.head_dim, self.dtype, self.device)
+        self.max_batch_size, self.max_seq_len = batch_size, max_seq_len
+        self._slots = torch.arange(max_seq_len, device=self.device)
+        self._kv_len = 0
+        self._ensure_rope(max_seq_len)
+
+    def reorder_cache(self, index: torch.Tensor) -> None:
+        """Beam search: cache row i becomes old row index[i] (for the first len(index) rows)."""
+        b, n = index.shape[0], self._kv_len
+        index = index.to(self.device)
+        for block in self.layers:
+            cache = block.attn.kv_cache
+            cache.k[:b, :, :n] = cache.k[:, :, :n].index_select(0, index)
+            cache.v[:b, :, :n] = cache.v[:, :, :n].index_select(0, index)
+
+    # ----- masks and rope for one call -----
+    def _masks(self, start: int, end: int, kv_mask: torch.Tensor | None, slots: torch.Tensor) -> dict:
+        """{window: (attn_mask or None, is_causal)} for queries at slots start..end-1 over slots 0..end-1."""
+        t = end - start
+        masks = {}
+        for window in self._windows:
+            if kv_mask is None and (window is None or window >= end):
+                if t == 1:
+                    masks[window] = (None, False)
+                    continue
+                if start == 0:
+                    masks[window] = (None, True)
+                    continue
+            k = slots[:end][None, :]
+            q = slots[start:end][:, None]
+            m = k <= q
+            if window is not None:
+                m = m & (k > q - window)
+            if kv_mask is not None:
+                # Left padding: hide pad slots; a pad query still sees itself so no row is all -inf.
+                m = m[None, None] & (kv_mask[:, None, None, :end].bool() | (k == q))
+            masks[window] = (m, False)
+        return masks
+
+    def _rope(self, position_ids: torch.Tensor | None, start: int, end: int):
+        if not self.uses_rope:
+            return None
+        if position_ids is None:
+            return self._cos[start:end], self._sin[start:end]
+        return self._cos[position_ids].unsqueeze(1), self._sin[position_ids].unsqueeze(1)
+
+    # ----- forward passes -----
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        input_pos: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        kv_mask: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Run tokens [B, T] through the model, writing cache slots `input_pos` (contiguous) -> float32 logits.
+
+        position_ids [B, T] (default: the slots); kv_mask [B, S] bool, False on left padding.
+        """
+        if self.layers[0].attn.kv_cache is None:
+            raise ModelError("the KV cache is not set up: call model.setup_cache(batch_size, max_seq_len) first")
+        b, t = input_ids.shape
+        start = int(input_pos[0])
+        end = start + t
+        if end > self.max_seq_len or b > self.max_batch_size:
+            raise ModelError(
+                f"input of batch {b} at slots {start}..{end - 1} does not fit the KV cache "
+                f"(batch {self.max_batch_size}, {self.max_seq_len} slots): call setup_cache with larger sizes"
+            )
+        self._kv_len = max(self._kv_len, end) if start else end
+        masks = self._masks(start, end, kv_mask, self._slots)
+        if position_ids is None:
+            positions = self._slots[start:end]
+        else:
+            positions = position_ids
+        x = self._embed(input_ids, positions)
+        rope = self._rope(position_ids, start, end)
+        for block in self.layers:
+            x = block(x, rope, masks, start)
+        if last_only:
+            x = x[:, -1:]
+        return self._head(x)
+
+    def forward_full(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, T, V] (float32) for whole sequences without touching the cache (scoring, logprobs).
+
+        attention_mask [B, T] (1 = token, 0 = left padding) sets the positions as transformers does.
+        """
+        b, t = input_ids.shape
+        self._ensure_rope(t)
+        slots = torch.arange(t, device=input_ids.device)
+        if attention_mask is None:
+            position_ids = None
+            positions = slots
+        else:
+            attention_mask = attention_mask.to(input_ids.device)
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            positions = position_ids
+        masks = self._masks(0, t, attention_mask, slots)
+        x = self._embed(input_ids, positions)
+        rope = self._rope(position_ids, 0, t)
+        for block in self.layers:
+            x = block(x, rope, masks, None)
+        return self._head(x)
+
+    def _embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.norm(x)).float()
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"arch={self.arch}, layers={c.num_layers}, hidden={c.hidden_size}, vocab={c.vocab_size}"

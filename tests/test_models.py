@@ -1,0 +1,221 @@
+"""Our decoders against transformers on tiny random models: same weights -> same logits (<= 1e-4 fp32),
+full forward, cached incremental decode, and left-padded batches; plus cache, dtype and config behaviour."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from lispe_py.models import ModelConfig, ModelError, create_model, model_from_hf  # noqa: E402
+
+torch.set_flush_denormal(True)
+TOL = 1e-4
+VOCAB = 96
+
+# Every supported Hugging Face architecture, tiny, with the features that make it differ from Llama.
+HF_CONFIGS = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=2, attention_bias=True, mlp_bias=True)),
+    "llama3_rope": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(
+            num_key_value_heads=1,
+            rope_parameters=dict(
+                rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
+                high_freq_factor=4.0, original_max_position_embeddings=16,
+            ),
+        ),
+    ),
+    "smollm_tied": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=2, tie_word_embeddings=True)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(num_key_value_heads=2, sliding_window=5)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(num_key_value_heads=2)),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(num_key_value_heads=2, head_dim=24)),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_embd=64, n_layer=2, n_head=4, n_positions=64)),
+}
+COMMON = dict(
+    vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+    max_position_embeddings=64,
+)
+
+
+def _build_hf(name: str):
+    config_cls, model_cls, extra = HF_CONFIGS[name]
+    kwargs = dict(vocab_size=VOCAB, **extra) if name == "gpt2" else {**COMMON, **extra}
+    config = getattr(transformers, config_cls)(**kwargs)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(1)
+    hf = getattr(transformers, model_cls)(config).eval()
+    with torch.no_grad():  # randomize everything (norm weights and biases too) so every path is exercised
+        for p in hf.parameters():
+            p.normal_(0.0, 0.15)
+    return hf
+
+
+@pytest.fixture(scope="module", params=sorted(HF_CONFIGS))
+def pair(request):
+    hf = _build_hf(request.param)
+    return request.param, hf, model_from_hf(hf)
+
+
+@pytest.fixture(scope="module")
+def ids():
+    return torch.randint(0, VOCAB, (2, 11), generator=torch.Generator().manual_seed(3))
+
+
+def test_full_forward_matches(pair, ids):
+    name, hf, ours = pair
+    with torch.no_grad():
+        ref = hf(ids).logits
+        got = ours.forward_full(ids)
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    assert (ref - got).abs().max().item() <= TOL, name
+
+
+def test_cached_decode_matches(pair, ids):
+    name, hf, ours = pair
+    with torch.no_grad():
+        ref = hf(ids).logits
+        ours.setup_cache(2, 16)
+        pieces = [ours(ids[:, :4], torch.arange(4))]
+        for i in range(4, ids.shape[1]):
+            pieces.append(ours(ids[:, i : i + 1], torch.tensor([i])))
+        last = ours(ids[:, :7], torch.arange(7), last_only=True)  # a new prefill reuses the cache
+    got = torch.cat(pieces, dim=1)
+    assert (ref - got).abs().max().item() <= TOL, name
+    assert last.shape == (2, 1, VOCAB)
+    assert (last[:, 0] - ref[:, 6]).abs().max().item() <= TOL
+
+
+def test_left_padded_batch_matches(pair, ids):
+    name, hf, ours = pair
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    kv_mask = torch.zeros(2, 16, dtype=torch.bool)
+    kv_mask[:, : ids.shape[1]] = mask.bool()
+    with torch.no_grad():
+        ref = hf(ids, attention_mask=mask, position_ids=position_ids).logits
+        alone = hf(ids[1:, 4:]).logits
+        full = ours.forward_full(ids, attention_mask=mask)
+        ours.setup_cache(2, 16)
+        pieces = [ours(ids[:, :6], torch.arange(6), position_ids=position_ids[:, :6], kv_mask=kv_mask)]
+        for i in range(6, ids.shape[1]):
+            pieces.append(ours(ids[:, i : i + 1], torch.tensor([i]), position_ids[:, i : i + 1], kv_mask))
+    got = torch.cat(pieces, dim=1)
+    real = mask.bool()
+    assert (ref - full)[real].abs().max().item() <= TOL, name
+    assert (ref - got)[real].abs().max().item() <= TOL, name
+    assert (alone[0] - got[1, 4:]).abs().max().item() <= TOL, name  # a padded row equals the row alone
+    assert torch.isfinite(got).all()
+
+
+def test_reorder_cache(pair, ids):
+    name, hf, ours = pair
+    with torch.no_grad():
+        ours.setup_cache(2, 16)
+        ours(ids[:, :5], torch.arange(5))
+        ours.reorder_cache(torch.tensor([1, 1]))
+        step = ours(ids[1:, 5:6].expand(2, 1), torch.tensor([5]))
+        ref = hf(ids[1:, :6]).logits[:, -1]
+    assert (step[0, 0] - ref[0]).abs().max().item() <= TOL
+    assert (step[1, 0] - ref[0]).abs().max().item() <= TOL
+
+
+def test_config_translation_and_parameter_count(pair):
+    name, hf, ours = pair
+    assert ours.num_parameters() == sum(p.numel() for p in hf.parameters())
+    assert ours.arch == ("gpt2" if name == "gpt2" else "llama")
+    assert ours.config.vocab_size == VOCAB
+
+
+# ----- our own behaviour (no oracle needed) -----
+
+def test_create_model_is_seeded_and_reproducible():
+    cfg = dict(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, seed=7)
+    a, b = create_model(cfg), create_model(cfg)
+    c = create_model({**cfg, "seed": 8})
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        la, lb, lc = a.forward_full(ids), b.forward_full(ids), c.forward_full(ids)
+    assert torch.equal(la, lb)
+    assert not torch.equal(la, lc)
+    assert la.shape == (1, 4, 50)
+
+
+def test_cache_must_be_set_up_and_large_enough():
+    model = create_model(ModelConfig(vocab_size=40, hidden_size=32, num_layers=1, num_heads=2))
+    ids = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ModelError, match="setup_cache"):
+        model(ids, torch.arange(3))
+    model.setup_cache(1, 4)
+    with pytest.raises(ModelError, match="does not fit"):
+        model(torch.tensor([[1, 2, 3, 4, 5]]), torch.arange(5))
+    with pytest.raises(ModelError, match="does not fit"):
+        model(torch.tensor([[1], [2]]), torch.tensor([0]))
+
+
+def test_setup_cache_reuses_buffers_and_grows():
+    model = create_model(ModelConfig(vocab_size=40, hidden_size=32, num_layers=1, num_heads=2))
+    model.setup_cache(2, 8)
+    k = model.layers[0].attn.kv_cache.k
+    model.setup_cache(1, 6)
+    assert model.layers[0].attn.kv_cache.k is k
+    model.setup_cache(3, 8)
+    assert model.layers[0].attn.kv_cache.k.shape[0] == 3
+    # A smaller batch after a larger one gives the same logits.
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        assert (model(ids, torch.arange(3)) - model.forward_full(ids)).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_dtype_switch_keeps_cache_and_rope_consistent(dtype):
+    cfg = ModelConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, seed=2)
+    model = create_model(cfg)
+    ids = torch.tensor([[3, 9, 27, 17, 5]])
+    with torch.no_grad():
+        model.setup_cache(1, 8)
+        ref = model.forward_full(ids)
+        model.to(dtype)
+        assert model.layers[0].attn.kv_cache.k.dtype == dtype
+        assert model._cos.dtype == dtype
+        low = model(ids, torch.arange(5))
+        assert low.dtype == torch.float32
+        assert (low - ref).abs().max() < 0.1
+        model.to(torch.float32)
+        model.setup_cache(1, 8)
+        back = model(ids, torch.arange(5))
+    # Back in float32 the RoPE tables are rebuilt exactly (weights were rounded by the round trip).
+    rebuilt = create_model(cfg)
+    rebuilt._build_rope(model._rope_len)
+    assert torch.equal(model._cos, rebuilt._cos)
+    assert (back - ref).abs().max() < 0.1
+
+
+def test_config_errors():
+    with pytest.raises(ModelError, match="unsupported architecture"):
+        ModelConfig(arch="mamba")
+    with pytest.raises(ModelError, match="unknown key"):
+        ModelConfig.from_dict({"hidden": 3})
+    with pytest.raises(ModelError, match="multiple of num_kv_heads"):
+        ModelConfig(num_heads=4, num_kv_heads=3)
+    with pytest.raises(ModelError, match="unsupported model_type"):
+        ModelConfig.from_hf_config({"model_type": "bert"})
+    with pytest.raises(ModelError, match="rope scaling"):
+        ModelConfig.from_hf_config(
+            {**COMMON, "model_type": "llama", "rope_scaling": {"type": "yarn", "factor": 2.0}}
+        )
+
+
+def test_config_from_old_style_hf_dict():
+    cfg = ModelConfig.from_hf_config(
+        {
+            **COMMON, "model_type": "llama", "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192},
+        }
+    )
+    assert cfg.rope_theta == 500000.0 and cfg.rope_scaling["rope_type"] == "llama3"
+    assert cfg.num_kv_heads == 4 and cfg.head_dim == 16 and cfg.norm_eps == 1e-5
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
