@@ -25,7 +25,12 @@ def _path(ctx: Any, name: str, path: Any, write: bool) -> str:
     p = expect_str(name, path, "a file name")
     if not p:
         raise LispEError(f"{name}: empty file name")
-    ctx.interp.check_file_access(p, write=write)
+    try:
+        ctx.interp.check_file_access(p, write=write)
+    except LispEError as exc:  # sandbox refusal: say which builtin was refused
+        if not exc.message.startswith(name):
+            raise LispEError(f"{name}: {exc.message}") from None
+        raise
     return os.path.expanduser(p)
 
 
