@@ -24,7 +24,7 @@ def show_quoted(value: Any) -> str:
     """The printed form of a value as it appears inside a container (strings quoted)."""
     from .. import printer
 
-    return printer.to_repr(value)
+    return printer.repr_string(value)
 
 
 def describe(value: Any) -> str:
@@ -155,11 +155,20 @@ def to_index(name: str, idx: Any, size: int, *, allow_end: bool = False) -> int:
     return i
 
 
+_ABSENT = object()
+
+
 def dict_key(d: dict, k: Any) -> Any:
     """The key under which `k` is stored in `d` (str keys accept numbers as their printed form, and
-    numeric keys accept numeric strings), or `k` itself when absent."""
-    if k in d and not isinstance(k, bool):
-        return k
+    numeric keys accept numeric strings), or `k` itself when absent. A value that cannot be a key
+    (a list, a dictionary, nil, true) gives a marker that is never present."""
+    if isinstance(k, (list, dict, bool)) or k is None:
+        return _ABSENT
+    try:
+        if k in d:
+            return k
+    except TypeError:  # an unhashable library value
+        return _ABSENT
     if is_number(k):
         s = show(k)
         if s in d:

@@ -381,8 +381,7 @@ def in_(container: Any, value: Any) -> Any:
     if isinstance(container, list):
         return True if any(lisp_equal(x, value) for x in container) else None
     if isinstance(container, dict):
-        return True if dict_key(container, value) in container and not isinstance(value, (list, dict)) \
-            else None
+        return True if dict_key(container, value) in container else None
     if container is None:
         return None
     raise fail("in", "a list, a string or a dictionary", container)

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from ..errors import LispEError
 from ..values import Float, Floats, Integers, Numbers, TYPED_LISTS
-from ._common import describe, expect_int, expect_number, is_int, is_number, lisp_equal, show
+from ._common import (describe, expect_int, expect_number, is_int, is_number, lisp_equal, show,
+                      show_quoted)
 from .registry import builtin
 
 G = "numbers"
@@ -195,11 +196,7 @@ def _parse_number(name: str, s: str) -> int | float:
     try:
         return float(text)
     except ValueError:
-        raise LispEError(f"{name}: cannot convert the string {show_q(s)} to a number") from None
-
-
-def show_q(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        raise LispEError(f"{name}: cannot convert the string {show_quoted(s)} to a number") from None
 
 
 @builtin("integer", group=G)
