@@ -1,0 +1,869 @@
+"""Compile Lisp data into Python closures, once per form.
+
+`Compiler.compile_toplevel(form)` returns `(node, nslots)`: run it with a fresh top frame. Every
+compiled node is `node(frame) -> value` (see `runtime` for frames, cells and tail calls).
+
+What happens at compile time: special forms are dispatched through `SPECIAL_FORMS`; macros are
+expanded; variables resolve to frame slots (params, `let`, locals found by pre-scanning a function
+body for `setq`/loop variables) or to global cells; calls are specialised by arity; `+ - * < ...`
+on two operands are inlined for ints when the name is not rebound; tail positions (end of a body,
+`if`/`cond`/`block`/`check`... branches) build `TailCall`s instead of calling.
+
+Hot node shapes (binary operators, `if`, calls) are generated from small Python source templates
+(`_Template`), compiled once per shape and instantiated with `exec` into a namespace holding the
+constants, sub-nodes and cells: this is what makes a Lisp call cost a few Python calls.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .builtins.arith import COMPARISONS, INLINE_BINARY, add2, div2, mul2, sub2
+from .builtins.registry import Builtin, lookup
+from .errors import LispEError, LispEThrow
+from .reader import DictForm, Form, Source
+from .runtime import (UNSET, BreakSignal, Cell, ErrorValue, FunctionCode, Lambda, PatternFunction,
+                      ReturnSignal, RuntimeState, Signal, TailCall, call_builtin, call_python,
+                      is_function, unknown_function, wrap_exception)
+from .values import VOID, Symbol, truthy
+
+Node = Callable[[list], Any]
+Pos = "tuple[Source | None, int | None, int | None] | None"
+
+S = Symbol
+_QUOTE, _DOLLAR, _UNDERSCORE = S("quote"), S("$"), S("_")
+_NIL_SYMBOLS = {"nil": None, "false": None, "_": None, "true": True}
+
+
+def err_at(exc: LispEError, pos: Any) -> LispEError:
+    """Give `exc` the position `pos` (source, line, column) unless it has one."""
+    if pos is not None and exc.line is None:
+        src = pos[0]
+        exc.with_position(src.name if src else None, pos[1], pos[2], src.line(pos[1]) if src else None)
+    return exc
+
+
+def form_pos(form: Any) -> Any:
+    line = getattr(form, "line", None)
+    if line is None:
+        return None
+    return (form.source, line, form.column)
+
+
+# --- scopes --------------------------------------------------------------------------------------
+
+class Scope:
+    """Compile-time view of one frame: which names live in which slot.
+
+    kind: "top" (a top-level form's frame: unknown names are globals), "fn" (defun/defpat body: a
+    `setq` of a new name makes a local) or "lambda" (a `setq` of a name bound in an enclosing frame
+    updates it there).
+    """
+
+    __slots__ = ("parent", "kind", "names", "sure", "nslots", "self_index", "has_return", "name")
+
+    def __init__(self, parent: "Scope | None", kind: str, name: str = ""):
+        self.parent = parent
+        self.kind = kind
+        self.names: dict[str, int] = {}
+        self.sure: set[int] = set()  # slots always bound when read (params, let variables)
+        self.nslots = 1  # slot 0: the enclosing frame
+        self.self_index = -1
+        self.has_return = False
+        self.name = name
+
+    def new_slot(self, name: str | None, sure: bool = False) -> int:
+        i = self.nslots
+        self.nslots += 1
+        if name is not None:
+            self.names[name] = i
+        if sure:
+            self.sure.add(i)
+        return i
+
+    def function_scope(self) -> "Scope | None":
+        s: Scope | None = self
+        while s is not None and s.kind == "top":
+            s = s.parent
+        return s
+
+
+# --- code templates ------------------------------------------------------------------------------
+
+_code_cache: dict[str, Any] = {}
+
+
+def _instantiate(src: str, ns: dict[str, Any]) -> Node:
+    """Turn template source defining `node` into a function whose globals are `ns`."""
+    code = _code_cache.get(src)
+    if code is None:
+        code = _code_cache[src] = compile(src, "<lispe>", "exec")
+    exec(code, ns)
+    return ns["node"]
+
+
+class _Operand:
+    """How an operand is fetched inside a template: an inline expression or a sub-node call."""
+
+    __slots__ = ("kind", "value")
+
+    def __init__(self, kind: str, value: Any):
+        self.kind = kind  # "const" | "slot" | "node" | "global"
+        self.value = value
+
+    def fetch(self, var: str, key: str, ns: dict[str, Any], indent: str) -> str:
+        """Python lines assigning the operand to `var`, registering what they need in `ns`."""
+        if self.kind == "const":
+            ns[key] = self.value
+            return f"{indent}{var} = {key}\n"
+        if self.kind == "slot":
+            return f"{indent}{var} = f[{self.value}]\n"
+        if self.kind == "global":
+            cell, missing = self.value
+            ns[key] = cell
+            ns[key + "_M"] = missing
+            return (f"{indent}{var} = {key}.v\n"
+                    f"{indent}if {var} is UNSET:\n{indent}    {var} = {key}_M()\n")
+        ns[key] = self.value
+        return f"{indent}{var} = {key}(f)\n"
+
+    def expr(self, key: str, ns: dict[str, Any]) -> str | None:
+        """An inline expression for the operand, if it has one (constants and bound slots)."""
+        if self.kind == "const":
+            ns[key] = self.value
+            return key
+        if self.kind == "slot":
+            return f"f[{self.value}]"
+        return None
+
+    def is_int_const(self) -> bool:
+        return self.kind == "const" and self.value.__class__ is int
+
+
+_BASE_NS = {"UNSET": UNSET, "TailCall": TailCall, "Lambda": Lambda, "truthy": truthy,
+            "LispEError": LispEError, "Signal": Signal, "Builtin": Builtin}
+
+
+def _ns(**extra: Any) -> dict[str, Any]:
+    ns = dict(_BASE_NS)
+    ns.update(extra)
+    return ns
+
+
+# --- the compiler --------------------------------------------------------------------------------
+
+SPECIAL_FORMS: dict[Symbol, Callable[..., Node]] = {}
+
+
+def special(*names: str) -> Callable[[Callable[..., Node]], Callable[..., Node]]:
+    """Register a method as the compiler of special forms `names`."""
+
+    def reg(fn: Callable[..., Node]) -> Callable[..., Node]:
+        for n in names:
+            SPECIAL_FORMS[Symbol(n)] = fn
+        return fn
+
+    return reg
+
+
+class Macro:
+    """A `defmacro`: parameters (with `$ rest`) and a body template, substituted at compile time."""
+
+    __slots__ = ("name", "params", "body")
+
+    def __init__(self, name: str, params: list, body: Any):
+        self.name = name
+        self.params = params
+        self.body = body
+
+
+class Compiler:
+    """Compiles forms for one interpreter (its globals, macros, libraries and runtime state)."""
+
+    def __init__(self, interp: Any):
+        self.interp = interp
+        self.globals = interp.globals
+        self.rt: RuntimeState = interp._rt
+        self.ctx = interp.ctx
+        self.macros: dict[str, Macro] = {}
+        self.pos: Any = None  # position of the innermost form being compiled
+        self._expanding = 0
+
+    # entry points ----------------------------------------------------------------------------
+
+    def compile_toplevel(self, form: Any) -> tuple[Node, int]:
+        """Compile one top-level form; returns the node and the size of its frame."""
+        scope = Scope(None, "top")
+        self.pos = form_pos(form)
+        node = self.comp(form, scope, False)
+        if scope.has_return:
+            node = _catch_return(node)
+        return node, scope.nslots
+
+    # dispatch --------------------------------------------------------------------------------
+
+    def comp(self, x: Any, scope: Scope, tail: bool) -> Node:
+        """Compile any Lisp datum as code."""
+        cls = x.__class__
+        if cls is Symbol:
+            return self.comp_symbol(x, scope)
+        if isinstance(x, list):
+            if not x:
+                return lambda f: []
+            outer = self.pos
+            p = form_pos(x)
+            if p is not None:
+                self.pos = p
+            try:
+                return self.comp_list(x, scope, tail)
+            finally:
+                self.pos = outer
+        if cls is DictForm:
+            return self.comp_dict(x, scope)
+        return _const(x)
+
+    def operand(self, x: Any, scope: Scope) -> _Operand:
+        """Compile an operand, keeping constants and bound local slots inlinable."""
+        cls = x.__class__
+        if cls is int or cls is float or cls is str:
+            return _Operand("const", x)
+        if cls is Symbol:
+            name = x.name
+            if name in _NIL_SYMBOLS:
+                return _Operand("const", _NIL_SYMBOLS[name])
+            found = self.resolve(name, scope)
+            if found is not None and found[0] == 0 and found[2]:
+                return _Operand("slot", found[1])
+            if found is None:
+                return _Operand("global", (self.globals.cell(name), self._missing_global(name)))
+        return _Operand("node", self.comp(x, scope, False))
+
+    # symbols ---------------------------------------------------------------------------------
+
+    def resolve(self, name: str, scope: Scope) -> tuple[int, int, bool] | None:
+        """(frame depth, slot, always-bound) of a lexical variable, or None for a global."""
+        depth = 0
+        s: Scope | None = scope
+        while s is not None:
+            i = s.names.get(name)
+            if i is not None:
+                return depth, i, i in s.sure
+            s = s.parent
+            depth += 1
+        return None
+
+    def _missing_global(self, name: str) -> Callable[[], Any]:
+        """What reading an unbound global does: a builtin of that name as a value, else an error."""
+        interp, pos = self.interp, self.pos
+
+        def missing() -> Any:
+            b = lookup(name, interp.libraries)
+            if b is not None:
+                return b
+            raise err_at(LispEError(f"Unbound atom: '{name}'"), pos)
+
+        return missing
+
+    def comp_symbol(self, sym: Symbol, scope: Scope) -> Node:
+        name = sym.name
+        if name in _NIL_SYMBOLS:
+            return _const(_NIL_SYMBOLS[name])
+        found = self.resolve(name, scope)
+        if found is None:
+            cell = self.globals.cell(name)
+            missing = self._missing_global(name)
+
+            def read_global(f: list) -> Any:
+                v = cell.v
+                if v is UNSET:
+                    return missing()
+                return v
+
+            return read_global
+        depth, i, sure = found
+        if depth == 0 and sure:
+            return lambda f: f[i]
+        cell = self.globals.cell(name)
+        missing = self._missing_global(name)
+
+        def read_local(f: list) -> Any:
+            for _ in range(depth):
+                f = f[0]
+            v = f[i]
+            if v is UNSET:
+                v = cell.v
+                if v is UNSET:
+                    return missing()
+            return v
+
+        if depth == 0:
+            def read_local0(f: list) -> Any:
+                v = f[i]
+                if v is UNSET:
+                    v = cell.v
+                    if v is UNSET:
+                        return missing()
+                return v
+
+            return read_local0
+        return read_local
+
+    def setter(self, name: str, scope: Scope) -> Callable[[list, Any], None]:
+        """A function `set(frame, value)` implementing `setq name` in this scope (language.md)."""
+        found = self.resolve(name, scope)
+        fscope = scope.function_scope()
+        if found is not None:
+            depth, i, _ = found
+            if depth == 0:
+                def set0(f: list, v: Any) -> None:
+                    f[i] = v
+                return set0
+
+            def set_up(f: list, v: Any) -> None:
+                for _ in range(depth):
+                    f = f[0]
+                f[i] = v
+            return set_up
+        if fscope is None:  # top level: a global
+            cell = self.globals.cell(name)
+
+            def set_global(f: list, v: Any) -> None:
+                cell.v = v
+            return set_global
+        # a new name inside a function: a local of this function (a lambda reaching the top level
+        # without an enclosing function updates an existing global instead, as LispE's lambdas do)
+        i = fscope.new_slot(name)
+        depth = 0
+        s = scope
+        while s is not fscope:
+            s = s.parent
+            depth += 1
+        reaches_top = fscope.kind == "lambda"
+        s2 = fscope.parent
+        while s2 is not None and reaches_top:
+            if s2.kind == "fn":
+                reaches_top = False
+            s2 = s2.parent
+        if reaches_top:
+            cell = self.globals.cell(name)
+
+            def set_lambda(f: list, v: Any) -> None:
+                if cell.v is not UNSET:
+                    cell.v = v
+                    return
+                for _ in range(depth):
+                    f = f[0]
+                f[i] = v
+            return set_lambda
+        if depth == 0:
+            def set_new0(f: list, v: Any) -> None:
+                f[i] = v
+            return set_new0
+
+        def set_new(f: list, v: Any) -> None:
+            for _ in range(depth):
+                f = f[0]
+            f[i] = v
+        return set_new
+
+    # lists -----------------------------------------------------------------------------------
+
+    def comp_list(self, form: list, scope: Scope, tail: bool) -> Node:
+        head = form[0]
+        hcls = head.__class__
+        if hcls is Symbol:
+            sf = SPECIAL_FORMS.get(head)
+            if sf is not None and self.resolve(head.name, scope) is None:
+                return sf(self, form, scope, tail)
+            macro = self.macros.get(head.name)
+            if macro is not None and self.resolve(head.name, scope) is None:
+                return self.comp(self.expand_macro(macro, form), scope, tail)
+            return self.comp_call(form, scope, tail)
+        if _is_literal(head) or (isinstance(head, list) and head and _is_literal(head[0])):
+            return self.comp_data_list(form, scope)
+        return self.comp_call(form, scope, tail)
+
+    def comp_data_list(self, form: list, scope: Scope) -> Node:
+        """Decision "literal data lists": `(1 2 (+ 1 2))` is the list of its evaluated elements."""
+        nodes = [self.comp(x, scope, False) for x in form]
+        if all(getattr(n, "const", False) for n in nodes):
+            values = [n.value for n in nodes]
+            return lambda f: _copy_data(values)
+        return lambda f: [n(f) for n in nodes]
+
+    def comp_dict(self, d: DictForm, scope: Scope) -> Node:
+        pairs = [(self.comp(k, scope, False), self.comp(v, scope, False)) for k, v in d.pairs]
+        pos = form_pos(d)
+
+        def make_dict(f: list) -> dict:
+            items = [(k(f), v(f)) for k, v in pairs]
+            return _dict_from_items(items, pos)
+
+        return make_dict
+
+    # calls -----------------------------------------------------------------------------------
+
+    def comp_call(self, form: list, scope: Scope, tail: bool, head_node: Node | None = None) -> Node:
+        head = form[0]
+        args = form[1:]
+        pos = self.pos
+        name = head.name if head.__class__ is Symbol and head_node is None else None
+        ns = _ns(RT=self.rt, OVER=self._overflow(pos), SLOW=self._slow_call(name, pos, tail))
+        n = len(args)
+        if name is not None and self.resolve(name, scope) is None:
+            cell = self.globals.cell(name)
+            b = lookup(name, self.interp.libraries)
+            if b is not None and cell.v is UNSET:
+                inline = self._inline_builtin(name, b, args, scope, cell)
+                if inline is not None:
+                    return inline
+            ns["CELL"] = cell
+            head_code = "    fn = CELL.v\n"
+        else:
+            ns["H"] = head_node if head_node is not None else self.comp(head, scope, False)
+            head_code = "    fn = H(f)\n"
+        ops = [self.operand(a, scope) for a in args]
+        if n > 4:
+            nodes = [self.comp(a, scope, False) for a in args]
+            ns["ARGS"] = nodes
+            fetch = "    args = [a(f) for a in ARGS]\n"
+            frame = "[fn.env, *args]"
+            arglist = "args"
+        else:
+            fetch = "".join(op.fetch(f"a{k}", f"A{k}", ns, "    ") for k, op in enumerate(ops))
+            names = ", ".join(f"a{k}" for k in range(n))
+            frame = f"[fn.env{', ' if n else ''}{names}]"
+            arglist = f"[{names}]"
+        if tail:
+            run = ("        return TailCall(fn, fr)\n")
+        else:
+            run = ("        d = RT.depth + 1\n"
+                   "        if d > RT.max_depth:\n"
+                   "            raise OVER()\n"
+                   "        RT.depth = d\n"
+                   "        r = fn.body(fr)\n"
+                   "        while r.__class__ is TailCall:\n"
+                   "            r = r.fn.body(r.frame)\n"
+                   "        RT.depth = d - 1\n"
+                   "        return r\n")
+        src = ("def node(f):\n" + head_code + fetch
+               + f"    if fn.__class__ is Lambda and fn.nfast == {n}:\n"
+               + f"        fr = {frame}\n"
+               + "        p = fn.pad\n"
+               + "        if p:\n"
+               + "            fr += p\n"
+               + run
+               + f"    return SLOW(fn, {arglist})\n")
+        return _instantiate(src, ns)
+
+    def _overflow(self, pos: Any) -> Callable[[], LispEError]:
+        rt = self.rt
+
+        def over() -> LispEError:
+            return err_at(rt.overflow(), pos)
+
+        return over
+
+    def _slow_call(self, name: str | None, pos: Any, tail: bool) -> Callable[[Any, list], Any]:
+        """The general call path: builtins, defaults/rest, defpat, Python callables, errors."""
+        interp, ctx, rt = self.interp, self.ctx, self.rt
+
+        def slow(fn: Any, args: list) -> Any:
+            try:
+                if fn is UNSET:
+                    b = lookup(name, interp.libraries) if name is not None else None
+                    if b is None:
+                        raise unknown_function(name, interp)
+                    fn = b
+                cls = fn.__class__
+                if cls is Builtin:
+                    return call_builtin(fn, args, ctx)
+                if cls is Lambda:
+                    if tail:
+                        return TailCall(fn, fn.make_frame(args))
+                    return fn.invoke(args)
+                if cls is PatternFunction:
+                    if tail:
+                        f2, fr = fn.select(args)
+                        return TailCall(f2, fr)
+                    return fn.invoke(args)
+                if name is not None and not is_function(fn):
+                    raise unknown_function(name, interp)
+                return ctx.apply(fn, args)
+            except LispEError as exc:
+                raise err_at(exc, pos)
+            except RecursionError:
+                raise err_at(rt.overflow(), pos) from None
+
+        return slow
+
+    def _inline_builtin(self, name: str, b: Builtin, args: list, scope: Scope, cell: Cell) -> Node | None:
+        """Calls to a builtin whose name is not rebound: inline arithmetic, else a direct call."""
+        pos = self.pos
+        n = len(args)
+        if n == 2 and name in INLINE_BINARY:
+            return self.binop(name, self.operand(args[0], scope), self.operand(args[1], scope), cell)
+        try:
+            b.check_arity(n)
+        except LispEError as exc:
+            err_at(exc, pos)
+            nodes = [self.comp(a, scope, False) for a in args]
+
+            def bad_arity(f: list) -> Any:
+                for a in nodes:
+                    a(f)
+                raise exc
+
+            return bad_arity
+        ops = [self.operand(a, scope) for a in args]
+        ns = _ns(CELL=cell, BFN=b.fn, CTX=self.ctx, SLOW=self._slow_call(name, pos, False),
+                 WRAP=self._wrap_builtin_error(b.name, pos))
+        prefix = "CTX, " if b.ctx else ""
+        if n > 4:
+            ns["ARGS"] = [self.comp(a, scope, False) for a in args]
+            fetch = "    args = [a(f) for a in ARGS]\n"
+            call = f"BFN({prefix}*args)"
+            arglist = "args"
+        else:
+            fetch = "".join(op.fetch(f"a{k}", f"A{k}", ns, "    ") for k, op in enumerate(ops))
+            names = ", ".join(f"a{k}" for k in range(n))
+            call = f"BFN({prefix}{names})"
+            arglist = f"[{names}]"
+        src = ("def node(f):\n" + fetch
+               + "    if CELL.v is UNSET:\n"
+               + "        try:\n"
+               + f"            return {call}\n"
+               + "        except BaseException as e:\n"
+               + "            raise WRAP(e)\n"
+               + f"    return SLOW(CELL.v, {arglist})\n")
+        return _instantiate(src, ns)
+
+    def _wrap_builtin_error(self, name: str, pos: Any) -> Callable[[BaseException], BaseException]:
+        rt = self.rt
+
+        def wrap(e: BaseException) -> BaseException:
+            if isinstance(e, LispEError):
+                return err_at(e, pos)
+            if isinstance(e, (Signal, KeyboardInterrupt, SystemExit, GeneratorExit)):
+                return e
+            if isinstance(e, RecursionError):
+                return err_at(rt.overflow(), pos)
+            if isinstance(e, Exception):
+                return err_at(wrap_exception(name, e), pos)
+            return e
+
+        return wrap
+
+    def binop(self, name: str, a: _Operand, b: _Operand, cell: Cell | None) -> Node:
+        """Inline `(op a b)`: Python's operator when both are ints, the builtin's semantics else."""
+        pyop, slow = INLINE_BINARY[name]
+        pos = self.pos
+
+        def slow_at(x: Any, y: Any) -> Any:
+            try:
+                return slow(x, y)
+            except LispEError as exc:
+                raise err_at(exc, pos)
+
+        ns = _ns(SLOWOP=slow_at, CELL=cell)
+        src = "def node(f):\n" + a.fetch("x", "A", ns, "    ") + b.fetch("y", "B", ns, "    ")
+        checks = [f"{v}.__class__ is int" for v, op in (("x", a), ("y", b)) if not op.is_int_const()]
+        result = f"(True if x {pyop} y else None)" if name in COMPARISONS else f"x {pyop} y"
+        guard = " and ".join(checks) if checks else "True"
+        src += f"    if {guard}:\n        return {result}\n"
+        src += "    return SLOWOP(x, y)\n"
+        node = _instantiate(src, ns)
+        node.boolean = name in COMPARISONS  # type: ignore[attr-defined]
+        node.inline = (name, a, b, slow_at)  # type: ignore[attr-defined]
+        return node
+
+    # macros ----------------------------------------------------------------------------------
+
+    def expand_macro(self, macro: Macro, form: list) -> Any:
+        """Substitute the call's argument forms into the macro body (LispE macros are templates)."""
+        self._expanding += 1
+        try:
+            if self._expanding > 200:
+                raise err_at(LispEError(f"macro '{macro.name}' expands without end"), self.pos)
+            args = list(form[1:])
+            binding: dict[Symbol, Any] = {}
+            if not _bind_macro(macro.params, args, binding):
+                raise err_at(LispEError(f"Wrong number of arguments in call to: '{macro.name}'"), self.pos)
+            return _substitute(macro.body, binding, form)
+        finally:
+            self._expanding -= 1
+
+    # functions -------------------------------------------------------------------------------
+
+    def compile_function(self, name: str, params: Any, body: list, parent: Scope, kind: str,
+                         source: Any, pattern_slots: list[str] | None = None) -> FunctionCode:
+        """Compile a lambda/defun body once into a FunctionCode."""
+        fs = Scope(parent, "lambda" if kind == "lambda" else "fn", name)
+        code = FunctionCode(name, self.rt, source, "lambda_" if kind == "lambda" else "function_")
+        defaults: list[Any] = []
+        if pattern_slots is not None:
+            for pname in pattern_slots:
+                fs.new_slot(pname, sure=True)
+            code.nreq = len(pattern_slots)
+        else:
+            self._parse_params(name, params, fs, code, defaults)
+        code.nparams = fs.nslots - 1
+        for pname in self._prescan(body):
+            if pname not in fs.names:
+                fs.new_slot(pname)
+        code.defaults = [self.comp(d, fs, False) for d in defaults]
+        body_node = self.comp_body(body, fs, True)
+        if fs.has_return:
+            body_node = _catch_return(body_node)
+        code.body = body_node
+        code.nextra = fs.nslots - 1 - code.nparams
+        code.self_index = fs.self_index
+        return code
+
+    def _parse_params(self, name: str, params: Any, fs: Scope, code: FunctionCode,
+                      defaults: list[Any]) -> None:
+        if params is None or (isinstance(params, Symbol) and params.name == "nil"):
+            params = []
+        if not isinstance(params, list):
+            raise err_at(LispEError(f"'{name}': the parameters must be a list"), self.pos)
+        i = 0
+        while i < len(params):
+            p = params[i]
+            if p is _DOLLAR and i + 1 < len(params) and isinstance(params[i + 1], Symbol):
+                fs.new_slot(params[i + 1].name, sure=True)
+                code.rest = True
+                i += 2
+                continue
+            if isinstance(p, Symbol):
+                if code.nopt or code.rest:
+                    raise err_at(LispEError(f"'{name}': a required parameter follows an optional one"),
+                                 self.pos)
+                fs.new_slot(p.name, sure=True)
+                code.nreq += 1
+            elif isinstance(p, list) and len(p) == 2 and isinstance(p[1], Symbol) and (
+                    (isinstance(p[0], list) and not p[0]) or p[0] is None
+                    or (isinstance(p[0], Symbol) and p[0].name == "nil")):
+                fs.new_slot(p[1].name, sure=True)
+                code.rest = True
+            elif isinstance(p, list) and 1 <= len(p) <= 2 and isinstance(p[0], Symbol):
+                if code.rest:
+                    raise err_at(LispEError(f"'{name}': a parameter follows the rest parameter"), self.pos)
+                fs.new_slot(p[0].name, sure=True)
+                code.nopt += 1
+                defaults.append(p[1] if len(p) == 2 else None)
+            else:
+                from .printer import repr_string
+
+                raise err_at(LispEError(f"'{name}': bad parameter {repr_string(p)}"), self.pos)
+            i += 1
+
+    def _prescan(self, body: list) -> list[str]:
+        """Names a function body assigns with setq or binds as loop variables (its locals)."""
+        found: list[str] = []
+        seen: set[str] = set()
+        stack = list(reversed(body))
+        budget = 100000
+        while stack and budget:
+            budget -= 1
+            x = stack.pop()
+            if not isinstance(x, list) or not x:
+                continue
+            head = x[0]
+            if head.__class__ is Symbol:
+                hn = head.name
+                if hn in ("quote", "lambda", "λ", "defun", "defpat", "defmacro"):
+                    continue
+                target = None
+                if hn in ("setq", "setqv", "loop", "for") and len(x) > 1:
+                    target = x[1]
+                elif hn == "dotimes" and len(x) > 1 and isinstance(x[1], list) and x[1]:
+                    target = x[1][0]
+                elif hn == "loopcount" and len(x) > 3:
+                    target = x[2]
+                if isinstance(target, Symbol) and target.name not in seen and target.name not in _NIL_SYMBOLS:
+                    seen.add(target.name)
+                    found.append(target.name)
+                macro = self.macros.get(hn)
+                if macro is not None:
+                    try:
+                        stack.append(self.expand_macro(macro, x))
+                    except LispEError:
+                        pass
+                    continue
+            stack.extend(reversed(x))
+        return found
+
+    def comp_body(self, body: list, scope: Scope, tail: bool) -> Node:
+        """A sequence of forms; the last one in tail position if `tail`."""
+        if not body:
+            return _const(None)
+        nodes = [self.comp(x, scope, False) for x in body[:-1]]
+        last = self.comp(body[-1], scope, tail)
+        if not nodes:
+            return last
+        if len(nodes) == 1:
+            n0 = nodes[0]
+
+            def seq2(f: list) -> Any:
+                n0(f)
+                return last(f)
+            return seq2
+        if len(nodes) == 2:
+            n0, n1 = nodes
+
+            def seq3(f: list) -> Any:
+                n0(f)
+                n1(f)
+                return last(f)
+            return seq3
+
+        def seq(f: list) -> Any:
+            for n in nodes:
+                n(f)
+            return last(f)
+        return seq
+
+    def cond_node(self, x: Any, scope: Scope) -> tuple[str, dict[str, Any]]:
+        """Template lines computing a Python bool `c` for condition `x`."""
+        ns: dict[str, Any] = {}
+        node = self.comp(x, scope, False)
+        inline = getattr(node, "inline", None)
+        if inline is not None:
+            name, a, b, slow = inline
+            pyop = INLINE_BINARY[name][0]
+            if name in COMPARISONS:
+                ns["CSLOW"] = slow
+                src = a.fetch("x", "CA", ns, "    ") + b.fetch("y", "CB", ns, "    ")
+                checks = [f"{v}.__class__ is int" for v, op in (("x", a), ("y", b)) if not op.is_int_const()]
+                guard = " and ".join(checks) if checks else "True"
+                src += (f"    if {guard}:\n        c = x {pyop} y\n"
+                        f"    else:\n        c = CSLOW(x, y)\n"
+                        f"        c = c is True or (c is not None and truthy(c))\n")
+                return src, ns
+        ns["C"] = node
+        if getattr(node, "boolean", False):
+            return "    c = C(f)\n", ns
+        return ("    c = C(f)\n"
+                "    if c is not True:\n"
+                "        c = c is not None and c is not False and truthy(c)\n"), ns
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _const(v: Any) -> Node:
+    def node(f: list) -> Any:
+        return v
+    node.const = True  # type: ignore[attr-defined]
+    node.value = v  # type: ignore[attr-defined]
+    return node
+
+
+def _catch_return(inner: Node) -> Node:
+    def body(f: list) -> Any:
+        try:
+            return inner(f)
+        except ReturnSignal as s:
+            return s.value
+    return body
+
+
+def _is_literal(x: Any) -> bool:
+    cls = x.__class__
+    return cls is int or cls is float or cls is str
+
+
+def _copy_data(v: Any) -> Any:
+    """A fresh copy of constant list/dict data, so destructive builtins cannot change the code."""
+    if isinstance(v, list):
+        return v.__class__(_copy_data(x) for x in v) if v.__class__ is not list else [
+            _copy_data(x) if isinstance(x, (list, dict)) else x for x in v]
+    if isinstance(v, dict):
+        return {k: _copy_data(x) for k, x in v.items()}
+    return v
+
+
+def to_data(x: Any) -> Any:
+    """Quoted code as plain data: lists without positions, `nil`/`true` as values, dicts built."""
+    cls = x.__class__
+    if cls is Symbol:
+        n = x.name
+        if n in ("nil", "false"):
+            return None
+        if n == "true":
+            return True
+        return x
+    if cls is Form or cls is list:
+        return [to_data(e) for e in x]
+    if cls is DictForm:
+        return _dict_from_items([(to_data(k), to_data(v)) for k, v in x.pairs], form_pos(x))
+    return x
+
+
+def _dict_from_items(items: list, pos: Any) -> dict:
+    """A dictionary: numeric keys stay numbers when all keys are numbers, else keys become strings."""
+    from .printer import to_string
+
+    if items and all(isinstance(k, (int, float)) and not isinstance(k, bool) for k, _ in items):
+        return dict(items)
+    out = {}
+    for k, v in items:
+        if isinstance(k, Symbol):
+            k = k.name
+        elif not isinstance(k, str):
+            k = to_string(k)
+        out[k] = v
+    return out
+
+
+def _bind_macro(params: list, args: list, binding: dict) -> bool:
+    i = 0
+    for k, p in enumerate(params):
+        if p is _DOLLAR:
+            if k + 1 < len(params) and isinstance(params[k + 1], Symbol):
+                binding[params[k + 1]] = _Splice(args[i:])
+                return True
+            return False
+        if i >= len(args):
+            return False
+        if isinstance(p, Symbol):
+            binding[p] = args[i]
+        elif isinstance(p, list):
+            if not isinstance(args[i], list) or not _bind_macro(p, list(args[i]), binding):
+                return False
+        i += 1
+    return i == len(args)
+
+
+class _Splice:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list):
+        self.items = items
+
+
+def _substitute(body: Any, binding: dict, call: Any) -> Any:
+    if body.__class__ is Symbol:
+        v = binding.get(body)
+        if v is None:
+            return body
+        return Form(v.items, getattr(call, "source", None), getattr(call, "line", None),
+                    getattr(call, "column", None)) if isinstance(v, _Splice) else v
+    if isinstance(body, list):
+        out = Form((), getattr(call, "source", None), getattr(call, "line", None),
+                   getattr(call, "column", None))
+        k = 0
+        while k < len(body):
+            e = body[k]
+            if e is _DOLLAR and k + 1 < len(body) and isinstance(binding.get(body[k + 1]), _Splice):
+                out.extend(binding[body[k + 1]].items)
+                k += 2
+                continue
+            out.append(_substitute(e, binding, call))
+            k += 1
+        return out
+    if body.__class__ is DictForm:
+        return DictForm([(_substitute(k, binding, call), _substitute(v, binding, call)) for k, v in body.pairs],
+                        body.source, body.line, body.column)
+    return body
+
+
+from . import forms  # noqa: E402,F401  (registers the special forms)

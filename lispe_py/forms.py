@@ -1,0 +1,794 @@
+"""The special forms: how each control form of language.md compiles (registered on the Compiler).
+
+Each `@special("name")` function receives the compiler, the whole form, the scope and whether the
+form is in tail position, and returns a node `node(frame) -> value`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .builtins.arith import add2, div2, equal_values, mul2, sub2
+from .compiler import (Compiler, Macro, Node, Scope, _const, _copy_data, _instantiate, _ns, _Operand,
+                       err_at, special, to_data)
+from .errors import LispEError, LispEThrow
+from .reader import DictForm, Form
+from .runtime import BreakSignal, ErrorValue, Lambda, PatternFunction, ReturnSignal
+from .values import Symbol, truthy, type_name
+
+_DOLLAR = Symbol("$")
+
+
+def _fail(c: Compiler, message: str) -> LispEError:
+    return err_at(LispEError(message), c.pos)
+
+
+def _need(c: Compiler, form: list, lo: int, hi: int | None = None) -> None:
+    n = len(form) - 1
+    if n < lo or (hi is not None and n > hi):
+        name = form[0].name if isinstance(form[0], Symbol) else "form"
+        raise _fail(c, f"Wrong number of arguments in call to: '{name}'")
+
+
+def _truth(node: Node) -> Node:
+    """A node returning a Python bool for the LispE truth of `node`'s value."""
+    if getattr(node, "boolean", False):
+        return node
+
+    def t(f: list) -> Any:
+        v = node(f)
+        return v is True or (v is not None and v is not False and truthy(v))
+    return t
+
+
+def _branch(c: Compiler, x: Any, scope: Scope, tail: bool) -> _Operand:
+    op = c.operand(x, scope)
+    if op.kind in ("const", "slot"):
+        return op
+    return _Operand("node", c.comp(x, scope, tail))
+
+
+# --- quoting and conditionals ----------------------------------------------------------------------
+
+@special("quote")
+def _quote(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1, 1)
+    data = to_data(form[1])
+    if isinstance(data, (list, dict)):
+        return lambda f: _copy_data(data)
+    return _const(data)
+
+
+@special("if")
+def _if(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    cond_src, ns = c.cond_node(form[1], scope)
+    ns = _ns(**ns)
+    src = "def node(f):\n" + cond_src
+    if len(form) > 2:
+        then = _branch(c, form[2], scope, tail)
+        t = then.expr("T", ns) or "T(f)"
+        if then.kind == "node":
+            ns["T"] = then.value
+        src += f"    if c:\n        return {t}\n"
+    if len(form) > 3:
+        rest = form[3:]
+        if len(rest) == 1:
+            other = _branch(c, rest[0], scope, tail)
+            e = other.expr("E", ns) or "E(f)"
+            if other.kind == "node":
+                ns["E"] = other.value
+        else:
+            ns["E"] = c.comp_body(rest, scope, tail)
+            e = "E(f)"
+        src += f"    return {e}\n"
+    else:
+        src += "    return None\n"
+    return _instantiate(src, ns)
+
+
+@special("ife")
+def _ife(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    test = _truth(c.comp(form[1], scope, False))
+    then = c.comp(form[2], scope, tail) if len(form) > 2 else _const(None)
+    other = c.comp_body(form[3:], scope, tail)
+    return lambda f: then(f) if test(f) else other(f)
+
+
+@special("check")
+def _check(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    test = _truth(c.comp(form[1], scope, False))
+    body = c.comp_body(form[2:], scope, tail)
+    return lambda f: body(f) if test(f) else None
+
+
+@special("ncheck")
+def _ncheck(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    test = _truth(c.comp(form[1], scope, False))
+    otherwise = c.comp(form[2], scope, tail)
+    body = c.comp_body(form[3:], scope, tail)
+    return lambda f: body(f) if test(f) else otherwise(f)
+
+
+@special("cond")
+def _cond(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    clauses = []
+    for clause in form[1:]:
+        if not isinstance(clause, list) or not clause:
+            raise _fail(c, "cond: each clause is (test body...)")
+        clauses.append((_truth(c.comp(clause[0], scope, False)),
+                        c.comp_body(clause[1:], scope, tail) if len(clause) > 1 else c.comp(clause[0], scope, False)))
+
+    def cond(f: list) -> Any:
+        for test, body in clauses:
+            if test(f):
+                return body(f)
+        return None
+    return cond
+
+
+@special("switch")
+def _switch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    value = c.comp(form[1], scope, False)
+    cases: list[tuple[Any, Node]] = []
+    default: Node | None = None
+    for clause in form[2:]:
+        if not isinstance(clause, list) or not clause:
+            raise _fail(c, "switch: each clause is (value body...)")
+        key = clause[0]
+        body = c.comp_body(clause[1:], scope, tail)
+        if key is Symbol("true"):
+            default = body
+        else:
+            cases.append((to_data(key), body))
+
+    def switch(f: list) -> Any:
+        v = value(f)
+        for key, body in cases:
+            if equal_values(key, v):
+                return body(f)
+        return default(f) if default is not None else None
+    return switch
+
+
+@special("select")
+def _select(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    nodes = [c.comp(x, scope, False) for x in form[1:]]
+
+    def select(f: list) -> Any:
+        for n in nodes:
+            v = n(f)
+            if v is not None and v is not False:
+                return v
+        return None
+    return select
+
+
+@special("block")
+def _block(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    return c.comp_body(form[1:], scope, tail)
+
+
+@special("and")
+def _and(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    tests = [_truth(c.comp(x, scope, False)) for x in form[1:]]
+
+    def and_(f: list) -> Any:
+        for t in tests:
+            if not t(f):
+                return None
+        return True
+    and_.boolean = True  # type: ignore[attr-defined]
+    return and_
+
+
+@special("or")
+def _or(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    tests = [_truth(c.comp(x, scope, False)) for x in form[1:]]
+
+    def or_(f: list) -> Any:
+        for t in tests:
+            if t(f):
+                return True
+        return None
+    or_.boolean = True  # type: ignore[attr-defined]
+    return or_
+
+
+@special("not")
+def _not(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1, 1)
+    test = _truth(c.comp(form[1], scope, False))
+
+    def not_(f: list) -> Any:
+        return None if test(f) else True
+    not_.boolean = True  # type: ignore[attr-defined]
+    return not_
+
+
+@special("xor")
+def _xor(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    tests = [_truth(c.comp(x, scope, False)) for x in form[1:]]
+
+    def xor(f: list) -> Any:
+        return True if sum(1 for t in tests if t(f)) % 2 == 1 else None
+    xor.boolean = True  # type: ignore[attr-defined]
+    return xor
+
+
+# --- loops ---------------------------------------------------------------------------------------
+
+def _iterable(c: Compiler, pos: Any, v: Any, what: str) -> Any:
+    if isinstance(v, (list, str)):
+        return v
+    if isinstance(v, dict):
+        return list(v)
+    if v is None:
+        return ()
+    if isinstance(v, (int, float)) or v is True or isinstance(v, Symbol):
+        raise err_at(LispEError(f"{what}: expected a list, got {type_name(v)}"), pos)
+    try:
+        return iter(v)
+    except TypeError:
+        raise err_at(LispEError(f"{what}: expected a list, got {type_name(v)}"), pos) from None
+
+
+@special("while")
+def _while(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    test = _truth(c.comp(form[1], scope, False))
+    body = c.comp_body(form[2:], scope, False)
+
+    def while_(f: list) -> Any:
+        r = None
+        try:
+            while test(f):
+                r = body(f)
+        except BreakSignal:
+            pass
+        return r
+    return while_
+
+
+@special("loop", "for")
+def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    var = form[1]
+    if not isinstance(var, Symbol):
+        raise _fail(c, f"{form[0].name}: the loop variable must be a symbol")
+    seq = c.comp(form[2], scope, False)
+    setv = c.setter(var.name, scope)
+    body = c.comp_body(form[3:], scope, False)
+    pos, what = c.pos, form[0].name
+
+    def loop(f: list) -> Any:
+        r = None
+        try:
+            for x in _iterable(c, pos, seq(f), what):
+                setv(f, x)
+                r = body(f)
+        except BreakSignal:
+            pass
+        return r
+    return loop
+
+
+def _count(c: Compiler, pos: Any, v: Any, what: str) -> int:
+    if v.__class__ is int:
+        return v
+    if isinstance(v, float) and not isinstance(v, bool):
+        return int(v)
+    raise err_at(LispEError(f"{what}: expected an integer, got {type_name(v)}"), pos)
+
+
+@special("loopcount")
+def _loopcount(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    count = c.comp(form[1], scope, False)
+    setv = None
+    rest = form[2:]
+    if len(form) > 3 and isinstance(form[2], Symbol):
+        setv = c.setter(form[2].name, scope)
+        rest = form[3:]
+    body = c.comp_body(rest, scope, False)
+    pos = c.pos
+
+    def loopcount(f: list) -> Any:
+        r = None
+        try:
+            if setv is None:
+                for _ in range(_count(c, pos, count(f), "loopcount")):
+                    r = body(f)
+            else:
+                for i in range(_count(c, pos, count(f), "loopcount")):
+                    setv(f, i)
+                    r = body(f)
+        except BreakSignal:
+            pass
+        return r
+    return loopcount
+
+
+@special("dotimes")
+def _dotimes(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    spec = form[1]
+    if not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], Symbol)):
+        raise _fail(c, "dotimes: write (dotimes (i n) body...)")
+    count = c.comp(spec[1], scope, False)
+    setv = c.setter(spec[0].name, scope)
+    body = c.comp_body(form[2:], scope, False)
+    pos = c.pos
+
+    def dotimes(f: list) -> Any:
+        r = None
+        try:
+            for i in range(_count(c, pos, count(f), "dotimes")):
+                setv(f, i)
+                r = body(f)
+        except BreakSignal:
+            pass
+        return r
+    return dotimes
+
+
+@special("break")
+def _break(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    def break_(f: list) -> Any:
+        raise BreakSignal()
+    return break_
+
+
+@special("return")
+def _return(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 0, 1)
+    value = c.comp(form[1], scope, False) if len(form) > 1 else _const(None)
+    target = scope.function_scope()
+    if target is None:
+        target = scope
+        while target.parent is not None:
+            target = target.parent
+    target.has_return = True
+
+    def return_(f: list) -> Any:
+        raise ReturnSignal(value(f))
+    return return_
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+@special("catch")
+def _catch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    body = c.comp_body(form[1:], scope, False)
+    rt = c.rt
+
+    def catch(f: list) -> Any:
+        depth = rt.depth
+        try:
+            return body(f)
+        except LispEError as exc:
+            rt.depth = depth
+            return ErrorValue(exc)
+        except RecursionError:
+            rt.depth = depth
+            return ErrorValue(rt.overflow())
+    return catch
+
+
+@special("maybe")
+def _maybe(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    if len(form) == 2:
+        value = c.comp(form[1], scope, False)
+
+        def is_error(f: list) -> Any:
+            return True if isinstance(value(f), ErrorValue) else None
+        return is_error
+    body = c.comp_body(form[1:-1], scope, False)
+    fallback = c.comp(form[-1], scope, False)
+    rt = c.rt
+
+    def maybe(f: list) -> Any:
+        depth = rt.depth
+        try:
+            return body(f)
+        except (LispEError, RecursionError):
+            rt.depth = depth
+            return fallback(f)
+    return maybe
+
+
+@special("throw")
+def _throw(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1, 1)
+    value = c.comp(form[1], scope, False)
+    pos = c.pos
+
+    def throw(f: list) -> Any:
+        from .printer import to_string
+
+        v = value(f)
+        raise err_at(LispEThrow(v.error.message if isinstance(v, ErrorValue) else to_string(v)), pos)
+    return throw
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+@special("eval")
+def _eval(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1, 1)
+    value = c.comp(form[1], scope, False)
+    interp, pos = c.interp, c.pos
+
+    def eval_(f: list) -> Any:
+        try:
+            return interp._eval_data(value(f))
+        except LispEError as exc:
+            raise err_at(exc, pos)
+    return eval_
+
+
+@special("apply")
+def _apply(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    fn = c.comp(form[1], scope, False)
+    args = [c.comp(x, scope, False) for x in form[2:]]
+    ctx, pos = c.ctx, c.pos
+
+    def apply(f: list) -> Any:
+        vals = [a(f) for a in args]
+        last = vals.pop()
+        if not isinstance(last, list):
+            raise err_at(LispEError(f"apply: the last argument must be a list, got {type_name(last)}"), pos)
+        try:
+            return ctx.apply(fn(f), vals + list(last))
+        except LispEError as exc:
+            raise err_at(exc, pos)
+    return apply
+
+
+@special("self")
+def _self(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    fscope = scope.function_scope()
+    if fscope is None:
+        raise _fail(c, "self: used outside a function")
+    if fscope.self_index < 0:
+        fscope.self_index = fscope.new_slot(None, sure=True)
+    depth, s = 0, scope
+    while s is not fscope:
+        s = s.parent
+        depth += 1
+    i = fscope.self_index
+    if depth == 0:
+        def head(f: list) -> Any:
+            return f[i]
+    else:
+        def head(f: list) -> Any:
+            for _ in range(depth):
+                f = f[0]
+            return f[i]
+    return c.comp_call(form, scope, tail, head_node=head)
+
+
+# --- variables -----------------------------------------------------------------------------------
+
+def _setq_pairs(c: Compiler, form: list, scope: Scope, global_: bool) -> list[tuple[Any, Node]]:
+    if len(form) < 3 or len(form) % 2 == 0:
+        raise _fail(c, f"Wrong number of arguments in call to: '{form[0].name}'")
+    pairs = []
+    for k in range(1, len(form), 2):
+        var = form[k]
+        if not isinstance(var, Symbol) or var.name in ("nil", "true", "false", "_"):
+            raise _fail(c, f"{form[0].name}: cannot assign to {var!r}")
+        value = c.comp(form[k + 1], scope, False)
+        if global_:
+            cell = c.globals.cell(var.name)
+
+            def setg(f: list, v: Any, cell=cell) -> None:
+                cell.v = v
+            pairs.append((setg, value))
+        else:
+            pairs.append((c.setter(var.name, scope), value))
+    return pairs
+
+
+def _assign(pairs: list[tuple[Any, Node]], result_value: bool) -> Node:
+    if len(pairs) == 1:
+        setv, value = pairs[0]
+        if result_value:
+            def setqv(f: list) -> Any:
+                v = value(f)
+                setv(f, v)
+                return v
+            return setqv
+
+        def setq(f: list) -> Any:
+            setv(f, value(f))
+            return True
+        return setq
+
+    def setq_many(f: list) -> Any:
+        v = None
+        for setv, value in pairs:
+            v = value(f)
+            setv(f, v)
+        return v if result_value else True
+    return setq_many
+
+
+@special("setq")
+def _setq(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    return _assign(_setq_pairs(c, form, scope, False), False)
+
+
+@special("setqv")
+def _setqv(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    return _assign(_setq_pairs(c, form, scope, False), True)
+
+
+@special("setg")
+def _setg(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    return _assign(_setq_pairs(c, form, scope, True), False)
+
+
+def _update(op: Any, name: str) -> Any:
+    @special(name)
+    def update(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+        _need(c, form, 2, 2)
+        var = form[1]
+        if not isinstance(var, Symbol):
+            raise _fail(c, f"{name}: the first argument must be a variable")
+        read = c.comp(var, scope, False)
+        setv = c.setter(var.name, scope) if c.resolve(var.name, scope) is not None or scope.function_scope() is None \
+            else _setter_existing(c, var.name, scope)
+        value = c.comp(form[2], scope, False)
+        pos = c.pos
+
+        def upd(f: list) -> Any:
+            try:
+                v = op(read(f), value(f))
+            except LispEError as exc:
+                raise err_at(exc, pos)
+            setv(f, v)
+            return v
+        return upd
+    return update
+
+
+def _setter_existing(c: Compiler, name: str, scope: Scope) -> Any:
+    """`+=` on a name not local to the function updates the global it reads."""
+    cell = c.globals.cell(name)
+
+    def set_global(f: list, v: Any) -> None:
+        cell.v = v
+    return set_global
+
+
+_update(add2, "+=")
+_update(sub2, "-=")
+_update(mul2, "*=")
+_update(div2, "/=")
+
+
+@special("let")
+def _let(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    bindings = form[1]
+    if not isinstance(bindings, list):
+        raise _fail(c, "let: write (let ((var value)...) body...)")
+    if len(bindings) == 2 and isinstance(bindings[0], Symbol):
+        bindings = [bindings]  # (let (x 1) ...)
+    saved = dict(scope.names)
+    steps = []
+    try:
+        for b in bindings:
+            if isinstance(b, Symbol):
+                b = [b, None]
+            if not (isinstance(b, list) and len(b) in (1, 2) and isinstance(b[0], Symbol)):
+                raise _fail(c, "let: each binding is (var value)")
+            value = c.comp(b[1], scope, False) if len(b) == 2 else _const(None)
+            steps.append((scope.new_slot(b[0].name, sure=True), value))
+        body = c.comp_body(form[2:], scope, tail)
+    finally:
+        scope.names = saved
+
+    def let(f: list) -> Any:
+        for i, value in steps:
+            f[i] = value(f)
+        return body(f)
+    return let
+
+
+# --- definitions ---------------------------------------------------------------------------------
+
+@special("lambda", "λ")
+def _lambda(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    code = c.compile_function("lambda", form[1], list(form[2:]), scope, "lambda", form)
+
+    def make_lambda(f: list) -> Any:
+        return Lambda(code, f)
+    return make_lambda
+
+
+@special("defun")
+def _defun(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    name = form[1]
+    if not isinstance(name, Symbol):
+        raise _fail(c, "defun: the function name must be a symbol")
+    code = c.compile_function(name.name, form[2], list(form[3:]), scope, "fn", form)
+    cell = c.globals.cell(name.name)
+
+    def defun(f: list) -> Any:
+        fn = Lambda(code, f)
+        cell.v = fn
+        return fn
+    return defun
+
+
+@special("defmacro")
+def _defmacro(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 3)
+    name, params = form[1], form[2]
+    if not isinstance(name, Symbol) or not isinstance(params, list):
+        raise _fail(c, "defmacro: write (defmacro name (params) body)")
+    body = form[3] if len(form) == 4 else Form([Symbol("block"), *form[3:]], getattr(form, "source", None),
+                                                getattr(form, "line", None), getattr(form, "column", None))
+    c.macros[name.name] = Macro(name.name, list(params), body)
+    return _const(name)
+
+
+@special("defpat")
+def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 2)
+    name, patterns = form[1], form[2]
+    if not isinstance(name, Symbol) or not isinstance(patterns, list):
+        raise _fail(c, "defpat: write (defpat name (patterns...) body...)")
+    slots: list[str] = []
+    match = _compile_patterns(c, list(patterns), slots)
+    code = c.compile_function(name.name, None, list(form[3:]), scope, "fn", form, pattern_slots=slots)
+    cell = c.globals.cell(name.name)
+    rt = c.rt
+
+    def defpat(f: list) -> Any:
+        pf = cell.v
+        if not isinstance(pf, PatternFunction):
+            pf = PatternFunction(name.name, rt)
+            cell.v = pf
+        pf.clauses.append((match, Lambda(code, f, self_value=pf)))
+        return pf
+    return defpat
+
+
+_TYPE_NAMES = {"integer_", "number_", "float_", "string_", "list_", "integers_", "floats_", "numbers_",
+               "strings_", "dictionary_", "dictionary_n_", "atom_", "nil_", "true_", "lambda_",
+               "function_", "maybe_", "tensor_"}
+
+
+def _compile_patterns(c: Compiler, patterns: list, slots: list[str]) -> Any:
+    """A matcher `match(args) -> bound values | None` for a defpat parameter list."""
+    seq = _seq_matcher(c, patterns, slots)
+
+    def match(args: list) -> list | None:
+        out: list = []
+        return out if seq(args, out) else None
+    return match
+
+
+def _seq_matcher(c: Compiler, patterns: list, slots: list[str]) -> Any:
+    items = []
+    rest = None
+    k = 0
+    while k < len(patterns):
+        p = patterns[k]
+        if p is _DOLLAR and k + 1 < len(patterns):
+            rest = _matcher(c, patterns[k + 1], slots)
+            break
+        items.append(_matcher(c, p, slots))
+        k += 1
+    n = len(items)
+
+    def seq(values: Any, out: list) -> bool:
+        if not isinstance(values, list):
+            return False
+        if len(values) < n or (rest is None and len(values) != n):
+            return False
+        for m, v in zip(items, values):
+            if not m(v, out):
+                return False
+        if rest is not None:
+            return rest(list(values[n:]), out)
+        return True
+    return seq
+
+
+def _matcher(c: Compiler, p: Any, slots: list[str]) -> Any:
+    if isinstance(p, Symbol):
+        if p.name == "_":
+            return lambda v, out: True
+        if p.name in ("nil", "false"):
+            return lambda v, out: v is None or v is False or (isinstance(v, list) and not v)
+        if p.name == "true":
+            return lambda v, out: v is True
+        if p.name in slots:
+            idx = slots.index(p.name)
+            return lambda v, out: idx < len(out) and equal_values(out[idx], v)
+        slots.append(p.name)
+        idx = len(slots) - 1
+
+        def bind(v: Any, out: list) -> bool:
+            while len(out) < idx:
+                out.append(None)
+            out.append(v)
+            return True
+        return bind
+    if isinstance(p, list):
+        if len(p) == 2 and p[0] is Symbol("quote"):
+            lit = to_data(p[1])
+            return lambda v, out: equal_values(lit, v)
+        if len(p) == 2 and isinstance(p[0], Symbol) and p[0].name in _TYPE_NAMES:
+            tname = p[0].name
+            sub = _matcher(c, p[1], slots)
+
+            def typed(v: Any, out: list) -> bool:
+                t = type_name(v)
+                ok = t == tname or (tname == "number_" and t in ("integer_", "float_")) or (
+                    tname == "list_" and isinstance(v, list)) or (tname == "float_" and t == "number_")
+                return ok and sub(v, out)
+            return typed
+        return _seq_matcher(c, list(p), slots)
+    if isinstance(p, DictForm):
+        raise _fail(c, "defpat: dictionary patterns are not supported")
+    return lambda v, out: equal_values(p, v)
+
+
+# --- libraries and files -------------------------------------------------------------------------
+
+def _name_of(v: Any) -> str | None:
+    if isinstance(v, Symbol):
+        return v.name
+    if isinstance(v, str):
+        return v
+    return None
+
+
+@special("use")
+def _use(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1)
+    values = [c.comp(x, scope, False) for x in form[1:]]
+    interp, pos = c.interp, c.pos
+
+    def use(f: list) -> Any:
+        for v in values:
+            name = _name_of(v(f))
+            if name is None:
+                raise err_at(LispEError("use: expected a library name like 'lispe_torch"), pos)
+            try:
+                interp.use(name)
+            except LispEError as exc:
+                raise err_at(exc, pos)
+        return True
+    return use
+
+
+@special("load")
+def _load(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    _need(c, form, 1, 1)
+    path = c.comp(form[1], scope, False)
+    interp, pos = c.interp, c.pos
+
+    def load(f: list) -> Any:
+        p = path(f)
+        if not isinstance(p, str):
+            raise err_at(LispEError(f"load: expected a file name, got {type_name(p)}"), pos)
+        try:
+            return interp.load(p)
+        except LispEError as exc:
+            raise err_at(exc, pos)
+    return load
+

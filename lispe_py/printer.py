@@ -1,0 +1,165 @@
+"""LispE's printed forms of values: `to_string` (strings raw, as print shows them) and `repr_string`
+(strings quoted, as they look inside a container or at the REPL).
+
+Rules (language.md "Values and printing"): integers plain; floats as C `%g` (6 significant digits);
+lists `(1 2 3)`, empty `()`; dictionaries `{"a":1 "b":2}` in sorted key order; nil `nil`; true
+`true`; `(quote x)` as `'x`; library values through their registered printer.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .values import VOID, Symbol, opaque_type
+
+_QUOTE = Symbol("quote")
+
+
+def format_float(x: float) -> str:
+    """A float as C's `%g`: `1.66667`, `3`, `1e+20`, `inf`, `nan`."""
+    return "%g" % x
+
+
+def _quote_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sort_key(k: Any) -> tuple:
+    if isinstance(k, (int, float)) and not isinstance(k, bool):
+        return (0, k, "")
+    return (1, 0, str(k))
+
+
+def _atom(v: Any, quoted: bool) -> str | None:
+    """Printed form of a non-container value, or None for lists and dictionaries."""
+    cls = v.__class__
+    if cls is str:
+        return _quote_str(v) if quoted else v
+    if cls is int:
+        return str(v)
+    if v is None or v is False:
+        return "nil"
+    if v is True:
+        return "true"
+    if isinstance(v, float):
+        return format_float(v)
+    if isinstance(v, int):
+        return str(int(v))
+    if isinstance(v, str):
+        return _quote_str(v) if quoted else str(v)
+    if cls is Symbol:
+        return v.name
+    if isinstance(v, (list, dict)):
+        return None
+    if v is VOID:
+        return "nil"
+    return _other(v)
+
+
+def _other(v: Any) -> str:
+    from .runtime import ErrorValue, Lambda, PatternFunction
+
+    if isinstance(v, ErrorValue):
+        return v.error.message
+    if isinstance(v, Lambda):
+        return _lambda(v)
+    if isinstance(v, PatternFunction):
+        return v.name
+    info = opaque_type(v)
+    if info is not None:
+        if info.printer is not None:
+            return info.printer(v)
+        return f"<{info.name}>"
+    from .builtins.registry import Builtin
+
+    if isinstance(v, Builtin):
+        return v.name
+    from .reader import DictForm
+
+    if isinstance(v, DictForm):
+        return "{" + " ".join(f"{repr_string(k)}:{repr_string(x)}" for k, x in v.pairs) + "}"
+    if callable(v):
+        return f"<function {getattr(v, '__name__', type(v).__name__)}>"
+    return str(v)
+
+
+def _lambda(fn: Any) -> str:
+    src = fn.code.source
+    if isinstance(src, list):
+        return repr_string(src)
+    return f"<{fn.code.kind[:-1]} {fn.name}>"
+
+
+def _render(v: Any, quoted: bool) -> str:
+    """Iterative printer: deep nesting costs no Python recursion."""
+    text = _atom(v, quoted)
+    if text is not None:
+        return text
+    out: list[str] = []
+    # stack of iterators over (prefix, value) pieces; strings are emitted as-is
+    stack: list[Any] = [iter(_pieces(v))]
+    while stack:
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        if item.__class__ is _Raw:
+            out.append(item.text)
+            continue
+        t = _atom(item, True)
+        if t is not None:
+            out.append(t)
+        else:
+            stack.append(iter(_pieces(item)))
+    return "".join(out)
+
+
+class _Raw:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+_OPEN, _CLOSE, _SPACE, _QMARK = _Raw("("), _Raw(")"), _Raw(" "), _Raw("'")
+_LBRACE, _RBRACE, _COLON = _Raw("{"), _Raw("}"), _Raw(":")
+
+
+def _pieces(v: Any):
+    if isinstance(v, dict):
+        yield _LBRACE
+        first = True
+        for k in sorted(v, key=_sort_key):
+            if not first:
+                yield _SPACE
+            first = False
+            yield k if not isinstance(k, Symbol) else k.name
+            yield _COLON
+            yield v[k]
+        yield _RBRACE
+        return
+    if len(v) == 2 and v[0] is _QUOTE and v.__class__ is not str:
+        yield _QMARK
+        yield v[1]
+        return
+    yield _OPEN
+    first = True
+    for x in v:
+        if not first:
+            yield _SPACE
+        first = False
+        yield x
+    yield _CLOSE
+
+
+def to_string(value: Any) -> str:
+    """The text `print` shows: strings raw at top level, quoted inside containers."""
+    return _render(value, False)
+
+
+def repr_string(value: Any) -> str:
+    """The text the REPL and `lispe -e` show: strings quoted."""
+    return _render(value, True)
+
+
+to_repr = repr_string

@@ -1,0 +1,304 @@
+"""Read LispE source text into Lisp data, keeping the file, line and column of every list form.
+
+    forms = read("(println 1) (+ 2 3)", "demo.lisp")   # [Form, Form]
+    forms[0].line, forms[0].column                      # 1, 1
+
+The grammar is `grammar/lispe.lark`, parsed by Lark LALR with an inline transformer: each reduction
+builds Lisp data directly on Lark's explicit parse stack, so 10,000-deep nesting needs no recursion.
+Atoms become values of `lispe_py.values` (int, float, str, Symbol); a list becomes a `Form` (a list
+that also knows where it was written); `{k:v}` becomes a `DictForm`.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .errors import LispEError
+from .values import Symbol
+
+
+class Source:
+    """One piece of source text: its name (file path or "<string>") and its lines, for error carets."""
+
+    __slots__ = ("name", "text", "_lines")
+
+    def __init__(self, name: str, text: str):
+        self.name = name
+        self.text = text
+        self._lines: list[str] | None = None
+
+    def line(self, n: int | None) -> str | None:
+        """The text of line `n` (1-based), or None."""
+        if n is None:
+            return None
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+        return self._lines[n - 1] if 0 < n <= len(self._lines) else None
+
+
+class Form(list):
+    """A list read from source: a plain Lisp list that also carries its source position."""
+
+    __slots__ = ("source", "line", "column")
+
+    def __init__(self, items: Any = (), source: Source | None = None, line: int | None = None,
+                 column: int | None = None):
+        super().__init__(items)
+        self.source = source
+        self.line = line
+        self.column = column
+
+
+class DictForm:
+    """A `{k:v ...}` literal: key and value forms, evaluated when the literal is."""
+
+    __slots__ = ("pairs", "source", "line", "column")
+
+    def __init__(self, pairs: list[tuple[Any, Any]], source: Source | None, line: int, column: int):
+        self.pairs = pairs
+        self.source = source
+        self.line = line
+        self.column = column
+
+    def __repr__(self) -> str:
+        return "{" + " ".join(f"{k!r}:{v!r}" for k, v in self.pairs) + "}"
+
+
+def position_error(message: str, source: Source, line: int | None, column: int | None) -> LispEError:
+    """A LispEError located at line/column of `source`."""
+    return LispEError(message, source.name, line, column, source.line(line))
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+def _unescape(body: str) -> str:
+    if "\\" not in body:
+        return body
+    out = []
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c == "\\" and i + 1 < n:
+            nxt = body[i + 1]
+            out.append(_ESCAPES.get(nxt, nxt))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _number(text: str) -> int | float:
+    body = text.lstrip("+-")
+    low = body[:2].lower()
+    if low == "0x":
+        return int(text, 16)
+    if low == "0b":
+        return int(text, 2)
+    if "." in body or "e" in body or "E" in body:
+        return float(text)
+    return int(text)
+
+
+_parser = None
+_parser_lock = threading.Lock()
+_tls = threading.local()
+
+
+def _get_parser():
+    global _parser
+    if _parser is None:
+        with _parser_lock:
+            if _parser is None:
+                from lark import Lark, Transformer
+
+                from .resources import grammar_path
+
+                class _Build(Transformer):
+                    """Inline transformer: turns each reduction into Lisp data."""
+
+                    def start(self, items):
+                        return items
+
+                    def list(self, items):
+                        tok = items[0]
+                        return Form(items[1:-1], _tls.source, tok.line, tok.column)
+
+                    def quote(self, items):
+                        tok = items[0]
+                        return Form((_QUOTE, items[1]), _tls.source, tok.line, tok.column)
+
+                    def dict(self, items):
+                        tok = items[0]
+                        return DictForm(items[1:-1], _tls.source, tok.line, tok.column)
+
+                    def pair(self, items):
+                        return (items[0], items[2])
+
+                    def number(self, items):
+                        return _number(str(items[0]))
+
+                    def string(self, items):
+                        tok = items[0]
+                        s = str(tok)
+                        if tok.type == "STRING":
+                            return _unescape(s[1:-1])
+                        if tok.type == "LONGSTRING":
+                            return s[3:-3]
+                        return s[1:-1]
+
+                    def symbol(self, items):
+                        return Symbol(str(items[0]))
+
+                text = grammar_path().read_text(encoding="utf-8")
+                _parser = Lark(text, parser="lalr", transformer=_Build(), maybe_placeholders=False,
+                               cache=_cache_file())
+    return _parser
+
+
+def _cache_file() -> str | bool:
+    """A per-user cache of the grammar analysis (Lark builds the LALR tables ~3x faster from it)."""
+    import os
+    import tempfile
+
+    try:
+        folder = os.path.join(tempfile.gettempdir(), f"lispe_py-{os.getuid() if hasattr(os, 'getuid') else 'u'}")
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, "lark-grammar.cache")
+    except OSError:
+        return False
+
+
+_QUOTE = Symbol("quote")
+
+
+def _strip_shebang(text: str) -> str:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if text.startswith("#!"):
+        nl = text.find("\n")
+        text = "" if nl < 0 else text[nl:]
+    return text
+
+
+def read(text: str, filename: str = "<string>") -> list[Any]:
+    """Parse a whole source text into a list of top-level forms; raise LispEError on bad syntax."""
+    source = Source(filename, text)
+    body = _strip_shebang(text)
+    parser = _get_parser()
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+    prev = getattr(_tls, "source", None)
+    _tls.source = source
+    try:
+        return parser.parse(body)
+    except UnexpectedCharacters as exc:
+        raise _char_error(exc, body, source) from None
+    except UnexpectedToken as exc:
+        raise _token_error(exc, body, source) from None
+    except UnexpectedInput as exc:  # UnexpectedEOF
+        raise _unbalanced(body, source) from None
+    finally:
+        _tls.source = prev
+
+
+def _char_error(exc, body: str, source: Source) -> LispEError:
+    pos = exc.pos_in_stream
+    ch = body[pos] if pos < len(body) else ""
+    if ch in "\"`":
+        if body.startswith('"""', max(pos - 2, 0)) and pos >= 2 and body[pos - 2:pos + 1] == '"""':
+            return position_error("missing end of string", source, exc.line, exc.column - 2)
+        return position_error("missing end of string", source, exc.line, exc.column)
+    return position_error(f"unexpected character {ch!r}", source, exc.line, exc.column)
+
+
+def _token_error(exc, body: str, source: Source) -> LispEError:
+    tok = exc.token
+    if tok.type == "$END":
+        return _unbalanced(body, source)
+    if tok.type in ("RPAR", "RBRACE"):
+        return position_error("parentheses do not balance", source, tok.line, tok.column)
+    if tok.type == "COLON" and "COLON" not in exc.expected and "RBRACE" not in exc.expected:
+        return position_error("unexpected ':'", source, tok.line, tok.column)
+    if "COLON" in exc.expected or tok.type == "COLON":
+        return position_error("a dictionary is written {key:value ...}", source, tok.line, tok.column)
+    return position_error(f"unexpected {str(tok)!r}", source, tok.line, tok.column)
+
+
+def _unbalanced(body: str, source: Source) -> LispEError:
+    """`parentheses do not balance`, pointing at the innermost opening bracket left unclosed."""
+    stack = []
+    try:
+        for tok in _get_parser().lex(body):
+            if tok.type in ("LPAR", "LBRACE"):
+                stack.append(tok)
+            elif tok.type in ("RPAR", "RBRACE") and stack:
+                stack.pop()
+    except Exception:  # the lexer stops on its own errors; what was seen is enough
+        pass
+    if stack:
+        tok = stack[-1]
+        return position_error("parentheses do not balance", source, tok.line, tok.column)
+    lines = body.split("\n")
+    return position_error("parentheses do not balance", source, len(lines), len(lines[-1]) + 1)
+
+
+def read_one(text: str, filename: str = "<string>") -> Any:
+    """Parse text holding one form (e.g. for `eval` of a string); several forms give a block."""
+    forms = read(text, filename)
+    if len(forms) == 1:
+        return forms[0]
+    return Form([Symbol("block"), *forms], Source(filename, text), 1, 1)
+
+
+def is_complete(text: str) -> bool:
+    """Whether `text` is a finished input for the REPL: brackets closed, no open long string/comment.
+
+    An ordinary string left open at the end of a line is complete (it is an error a reader reports);
+    an unexpected closing bracket is complete too, so the REPL shows the error at once.
+    """
+    depth = 0
+    i, n = 0, len(text)
+    if text.startswith("#!"):
+        nl = text.find("\n")
+        i = n if nl < 0 else nl
+    while i < n:
+        c = text[i]
+        if c == ";":
+            if text.startswith(";;", i):
+                end = text.find(";;", i + 2)
+                if end >= 0:
+                    i = end + 2
+                    continue
+            nl = text.find("\n", i)
+            if nl < 0:
+                break
+            i = nl + 1
+            continue
+        if c == '"':
+            if text.startswith('"""', i):
+                end = text.find('"""', i + 3)
+                if end < 0:
+                    return False
+                i = end + 3
+                continue
+            j = i + 1
+            while j < n and text[j] != '"' and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c == "`":
+            end = text.find("`", i + 1)
+            if end < 0:
+                return False
+            i = end + 1
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return True
+        i += 1
+    return depth <= 0

@@ -1,0 +1,429 @@
+"""What compiled code runs against: functions, frames, global cells, tail calls, the call context.
+
+A compiled form is a Python closure `node(frame) -> value`. A *frame* is a Python list: slot 0 holds
+the frame of the enclosing function (for closures), then the parameters, then the locals that the
+compiler found in the body. Globals live in `Cell`s resolved once at compile time.
+
+Tail calls: a call in tail position returns a `TailCall(fn, frame)` instead of calling; whoever
+invoked the function loops until a real value comes back, so tail recursion runs in constant stack.
+Lisp call depth is counted in `RuntimeState.depth` (not Python's stack): past `max_depth` the user
+gets `stack overflow (recursion depth N)`.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import Any, Callable, Iterator
+
+from .builtins.registry import Builtin, lookup, suggest, visible_names
+from .errors import LispEError
+from .values import Symbol
+
+
+class _Unset:
+    """Marks a frame slot or global cell that holds no value yet."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+class Cell:
+    """A global variable: compiled code keeps the cell, so a lookup is one attribute read."""
+
+    __slots__ = ("name", "v")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.v: Any = UNSET
+
+
+class GlobalEnv(MutableMapping):
+    """An interpreter's globals: a mapping name -> value, backed by `Cell`s."""
+
+    def __init__(self) -> None:
+        self.cells: dict[str, Cell] = {}
+
+    def cell(self, name: str) -> Cell:
+        """The cell of `name`, created unbound if new."""
+        c = self.cells.get(name)
+        if c is None:
+            c = self.cells[name] = Cell(name)
+        return c
+
+    def __getitem__(self, name: str) -> Any:
+        c = self.cells.get(name)
+        if c is None or c.v is UNSET:
+            raise KeyError(name)
+        return c.v
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.cell(name).v = value
+
+    def __delitem__(self, name: str) -> None:
+        c = self.cells.get(name)
+        if c is None or c.v is UNSET:
+            raise KeyError(name)
+        c.v = UNSET
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, c in list(self.cells.items()) if c.v is not UNSET)
+
+    def __len__(self) -> int:
+        return sum(1 for c in self.cells.values() if c.v is not UNSET)
+
+
+class TailCall:
+    """A call left for the caller's trampoline: run `fn.body(frame)` there."""
+
+    __slots__ = ("fn", "frame")
+
+    def __init__(self, fn: Any, frame: list):
+        self.fn = fn
+        self.frame = frame
+
+
+class Signal(Exception):
+    """Non-error control transfer (return, break): never wrapped, never caught by `catch`."""
+
+
+class ReturnSignal(Signal):
+    """`(return value)`: leaves the current function."""
+
+    def __init__(self, value: Any):
+        super().__init__()
+        self.value = value
+
+
+class BreakSignal(Signal):
+    """`(break)`: leaves the innermost loop."""
+
+
+class ErrorValue:
+    """The `maybe_` value `catch` returns when its body fails; prints as the error message."""
+
+    __slots__ = ("error",)
+    lisp_type = "maybe_"
+
+    def __init__(self, error: LispEError):
+        self.error = error
+
+    @property
+    def message(self) -> str:
+        return self.error.message
+
+    def __repr__(self) -> str:
+        return f"#<error {self.error.message}>"
+
+
+class RuntimeState:
+    """Per-interpreter mutable run state: the Lisp call depth and its limit."""
+
+    __slots__ = ("depth", "max_depth")
+
+    def __init__(self, max_depth: int):
+        self.depth = 0
+        self.max_depth = max_depth
+
+    def overflow(self) -> LispEError:
+        self.depth = 0
+        return LispEError(f"stack overflow (recursion depth {self.max_depth})")
+
+
+class FunctionCode:
+    """What `lambda`/`defun` compile to, once: parameters, body closure, frame layout."""
+
+    __slots__ = ("name", "nreq", "nopt", "defaults", "rest", "nparams", "nextra", "self_index",
+                 "body", "source", "rt", "kind")
+
+    def __init__(self, name: str, rt: RuntimeState, source: Any, kind: str = "lambda_"):
+        self.name = name
+        self.rt = rt
+        self.source = source  # the (lambda ...) / (defun ...) form, for printing
+        self.kind = kind
+        self.nreq = 0
+        self.nopt = 0
+        self.defaults: list[Callable[[list], Any]] = []
+        self.rest = False
+        self.nparams = 0
+        self.nextra = 0
+        self.self_index = -1
+        self.body: Callable[[list], Any] = lambda f: None
+
+
+class Lambda:
+    """A Lisp function value: compiled code plus the frame it closes over."""
+
+    __slots__ = ("code", "env", "body", "nfast", "pad", "name")
+
+    def __init__(self, code: FunctionCode, env: list | None, self_value: Any = None):
+        self.code = code
+        self.env = env
+        self.body = code.body
+        self.name = code.name
+        self.nfast = code.nreq if (code.nopt == 0 and not code.rest) else -1
+        pad = [UNSET] * code.nextra
+        if code.self_index >= 0:
+            pad[code.self_index - code.nparams - 1] = self if self_value is None else self_value
+        self.pad = pad
+
+    @property
+    def lisp_type(self) -> str:
+        return self.code.kind
+
+    def arity_error(self) -> LispEError:
+        return LispEError(f"Wrong number of arguments in call to: '{self.name}'")
+
+    def make_frame(self, args: list) -> list:
+        """Bind arguments to a new frame (defaults and rest parameter included)."""
+        code = self.code
+        n = len(args)
+        if n == self.nfast:
+            fr = [self.env, *args]
+            fr += self.pad
+            return fr
+        nreq, nopt = code.nreq, code.nopt
+        if n < nreq or (not code.rest and n > nreq + nopt):
+            raise self.arity_error()
+        fr = [self.env]
+        fr.extend(args[:nreq + nopt])
+        missing = nreq + nopt - len(fr) + 1
+        if missing > 0:
+            fr.extend([UNSET] * missing)
+        if code.rest:
+            fr.append(list(args[nreq + nopt:]))
+        fr += self.pad
+        for i in range(max(n - nreq, 0), nopt):
+            fr[1 + nreq + i] = code.defaults[i](fr)
+        return fr
+
+    def invoke(self, args: list) -> Any:
+        """Call with a list of evaluated arguments; runs the tail-call trampoline."""
+        rt = self.code.rt
+        fr = self.make_frame(args)
+        d = rt.depth + 1
+        if d > rt.max_depth:
+            raise rt.overflow()
+        rt.depth = d
+        r = self.body(fr)
+        while r.__class__ is TailCall:
+            r = r.fn.body(r.frame)
+        rt.depth = d - 1
+        return r
+
+    def __call__(self, *args: Any) -> Any:
+        """Python code (torch callbacks, embedding) may call a Lisp function directly."""
+        return self.invoke(list(args))
+
+    def __repr__(self) -> str:
+        return f"#<{self.code.kind[:-1]} {self.name}>"
+
+
+class PatternFunction:
+    """A `defpat` function: clauses tried in definition order; the first whose patterns match runs."""
+
+    __slots__ = ("name", "clauses", "rt")
+    lisp_type = "function_"
+
+    def __init__(self, name: str, rt: RuntimeState):
+        self.name = name
+        self.clauses: list[tuple[Callable[[list], list | None], Lambda]] = []
+        self.rt = rt
+
+    def select(self, args: list) -> tuple[Lambda, list]:
+        for match, fn in self.clauses:
+            bound = match(args)
+            if bound is not None:
+                fr = [fn.env, *bound]
+                fr += fn.pad
+                return fn, fr
+        from .printer import repr_string
+
+        raise LispEError(f"no pattern of '{self.name}' matches the arguments: "
+                         + " ".join(repr_string(a) for a in args))
+
+    def invoke(self, args: list) -> Any:
+        rt = self.rt
+        fn, fr = self.select(args)
+        d = rt.depth + 1
+        if d > rt.max_depth:
+            raise rt.overflow()
+        rt.depth = d
+        r = fn.body(fr)
+        while r.__class__ is TailCall:
+            r = r.fn.body(r.frame)
+        rt.depth = d - 1
+        return r
+
+    def __call__(self, *args: Any) -> Any:
+        return self.invoke(list(args))
+
+    def __repr__(self) -> str:
+        return f"#<defpat {self.name}>"
+
+
+def call_builtin(b: Builtin, args: list, ctx: "Context") -> Any:
+    """Run a builtin with arity check; wrap any Python exception into a LispEError naming it."""
+    b.check_arity(len(args))
+    try:
+        if b.ctx:
+            return b.fn(ctx, *args)
+        return b.fn(*args)
+    except (LispEError, Signal):
+        raise
+    except RecursionError:
+        raise ctx.rt.overflow() from None
+    except Exception as exc:  # a builtin's Python error becomes a LispE error naming it
+        raise wrap_exception(b.name, exc) from None
+
+
+def wrap_exception(name: str, exc: BaseException) -> LispEError:
+    """The LispEError for a Python exception that escaped builtin `name`."""
+    text = str(exc) or type(exc).__name__
+    return LispEError(f"{name}: {text}")
+
+
+def call_python(name: str, fn: Callable[..., Any], args: list, ctx: "Context") -> Any:
+    """Call a plain Python callable (from `Interpreter.define` or a library) with error wrapping."""
+    try:
+        return fn(*args)
+    except (LispEError, Signal):
+        raise
+    except RecursionError:
+        raise ctx.rt.overflow() from None
+    except Exception as exc:
+        raise wrap_exception(name, exc) from None
+
+
+_UNDERSCORE = Symbol("_")
+_LAMBDA_HEADS = (Symbol("lambda"), Symbol("λ"), Symbol("defun"))
+
+
+class Context:
+    """The runtime context builtins with `ctx=True` receive: `ctx.call(fn, *args)`, `ctx.interp`."""
+
+    __slots__ = ("interp", "rt", "globals")
+
+    def __init__(self, interp: Any):
+        self.interp = interp
+        self.rt: RuntimeState = interp._rt
+        self.globals: GlobalEnv = interp.globals
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Call any Lisp function value with evaluated arguments and return its value.
+
+        `fn` may be a lambda, a builtin, a defpat function, a quoted symbol naming a function, a
+        partial call list like `'(< 3)` (the argument goes first, or where `_` stands), or a Python
+        callable.
+        """
+        return self.apply(fn, list(args))
+
+    def apply(self, fn: Any, args: list) -> Any:
+        """Like `call`, with the arguments as one list."""
+        cls = fn.__class__
+        if cls is Lambda or cls is PatternFunction:
+            return fn.invoke(args)
+        if cls is Builtin:
+            return call_builtin(fn, args, self)
+        if cls is Symbol:
+            return self.apply(self.function_named(fn.name), args)
+        if isinstance(fn, str):
+            return self.apply(self.function_named(fn), args)
+        if isinstance(fn, list) and fn:
+            return self._partial(fn, args)
+        if callable(fn) and not isinstance(fn, type):
+            return call_python(getattr(fn, "__name__", "function"), fn, args, self)
+        from .printer import repr_string
+
+        raise LispEError(f"not a function: {repr_string(fn)}")
+
+    def function_named(self, name: str) -> Any:
+        """The function a name denotes: a global holding a function, else a visible builtin."""
+        cell = self.globals.cells.get(name)
+        if cell is not None and cell.v is not UNSET and is_function(cell.v):
+            return cell.v
+        b = lookup(name, self.interp.libraries)
+        if b is not None:
+            return b
+        raise unknown_function(name, self.interp)
+
+    def _partial(self, lst: list, args: list) -> Any:
+        head = lst[0]
+        if head in _LAMBDA_HEADS:
+            return self.apply(self.interp._eval_data(lst), args)
+        rest = list(lst[1:])
+        queue = list(args)
+        filled = []
+        for item in rest:
+            if item is _UNDERSCORE and queue:
+                filled.append(queue.pop(0))
+            elif item.__class__ is Symbol:
+                cell = self.globals.cells.get(item.name)
+                filled.append(cell.v if cell is not None and cell.v is not UNSET else item)
+            else:
+                filled.append(item)
+        return self.apply(head, queue + filled)
+
+
+def is_function(v: Any) -> bool:
+    """Whether a value can be called from Lisp code."""
+    cls = v.__class__
+    if cls is Lambda or cls is PatternFunction or cls is Builtin:
+        return True
+    if isinstance(v, (str, list, dict, int, float, Symbol)) or v is None or v is True:
+        return False
+    return callable(v) and not isinstance(v, type)
+
+
+def unknown_function(name: str, interp: Any) -> LispEError:
+    """`unknown function: 'x' (did you mean 'y'?)` over visible builtins and user functions."""
+    candidates = visible_names(interp.libraries)
+    candidates += [n for n, c in interp.globals.cells.items() if c.v is not UNSET and is_function(c.v)]
+    best = suggest(name, candidates)
+    msg = f"unknown function: '{name}'"
+    if best:
+        msg += f" (did you mean '{best}'?)"
+    return LispEError(msg)
+
+
+# --- a big stack for deep recursion -------------------------------------------------------------
+
+_STACK_SIZE = 512 * 1024 * 1024
+_RECURSION_LIMIT = 1_000_000
+_tls = threading.local()
+
+
+def run_with_big_stack(fn: Callable[[], Any]) -> Any:
+    """Run `fn()` in a thread with a big C stack and a high recursion limit; return or raise its outcome.
+
+    Re-entrant calls (an `eval` from inside running Lisp code) run directly on the current thread.
+    """
+    if getattr(_tls, "big", False):
+        return fn()
+    if sys.getrecursionlimit() < _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        _tls.big = True
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the calling thread
+            box["error"] = exc
+
+    old = threading.stack_size()
+    try:
+        threading.stack_size(_STACK_SIZE)
+        t = threading.Thread(target=target, name="lispe-eval", daemon=True)
+        t.start()
+    finally:
+        threading.stack_size(old)
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

@@ -1,0 +1,5 @@
+(println (+ "A" 1))
+(println (+ "abc" "def" 1.5))
+(println (+ 1 2 3 4) (* 1 2 3 4) (- 100 1 2 3))
+(println (< 1 2 3) (< 3 2) (>= 3 3 1) (= 1 1.0) (!= 1 2) (= "a" "a"))
+(println (< "abc" "abd") (> "b" "a"))

@@ -1,0 +1,4 @@
+(setq a 1)
+(println a)
+(println (+ a
+   undefined_thing))

@@ -1,0 +1,2 @@
+(println "fine")
+(println "not closed)

@@ -1,0 +1,3 @@
+(println "this never runs")
+(defun f (x)
+  (+ x 1)

@@ -1,0 +1,8 @@
+(println '(1 2 3) '() "top" '("in" "list"))
+(println {"b":2 "a":1} {} {1:"one" 2:"two"})
+(println '(a (b c) "d" 1.5))
+(println nil true false _)
+(println ''x '(quote y))
+(print "no" "sep" 1 2)
+(print "\n")
+(println '({"k":"v"}) (list "x" nil true))
