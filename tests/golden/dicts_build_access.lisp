@@ -1,0 +1,5 @@
+(setq d (dictionary "b" 2 "a" 1))
+(println d (dictionary) (key d "a") (key@ d "zz") (@ d "b"))
+(key d "c" 3)
+(key@ d "d" 4 "e" 5)
+(println d (size d) (key))

@@ -1,0 +1,5 @@
+(setq d {"b":2 "a":1 "c":"x"})
+(println (keys d) (keys@ d) (values d) (values@ d))
+(println (keys {}) (values {}) (type (keys d)) (keys '(a b c)))
+(setq n (dictionary 3 "c" 1 "a"))
+(println n (keys n) (type n) (@ n 3))

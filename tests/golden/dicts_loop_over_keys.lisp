@@ -1,0 +1,6 @@
+(setq counts (dictionary))
+(loop w (split "the cat saw the dog the end")
+   (key counts w (+ 1 (select (key counts w) 0))))
+(println counts)
+(loop k (keys counts) (print k "=" (@ counts k) " "))
+(println)

@@ -1,0 +1,1 @@
+(dictionary "a" 1 "b")

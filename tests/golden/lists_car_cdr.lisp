@@ -1,0 +1,5 @@
+(setq l '(1 (2 3) 4 5 6))
+(println (car l) (cdr l) (cadr l) (caadr l) (cdadr l) (cddr l))
+(println (caddr l) (cdddr l) (cadddr l) (cddddr l))
+(println (car ()) (cdr ()) (cdr '(1)) (car nil) (cadr '(1)))
+(println (car "abc") (cdr "abc"))

@@ -1,0 +1,2 @@
+(println "before")
+(car 42)

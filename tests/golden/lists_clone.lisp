@@ -1,0 +1,7 @@
+(setq a (list 1 (list 2 3)))
+(setq b (clone a))
+(set@ (@ b 1) 0 99)
+(println a b)
+(setq c a)
+(set@ (@ c 1) 0 7)
+(println a)

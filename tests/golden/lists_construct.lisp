@@ -1,0 +1,6 @@
+(println (list 1 2 3) (list) (list "a" 'b 1.5))
+(println (cons 1 '(2 3)) (cons 1 nil) (cons '(a) '(b)))
+(println (consb '(1 2) 3) (consb nil 1))
+(setq l '(1 2))
+(consb l 3)
+(println l)

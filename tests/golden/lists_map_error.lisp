@@ -1,0 +1,1 @@
+(map (lambda (x) x) 42)

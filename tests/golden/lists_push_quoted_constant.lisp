@@ -1,0 +1,3 @@
+(defun add_one () (push '(1 2) 3))
+(println (add_one))
+(println (add_one))

@@ -1,0 +1,5 @@
+(println (range 0 10 3) (range 10 0 -2) (range 0 1 0.25) (range 5 5 1))
+(println (rangein 0 9 3) (rangein 0 1 0.5) (rangein 3 1 -1))
+(println (irange 0 10 2))
+(println (iota 5) (iota0 5) (iota 2 3) (iota0 0))
+(println (type (range 0 3 1)) (type (range 0 1 0.5)))

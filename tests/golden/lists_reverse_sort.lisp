@@ -1,0 +1,6 @@
+(println (reverse '(1 2 3)) (reverse "abc") (reverse ()))
+(println (sort '< '(3 1 2)) (sort '> (list 3 1 2)) (sort '< '("pear" "apple" "fig")))
+(println (sort (lambda (a b) (< (size a) (size b))) '("ccc" "a" "bb")))
+(setq l (list 5 4 3))
+(sort '< l)
+(println l)

@@ -1,0 +1,2 @@
+(println (log 1))
+(log 0)

@@ -1,0 +1,6 @@
+(random_seed 7)
+(setq a (random))
+(setq b (random 10))
+(random_seed 7)
+(println (= a (random)) (= b (random 10)))
+(println (and (>= a 0) (< a 1) (>= b 0) (< b 10)) (type a))

@@ -1,0 +1,2 @@
+(defun f (x) x)
+(println (functionp (lambda (x) x)) (functionp 'f) (functionp 3) (functionp "car"))

@@ -1,0 +1,1 @@
+(println (startwith "hello" "he") (startwith "hello" "lo") (startwith "hello" "") (endwith "hello" "lo") (endwith "lo" "hello"))

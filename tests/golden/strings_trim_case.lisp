@@ -1,0 +1,2 @@
+(println (+ "[" (trim "  hi  ") "]") (+ "[" (trimleft "  hi  ") "]") (+ "[" (trimright "  hi  ") "]"))
+(println (upper "abc é") (lower "ABC É"))

@@ -1,0 +1,1 @@
+(integers 1 "x")
