@@ -1,0 +1,1118 @@
+"""`(use 'lispe_torch)`: the Lisp API of the text generation engine (docs/lispe_torch.md).
+
+Thin bindings: each function checks and converts its Lisp arguments (`torch_values`), calls the models
+layer (`lispe_py.models`) or the generation core (`lispe_py.generation`), and turns their errors into
+LispE errors naming the function and the argument. No sampling logic lives here.
+
+Importing this module imports torch; the interpreter imports it only when a script runs
+`(use 'lispe_torch)`.
+"""
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..builtins._common import describe
+from ..builtins.registry import builtin
+from ..errors import LispEError
+from ..generation import GenerationConfig, GenerationError, generate, generate_batch, generate_text
+from ..generation import sequence_logprobs
+from ..models import DecoderModel, ModelError, create_model, load_model
+from ..models.loading import EMBEDDED_MODELS, embedded_model_path, resolve_dtype
+from ..models.tokenizer import Tokenizer
+from ..values import Integers, Strings, register_type
+from . import torch_values as tv
+from .torch_values import (TorchGenerator, arg_error, as_tensor_arg, config_pairs, core_errors,
+                           device_arg, dim_arg, dtype_arg, expect_int, expect_real, expect_str,
+                           expect_tensor, ids_arg, ids_to_list, shape_arg, tensor_to_lisp, to_tensor)
+
+LIB = "lispe_torch"
+G_MODEL, G_TOK, G_GEN, G_TENSOR, G_COMPAT = ("torch-models", "torch-tokenizers", "torch-generation",
+                                             "torch-tensors", "torch-compat")
+
+tv.register()
+
+# The default tokenizer of each interpreter (set by torch_hf_load_model and tokenizer_load).
+_DEFAULT_TOKENIZER: "weakref.WeakKeyDictionary[Any, Tokenizer]" = weakref.WeakKeyDictionary()
+
+
+# ===================================================================================== helpers
+def _model(fname: str, value: Any, arg: str = "model") -> DecoderModel:
+    """A model argument: a model, or a generator (its model)."""
+    if isinstance(value, DecoderModel):
+        return value
+    if isinstance(value, TorchGenerator):
+        return value.model
+    raise arg_error(fname, arg, "a model (from torch_model_create or torch_hf_load_model)", value)
+
+
+def _generator(fname: str, value: Any) -> TorchGenerator:
+    if not isinstance(value, TorchGenerator):
+        raise arg_error(fname, "generator", "a generator (from torch_generator_create)", value)
+    return value
+
+
+def _set_default_tokenizer(ctx: Any, tok: Tokenizer) -> None:
+    _DEFAULT_TOKENIZER[ctx.interp] = tok
+
+
+def _default_tokenizer(fname: str, ctx: Any) -> Tokenizer:
+    tok = _DEFAULT_TOKENIZER.get(ctx.interp)
+    if tok is None:
+        raise LispEError(f"{fname}: no tokenizer is loaded: load a model with (torch_hf_load_model "
+                         f"\"SmolLM2-135M-Instruct\") or a tokenizer with (tokenizer_load path), or pass "
+                         f"a tokenizer as the first argument")
+    return tok
+
+
+def _split_tokenizer(fname: str, ctx: Any, args: tuple, arity: int) -> tuple[Tokenizer, tuple]:
+    """`(f [tok] a ...)`: the tokenizer (explicit, a model's, or the default) and the other arguments."""
+    if len(args) == arity + 1:
+        first = args[0]
+        if isinstance(first, Tokenizer):
+            return first, args[1:]
+        if isinstance(first, (DecoderModel, TorchGenerator)):
+            model = _model(fname, first, "tokenizer")
+            if model.tokenizer is None:
+                raise LispEError(f"{fname}: argument 'tokenizer': this model has no tokenizer")
+            return model.tokenizer, args[1:]
+        raise arg_error(fname, "tokenizer", "a tokenizer (from tokenizer_load)", first)
+    return _default_tokenizer(fname, ctx), args
+
+
+def _model_tokenizer(ctx: Any, model: DecoderModel) -> Tokenizer | None:
+    """The tokenizer for a model: its own, else the interpreter's default one."""
+    return model.tokenizer if model.tokenizer is not None else _DEFAULT_TOKENIZER.get(ctx.interp)
+
+
+def _call_config(fname: str, gen: TorchGenerator, config: Any, ctx: Any) -> GenerationConfig:
+    """The generator's config with a per-call Lisp config applied (the generator is not changed)."""
+    pairs = config_pairs(fname, "config", config, ctx)
+    with core_errors(fname):
+        return gen.config.update(pairs) if pairs else gen.config
+
+
+def _with_progress(cfg: GenerationConfig, single: bool) -> tuple[GenerationConfig, tv.TokenProgress | None]:
+    """Add a progress callback (terminal only) when the user set none and the run allows one."""
+    progress = tv.TokenProgress(cfg.max_length)
+    if (not progress.tty or cfg.callback is not None or not single or cfg.strategy == "beam_search"
+            or cfg.num_return_sequences != 1):
+        return cfg, None
+    return cfg.update({"callback": progress}), progress
+
+
+def _embeddings_to_ids(fname: str, model: DecoderModel, emb: torch.Tensor) -> torch.Tensor:
+    """Prompt embeddings [batch, seq, hidden] -> the ids of the nearest vocabulary embeddings (cosine).
+
+    Our models take token ids, so an embedding prompt is projected onto the model's vocabulary: an
+    embedding taken from the model comes back as its own token.
+    """
+    hidden = model.config.hidden_size
+    if emb.dim() == 2:
+        emb = emb.unsqueeze(0)
+    if emb.dim() != 3 or emb.shape[-1] != hidden:
+        raise LispEError(f"{fname}: argument 'input_ids': a float tensor is taken as prompt embeddings "
+                         f"[batch, seq, hidden={hidden}], got shape {list(emb.shape)}")
+    tv.warn(f"{fname}: prompt embeddings are mapped to their nearest vocabulary tokens")
+    table = model.embed.weight.detach().float()
+    with torch.inference_mode():
+        e = F.normalize(emb.detach().float().to(table.device), dim=-1)
+        sims = e @ F.normalize(table, dim=-1).T
+        return sims.argmax(dim=-1).cpu()
+
+
+# ===================================================================================== models
+_MODEL_KEYS = {
+    "vocab_size": "vocab_size", "hidden_size": "hidden_size", "embed_dim": "hidden_size",
+    "d_model": "hidden_size", "num_layers": "num_layers", "n_layers": "num_layers",
+    "num_heads": "num_heads", "n_heads": "num_heads", "num_kv_heads": "num_kv_heads",
+    "intermediate_size": "intermediate_size", "ffn_dim": "intermediate_size",
+    "max_position_embeddings": "max_position_embeddings", "max_seq_length": "max_position_embeddings",
+    "rope_theta": "rope_theta", "norm_eps": "norm_eps", "tie_word_embeddings": "tie_word_embeddings",
+    "arch": "arch", "seed": "seed", "bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",
+    "pad_token_id": "pad_token_id", "dtype": None, "device": None,
+}
+# Small sensible defaults: a vocabulary large enough for GPT-2-style ids (the guide's 15339, 50256).
+_MODEL_DEFAULTS = {"vocab_size": 50304, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                   "max_position_embeddings": 1024}
+_MODEL_KINDS = {"transformer": None, "decoder": None, "llama": "llama", "gpt2": "gpt2"}
+
+
+@builtin("torch_model_create", group=G_MODEL, library=LIB, min_args=1, max_args=2, ctx=True)
+def torch_model_create(ctx: Any, kind: Any, config: Any = None) -> DecoderModel:
+    """(torch_model_create "transformer" {"vocab_size":49152 "hidden_size":64 "num_layers":2})
+
+    A fresh decoder-only transformer with random weights (seeded: same config, same weights). Keys:
+    vocab_size, hidden_size (embed_dim, d_model), num_layers, num_heads, num_kv_heads, intermediate_size
+    (ffn_dim), max_position_embeddings (max_seq_length), rope_theta, norm_eps, tie_word_embeddings,
+    arch ("llama" or "gpt2"), seed, bos/eos/pad_token_id, dtype, device.
+    """
+    fname = "torch_model_create"
+    if not isinstance(kind, str) or kind not in _MODEL_KINDS:
+        raise LispEError(f"{fname}: argument 'type': unknown model type {describe(kind)}; valid: "
+                         + ", ".join(f'"{k}"' for k in _MODEL_KINDS))
+    values: dict[str, Any] = dict(_MODEL_DEFAULTS)
+    if _MODEL_KINDS[kind]:
+        values["arch"] = _MODEL_KINDS[kind]
+    dtype, device = None, "cpu"
+    for key, v in config_pairs(fname, "config", config, ctx):
+        if key not in _MODEL_KEYS:
+            raise LispEError(f"{fname}: unknown config key \"{key}\"; valid keys: "
+                             + ", ".join(sorted(_MODEL_KEYS)))
+        if key == "dtype":
+            dtype = _model_dtype(fname, v)
+        elif key == "device":
+            device = str(device_arg(fname, "device", v))
+        elif key == "tie_word_embeddings":
+            if v is not None and v is not True:
+                raise LispEError(f"{fname}: config \"{key}\" must be true or nil, got {describe(v)}")
+            values[key] = v is True
+        else:
+            values[_MODEL_KEYS[key]] = v
+    if "hidden_size" in values and "intermediate_size" not in values:
+        values["intermediate_size"] = 4 * values["hidden_size"] if tv.is_int(values["hidden_size"]) else None
+    for key in ("rope_theta", "norm_eps"):
+        if key in values and tv.is_int(values[key]):
+            values[key] = float(values[key])
+    for key, v in values.items():
+        if key in ("arch", "tie_word_embeddings"):
+            continue
+        if key in ("rope_theta", "norm_eps"):
+            if not isinstance(v, float) or v <= 0:
+                raise LispEError(f"{fname}: config \"{key}\" must be a positive number, got {describe(v)}")
+        elif key in ("bos_token_id", "eos_token_id", "pad_token_id", "seed"):
+            if not (tv.is_int(v) and v >= 0):
+                raise LispEError(f"{fname}: config \"{key}\" must be a non-negative integer, got {describe(v)}")
+        elif not (tv.is_int(v) and v > 0):
+            raise LispEError(f"{fname}: config \"{key}\" must be a positive integer, got {describe(v)}")
+    with core_errors(fname):
+        return create_model(values, dtype=dtype, device=device)
+
+
+def _model_dtype(fname: str, name: Any) -> torch.dtype:
+    if not isinstance(name, str):
+        raise arg_error(fname, "dtype", 'a dtype name: "float32", "bfloat16" or "float16"', name)
+    with core_errors(fname):
+        return resolve_dtype(name)
+
+
+_LOAD_KEYS = ("device", "dtype")
+
+
+@builtin("torch_hf_load_model", group=G_MODEL, library=LIB, min_args=1, max_args=2, ctx=True)
+def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel:
+    """(torch_hf_load_model "SmolLM2-135M-Instruct")
+
+    Loads a model: a local Hugging Face folder (config.json + *.safetensors + tokenizer.json), a .gguf
+    file, or the embedded "SmolLM2-135M-Instruct". Config keys: "device", "dtype". The model's
+    tokenizer becomes the default tokenizer (used by tokenizer_encode without a tokenizer argument).
+    """
+    fname = "torch_hf_load_model"
+    path = expect_str(fname, "path", path)
+    device, dtype = "cpu", None
+    for key, v in config_pairs(fname, "config", config, ctx):
+        if key == "device":
+            device = str(device_arg(fname, "device", v))
+        elif key == "dtype":
+            dtype = _model_dtype(fname, v)
+        else:
+            raise LispEError(f"{fname}: unknown config key \"{key}\"; valid keys: "
+                             + ", ".join(f'"{k}"' for k in _LOAD_KEYS))
+    if path not in EMBEDDED_MODELS:
+        path = str(_resolve_path(ctx, path))
+    with core_errors(fname), tv.loading(Path(path).name):
+        model = load_model(path, dtype=dtype, device=device)
+    if model.tokenizer is not None:
+        _set_default_tokenizer(ctx, model.tokenizer)
+    return model
+
+
+def _resolve_path(ctx: Any, path: str) -> Path:
+    """A relative path is taken from the script's folder (then the working directory)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and ctx.interp.script_dir and (Path(ctx.interp.script_dir) / p).exists():
+        p = Path(ctx.interp.script_dir) / p
+    return Path(ctx.interp.check_file_access(str(p)))
+
+
+@builtin("torch_model_to_dtype", group=G_MODEL, library=LIB)
+def torch_model_to_dtype(model: Any, dtype: Any) -> DecoderModel:
+    """(torch_model_to_dtype model "float16")
+
+    Converts the model's weights in place to "float32", "bfloat16" or "float16" and returns it.
+    """
+    fname = "torch_model_to_dtype"
+    m = _model(fname, model)
+    target = _model_dtype(fname, dtype)
+    with core_errors(fname):
+        m.to(dtype=target)
+    return model
+
+
+@builtin("torch_model_to_device", group=G_MODEL, library=LIB)
+def torch_model_to_device(model: Any, device: Any) -> Any:
+    """(torch_model_to_device model "cuda")
+
+    Moves the model (in place) to "cpu", "cuda", "cuda:N" or "mps"; an unavailable device is an error.
+    A generator given here moves its model and follows it.
+    """
+    fname = "torch_model_to_device"
+    m = _model(fname, model)
+    dev = device_arg(fname, "device", device)
+    with core_errors(fname):
+        m.to(device=dev)
+    if isinstance(model, TorchGenerator):
+        model.device = dev
+    return model
+
+
+@builtin("torch_model_info", group=G_MODEL, library=LIB)
+def torch_model_info(model: Any) -> dict:
+    """(torch_model_info model)
+
+    A dictionary: architecture, parameters, dtype, device, vocab_size, context_length, hidden_size,
+    num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template.
+    """
+    m = _model("torch_model_info", model)
+    c = m.config
+    return {
+        "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": m.num_parameters(),
+        "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device),
+        "vocab_size": c.vocab_size, "context_length": c.max_position_embeddings,
+        "hidden_size": c.hidden_size, "num_layers": c.num_layers, "num_heads": c.num_heads,
+        "num_kv_heads": c.num_kv_heads, "has_tokenizer": True if m.tokenizer is not None else None,
+        "has_chat_template": True if m.chat_template else None,
+    }
+
+
+@builtin("torch_cuda_is_available", group=G_MODEL, library=LIB)
+def torch_cuda_is_available() -> Any:
+    """(torch_cuda_is_available)
+
+    true when a CUDA GPU can be used, else nil.
+    """
+    return True if torch.cuda.is_available() else None
+
+
+@builtin("torch_mps_is_available", "torch_mps_available", group=G_MODEL, library=LIB)
+def torch_mps_is_available() -> Any:
+    """(torch_mps_is_available)
+
+    true on Apple Silicon with Metal (MPS) support, else nil.
+    """
+    mps = getattr(torch.backends, "mps", None)
+    return True if mps is not None and mps.is_available() else None
+
+
+@builtin("torch_get_best_device", group=G_MODEL, library=LIB)
+def torch_get_best_device() -> str:
+    """(torch_get_best_device)
+
+    "cuda" when a GPU is available, else "mps" on Apple Silicon, else "cpu".
+    """
+    return tv.best_device()
+
+
+@builtin("torch_manual_seed", group=G_TENSOR, library=LIB)
+def torch_manual_seed(seed: Any) -> Any:
+    """(torch_manual_seed 42)
+
+    Seeds torch's global random generator (tensor_randn, torch_multinomial, sampling without a "seed").
+    """
+    torch.manual_seed(expect_int("torch_manual_seed", "seed", seed, 0))
+    return True
+
+
+# ===================================================================================== tokenizers
+@builtin("tokenizer_load", group=G_TOK, library=LIB, ctx=True)
+def tokenizer_load(ctx: Any, path: Any) -> Tokenizer:
+    """(tokenizer_load "path/to/tokenizer.json")
+
+    Loads a tokenizer from a tokenizer.json, a model folder, a .gguf file, or the name of the embedded
+    model ("SmolLM2-135M-Instruct"); it becomes the default tokenizer.
+    """
+    fname = "tokenizer_load"
+    path = expect_str(fname, "path", path)
+    with core_errors(fname):
+        if path in EMBEDDED_MODELS:
+            p = embedded_model_path(path)
+        else:
+            p = _resolve_path(ctx, path)
+            if not p.exists():
+                raise LispEError(f"{fname}: argument 'path': no file or folder at \"{path}\"")
+        if p.is_dir():
+            ggufs = sorted(p.glob("*.gguf"))
+            tok = Tokenizer.from_gguf(str(ggufs[0])) if not (p / "tokenizer.json").exists() and ggufs \
+                else Tokenizer.from_folder(p)
+        elif p.suffix == ".gguf":
+            tok = Tokenizer.from_gguf(str(p))
+        else:
+            tok = Tokenizer.from_file(p)
+    _set_default_tokenizer(ctx, tok)
+    return tok
+
+
+@builtin("tokenizer_encode", "torch_encode", group=G_TOK, library=LIB, min_args=1, max_args=2, ctx=True)
+def tokenizer_encode(ctx: Any, *args: Any) -> Integers:
+    """(tokenizer_encode "Hello world")
+
+    Token ids of a text (integers), with the default tokenizer or the one given first:
+    (tokenizer_encode tok "Hello world"). A model or generator may stand for its tokenizer.
+    """
+    fname = "tokenizer_encode"
+    tok, (text,) = _split_tokenizer(fname, ctx, args, 1)
+    text = expect_str(fname, "text", text)
+    with core_errors(fname):
+        return Integers(tok.encode(text))
+
+
+@builtin("tokenizer_decode", "torch_decode", group=G_TOK, library=LIB, min_args=1, max_args=2, ctx=True)
+def tokenizer_decode(ctx: Any, *args: Any) -> Any:
+    """(tokenizer_decode ids)
+
+    The text of token ids: integers, a list, or a 1-D tensor -> a string; a 2-D tensor or a list of
+    lists -> a list of strings (one per row). Special tokens are kept (decode round-trips encode).
+    """
+    fname = "tokenizer_decode"
+    tok, (ids,) = _split_tokenizer(fname, ctx, args, 1)
+    rows = ids_to_list(fname, "ids", ids)
+    vocab = tok.vocab_size
+    flat = [x for r in rows for x in (r if isinstance(r, list) else [r])]
+    bad = [x for x in flat if not 0 <= x < vocab]
+    if bad:
+        raise LispEError(f"{fname}: argument 'ids': token ids {bad[:5]} are outside the tokenizer's "
+                         f"vocabulary (0..{vocab - 1})")
+    with core_errors(fname):
+        if rows and isinstance(rows[0], list):
+            return Strings(tok.decode(r) for r in rows)
+        return tok.decode(rows)
+
+
+def _messages(fname: str, value: Any) -> list[dict[str, str]]:
+    """Chat messages from `(("user" "text") ...)`, a list of {"role":..,"content":..}, or a string."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise arg_error(fname, "messages", 'a list of messages like (("user" "Hello"))', value)
+    out = []
+    for m in value:
+        if isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m):
+            out.append({"role": m[0], "content": m[1]})
+        elif isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str):
+            out.append({k: v for k, v in m.items() if isinstance(v, str)})
+        else:
+            raise LispEError(f"{fname}: argument 'messages': a message is (\"role\" \"text\") or "
+                             f"{{\"role\":\"user\" \"content\":\"text\"}}, got {describe(m)}")
+    return out
+
+
+@builtin("tokenizer_chat", group=G_TOK, library=LIB, min_args=1, max_args=2, ctx=True)
+def tokenizer_chat(ctx: Any, *args: Any) -> Integers:
+    """(tokenizer_chat '(("user" "What is the capital of France?")))
+
+    Token ids of a conversation rendered with the model's chat template, ending with the prompt of the
+    assistant's turn. Messages: (("system" "...") ("user" "...")) or a list of {"role":.. "content":..}.
+    """
+    fname = "tokenizer_chat"
+    tok, (messages,) = _split_tokenizer(fname, ctx, args, 1)
+    msgs = _messages(fname, messages)
+    with core_errors(fname):
+        return Integers(tok.apply_chat_template(msgs, add_generation_prompt=True))
+
+
+@builtin("tokenizer_vocab_size", group=G_TOK, library=LIB, min_args=0, max_args=1, ctx=True)
+def tokenizer_vocab_size(ctx: Any, *args: Any) -> int:
+    """(tokenizer_vocab_size)
+
+    The number of token ids of the default tokenizer, or of the one given: (tokenizer_vocab_size tok).
+    """
+    tok, _ = _split_tokenizer("tokenizer_vocab_size", ctx, args, 0)
+    return tok.vocab_size
+
+
+# ===================================================================================== generation
+@builtin("torch_generator_create", group=G_GEN, library=LIB, min_args=1, max_args=2)
+def torch_generator_create(model: Any, device: Any = None) -> TorchGenerator:
+    """(torch_generator_create model "cpu")
+
+    A text generator for a model on a device ("cpu", "cuda", "cuda:N", "mps"; default: the model's).
+    The model is moved to that device. The generator starts with the default config (greedy,
+    max_length 50 new tokens, temperature 1, top_k 50, top_p 1).
+    """
+    fname = "torch_generator_create"
+    m = _model(fname, model)
+    dev = m.device if device is None else device_arg(fname, "device", device)
+    if m.device != dev:
+        with core_errors(fname):
+            m.to(device=dev)
+    return TorchGenerator(m, dev)
+
+
+@builtin("torch_generator_config", group=G_GEN, library=LIB, ctx=True)
+def torch_generator_config(ctx: Any, generator: Any, config: Any) -> TorchGenerator:
+    """(torch_generator_config generator {"max_length":50 "temperature":0.8 "strategy":"top_p"})
+
+    Sets generation parameters from a dictionary or an association list (("key" value) ...) (later
+    pairs win); keys not given keep their values. Every key is validated first: on any error the
+    generator is unchanged. Keys: see docs/lispe_torch.md (max_length, temperature, top_k, top_p,
+    strategy, repetition_penalty, eos_token_id, pad_token_id, do_sample, num_beams, seed, ...).
+    """
+    fname = "torch_generator_config"
+    gen = _generator(fname, generator)
+    pairs = config_pairs(fname, "config", config, ctx)
+    with core_errors(fname):
+        gen.configure(pairs)
+    return gen
+
+
+@builtin("torch_set_generation_params", group=G_GEN, library=LIB, min_args=1, max_args=5)
+def torch_set_generation_params(generator: Any, max_length: Any = None, temperature: Any = None,
+                                top_k: Any = None, top_p: Any = None) -> TorchGenerator:
+    """(torch_set_generation_params generator 50 0.8 40 0.9)
+
+    Sets max_length (new tokens), temperature, top_k and top_p at once; nil leaves a value unchanged.
+    All four are validated first: on any error the generator is unchanged.
+    """
+    fname = "torch_set_generation_params"
+    gen = _generator(fname, generator)
+    pairs = [(k, v) for k, v in (("max_length", max_length), ("temperature", temperature),
+                                 ("top_k", top_k), ("top_p", top_p)) if v is not None]
+    with core_errors(fname):
+        gen.configure(pairs)
+    return gen
+
+
+@builtin("torch_generator_info", group=G_GEN, library=LIB)
+def torch_generator_info(generator: Any) -> dict:
+    """(torch_generator_info generator)
+
+    The generator's settings as a dictionary (every config key; unset ones are nil), plus "device".
+    """
+    gen = _generator("torch_generator_info", generator)
+    out: dict[str, Any] = {}
+    for key, v in gen.config.to_dict().items():
+        if key in ("callback", "logits_processor"):
+            v = None if not v else True
+        elif v is False:
+            v = None
+        out[key] = Integers(v) if isinstance(v, list) and all(tv.is_int(x) for x in v) else v
+    out["device"] = str(gen.device)
+    return out
+
+
+@builtin("torch_generate", group=G_GEN, library=LIB, min_args=2, max_args=3, ctx=True)
+def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = None) -> torch.Tensor:
+    """(torch_generate generator input_ids "greedy")
+
+    Prompt + new token ids as a tensor: 1-D in -> 1-D out, 2-D (a batch) in -> 2-D out. input_ids:
+    integers, a list, a matrix, or a tensor (a float [batch, seq, hidden] tensor is taken as prompt
+    embeddings). strategy ("greedy", "top_k", "top_p", "sample", "beam_search") overrides the
+    generator's for this call only.
+    """
+    fname = "torch_generate"
+    gen = _generator(fname, generator)
+    model = gen.model
+    if isinstance(input_ids, torch.Tensor) and input_ids.is_floating_point():
+        ids: Any = _embeddings_to_ids(fname, model, input_ids)
+    else:
+        ids = ids_arg(fname, "input_ids", input_ids)
+    cfg = gen.config
+    if strategy is not None:
+        if not isinstance(strategy, str):
+            raise arg_error(fname, "strategy", 'a strategy name like "greedy"', strategy)
+        try:
+            cfg = cfg.update({"strategy": strategy})
+        except GenerationError as exc:
+            raise LispEError(f"{fname}: argument 'strategy': {exc}") from None
+    single = isinstance(ids, torch.Tensor) and (ids.dim() == 1 or ids.shape[0] == 1)
+    cfg, progress = _with_progress(cfg, single)
+    try:
+        with core_errors(fname):
+            return generate(model, ids, cfg, tokenizer=_model_tokenizer(ctx, model))
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+@builtin("torch_generate_text", group=G_GEN, library=LIB, min_args=2, max_args=3, ctx=True)
+def torch_generate_text(ctx: Any, generator: Any, prompt: Any, config: Any = None) -> Any:
+    """(torch_generate_text generator "Once upon a time" {"max_length":30})
+
+    Encodes the prompt (a string, or token ids), generates, and returns only the new text. The config
+    applies to this call only. With "callback", (callback token-id text-piece) is called for each new
+    token as it is produced (streaming).
+    """
+    fname = "torch_generate_text"
+    gen = _generator(fname, generator)
+    if isinstance(prompt, str):
+        p: Any = prompt
+    else:
+        p = ids_to_list(fname, "prompt", prompt)
+        if p and isinstance(p[0], list):
+            raise LispEError(f"{fname}: argument 'prompt': one prompt (use torch_generate_batch for several)")
+    cfg = _call_config(fname, gen, config, ctx)
+    tok = _model_tokenizer(ctx, gen.model)
+    if tok is None:
+        raise LispEError(f"{fname}: the model has no tokenizer and none is loaded: use (tokenizer_load path)")
+    cfg, progress = _with_progress(cfg, True)
+    try:
+        with core_errors(fname):
+            out = generate_text(gen.model, p, cfg, tokenizer=tok)
+    finally:
+        if progress is not None:
+            progress.close()
+    return Strings(out) if isinstance(out, list) else out
+
+
+@builtin("torch_generate_batch", group=G_GEN, library=LIB, min_args=2, max_args=3, ctx=True)
+def torch_generate_batch(ctx: Any, generator: Any, prompts: Any, config: Any = None) -> Strings:
+    """(torch_generate_batch generator (strings "Hello" "The sky is") {"max_length":20})
+
+    The new text for each prompt of a list (strings or lists of ids, of any lengths: they are
+    left-padded internally and generated together). The config applies to this call only.
+    """
+    fname = "torch_generate_batch"
+    gen = _generator(fname, generator)
+    if not isinstance(prompts, list) or not prompts:
+        raise arg_error(fname, "prompts", "a non-empty list of prompts (strings or lists of ids)", prompts)
+    items = []
+    for i, p in enumerate(prompts):
+        if isinstance(p, str):
+            items.append(p)
+        elif isinstance(p, (list, torch.Tensor)):
+            ids = ids_to_list(fname, "prompts", p)
+            if not ids or isinstance(ids[0], list):
+                raise LispEError(f"{fname}: argument 'prompts': prompt {i} must be a string or a "
+                                 f"non-empty list of token ids")
+            items.append(ids)
+        else:
+            raise LispEError(f"{fname}: argument 'prompts': prompt {i} must be a string or a list of "
+                             f"token ids, got {describe(p)}")
+    cfg = _call_config(fname, gen, config, ctx)
+    tok = _model_tokenizer(ctx, gen.model)
+    if tok is None:
+        raise LispEError(f"{fname}: the model has no tokenizer and none is loaded: use (tokenizer_load path)")
+    with core_errors(fname):
+        return Strings(generate_batch(gen.model, items, cfg, tokenizer=tok))
+
+
+@builtin("torch_sequence_logprobs", group=G_GEN, library=LIB)
+def torch_sequence_logprobs(model: Any, ids: Any) -> Any:
+    """(torch_sequence_logprobs model ids)
+
+    The log-probability of each token given the ones before it (floats; one list per row for a
+    batch). Perplexity is (exp (- (/ (sum lp) (size lp)))).
+    """
+    fname = "torch_sequence_logprobs"
+    m = _model(fname, model)
+    t = ids_arg(fname, "ids", ids)
+    if not isinstance(t, torch.Tensor):
+        raise LispEError(f"{fname}: argument 'ids': rows must have the same length")
+    with core_errors(fname):
+        lp = sequence_logprobs(m, t)
+    return tensor_to_lisp(lp.float())
+
+
+# ===================================================================================== tensors
+@builtin("torch_tensor", "tensor_create", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def torch_tensor(data: Any, dtype: Any = None) -> torch.Tensor:
+    """(torch_tensor (integers 15339 1332))
+
+    A tensor from Lisp data: integers -> int64, floats -> float32, a matrix (integers (10 20) (30 40))
+    -> 2-D. An optional dtype: "int64", "int32", "float32", "float64", "float16", "bfloat16", "bool".
+    """
+    fname = "torch_tensor"
+    dt = None if dtype is None else dtype_arg(fname, "dtype", dtype)
+    return to_tensor(fname, "data", data, dt)
+
+
+@builtin("tensor_to_list", group=G_TENSOR, library=LIB)
+def tensor_to_list(t: Any) -> Any:
+    """(tensor_to_list t)
+
+    A tensor as Lisp data: 1-D -> integers or floats, 2-D -> a list of rows, 0-D -> a number.
+    """
+    return tensor_to_lisp(expect_tensor("tensor_to_list", "tensor", t))
+
+
+@builtin("tensor_shape", "torch_shape", "tensor_size", group=G_TENSOR, library=LIB)
+def tensor_shape(t: Any) -> Integers:
+    """(tensor_shape t)
+
+    The shape of a tensor as integers, e.g. (2 4).
+    """
+    return Integers(int(s) for s in expect_tensor("tensor_shape", "tensor", t).shape)
+
+
+@builtin("tensor_item", "torch_item", group=G_TENSOR, library=LIB)
+def tensor_item(t: Any) -> Any:
+    """(tensor_item t)
+
+    The number held by a one-element tensor.
+    """
+    t = expect_tensor("tensor_item", "tensor", t)
+    if t.numel() != 1:
+        raise LispEError(f"tensor_item: argument 'tensor': expected one element, got shape {list(t.shape)}")
+    return tv.scalar(t)
+
+
+def _factory(fname: str, shape: Any, dtype: Any, make) -> torch.Tensor:
+    dims = shape_arg(fname, "shape", shape)
+    dt = torch.float32 if dtype is None else dtype_arg(fname, "dtype", dtype)
+    return make(dims, dt)
+
+
+@builtin("tensor_zeros", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_zeros(shape: Any, dtype: Any = None) -> torch.Tensor:
+    """(tensor_zeros (integers 2 3))
+
+    A tensor of zeros (float32 unless a dtype is given).
+    """
+    return _factory("tensor_zeros", shape, dtype, lambda s, d: torch.zeros(s, dtype=d))
+
+
+@builtin("tensor_ones", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_ones(shape: Any, dtype: Any = None) -> torch.Tensor:
+    """(tensor_ones (integers 2 3))
+
+    A tensor of ones (float32 unless a dtype is given).
+    """
+    return _factory("tensor_ones", shape, dtype, lambda s, d: torch.ones(s, dtype=d))
+
+
+@builtin("tensor_randn", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_randn(shape: Any, dtype: Any = None) -> torch.Tensor:
+    """(tensor_randn (integers 2 3))
+
+    A tensor of standard normal random numbers (seed with torch_manual_seed).
+    """
+    def make(s: list[int], d: torch.dtype) -> torch.Tensor:
+        if not d.is_floating_point:
+            raise LispEError(f"tensor_randn: argument 'dtype': random normal values need a float dtype")
+        return torch.randn(s, dtype=d)
+    return _factory("tensor_randn", shape, dtype, make)
+
+
+@builtin("tensor_full", group=G_TENSOR, library=LIB, min_args=2, max_args=3)
+def tensor_full(shape: Any, value: Any, dtype: Any = None) -> torch.Tensor:
+    """(tensor_full (integers 2 3) 7)
+
+    A tensor filled with one value (int64 for an integer value, else float32, unless a dtype is given).
+    """
+    v = expect_real("tensor_full", "value", value)
+    if dtype is None:
+        dtype = "int64" if tv.is_int(value) else "float32"
+    return _factory("tensor_full", shape, dtype, lambda s, d: torch.full(s, v, dtype=d))
+
+
+def _binary(fname: str, a: Any, b: Any, op) -> torch.Tensor:
+    x = as_tensor_arg(fname, "a", a)
+    y = as_tensor_arg(fname, "b", b)
+    try:
+        return op(x, y)
+    except RuntimeError as exc:
+        raise LispEError(f"{fname}: shapes {list(x.shape)} and {list(y.shape)} do not combine: "
+                         f"{str(exc).splitlines()[0]}") from None
+
+
+@builtin("tensor_add", group=G_TENSOR, library=LIB)
+def tensor_add(a: Any, b: Any) -> torch.Tensor:
+    """(tensor_add a b)
+
+    Element-wise sum (broadcasting; a number or a list counts as a tensor). Same as (+ a b).
+    """
+    return _binary("tensor_add", a, b, torch.add)
+
+
+@builtin("tensor_sub", group=G_TENSOR, library=LIB)
+def tensor_sub(a: Any, b: Any) -> torch.Tensor:
+    """(tensor_sub a b)
+
+    Element-wise difference (broadcasting). Same as (- a b).
+    """
+    return _binary("tensor_sub", a, b, torch.sub)
+
+
+@builtin("tensor_mul", group=G_TENSOR, library=LIB)
+def tensor_mul(a: Any, b: Any) -> torch.Tensor:
+    """(tensor_mul a b)
+
+    Element-wise product (broadcasting). Same as (* a b).
+    """
+    return _binary("tensor_mul", a, b, torch.mul)
+
+
+@builtin("tensor_div", group=G_TENSOR, library=LIB)
+def tensor_div(a: Any, b: Any) -> torch.Tensor:
+    """(tensor_div a b)
+
+    Element-wise true division (broadcasting). Same as (/ a b).
+    """
+    return _binary("tensor_div", a, b, torch.div)
+
+
+@builtin("tensor_matmul", group=G_TENSOR, library=LIB)
+def tensor_matmul(a: Any, b: Any) -> torch.Tensor:
+    """(tensor_matmul a b)
+
+    Matrix product (torch.matmul semantics).
+    """
+    return _binary("tensor_matmul", a, b, torch.matmul)
+
+
+@builtin("tensor_div_scalar", "torch_div_scalar", group=G_TENSOR, library=LIB)
+def tensor_div_scalar(t: Any, value: Any) -> torch.Tensor:
+    """(tensor_div_scalar logits 0.7)
+
+    Divides every element by a number (e.g. logits by a temperature).
+    """
+    t = expect_tensor("tensor_div_scalar", "tensor", t)
+    v = expect_real("tensor_div_scalar", "value", value)
+    if v == 0:
+        raise LispEError("tensor_div_scalar: division by zero")
+    return t / v
+
+
+@builtin("tensor_reshape", group=G_TENSOR, library=LIB)
+def tensor_reshape(t: Any, shape: Any) -> torch.Tensor:
+    """(tensor_reshape t (integers 2 2))
+
+    The same elements in a new shape (one dimension may be -1).
+    """
+    t = expect_tensor("tensor_reshape", "tensor", t)
+    if isinstance(shape, list) and all(tv.is_int(v) and v >= -1 for v in shape):
+        dims = [int(v) for v in shape]
+    else:
+        dims = shape_arg("tensor_reshape", "shape", shape)
+    try:
+        return t.reshape(dims)
+    except RuntimeError as exc:
+        raise LispEError(f"tensor_reshape: {exc}") from None
+
+
+@builtin("tensor_unsqueeze", "torch_unsqueeze", group=G_TENSOR, library=LIB)
+def tensor_unsqueeze(t: Any, dim: Any) -> torch.Tensor:
+    """(tensor_unsqueeze t 0)
+
+    Inserts a dimension of size 1 (e.g. a batch dimension).
+    """
+    t = expect_tensor("tensor_unsqueeze", "tensor", t)
+    d = expect_int("tensor_unsqueeze", "dim", dim)
+    if not -(t.dim() + 1) <= d <= t.dim():
+        raise LispEError(f"tensor_unsqueeze: argument 'dim': {d} is out of range for a {t.dim()}-D tensor")
+    return t.unsqueeze(d)
+
+
+@builtin("tensor_squeeze", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_squeeze(t: Any, dim: Any = None) -> torch.Tensor:
+    """(tensor_squeeze t)
+
+    Removes dimensions of size 1 (all of them, or only dim).
+    """
+    t = expect_tensor("tensor_squeeze", "tensor", t)
+    return t.squeeze() if dim is None else t.squeeze(dim_arg("tensor_squeeze", "dim", t, dim))
+
+
+@builtin("tensor_select", group=G_TENSOR, library=LIB)
+def tensor_select(t: Any, dim: Any, index: Any) -> torch.Tensor:
+    """(tensor_select logits 1 -1)
+
+    The slice at one index along a dimension (that dimension disappears).
+    """
+    fname = "tensor_select"
+    t = expect_tensor(fname, "tensor", t)
+    d = dim_arg(fname, "dim", t, dim)
+    i = expect_int(fname, "index", index)
+    n = t.shape[d]
+    if not -n <= i < n:
+        raise LispEError(f"{fname}: argument 'index': {i} is out of range for size {n}")
+    return t.select(d, i)
+
+
+@builtin("tensor_slice", group=G_TENSOR, library=LIB, min_args=4, max_args=5)
+def tensor_slice(t: Any, dim: Any, start: Any, end: Any, step: Any = 1) -> torch.Tensor:
+    """(tensor_slice t 0 1 3)
+
+    Elements start..end-1 (step 1 unless given) along a dimension.
+    """
+    fname = "tensor_slice"
+    t = expect_tensor(fname, "tensor", t)
+    d = dim_arg(fname, "dim", t, dim)
+    s, e = expect_int(fname, "start", start), expect_int(fname, "end", end)
+    k = expect_int(fname, "step", step, 1)
+    index = [slice(None)] * t.dim()
+    index[d] = slice(s, e, k)
+    return t[tuple(index)]
+
+
+@builtin("tensor_cat", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_cat(tensors: Any, dim: Any = 0) -> torch.Tensor:
+    """(tensor_cat (list a b) 0)
+
+    Concatenates a list of tensors along a dimension.
+    """
+    fname = "tensor_cat"
+    if not isinstance(tensors, list) or not tensors:
+        raise arg_error(fname, "tensors", "a non-empty list of tensors", tensors)
+    ts = [as_tensor_arg(fname, "tensors", x) for x in tensors]
+    d = dim_arg(fname, "dim", ts[0], dim)
+    try:
+        return torch.cat(ts, dim=d)
+    except RuntimeError as exc:
+        raise LispEError(f"{fname}: {str(exc).splitlines()[0]}") from None
+
+
+@builtin("tensor_argmax", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_argmax(t: Any, dim: Any = None) -> torch.Tensor:
+    """(tensor_argmax logits -1)
+
+    Index of the largest value (over everything, or along dim).
+    """
+    t = expect_tensor("tensor_argmax", "tensor", t)
+    return t.argmax() if dim is None else t.argmax(dim=dim_arg("tensor_argmax", "dim", t, dim))
+
+
+@builtin("tensor_softmax", "torch_softmax", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_softmax(t: Any, dim: Any = -1) -> torch.Tensor:
+    """(tensor_softmax logits -1)
+
+    Softmax along a dimension (the last one by default).
+    """
+    t = expect_tensor("tensor_softmax", "tensor", t)
+    return torch.softmax(t.float() if not t.is_floating_point() else t, dim=dim_arg("tensor_softmax", "dim", t, dim))
+
+
+@builtin("tensor_log_softmax", group=G_TENSOR, library=LIB, min_args=1, max_args=2)
+def tensor_log_softmax(t: Any, dim: Any = -1) -> torch.Tensor:
+    """(tensor_log_softmax logits -1)
+
+    Log-softmax along a dimension (the last one by default).
+    """
+    t = expect_tensor("tensor_log_softmax", "tensor", t)
+    return torch.log_softmax(t.float() if not t.is_floating_point() else t,
+                             dim=dim_arg("tensor_log_softmax", "dim", t, dim))
+
+
+@builtin("torch_topk", group=G_TENSOR, library=LIB, min_args=2, max_args=3)
+def torch_topk(t: Any, k: Any, dim: Any = -1) -> list:
+    """(torch_topk logits 5)
+
+    The k largest values and their indices along a dimension: a list (values indices).
+    """
+    fname = "torch_topk"
+    t = expect_tensor(fname, "tensor", t)
+    d = dim_arg(fname, "dim", t, dim)
+    n = t.shape[d] if t.dim() else 1
+    k = expect_int(fname, "k", k, 1)
+    if k > n:
+        raise LispEError(f"{fname}: argument 'k': {k} is larger than the dimension's size {n}")
+    values, indices = torch.topk(t, k, dim=d)
+    return [values, indices]
+
+
+@builtin("torch_sort", group=G_TENSOR, library=LIB, min_args=1, max_args=3)
+def torch_sort(t: Any, dim: Any = -1, descending: Any = None) -> list:
+    """(torch_sort logits -1 true)
+
+    Sorted values and their original indices along a dimension: a list (values indices).
+    """
+    t = expect_tensor("torch_sort", "tensor", t)
+    values, indices = torch.sort(t, dim=dim_arg("torch_sort", "dim", t, dim), descending=bool(descending))
+    return [values, indices]
+
+
+@builtin("torch_multinomial", "tensor_multinomial", group=G_TENSOR, library=LIB, min_args=2, max_args=3)
+def torch_multinomial(probs: Any, n: Any, replacement: Any = None) -> torch.Tensor:
+    """(torch_multinomial probs 1)
+
+    Draws n indices from the probabilities of each row (without replacement unless true is given).
+    """
+    fname = "torch_multinomial"
+    p = expect_tensor(fname, "probs", probs)
+    k = expect_int(fname, "n", n, 1)
+    if not p.is_floating_point() or p.dim() not in (1, 2):
+        raise LispEError(f"{fname}: argument 'probs': expected a 1-D or 2-D float tensor, got "
+                         f"{str(p.dtype).removeprefix('torch.')} {list(p.shape)}")
+    if bool((p < 0).any()) or not bool(torch.isfinite(p).all()) or bool((p.sum(-1) <= 0).any()):
+        raise LispEError(f"{fname}: argument 'probs': probabilities must be finite, >= 0, with a "
+                         f"positive sum")
+    if not replacement and k > p.shape[-1]:
+        raise LispEError(f"{fname}: argument 'n': cannot draw {k} of {p.shape[-1]} without replacement")
+    return torch.multinomial(p.float(), k, replacement=bool(replacement))
+
+
+@builtin("torch_flash_attention", group=G_TENSOR, library=LIB, min_args=3, max_args=5)
+def torch_flash_attention(q: Any, k: Any, v: Any, scale: Any = None, causal: Any = None) -> torch.Tensor:
+    """(torch_flash_attention query key value)
+
+    Scaled dot-product attention softmax(q k^T * scale) v with torch's fused kernels (flash attention
+    on GPUs that have it). Shapes [..., seq, dim]; scale defaults to 1/sqrt(dim); true as the fifth
+    argument makes it causal: (torch_flash_attention q k v nil true).
+    """
+    fname = "torch_flash_attention"
+    qt, kt, vt = (expect_tensor(fname, n, x) for n, x in (("query", q), ("key", k), ("value", v)))
+    for name, t in (("query", qt), ("key", kt), ("value", vt)):
+        if not t.is_floating_point() or t.dim() < 2:
+            raise LispEError(f"{fname}: argument '{name}': expected a float tensor [..., seq, dim], got "
+                             f"{str(t.dtype).removeprefix('torch.')} {list(t.shape)}")
+    if qt.shape[-1] != kt.shape[-1]:
+        raise LispEError(f"{fname}: query and key must have the same last dimension, got "
+                         f"{list(qt.shape)} and {list(kt.shape)}")
+    if kt.shape[-2] != vt.shape[-2]:
+        raise LispEError(f"{fname}: key and value must have the same sequence length, got "
+                         f"{list(kt.shape)} and {list(vt.shape)}")
+    s = None if scale is None else expect_real(fname, "scale", scale)
+    try:
+        return F.scaled_dot_product_attention(qt, kt, vt, is_causal=bool(causal), scale=s)
+    except RuntimeError as exc:
+        raise LispEError(f"{fname}: {str(exc).splitlines()[0]}") from None
+
+
+# ===================================================================================== compatibility
+class KVContext:
+    """`torch_hf_enable_kv_cache`'s value: a model's KV cache driven step by step by torch_hf_forward.
+
+    Each forward with the context appends its tokens after the previous ones. Generation on the same
+    model reuses the cache buffers, so it ends the context (the next forward with it is an error).
+    """
+
+    lisp_type = "torch_kv_cache_"
+
+    def __init__(self, model: DecoderModel, capacity: int):
+        self.model = model
+        self.capacity = capacity
+        self.pos = 0
+        self.batch = 0
+
+    def forward(self, fname: str, ids: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        b, t = ids.shape
+        if self.pos == 0:
+            model.setup_cache(b, self.capacity)
+            self.batch = b
+        elif b != self.batch:
+            raise LispEError(f"{fname}: this KV cache holds a batch of {self.batch}, got {b} rows")
+        elif model._kv_len != self.pos:
+            raise LispEError(f"{fname}: the KV cache was reused by another generation on this model; "
+                             f"create a new one with torch_hf_enable_kv_cache")
+        if self.pos + t > self.capacity:
+            raise LispEError(f"{fname}: the KV cache is full ({self.capacity} tokens)")
+        pos = torch.arange(self.pos, self.pos + t, device=model.device)
+        with torch.inference_mode():
+            logits = model(ids.to(model.device), pos)
+        self.pos += t
+        return logits.clone()
+
+
+register_type(KVContext, "torch_kv_cache_",
+                 lambda c: f"#<kv_cache {c.model.config.arch} {c.pos}/{c.capacity} tokens>")
+
+
+@builtin("torch_hf_enable_kv_cache", group=G_COMPAT, library=LIB, min_args=1, max_args=2)
+def torch_hf_enable_kv_cache(model: Any, enable: Any = True) -> Any:
+    """(torch_hf_enable_kv_cache model true)
+
+    A KV cache context for step-by-step decoding with torch_hf_forward (nil when enable is nil).
+    """
+    m = _model("torch_hf_enable_kv_cache", model)
+    if not enable:
+        return None
+    return KVContext(m, min(m.config.max_position_embeddings, 4096))
+
+
+@builtin("torch_hf_forward", group=G_COMPAT, library=LIB, min_args=2, max_args=3)
+def torch_hf_forward(model: Any, input_ids: Any, context: Any = None) -> torch.Tensor:
+    """(torch_hf_forward model (tensor_unsqueeze (torch_tensor ids) 0))
+
+    Logits [batch, seq, vocab] for token ids (1-D ids are taken as one row). With a KV cache context
+    from torch_hf_enable_kv_cache, the tokens continue the cached sequence.
+    """
+    fname = "torch_hf_forward"
+    m = _model(fname, model)
+    ids = ids_arg(fname, "input_ids", input_ids)
+    if not isinstance(ids, torch.Tensor):
+        raise LispEError(f"{fname}: argument 'input_ids': rows must have the same length")
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(0)
+    vocab = m.config.vocab_size
+    if bool(((ids < 0) | (ids >= vocab)).any()):
+        raise LispEError(f"{fname}: argument 'input_ids': token ids outside the vocabulary (0..{vocab - 1})")
+    if context is not None:
+        if not isinstance(context, KVContext) or context.model is not m:
+            raise arg_error(fname, "context", "a KV cache of this model (torch_hf_enable_kv_cache)", context)
+        with core_errors(fname):
+            return context.forward(fname, ids)
+    if ids.shape[1] > m.config.max_position_embeddings:
+        raise LispEError(f"{fname}: {ids.shape[1]} tokens exceed the model's context "
+                         f"({m.config.max_position_embeddings})")
+    with core_errors(fname), torch.inference_mode():
+        return m.forward_full(ids.to(m.device)).clone()
+
+
+@builtin("torch_hf_embeddings", group=G_COMPAT, library=LIB)
+def torch_hf_embeddings(model: Any, input_ids: Any) -> torch.Tensor:
+    """(torch_hf_embeddings model ids)
+
+    The model's input embeddings of token ids: [batch, seq, hidden] (1-D ids give a batch of one).
+    """
+    fname = "torch_hf_embeddings"
+    m = _model(fname, model)
+    ids = ids_arg(fname, "input_ids", input_ids)
+    if not isinstance(ids, torch.Tensor):
+        raise LispEError(f"{fname}: argument 'input_ids': rows must have the same length")
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(0)
+    vocab = m.config.vocab_size
+    if bool(((ids < 0) | (ids >= vocab)).any()):
+        raise LispEError(f"{fname}: argument 'input_ids': token ids outside the vocabulary (0..{vocab - 1})")
+    with torch.no_grad():
+        return m.embed(ids.to(m.device)).detach().float().cpu()
+
+
+_HF_OPTION_KEYS = ("greedy", "topk", "topp", "temperature", "top_k", "top_p", "repetition_penalty",
+                   "callback", "data", "seed", "strategy")
+
+
+@builtin("torch_hf_generate", group=G_COMPAT, library=LIB, min_args=4, max_args=5, ctx=True)
+def torch_hf_generate(ctx: Any, model: Any, input_ids: Any, eos_id: Any, max_length: Any,
+                      options: Any = None) -> Any:
+    """(torch_hf_generate model prompt_ids eos_id 100 {"topk":50})
+
+    lispe_torch's one-call generation: prompt + new ids (integers). Without options it samples from
+    the full distribution; options: "greedy" true, "topk" K, "topp" P, "temperature", "top_k",
+    "top_p", "repetition_penalty", "seed", and "callback" (called as (callback token-id data) with the
+    "data" value).
+    """
+    fname = "torch_hf_generate"
+    m = _model(fname, model)
+    ids = ids_arg(fname, "input_ids", input_ids)
+    eos = None if eos_id is None else expect_int(fname, "eos_id", eos_id, 0)
+    n = expect_int(fname, "max_length", max_length, 1)
+    opts = dict(config_pairs(fname, "options", options, ctx))
+    for key in opts:
+        if key not in _HF_OPTION_KEYS:
+            raise LispEError(f"{fname}: unknown option \"{key}\"; valid options: "
+                             + ", ".join(f'"{k}"' for k in _HF_OPTION_KEYS))
+    cfg: dict[str, Any] = {"strategy": "sample", "top_k": 0, "max_length": n, "eos_token_id": eos}
+    if "topk" in opts:
+        cfg.update(strategy="top_k", top_k=opts["topk"])
+    if "topp" in opts:
+        cfg.update(strategy="top_p", top_p=opts["topp"])
+    for key in ("temperature", "top_k", "top_p", "repetition_penalty", "seed", "strategy"):
+        if key in opts:
+            cfg[key] = opts[key]
+    if opts.get("greedy"):
+        cfg["strategy"] = "greedy"
+    if opts.get("callback") is not None:
+        fn, data = opts["callback"], opts.get("data")
+        cfg["callback"] = lambda tok, piece: fn(tok, data)
+    with core_errors(fname):
+        out = generate(m, ids, GenerationConfig.from_dict(cfg), tokenizer=_model_tokenizer(ctx, m))
+    return Integers(out.tolist()) if out.dim() == 1 else out
+
+
+__all__ = ["KVContext", "TorchGenerator"]
