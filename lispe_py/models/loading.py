@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,7 +68,7 @@ def build_from_state_dict(
     config: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: str | torch.device = "cpu"
 ) -> DecoderModel:
     """A model holding exactly the tensors of `state` (our names), without a random initialisation pass."""
-    with torch.device("meta"):
+    with _skip_init():
         model = MODEL_CLASSES[config.arch](config)
     if config.tie_word_embeddings:
         state = {**state, "lm_head.weight": state["embed.weight"]}
@@ -79,11 +80,21 @@ def build_from_state_dict(
     model.load_state_dict(state, assign=True)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.embed.weight
-    # Buffers were created on the meta device; recreate them for real.
-    model._slots = torch.arange(0, device=device)
-    model._cos = torch.zeros(0, device=device, dtype=dtype)
-    model._sin = torch.zeros(0, device=device, dtype=dtype)
-    return model.eval()
+    return model.to(device).eval()
+
+
+@contextmanager
+def _skip_init():
+    """Build modules without drawing random initial weights (they are about to be replaced)."""
+    classes = (torch.nn.Linear, torch.nn.Embedding, torch.nn.LayerNorm)
+    saved = [cls.reset_parameters for cls in classes]
+    try:
+        for cls in classes:
+            cls.reset_parameters = lambda self: None
+        yield
+    finally:
+        for cls, method in zip(classes, saved):
+            cls.reset_parameters = method
 
 
 # ----- Hugging Face weight names -> ours (q/k/v and gate/up fused here, once, at load time) -----
