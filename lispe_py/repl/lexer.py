@@ -141,13 +141,19 @@ def in_string_or_comment(text: str, offset: int) -> bool:
         elif token is Text and value == "\n":
             in_double = False
         last = (token, value)
-    if in_double:
+    if in_double or (last is not None and last[0] is Comment.Single):
         return True
+    return in_long_string(text[:offset])
+
+
+def in_long_string(text: str) -> bool:
+    """True when `text` ends inside an unfinished long string (triple-quoted or backquoted)."""
+    last = None
+    for _index, token, value in _PLAIN.get_tokens_unprocessed(text):
+        last = (token, value)
     if last is None:
         return False
     token, value = last
-    if token is Comment.Single:
-        return True
     if token is String.Heredoc:
         return len(value) < 6 or not value.endswith('"""')
     if token is String.Backtick:
@@ -156,9 +162,10 @@ def in_string_or_comment(text: str, offset: int) -> bool:
 
 
 def indentation(text: str) -> str:
-    """Indentation for a new line after `text`: two columns past the innermost open bracket."""
+    """Indentation for a new line after `text`: two columns past the innermost open bracket
+    (none inside a long string, whose content it would change)."""
     open_ = unclosed_brackets(text)
-    if not open_:
+    if not open_ or in_long_string(text):
         return ""
     index = open_[-1][0]
     line_start = text.rfind("\n", 0, index) + 1

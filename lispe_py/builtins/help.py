@@ -1,0 +1,91 @@
+"""`(help 'name)`: the documentation of a builtin or a user definition, at the REPL and in scripts.
+
+It reads the builtin registry, so every builtin documents itself through its docstring (first line:
+a usage example). `(help)` lists the builtins by group.
+"""
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import LispEError
+from ..values import VOID, Symbol, type_name
+from .registry import REGISTRY, Builtin, builtin, suggest, visible_names
+
+
+@builtin("help", group="help", ctx=True, min_args=0, max_args=1)
+def help_(ctx: Any, name: Any = None) -> Any:
+    """(help 'car) prints the documentation of a builtin or of a name defined in this session.
+
+    With no argument, lists the builtins by group. The name may be quoted (`'car`) or a string
+    (`"car"`); `(help car)` works too for a builtin, since `car` evaluates to the builtin itself.
+    """
+    interp = getattr(ctx, "interp", None)
+    libraries = set(getattr(interp, "libraries", ()) or ())
+    text = overview(libraries) if name is None else describe(_name_of(name), interp, libraries)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return VOID
+
+
+def _name_of(value: Any) -> str:
+    if isinstance(value, Symbol):
+        return value.name
+    if isinstance(value, str):
+        return value
+    entry = value if isinstance(value, Builtin) else getattr(value, "builtin", None)
+    if isinstance(entry, Builtin):
+        return entry.name
+    name = getattr(value, "name", None)
+    if isinstance(name, str):
+        return name
+    raise LispEError(f"help: expected a quoted name like 'car, got {type_name(value)}")
+
+
+def describe(name: str, interp: Any = None, libraries: set[str] | None = None) -> str:
+    """The help text for `name`: a builtin's docstring, or what a global definition is."""
+    entry = REGISTRY.get(name)
+    if entry is not None:
+        return _describe_builtin(entry, libraries or set())
+    env = getattr(interp, "globals", None)
+    if isinstance(env, Mapping) and name in env:
+        value = env[name]
+        doc = getattr(value, "doc", None) or ""
+        lines = [f"{name}: a {type_name(value).rstrip('_')} defined in this session"]
+        if isinstance(doc, str) and doc.strip():
+            lines.append(textwrap.indent(doc.strip(), "  "))
+        return "\n".join(lines)
+    candidates = visible_names(libraries or set()) + (list(env) if isinstance(env, Mapping) else [])
+    close = suggest(name, candidates)
+    hint = f" (did you mean '{close}'?)" if close else ""
+    raise LispEError(f"help: no builtin or definition named '{name}'{hint}")
+
+
+def _describe_builtin(entry: Builtin, libraries: set[str]) -> str:
+    header = entry.name
+    others = [n for n in entry.names if n != entry.name]
+    details = [entry.group] + ([f"also: {' '.join(others)}"] if others else [])
+    header += f"  [{'; '.join(details)}]"
+    lines = [header]
+    doc = entry.doc.strip() or "(no documentation)"
+    lines.append(textwrap.indent(doc, "  "))
+    if entry.library is not None and entry.library not in libraries:
+        lines.append(f"  Available after (use '{entry.library}).")
+    return "\n".join(lines)
+
+
+def overview(libraries: set[str]) -> str:
+    """Every visible builtin, grouped; how to ask for one."""
+    groups: dict[str, list[str]] = {}
+    for name in visible_names(libraries):
+        entry = REGISTRY[name]
+        if name == entry.name:
+            groups.setdefault(entry.group, []).append(name)
+    lines = ["(help 'name) documents one of these builtins:"]
+    for group in sorted(groups):
+        body = textwrap.fill(" ".join(groups[group]), width=78, initial_indent="    ",
+                             subsequent_indent="    ", break_on_hyphens=False)
+        lines.append(f"  {group}:\n{body}")
+    return "\n".join(lines)

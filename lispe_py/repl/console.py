@@ -1,0 +1,443 @@
+"""The interactive LispE console: a prompt_toolkit session around one `Interpreter`.
+
+    lispe> (defun square (x)
+    ...      (* x x))
+    lispe> (square 12)
+    144
+
+Enter submits the input when the reader says the form is complete, otherwise it opens a new,
+indented line (Meta-Enter submits as is). Evaluation runs in the calling thread with SIGINT turned
+into `KeyboardInterrupt`, so Ctrl-C stops a long loop or a generation and the session goes on with
+its definitions intact; Ctrl-C at the prompt clears the line; Ctrl-D on an empty line exits.
+The last three values are bound to `*1 *2 *3`, the last error to `*e`.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.document import Document
+from prompt_toolkit.enums import DEFAULT_BUFFER, EditingMode
+from prompt_toolkit.filters import has_focus
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.layout.processors import HighlightMatchingBracketProcessor
+from prompt_toolkit.lexers import PygmentsLexer
+from prompt_toolkit.output import Output
+from prompt_toolkit.styles import Style, merge_styles, style_from_pygments_cls
+from pygments.styles import get_style_by_name
+
+from .. import printer, reader
+from ..builtins.registry import REGISTRY, visible_names
+from ..errors import LispEError
+from ..runtime import ErrorValue, run_with_big_stack
+from ..values import VOID, type_name
+from .completer import LispECompleter
+from .lexer import SPECIAL_FORMS, indentation, innermost_head, lexer_class
+
+PROMPT = "lispe> "
+
+COMMANDS: dict[str, str] = {
+    ":load": ":load FILE  runs a LispE file in this session",
+    ":reset": ":reset  forgets the definitions made since the session started",
+    ":quit": ":quit  leaves the REPL (Ctrl-D too)",
+    ":vi": ":vi  switches to Vi key bindings",
+    ":emacs": ":emacs  switches to Emacs key bindings (the default)",
+    ":help": ":help  lists these commands",
+}
+
+ERROR_NAME = "*e"
+REPL_FILENAME = "<repl>"
+
+#: The name of the thread in which `runtime.run_with_big_stack` evaluates (see `_stop_threads`).
+EVAL_THREAD_NAME = "lispe-eval"
+
+_STYLE = Style.from_dict({
+    "prompt": "ansigreen bold",
+    "continuation": "ansibrightblack",
+    "matching-bracket.cursor": "bg:ansiblue ansiwhite bold",
+    "matching-bracket.other": "bg:ansiblue ansiwhite bold",
+    "bottom-toolbar": "noreverse ansibrightblack",
+})
+
+_RED, _YELLOW, _RESET = "\x1b[31m", "\x1b[33m", "\x1b[0m"
+
+
+def default_history_path() -> Path:
+    """`$LISPE_HISTORY`, else `$XDG_DATA_HOME/lispe_py/history` (`~/.local/share` by default)."""
+    explicit = os.environ.get("LISPE_HISTORY")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "lispe_py" / "history"
+
+
+def wants_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and not when `NO_COLOR` is set or `TERM=dumb`."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (OSError, ValueError):
+        return False
+
+
+class _TrackingWriter:
+    """Wraps the output stream during an evaluation: flushes every write (so streamed tokens show
+    as they are produced) and remembers whether the output ended at the start of a line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        written = self.stream.write(text)
+        if text:
+            self.at_line_start = text.endswith("\n")
+        self.stream.flush()
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+class Repl:
+    """One interactive session: the prompt, the evaluation loop and the REPL commands.
+
+    `input`/`output` are prompt_toolkit's (tests pass `create_pipe_input()` and `DummyOutput()`);
+    `stdout`/`stderr` receive values, program output and errors. `history_file=None` uses
+    `default_history_path()`; `False` keeps the history in memory only.
+    """
+
+    def __init__(self, interp: Any = None, *, input: Input | None = None, output: Output | None = None,
+                 stdout: TextIO | None = None, stderr: TextIO | None = None,
+                 history_file: str | os.PathLike[str] | None | bool = None,
+                 vi_mode: bool | None = None, color: bool | None = None) -> None:
+        if interp is None:
+            from .. import Interpreter
+
+            interp = Interpreter()
+        self.interp = interp
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.color = wants_color(self.stderr) if color is None else color
+        self._baseline = self._snapshot()
+        if vi_mode is None:
+            vi_mode = os.environ.get("LISPE_EDITING_MODE", "").lower() == "vi"
+        self.session: PromptSession[str] = PromptSession(
+            FormattedText([("class:prompt", PROMPT)]),
+            multiline=True,
+            prompt_continuation=self._continuation,
+            lexer=PygmentsLexer(lexer_class(self._builtin_names, self._special_names)),
+            completer=LispECompleter(self.completion_names, COMMANDS),
+            complete_while_typing=True,
+            history=self._make_history(history_file),
+            key_bindings=self._key_bindings(),
+            input_processors=[HighlightMatchingBracketProcessor(chars="[](){}")],
+            style=merge_styles([style_from_pygments_cls(get_style_by_name("monokai")), _STYLE]),
+            include_default_pygments_style=False,
+            bottom_toolbar=self._toolbar,
+            editing_mode=EditingMode.VI if vi_mode else EditingMode.EMACS,
+            enable_history_search=False,
+            input=input,
+            output=output,
+        )
+
+    # ----------------------------------------------------------------- interpreter access
+    def _globals(self) -> dict[str, Any]:
+        return self.interp.globals
+
+    def _libraries(self) -> set[str]:
+        return set(getattr(self.interp, "libraries", ()) or ())
+
+    def _builtin_names(self) -> set[str]:
+        return set(visible_names(self._libraries()))
+
+    def _special_names(self) -> frozenset[str]:
+        return SPECIAL_FORMS
+
+    def _snapshot(self) -> tuple[dict[str, Any], set[str]]:
+        return dict(self._globals()), self._libraries()
+
+    def completion_names(self) -> dict[str, str]:
+        """Every name the user can type here, with its usage line (or its type) as description."""
+        names: dict[str, str] = {}
+        for name, value in self._globals().items():
+            names[str(name)] = _describe_definition(value)
+        for name in visible_names(self._libraries()):
+            names[name] = REGISTRY[name].usage
+        for name in self._special_names():
+            names.setdefault(name, "special form")
+        return names
+
+    # ----------------------------------------------------------------- prompt parts
+    def _continuation(self, width: int, line_number: int, is_soft_wrap: int) -> FormattedText:
+        return FormattedText([("class:continuation", "." * (width - 1) + " ")])
+
+    def _toolbar(self) -> FormattedText:
+        """The usage line of the builtin whose call the cursor is in."""
+        try:
+            app = self.session.app
+            head = innermost_head(app.current_buffer.document.text_before_cursor)
+        except Exception:  # the toolbar must never break the prompt
+            return FormattedText([])
+        entry = REGISTRY.get(head) if head else None
+        text = entry.usage if entry is not None and entry.usage else ""
+        mode = "vi" if self.session.editing_mode == EditingMode.VI else ""
+        return FormattedText([("", text + (f"   [{mode}]" if mode else ""))])
+
+    def _make_history(self, history_file: str | os.PathLike[str] | None | bool) -> History:
+        if history_file is False:
+            return InMemoryHistory()
+        path = default_history_path() if history_file in (None, True) else Path(history_file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(exist_ok=True)
+        except OSError as err:
+            self._write_err(f"lispe: history not saved ({path}: {err.strerror})", _YELLOW)
+            return InMemoryHistory()
+        self.history_path = path
+        return FileHistory(str(path))
+
+    def input_ready(self, document: Document) -> bool:
+        """Whether Enter submits: a command, an empty line, or a complete form with the cursor at
+        the end (Enter inside the text opens a new line)."""
+        text = document.text
+        if not text.strip() or text.lstrip().startswith(":"):
+            return True
+        if document.text_after_cursor.strip():
+            return False
+        return reader.is_complete(text)
+
+    def _key_bindings(self) -> KeyBindings:
+        bindings = KeyBindings()
+
+        @bindings.add("enter", filter=has_focus(DEFAULT_BUFFER))
+        def _enter(event: KeyPressEvent) -> None:
+            buffer = event.current_buffer
+            state = buffer.complete_state
+            if state is not None and state.current_completion is not None:
+                buffer.apply_completion(state.current_completion)
+                return
+            if self.input_ready(buffer.document):
+                buffer.validate_and_handle()
+            else:
+                buffer.insert_text("\n" + indentation(buffer.document.text_before_cursor))
+
+        @bindings.add("escape", "enter", filter=has_focus(DEFAULT_BUFFER))
+        def _submit(event: KeyPressEvent) -> None:
+            event.current_buffer.validate_and_handle()
+
+        return bindings
+
+    # ----------------------------------------------------------------- the loop
+    def run(self, banner: bool = True) -> None:
+        """Read, evaluate, print until `:quit` or Ctrl-D."""
+        if banner:
+            self._write(_banner())
+        while True:
+            try:
+                text = self.session.prompt()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            if not self.handle(text):
+                break
+
+    def handle(self, text: str) -> bool:
+        """Evaluate one submitted input or run a command; False means leave the REPL."""
+        stripped = text.strip()
+        if not stripped:
+            return True
+        if stripped.startswith(":"):
+            return self.command(stripped)
+        self.evaluate(text)
+        return True
+
+    def command(self, line: str) -> bool:
+        """Run a `:command`; False for `:quit`."""
+        name, _, argument = line.partition(" ")
+        argument = argument.strip()
+        if name in (":quit", ":q", ":exit"):
+            return False
+        if name == ":load":
+            if not argument:
+                self._write_err("Error: usage: :load FILE", _RED)
+            else:
+                self.evaluate(argument, load=True)
+        elif name == ":reset":
+            self.reset()
+            self._write("Session reset: definitions made since the start are gone.")
+        elif name == ":vi":
+            self.session.editing_mode = EditingMode.VI
+        elif name == ":emacs":
+            self.session.editing_mode = EditingMode.EMACS
+        elif name == ":help":
+            self._write("\n".join(COMMANDS.values()) + "\n(help 'name) shows a builtin's documentation;"
+                        " *1 *2 *3 hold the last values, *e the last error.")
+        else:
+            self._write_err(f"Error: unknown command {name} (try :help)", _RED)
+        return True
+
+    def reset(self) -> None:
+        """Forget definitions and results made since the session started."""
+        saved_globals, saved_libraries = self._baseline
+        current = self._globals()
+        current.clear()
+        current.update(saved_globals)
+        libraries = getattr(self.interp, "libraries", None)
+        if isinstance(libraries, set):
+            libraries.intersection_update(saved_libraries)
+
+    def evaluate(self, text: str, load: bool = False) -> None:
+        """Evaluate source text (or load a file), print its value or its error."""
+        tracker = _TrackingWriter(self.stdout)
+        threads_before = set(threading.enumerate())
+        try:
+            try:
+                with _stdout_to(tracker), _interruptible():
+                    if load:
+                        path = _unquote(text)
+                        value = run_with_big_stack(lambda: self.interp.load(path))
+                    else:
+                        value = run_with_big_stack(lambda: self.interp._run_text(text, REPL_FILENAME))
+                    shown = None if value is VOID else run_with_big_stack(lambda: printer.repr_string(value))
+            finally:
+                if not tracker.at_line_start:
+                    self._write("")
+            if shown is not None:
+                self.remember(value)
+                self._write(shown)
+        except KeyboardInterrupt:
+            _stop_threads(set(threading.enumerate()) - threads_before)
+            self._write_err("Interrupted", _YELLOW)
+        except LispEError as err:
+            self._error(err)
+        except RecursionError:
+            self._error(LispEError("stack overflow"))
+        except Exception as err:  # never a Python traceback at the prompt
+            self._error(LispEError(f"internal error: {type(err).__name__}: {err}"))
+
+    def remember(self, value: Any) -> None:
+        """Shift `*1 *2 *3` and bind the new value to `*1`."""
+        env = self._globals()
+        for older, newer in (("*3", "*2"), ("*2", "*1")):
+            if newer in env:
+                env[older] = env[newer]
+        env["*1"] = value
+
+    def _error(self, err: LispEError) -> None:
+        self._globals()[ERROR_NAME] = ErrorValue(err)
+        self._write_err(err.format(), _RED)
+
+    # ----------------------------------------------------------------- output
+    def _write(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def _write_err(self, text: str, color: str) -> None:
+        self.stdout.flush()
+        if self.color:
+            text = color + text + _RESET
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+
+def _describe_definition(value: Any) -> str:
+    """A completion's description of a global: a function's parameter list, else its type."""
+    kind = type_name(value)
+    source = getattr(getattr(value, "code", None), "source", None)
+    if isinstance(source, list) and len(source) >= 2:
+        params = source[2] if kind == "function_" and len(source) >= 3 else source[1]
+        if isinstance(params, list):
+            return f"{kind} {printer.repr_string(params)}"
+    doc = getattr(value, "doc", None)
+    if isinstance(doc, str) and doc.strip():
+        return doc.strip().splitlines()[0]
+    return kind
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]
+    return os.path.expanduser(text)
+
+
+def _banner() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("lispe_py")
+    except PackageNotFoundError:
+        release = "dev"
+    return (f"lispe_py {release}: LispE in Python. (help 'name) documents a builtin, "
+            f":help lists commands, Ctrl-D exits.")
+
+
+@contextmanager
+def _stdout_to(writer: _TrackingWriter) -> Iterator[None]:
+    saved = sys.stdout
+    sys.stdout = writer  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Make SIGINT raise KeyboardInterrupt while the block runs (the embedding program may have
+    installed another handler); only possible in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_threads(threads: set[threading.Thread]) -> None:
+    """Carry an interrupt into the interpreter's evaluation thread and wait until it has stopped.
+
+    The interpreter runs Lisp code in a worker thread with a big stack (`runtime.run_with_big_stack`)
+    while the main thread joins it; SIGINT lands in the main thread, so without this the loop would
+    go on in the background. The exception is delivered at the worker's next Python instruction
+    (after a running torch operation returns). A second Ctrl-C stops waiting.
+
+    Liveness is read from `sys._current_frames()`, not `Thread.is_alive()`: a `join()` interrupted
+    by KeyboardInterrupt marks a still-running thread as stopped (CPython gh-90882).
+    """
+    running = sys._current_frames()
+    workers = [t.ident for t in threads if t.name == EVAL_THREAD_NAME and t.ident in running]
+    for ident in workers:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                                   ctypes.py_object(KeyboardInterrupt))
+    try:
+        while any(ident in sys._current_frames() for ident in workers):
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_repl(interp: Any = None, **options: Any) -> None:
+    """Start the interactive REPL on `interp` (a new `Interpreter` when None); see `Repl`."""
+    Repl(interp, **options).run()

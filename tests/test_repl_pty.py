@@ -1,0 +1,121 @@
+"""The real `lispe` REPL in a pseudo-terminal (pexpect), and `lispe` reading a pipe."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect")
+
+PROMPT = "lispe> "
+TIMEOUT = 30  # generous: the machine is shared; each step normally takes milliseconds
+
+
+def printed(text: str) -> str:
+    """A regex for `text` printed on a line of its own (after a newline or a terminal escape
+    sequence, since prompt_toolkit ends its rendering with one)."""
+    return r"(?:\n|\x1b\[[0-9;?]*[A-Za-z])" + re.escape(text) + r"\r\n"
+
+
+def lispe_command() -> list[str]:
+    """The installed `lispe` console script, or the same entry point through this Python."""
+    script = shutil.which("lispe")
+    if script:
+        return [script]
+    return [sys.executable, "-c", "import sys; from lispe_py.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "TERM": "xterm-256color",
+        "PROMPT_TOOLKIT_NO_CPR": "1",  # pexpect does not answer cursor position requests
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    })
+    env.pop("LISPE_HISTORY", None)
+    env.pop("LISPE_EDITING_MODE", None)
+    return env
+
+
+@pytest.fixture
+def repl(env: dict[str, str]):
+    command = lispe_command()
+    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=TIMEOUT,
+                          dimensions=(30, 120))
+    child.expect_exact(PROMPT)
+    yield child
+    if child.isalive():
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    child.close()
+
+
+def test_two_line_defun_then_call(repl, tmp_path: Path) -> None:
+    repl.send("(defun square (x)\r")
+    repl.send("(* x x))\r")
+    repl.send("(square 12)\r")
+    repl.expect(printed("144"))
+    repl.expect_exact(PROMPT)
+    repl.sendcontrol("d")
+    repl.expect(pexpect.EOF)
+    history = (tmp_path / "data" / "lispe_py" / "history").read_text()
+    assert "+(defun square (x)\n+  (* x x))\n" in history
+
+
+def test_tab_completes_a_builtin(repl) -> None:
+    repl.send('(trimr')
+    repl.send("\t")
+    repl.expect_exact("ight")  # the completed word is redrawn
+    repl.send(' "  abc  ")\r')
+    repl.expect(printed('"  abc"'))
+
+
+def test_sigint_interrupts_a_long_loop_and_keeps_definitions(repl) -> None:
+    repl.send("(setq kept 42)\r")
+    repl.expect(printed("true"))
+    repl.send("(setq n 0)\r")
+    repl.expect(printed("true"))
+    # The message is built at run time, so the echo of the typed line cannot match it.
+    repl.send('(block (println (+ "loop " "started")) (while true (setq n (+ n 1))))\r')
+    repl.expect_exact("loop started")
+    time.sleep(0.3)
+    repl.sendintr()
+    repl.expect_exact("Interrupted")
+    repl.expect_exact(PROMPT)
+    repl.send("(+ kept 1)\r")
+    repl.expect(printed("43"))
+    # The loop really stopped (it does not go on in a background thread).
+    counts = []
+    for _ in range(2):
+        repl.send("n\r")
+        repl.expect(r"(?:\n|\x1b\[[0-9;?]*[A-Za-z])(\d+)\r\n")
+        counts.append(int(repl.match.group(1)))
+        time.sleep(0.3)
+    assert counts[0] > 0 and counts[0] == counts[1]
+
+
+def test_ctrl_d_exits(repl) -> None:
+    repl.sendcontrol("d")
+    repl.expect(pexpect.EOF)
+    repl.close()
+    assert repl.exitstatus == 0
+
+
+def test_piped_stdin_runs_as_a_script(env: dict[str, str]) -> None:
+    result = subprocess.run(lispe_command(), input='(println (+ 1 2))\n(+ 1 2)\n', env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "3"
+    assert "lispe>" not in result.stdout
+    error = subprocess.run(lispe_command(), input="(car 1 2 3)\n", env=env,
+                           capture_output=True, text=True, timeout=TIMEOUT)
+    assert error.returncode == 1 and "Error:" in error.stderr
+    assert not re.search("Traceback", error.stderr)
