@@ -136,7 +136,7 @@ class Interpreter:
 
     def _run_form(self, form: Any) -> Any:
         from .compiler import err_at, form_pos
-        from .runtime import UNSET
+        from .runtime import UNSET, BreakSignal, Signal
 
         try:
             node, nslots = self._compiler.compile_toplevel(form)
@@ -144,6 +144,12 @@ class Interpreter:
             return node(frame)
         except LispEError as exc:
             raise err_at(exc, form_pos(form))
+        except BreakSignal:
+            raise err_at(LispEError("break outside of a loop"), form_pos(form)) from None
+        except (Signal, RecursionError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug of ours must still reach the user as a LispE error
+            raise err_at(LispEError(f"internal error: {type(exc).__name__}: {exc}"), form_pos(form)) from exc
 
     def _eval_data(self, value: Any) -> Any:
         """`(eval x)`: a string is read and run; any other value is compiled as code and run."""

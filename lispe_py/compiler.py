@@ -24,7 +24,7 @@ from .reader import DictForm, Form, Source
 from .runtime import (UNSET, BreakSignal, Cell, ErrorValue, FunctionCode, Lambda, PatternFunction,
                       ReturnSignal, RuntimeState, Signal, TailCall, call_builtin, call_python,
                       is_function, unknown_function, wrap_exception)
-from .values import VOID, Symbol, truthy
+from .values import Symbol, truthy, type_name
 
 Node = Callable[[list], Any]
 Pos = "tuple[Source | None, int | None, int | None] | None"
@@ -312,7 +312,12 @@ class Compiler:
         found = self.resolve(name, scope)
         fscope = scope.function_scope()
         if found is not None:
-            depth, i, _ = found
+            depth, i, sure = found
+            owner = scope
+            for _ in range(depth):
+                owner = owner.parent
+            if not sure and owner.kind == "lambda" and _reaches_top(owner):
+                return self._lambda_setter(name, depth, i)
             if depth == 0:
                 def set0(f: list, v: Any) -> None:
                     f[i] = v
@@ -337,23 +342,8 @@ class Compiler:
         while s is not fscope:
             s = s.parent
             depth += 1
-        reaches_top = fscope.kind == "lambda"
-        s2 = fscope.parent
-        while s2 is not None and reaches_top:
-            if s2.kind == "fn":
-                reaches_top = False
-            s2 = s2.parent
-        if reaches_top:
-            cell = self.globals.cell(name)
-
-            def set_lambda(f: list, v: Any) -> None:
-                if cell.v is not UNSET:
-                    cell.v = v
-                    return
-                for _ in range(depth):
-                    f = f[0]
-                f[i] = v
-            return set_lambda
+        if fscope.kind == "lambda" and _reaches_top(fscope):
+            return self._lambda_setter(name, depth, i)
         if depth == 0:
             def set_new0(f: list, v: Any) -> None:
                 f[i] = v
@@ -364,6 +354,19 @@ class Compiler:
                 f = f[0]
             f[i] = v
         return set_new
+
+    def _lambda_setter(self, name: str, depth: int, i: int) -> Callable[[list, Any], None]:
+        """setq in a lambda not inside any function: an existing global is updated, else a local."""
+        cell = self.globals.cell(name)
+
+        def set_lambda(f: list, v: Any) -> None:
+            if cell.v is not UNSET:
+                cell.v = v
+                return
+            for _ in range(depth):
+                f = f[0]
+            f[i] = v
+        return set_lambda
 
     # lists -----------------------------------------------------------------------------------
 
@@ -487,7 +490,9 @@ class Compiler:
                         return TailCall(f2, fr)
                     return fn.invoke(args)
                 if name is not None and not is_function(fn):
-                    raise unknown_function(name, interp)
+                    from .printer import repr_string
+
+                    raise LispEError(f"'{name}' is not a function: {type_name(fn)} {repr_string(fn)[:40]}")
                 return ctx.apply(fn, args)
             except LispEError as exc:
                 raise err_at(exc, pos)
@@ -505,13 +510,13 @@ class Compiler:
         try:
             b.check_arity(n)
         except LispEError as exc:
-            err_at(exc, pos)
+            message = exc.message
             nodes = [self.comp(a, scope, False) for a in args]
 
             def bad_arity(f: list) -> Any:
                 for a in nodes:
                     a(f)
-                raise exc
+                raise err_at(LispEError(message), pos)
 
             return bad_arity
         ops = [self.operand(a, scope) for a in args]
@@ -608,8 +613,11 @@ class Compiler:
             self._parse_params(name, params, fs, code, defaults)
         code.nparams = fs.nslots - 1
         for pname in self._prescan(body):
-            if pname not in fs.names:
-                fs.new_slot(pname)
+            if pname in fs.names:
+                continue
+            if kind == "lambda" and self.resolve(pname, parent) is not None:
+                continue  # a lambda's setq updates the enclosing frame's binding
+            fs.new_slot(pname)
         code.defaults = [self.comp(d, fs, False) for d in defaults]
         body_node = self.comp_body(body, fs, True)
         if fs.has_return:
@@ -748,6 +756,16 @@ class Compiler:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+def _reaches_top(scope: Scope) -> bool:
+    """Whether a lambda scope sits (through other lambdas) directly in top-level code."""
+    s = scope.parent
+    while s is not None:
+        if s.kind == "fn":
+            return False
+        s = s.parent
+    return True
+
 
 def _const(v: Any) -> Node:
     def node(f: list) -> Any:

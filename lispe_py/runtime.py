@@ -396,6 +396,27 @@ def unknown_function(name: str, interp: Any) -> LispEError:
 _STACK_SIZE = 512 * 1024 * 1024
 _RECURSION_LIMIT = 1_000_000
 _tls = threading.local()
+_limit_lock = threading.Lock()
+_limit_users = 0
+_saved_limit = 0
+
+
+def _raise_limit() -> None:
+    global _limit_users, _saved_limit
+    with _limit_lock:
+        if _limit_users == 0:
+            _saved_limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(_saved_limit, _RECURSION_LIMIT))
+        _limit_users += 1
+
+
+def _restore_limit() -> None:
+    """Back to the caller's limit once no big-stack evaluation runs (small stacks need it)."""
+    global _limit_users
+    with _limit_lock:
+        _limit_users -= 1
+        if _limit_users == 0:
+            sys.setrecursionlimit(_saved_limit)
 
 
 def run_with_big_stack(fn: Callable[[], Any]) -> Any:
@@ -405,8 +426,6 @@ def run_with_big_stack(fn: Callable[[], Any]) -> Any:
     """
     if getattr(_tls, "big", False):
         return fn()
-    if sys.getrecursionlimit() < _RECURSION_LIMIT:
-        sys.setrecursionlimit(_RECURSION_LIMIT)
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -416,14 +435,19 @@ def run_with_big_stack(fn: Callable[[], Any]) -> Any:
         except BaseException as exc:  # handed to the calling thread
             box["error"] = exc
 
-    old = threading.stack_size()
+    _raise_limit()
     try:
-        threading.stack_size(_STACK_SIZE)
-        t = threading.Thread(target=target, name="lispe-eval", daemon=True)
-        t.start()
+        with _limit_lock:
+            old = threading.stack_size()
+            try:
+                threading.stack_size(_STACK_SIZE)
+                t = threading.Thread(target=target, name="lispe-eval", daemon=True)
+                t.start()
+            finally:
+                threading.stack_size(old)
+        t.join()
     finally:
-        threading.stack_size(old)
-    t.join()
+        _restore_limit()
     if "error" in box:
         raise box["error"]
     return box.get("value")

@@ -1,0 +1,5 @@
+(println (block 1 2 3))
+(println (block))
+(println (and 1 "a" '(x)) (and 1 nil (println "not evaluated")) (and))
+(println (or nil 0 "") (or nil 5 (println "not evaluated")) (or))
+(println (not nil) (not 1) (not '()) (xor true nil) (xor true true) (xor nil nil))

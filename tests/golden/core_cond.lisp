@@ -1,0 +1,8 @@
+(defun classify (n)
+   (cond ((< n 0) 'negative)
+         ((= n 0) 'zero)
+         ((< n 10) (print "small ") 'small)
+         (true 'large)))
+(println (map classify '(-3 0 5 50)))
+(println (cond ((= 1 2) 'a)))
+(println (cond (5)))

@@ -1,0 +1,3 @@
+(defpat only_one (1) 'one)
+(println (only_one 1))
+(only_one 2)

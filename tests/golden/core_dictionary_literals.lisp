@@ -1,0 +1,8 @@
+(setq d {"name":"Ann" "age":(+ 30 1)})
+(println d)
+(setq k "key")
+(println {k:1 "other":[+ 1 1]})
+(println {1:"a" 2:"b"})
+(println {})
+(println {"nested":{"x":1} "list":'(1 2)})
+(println (type d) (type {1:2}))

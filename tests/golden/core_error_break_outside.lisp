@@ -1,0 +1,2 @@
+(println "ok")
+(break)

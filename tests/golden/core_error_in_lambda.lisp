@@ -1,0 +1,5 @@
+(println "start")
+(setq data '(1 2 0 4))
+(println (map (lambda (x)
+                 (/ 10 x))
+              data))

@@ -1,0 +1,3 @@
+(defmacro two (a b) (list a b))
+(println (two 1 2))
+(println (two 1))

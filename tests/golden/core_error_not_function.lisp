@@ -1,0 +1,2 @@
+(setq value 42)
+(value 1)

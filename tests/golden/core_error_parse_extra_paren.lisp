@@ -1,0 +1,2 @@
+(println "a")
+(println "b"))

@@ -1,0 +1,3 @@
+(println 1)
+(setq s """never closed
+(println 2)

@@ -1,0 +1,8 @@
+(defun outer (x)
+   (inner (* x 2)))
+(defun inner (y)
+   (if (> y 5)
+       (car y)
+       y))
+(println (outer 1))
+(println (outer 10))

@@ -1,0 +1,2 @@
+(println "ok")
+(self 1)

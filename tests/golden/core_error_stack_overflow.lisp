@@ -1,0 +1,3 @@
+(defun down (n) (+ 1 (down (+ n 1))))
+(println "before")
+(down 0)

@@ -1,0 +1,5 @@
+(println (if (< 1 2) 'yes 'no) (if (> 1 2) 'yes 'no) (if nil 'yes))
+(println (if 0 'yes 'no) (if "" 'yes 'no) (if '() 'yes 'no) (if {} 't 'f) (if 0.0 't 'f))
+(println (if "x" 't 'f) (if '(1) 't 'f) (if 'sym 't 'f) (if true 't 'f) (if false 't 'f))
+(println (ife (= 1 2) 'then (print "else1 ") 'else2))
+(println (ife true 'then 'else))

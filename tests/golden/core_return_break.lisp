@@ -1,0 +1,10 @@
+(defun first_even (lst)
+   (loop x lst (if (= (% x 2) 0) (return x)))
+   'none)
+(println (first_even '(1 3 4 5 6)) (first_even '(1 3)))
+(defun early (n) (if (> n 0) (return 'positive)) 'not_positive)
+(println (early 5) (early -1))
+(defun nested (n)
+   (while true
+      (loopcount 10 (if (> n 2) (return n)) (setq n (+ n 1)))))
+(println (nested 0))

@@ -1,0 +1,7 @@
+(println (integers 15339 1332))
+(println (+ (integers 1 2) (integers 3 4)))
+(println (* (integers 1 2 3) 2))
+(println (- (floats 1.5 2.5) 0.5))
+(println (type (+ (integers 1 2) (integers 3 4))))
+(println (+ '(1 2) '(10 20)))
+(println (/ (integers 2 4) 2) (/ (integers 1 3) 2))
