@@ -1,4 +1,4 @@
-"""`(help 'name)`: the documentation of a builtin or a user definition, at the REPL and in scripts.
+"""`(help 'name)`: the documentation of a builtin, special form or definition, at the REPL and in scripts.
 
 It reads the builtin registry, so every builtin documents itself through its docstring (first line:
 a usage example). `(help)` lists the builtins by group.
@@ -17,7 +17,7 @@ from .registry import REGISTRY, Builtin, builtin, suggest, visible_names
 
 @builtin("help", group="help", ctx=True, min_args=0, max_args=1)
 def help_(ctx: Any, name: Any = None) -> Any:
-    """(help 'car) prints the documentation of a builtin or of a name defined in this session.
+    """(help 'car) prints the documentation of a builtin, a special form or a name defined here.
 
     With no argument, lists the builtins by group. The name may be quoted (`'car`) or a string
     (`"car"`); `(help car)` works too for a builtin, since `car` evaluates to the builtin itself.
@@ -44,11 +44,22 @@ def _name_of(value: Any) -> str:
     raise LispEError(f"help: expected a quoted name like 'car, got {type_name(value)}")
 
 
+def special_forms() -> dict[str, str]:
+    """The compiler's special forms, each with its docstring (first line: usage), if it has one."""
+    from ..compiler import SPECIAL_FORMS
+
+    return {sym.name: (fn.__doc__ or "").strip() for sym, fn in SPECIAL_FORMS.items()}
+
+
 def describe(name: str, interp: Any = None, libraries: set[str] | None = None) -> str:
-    """The help text for `name`: a builtin's docstring, or what a global definition is."""
+    """The help text for `name`: a builtin's or special form's docstring, or what a global is."""
     entry = REGISTRY.get(name)
     if entry is not None:
         return _describe_builtin(entry, libraries or set())
+    forms = special_forms()
+    if name in forms:
+        doc = forms[name] or "A special form: the compiler handles it, its arguments are not evaluated first."
+        return f"{name}  [special form]\n" + textwrap.indent(doc, "  ")
     env = getattr(interp, "globals", None)
     if isinstance(env, Mapping) and name in env:
         value = env[name]
@@ -57,7 +68,8 @@ def describe(name: str, interp: Any = None, libraries: set[str] | None = None) -
         if isinstance(doc, str) and doc.strip():
             lines.append(textwrap.indent(doc.strip(), "  "))
         return "\n".join(lines)
-    candidates = visible_names(libraries or set()) + (list(env) if isinstance(env, Mapping) else [])
+    candidates = visible_names(libraries or set()) + list(forms)
+    candidates += list(env) if isinstance(env, Mapping) else []
     close = suggest(name, candidates)
     hint = f" (did you mean '{close}'?)" if close else ""
     raise LispEError(f"help: no builtin or definition named '{name}'{hint}")

@@ -35,16 +35,17 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.layout.processors import HighlightMatchingBracketProcessor
 from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.output import Output
-from prompt_toolkit.styles import Style, merge_styles, style_from_pygments_cls
-from pygments.styles import get_style_by_name
+from prompt_toolkit.styles import Style, merge_styles, style_from_pygments_dict
+from pygments.token import Comment, Keyword, Name, Number, Operator, String
 
 from .. import printer, reader
+from ..builtins.help import special_forms
 from ..builtins.registry import REGISTRY, visible_names
 from ..errors import LispEError
 from ..runtime import ErrorValue, run_with_big_stack
 from ..values import VOID, type_name
 from .completer import LispECompleter
-from .lexer import SPECIAL_FORMS, indentation, innermost_head, lexer_class
+from .lexer import indentation, innermost_head, lexer_class
 
 PROMPT = "lispe> "
 
@@ -62,6 +63,20 @@ REPL_FILENAME = "<repl>"
 
 #: The name of the thread in which `runtime.run_with_big_stack` evaluates (see `_stop_threads`).
 EVAL_THREAD_NAME = "lispe-eval"
+
+#: ANSI colour names, so the terminal's own palette (dark or light) decides the actual colours.
+_SYNTAX = style_from_pygments_dict({
+    Keyword: "ansimagenta bold",
+    Keyword.Constant: "ansimagenta",
+    Name.Builtin: "ansicyan",
+    Name.Function: "ansiblue bold",
+    Name.Variable.Magic: "ansiyellow",
+    String: "ansigreen",
+    String.Escape: "ansiyellow",
+    Number: "ansiyellow",
+    Comment: "ansibrightblack italic",
+    Operator: "ansired",
+})
 
 _STYLE = Style.from_dict({
     "prompt": "ansigreen bold",
@@ -137,6 +152,7 @@ class Repl:
         self.stderr = stderr if stderr is not None else sys.stderr
         self.color = wants_color(self.stderr) if color is None else color
         self._baseline = self._snapshot()
+        self._special_forms = special_forms()
         if vi_mode is None:
             vi_mode = os.environ.get("LISPE_EDITING_MODE", "").lower() == "vi"
         self.session: PromptSession[str] = PromptSession(
@@ -149,7 +165,7 @@ class Repl:
             history=self._make_history(history_file),
             key_bindings=self._key_bindings(),
             input_processors=[HighlightMatchingBracketProcessor(chars="[](){}")],
-            style=merge_styles([style_from_pygments_cls(get_style_by_name("monokai")), _STYLE]),
+            style=merge_styles([_SYNTAX, _STYLE]),
             include_default_pygments_style=False,
             bottom_toolbar=self._toolbar,
             editing_mode=EditingMode.VI if vi_mode else EditingMode.EMACS,
@@ -168,8 +184,8 @@ class Repl:
     def _builtin_names(self) -> set[str]:
         return set(visible_names(self._libraries()))
 
-    def _special_names(self) -> frozenset[str]:
-        return SPECIAL_FORMS
+    def _special_names(self) -> set[str]:
+        return set(self._special_forms)
 
     def _snapshot(self) -> tuple[dict[str, Any], set[str]]:
         return dict(self._globals()), self._libraries()
@@ -181,8 +197,8 @@ class Repl:
             names[str(name)] = _describe_definition(value)
         for name in visible_names(self._libraries()):
             names[name] = REGISTRY[name].usage
-        for name in self._special_names():
-            names.setdefault(name, "special form")
+        for name, doc in self._special_forms.items():
+            names.setdefault(name, doc.splitlines()[0] if doc else "special form")
         return names
 
     # ----------------------------------------------------------------- prompt parts
