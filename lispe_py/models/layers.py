@@ -182,6 +182,11 @@ class DecoderModel(nn.Module):
         if self.uses_rope and n > self._rope_len:
             self._build_rope(max(n, 2 * self._rope_len))
 
+    @property
+    def kv_len(self) -> int:
+        """Number of cache slots holding this sequence's keys/values (0 after setup_cache)."""
+        return self._kv_len
+
     def num_parameters(self) -> int:
         """Number of distinct parameters (tied embeddings counted once)."""
         return sum(p.numel() for p in self.parameters())

@@ -167,6 +167,8 @@ def model_from_hf(hf_model: Any, tokenizer: Any = None) -> DecoderModel:
     param = next(hf_model.parameters())
     ours = convert_hf_state_dict(config, state.__getitem__, set(state))
     model = build_from_state_dict(config, {k: v.detach() for k, v in ours.items()}, param.dtype, param.device)
+    generation = getattr(hf_model, "generation_config", None)
+    _apply_generation_ids(model, generation.to_dict() if generation is not None else {})
     if tokenizer is not None:
         from .tokenizer import Tokenizer
 
@@ -175,13 +177,20 @@ def model_from_hf(hf_model: Any, tokenizer: Any = None) -> DecoderModel:
 
 
 def attach_tokenizer(model: DecoderModel, tokenizer) -> None:
-    """Give `model` its tokenizer, chat template and special token ids (the tokenizer's, where it has them)."""
+    """Give `model` its tokenizer and chat template; the tokenizer's special ids fill the ones the
+    model's own config left unset (the config's win, as in transformers' generate)."""
     model.tokenizer = tokenizer
     model.chat_template = tokenizer.chat_template
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        value = getattr(tokenizer, key)
-        if value is not None:
-            model.special_tokens[key] = value
+        if model.special_tokens.get(key) is None:
+            model.special_tokens[key] = getattr(tokenizer, key)
+
+
+def _apply_generation_ids(model: DecoderModel, generation: dict[str, Any]) -> None:
+    # generation_config.json's ids are the ones transformers' generate() uses (Llama 3 lists several EOS).
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if generation.get(key) is not None:
+            model.special_tokens[key] = generation[key]
 
 
 # ----- loading from disk -----
@@ -250,6 +259,8 @@ def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu") -> Dec
     except KeyError as exc:
         raise ModelError(f"{folder}: weight {exc.args[0]} is missing from the safetensors files") from None
     model = build_from_state_dict(config, state, dtype, device)
+    if (folder / "generation_config.json").exists():
+        _apply_generation_ids(model, json.loads((folder / "generation_config.json").read_text()))
     if (folder / "tokenizer.json").exists():
         from .tokenizer import Tokenizer
 
