@@ -1,0 +1,238 @@
+"""Byte-level deterministic automata: from a regular expression (via `interegular`) or literal strings.
+
+Tokens are byte strings (a byte-level BPE token may hold half of a UTF-8 character), so every
+automaton here reads bytes. A character DFA from `interegular` is turned into a byte DFA whose states
+are: a character state; "inside a multi-byte character that the regex names explicitly" (e.g. the `é`
+of `caf[éè]`); or "k more continuation bytes, then character state T" for characters the regex only
+covers through a negated class or `.` (interegular's `anything_else`). Only valid UTF-8 is accepted
+(the second-byte ranges of E0/ED/F0/F4 leads included), so the decoded text of an accepted byte
+string is exactly the text the character DFA accepted.
+
+A `ByteDFA` is a numpy table `[states, 256]` of next states with state 0 the absorbing dead state,
+trimmed so that every other state can still reach an accepting state: a transition that is not dead
+always leaves a way to finish.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..config import GenerationError
+
+# lead byte -> (total length, allowed range of the second byte)
+_LEADS: dict[int, tuple[int, int, int]] = {}
+for _b in range(0xC2, 0xE0):
+    _LEADS[_b] = (2, 0x80, 0xBF)
+_LEADS[0xE0] = (3, 0xA0, 0xBF)
+for _b in range(0xE1, 0xF0):
+    _LEADS[_b] = (3, 0x80, 0xBF)
+_LEADS[0xED] = (3, 0x80, 0x9F)
+_LEADS[0xF0] = (4, 0x90, 0xBF)
+for _b in range(0xF1, 0xF4):
+    _LEADS[_b] = (4, 0x80, 0xBF)
+_LEADS[0xF4] = (4, 0x80, 0x8F)
+
+
+def utf8_status(bs: bytes) -> str:
+    """'complete', 'partial' or 'invalid' for a byte string holding at most one UTF-8 character."""
+    b0 = bs[0]
+    if b0 < 0x80:
+        return "complete" if len(bs) == 1 else "invalid"
+    lead = _LEADS.get(b0)
+    if lead is None:
+        return "invalid"
+    n, lo, hi = lead
+    if len(bs) > n:
+        return "invalid"
+    if len(bs) >= 2 and not lo <= bs[1] <= hi:
+        return "invalid"
+    if any(not 0x80 <= x <= 0xBF for x in bs[2:]):
+        return "invalid"
+    return "complete" if len(bs) == n else "partial"
+
+
+class ByteDFA:
+    """A trimmed byte automaton: `table[state, byte] -> state` (0 = dead), `accepting[state]`, `start`."""
+
+    def __init__(self, table: np.ndarray, accepting: np.ndarray, start: int):
+        self.table = table.astype(np.int32)
+        self.accepting = accepting.astype(bool)
+        self.start = int(start)
+        self._trim()
+        self.rows: list[list[int]] = self.table.tolist()      # fast per-byte stepping in Python
+        self.acc_list: list[bool] = self.accepting.tolist()
+
+    @property
+    def n_states(self) -> int:
+        return self.table.shape[0]
+
+    def _trim(self) -> None:
+        """Send every transition into a state that cannot reach acceptance to the dead state 0."""
+        n = self.table.shape[0]
+        live = self.accepting.copy()
+        live[0] = False
+        while True:
+            reach = live[self.table].any(axis=1)
+            reach[0] = False
+            new = live | reach
+            if (new == live).all():
+                break
+            live = new
+        table = np.where(live[self.table], self.table, 0)
+        table[0, :] = 0
+        self.table = table.astype(np.int32)
+        self.live = live
+        if not live[self.start]:
+            self.start = 0
+
+    @property
+    def empty_language(self) -> bool:
+        return self.start == 0
+
+    @property
+    def accepts_empty(self) -> bool:
+        return bool(self.start != 0 and self.accepting[self.start])
+
+    def step(self, state: int, data: bytes) -> int:
+        """The state after reading `data` from `state` (0 once dead)."""
+        rows = self.rows
+        for b in data:
+            state = rows[state][b]
+            if not state:
+                return 0
+        return state
+
+    def matches(self, data: bytes) -> bool:
+        s = self.step(self.start, data)
+        return bool(s and self.acc_list[s])
+
+    def without_empty(self) -> "ByteDFA":
+        """The same language minus the empty string (a non-accepting copy of the start state)."""
+        if not self.accepts_empty:
+            return self
+        table = np.vstack([self.table, self.table[self.start][None, :]])
+        accepting = np.concatenate([self.accepting, [False]])
+        return ByteDFA(table, accepting, table.shape[0] - 1)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_literals(cls, literals: Iterable[str | bytes]) -> "ByteDFA":
+        """Accepts exactly the given strings (a trie over their UTF-8 bytes)."""
+        children: list[dict[int, int]] = [{}, {}]   # 0 dead, 1 root
+        accepting = [False, False]
+        for lit in literals:
+            data = lit.encode("utf-8") if isinstance(lit, str) else bytes(lit)
+            node = 1
+            for b in data:
+                nxt = children[node].get(b)
+                if nxt is None:
+                    nxt = len(children)
+                    children.append({})
+                    accepting.append(False)
+                    children[node][b] = nxt
+                node = nxt
+            accepting[node] = True
+        table = np.zeros((len(children), 256), dtype=np.int32)
+        for s, ch in enumerate(children):
+            for b, t in ch.items():
+                table[s, b] = t
+        return cls(table, np.asarray(accepting), 1)
+
+    @classmethod
+    def from_regex(cls, pattern: str) -> "ByteDFA":
+        """Accepts the UTF-8 encodings of the strings that fully match `pattern` (Python syntax)."""
+        try:
+            import interegular
+        except ImportError as e:  # pragma: no cover - dependency missing
+            raise GenerationError("regex constraints need the `interegular` package: "
+                                  "pip install interegular") from e
+        if not isinstance(pattern, str):
+            raise GenerationError(f"a regex constraint is a string, got {pattern!r}")
+        try:
+            fsm = interegular.parse_pattern(pattern).to_fsm()
+        except Exception as e:  # interegular raises several exception types for unsupported syntax
+            raise GenerationError(f"regex {pattern!r} is not supported: {e}") from None
+        return cls.from_char_fsm(fsm)
+
+    @classmethod
+    def from_char_fsm(cls, fsm: Any) -> "ByteDFA":
+        """Convert an interegular character FSM into a byte DFA (see the module docstring)."""
+        from interegular.fsm import anything_else
+
+        mapping = fsm.alphabet._symbol_mapping
+        else_sym = mapping.get(anything_else)
+        explicit = {c: s for c, s in mapping.items() if isinstance(c, str)}
+        fmap = fsm.map
+        finals = set(fsm.finals)
+
+        def trans(s: Any, ch: str) -> Any:
+            sym = explicit.get(ch, else_sym)
+            return None if sym is None else fmap.get(s, {}).get(sym)
+
+        def else_target(s: Any) -> Any:
+            return None if else_sym is None else fmap.get(s, {}).get(else_sym)
+
+        prefixes: set[bytes] = set()
+        for ch in explicit:
+            enc = ch.encode("utf-8", "surrogatepass")
+            for k in range(1, len(enc)):
+                prefixes.add(enc[:k])
+
+        index: dict[tuple, int] = {}
+        rows: list[list[int]] = [[0] * 256]
+        accepting: list[bool] = [False]
+        queue: deque[tuple] = deque()
+
+        def state_of(key: tuple | None) -> int:
+            if key is None:
+                return 0
+            i = index.get(key)
+            if i is None:
+                i = index[key] = len(rows)
+                rows.append([0] * 256)
+                accepting.append(key[0] == "c" and key[1] in finals)
+                queue.append(key)
+            return i
+
+        def char_key(t: Any) -> tuple | None:
+            return None if t is None else ("c", t)
+
+        start = state_of(("c", fsm.initial))
+        while queue:
+            key = queue.popleft()
+            row = rows[index[key]]
+            kind = key[0]
+            if kind == "c":
+                s = key[1]
+                for b in range(128):
+                    row[b] = state_of(char_key(trans(s, chr(b))))
+                target = else_target(s)
+                for b, (n, lo, hi) in _LEADS.items():
+                    if bytes([b]) in prefixes:
+                        row[b] = state_of(("p", s, bytes([b])))
+                    elif target is not None:
+                        row[b] = state_of(("g", target, n - 1, lo, hi))
+            elif kind == "p":
+                s, pre = key[1], key[2]
+                for b in range(0x80, 0xC0):
+                    data = pre + bytes([b])
+                    status = utf8_status(data)
+                    if status == "complete":
+                        row[b] = state_of(char_key(trans(s, data.decode("utf-8"))))
+                    elif status == "partial":
+                        if data in prefixes:
+                            row[b] = state_of(("p", s, data))
+                        else:
+                            target = else_target(s)
+                            if target is not None:
+                                remaining = _LEADS[data[0]][0] - len(data)
+                                row[b] = state_of(("g", target, remaining, 0x80, 0xBF))
+            else:  # "g": k continuation bytes in [lo, hi] (then 80-BF), then character state T
+                _, target, k, lo, hi = key
+                nxt = ("c", target) if k == 1 else ("g", target, k - 1, 0x80, 0xBF)
+                for b in range(lo, hi + 1):
+                    row[b] = state_of(nxt)
+        table = np.asarray(rows, dtype=np.int32)
+        return cls(table, np.asarray(accepting), start)
