@@ -1,0 +1,2 @@
+(println "hoisted use runs first")
+(use (quote no_such_library))

@@ -1,0 +1,157 @@
+"""The `lispe` command as a user runs it: real subprocesses, exit codes, output streams, startup cost."""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # like an installed package
+ENV["PYTHONPATH"] = str(ROOT) + os.pathsep + ENV.get("PYTHONPATH", "")
+LISPE = [sys.executable, "-m", "lispe_py"]
+
+
+def run(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*LISPE, *args], input=stdin, capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=60)
+
+
+@pytest.fixture
+def script(tmp_path: Path):
+    def make(text: str, name: str = "prog.lisp") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    return make
+
+
+def test_script_output_and_exit_0(script):
+    p = script('(println "hello" (+ 1 2))\n(+ 40 2)\n')
+    r = run(str(p))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "hello 3\n", "")
+
+
+def test_print_result_prints_the_last_value(script):
+    p = script('(println "x")\n(+ 40 2)\n')
+    r = run("--print-result", str(p))
+    assert (r.returncode, r.stdout) == (0, "x\n42\n")
+
+
+def test_script_arguments_go_to_args(script):
+    p = script("(println _args (size _args))")
+    r = run(str(p), "one", "--two", "3")
+    assert r.stdout == '("one" "--two" "3") 3\n'
+
+
+def test_error_exits_1_keeps_earlier_output(script):
+    p = script('(println "before")\n(println (/ 1 0))\n(println "after")\n')
+    r = run(str(p))
+    assert r.returncode == 1
+    assert r.stdout == "before\n"
+    assert r.stderr.startswith("Error: division by zero\n")
+    assert f"{p}:2:10" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_parse_error_exits_1(script):
+    p = script("(println 1\n")
+    r = run(str(p))
+    assert r.returncode == 1
+    assert "parentheses do not balance" in r.stderr
+
+
+def test_eval_prints_value_of_last_form():
+    assert run("-e", "(+ 1 2)").stdout == "3\n"
+    assert run("-e", '(list "a" 1)').stdout == '("a" 1)\n'
+    assert run("-e", '"raw"').stdout == "raw\n"
+    r = run("-e", '(println "only this")')
+    assert (r.returncode, r.stdout) == (0, "only this\n")
+
+
+def test_eval_error_exits_1():
+    r = run("-e", "(car 1 2 3)")
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error: Wrong number of arguments in call to: 'car'")
+
+
+def test_stdin_program():
+    r = run(stdin='(println "from stdin")\n(setq x 5)\n')
+    assert (r.returncode, r.stdout) == (0, "from stdin\n")
+    r = run("-", "arg1", stdin="(println _args)")
+    assert r.stdout == '("arg1")\n'
+    r = run("--print-result", "-", stdin="(* 6 7)")
+    assert r.stdout == "42\n"
+
+
+def test_usage_errors_exit_2(tmp_path):
+    r = run("--no-such-option")
+    assert r.returncode == 2 and "usage:" in r.stderr
+    r = run(str(tmp_path / "missing.lisp"))
+    assert r.returncode == 2 and "cannot open" in r.stderr
+    assert run("-e").returncode == 2
+
+
+def test_version_and_help():
+    from lispe_py import __version__
+
+    r = run("--version")
+    assert (r.returncode, r.stdout) == (0, f"lispe_py {__version__}\n")
+    r = run("--help")
+    assert r.returncode == 0 and "--sandbox" in r.stdout and "-e" in r.stdout
+
+
+def test_sandbox_refuses_load_outside_the_script_folder(tmp_path):
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (tmp_path / "secret.lisp").write_text("(println 'secret)")
+    (folder / "ok.lisp").write_text("(println 'ok)")
+    main = folder / "main.lisp"
+    main.write_text('(load "ok.lisp")\n(load "../secret.lisp")\n')
+    r = run("--sandbox", str(main))
+    assert r.returncode == 1
+    assert r.stdout == "ok\n"
+    assert "sandbox" in r.stderr
+    r = run(str(main))
+    assert (r.returncode, r.stdout) == (0, "ok\nsecret\n")
+
+
+def test_relative_load_is_relative_to_the_script(tmp_path):
+    (tmp_path / "helper.lisp").write_text("(defun helper () 'helped)")
+    main = tmp_path / "main.lisp"
+    main.write_text('(load "helper.lisp")\n(println (helper))\n')
+    r = run(str(main), cwd=ROOT)
+    assert r.stdout == "helped\n"
+
+
+def _cpu_seconds(cmd: list[str], repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, env=ENV, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = min(best, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return best
+
+
+@pytest.mark.slow
+def test_startup_is_cheap():
+    """`lispe -e` costs at most 3x a bare `python -c pass` (CPU time: stable on a busy machine)."""
+    run("-e", "1")  # write the bytecode caches once, as an installed package has them
+    base = _cpu_seconds([sys.executable, "-c", "pass"])
+    lispe = _cpu_seconds([*LISPE, "-e", "(+ 1 2)"])
+    assert lispe <= 3 * base, f"lispe -e: {lispe:.3f}s CPU vs python -c pass: {base:.3f}s"
+
+
+def test_plain_scripts_do_not_import_torch():
+    code = ("import sys\nfrom lispe_py import Interpreter\n"
+            "i = Interpreter()\n"
+            "i.eval('(defun f (x) (* x 2)) (println (f 21) (map f (integers 1 2)))')\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert 'numpy' not in sys.modules, 'numpy imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "42 (2 4)\n"
