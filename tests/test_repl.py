@@ -185,6 +185,30 @@ def test_sigint_stops_a_running_loop_and_keeps_state(run) -> None:
     assert interp.eval("(+ kept 1)") == 8
 
 
+def test_sigint_stops_a_torch_generation_and_the_generator_still_works(run) -> None:
+    pytest.importorskip("torch")
+    interp = Interpreter()
+    interp.define("interrupt", lambda: os.kill(os.getpid(), signal.SIGINT))  # as Ctrl-C does
+    lines = [
+        "(use 'lispe_torch)",
+        '(setq m (torch_model_create "transformer" {"vocab_size":64 "hidden_size":16 "num_layers":1'
+        ' "num_heads":2 "intermediate_size":32 "max_position_embeddings":40000}))',
+        "(setq g (torch_generator_create m))",
+        "(setq count 0)",
+        '(torch_generator_config g {"max_length":30000'
+        ' "callback":(lambda (id piece) (setq count (+ count 1)) (if (= count 3) (interrupt)))})',
+        "(torch_generate g (integers 1 2 3))",
+        '(torch_generator_config g {"max_length":5 "callback":nil})',
+        "(size (torch_generate g (integers 1 2 3)))",
+    ]
+    session = run(ENTER.join(lines) + ENTER, interp=interp)
+    assert "Interrupted" in session.err
+    count = interp.globals["count"]
+    time.sleep(0.2)
+    assert 3 <= count < 30000 and interp.globals["count"] == count
+    assert session.out.splitlines()[-1] == "8"  # 3 prompt + 5 new tokens: the generator is usable
+
+
 def test_commands_quit_load_reset(run, tmp_path: Path) -> None:
     script = tmp_path / "lib.lisp"
     script.write_text("(defun twice (x) (* 2 x))\n(twice 5)\n")
