@@ -321,6 +321,7 @@ class Compiler:
             if depth == 0:
                 def set0(f: list, v: Any) -> None:
                     f[i] = v
+                set0.slot = i  # type: ignore[attr-defined]
                 return set0
 
             def set_up(f: list, v: Any) -> None:
@@ -333,6 +334,7 @@ class Compiler:
 
             def set_global(f: list, v: Any) -> None:
                 cell.v = v
+            set_global.cell = cell  # type: ignore[attr-defined]
             return set_global
         # a new name inside a function: a local of this function (a lambda reaching the top level
         # without an enclosing function updates an existing global instead, as LispE's lambdas do)
@@ -347,6 +349,7 @@ class Compiler:
         if depth == 0:
             def set_new0(f: list, v: Any) -> None:
                 f[i] = v
+            set_new0.slot = i  # type: ignore[attr-defined]
             return set_new0
 
         def set_new(f: list, v: Any) -> None:

@@ -13,7 +13,7 @@ from .compiler import (Compiler, Macro, Node, Scope, _const, _copy_data, _instan
 from .errors import LispEError, LispEThrow
 from .reader import DictForm, Form
 from .runtime import BreakSignal, ErrorValue, Lambda, PatternFunction, ReturnSignal
-from .values import Symbol, truthy, type_name
+from .values import VOID, Symbol, truthy, type_name
 
 _DOLLAR = Symbol("$")
 
@@ -161,7 +161,7 @@ def _select(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     def select(f: list) -> Any:
         for n in nodes:
             v = n(f)
-            if v is not None and v is not False:
+            if v is not None and v is not False and v is not VOID:
                 return v
         return None
     return select
@@ -296,12 +296,22 @@ def _loopcount(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         rest = form[3:]
     body = c.comp_body(rest, scope, False)
     pos = c.pos
+    cell = getattr(setv, "cell", None)
+    slot = getattr(setv, "slot", None)
 
     def loopcount(f: list) -> Any:
         r = None
         try:
             if setv is None:
                 for _ in range(_count(c, pos, count(f), "loopcount")):
+                    r = body(f)
+            elif cell is not None:
+                for i in range(_count(c, pos, count(f), "loopcount")):
+                    cell.v = i
+                    r = body(f)
+            elif slot is not None:
+                for i in range(_count(c, pos, count(f), "loopcount")):
+                    f[slot] = i
                     r = body(f)
             else:
                 for i in range(_count(c, pos, count(f), "loopcount")):
@@ -505,6 +515,19 @@ def _assign(pairs: list[tuple[Any, Node]], result_value: bool) -> Node:
                 setv(f, v)
                 return v
             return setqv
+
+        cell = getattr(setv, "cell", None)
+        slot = getattr(setv, "slot", None)
+        if cell is not None:
+            def setq_global(f: list) -> Any:
+                cell.v = value(f)
+                return True
+            return setq_global
+        if slot is not None:
+            def setq_slot(f: list) -> Any:
+                f[slot] = value(f)
+                return True
+            return setq_slot
 
         def setq(f: list) -> Any:
             setv(f, value(f))

@@ -1,0 +1,7 @@
+(defun safe_div (a b)
+   (setq r (catch (/ a b)))
+   (if (maybe r) (throw (+ "safe_div failed: " r)) r))
+(println (safe_div 10 2))
+(println (catch (safe_div 1 0)))
+(println (maybe (safe_div 1 0) 'handled))
+(safe_div 3 0)

@@ -1,0 +1,5 @@
+(println {1:"a" 2.5:"b"})
+(println {1:"a" "b":2})
+(println {'sym:1 "str":2})
+(setq k 3)
+(println {k:(* k k)})

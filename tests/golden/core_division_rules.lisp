@@ -1,0 +1,6 @@
+(println (/ 10 2) (type (/ 10 2)))
+(println (/ 10 4) (type (/ 10 4)))
+(println (/ 10.0 2) (type (/ 10.0 2)))
+(println (/ 100 2 5) (/ 1 3))
+(println (/ -7 2) (% 7 -2) (% 7.5 2))
+(println (maybe (/ 5 0) "division by zero caught") (maybe (/ 5.0 0.0) "float too") (maybe (% 5 0) "mod too"))

@@ -1,0 +1,2 @@
+(println (apply '+ '(1 2)))
+(apply '+ 3)

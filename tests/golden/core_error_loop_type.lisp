@@ -1,0 +1,1 @@
+(loop x 42 (println x))

@@ -1,0 +1,1 @@
+(loopcount "ten" (println 'x))

@@ -1,0 +1,8 @@
+(setq ops '((+ 1 2) (* 3 4) (- 10 1)))
+(println (map (lambda (e) (eval e)) ops))
+(println (eval "(setq from_eval 7) (+ from_eval 1)"))
+(println from_eval)
+(setq f '(lambda (x) (* x x)))
+(println ((eval f) 9))
+(println (eval 5) (eval "\"str\""))
+(eval "(car 1 2)")

@@ -1,0 +1,8 @@
+(defun f (x)
+   (let ((x (* x 100)))
+      (setq inner x))
+   (list x inner))
+(println (f 2))
+(setq g 5)
+(println (let ((g 1)) (+ g 1)) g)
+(println (let (z 3) (* z z)))

@@ -1,0 +1,8 @@
+(defmacro inc (v) (setq v (+ v 1)))
+(defmacro inc_twice (v) (block (inc v) (inc v)))
+(setq counter 0)
+(inc_twice counter)
+(println counter)
+(defmacro when_positive (x $ body) (if (> x 0) (block $ body) 'not_positive))
+(defun report (n) (when_positive n (print "positive ") n))
+(println (report 5) (report -1))

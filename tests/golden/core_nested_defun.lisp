@@ -1,0 +1,6 @@
+(defun outer (x)
+   (defun helper (y) (* y 10))
+   (+ x (helper x)))
+(println (outer 2))
+(println (helper 5))
+(println (defun named (a) a))

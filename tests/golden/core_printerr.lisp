@@ -1,0 +1,5 @@
+(println "to stdout")
+(printerr "to" "stderr" 1)
+(printerrln " and a line" 2)
+(printerrln '("quoted" "in list"))
+(println (type (printerr "")))

@@ -1,0 +1,11 @@
+; every terminal position is a tail call: these loops would overflow otherwise
+(defun via_check (n) (check (> n 0) (via_check (- n 1))))
+(println (via_check 100000))
+(defun via_ife (n) (ife (= n 0) 'done (setq n (- n 1)) (via_ife n)))
+(println (via_ife 100000))
+(defun via_switch (n) (switch (% n 2) (0 (if (= n 0) 'even_done (via_switch (- n 1)))) (1 (via_switch (- n 1)))))
+(println (via_switch 100001))
+(defun via_let (n) (let ((m (- n 1))) (if (< m 0) 'let_done (via_let m))))
+(println (via_let 100000))
+(defun via_ncheck (n) (ncheck (= n 0) (via_ncheck (- n 1)) 'ncheck_done))
+(println (via_ncheck 100000))
