@@ -63,6 +63,15 @@ def test_multiline_form_is_submitted_only_when_complete(run) -> None:
     assert session.history == ["(defun add3 (a b c)\n  (+ a b\n    c))", "(add3 1 2 3)"]
 
 
+def test_enter_submits_from_the_last_line_and_splits_earlier_lines(run) -> None:
+    left, up, meta_enter = "\x1b[D", "\x1b[A", "\x1b\r"
+    session = run("(+ 1 2)" + left * 3 + ENTER  # cursor inside a one-line form: it runs
+                  + "(+ 1" + ENTER + "2)" + up + ENTER + meta_enter)  # Enter on line 1 splits it
+    assert session.out.splitlines() == ["3", "3"]
+    assert session.history[0] == "(+ 1 2)"
+    assert session.history[1].count("\n") == 2
+
+
 def test_strings_and_comments_do_not_fool_the_completeness_check(run) -> None:
     session = run('(+ 1 ; a ) in a comment' + ENTER + '2)' + ENTER
                   + '(size """a (' + ENTER + 'b""")' + ENTER)
@@ -128,6 +137,14 @@ def test_completion_offers_torch_generate_after_use(run) -> None:
     repl = run("(use 'lispe_torch)" + ENTER).repl
     offered = completions(repl, "(torch_gen")
     assert offered["torch_generate"] == REGISTRY["torch_generate"].usage
+
+
+def test_usage_line_for_the_call_under_the_cursor(run) -> None:
+    repl = run("(defun area (w h) (* w h))" + ENTER).repl
+    assert repl.describe_name("car") == REGISTRY["car"].usage
+    assert repl.describe_name("area") == "area: function_ (w h)"
+    assert repl.describe_name("torch_generate") == ""  # its library is not loaded
+    assert repl.describe_name("no_such_name") == ""
 
 
 def test_an_error_leaves_the_session_usable(run) -> None:

@@ -121,6 +121,8 @@ def test_completer_stays_quiet_in_strings_comments_and_on_empty_words() -> None:
     assert complete(completer, '(println "ca') == []
     assert complete(completer, "; ca") == []
     assert complete(completer, "(") == []
+    assert complete(completer, "(c") == []  # one character: no menu while typing
+    assert [t for t, _ in complete(completer, "(c", requested=True)] == ["cadr", "car"]
     assert len(complete(completer, "(", requested=True)) == len(NAMES)
 
 

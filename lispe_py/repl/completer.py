@@ -20,12 +20,16 @@ _COMMAND = re.compile(r"^\s*(:[\w-]*)$")
 
 
 class LispECompleter(Completer):
-    """Completes the symbol before the cursor; `:`-commands at the start of the input."""
+    """Completes the symbol before the cursor; `:`-commands at the start of the input.
+
+    While typing, completions appear from `min_chars` characters on; Tab asks at any length.
+    """
 
     def __init__(self, names: Callable[[], Mapping[str, str]],
-                 commands: Mapping[str, str] | None = None) -> None:
+                 commands: Mapping[str, str] | None = None, min_chars: int = 2) -> None:
         self.names = names
         self.commands = dict(commands or {})
+        self.min_chars = min_chars
 
     def get_completions(self, document: Document, complete_event: CompleteEvent
                         ) -> Iterable[Completion]:
@@ -39,8 +43,8 @@ class LispECompleter(Completer):
             return
         match = _WORD_BEFORE_CURSOR.search(before)
         word = match.group(1) if match else ""
-        if not word and not complete_event.completion_requested:
-            return
+        if len(word) < self.min_chars and not complete_event.completion_requested:
+            return  # while typing, a menu after a single character is more noise than help
         if in_string_or_comment(document.text, document.cursor_position):
             return
         yield from self.completions_for(word)

@@ -1,14 +1,15 @@
 """The interactive LispE console: a prompt_toolkit session around one `Interpreter`.
 
     lispe> (defun square (x)
-    ...      (* x x))
+    ......   (* x x))
     lispe> (square 12)
     144
 
 Enter submits the input when the reader says the form is complete, otherwise it opens a new,
-indented line (Meta-Enter submits as is). Evaluation runs in the calling thread with SIGINT turned
-into `KeyboardInterrupt`, so Ctrl-C stops a long loop or a generation and the session goes on with
-its definitions intact; Ctrl-C at the prompt clears the line; Ctrl-D on an empty line exits.
+indented line (Meta-Enter submits as is). The interpreter evaluates in its big-stack worker thread
+while the main thread waits with SIGINT turned into `KeyboardInterrupt`; Ctrl-C is carried into the
+worker, so a long loop or a generation really stops and the session goes on with its definitions
+intact. Ctrl-C at the prompt clears the input; Ctrl-D on an empty line exits.
 The last three values are bound to `*1 *2 *3`, the last error to `*e`.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -175,7 +176,7 @@ class Repl:
         )
 
     # ----------------------------------------------------------------- interpreter access
-    def _globals(self) -> dict[str, Any]:
+    def _globals(self) -> MutableMapping[str, Any]:
         return self.interp.globals
 
     def _libraries(self) -> set[str]:
@@ -206,16 +207,26 @@ class Repl:
         return FormattedText([("class:continuation", "." * (width - 1) + " ")])
 
     def _toolbar(self) -> FormattedText:
-        """The usage line of the builtin whose call the cursor is in."""
+        """The usage line of the function or special form whose call the cursor is in."""
         try:
-            app = self.session.app
-            head = innermost_head(app.current_buffer.document.text_before_cursor)
+            head = innermost_head(self.session.app.current_buffer.document.text_before_cursor)
+            text = self.describe_name(head) if head else ""
         except Exception:  # the toolbar must never break the prompt
-            return FormattedText([])
-        entry = REGISTRY.get(head) if head else None
-        text = entry.usage if entry is not None and entry.usage else ""
-        mode = "vi" if self.session.editing_mode == EditingMode.VI else ""
-        return FormattedText([("", text + (f"   [{mode}]" if mode else ""))])
+            text = ""
+        if self.session.editing_mode == EditingMode.VI:
+            text += "   [vi]"
+        return FormattedText([("", text)])
+
+    def describe_name(self, name: str) -> str:
+        """One line about `name`: a builtin's or special form's usage, a definition's parameters."""
+        entry = REGISTRY.get(name)
+        if entry is not None and (entry.library is None or entry.library in self._libraries()):
+            return entry.usage
+        env = self._globals()
+        if name in env:
+            return f"{name}: {_describe_definition(env[name])}"
+        doc = self._special_forms.get(name)
+        return doc.splitlines()[0] if doc else ""
 
     def _make_history(self, history_file: str | os.PathLike[str] | None | bool) -> History:
         if history_file is False:
@@ -231,12 +242,13 @@ class Repl:
         return FileHistory(str(path))
 
     def input_ready(self, document: Document) -> bool:
-        """Whether Enter submits: a command, an empty line, or a complete form with the cursor at
-        the end (Enter inside the text opens a new line)."""
+        """Whether Enter submits: a command, an empty line, or a complete form with the cursor on
+        its last line (so a line recalled from the history runs wherever the cursor is, while Enter
+        on an earlier line of a multi-line form opens a new line there)."""
         text = document.text
         if not text.strip() or text.lstrip().startswith(":"):
             return True
-        if document.text_after_cursor.strip():
+        if "\n" in document.text_after_cursor.rstrip():
             return False
         return reader.is_complete(text)
 
@@ -397,13 +409,9 @@ def _unquote(text: str) -> str:
 
 
 def _banner() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from .. import __version__
 
-    try:
-        release = version("lispe_py")
-    except PackageNotFoundError:
-        release = "dev"
-    return (f"lispe_py {release}: LispE in Python. (help 'name) documents a builtin, "
+    return (f"lispe_py {__version__}: LispE in Python. (help 'name) documents a builtin, "
             f":help lists commands, Ctrl-D exits.")
 
 
