@@ -17,7 +17,7 @@ from prompt_toolkit.history import FileHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from lispe_py import Interpreter
+from lispe_py import Interpreter, LispEError
 from lispe_py.builtins.registry import REGISTRY
 from lispe_py.repl import Repl, default_history_path
 from lispe_py.values import type_name
@@ -272,6 +272,21 @@ def test_help_shows_a_builtins_docstring(run) -> None:
     session = run("(help 'car)" + ENTER + "(help 'uper)" + ENTER)
     assert REGISTRY["car"].doc.splitlines()[0] in session.out
     assert "did you mean 'upper'" in session.err
+
+
+def test_help_works_in_scripts_too(capsys: pytest.CaptureFixture[str]) -> None:
+    interp = Interpreter()
+    assert interp.eval("(help \"car\")") is None  # prints; returns the void value
+    assert REGISTRY["car"].doc.splitlines()[0] in capsys.readouterr().out
+    interp.eval("(help 'while)")
+    assert "special form" in capsys.readouterr().out
+    interp.eval("(defun twice (x) (* 2 x)) (help 'twice)")
+    assert "twice: a function defined in this session" in capsys.readouterr().out
+    interp.eval("(help)")
+    overview = capsys.readouterr().out
+    assert "strings:" in overview and "upper" in overview
+    with pytest.raises(LispEError, match="help: expected a quoted name"):
+        interp.eval("(help 42)")
 
 
 def test_errors_are_red_on_a_terminal(tmp_path: Path) -> None:

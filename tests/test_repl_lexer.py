@@ -126,6 +126,15 @@ def test_completer_stays_quiet_in_strings_comments_and_on_empty_words() -> None:
     assert len(complete(completer, "(", requested=True)) == len(NAMES)
 
 
+def test_completer_completes_file_names_after_load(tmp_path, monkeypatch) -> None:
+    (tmp_path / "prompts.lisp").write_text("")
+    (tmp_path / "other.txt").write_text("")
+    monkeypatch.chdir(tmp_path)
+    completer = LispECompleter(lambda: NAMES, {":load": ":load FILE"})
+    assert [t for t, _ in complete(completer, ":load pro")] == ["mpts.lisp"]
+    assert [t for t, _ in complete(completer, f":load {tmp_path}/oth")] == ["er.txt"]
+
+
 def test_completer_commands() -> None:
     completer = LispECompleter(lambda: NAMES, {":load": ":load FILE", ":quit": ":quit"})
     assert complete(completer, ":l") == [(":load", ":load FILE")]

@@ -10,17 +10,19 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable, Mapping
 
-from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
 from .lexer import SYMBOL_RE, in_string_or_comment
 
 _WORD_BEFORE_CURSOR = re.compile(f"({SYMBOL_RE})$")
 _COMMAND = re.compile(r"^\s*(:[\w-]*)$")
+_LOAD_ARGUMENT = re.compile(r"^\s*:load\s+(.*)$")
 
 
 class LispECompleter(Completer):
-    """Completes the symbol before the cursor; `:`-commands at the start of the input.
+    """Completes the symbol before the cursor; `:`-commands at the start of the input, and the
+    file name after `:load`.
 
     While typing, completions appear from `min_chars` characters on; Tab asks at any length.
     """
@@ -30,10 +32,16 @@ class LispECompleter(Completer):
         self.names = names
         self.commands = dict(commands or {})
         self.min_chars = min_chars
+        self._paths = PathCompleter(expanduser=True)
 
     def get_completions(self, document: Document, complete_event: CompleteEvent
                         ) -> Iterable[Completion]:
         before = document.text_before_cursor
+        load = _LOAD_ARGUMENT.match(before)
+        if load and "\n" not in before:
+            argument = Document(load.group(1), len(load.group(1)))
+            yield from self._paths.get_completions(argument, complete_event)
+            return
         command = _COMMAND.match(before)
         if command and "\n" not in before:
             word = command.group(1)

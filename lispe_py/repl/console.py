@@ -99,15 +99,19 @@ def default_history_path() -> Path:
     return Path(base) / "lispe_py" / "history"
 
 
-def wants_color(stream: TextIO) -> bool:
-    """Colour only on a terminal, and not when `NO_COLOR` is set or `TERM=dumb`."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
+def _isatty(stream: Any) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty and isatty())
     except (OSError, ValueError):
         return False
+
+
+def wants_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and not when `NO_COLOR` is set or `TERM=dumb`."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return _isatty(stream)
 
 
 class _TrackingWriter:
@@ -354,7 +358,8 @@ class Repl:
                 self._write(shown)
         except KeyboardInterrupt:
             _stop_threads(set(threading.enumerate()) - threads_before)
-            self._write_err("Interrupted", _YELLOW)
+            # A terminal has echoed ^C where the cursor was: start a fresh line, as Python does.
+            self._write_err(("\n" if _isatty(self.stderr) else "") + "Interrupted", _YELLOW)
         except LispEError as err:
             self._error(err)
         except RecursionError:
