@@ -160,9 +160,9 @@ def test_an_error_leaves_the_session_usable(run) -> None:
 
 
 def test_results_are_kept_in_star_variables(run) -> None:
-    session = run("(+ 1 2)" + ENTER + "(* 2 5)" + ENTER + '"s"' + ENTER + "(list *1 *2 *3)" + ENTER
-                  + "*1" + ENTER)
-    assert session.out.splitlines() == ["3", "10", '"s"', '("s" 10 3)', '("s" 10 3)']
+    session = run("(list *1 *e)" + ENTER + "(+ 1 2)" + ENTER + "(* 2 5)" + ENTER + '"s"' + ENTER
+                  + "(list *1 *2 *3)" + ENTER + "*1" + ENTER)
+    assert session.out.splitlines() == ["(nil nil)", "3", "10", '"s"', '("s" 10 3)', '("s" 10 3)']
 
 
 def test_output_is_flushed_as_it_is_printed(tmp_path: Path) -> None:

@@ -156,6 +156,8 @@ class Repl:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
         self.color = wants_color(self.stderr) if color is None else color
+        for name in ("*1", "*2", "*3", ERROR_NAME):
+            self._globals().setdefault(name, None)  # nil until there is a value or an error
         self._baseline = self._snapshot()
         self._special_forms = special_forms()
         if vi_mode is None:
