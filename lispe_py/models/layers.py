@@ -118,6 +118,14 @@ class Attention(nn.Module):
         if start is not None:
             k, v = self.kv_cache.update(start, k, v)
         attn_mask, is_causal = mask[self.window]
+        if t == 1 and self.n_kv != self.n_heads:
+            # Decode step with GQA: the query heads sharing a kv head become rows of one query
+            # ([B, kv, rep, D]); no k/v repeat, and ~6x faster than enable_gqa in bfloat16 on CPU.
+            y = F.scaled_dot_product_attention(
+                q.reshape(b, self.n_kv, self.n_heads // self.n_kv, self.head_dim), k, v,
+                attn_mask=attn_mask, scale=self.scale,
+            )
+            return self.wo(y.reshape(b, 1, self.q_size))
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=self.scale, enable_gqa=self.n_kv != self.n_heads
         )
