@@ -183,6 +183,13 @@ def test_print_functions_are_not_echoed_and_lines_are_finished(run) -> None:
     assert session.out == "hi\nno newline\n2\n"
 
 
+def test_no_blank_line_after_reading_input(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Bob\n"))
+    session = run('(setq name (input "name? "))' + ENTER + '(+ "hi " name)' + ENTER)
+    # On a terminal the echo of Enter ends the "name? " line; nothing is added after it.
+    assert session.out == 'name? true\n"hi Bob"\n'
+
+
 def test_ctrl_c_at_the_prompt_clears_the_input(run) -> None:
     session = run("(+ 1" + CTRL_C + "(+ 2 3)" + ENTER)
     assert session.out == "5\n" and session.err == ""

@@ -136,6 +136,28 @@ class _TrackingWriter:
         return getattr(self.stream, name)
 
 
+class _TrackingReader:
+    """Wraps stdin during an evaluation: after `(input ...)` reads a line, the terminal's echo of
+    Enter has ended the output line, so no extra newline is needed before the value."""
+
+    def __init__(self, stream: TextIO, writer: _TrackingWriter) -> None:
+        self.stream = stream
+        self.writer = writer
+
+    def readline(self, *args: Any) -> str:
+        line = self.stream.readline(*args)
+        self.writer.at_line_start = True
+        return line
+
+    def read(self, *args: Any) -> str:
+        text = self.stream.read(*args)
+        self.writer.at_line_start = True
+        return text
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 class Repl:
     """One interactive session: the prompt, the evaluation loop and the REPL commands.
 
@@ -345,7 +367,7 @@ class Repl:
         threads_before = set(threading.enumerate())
         try:
             try:
-                with _stdout_to(tracker), _interruptible():
+                with _tracked_stdio(tracker), _interruptible():
                     if load:
                         path = _unquote(text)
                         value = run_with_big_stack(lambda: self.interp.load(path))
@@ -418,18 +440,19 @@ def _unquote(text: str) -> str:
 def _banner() -> str:
     from .. import __version__
 
-    return (f"lispe_py {__version__}: LispE in Python. (help 'name) documents a builtin, "
-            f":help lists commands, Ctrl-D exits.")
+    return f"lispe_py {__version__} (LispE in Python). (help 'name), :help for commands, Ctrl-D to exit."
 
 
 @contextmanager
-def _stdout_to(writer: _TrackingWriter) -> Iterator[None]:
-    saved = sys.stdout
+def _tracked_stdio(writer: _TrackingWriter) -> Iterator[None]:
+    saved = sys.stdout, sys.stdin
     sys.stdout = writer  # type: ignore[assignment]
+    if sys.stdin is not None:
+        sys.stdin = _TrackingReader(sys.stdin, writer)  # type: ignore[assignment]
     try:
         yield
     finally:
-        sys.stdout = saved
+        sys.stdout, sys.stdin = saved
 
 
 @contextmanager
