@@ -1,10 +1,10 @@
 """A Pygments lexer for LispE, and the bracket scanning the REPL builds on it.
 
-The lexical rules follow `language.md`: `;` line comments, `;; ... ;;` block comments, a `#!` first
-line, strings `"..."` (escapes, one line), `` `...` `` and `\"\"\"...\"\"\"` (multi-line, raw), numbers
-(`12 -12 +3 1.5 2e-4 0xFF 0b1011`), `'` for quote, `( ) [ ] { } :`, and symbols (any run of
-non-delimiters), as `grammar/lispe.lark` reads them. Symbols are classified with the builtin registry: special forms as keywords,
-builtins as builtins, the name after `defun`/`defmacro`/`defpat` as a function name.
+The lexical rules are `grammar/lispe.lark`'s: `;` line comments, `;; ... ;;` block comments, a `#!`
+first line, strings `"..."` (escapes, one line), backquoted and triple-quoted strings (multi-line,
+raw), numbers (`12 -12 +3 1.5 2e-4 0xFF 0b1011`), `'` for quote, `( ) [ ] { } :`, and symbols (any
+run of non-delimiters). Symbols are classified by name: special forms as keywords, builtins as
+builtins, the name after `defun`/`defmacro`/`defpat` as a function name.
 
 `lexer_class(builtins, special_forms)` makes a lexer class whose name sets are read on every
 highlighting pass, so builtins that appear after `(use 'lispe_torch)` are coloured at once.
@@ -19,7 +19,7 @@ from pygments.token import (Comment, Keyword, Name, Number, Operator, Punctuatio
                             Whitespace, _TokenType)
 
 #: Forms the compiler handles itself (arguments not evaluated first), per `language.md`'s control
-#: group. Used when the registry does not mark special forms.
+#: group: the default of a lexer used on its own (the REPL passes the compiler's own table).
 SPECIAL_FORMS: frozenset[str] = frozenset(
     "quote if ife cond check ncheck while loop loopcount dotimes block and or return break switch "
     "select maybe catch setq setg setqv let defun defmacro defpat lambda λ use self".split())
