@@ -57,6 +57,15 @@ def _tiny_llama(seed: int, eos: int = EOS, layers: int = 2):
     return hf
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads, and lose a lot when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def pair():
     hf = _tiny_llama(0)
@@ -419,3 +428,32 @@ def test_logits_processor_is_applied_in_every_strategy(pair):
         out = generate(ours, [50, 60], max_length=6, strategy=strategy, logits_processor=ban,
                        eos_token_id=299)
         assert (out.view(-1)[2:] < 10).all(), strategy
+
+
+def test_extra_processors_and_stop_criteria_compose_with_every_strategy(pair):
+    """The hooks guided generation builds on: a processor allowing only a few ids, and a criterion
+    ending a row once it produced id 7."""
+    from lispe_py.generation.processors import LogitsProcessor
+
+    class OnlyFew(LogitsProcessor):
+        name = "only_few"
+
+        def __call__(self, ids, scores):
+            allowed = torch.full_like(scores, -float("inf"))
+            allowed[:, 5:9] = 0
+            return scores + allowed
+
+    def ends_at_7(ids, new_tokens):
+        return new_tokens == 7
+
+    for strategy in ("greedy", "sample", "beam_search"):
+        out = generate(ours_of(pair), [[50, 60], [70]], max_length=12, strategy=strategy, seed=1,
+                       eos_token_id=299, processors=[OnlyFew()], stopping=[ends_at_7])
+        for row in out[:, 2:].tolist():
+            new = [t for t in row if t != PAD]
+            assert all(5 <= t < 9 for t in new), strategy
+            assert 7 not in new[:-1] and (new[-1] == 7 or len(new) == 12)
+
+
+def ours_of(pair):
+    return pair[1]

@@ -97,6 +97,9 @@ def beam_search(model: Any, plan: "Plan") -> tuple[torch.Tensor, torch.Tensor]:
             hits |= torch.isin(topk_ids, eos)
         if stop_check is not None:
             hits |= stop_check(topk_running_sequences, cur_len)
+        for criterion in plan.stopping:
+            hits |= criterion(_flatten(topk_running_sequences[:, :, :cur_len + 1]),
+                              topk_ids.reshape(-1)).to(torch.bool).view(batch, beams_to_keep)
 
         # e. the best unfinished num_beams continuations keep running
         topk_running_log_probs = topk_log_probs + hits.to(torch.float32) * _NEG

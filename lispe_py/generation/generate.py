@@ -28,6 +28,7 @@ from .detok import IncrementalDecoder
 from .processors import LogitsChain, LogitsProcessor, build_chain
 
 Event = tuple[int, str]
+StopCriterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -168,12 +169,15 @@ class Plan:
     chain: LogitsChain
     tokenizer: Any
     greedy: bool
+    stopping: tuple = ()                      # extra stop criteria (see `generate`)
     result: torch.Tensor | None = None        # set by the run: the output tensor
     new_lengths: torch.Tensor | None = None   # set by the run: new tokens per output row (EOS included)
 
 
 def make_plan(model: Any, input_ids: Any, config: GenerationConfig, attention_mask: Any = None,
-              tokenizer: Any = None, extra_processors: Iterable[LogitsProcessor] = ()) -> Plan:
+              tokenizer: Any = None, extra_processors: Iterable[LogitsProcessor] = (),
+              stopping: Iterable[StopCriterion] = ()) -> Plan:
+    """Validate a call (config against the model, prompt ids, context length) and build its chain."""
     vocab, context, device = _model_info(model)
     special = resolve_special_tokens(config, getattr(model, "special_tokens", None), vocab)
     prompt = prepare_prompt(input_ids, special, vocab, device, attention_mask)
@@ -190,7 +194,8 @@ def make_plan(model: Any, input_ids: Any, config: GenerationConfig, attention_ma
     ignore = prompt.pad_lengths.repeat_interleave(rows // prompt.ids.shape[0]) if prompt.padded else None
     chain = build_chain(config, prompt_length=p, eos_token_ids=special.eos, ignore_lengths=ignore,
                         bad_words_ids=resolve_bad_words(config, tokenizer), extra=extra_processors)
-    return Plan(config, special, prompt, vocab, config.max_length, chain, tokenizer, config.is_greedy)
+    return Plan(config, special, prompt, vocab, config.max_length, chain, tokenizer, config.is_greedy,
+                tuple(stopping))
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -222,15 +227,19 @@ class _Sampler:
 # ---------------------------------------------------------------------------- public API
 def generate(model: Any, input_ids: Any, config: GenerationConfig | dict | None = None, *,
              attention_mask: Any = None, tokenizer: Any = None,
-             processors: Iterable[LogitsProcessor] = (), **overrides: Any) -> torch.Tensor:
+             processors: Iterable[LogitsProcessor] = (), stopping: Iterable[StopCriterion] = (),
+             **overrides: Any) -> torch.Tensor:
     """Prompt + new tokens as a LongTensor (1-D in -> 1-D out, 2-D -> 2-D) for any strategy.
 
     `config` is a GenerationConfig or a dict; `overrides` are config keys for this call only.
     `processors` are extra logits processors (e.g. constraints) run after the user's functions.
+    `stopping` are extra stop criteria `(ids [rows, cur_len], new_tokens [rows]) -> bool [rows]`,
+    called once per step with each row's ids including the new token (True ends that row, which
+    keeps the token, like an EOS).
     With a `callback` in the config, `callback(token_id, piece)` is called for each new token.
     """
     config = _config(config, overrides)
-    plan = make_plan(model, input_ids, config, attention_mask, tokenizer, processors)
+    plan = make_plan(model, input_ids, config, attention_mask, tokenizer, processors, stopping)
     return _execute(model, plan)
 
 
@@ -245,7 +254,7 @@ def _execute(model: Any, plan: Plan) -> torch.Tensor:
 
 def stream(model: Any, input_ids: Any, config: GenerationConfig | dict | None = None, *,
            tokenizer: Any = None, processors: Iterable[LogitsProcessor] = (),
-           **overrides: Any) -> Iterator[Event]:
+           stopping: Iterable[StopCriterion] = (), **overrides: Any) -> Iterator[Event]:
     """Yield `(token_id, text_piece)` for each new token of a single prompt, as it is produced.
 
     The pieces concatenate to the new text (special tokens such as the EOS give ""); a piece may be
@@ -253,7 +262,7 @@ def stream(model: Any, input_ids: Any, config: GenerationConfig | dict | None = 
     yields its best sequence at the end. The config's `callback`, if any, is not called.
     """
     config = _config(config, overrides)
-    plan = make_plan(model, input_ids, config, None, tokenizer, processors)
+    plan = make_plan(model, input_ids, config, None, tokenizer, processors, stopping)
     _check_single(plan, "stream")
     if plan.tokenizer is None:
         raise GenerationError("stream needs the model's tokenizer (the model has none)")
@@ -473,6 +482,8 @@ class _DecodeLoop:
         done = torch.zeros_like(self.unfinished) if self.eos is None else torch.isin(nxt, self.eos)
         if self.stops is not None:
             done = done | self.stops.check(nxt, self.unfinished)
+        for criterion in self.plan.stopping:
+            done = done | criterion(self.tokens[:, :cur + 1], nxt).to(torch.bool)
         just = done & self.unfinished
         self.step_count += 1
         self.cur += 1

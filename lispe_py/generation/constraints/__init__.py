@@ -135,7 +135,7 @@ def compile_automaton(kind: str, spec: Any, tokenizer: Any) -> tuple[Automaton, 
         validate_spec(kind, spec)
         ids = _token_ids(spec, tokenizer, vocab)
         auto: Automaton = TokenSetAutomaton(vocab, ids)
-        text = "(" + " ".join(str(i) for i in ids) + ")"
+        text = "(" + " ".join(str(i) for i in auto.ids) + ")"
     elif kind == "choices":
         choices = validate_spec(kind, spec)
         auto = DFAAutomaton(vocab, ByteDFA.from_literals(choices))

@@ -495,7 +495,7 @@ class GrammarAutomaton(Automaton):
                 while k < stop:
                     x2 = step(x, byte[k])
                     if x2 >= 0:
-                        toks = tokens_at[k]
+                        toks = tokens_at.get(k)
                         if toks:
                             allowed[toks] = True
                         if end[k] > k + 1:

@@ -56,68 +56,81 @@ class VocabIndex:
     Attributes (numpy arrays; N nodes, node 0 is the root, V = tokenizer.vocab_size):
       parent[N], byte[N], depth[N], end[N] (preorder subtree end, exclusive)
       token_node[V]   trie node where token id ends, or N (a sentinel "dead" slot) for excluded tokens
-      node_tok_ptr[N+1], node_tok_ids  CSR list of the token ids ending at each node
+      node_tok_list   {node: token ids ending there}
       levels          per depth d >= 1: (nodes, parents, bytes) arrays
     """
 
     def __init__(self, token_bytes: Sequence[bytes | None]):
         self.vocab_size = len(token_bytes)
         self.token_bytes: list[bytes | None] = list(token_bytes)
-        items = sorted((b, i) for i, b in enumerate(token_bytes) if b)
-        parent = [-1]
-        byte = [0]
-        depth = [0]
-        path = [0]
-        token_node = [-1] * self.vocab_size
-        prev = b""
-        for b, i in items:
-            n = min(len(prev), len(b))
-            lcp = 0
-            while lcp < n and prev[lcp] == b[lcp]:
-                lcp += 1
-            del path[lcp + 1:]
-            for k in range(lcp, len(b)):
-                path.append(len(parent))
-                parent.append(path[-2])
-                byte.append(b[k])
-                depth.append(k + 1)
-            token_node[i] = path[len(b)]
-            prev = b
-        n_nodes = len(parent)
+        order = sorted((i for i, b in enumerate(token_bytes) if b), key=self.token_bytes.__getitem__)
+        strings = [self.token_bytes[i] for i in order]
+        ids = np.asarray(order, dtype=np.int64)
+        lens = np.asarray([len(b) for b in strings], dtype=np.int64)
+        width = int(lens.max()) if len(strings) else 0
+        # padded byte matrix (pad 256 never equals a byte) -> longest common prefix with the previous
+        arr = np.full((len(strings), width + 1), 256, dtype=np.int16)
+        if strings:
+            flat = np.frombuffer(b"".join(strings), dtype=np.uint8)
+            rows = np.repeat(np.arange(len(strings)), lens)
+            cols = np.arange(flat.size) - np.repeat(np.cumsum(lens) - lens, lens)
+            arr[rows, cols] = flat
+        lcp = np.zeros(len(strings), dtype=np.int64)
+        if len(strings) > 1:
+            lcp[1:] = np.argmax(arr[1:] != arr[:-1], axis=1)   # equal rows: 0, fixed below
+            same = ~(arr[1:] != arr[:-1]).any(axis=1)
+            lcp[1:][same] = lens[1:][same]
+        count = lens - lcp                           # new trie nodes created by each string
+        first = 1 + np.concatenate([[0], np.cumsum(count)[:-1]]) if len(strings) else count
+        total = 1 + int(count.sum())
+        owner = np.repeat(np.arange(len(strings)), count)
+        k = lcp[owner] + (np.arange(total - 1) - (first[owner] - 1))
+        byte = np.zeros(total, dtype=np.int64)
+        depth = np.zeros(total, dtype=np.int64)
+        parent = np.full(total, -1, dtype=np.int64)
+        byte[1:] = arr[owner, k]
+        depth[1:] = k + 1
+        parent[1:] = np.arange(total - 1)            # a string's own nodes chain one after another
+        # the first node of each string hangs under the previous string's node at depth lcp
+        path = [0] * (width + 2)
+        heads = []
+        ends = []
+        for f, c, l, n in zip(first.tolist(), count.tolist(), lcp.tolist(), lens.tolist()):
+            if c:
+                heads.append((f, path[l]))
+                path[l + 1:l + 1 + c] = range(f, f + c)
+            ends.append(path[n])
+        token_node = np.full(self.vocab_size, -1, dtype=np.int64)
+        token_node[ids] = ends
+        if heads:
+            h = np.asarray(heads, dtype=np.int64)
+            parent[h[:, 0]] = h[:, 1]
+        n_nodes = total
         self.n_nodes = n_nodes
-        self.parent = np.asarray(parent, dtype=np.int64)
-        self.byte = np.asarray(byte, dtype=np.int64)
-        self.depth = np.asarray(depth, dtype=np.int64)
-        # preorder subtree ends: a node's subtree stops at the next node that is not deeper
-        end = [n_nodes] * n_nodes
-        stack: list[int] = []
-        for node, d in enumerate(depth):
-            while stack and depth[stack[-1]] >= d:
-                end[stack.pop()] = node
-            stack.append(node)
-        self.end = np.asarray(end, dtype=np.int64)
-        self.end_list = end
-        self.byte_list = byte
-        tn = np.asarray(token_node, dtype=np.int64)
-        tn[tn < 0] = n_nodes
-        self.token_node = tn
-        valid = np.nonzero(tn < n_nodes)[0]
-        order = valid[np.argsort(tn[valid], kind="stable")]
-        counts = np.bincount(tn[order], minlength=n_nodes)
-        self.node_tok_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.node_tok_ids = order.astype(np.int64)
-        self.node_tok_list: list[list[int]] = [[] for _ in range(n_nodes)]
-        for t in valid.tolist():
-            self.node_tok_list[token_node[t]].append(t)
-        self.has_children = np.zeros(n_nodes, dtype=bool)
-        self.has_children[self.parent[1:]] = True
-        self.max_depth = int(self.depth.max()) if n_nodes > 1 else 0
-        by_depth = np.argsort(self.depth, kind="stable")
-        bounds = np.searchsorted(self.depth[by_depth], np.arange(self.max_depth + 2))
+        self.parent, self.byte, self.depth = parent, byte, depth
+        self.max_depth = int(depth.max()) if n_nodes > 1 else 0
+        by_depth = np.argsort(depth, kind="stable")
+        bounds = np.searchsorted(depth[by_depth], np.arange(self.max_depth + 2))
         self.levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for d in range(1, self.max_depth + 1):
             nodes = by_depth[bounds[d]:bounds[d + 1]]
-            self.levels.append((nodes, self.parent[nodes], self.byte[nodes]))
+            self.levels.append((nodes, parent[nodes], byte[nodes]))
+        size = np.ones(n_nodes, dtype=np.int64)         # subtree sizes, deepest level first
+        for nodes, parents, _ in reversed(self.levels):
+            np.add.at(size, parents, size[nodes])
+        self.end = np.arange(n_nodes, dtype=np.int64) + size
+        self.end_list: list[int] = self.end.tolist()
+        self.byte_list: list[int] = byte.tolist()
+        tn = token_node.copy()
+        tn[tn < 0] = n_nodes
+        self.token_node = tn
+        self.node_tok_list: dict[int, list[int]] = {n: [t] for t, n in zip(ids.tolist(), ends)}
+        if len(set(ends)) != len(ends):                 # several ids with the same bytes
+            self.node_tok_list = {}
+            for t, n in zip(ids.tolist(), ends):
+                self.node_tok_list.setdefault(n, []).append(t)
+        self.has_children = np.zeros(n_nodes, dtype=bool)
+        self.has_children[parent[1:]] = True
         self.cache: dict[Any, Any] = {}        # compiled automata keyed by (kind, spec), see build_constraint
         self.lock = threading.Lock()
 
@@ -137,7 +150,7 @@ class VocabIndex:
 
     def tokens_at(self, node: int) -> list[int]:
         """Token ids whose bytes end exactly at `node`."""
-        return self.node_tok_list[node]
+        return self.node_tok_list.get(node, [])
 
 
 _INDEXES: "weakref.WeakKeyDictionary[Any, VocabIndex]" = weakref.WeakKeyDictionary()
