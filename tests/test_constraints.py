@@ -51,20 +51,35 @@ def tiny(tok):
     return create_model(cfg)
 
 
-def sample(model, tok, kind, spec, n=N_SAMPLES, max_length=160, seed=0, **cfg):
-    """n sampled outputs under the constraint: list of (text, ended_with_eos)."""
+def favour_eos(eos: int, bonus: float):
+    """A user processor that raises the EOS score: the random model then ends soon after the
+    constraint allows it (keeps the 200-sample tests short; the constraint still decides)."""
+    def fn(ids, scores):
+        scores[:, eos] += bonus
+        return scores
+    return fn
+
+
+def sample(model, tok, kind, spec, n=N_SAMPLES, max_length=160, seed=0, chunk=50, **cfg):
+    """n sampled outputs under the constraint: list of (text, ended). A row has ended when it
+    produced an EOS or was stopped by the constraint (complete, nothing can follow): it is then
+    padded with the EOS id, or it is the longest row and the output stops before max_length.
+    The text is everything before the first EOS."""
     eos = tok.eos_token_id
-    c = build_constraint(kind, spec, tok, [eos])
     prompt = tok.encode("Answer:", add_special_tokens=False)
-    config = {"strategy": "sample", "top_k": 0, "max_length": max_length, "seed": seed,
-              "num_return_sequences": n, "eos_token_id": eos, "pad_token_id": eos, **cfg}
-    out = generate(model, [prompt], config, processors=[c], tokenizer=tok)
     results = []
-    for row in out.tolist():
-        new = row[len(prompt):]
-        ended = eos in new
-        new = new[:new.index(eos)] if ended else new
-        results.append((tok.decode(new), ended))
+    for start in range(0, n, chunk):             # chunks: one long row does not hold up 200
+        c = build_constraint(kind, spec, tok, [eos])
+        config = {"strategy": "sample", "top_k": 0, "max_length": max_length, "seed": seed + start,
+                  "num_return_sequences": min(chunk, n - start), "eos_token_id": eos,
+                  "pad_token_id": eos, **cfg}
+        out = generate(model, [prompt], config, processors=[c], stopping=[c.stop_criterion],
+                       tokenizer=tok)
+        for row in out.tolist():
+            new = row[len(prompt):]
+            ended = eos in new or len(new) < max_length
+            new = new[:new.index(eos)] if eos in new else new
+            results.append((tok.decode(new), ended))
     return results
 
 
@@ -328,6 +343,22 @@ def test_samples_regex(tiny, tok):
     assert_all(res, lambda t: re.fullmatch(pattern, t) is not None)
 
 
+def test_stop_criterion_ends_rows_without_eos(tiny, tok):
+    choices = ["yes", "no", "maybe"]
+    c = build_constraint("choices", choices, tok, [])
+    prompt = tok.encode("Answer:", add_special_tokens=False)
+    with pytest.warns(UserWarning, match="outside the model's vocabulary"):
+        out = generate(tiny, [prompt], {"strategy": "sample", "top_k": 0, "max_length": 12, "seed": 2,
+                                        "num_return_sequences": 20, "eos_token_id": 10 ** 6,
+                                        "pad_token_id": 0},
+                       processors=[c], stopping=[c.stop_criterion], tokenizer=tok)
+    for row in out.tolist():
+        new = row[len(prompt):]
+        while new and new[-1] == 0:
+            new.pop()
+        assert tok.decode(new) in choices
+
+
 def test_samples_allowed_tokens(tiny, tok):
     allowed = ["yes", " no", "1", "é"]
     ids = {tok.encode(a, add_special_tokens=False)[0] for a in allowed}
@@ -342,7 +373,8 @@ def test_samples_allowed_tokens(tiny, tok):
 
 
 def test_samples_grammar(tiny, tok):
-    res = sample(tiny, tok, "grammar", ARITH, max_length=200, seed=5)
+    res = sample(tiny, tok, "grammar", ARITH, max_length=200, seed=5,
+                 logits_processor=[favour_eos(tok.eos_token_id, 2.0)])
     assert_all(res, _arith_ok)
     assert any("(" in t for t, _ in res) and any("+" in t for t, _ in res)
 
@@ -409,17 +441,23 @@ def test_samples_json_schema(tiny, tok):
     assert keys == set(SCHEMA["properties"])          # optional members do get generated
 
 
+SMALL_SCHEMA = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 4}, "ok": {"type": "boolean"}, "n": {"enum": [1, 2, 3]}},
+    "required": ["name", "ok", "n"]}
+
+
 def test_constraints_compose_with_greedy_and_beam(tiny, tok):
+    # bounded constraints: an unbounded integer lets argmax/beam search write digits forever
     eos = tok.eos_token_id
     prompt = tok.encode("Pick:", add_special_tokens=False)
     for cfg in ({"strategy": "greedy"},
                 {"strategy": "beam_search", "num_beams": 4, "num_return_sequences": 4}):
         for kind, spec, check in [("choices", ["alpha", "beta", "gamma delta"],
                                    lambda t: t in ("alpha", "beta", "gamma delta")),
-                                  ("json_schema", SCHEMA, _json_ok),
+                                  ("json_schema", SMALL_SCHEMA, lambda t: _json_ok(t, SMALL_SCHEMA)),
                                   ("regex", r"[a-c]{2,4}", lambda t: re.fullmatch(r"[a-c]{2,4}", t))]:
             c = build_constraint(kind, spec, tok, [eos])
-            out = generate(tiny, [prompt], {"max_length": 200, "eos_token_id": eos, "pad_token_id": eos,
+            out = generate(tiny, [prompt], {"max_length": 100, "eos_token_id": eos, "pad_token_id": eos,
                                             **cfg}, processors=[c], tokenizer=tok)
             for row in out.tolist():
                 new = row[len(prompt):]

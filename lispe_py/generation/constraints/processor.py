@@ -156,6 +156,25 @@ class Constraint(LogitsProcessor):
         s = self._states[row]
         return s >= 0 and self.automaton.can_continue(s)
 
+    def stop_criterion(self, input_ids: torch.Tensor, new_tokens: torch.Tensor) -> torch.Tensor:
+        """A stop criterion for `generate(..., stopping=[c.stop_criterion])`: True for the rows whose
+        text (`input_ids`, the new token included) is complete and can take no further token, so
+        they end right there, without spending a step on an EOS (and also when the model has none).
+
+        Beam search calls it on candidate rows that this processor has not seen; they are resolved
+        from their parents, and remembered for the next call.
+        """
+        if self._start is None:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        out = []
+        for row in input_ids[:, self._start:].tolist():
+            key = tuple(row)
+            s = self._by_key.get(key)
+            if s is None:
+                s = self._by_key[key] = self._resolve(key)
+            out.append(s >= 0 and self.automaton.is_complete(s) and not self.automaton.can_continue(s))
+        return torch.tensor(out, dtype=torch.bool, device=input_ids.device)
+
     def finished_rows(self, input_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Bool [rows]: complete with nothing that can follow (or ended). Pass `input_ids` to first
         bring the rows up to date with tokens appended since the last call."""
