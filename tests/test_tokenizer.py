@@ -141,3 +141,50 @@ def test_from_file_reads_tokenizer_config(tmp_path, backend_json):
     assert tok.render_chat([{"role": "user", "content": "yo"}]) == "yo"
     with pytest.raises(ModelError, match="cannot read tokenizer"):
         Tokenizer.from_file(tmp_path / "missing.json")
+
+
+# ----- GGUF vocabularies (written with gguf.GGUFWriter), against transformers reading the same file -----
+
+SP_TEXTS = ["Hello world", "Ωmega ß (bytes)", "  two  spaces", "café 東京 🤗", "new\nline", "The quick brown fox.", "<s> inside", ""]
+
+
+def _sentencepiece_gguf(path, with_merges: bool):
+    """A llama.cpp-style sentencepiece vocabulary: <unk>, <s>, </s>, 256 byte tokens, learned pieces."""
+    gguf = pytest.importorskip("gguf")
+    from tokenizers import SentencePieceBPETokenizer
+
+    sp = SentencePieceBPETokenizer()
+    sp.train_from_iterator(CORPUS, vocab_size=120, min_frequency=1, show_progress=False)
+    learned = [t for t, _ in sorted(sp.get_vocab().items(), key=lambda kv: kv[1])]
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + learned
+    types = [2, 3, 3] + [6] * 256 + [1] * len(learned)
+    scores = [0.0] * 259 + [-float(i) for i in range(len(learned))]
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_scores(scores)
+    if with_merges:
+        merges = __import__("json").loads(sp._tokenizer.to_str())["model"]["merges"]
+        w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.mark.parametrize("with_merges", [True, False])
+def test_sentencepiece_gguf_matches_transformers(tmp_path, with_merges):
+    transformers = pytest.importorskip("transformers")
+    _sentencepiece_gguf(tmp_path / "sp.gguf", with_merges)
+    ours = Tokenizer.from_gguf(tmp_path / "sp.gguf")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="sp.gguf")
+    for text in SP_TEXTS:
+        ids = ours.encode(text)
+        assert ids == theirs(text)["input_ids"], text
+        assert ours.decode(ids) == theirs.decode(ids), text
+        assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True), text
+    assert ours.encode("x")[0] == ours.bos_token_id == 1  # BOS added by default for sentencepiece files

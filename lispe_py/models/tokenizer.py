@@ -163,41 +163,33 @@ class Tokenizer:
 
     @classmethod
     def from_gguf(cls, source: Any) -> Tokenizer:
-        """From GGUF metadata: a path, our GGUFFile, or a `gguf.GGUFReader`. Byte-level BPE ("gpt2") vocabularies."""
+        """From GGUF metadata: a path, our GGUFFile, or a `gguf.GGUFReader`.
+
+        Byte-level BPE ("gpt2": SmolLM, Llama 3, Qwen) and SentencePiece BPE ("llama": Llama 2,
+        Mistral, TinyLlama) vocabularies, built as transformers' GGUF converter builds them.
+        """
         meta = _gguf_metadata(source)
         kind = meta.get("tokenizer.ggml.model")
-        if kind != "gpt2":
+        arch = meta.get("general.architecture")
+        if kind == "gpt2":
+            backend, control_ok = _byte_level_from_gguf(meta)
+            add_bos_default = False
+        elif kind == "llama" and arch not in ("gemma", "gemma2", "gemma3", "phi3"):
+            backend, control_ok = _sentencepiece_from_gguf(meta)
+            add_bos_default = True  # llama.cpp adds BOS to a sentencepiece vocabulary that does not say otherwise
+        else:
             raise ModelError(
-                f"GGUF tokenizer type {kind!r} is not supported (byte-level BPE 'gpt2' is); "
-                "use the model's Hugging Face folder with its tokenizer.json"
+                f"GGUF tokenizer {kind!r} (architecture {arch!r}) is not supported (byte-level 'gpt2' and "
+                "sentencepiece 'llama' are); use the model's Hugging Face folder with its tokenizer.json"
             )
         tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
-        types = list(meta.get("tokenizer.ggml.token_type", ()))
-        spelling = bytes_to_unicode()
-        alphabet = set(spelling.values())
-        vocab = {
-            (t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8"))): i
-            for i, t in enumerate(tokens)
-        }
-        merges = [tuple(m.split(" ")) for m in meta.get("tokenizer.ggml.merges", ())]
-        backend = Backend(
-            BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
-                fuse_unk=False)
-        )
-        split = GGUF_PRE_SPLITS.get(meta.get("tokenizer.ggml.pre"))
-        if split is None:
-            backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        else:
-            backend.pre_tokenizer = pre_tokenizers.Sequence(
-                [pre_tokenizers.Split(Regex(split), behavior="isolated"),
-                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-            )
-        backend.decoder = decoders.ByteLevel()
+        types = [int(t) for t in meta.get("tokenizer.ggml.token_type", ())]
         # CONTROL tokens become special (kept whole, skippable); USER_DEFINED ones plain added tokens.
         control = [AddedToken(t, special=True, normalized=False)
-                   for t, ty in zip(tokens, types) if ty == _CONTROL and set(t) <= alphabet]
+                   for t, ty in zip(tokens, types) if ty == _CONTROL and control_ok(t)]
         if control:
             backend.add_special_tokens(control)
+        vocab = backend.get_vocab()
         user = [AddedToken(t, special=False, normalized=False)
                 for t, ty in zip(tokens, types) if ty == _USER_DEFINED and t in vocab]
         if user:
@@ -214,7 +206,7 @@ class Tokenizer:
             unk_token=special("unknown_token_id"),
             pad_token=special("padding_token_id"),
             chat_template=meta.get("tokenizer.chat_template"),
-            add_bos_token=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+            add_bos_token=bool(meta.get("tokenizer.ggml.add_bos_token", add_bos_default)),
             add_eos_token=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
         )
 
@@ -416,6 +408,62 @@ class StreamDecoder:
             data, self._pending = self._pending, b""
             return data.decode("utf-8", errors="replace")
         return ""
+
+
+# ----- GGUF vocabularies -----
+
+def _byte_level_from_gguf(meta: dict[str, Any]):
+    tokens = list(meta["tokenizer.ggml.tokens"])
+    spelling = bytes_to_unicode()
+    alphabet = set(spelling.values())
+    # Tokens are stored as text; the BPE model wants them in the byte alphabet.
+    vocab = {
+        (t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8"))): i
+        for i, t in enumerate(tokens)
+    }
+    merges = [tuple(m.split(" ")) for m in meta.get("tokenizer.ggml.merges", ())]
+    backend = Backend(
+        BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
+            fuse_unk=False)
+    )
+    split = GGUF_PRE_SPLITS.get(meta.get("tokenizer.ggml.pre"))
+    if split is None:
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(split), behavior="isolated"),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+    backend.decoder = decoders.ByteLevel()
+    # A CONTROL token outside the byte alphabet is a llama.cpp mislabel; adding it would grow the vocabulary.
+    return backend, lambda token: set(token) <= alphabet
+
+
+def _sentencepiece_from_gguf(meta: dict[str, Any]):
+    tokens = list(meta["tokenizer.ggml.tokens"])
+    vocab = {t: i for i, t in enumerate(tokens)}
+    if "tokenizer.ggml.merges" in meta:
+        merges = [tuple(m.split(" ")) for m in meta["tokenizer.ggml.merges"]]
+    else:
+        merges = _merges_from_scores(vocab, dict(zip(tokens, (float(x) for x in meta["tokenizer.ggml.scores"]))))
+    backend = Backend(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    return backend, lambda token: True
+
+
+def _merges_from_scores(vocab: dict[str, int], scores: dict[str, float]) -> list[tuple[str, str]]:
+    """BPE merges implied by a sentencepiece vocabulary: every split of a token into two tokens,
+    best score first (the order transformers' `generate_merges` gives)."""
+    merges = []
+    for merge, score in scores.items():
+        local = [(merge[:i], merge[i:], score) for i in range(1, len(merge)) if merge[:i] in vocab and merge[i:] in vocab]
+        local.sort(key=lambda x: (vocab[x[0]], vocab[x[1]]))
+        merges.extend(local)
+    merges.sort(key=lambda m: (m[2], len(m[0]), len(m[1])), reverse=True)
+    return [(a, b) for a, b, _ in merges]
 
 
 # ----- jinja2, as transformers configures it -----
