@@ -117,7 +117,7 @@ def _embeddings_to_ids(fname: str, model: DecoderModel, emb: torch.Tensor) -> to
     if emb.dim() != 3 or emb.shape[-1] != hidden:
         raise LispEError(f"{fname}: argument 'input_ids': a float tensor is taken as prompt embeddings "
                          f"[batch, seq, hidden={hidden}], got shape {list(emb.shape)}")
-    tv.warn(f"{fname}: prompt embeddings are mapped to their nearest vocabulary tokens")
+    tv.warn("prompt embeddings are mapped to their nearest vocabulary tokens", fname)
     table = model.embed.weight.detach().float()
     with torch.inference_mode():
         e = F.normalize(emb.detach().float().to(table.device), dim=-1)
@@ -134,7 +134,7 @@ _MODEL_KEYS = {
     "max_position_embeddings": "max_position_embeddings", "max_seq_length": "max_position_embeddings",
     "rope_theta": "rope_theta", "norm_eps": "norm_eps", "tie_word_embeddings": "tie_word_embeddings",
     "arch": "arch", "seed": "seed", "bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",
-    "pad_token_id": "pad_token_id", "dtype": None, "device": None,
+    "pad_token_id": "pad_token_id", "init_std": "init_std", "dtype": None, "device": None,
 }
 # Small sensible defaults: a vocabulary large enough for GPT-2-style ids (the guide's 15339, 50256).
 _MODEL_DEFAULTS = {"vocab_size": 50304, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
@@ -149,7 +149,8 @@ def torch_model_create(ctx: Any, kind: Any, config: Any = None) -> DecoderModel:
     A fresh decoder-only transformer with random weights (seeded: same config, same weights). Keys:
     vocab_size, hidden_size (embed_dim, d_model), num_layers, num_heads, num_kv_heads, intermediate_size
     (ffn_dim), max_position_embeddings (max_seq_length), rope_theta, norm_eps, tie_word_embeddings,
-    arch ("llama" or "gpt2"), seed, bos/eos/pad_token_id, dtype, device.
+    arch ("llama" or "gpt2"), seed, init_std (weights' standard deviation, 0.02), bos/eos/pad_token_id,
+    dtype, device.
     """
     fname = "torch_model_create"
     if not isinstance(kind, str) or kind not in _MODEL_KINDS:
@@ -175,13 +176,13 @@ def torch_model_create(ctx: Any, kind: Any, config: Any = None) -> DecoderModel:
             values[_MODEL_KEYS[key]] = v
     if "hidden_size" in values and "intermediate_size" not in values:
         values["intermediate_size"] = 4 * values["hidden_size"] if tv.is_int(values["hidden_size"]) else None
-    for key in ("rope_theta", "norm_eps"):
+    for key in ("rope_theta", "norm_eps", "init_std"):
         if key in values and tv.is_int(values[key]):
             values[key] = float(values[key])
     for key, v in values.items():
         if key in ("arch", "tie_word_embeddings"):
             continue
-        if key in ("rope_theta", "norm_eps"):
+        if key in ("rope_theta", "norm_eps", "init_std"):
             if not isinstance(v, float) or v <= 0:
                 raise LispEError(f"{fname}: config \"{key}\" must be a positive number, got {describe(v)}")
         elif key in ("bos_token_id", "eos_token_id", "pad_token_id", "seed"):

@@ -26,7 +26,7 @@ import torch
 
 from ..builtins._common import describe
 from ..errors import LispEError
-from ..generation import GenerationConfig, GenerationError
+from ..generation import GenerationConfig, GenerationError, resolve_special_tokens
 from ..models import DecoderModel, ModelError
 from ..models.tokenizer import Tokenizer
 from ..values import Floats, Integers, Numbers, Strings, register_type
@@ -64,17 +64,17 @@ def core_errors(fname: str) -> Iterator[None]:
                              f"the \"cpu\" device") from None
         finally:
             for w in caught:
-                warn(f"{fname}: {w.message}")
+                warn(str(w.message), fname)
 
 
 _WARNED: set[str] = set()
 
 
-def warn(message: str) -> None:
-    """A `Warning: ...` line on stderr, once per distinct message."""
+def warn(message: str, fname: str | None = None) -> None:
+    """A `Warning: fname: message` line on stderr, once per distinct message."""
     if message not in _WARNED:
         _WARNED.add(message)
-        print(f"Warning: {message}", file=sys.stderr, flush=True)
+        print(f"Warning: {fname + ': ' if fname else ''}{message}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------ progress
@@ -453,8 +453,13 @@ class TorchGenerator:
         self.config = config or GenerationConfig()
 
     def configure(self, pairs: list[tuple[str, Any]]) -> None:
-        """Apply config pairs (later pairs win); raises GenerationError and changes nothing on error."""
-        self.config = self.config.update(pairs)
+        """Apply config pairs (later pairs win); raises GenerationError and changes nothing on error.
+
+        Special token ids are checked against the model now (an id outside the vocabulary warns).
+        """
+        config = self.config.update(pairs)
+        resolve_special_tokens(config, self.model.special_tokens, self.model.config.vocab_size)
+        self.config = config
 
 
 # ------------------------------------------------------------------------------------ printing
