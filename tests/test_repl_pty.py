@@ -1,6 +1,7 @@
 """The real `lispe` REPL in a pseudo-terminal (pexpect), and `lispe` reading a pipe."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,11 +47,36 @@ def env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+class Terminal(pexpect.spawn):
+    """A pexpect child whose timeouts report what the terminal showed (escape sequences removed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logfile_read = self.log = io.StringIO()
+
+    def transcript(self) -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.log.getvalue())[-2000:]
+
+    def expect(self, pattern: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            return super().expect(pattern, *args, **kwargs)
+        except pexpect.TIMEOUT:
+            raise AssertionError(f"timed out waiting for {pattern!r}; the terminal showed:\n"
+                                 + self.transcript()) from None
+
+    def expect_exact(self, pattern: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            return super().expect_exact(pattern, *args, **kwargs)
+        except pexpect.TIMEOUT:
+            raise AssertionError(f"timed out waiting for {pattern!r}; the terminal showed:\n"
+                                 + self.transcript()) from None
+
+
 @pytest.fixture
 def repl(env: dict[str, str]):
     command = lispe_command()
-    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=TIMEOUT,
-                          dimensions=(30, 120))
+    child = Terminal(command[0], command[1:], env=env, encoding="utf-8", timeout=TIMEOUT,
+                     dimensions=(30, 120))
     child.expect_exact(PROMPT)
     yield child
     if child.isalive():
@@ -100,6 +127,14 @@ def test_sigint_interrupts_a_long_loop_and_keeps_definitions(repl) -> None:
         counts.append(int(repl.match.group(1)))
         time.sleep(0.3)
     assert counts[0] > 0 and counts[0] == counts[1]
+
+
+def test_errors_are_red_and_the_session_goes_on(repl) -> None:
+    repl.send("(car 1 2)\r")
+    repl.expect_exact("\x1b[31mError: Wrong number of arguments in call to: 'car'")
+    repl.expect_exact("<repl>:1:1")
+    repl.send("(+ 20 22)\r")
+    repl.expect(printed("42"))
 
 
 def test_ctrl_d_exits(repl) -> None:
