@@ -123,6 +123,8 @@ class _Operand:
             ns[key + "_M"] = missing
             return (f"{indent}{var} = {key}.v\n"
                     f"{indent}if {var} is UNSET:\n{indent}    {var} = {key}_M()\n")
+        if self.kind == "binop":
+            return _binop_lines(self.value, var, key, ns, indent)
         ns[key] = self.value
         return f"{indent}{var} = {key}(f)\n"
 
@@ -137,6 +139,20 @@ class _Operand:
 
     def is_int_const(self) -> bool:
         return self.kind == "const" and self.value.__class__ is int
+
+
+def _binop_lines(parts: tuple, var: str, key: str, ns: dict[str, Any], indent: str) -> str:
+    """Inline code computing `(op a b)` into `var`: Python's operator on ints, else the slow path."""
+    name, a, b, slow = parts
+    pyop = INLINE_BINARY[name][0]
+    x, y = var + "x", var + "y"
+    ns[key + "_S"] = slow
+    src = a.fetch(x, key + "X", ns, indent) + b.fetch(y, key + "Y", ns, indent)
+    checks = [f"{v}.__class__ is int" for v, op in ((x, a), (y, b)) if not op.is_int_const()]
+    guard = " and ".join(checks) if checks else "True"
+    result = f"(True if {x} {pyop} {y} else None)" if name in COMPARISONS else f"{x} {pyop} {y}"
+    return (src + f"{indent}if {guard}:\n{indent}    {var} = {result}\n"
+            f"{indent}else:\n{indent}    {var} = {key}_S({x}, {y})\n")
 
 
 _BASE_NS = {"UNSET": UNSET, "TailCall": TailCall, "Lambda": Lambda, "truthy": truthy,
@@ -235,7 +251,43 @@ class Compiler:
                 return _Operand("slot", found[1])
             if found is None:
                 return _Operand("global", (self.globals.cell(name), self._missing_global(name)))
+        parts = self.binop_parts(x, scope)
+        if parts is not None:
+            return _Operand("binop", parts)
         return _Operand("node", self.comp(x, scope, False))
+
+    def binop_parts(self, x: Any, scope: Scope) -> tuple | None:
+        """(name, operand a, operand b, slow path) if `x` is an inlinable `(op a b)`, else None."""
+        if not (isinstance(x, list) and len(x) == 3 and x[0].__class__ is Symbol):
+            return None
+        name = x[0].name
+        if name not in INLINE_BINARY or name in self.macros or self.resolve(name, scope) is not None:
+            return None
+        cell = self.globals.cell(name)
+        if cell.v is not UNSET or lookup(name, self.interp.libraries) is None:
+            return None
+        outer = self.pos
+        p = form_pos(x)
+        if p is not None:
+            self.pos = p
+        try:
+            a = self.operand(x[1], scope)
+            b = self.operand(x[2], scope)
+            return (name, a, b, self._slow_binop(name))
+        finally:
+            self.pos = outer
+
+    def _slow_binop(self, name: str) -> Callable[[Any, Any], Any]:
+        slow = INLINE_BINARY[name][1]
+        pos = self.pos
+
+        def slow_at(x: Any, y: Any) -> Any:
+            try:
+                return slow(x, y)
+            except LispEError as exc:
+                raise err_at(exc, pos)
+
+        return slow_at
 
     # symbols ---------------------------------------------------------------------------------
 
@@ -563,22 +615,9 @@ class Compiler:
 
     def binop(self, name: str, a: _Operand, b: _Operand, cell: Cell | None) -> Node:
         """Inline `(op a b)`: Python's operator when both are ints, the builtin's semantics else."""
-        pyop, slow = INLINE_BINARY[name]
-        pos = self.pos
-
-        def slow_at(x: Any, y: Any) -> Any:
-            try:
-                return slow(x, y)
-            except LispEError as exc:
-                raise err_at(exc, pos)
-
-        ns = _ns(SLOWOP=slow_at, CELL=cell)
-        src = "def node(f):\n" + a.fetch("x", "A", ns, "    ") + b.fetch("y", "B", ns, "    ")
-        checks = [f"{v}.__class__ is int" for v, op in (("x", a), ("y", b)) if not op.is_int_const()]
-        result = f"(True if x {pyop} y else None)" if name in COMPARISONS else f"x {pyop} y"
-        guard = " and ".join(checks) if checks else "True"
-        src += f"    if {guard}:\n        return {result}\n"
-        src += "    return SLOWOP(x, y)\n"
+        slow_at = self._slow_binop(name)
+        ns = _ns()
+        src = "def node(f):\n" + _binop_lines((name, a, b, slow_at), "r", "R", ns, "    ") + "    return r\n"
         node = _instantiate(src, ns)
         node.boolean = name in COMPARISONS  # type: ignore[attr-defined]
         node.inline = (name, a, b, slow_at)  # type: ignore[attr-defined]
