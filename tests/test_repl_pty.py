@@ -80,7 +80,10 @@ def repl(env: dict[str, str]):
     child.expect_exact(PROMPT)
     yield child
     if child.isalive():
-        child.sendcontrol("d")
+        # Not Ctrl-D: pressed in the instant between a printed value and the next prompt, the
+        # terminal (still in cooked mode) turns it into an end-of-file marker that the prompt then
+        # reads as a NUL byte. A typed command survives that switch.
+        child.send(":quit\r")
         child.expect(pexpect.EOF)
     child.close()
 
