@@ -16,6 +16,9 @@
 ; Create a generator with a PyTorch model
 (setq generator (torch_generator_create model "cpu"))
 
+; [added] at most 24 new tokens per call, so the demo takes seconds on a CPU (the default is 50)
+(torch_set_generation_params generator 24 nil nil nil)
+
 ; Generate text with greedy search
 (setq input_tokens (torch_tensor (integers 15339 1332)))
 (setq result (torch_generate generator input_tokens "greedy"))
