@@ -144,6 +144,16 @@ def typed_from(items: list) -> list:
     return items
 
 
+MAX_ELEMENTS = 20_000_000
+
+
+def check_size(name: str, n: float) -> None:
+    """Refuse to build a list or string of more than MAX_ELEMENTS elements (a typo such as
+    `(iota 1e12)` must give an error, not exhaust the machine's memory)."""
+    if n > MAX_ELEMENTS:
+        raise LispEError(f"{name}: result too large ({int(n)} elements, limit {MAX_ELEMENTS})")
+
+
 def to_index(name: str, idx: Any, size: int, *, allow_end: bool = False) -> int:
     """A list/string position: negative counts from the end; out of range is an error."""
     i = expect_int(name, idx, "an integer index")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import math
 from typing import Any
 
 from ..errors import LispEError
 from ..values import Integers, Numbers, TYPED_LISTS, truthy
-from ._common import (dict_key, expect_int, expect_list, expect_number, fail, is_int, is_number, like,
-                      lisp_equal, normalize_key, show, to_index, typed_from)
+from ._common import (check_size, dict_key, expect_int, expect_list, expect_number, fail, is_int,
+                      is_number, like, lisp_equal, normalize_key, show, to_index, typed_from)
 from .registry import builtin
 
 G = "lists"
@@ -521,24 +522,23 @@ def _range(name: str, init: Any, limit: Any, step: Any, inclusive: bool) -> list
     if step == 0:
         raise LispEError(f"{name}: the step cannot be 0")
     ints = is_int(init) and is_int(limit) and is_int(step)
-    out: list = []
-    v = init
+    for v in (init, limit, step):
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            raise LispEError(f"{name}: expected finite numbers, got {show(v)}")
+    try:
+        count = (limit - init) / step
+    except OverflowError:
+        count = float("inf")
+    check_size(name, count)
     if ints:
         stop = limit + (1 if step > 0 else -1) if inclusive else limit
         return Integers(range(init, stop, step))
-    # floats: accumulate by index to avoid drift; a tiny tolerance keeps an exact limit inclusive
-    k = 0
-    eps = abs(step) * 1e-9 if inclusive else 0.0
-    while True:
-        v = init + k * step
-        if step > 0 and (v > limit + eps or (not inclusive and v >= limit)):
-            break
-        if step < 0 and (v < limit - eps or (not inclusive and v <= limit)):
-            break
-        out.append(float(v))
-        k += 1
-        if k > 100_000_000:
-            raise LispEError(f"{name}: range too large")
+    # floats: element k is init + k*step (no accumulated drift); the count is fixed up front, with a
+    # tiny tolerance so that an exact limit is reached (inclusive) or excluded (exclusive)
+    if count < 0:
+        return Numbers()
+    n = math.floor(count + 1e-9) + 1 if inclusive else math.ceil(count - 1e-9)
+    out = [float(init + k * step) for k in range(max(n, 0))]
     return Numbers(out)
 
 
@@ -569,6 +569,9 @@ def irange(init: Any, limit_or_step: Any, step: Any = None) -> list:
 
 def _iota(name: str, n: Any, base: int) -> list:
     expect_number(name, n)
+    if isinstance(n, float) and (n != n or n in (float("inf"), float("-inf"))):
+        raise LispEError(f"{name}: expected a finite number, got {show(n)}")
+    check_size(name, n)
     if is_int(n):
         return Integers(range(base, n + base))
     frac = n - int(n)
@@ -601,6 +604,7 @@ def iota0(*ns: Any) -> list:
 def replicate(n: Any, value: Any) -> list:
     """(replicate 3 "a") builds a list of n copies of a value: ("a" "a" "a")."""
     k = expect_int("replicate", n, "an integer count")
+    check_size("replicate", k)
     if k < 0:
         raise LispEError("replicate: the count cannot be negative")
     if isinstance(value, (list, dict)):

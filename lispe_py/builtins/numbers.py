@@ -46,7 +46,7 @@ def _elementwise(name: str, op: Callable[[Any, Any], Any], a: Any, b: Any) -> An
 
 def _power(a: int | float, b: int | float) -> int | float:
     if is_int(a) and is_int(b) and b >= 0:
-        if b > 100_000 and abs(a) > 1:
+        if abs(a) > 1 and b * a.bit_length() > 10_000_000:  # over ~3 million digits
             raise LispEError("^^: result too large")
         return a ** b
     try:

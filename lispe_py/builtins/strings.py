@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import LispEError
 from ..values import Strings, Symbol
-from ._common import expect_int, expect_list, expect_str, fail, lisp_equal, show
+from ._common import check_size, expect_int, expect_list, expect_str, fail, lisp_equal, show
 from .registry import builtin
 
 G = "strings"
@@ -253,6 +253,7 @@ def padding(s: Any, c: Any, n: Any) -> str:
     k = expect_int("padding", n)
     if not fill:
         raise LispEError("padding: the filler is empty")
+    check_size("padding", k)
     missing = k - len(text)
     if missing <= 0:
         return text
