@@ -42,12 +42,12 @@ def run(tmp_path: Path):
     """Type `keys` into a fresh REPL (then Ctrl-D) and collect its output."""
     history_file = tmp_path / "history"
 
-    def run(keys: str, interp: Interpreter | None = None, end: str = CTRL_D) -> Session:
+    def run(keys: str, interp: Interpreter | None = None) -> Session:
         out, err = io.StringIO(), io.StringIO()
         with create_pipe_input() as pipe:
             repl = Repl(interp, input=pipe, output=DummyOutput(), stdout=out, stderr=err,
                         history_file=history_file, color=False)
-            pipe.send_text(keys + end)
+            pipe.send_text(keys + CTRL_D)
             repl.run(banner=False)
         history = list(FileHistory(str(history_file)).load_history_strings())[::-1]
         return Session(repl, out.getvalue(), err.getvalue(), history)
@@ -288,7 +288,7 @@ def test_help_works_in_scripts_too(capsys: pytest.CaptureFixture[str]) -> None:
     interp.eval("(help 'while)")
     assert "special form" in capsys.readouterr().out
     interp.eval("(defun twice (x) (* 2 x)) (help 'twice)")
-    assert "twice: a function defined in this session" in capsys.readouterr().out
+    assert "twice: a function defined in this session\n  function_ (x)" in capsys.readouterr().out
     interp.eval("(help)")
     overview = capsys.readouterr().out
     assert "strings:" in overview and "upper" in overview

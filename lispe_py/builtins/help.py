@@ -63,16 +63,33 @@ def describe(name: str, interp: Any = None, libraries: set[str] | None = None) -
     env = getattr(interp, "globals", None)
     if isinstance(env, Mapping) and name in env:
         value = env[name]
-        doc = getattr(value, "doc", None) or ""
         lines = [f"{name}: a {type_name(value).rstrip('_')} defined in this session"]
-        if isinstance(doc, str) and doc.strip():
-            lines.append(textwrap.indent(doc.strip(), "  "))
+        summary = summarize(value)
+        if summary != type_name(value):
+            lines.append("  " + summary)
         return "\n".join(lines)
     candidates = visible_names(libraries or set()) + list(forms)
     candidates += list(env) if isinstance(env, Mapping) else []
     close = suggest(name, candidates)
     hint = f" (did you mean '{close}'?)" if close else ""
     raise LispEError(f"help: no builtin or definition named '{name}'{hint}")
+
+
+def summarize(value: Any) -> str:
+    """One line about a defined value: a function's type and parameters (`function_ (w h)`), the
+    first docstring line of a Python function given to `Interpreter.define`, else its type."""
+    kind = type_name(value)
+    source = getattr(getattr(value, "code", None), "source", None)
+    if isinstance(source, list) and len(source) >= 2:
+        params = source[2] if kind == "function_" and len(source) >= 3 else source[1]
+        if isinstance(params, list):
+            from ..printer import repr_string
+
+            return f"{kind} {repr_string(params)}"
+    doc = getattr(value, "doc", None)
+    if isinstance(doc, str) and doc.strip():
+        return doc.strip().splitlines()[0]
+    return kind
 
 
 def _describe_builtin(entry: Builtin, libraries: set[str]) -> str:

@@ -40,11 +40,11 @@ from prompt_toolkit.styles import Style, merge_styles, style_from_pygments_dict
 from pygments.token import Comment, Keyword, Name, Number, Operator, String
 
 from .. import printer, reader
-from ..builtins.help import special_forms
+from ..builtins.help import special_forms, summarize
 from ..builtins.registry import REGISTRY, visible_names
 from ..errors import LispEError
 from ..runtime import ErrorValue, run_with_big_stack
-from ..values import VOID, type_name
+from ..values import VOID
 from .completer import LispECompleter
 from .lexer import indentation, innermost_head, lexer_class
 
@@ -223,7 +223,7 @@ class Repl:
         """Every name the user can type here, with its usage line (or its type) as description."""
         names: dict[str, str] = {}
         for name, value in self._globals().items():
-            names[str(name)] = _describe_definition(value)
+            names[str(name)] = summarize(value)
         for name in visible_names(self._libraries()):
             names[name] = REGISTRY[name].usage
         for name, doc in self._special_forms.items():
@@ -252,7 +252,7 @@ class Repl:
             return entry.usage
         env = self._globals()
         if name in env:
-            return f"{name}: {_describe_definition(env[name])}"
+            return f"{name}: {summarize(env[name])}"
         doc = self._special_forms.get(name)
         return doc.splitlines()[0] if doc else ""
 
@@ -414,20 +414,6 @@ class Repl:
             text = color + text + _RESET
         self.stderr.write(text + "\n")
         self.stderr.flush()
-
-
-def _describe_definition(value: Any) -> str:
-    """A completion's description of a global: a function's parameter list, else its type."""
-    kind = type_name(value)
-    source = getattr(getattr(value, "code", None), "source", None)
-    if isinstance(source, list) and len(source) >= 2:
-        params = source[2] if kind == "function_" and len(source) >= 3 else source[1]
-        if isinstance(params, list):
-            return f"{kind} {printer.repr_string(params)}"
-    doc = getattr(value, "doc", None)
-    if isinstance(doc, str) and doc.strip():
-        return doc.strip().splitlines()[0]
-    return kind
 
 
 def _unquote(text: str) -> str:
