@@ -131,6 +131,22 @@ def like(src: Any, items: Iterable[Any]) -> list:
     return items
 
 
+def fit(name: str, container: list, value: Any) -> Any:
+    """`value` converted for storage in `container`: a typed container accepts only its kind
+    (integers: integers; floats/numbers: numbers, stored as floats; strings: strings)."""
+    cls = type(container)
+    if cls not in TYPED_LISTS:
+        return value
+    if cls is Integers and is_int(value):
+        return value
+    if cls is Strings and isinstance(value, str):
+        return value
+    if cls in (Floats, Numbers) and is_number(value):
+        return Float(value) if cls is Floats else float(value)
+    raise LispEError(f"{name}: cannot put {describe(value)} into {cls.lisp_type[:-1]} "
+                     f"(a typed container)")
+
+
 def typed_from(items: list) -> list:
     """Integers / Numbers / Strings when all items share that kind, else the plain list."""
     if not items:

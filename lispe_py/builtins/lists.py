@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import LispEError
 from ..values import Integers, Numbers, TYPED_LISTS, truthy
-from ._common import (check_size, dict_key, expect_int, expect_list, expect_number, fail, is_int,
+from ._common import (check_size, dict_key, expect_int, expect_list, expect_number, fail, fit, is_int,
                       is_number, like, lisp_equal, normalize_key, show, to_index, typed_from)
 from .registry import builtin
 
@@ -166,7 +166,7 @@ def set_at(container: Any, *args: Any) -> Any:
         target = _at_one(target, idx)
     idx = path[-1]
     if isinstance(target, list):
-        target[to_index("set@", idx, len(target))] = value
+        target[to_index("set@", idx, len(target))] = fit("set@", target, value)
     elif isinstance(target, dict):
         _dict_set("set@", target, idx, value)
     elif isinstance(target, str):
@@ -202,7 +202,7 @@ def _dict_set(name: str, d: dict, k: Any, value: Any) -> None:
 def push(lst: Any, *values: Any) -> list:
     """(push l 4) appends values at the end of a list, in place, and returns the list."""
     expect_list("push", lst)
-    lst.extend(values)
+    lst.extend([fit("push", lst, v) for v in values])
     return lst
 
 
@@ -213,7 +213,7 @@ def pushfirst(lst: Any, *values: Any) -> list:
     With several values each goes to the front in turn: (pushfirst '(3) 2 1) gives (1 2 3).
     """
     expect_list("pushfirst", lst)
-    for v in values:
+    for v in [fit("pushfirst", lst, v) for v in values]:
         lst.insert(0, v)
     return lst
 
@@ -282,7 +282,7 @@ def insert(container: Any, value: Any, pos: Any = 0) -> Any:
         return container[:i] + value + container[i:]
     if isinstance(container, list):
         i = to_index("insert", pos, len(container), allow_end=True)
-        container.insert(i, value)
+        container.insert(i, fit("insert", container, value))
         return container
     raise fail("insert", "a list or a string", container)
 
@@ -291,10 +291,8 @@ def insert(container: Any, value: Any, pos: Any = 0) -> Any:
 def extend(lst: Any, other: Any) -> list:
     """(extend l '(4 5)) appends the elements of a second list to a list, in place; returns it."""
     expect_list("extend", lst)
-    if isinstance(other, list):
-        lst.extend(other)
-    else:
-        lst.append(other)
+    items = other if isinstance(other, list) else [other]
+    lst.extend([fit("extend", lst, v) for v in items])
     return lst
 
 

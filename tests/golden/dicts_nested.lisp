@@ -1,0 +1,7 @@
+(setq cfg {"model":{"layers":2 "names":["a" "b"]} "lr":0.5})
+(println (@ cfg "model" "layers") (@ cfg "model" "names" 1) (@ cfg "lr"))
+(set@ cfg "model" "layers" 4)
+(println (@ cfg "model"))
+(setq copy (clone cfg))
+(set@ copy "model" "layers" 8)
+(println (@ cfg "model" "layers") (@ copy "model" "layers") (eq cfg copy) (eq cfg (clone cfg)))

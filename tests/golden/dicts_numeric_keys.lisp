@@ -1,0 +1,8 @@
+(setq d (dictionary))
+(key d 2 "two")
+(key d 1 "one")
+(println d (type d) (keys d) (@ d 1) (@ d "2") (in d 2))
+(key d "x" "ex")
+(println d (type d))
+(setq f {1.5:"a" 2:"b"})
+(println (keys f) (type (keys f)))

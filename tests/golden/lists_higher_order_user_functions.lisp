@@ -1,0 +1,7 @@
+(defun double (x) (* 2 x))
+(defun add (a b) (+ a b))
+(println (map 'double '(1 2 3)) (foldl 'add 0 '(1 2 3)) (zipwith 'add '(1 2) '(3 4)))
+(println (filter '(< _ 10) '(5 15 8)) (filter '(< 10 _) '(5 15 8)) (map '(- 1) '(5 6)))
+(setq k 3)
+(println (map (lambda (x) (+ x k)) '(1 2)) (takewhile (lambda (x) (< x k)) (iota 10)))
+(println (sort (lambda (a b) (< (car a) (car b))) '((2 b) (1 a) (2 c) (0 z))))

@@ -1,0 +1,7 @@
+(setq m (integers '((1 2 3) (4 5 6))))
+(println m (size m) (size (@ m 0)) (@ m 1 2) (type m) (type (@ m 1)))
+(println (map 'sum m) (flatten m) (sum (flatten m)) (max (flatten m)))
+(setq v (numbers 1 2 3))
+(push v 4.5)
+(println v (type v) (reverse v) (type (reverse v)))
+(println (strings (split "a b c")) (floats (iota 3)))
