@@ -83,6 +83,7 @@ def repl(env: dict[str, str]):
         # Not Ctrl-D: pressed in the instant between a printed value and the next prompt, the
         # terminal (still in cooked mode) turns it into an end-of-file marker that the prompt then
         # reads as a NUL byte. A typed command survives that switch.
+        child.sendintr()  # clear whatever a failed test left in the input
         child.send(":quit\r")
         child.expect(pexpect.EOF)
     child.close()
@@ -106,6 +107,16 @@ def test_tab_completes_a_builtin(repl) -> None:
     repl.expect_exact("ight")  # the completed word is redrawn
     repl.send(' "  abc  ")\r')
     repl.expect(printed('"  abc"'))
+
+
+def test_right_arrow_takes_the_suggestion_from_history(repl) -> None:
+    repl.send("(* 6 7)\r")
+    repl.expect(printed("42"))
+    repl.expect_exact(PROMPT)
+    repl.send("(* 6")
+    time.sleep(0.5)  # the suggestion is computed in the background
+    repl.send("\x1b[C\r")  # Right arrow accepts " 7)"
+    repl.expect(printed("42"))
 
 
 def test_sigint_interrupts_a_long_loop_and_keeps_definitions(repl) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.document import Document
 from prompt_toolkit.enums import DEFAULT_BUFFER, EditingMode
 from prompt_toolkit.filters import has_focus
@@ -192,6 +193,7 @@ class Repl:
             completer=LispECompleter(self.completion_names, COMMANDS),
             complete_while_typing=True,
             history=self._make_history(history_file),
+            auto_suggest=AutoSuggestFromHistory(),
             key_bindings=self._key_bindings(),
             input_processors=[HighlightMatchingBracketProcessor(chars="[](){}")],
             style=merge_styles([_SYNTAX, _STYLE]),
@@ -309,11 +311,11 @@ class Repl:
         while True:
             try:
                 text = self.session.prompt()
+                if not self.handle(text):
+                    break
             except KeyboardInterrupt:
-                continue
+                continue  # Ctrl-C at the prompt clears it; between two evaluations it stops nothing
             except EOFError:
-                break
-            if not self.handle(text):
                 break
 
     def handle(self, text: str) -> bool:
