@@ -209,6 +209,14 @@ def test_sigint_stops_a_running_loop_and_keeps_state(run) -> None:
     assert interp.eval("(+ kept 1)") == 8
 
 
+def test_the_repl_knows_the_evaluation_thread_it_interrupts() -> None:
+    """Ctrl-C is carried into the thread `run_with_big_stack` starts, found by its name."""
+    from lispe_py.repl.console import EVAL_THREAD_NAME
+    from lispe_py.runtime import run_with_big_stack
+
+    assert run_with_big_stack(lambda: threading.current_thread().name) == EVAL_THREAD_NAME
+
+
 def test_sigint_stops_a_torch_generation_and_the_generator_still_works(run) -> None:
     pytest.importorskip("torch")
     interp = Interpreter()
