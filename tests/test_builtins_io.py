@@ -54,7 +54,8 @@ def test_fread_of_binary_data_is_a_lispe_error(tmp_path) -> None:
     assert "not UTF-8" in info.value.message
 
 
-@pytest.mark.parametrize("src", ['(fread "{p}")', '(fwrite "{p}" "x")', '(fappend "{p}" "x")'])
+@pytest.mark.parametrize("src", ['(fread "{p}")', '(fwrite "{p}" "x")', '(fappend "{p}" "x")',
+                                 '(json_read "{p}")'])
 def test_sandbox_refuses_file_builtins(tmp_path, src: str) -> None:
     target = tmp_path / "secret.txt"
     target.write_text("secret", encoding="utf-8")

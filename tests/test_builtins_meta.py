@@ -92,6 +92,8 @@ BAD_TYPE = {
     "values": "(values 5)", "fread": "(fread 1)", "fwrite": "(fwrite 1 \"x\")",
     "fappend": "(fappend 1 \"x\")", "integers": "(integers \"x\")", "floats": "(floats \"x\")",
     "numbers": "(numbers \"x\")", "strings": "(strings (1) 2)",
+    "take": "(take \"a\" '(1))", "drop": "(drop 1 42)", "enum": "(enum 42)", "slice": "(slice 42 2)",
+    "json": "(json (lambda (x) x))", "json_parse": "(json_parse 42)", "json_read": "(json_read 42)",
 }
 for _ops in [o for n in (2, 3, 4) for o in itertools.product("ad", repeat=n)]:
     _name = "c" + "".join(_ops) + "r"

@@ -34,17 +34,22 @@ def _path(ctx: Any, name: str, path: Any, write: bool) -> str:
     return os.path.expanduser(p)
 
 
-@builtin("fread", group=G, ctx=True)
-def fread(ctx: Any, path: Any) -> str:
-    """(fread "notes.txt") returns the whole content of a text file as a string."""
-    p = _path(ctx, "fread", path, False)
+def read_text(ctx: Any, name: str, path: Any) -> str:
+    """The content of a UTF-8 text file, after the interpreter allowed reading it."""
+    p = _path(ctx, name, path, False)
     try:
         with open(p, encoding="utf-8") as fh:
             return fh.read()
     except UnicodeDecodeError:
-        raise LispEError(f"fread: file '{path}' is not UTF-8 text") from None
+        raise LispEError(f"{name}: file '{path}' is not UTF-8 text") from None
     except OSError as exc:
-        raise _os_error("fread", path, exc) from None
+        raise _os_error(name, path, exc) from None
+
+
+@builtin("fread", group=G, ctx=True)
+def fread(ctx: Any, path: Any) -> str:
+    """(fread "notes.txt") returns the whole content of a text file as a string."""
+    return read_text(ctx, "fread", path)
 
 
 def _write(ctx: Any, name: str, path: Any, content: Any, mode: str) -> Any:

@@ -512,6 +512,47 @@ def _slice_pos(n: int, i: Any) -> int:
     return min(max(i, 0), n)
 
 
+@builtin("take", group=G)
+def take(n: Any, lst: Any) -> Any:
+    """(take 2 '(1 2 3 4)) keeps the first n elements of a list (or characters of a string): (1 2)."""
+    k = expect_int("take", n, "an integer count")
+    if isinstance(lst, str):
+        return lst[:max(k, 0)]
+    src = _elements("take", lst)
+    return like(lst, src[:max(k, 0)])
+
+
+@builtin("drop", group=G)
+def drop(n: Any, lst: Any) -> Any:
+    """(drop 2 '(1 2 3 4)) removes the first n elements of a list (or characters of a string): (3 4)."""
+    k = expect_int("drop", n, "an integer count")
+    if isinstance(lst, str):
+        return lst[max(k, 0):]
+    src = _elements("drop", lst)
+    return like(lst, src[max(k, 0):])
+
+
+@builtin("enum", group=G, min_args=1, max_args=2)
+def enum(lst: Any, start: Any = 0) -> list:
+    """(enum '(a b)) pairs each element with its position: ((0 a) (1 b)); (enum l 1) counts from 1."""
+    s = expect_int("enum", start, "an integer start")
+    return [[i, x] for i, x in enumerate(_elements("enum", lst), s)]
+
+
+@builtin("slice", group=G)
+def slice_(lst: Any, n: Any) -> list:
+    """(slice '(1 2 3 4 5) 2) cuts a list (or a string) into pieces of n elements: ((1 2) (3 4) (5))."""
+    k = expect_int("slice", n, "a positive size")
+    if k <= 0:
+        raise LispEError("slice: the size must be positive")
+    if isinstance(lst, str):
+        from ..values import Strings
+
+        return Strings(lst[i:i + k] for i in range(0, len(lst), k))
+    src = _elements("slice", lst)
+    return [like(lst, src[i:i + k]) for i in range(0, len(src), k)]
+
+
 # ---------------------------------------------------------------- ranges
 
 def _range(name: str, init: Any, limit: Any, step: Any, inclusive: bool) -> list:

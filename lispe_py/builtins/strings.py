@@ -279,3 +279,73 @@ _str_pred("digitp", str.isdigit, '(digitp "123") is true when a non-empty string
 _str_pred("punctuationp",
           lambda t: all(c in _string.punctuation or unicodedata.category(c).startswith("P") for c in t),
           '(punctuationp "?!") is true when a non-empty string has only punctuation.')
+
+
+# ---------------------------------------------------------------- JSON (LispE's string module)
+
+def _to_json_value(name: str, v: Any) -> Any:
+    import math as _math
+
+    from ..values import VOID
+
+    if v is None or v is VOID or v is False:
+        return None
+    if v is True or isinstance(v, (int, str)):
+        return v
+    if isinstance(v, float):
+        if _math.isnan(v) or _math.isinf(v):
+            raise LispEError(f"{name}: {show(v)} has no JSON form")
+        return float(v)
+    if isinstance(v, Symbol):
+        return v.name
+    if isinstance(v, list):
+        return [_to_json_value(name, x) for x in v]
+    if isinstance(v, dict):
+        return {(k if isinstance(k, str) else show(k)): _to_json_value(name, x) for k, x in v.items()}
+    raise fail(name, "lists, dictionaries, strings, numbers, true or nil", v)
+
+
+def _from_json_value(v: Any) -> Any:
+    if v is False:
+        return None
+    if isinstance(v, list):
+        return [_from_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _from_json_value(x) for k, x in v.items()}
+    return v
+
+
+def _parse_json(name: str, text: str) -> Any:
+    import json as _json
+
+    try:
+        return _from_json_value(_json.loads(text))
+    except ValueError as exc:
+        msg = exc.msg if hasattr(exc, "msg") else str(exc)
+        where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
+        raise LispEError(f"{name}: invalid JSON: {msg}{where}") from None
+
+
+@builtin("json", group=G)
+def json(value: Any) -> str:
+    """(json {"a":(1 2)}) returns the JSON text of a value: {"a": [1, 2]} (nil is null)."""
+    import json as _json
+
+    return _json.dumps(_to_json_value("json", value), ensure_ascii=False)
+
+
+@builtin("json_parse", group=G)
+def json_parse(text: Any) -> Any:
+    """(json_parse "[1, {\\"a\\": true}]") reads JSON text into Lisp values: (1 {"a":true}).
+
+    Objects become dictionaries, arrays lists, null and false nil.
+    """
+    return _parse_json("json_parse", expect_str("json_parse", text))
+
+
+@builtin("json_read", group=G, ctx=True)
+def json_read(ctx: Any, path: Any) -> Any:
+    """(json_read "config.json") reads a JSON file into Lisp values (same conversions as json_parse)."""
+    from .io import read_text
+
+    return _parse_json("json_read", read_text(ctx, "json_read", path))

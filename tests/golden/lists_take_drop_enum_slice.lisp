@@ -1,0 +1,5 @@
+(println (take 2 '(1 2 3 4)) (drop 2 '(1 2 3 4)) (take 9 '(1 2)) (drop 9 '(1 2)) (take 2 "hello") (drop 2 "hello"))
+(println (type (take 2 (integers 1 2 3))) (take 0 '(1)))
+(println (enum '(a b)) (enum '("x" "y") 1) (enum ()))
+(println (slice '(1 2 3 4 5) 2) (slice "abcde" 2) (slice () 3))
+(slice '(1 2) 0)

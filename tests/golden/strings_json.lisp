@@ -1,0 +1,8 @@
+(setq data (json_parse "{\"name\": \"Ann\", \"tags\": [\"a\", \"b\"], \"n\": 3, \"x\": 1.5, \"ok\": true, \"no\": false, \"none\": null}"))
+(println data)
+(println (@ data "tags" 1) (type (@ data "n")) (type (@ data "x")) (@ data "ok") (@ data "no") (@ data "none"))
+(println (json {"a":(1 2) "b":"é" "c":nil "d":true}))
+(println (json '(1 2.5 "x" sym)) (json "q\"uote") (json_parse (json {"k":[1 {"z":2}]})))
+(setq cfg (json_read "io_sample.json"))
+(println (@ cfg "max_length") (@ cfg "temperature") (size (@ cfg "stop")) (@ cfg "stop" 1))
+(json_parse "{bad json}")
