@@ -643,7 +643,7 @@ def iota0(*ns: Any) -> list:
 def replicate(n: Any, value: Any) -> list:
     """(replicate 3 "a") builds a list of n copies of a value: ("a" "a" "a")."""
     k = expect_int("replicate", n, "an integer count")
-    check_size("replicate", k)
+    check_size("replicate", k * (max(len(value), 1) if isinstance(value, (list, dict, str)) else 1))
     if k < 0:
         raise LispEError("replicate: the count cannot be negative")
     if isinstance(value, (list, dict)):
