@@ -203,6 +203,7 @@ class Compiler:
         self.macros: dict[str, Macro] = {}
         self.pos: Any = None  # position of the innermost form being compiled
         self._expanding = 0
+        self._inline_depth = 0
 
     # entry points ----------------------------------------------------------------------------
 
@@ -266,15 +267,19 @@ class Compiler:
         cell = self.globals.cell(name)
         if cell.v is not UNSET or lookup(name, self.interp.libraries) is None:
             return None
+        if self._inline_depth >= 3:  # deeper nesting stays separate nodes: templates stay small
+            return None
         outer = self.pos
         p = form_pos(x)
         if p is not None:
             self.pos = p
+        self._inline_depth += 1
         try:
             a = self.operand(x[1], scope)
             b = self.operand(x[2], scope)
             return (name, a, b, self._slow_binop(name))
         finally:
+            self._inline_depth -= 1
             self.pos = outer
 
     def _slow_binop(self, name: str) -> Callable[[Any, Any], Any]:
