@@ -550,6 +550,9 @@ class Compiler:
                         return TailCall(f2, fr)
                     return fn.invoke(args)
                 if name is not None and not is_function(fn):
+                    b = lookup(name, interp.libraries)
+                    if b is not None:  # a variable named like a builtin does not hide the builtin
+                        return call_builtin(b, args, ctx)
                     from .printer import repr_string
 
                     raise LispEError(f"'{name}' is not a function: {type_name(fn)} {repr_string(fn)[:40]}")

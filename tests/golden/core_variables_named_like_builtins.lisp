@@ -1,0 +1,10 @@
+; a variable may be named like a builtin: calling the name still reaches the builtin
+(setq list '(3 1 2))
+(setq sum 0)
+(setq count 10)
+(println list sum count)
+(println (list 1 2) (sum '(1 2 3)))
+(defun total (sum) (+ sum (sum '(1 1))))
+(println (total 5))
+(defun apply_twice (f x) (f (f x)))
+(println (apply_twice (lambda (v) (* v 3)) 2))
