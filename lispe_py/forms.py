@@ -677,13 +677,16 @@ def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     code = c.compile_function(name.name, None, list(form[3:]), scope, "fn", form, pattern_slots=slots)
     cell = c.globals.cell(name.name)
     rt = c.rt
+    from .printer import repr_string
+
+    key = repr_string(to_data(patterns))
 
     def defpat(f: list) -> Any:
         pf = cell.v
         if not isinstance(pf, PatternFunction):
             pf = PatternFunction(name.name, rt)
             cell.v = pf
-        pf.clauses.append((match, Lambda(code, f, self_value=pf)))
+        pf.add_clause(key, match, Lambda(code, f, self_value=pf))
         return pf
     return defpat
 

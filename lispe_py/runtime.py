@@ -227,13 +227,22 @@ class Lambda:
 class PatternFunction:
     """A `defpat` function: clauses tried in definition order; the first whose patterns match runs."""
 
-    __slots__ = ("name", "clauses", "rt")
+    __slots__ = ("name", "clauses", "keys", "rt")
     lisp_type = "function_"
 
     def __init__(self, name: str, rt: RuntimeState):
         self.name = name
         self.clauses: list[tuple[Callable[[list], list | None], Lambda]] = []
+        self.keys: list[str] = []
         self.rt = rt
+
+    def add_clause(self, key: str, match: Callable[[list], list | None], fn: Lambda) -> None:
+        """Add a clause; a clause with the same patterns (`key`) is replaced where it stands."""
+        if key in self.keys:
+            self.clauses[self.keys.index(key)] = (match, fn)
+        else:
+            self.keys.append(key)
+            self.clauses.append((match, fn))
 
     def select(self, args: list) -> tuple[Lambda, list]:
         for match, fn in self.clauses:

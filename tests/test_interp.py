@@ -261,3 +261,10 @@ def test_printer_rules():
     assert to_string([Symbol("quote"), Symbol("x")]) == "'x"
     assert to_string([]) == "()"
     assert to_string(VOID) == "nil"
+
+
+def test_defpat_redefinition_replaces_the_clause_with_the_same_patterns():
+    interp = Interpreter()
+    interp.eval('(defpat kind (0) "zero") (defpat kind (n) "other")')
+    interp.eval('(defpat kind (0) "nothing")')  # e.g. fixed at the REPL
+    assert interp.eval("(list (kind 0) (kind 3))") == ["nothing", "other"]
