@@ -18,11 +18,13 @@ row (inverse-CDF sampling), so a prompt gives the same tokens alone or inside a 
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from .beam import beam_search
 from .config import GenerationConfig, GenerationError, SpecialTokens, resolve_special_tokens
 from .detok import IncrementalDecoder
 from .processors import LogitsChain, LogitsProcessor, build_chain
@@ -104,8 +106,8 @@ def prepare_prompt(input_ids: Any, special: SpecialTokens, vocab_size: int, devi
             if any(keep[j] > keep[j + 1] for j in range(len(keep) - 1)):
                 raise GenerationError("attention_mask: only left padding is supported")
             row = [t for t, k in zip(row, keep) if k]
-        elif len(rows) > 1 or isinstance(input_ids, torch.Tensor):
-            # leading pad ids are left padding (when pad differs from every EOS, as transformers)
+        elif not one_d:
+            # in a 2-D input, leading pad ids are left padding (if pad is no EOS, as transformers)
             if special.pad not in special.eos:
                 n = 0
                 while n < len(row) and row[n] == special.pad:
@@ -131,7 +133,7 @@ def prepare_prompt(input_ids: Any, special: SpecialTokens, vocab_size: int, devi
 
 
 def _is_id(x: Any) -> bool:
-    return (isinstance(x, int) and not isinstance(x, bool)) or (
+    return (isinstance(x, numbers.Integral) and not isinstance(x, bool)) or (
         isinstance(x, torch.Tensor) and x.dim() == 0 and not x.is_floating_point())
 
 
@@ -260,6 +262,8 @@ def stream(model: Any, input_ids: Any, config: GenerationConfig | dict | None = 
     The pieces concatenate to the new text (special tokens such as the EOS give ""); a piece may be
     "" while a multi-byte character is incomplete (its text comes with a later token). Beam search
     yields its best sequence at the end. The config's `callback`, if any, is not called.
+    The model's KV cache belongs to the running stream: finish (or drop) one stream before starting
+    another generation on the same model.
     """
     config = _config(config, overrides)
     plan = make_plan(model, input_ids, config, None, tokenizer, processors, stopping)
@@ -408,7 +412,6 @@ def _token_events(model: Any, plan: Plan, decoder: IncrementalDecoder | None) ->
 
 def _run(model: Any, plan: Plan) -> torch.Tensor:
     if plan.config.strategy == "beam_search":
-        from .beam import beam_search
         with torch.inference_mode():
             out, plan.new_lengths = beam_search(model, plan)
         plan.result = out.clone()
