@@ -1,0 +1,447 @@
+"""Weight-only quantization of our decoders' linear layers (gpt-fast's quantize.py, for CPU).
+
+    from lispe_py.models.quantize import quantize_model, load_gguf_quantized
+    quantize_model(model, "int8")                      # per-output-channel int8
+    quantize_model(model, "int4", group_size=32)       # group-wise asymmetric int4 (32, 64 or 128)
+    model = load_gguf_quantized(path, "int4")          # int4 straight from GGUF Q4_0/Q4_1 blocks
+
+Only the weights are quantized; activations, norms, attention and the KV cache keep the model's dtype.
+A quantized layer computes its matmul in `compute_dtype` (bfloat16 by default): torch's CPU kernels
+`_weight_int8pack_mm` and `_weight_int4pack_mm_for_cpu` are fast with bfloat16 activations and take a
+slow generic path with float32 ones (measured on this AVX2 machine: 10-50x slower). The input is cast to
+`compute_dtype` and the output back to the input's dtype.
+
+Conventions (checked against the kernels in tests/test_quantize.py):
+- int8: w = q * scale[n], q in [-128, 127], one scale per output row (symmetric).
+- int4: w = (q - 8) * scale[g, n] + zero[g, n], q in [0, 15], groups of `group_size` input columns.
+  GGUF Q4_1 blocks (x = d * q + m, 32 values) are exactly this with scale = d, zero = m + 8 d;
+  Q4_0 blocks (x = d * (q - 8)) with scale = d, zero = 0.
+Where a kernel is missing or a shape does not fit it (the CPU int4 kernel needs out_features % 16 == 0),
+a reference path dequantizes the layer's weight on each call: slower, same numbers up to rounding.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ModelError
+
+MODES = ("int8", "int4")
+GROUP_SIZES = (32, 64, 128)
+
+
+def _has_op(name: str) -> bool:
+    return hasattr(torch.ops.aten, name)
+
+
+HAS_INT8_KERNEL = _has_op("_weight_int8pack_mm")
+HAS_INT4_CPU_KERNEL = _has_op("_weight_int4pack_mm_for_cpu") and _has_op("_convert_weight_to_int4pack_for_cpu")
+
+
+# ----- quantizing a float weight -----
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: (q int8 [N, K], scale float32 [N]) with w ~= q * scale[:, None]."""
+    w = w.float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-10) / 127.0
+    q = torch.round(w / scale[:, None]).clamp_(-128, 127).to(torch.int8)
+    return q, scale
+
+
+def quantize_int4(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric group-wise int4 (gpt-fast's get_group_qparams): (q uint8 [N, K] in 0..15,
+    scale float32 [N, K/G], zero float32 [N, K/G]) with w ~= (q - 8) * scale + zero per group."""
+    n, k = w.shape
+    if k % group_size:
+        raise ModelError(f"int4: in_features {k} is not a multiple of group_size {group_size}")
+    g = w.float().reshape(n, k // group_size, group_size)
+    lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+    scale = ((hi - lo) / 15.0).clamp(min=1e-10)
+    q = torch.round((g - lo[..., None]) / scale[..., None]).clamp_(0, 15).to(torch.uint8).reshape(n, k)
+    return q, scale, lo + 8.0 * scale
+
+
+def dequantize_int4(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Float32 [N, K] from int4 values q [N, K] and per-group scale/zero [N, K/G]."""
+    n, k = q.shape
+    groups = scale.shape[1]
+    w = (q.float().reshape(n, groups, k // groups) - 8.0) * scale.float()[..., None] + zero.float()[..., None]
+    return w.reshape(n, k)
+
+
+# ----- the quantized layers -----
+
+class Int8Linear(nn.Module):
+    """A linear layer with int8 per-output-channel weights: y = (x @ q.T) * scale + bias."""
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+                 compute_dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        self.out_features, self.in_features = q.shape
+        self.register_buffer("qweight", q.to(torch.int8).contiguous())
+        self.register_buffer("scales", scale.to(compute_dtype).contiguous())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.use_kernel = HAS_INT8_KERNEL
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
+        q, scale = quantize_int8(linear.weight.detach())
+        return cls(q.to(linear.weight.device), scale.to(linear.weight.device), linear.bias, compute_dtype)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The float32 weight [out, in] this layer multiplies by."""
+        return self.qweight.float() * self.scales.float()[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        h = x.reshape(-1, self.in_features).to(self.scales.dtype)
+        if self.use_kernel:
+            y = torch.ops.aten._weight_int8pack_mm(h, self.qweight, self.scales)
+        else:
+            y = F.linear(h, self.qweight.to(h.dtype)) * self.scales
+        y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, int8 per-channel, compute={self.scales.dtype}"
+
+
+class Int4Linear(nn.Module):
+    """A linear layer with group-wise asymmetric int4 weights: w = (q - 8) * scale + zero per group.
+
+    With the CPU kernel the weight lives in torch's opaque packed layout and `scales_and_zeros` is
+    [K/G, N, 2] as `_weight_int4pack_mm_for_cpu` wants; otherwise (reference path) `qweight` holds two
+    values per byte (low nibble = even column) and the weight is dequantized on each call.
+    """
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None,
+                 group_size: int, compute_dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        n, k = q.shape
+        if k % group_size or k % 2:
+            raise ModelError(f"int4: in_features {k} must be even and a multiple of group_size {group_size}")
+        self.out_features, self.in_features, self.group_size = n, k, group_size
+        self.use_kernel = HAS_INT4_CPU_KERNEL and q.device.type == "cpu" and n % 16 == 0
+        q = q.to(torch.uint8)
+        if self.use_kernel:
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+        else:
+            packed = (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous()
+        self.register_buffer("qweight", packed)
+        sz = torch.stack((scale.float().t(), zero.float().t()), dim=-1)  # [K/G, N, 2]
+        self.register_buffer("scales_and_zeros", sz.to(compute_dtype).contiguous())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int, compute_dtype: torch.dtype = torch.bfloat16) -> "Int4Linear":
+        q, scale, zero = quantize_int4(linear.weight.detach(), group_size)
+        return cls(q, scale, zero, linear.bias, group_size, compute_dtype)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The float32 weight [out, in] this layer multiplies by (computed through the layer itself)."""
+        if self.use_kernel:
+            eye = torch.eye(self.in_features, dtype=torch.float32, device=self.qweight.device)
+            sz = self.scales_and_zeros.float()
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.qweight, self.group_size, sz).t()
+        return self._reference_weight(torch.float32)
+
+    def _reference_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        q = torch.stack((self.qweight & 0x0F, self.qweight >> 4), dim=-1).reshape(self.out_features, self.in_features)
+        sz = self.scales_and_zeros.float()
+        return dequantize_int4(q, sz[..., 0].t(), sz[..., 1].t()).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        h = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype)
+        if self.use_kernel:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(h, self.qweight, self.group_size, self.scales_and_zeros)
+        else:
+            y = F.linear(h, self._reference_weight(h.dtype))
+        y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        path = "cpu kernel" if self.use_kernel else "reference"
+        return (f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}, "
+                f"compute={self.scales_and_zeros.dtype}, {path}")
+
+
+QuantizedLinear = (Int8Linear, Int4Linear)
+
+
+# ----- whole models -----
+
+@dataclass
+class Quantization:
+    """What `quantize_model` / `load_gguf_quantized` did to a model (kept as `model.quantization`)."""
+
+    mode: str
+    group_size: int | None
+    lm_head: str | None  # "int8", "int4", or None when the head stayed in the model's dtype
+    compute_dtype: str
+    layers: int  # linear layers replaced
+    source: str = "float"  # "float" (quantized from float weights) or "gguf" (from GGUF blocks)
+    exact_from_gguf: int = 0  # layers whose int4 values were taken from GGUF blocks as they are
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_mode(mode: str, group_size: int) -> None:
+    if mode not in MODES:
+        raise ModelError(f"unknown quantization {mode!r}; use one of: {', '.join(MODES)}")
+    if mode == "int4" and group_size not in GROUP_SIZES:
+        raise ModelError(f"int4 group_size must be one of {GROUP_SIZES}, got {group_size}")
+
+
+def _int4_group(in_features: int, group_size: int) -> int:
+    """The group size used for a layer: the requested one, or the largest allowed one dividing K."""
+    if in_features % group_size == 0:
+        return group_size
+    for g in sorted(GROUP_SIZES, reverse=True):
+        if g < group_size and in_features % g == 0:
+            return g
+    raise ModelError(f"int4: in_features {in_features} is not a multiple of any group size {GROUP_SIZES}")
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _head_mode(mode: str, lm_head: bool | str) -> str | None:
+    if lm_head is False or lm_head is None:
+        return None
+    if lm_head is True:
+        return mode
+    if lm_head not in MODES:
+        raise ModelError(f"lm_head must be True, False, 'int8' or 'int4', got {lm_head!r}")
+    return lm_head
+
+
+def _quantized(linear: nn.Linear, mode: str, group_size: int, compute_dtype: torch.dtype) -> nn.Module:
+    if mode == "int8":
+        return Int8Linear.from_linear(linear, compute_dtype)
+    return Int4Linear.from_linear(linear, _int4_group(linear.in_features, group_size), compute_dtype)
+
+
+def _keep_tied_weight(model: nn.Module) -> None:
+    # The embedding still needs the float table; when the head was tied to it, the quantized head keeps
+    # a reference to it under the same name, as an untouched tied model would (model.dtype reads it).
+    if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "embed"):
+        model.lm_head.weight = model.embed.weight
+
+
+@torch.no_grad()
+def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: bool | str = True,
+                   compute_dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Replace the decoder's nn.Linear layers (fused q/k/v and gate/up included) by int8 or int4 ones, in place.
+
+    mode: "int8" (per-channel) or "int4" (group-wise, group_size 32/64/128; a layer whose in_features the
+    group does not divide uses the largest allowed group that does). lm_head: True (same mode), False
+    (keep it in the model's dtype), or "int8"/"int4". Records `model.quantization` and returns the model.
+    """
+    _check_mode(mode, group_size)
+    if getattr(model, "quantization", None) is not None:
+        raise ModelError(f"the model is already quantized ({model.quantization.mode})")
+    head = _head_mode(mode, lm_head)
+    targets = [(n, m) for n, m in model.named_modules() if type(m) is nn.Linear and n != "lm_head"]
+    with _one_thread():
+        if head is not None:
+            original = model.lm_head
+            model.lm_head = _quantized(original, head, group_size, compute_dtype)
+            _keep_tied_weight(model)
+            try:
+                model.dtype
+            except AttributeError:
+                model.lm_head = original
+                raise ModelError(
+                    "this model reads its dtype from lm_head.weight, which an untied quantized head no longer "
+                    "has: quantize with lm_head=False"
+                ) from None
+        for name, linear in targets:
+            _set_module(model, name, _quantized(linear, mode, group_size, compute_dtype))
+    model.quantization = Quantization(
+        mode, group_size if mode == "int4" else None, head, str(compute_dtype).removeprefix("torch."),
+        len(targets) + (head is not None),
+    )
+    return model
+
+
+def quantized_layers(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
+    """(name, layer) for every quantized linear layer of `model`."""
+    return ((n, m) for n, m in model.named_modules() if isinstance(m, QuantizedLinear))
+
+
+# ----- straight from GGUF blocks -----
+
+def rope_unpermute_index(rows: int, n_head: int) -> torch.Tensor:
+    """Row order that undoes llama.cpp's interleaving of the two rotary halves of each head in attn_q/attn_k
+    (new row r comes from old row index[r]); applied to int values and per-row scales alike."""
+    dim = rows // n_head // 2
+    return torch.arange(rows).reshape(n_head, dim, 2).transpose(1, 2).reshape(rows)
+
+
+def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """(q uint8 [N, K] in 0..15, scale [N, K/G], zero [N, K/G], exact) for one GGUF matrix.
+
+    Q4_1 and Q4_0 tensors with group_size 32 map onto int4 exactly (no float weight is built); any other
+    type or group size is dequantized and re-quantized (exact False).
+    """
+    from .gguf_loader import dequantize
+
+    n, k = tensor.shape
+    kind = tensor.type_name
+    if group_size == 32 and kind in ("Q4_0", "Q4_1"):
+        size, header = (20, 4) if kind == "Q4_1" else (18, 2)
+        blocks = torch.from_numpy(tensor.data).view(-1, size)
+        d = blocks[:, :2].contiguous().view(torch.float16).float().reshape(n, k // 32)
+        qs = blocks[:, header:]
+        q = torch.cat((qs & 0x0F, qs >> 4), dim=1).reshape(n, k)  # low nibbles: values 0..15 of a block
+        if kind == "Q4_1":
+            m = blocks[:, 2:4].contiguous().view(torch.float16).float().reshape(n, k // 32)
+            return q, d, m + 8.0 * d, True
+        return q, d, torch.zeros_like(d), True
+    return (*quantize_int4(dequantize(tensor), group_size), False)
+
+
+def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: int,
+                compute_dtype: torch.dtype, device: str | torch.device) -> tuple[nn.Module, bool]:
+    """One quantized layer whose rows are the GGUF matrices `tensors` stacked (fused q/k/v, gate/up)."""
+    from .gguf_loader import dequantize
+
+    if mode == "int8":
+        parts = []
+        for t, n_head in zip(tensors, heads):
+            w = dequantize(t)
+            parts.append(w if n_head is None else w[rope_unpermute_index(w.shape[0], n_head)])
+        q, scale = quantize_int8(torch.cat(parts))
+        return Int8Linear(q.to(device), scale.to(device), None, compute_dtype), False
+    group = _int4_group(tensors[0].shape[1], group_size)
+    qs, scales, zeros, exact = [], [], [], True
+    for t, n_head in zip(tensors, heads):
+        q, s, z, ok = int4_from_gguf(t, group)
+        if n_head is not None:
+            index = rope_unpermute_index(q.shape[0], n_head)
+            q, s, z = q[index], s[index], z[index]
+        qs.append(q), scales.append(s), zeros.append(z)
+        exact = exact and ok
+    layer = Int4Linear(torch.cat(qs).to(device), torch.cat(scales), torch.cat(zeros), None, group, compute_dtype)
+    return layer, exact
+
+
+@torch.no_grad()
+def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int = 32, lm_head: bool | str = True,
+                        dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                        compute_dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """A Llama-family model from a .gguf file with quantized linear layers built from the file's blocks.
+
+    The q/k/v, output, gate/up and down matrices never exist in float: Q4_0/Q4_1 blocks become int4
+    (group 32) as they are; other types are dequantized one matrix at a time and quantized. Norms and the
+    embedding table are loaded in `dtype`. GPT-2 files (biases on every layer) go through the float loader
+    and `quantize_model`. The result matches `load_gguf(path)` (tokenizer, special tokens, chat template).
+    """
+    from .gguf_loader import GGUFFile, config_from_gguf, load_gguf
+
+    _check_mode(mode, group_size)
+    g = GGUFFile(path)
+    config = config_from_gguf(g.metadata)
+    if config.arch != "llama" or config.attention_bias:
+        model = load_gguf(path, dtype, device)
+        return quantize_model(model, mode, group_size, lm_head, compute_dtype)
+    with _one_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
+        model = _llama_from_gguf(g, config, mode, group_size, _head_mode(mode, lm_head), dtype, device, compute_dtype)
+    if "tokenizer.ggml.tokens" in g.metadata:
+        from .loading import attach_tokenizer
+        from .tokenizer import Tokenizer
+
+        attach_tokenizer(model, Tokenizer.from_gguf(g))
+    return model.eval()
+
+
+@contextmanager
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _llama_from_gguf(g, config, mode: str, group_size: int, head: str | None, dtype: torch.dtype,
+                     device: str | torch.device, compute_dtype: torch.dtype) -> nn.Module:
+    from .gguf_loader import dequantize
+    from .loading import MODEL_CLASSES
+
+    names = set(g.tensors)
+
+    def tensor(name: str):
+        if name not in names:
+            raise ModelError(f"{g.path.name}: tensor {name!r} is missing")
+        return g.tensors[name]
+
+    def real(name: str) -> torch.Tensor:
+        return dequantize(tensor(name)).to(device=device, dtype=dtype)
+
+    config.tie_word_embeddings = "output.weight" not in names
+    with torch.device("meta"):
+        model = MODEL_CLASSES[config.arch](config)
+    permuted = config.model_type in ("llama", "mistral")
+    rope_heads = [config.num_heads, config.num_kv_heads, None] if permuted else [None, None, None]
+    state: dict[str, torch.Tensor] = {"embed.weight": real("token_embd.weight"), "norm.weight": real("output_norm.weight")}
+    exact = layers = 0
+    for i in range(config.num_layers):
+        b, p = f"blk.{i}.", f"layers.{i}."
+        fused = {
+            "attn.wqkv": ([b + f"attn_{n}.weight" for n in "qkv"], rope_heads),
+            "attn.wo": ([b + "attn_output.weight"], [None]),
+            "mlp.w_gate_up": ([b + "ffn_gate.weight", b + "ffn_up.weight"], [None, None]),
+            "mlp.w_down": ([b + "ffn_down.weight"], [None]),
+        }
+        for ours, (theirs, heads) in fused.items():
+            layer, ok = _gguf_layer([tensor(n) for n in theirs], heads, mode, group_size, compute_dtype, device)
+            _set_module(model, p + ours, layer)
+            exact, layers = exact + ok, layers + 1
+        state[p + "attn_norm.weight"] = real(b + "attn_norm.weight")
+        state[p + "mlp_norm.weight"] = real(b + "ffn_norm.weight")
+        if config.qk_norm:
+            state[p + "attn.q_norm.weight"] = real(b + "attn_q_norm.weight")
+            state[p + "attn.k_norm.weight"] = real(b + "attn_k_norm.weight")
+    head_name = "token_embd.weight" if config.tie_word_embeddings else "output.weight"
+    if head is not None:
+        model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, group_size, compute_dtype, device)
+        exact, layers = exact + ok, layers + 1
+    elif not config.tie_word_embeddings:
+        state["lm_head.weight"] = real(head_name)
+    model.load_state_dict(state, strict=False, assign=True)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.embed.weight
+    _materialize_empty_buffers(model, device, dtype)
+    model.quantization = Quantization(
+        mode, group_size if mode == "int4" else None, head, str(compute_dtype).removeprefix("torch."),
+        layers, source="gguf", exact_from_gguf=exact,
+    )
+    return model
+
+
+def _materialize_empty_buffers(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> None:
+    """Give the buffers still on the meta device (empty tables filled later by the model) real storage;
+    any meta tensor with content means a weight the loader did not provide."""
+    for name, buf in list(model.named_buffers()):
+        if buf.is_meta:
+            if buf.numel():
+                raise ModelError(f"GGUF quantized load: buffer {name!r} has no data")
+            parent, _, child = name.rpartition(".")
+            owner = model.get_submodule(parent) if parent else model
+            kind = dtype if buf.is_floating_point() else buf.dtype
+            setattr(owner, child, torch.empty(buf.shape, dtype=kind, device=device))
+    missing = [n for n, p in model.named_parameters() if p.is_meta]
+    if missing:
+        raise ModelError(f"GGUF quantized load: no weights for {missing[:5]}")

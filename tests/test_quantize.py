@@ -1,0 +1,290 @@
+"""Weight-only int8/int4 quantization: kernels vs float matmul, whole tiny models, GGUF blocks, SmolLM2 quality."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lispe_py.models import ModelError, create_model
+from lispe_py.models.gguf_loader import GGUFTensor
+from lispe_py.models.quantize import (
+    HAS_INT4_CPU_KERNEL,
+    HAS_INT8_KERNEL,
+    Int4Linear,
+    Int8Linear,
+    dequantize_int4,
+    int4_from_gguf,
+    quantize_int4,
+    quantize_int8,
+    quantize_model,
+    quantized_layers,
+)
+
+TINY = {"arch": "llama", "vocab_size": 256, "hidden_size": 128, "num_layers": 2, "num_heads": 4,
+        "num_kv_heads": 2, "intermediate_size": 256, "max_position_embeddings": 128, "seed": 3,
+        "tie_word_embeddings": True}
+
+
+def _weights(n: int, k: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed)) * 0.05
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+# ----- per-layer numerics -----
+
+def test_int8_quantization_error_is_within_half_a_step():
+    w = _weights(64, 96)
+    q, scale = quantize_int8(w)
+    assert q.dtype == torch.int8 and scale.shape == (64,)
+    err = (q.float() * scale[:, None] - w).abs()
+    assert bool((err <= scale[:, None] / 2 + 1e-7).all())
+
+
+@pytest.mark.parametrize("group", [32, 64, 128])
+def test_int4_quantization_error_is_within_half_a_step(group):
+    w = _weights(48, 256, seed=group)
+    q, scale, zero = quantize_int4(w, group)
+    assert int(q.max()) <= 15 and int(q.min()) >= 0 and scale.shape == (48, 256 // group)
+    err = (dequantize_int4(q, scale, zero) - w).abs().reshape(48, 256 // group, group)
+    assert bool((err <= scale[..., None] / 2 + 1e-6).all())
+
+
+@pytest.mark.parametrize("compute", [torch.float32, torch.bfloat16])
+def test_int8_layer_matches_float_matmul(compute):
+    lin = nn.Linear(96, 64, bias=True)
+    layer = Int8Linear.from_linear(lin, compute)
+    x = torch.randn(3, 5, 96)
+    ref = x @ layer.dequantized_weight().t() + lin.bias
+    y = layer(x)
+    assert y.shape == (3, 5, 64) and y.dtype == torch.float32
+    assert _rel(y, ref) < (1e-5 if compute == torch.float32 else 1e-2)
+    assert _rel(y, lin(x).detach()) < 2e-2  # and close to the unquantized layer
+
+
+@pytest.mark.skipif(not HAS_INT8_KERNEL, reason="torch has no _weight_int8pack_mm")
+def test_int8_kernel_and_reference_path_agree():
+    layer = Int8Linear.from_linear(nn.Linear(96, 64, bias=False), torch.float32)
+    x = torch.randn(4, 96)
+    kernel = layer(x)
+    layer.use_kernel = False
+    assert torch.allclose(kernel, layer(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("group", [32, 64, 128])
+@pytest.mark.parametrize("compute", [torch.float32, torch.bfloat16])
+def test_int4_layer_matches_float_matmul(group, compute):
+    lin = nn.Linear(256, 64, bias=True)
+    layer = Int4Linear.from_linear(lin, group, compute)
+    assert layer.use_kernel == HAS_INT4_CPU_KERNEL
+    q, scale, zero = quantize_int4(lin.weight.detach(), group)
+    w = dequantize_int4(q, scale.to(compute).float(), zero.to(compute).float())
+    x = torch.randn(2, 3, 256)
+    y = layer(x)
+    assert y.shape == (2, 3, 64)
+    assert _rel(y, x @ w.t() + lin.bias) < (1e-5 if compute == torch.float32 else 1e-2)
+    assert _rel(y, lin(x).detach()) < 0.15  # 4 bits: close to the float layer, not equal
+
+
+@pytest.mark.skipif(not HAS_INT4_CPU_KERNEL, reason="torch has no CPU int4 kernel")
+def test_int4_kernel_uses_the_gguf_zero_point_convention():
+    # w = (q - 8) * scale + zero: the weight seen through the kernel equals our dequantization exactly.
+    q = torch.randint(0, 16, (32, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    scale, zero = torch.rand(32, 2) * 0.1 + 0.01, torch.randn(32, 2) * 0.1
+    layer = Int4Linear(q, scale, zero, None, 32, torch.float32)
+    assert layer.use_kernel
+    assert torch.allclose(layer.dequantized_weight(), dequantize_int4(q, scale, zero), atol=1e-6)
+
+
+def test_int4_reference_path_for_shapes_the_kernel_refuses():
+    lin = nn.Linear(64, 24, bias=False)  # out_features % 16 != 0: the CPU kernel cannot pack it
+    layer = Int4Linear.from_linear(lin, 32, torch.float32)
+    assert not layer.use_kernel
+    q, scale, zero = quantize_int4(lin.weight.detach(), 32)
+    x = torch.randn(3, 64)
+    assert torch.allclose(layer(x), x @ dequantize_int4(q, scale, zero).t(), atol=1e-5)
+
+
+# ----- whole models -----
+
+def test_quantize_model_replaces_every_linear_and_records_it():
+    model = create_model(TINY)
+    ref_logits = model.forward_full(torch.tensor([[1, 5, 9, 33, 70, 2]]))
+    quantize_model(model, "int4", group_size=64)
+    assert not any(type(m) is nn.Linear for m in model.modules())
+    assert type(model.layers[0].attn.wqkv) is Int4Linear and type(model.layers[0].mlp.w_gate_up) is Int4Linear
+    assert len(list(quantized_layers(model))) == 2 * 4 + 1
+    assert model.quantization.mode == "int4" and model.quantization.group_size == 64
+    assert model.quantization.lm_head == "int4" and model.quantization.layers == 9
+    assert model.dtype == torch.float32  # the tied embedding still answers for the model's dtype
+    logits = model.forward_full(torch.tensor([[1, 5, 9, 33, 70, 2]]))
+    assert logits.dtype == torch.float32 and _rel(logits, ref_logits) < 0.2
+    with pytest.raises(ModelError, match="already quantized"):
+        quantize_model(model, "int8")
+
+
+def test_quantized_model_decodes_with_the_cache_like_its_full_forward():
+    from lispe_py.generation import generate
+
+    model = quantize_model(create_model(TINY), "int8", lm_head=False)
+    assert type(model.lm_head) is nn.Linear and model.quantization.lm_head is None
+    ids = [3, 17, 29, 41]
+    out = generate(model, ids, {"strategy": "greedy", "max_length": 8, "min_new_tokens": 8})
+    with torch.inference_mode():
+        full = model.forward_full(out[None, :-1])[0]
+    assert out[len(ids):].tolist() == full[len(ids) - 1:].argmax(-1).tolist()
+
+
+def test_int8_quantized_model_stays_close_to_float():
+    model = create_model(TINY)
+    x = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    ref = model.forward_full(x)
+    quantize_model(model, "int8", compute_dtype=torch.float32)
+    assert _rel(model.forward_full(x), ref) < 0.02
+
+
+def test_untied_head_is_quantized_or_refused_cleanly():
+    model = create_model(dict(TINY, tie_word_embeddings=False))
+    try:
+        quantize_model(model, "int8")
+    except ModelError as exc:  # the model reads its dtype from lm_head.weight: nothing was changed
+        assert "lm_head=False" in str(exc) and type(model.lm_head) is nn.Linear
+        assert getattr(model, "quantization", None) is None
+        assert not list(quantized_layers(model))
+    else:
+        assert type(model.lm_head) is Int8Linear and model.dtype == torch.float32
+
+
+def test_bad_quantization_requests():
+    with pytest.raises(ModelError, match="unknown quantization"):
+        quantize_model(create_model(TINY), "int3")
+    with pytest.raises(ModelError, match="group_size"):
+        quantize_model(create_model(TINY), "int4", group_size=48)
+    with pytest.raises(ModelError, match="lm_head"):
+        quantize_model(create_model(TINY), "int8", lm_head="fp8")
+
+
+def test_int4_group_falls_back_to_one_that_divides_the_layer():
+    model = quantize_model(create_model(dict(TINY, hidden_size=96, intermediate_size=256)), "int4", group_size=128)
+    assert model.layers[0].attn.wqkv.group_size == 32  # 96 = 3 * 32
+    assert model.layers[0].mlp.w_down.group_size == 128
+
+
+# ----- GGUF blocks -----
+
+def _q4_1_tensor(n: int, k: int, seed: int = 0) -> tuple[GGUFTensor, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    blocks = np.zeros((n * k // 32, 20), dtype=np.uint8)
+    blocks[:, 0:2] = (rng.random(n * k // 32) * 0.05 + 0.001).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    blocks[:, 2:4] = (rng.standard_normal(n * k // 32) * 0.3).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    blocks[:, 4:] = rng.integers(0, 256, (n * k // 32, 16), dtype=np.uint8)
+    return GGUFTensor("w", (n, k), 3, blocks.reshape(-1)), blocks
+
+
+def test_q4_1_blocks_become_int4_exactly():
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    t, blocks = _q4_1_tensor(48, 96)
+    q, scale, zero, exact = int4_from_gguf(t, 32)
+    assert exact and q.dtype == torch.uint8 and scale.shape == (48, 3)
+    ref = torch.from_numpy(dequantize(blocks.reshape(-1), GGMLQuantizationType.Q4_1).reshape(48, 96)).float()
+    assert torch.equal(dequantize_int4(q, scale, zero), ref)
+
+
+def test_q4_0_blocks_become_int4_exactly():
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    rng = np.random.default_rng(5)
+    blocks = np.zeros((16 * 64 // 32, 18), dtype=np.uint8)
+    blocks[:, 0:2] = (rng.random(len(blocks)) * 0.05).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    blocks[:, 2:] = rng.integers(0, 256, (len(blocks), 16), dtype=np.uint8)
+    q, scale, zero, exact = int4_from_gguf(GGUFTensor("w", (16, 64), 2, blocks.reshape(-1)), 32)
+    ref = torch.from_numpy(dequantize(blocks.reshape(-1), GGMLQuantizationType.Q4_0).reshape(16, 64)).float()
+    assert exact and torch.equal(dequantize_int4(q, scale, zero), ref)
+
+
+def test_other_group_sizes_requantize_gguf_blocks():
+    t, blocks = _q4_1_tensor(16, 128, seed=2)
+    q, scale, zero, exact = int4_from_gguf(t, 64)
+    assert not exact and scale.shape == (16, 2)
+    exact_q = dequantize_int4(*int4_from_gguf(t, 32)[:3])
+    assert (dequantize_int4(q, scale, zero) - exact_q).abs().max() <= scale.max() / 2 + 1e-6
+
+
+# ----- SmolLM2: direct GGUF load, quality -----
+
+TEXT_TOKENS = 512
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "Explain photosynthesis to a ten-year-old.",
+    "List three tips for learning a new language.",
+    "Why is the sky blue?",
+    "Describe the water cycle in two sentences.",
+]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from lispe_py.models import load_model
+    from lispe_py.models.loading import embedded_model_path
+
+    try:
+        path = embedded_model_path("SmolLM2-135M-Instruct")
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    return path, load_model(path)
+
+
+def _ppl(model, ids) -> float:
+    from lispe_py.generation import sequence_logprobs
+
+    return math.exp(-sequence_logprobs(model, ids).mean().item())
+
+
+def _greedy(model, prompt: str, n: int = 20) -> list[int]:
+    from lispe_py.generation import generate
+
+    ids = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+    out = generate(model, ids, {"strategy": "greedy", "max_length": n, "min_new_tokens": n})
+    return out[len(ids):].tolist()
+
+
+@pytest.mark.smollm2
+def test_gguf_int4_load_holds_the_files_weights_exactly(smollm2):
+    # float32 compute: the int4 layers built from Q4_1 blocks multiply by exactly the file's weights, so
+    # logits equal the float model's (q/k row permutation and q/k/v, gate/up fusion included).
+    from lispe_py.models.quantize import load_gguf_quantized
+
+    path, ref = smollm2
+    model = load_gguf_quantized(path, "int4", lm_head=False, compute_dtype=torch.float32)
+    q = model.quantization
+    assert q.source == "gguf" and q.exact_from_gguf == q.layers == 4 * ref.config.num_layers
+    assert model.tokenizer is not None and model.special_tokens == ref.special_tokens
+    x = torch.tensor([ref.tokenizer.encode("The lighthouse keeper wrote in her log")])
+    assert (model.forward_full(x) - ref.forward_full(x)).abs().max().item() < 1e-3
+
+
+@pytest.mark.smollm2
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_smollm2_quality_perplexity_and_greedy_agreement(smollm2, mode):
+    from pathlib import Path
+
+    from lispe_py.models.quantize import load_gguf_quantized
+
+    path, ref = smollm2
+    text = (Path(__file__).resolve().parent.parent / "bench" / "data" / "perplexity.txt").read_text()
+    ids = ref.tokenizer.encode(text)[:TEXT_TOKENS]
+    model = load_gguf_quantized(path, mode)
+    assert model.quantization.lm_head == mode
+    ppl, ppl_ref = _ppl(model, ids), _ppl(ref, ids)
+    assert ppl < ppl_ref * 1.03, f"{mode} perplexity {ppl:.3f} vs float32 {ppl_ref:.3f}"
+    same = sum(_greedy(model, p) == _greedy(ref, p) for p in PROMPTS)
+    assert same >= len(PROMPTS) // 2 + 1, f"{mode}: {same}/{len(PROMPTS)} prompts agree with float32 for 20 tokens"
