@@ -15,6 +15,7 @@ always leaves a way to finish.
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -142,7 +143,13 @@ class ByteDFA:
 
     @classmethod
     def from_regex(cls, pattern: str) -> "ByteDFA":
-        """Accepts the UTF-8 encodings of the strings that fully match `pattern` (Python syntax)."""
+        """Accepts the UTF-8 encodings of the strings that fully match `pattern` (Python syntax).
+
+        Cached per pattern (a ByteDFA is immutable): `{0,300}` repetitions take seconds to build."""
+        return _regex_dfa(pattern)
+
+    @classmethod
+    def _build_regex(cls, pattern: str) -> "ByteDFA":
         try:
             import interegular
         except ImportError as e:  # pragma: no cover - dependency missing
@@ -174,6 +181,7 @@ class ByteDFA:
         def else_target(s: Any) -> Any:
             return None if else_sym is None else fmap.get(s, {}).get(else_sym)
 
+        ascii_syms = [explicit.get(chr(b), else_sym) for b in range(128)]
         prefixes: set[bytes] = set()
         for ch in explicit:
             enc = ch.encode("utf-8", "surrogatepass")
@@ -206,8 +214,12 @@ class ByteDFA:
             kind = key[0]
             if kind == "c":
                 s = key[1]
+                moves = fmap.get(s, {})
+                by_sym = {sym: state_of(char_key(t)) for sym, t in moves.items()}
                 for b in range(128):
-                    row[b] = state_of(char_key(trans(s, chr(b))))
+                    sym = ascii_syms[b]
+                    if sym is not None:
+                        row[b] = by_sym.get(sym, 0)
                 target = else_target(s)
                 for b, (n, lo, hi) in _LEADS.items():
                     if bytes([b]) in prefixes:
@@ -236,3 +248,8 @@ class ByteDFA:
                     row[b] = state_of(nxt)
         table = np.asarray(rows, dtype=np.int32)
         return cls(table, np.asarray(accepting), start)
+
+
+@lru_cache(maxsize=256)
+def _regex_dfa(pattern: str) -> ByteDFA:
+    return ByteDFA._build_regex(pattern)

@@ -189,10 +189,11 @@ class Grammar:
                 return (self._named[arg],)
             if op in ("literal", "lit"):
                 return self._compile(arg, where)
-            if ByteDFA.from_regex(arg).empty_language:
+            dfa = ByteDFA.from_regex(arg)
+            if dfa.empty_language:
                 raise GenerationError(f"grammar rule {where!r}: regex {arg!r} matches nothing")
             t = self._terminal("re", arg)
-            if ByteDFA.from_regex(arg).accepts_empty:
+            if dfa.accepts_empty:
                 return (self._alt([(~t,), ()], f"{where}/opt"),)
             return (~t,)
         if not args:
