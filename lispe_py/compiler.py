@@ -17,17 +17,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .builtins.arith import COMPARISONS, INLINE_BINARY, add2, div2, mul2, sub2
+from .builtins.arith import COMPARISONS, INLINE_BINARY
 from .builtins.registry import Builtin, lookup
-from .errors import LispEError, LispEThrow
-from .reader import DictForm, Form, Source
-from .runtime import (UNSET, BreakSignal, Cell, ErrorValue, FunctionCode, Lambda, PatternFunction,
-                      ReturnSignal, RuntimeState, Signal, TailCall, call_builtin, call_python,
-                      is_function, unknown_function, wrap_exception)
+from .errors import LispEError
+from .reader import DictForm, Form
+from .runtime import (UNSET, Cell, FunctionCode, Lambda, PatternFunction, ReturnSignal, RuntimeState,
+                      Signal, TailCall, call_builtin, is_function, unknown_function, wrap_exception)
 from .values import Symbol, truthy, type_name
 
 Node = Callable[[list], Any]
-Pos = "tuple[Source | None, int | None, int | None] | None"
 
 S = Symbol
 _QUOTE, _DOLLAR, _UNDERSCORE = S("quote"), S("$"), S("_")
