@@ -105,6 +105,12 @@ class Interpreter:
 
         return _to_python(run_with_big_stack(run))
 
+    def repl(self, **options: Any) -> None:
+        """Open the interactive console (lispe_py.repl) on this interpreter and its globals."""
+        from .repl import run_repl
+
+        run_repl(self, **options)
+
     def _run_text(self, text: str, filename: str) -> Any:
         from .reader import read
 
