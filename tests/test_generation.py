@@ -459,3 +459,12 @@ def test_extra_processors_and_stop_criteria_compose_with_every_strategy(pair):
 
 def ours_of(pair):
     return pair[1]
+
+
+def test_active_chain_is_printable(pair):
+    from lispe_py.generation import active_chain
+    _, ours = pair
+    chain = active_chain(ours, {"strategy": "top_p", "top_p": 0.8, "temperature": 0.5,
+                                "repetition_penalty": 1.2, "min_new_tokens": 2})
+    assert chain.describe() == ("(chain (repetition_penalty 1.2) (min_new_tokens 2) (temperature 0.5) "
+                                "(top_p 0.8))")

@@ -318,6 +318,19 @@ def _texts(model: Any, prompts: list, config: Any, tokenizer: Any, overrides: di
     return texts
 
 
+def active_chain(model: Any, config: GenerationConfig | dict | None = None, **overrides: Any) -> LogitsChain:
+    """The processor chain `config` gives on `model`, e.g. to print it: `active_chain(m, cfg).describe()`.
+
+    Prompt-dependent parts (where new tokens start, left padding) are filled in per call by `generate`.
+    """
+    config = _config(config, overrides)
+    vocab = int(model.config.vocab_size)
+    special = resolve_special_tokens(config, getattr(model, "special_tokens", None), vocab)
+    tokenizer = getattr(model, "tokenizer", None)
+    return build_chain(config, prompt_length=0, eos_token_ids=special.eos,
+                       bad_words_ids=resolve_bad_words(config, tokenizer))
+
+
 def sequence_logprobs(model: Any, ids: Any) -> torch.Tensor:
     """Log-probability of each token given the ones before it: [T-1] for 1-D ids, [B, T-1] for 2-D.
 
