@@ -1,0 +1,5 @@
+(defun first_word (text)
+   (car (split text " ")))
+(println (first_word "hello world"))
+(println (maybe (first_word 42) "not a string"))
+(first_word 42)
