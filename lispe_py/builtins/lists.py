@@ -21,7 +21,7 @@ import math
 from typing import Any
 
 from ..errors import LispEError
-from ..values import Integers, Numbers, TYPED_LISTS, truthy
+from ..values import Integers, Numbers, Symbol, TYPED_LISTS, truthy
 from ._common import (check_size, dict_key, expect_int, expect_list, expect_number, fail, fit, is_int,
                       is_number, like, lisp_equal, normalize_key, show, to_index, typed_from)
 from .registry import builtin
@@ -316,6 +316,10 @@ def sort(ctx: Any, comparator: Any, lst: Any) -> list:
     '<, '>, a lambda. The sort is stable.
     """
     expect_list("sort", lst)
+    direction = _plain_order(ctx, comparator)
+    if direction is not None and (all(is_number(x) for x in lst) or all(isinstance(x, str) for x in lst)):
+        lst.sort(reverse=direction)  # '< or '> on numbers or strings: same order, no Lisp calls
+        return lst
 
     def cmp(a: Any, b: Any) -> int:
         if truthy(ctx.call(comparator, a, b)):
@@ -326,6 +330,23 @@ def sort(ctx: Any, comparator: Any, lst: Any) -> list:
 
     lst.sort(key=functools.cmp_to_key(cmp))
     return lst
+
+
+def _plain_order(ctx: Any, comparator: Any) -> bool | None:
+    """False for the builtin `<`, True for `>` (sort descending), None for any other comparator."""
+    from .registry import REGISTRY
+
+    fn = comparator
+    if isinstance(fn, Symbol):
+        try:
+            fn = ctx.function_named(fn.name)
+        except LispEError:
+            return None
+    if fn is REGISTRY.get("<"):
+        return False
+    if fn is REGISTRY.get(">"):
+        return True
+    return None
 
 
 # ---------------------------------------------------------------- size and search (all containers)
