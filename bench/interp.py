@@ -1,6 +1,6 @@
 """Interpreter benchmarks, each as a ratio to the same algorithm in CPython, measured in this run.
 
-    python bench/interp.py            # prints a table (best of 3 for every timing)
+    python bench/interp.py            # prints a table (best of 5, Lisp and Python alternating)
 
   fib(25)        naive doubly-recursive Fibonacci
   loopcount      1,000,000 iterations of `(setq x (+ x (* i 2)))`-style arithmetic
@@ -22,13 +22,19 @@ from lispe_py.reader import read  # noqa: E402
 from lispe_py.runtime import run_with_big_stack  # noqa: E402
 
 
-def best(fn, repeat: int = 3) -> float:
-    times = []
+def _once(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def paired(lisp, python, repeat: int = 5) -> tuple[float, float]:
+    """Best time of each, measured alternately so that a busy machine slows both alike."""
+    a, b = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        a.append(_once(lisp))
+        b.append(_once(python))
+    return min(a), min(b)
 
 
 def py_fib(n: int) -> int:
@@ -62,20 +68,17 @@ def main() -> None:
     interp.eval("(defun fib (n) (if (< n 2) n (+ (fib (- n 1)) (fib (- n 2)))))")
     rows = []
 
-    t_lisp = best(lambda: interp.eval("(fib 25)"))
-    t_py = best(lambda: py_fib(25))
-    rows.append(("fib(25)", t_lisp, t_py))
+    assert interp.eval("(fib 25)") == py_fib(25)
+    rows.append(("fib(25)", *paired(lambda: interp.eval("(fib 25)"), lambda: py_fib(25))))
 
     loop_src = "(setq x 0) (loopcount 1000000 i (setq x (- (+ x (* i 2)) 1))) x"
     assert interp.eval(loop_src) == py_loop()
-    t_lisp = best(lambda: interp.eval(loop_src))
-    t_py = best(py_loop)
-    rows.append(("loopcount 1e6", t_lisp, t_py))
+    rows.append(("loopcount 1e6", *paired(lambda: interp.eval(loop_src), py_loop)))
 
     lisp_text, py_text = make_source(1_000_000)
-    t_lisp = best(lambda: run_with_big_stack(lambda: read(lisp_text, "bench.lisp")), repeat=2)
-    t_py = best(lambda: ast.parse(py_text), repeat=2)
-    rows.append((f"parse {len(lisp_text) / 1e6:.1f} MB", t_lisp, t_py))
+    rows.append((f"parse {len(lisp_text) / 1e6:.1f} MB",
+                 *paired(lambda: run_with_big_stack(lambda: read(lisp_text, "bench.lisp")),
+                         lambda: ast.parse(py_text), repeat=2)))
 
     print(f"{'benchmark':<16}{'lispe_py (s)':>14}{'CPython (s)':>14}{'ratio':>9}")
     for name, a, b in rows:
