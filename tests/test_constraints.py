@@ -145,6 +145,22 @@ def test_byte_dfa_equals_python_re(pattern):
     assert not dfa.matches(b"\xc3")             # a character cut in half is not text
 
 
+@pytest.mark.parametrize("lo,hi", [(0, 3), (1, 4), (2, 2), (0, 0)])
+def test_json_string_fast_path_equals_regex(lo, hi):
+    import random
+    from lispe_py.generation.constraints.json_schema import STRING_CHAR
+    pattern = '"' + STRING_CHAR + "{%d,%d}" % (lo, hi) + '"'
+    fast = ByteDFA.from_regex(pattern)               # direct construction (quoted_repeat)
+    slow = ByteDFA._build_regex(pattern)             # through interegular
+    assert fast.n_states != slow.n_states
+    rng = random.Random(lo * 10 + hi)
+    alphabet = ['"', "a", "\\", "n", "u", "0", "f", "é", "日", "\x01", "x", "😀"]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9)))
+        data = text.encode("utf-8")
+        assert fast.matches(data) == slow.matches(data) == bool(re.fullmatch(pattern, text)), text
+
+
 def test_dfa_states_are_trimmed():
     dfa = ByteDFA.from_regex(r"ab|ac")
     s = dfa.step(dfa.start, b"a")

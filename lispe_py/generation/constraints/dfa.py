@@ -249,7 +249,55 @@ class ByteDFA:
         table = np.asarray(rows, dtype=np.int32)
         return cls(table, np.asarray(accepting), start)
 
+    @classmethod
+    def quoted_repeat(cls, quote: int, item: "ByteDFA", lo: int, hi: int) -> "ByteDFA":
+        """`quote item{lo,hi} quote` built directly (hi + 1 copies of `item`'s states), for an `item`
+        that ends exactly when it accepts and never starts with `quote` (a JSON string character).
+
+        interegular needs seconds for `{0,300}`; this takes milliseconds. ValueError if `item` does
+        not have that shape (the caller then uses the regex route).
+        """
+        t, acc, n = item.table, item.accepting, item.table.shape[0]
+        if acc[item.start] or (t[acc] != 0).any() or t[item.start, quote] != 0:
+            raise ValueError("item must be non-empty, end when it accepts, and not start with quote")
+        inner = [s for s in range(1, n) if not acc[s]]          # item states before completion
+        m = len(inner)
+        pos = np.zeros(n, dtype=np.int64)
+        pos[inner] = np.arange(m)
+        # state ids: 0 dead, 1 before the opening quote, blocks k = 0..hi of m states, final
+        block = lambda k: 2 + k * m                              # noqa: E731
+        final = block(hi + 1)
+        table = np.zeros((final + 1, 256), dtype=np.int32)
+        table[1, quote] = block(0) + pos[item.start]
+        sub = t[inner]                                           # [m, 256] item transitions
+        for k in range(hi + 1):
+            if k < hi:
+                rows = np.where(sub == 0, 0, np.where(acc[sub], block(k + 1) + pos[item.start],
+                                                      block(k) + pos[sub]))
+                table[block(k):block(k) + m] = rows
+            if k >= lo:
+                table[block(k) + pos[item.start], quote] = final
+        accepting = np.zeros(final + 1, dtype=bool)
+        accepting[final] = True
+        return cls(table, accepting, 1)
+
+
+_QUOTED_REPEAT = None
+
 
 @lru_cache(maxsize=256)
 def _regex_dfa(pattern: str) -> ByteDFA:
+    """A regex's ByteDFA; JSON-schema strings with length bounds take the direct construction."""
+    global _QUOTED_REPEAT
+    if _QUOTED_REPEAT is None:
+        import re
+        from .json_schema import STRING_CHAR
+        _QUOTED_REPEAT = (re.compile('"' + re.escape(STRING_CHAR) + r'\{(\d+),(\d+)\}"'), STRING_CHAR)
+    m = _QUOTED_REPEAT[0].fullmatch(pattern)
+    if m and int(m.group(2)) >= int(m.group(1)):
+        try:
+            return ByteDFA.quoted_repeat(ord('"'), _regex_dfa(_QUOTED_REPEAT[1]), int(m.group(1)),
+                                         int(m.group(2)))
+        except ValueError:
+            pass
     return ByteDFA._build_regex(pattern)

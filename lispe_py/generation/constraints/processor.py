@@ -30,7 +30,8 @@ class Constraint(LogitsProcessor):
 
     - While the text is complete (a full match) the EOS ids are allowed as well.
     - When it is complete and no token can follow, only the EOS ids are allowed: generation stops.
-    - Rows that already produced an EOS are left unchanged (the decode loop pads them).
+    - Rows that already produced an EOS are left unchanged (the decode loop pads them), and so are
+      rows holding a token the constraint did not allow (only possible when something else forced it).
     """
 
     name = "constraint"
@@ -106,19 +107,19 @@ class Constraint(LogitsProcessor):
         if key in self._banned:
             out = self._banned[key]
             return out if out is None or out.device == device else out.to(device)
-        if state == ENDED:
+        if state in (ENDED, DEAD):
+            # ended with an EOS, or holding a token the constraint never allowed (a finished row fed
+            # padding, a beam candidate kept at -inf): nothing to enforce, and banning everything
+            # would turn the row's scores into NaNs for the sampler
             out = None
         else:
             allowed = torch.zeros(vocab, dtype=torch.bool)
             eos = torch.tensor([e for e in self.eos if e < vocab], dtype=torch.long)
-            if state == DEAD:
+            m = self.automaton.mask(state)
+            n = min(vocab, m.shape[0])
+            allowed[:n] = m[:n]
+            if self.automaton.is_complete(state):
                 allowed[eos] = True
-            else:
-                m = self.automaton.mask(state)
-                n = min(vocab, m.shape[0])
-                allowed[:n] = m[:n]
-                if self.automaton.is_complete(state):
-                    allowed[eos] = True
             # nothing allowed (complete, no EOS id): the row is finished, see `finished_rows`
             out = None if not bool(allowed.any()) else ~allowed
         self._banned[key] = out
