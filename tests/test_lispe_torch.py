@@ -371,6 +371,22 @@ def test_beam_keys_num_beams_return_sequences_length_penalty_early_stopping(lisp
     assert four.shape[0] == 3  # num_return_sequences also applies to sampling
 
 
+def test_beam_keys_change_the_result(lisp: Interpreter) -> None:
+    """On this model and prompt (found by search), each beam key changes the returned beams."""
+    def beams(config: str) -> list:
+        lisp.eval("(setq g (torch_generator_create model))")
+        lisp.eval(f'(torch_generator_config g {{"strategy":"beam_search" {config}}})')
+        return lisp.eval("(tensor_to_list (torch_generate g ids))")
+
+    base = '"max_length":8 "num_beams":3 "num_return_sequences":3 "eos_token_id":22'
+    default = beams(base)
+    assert beams(base + ' "length_penalty":-2.0') != default
+    assert beams(base + ' "length_penalty":3.0') != default
+    assert beams(base + ' "num_beams":5') != default
+    short = '"max_length":12 "num_beams":2 "eos_token_id":18'
+    assert beams(short + ' "early_stopping":true') != beams(short + ' "early_stopping":false')
+
+
 def test_key_callback_streams_every_new_token(lisp: Interpreter) -> None:
     lisp.eval("(setq seen (list))")
     lisp.eval('(torch_generator_config generator {"max_length":6 '

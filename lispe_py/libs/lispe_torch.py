@@ -21,7 +21,7 @@ from ..builtins.registry import builtin
 from ..errors import LispEError
 from ..generation import GenerationConfig, GenerationError, generate, generate_batch, generate_text
 from ..generation import sequence_logprobs
-from ..models import DecoderModel, ModelError, create_model, load_model
+from ..models import DecoderModel, create_model, load_model
 from ..models.loading import EMBEDDED_MODELS, embedded_model_path, resolve_dtype
 from ..models.tokenizer import Tokenizer
 from ..values import Integers, Strings, register_type
