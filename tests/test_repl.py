@@ -253,6 +253,20 @@ def test_commands_quit_load_reset(run, tmp_path: Path) -> None:
     assert "2" not in lines[3:]  # nothing ran after :quit
 
 
+def test_interpreter_repl_opens_the_console_on_the_embedding_programs_definitions() -> None:
+    interp = Interpreter()
+    interp.define("host_double", lambda x: 2 * x)
+    interp.eval('(setq host_name "embedder")')
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text("(host_double 21)" + ENTER + "host_name" + ENTER + "(setq from_repl 1)" + ENTER
+                       + CTRL_D)
+        interp.repl(input=pipe, output=DummyOutput(), stdout=out, stderr=io.StringIO(),
+                    history_file=False, color=False)
+    assert out.getvalue().splitlines()[-3:] == ["42", '"embedder"', "true"]
+    assert interp.eval("from_repl") == 1  # what the session defined stays for the program
+
+
 def test_reset_keeps_the_embedding_programs_definitions(run) -> None:
     interp = Interpreter()
     interp.eval("(setq from_host 5)")

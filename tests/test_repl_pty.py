@@ -158,6 +158,23 @@ def test_ctrl_d_exits(repl) -> None:
     assert repl.exitstatus == 0
 
 
+def test_interpreter_repl_from_python(env: dict[str, str]) -> None:
+    program = ("from lispe_py import Interpreter\n"
+               "interp = Interpreter()\n"
+               "interp.define('host_double', lambda x: 2 * x)\n"
+               "interp.repl()\n"
+               "print('back in python', interp.eval('from_repl'))\n")
+    child = Terminal(sys.executable, ["-c", program], env=env, encoding="utf-8", timeout=TIMEOUT,
+                     dimensions=(30, 120))
+    child.expect_exact(PROMPT)
+    child.send("(setq from_repl (host_double 21))\r")
+    child.expect(printed("true"))
+    child.expect_exact(PROMPT)
+    child.sendcontrol("d")
+    child.expect_exact("back in python 42")
+    child.expect(pexpect.EOF)
+
+
 def test_piped_stdin_runs_as_a_script(env: dict[str, str]) -> None:
     result = subprocess.run(lispe_command(), input='(println (+ 1 2))\n(+ 1 2)\n', env=env,
                             capture_output=True, text=True, timeout=TIMEOUT)
