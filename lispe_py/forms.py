@@ -222,7 +222,7 @@ def _xor(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 # --- loops ---------------------------------------------------------------------------------------
 
-def _iterable(c: Compiler, pos: Any, v: Any, what: str) -> Any:
+def _iterable(pos: Any, v: Any, what: str) -> Any:
     if isinstance(v, (list, str)):
         return v
     if isinstance(v, dict):
@@ -268,7 +268,7 @@ def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     def loop(f: list) -> Any:
         r = None
         try:
-            for x in _iterable(c, pos, seq(f), what):
+            for x in _iterable(pos, seq(f), what):
                 setv(f, x)
                 r = body(f)
         except BreakSignal:
@@ -277,7 +277,7 @@ def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     return loop
 
 
-def _count(c: Compiler, pos: Any, v: Any, what: str) -> int:
+def _count(pos: Any, v: Any, what: str) -> int:
     if v.__class__ is int:
         return v
     if isinstance(v, float) and not isinstance(v, bool):
@@ -303,18 +303,18 @@ def _loopcount(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         r = None
         try:
             if setv is None:
-                for _ in range(_count(c, pos, count(f), "loopcount")):
+                for _ in range(_count(pos, count(f), "loopcount")):
                     r = body(f)
             elif cell is not None:
-                for i in range(_count(c, pos, count(f), "loopcount")):
+                for i in range(_count(pos, count(f), "loopcount")):
                     cell.v = i
                     r = body(f)
             elif slot is not None:
-                for i in range(_count(c, pos, count(f), "loopcount")):
+                for i in range(_count(pos, count(f), "loopcount")):
                     f[slot] = i
                     r = body(f)
             else:
-                for i in range(_count(c, pos, count(f), "loopcount")):
+                for i in range(_count(pos, count(f), "loopcount")):
                     setv(f, i)
                     r = body(f)
         except BreakSignal:
@@ -337,7 +337,7 @@ def _dotimes(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     def dotimes(f: list) -> Any:
         r = None
         try:
-            for i in range(_count(c, pos, count(f), "dotimes")):
+            for i in range(_count(pos, count(f), "dotimes")):
                 setv(f, i)
                 r = body(f)
         except BreakSignal:
