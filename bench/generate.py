@@ -77,7 +77,7 @@ def batch_inputs(tokenizer, n: int, pad: int):
     return rows, ids, mask
 
 
-def run_case(name: str, ours, hf, new_tokens: int, repeats: int) -> dict:
+def run_case(name: str, ours, hf, new_tokens: int, repeats: int, clock=time.perf_counter) -> dict:
     from lispe_py.generation import generate
 
     batch, our_cfg, hf_kw = CASES[name]
@@ -89,16 +89,16 @@ def run_case(name: str, ours, hf, new_tokens: int, repeats: int) -> dict:
     produced = batch * new_tokens
 
     def ours_once():
-        t = time.perf_counter()
+        t = clock()
         out = generate(ours, our_input, our_cfg)
-        return time.perf_counter() - t, out
+        return clock() - t, out
 
     def hf_once():
-        t = time.perf_counter()
+        t = clock()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = hf.generate(ids, attention_mask=mask, **hf_kw)
-        return time.perf_counter() - t, out
+        return clock() - t, out
 
     ours_once(), hf_once()          # warm-up (allocations, first-call paths)
     t_ours, t_hf = [], []
@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="greedy + batch8, float32, 32 tokens, 2 repeats")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="measure process CPU time instead of wall time (with --threads 1: robust when "
+                         "other jobs share the cores)")
     args = ap.parse_args(argv)
     if args.quick:
         args.cases, args.dtypes, args.new_tokens, args.repeats = "greedy,batch8", "float32", 32, 2
@@ -139,15 +142,17 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
+    clock = time.process_time if args.cpu_time else time.perf_counter
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{args.threads} threads, {args.new_tokens} new tokens per row, best of {args.repeats}\n")
+          f"{args.threads} threads, {args.new_tokens} new tokens per row, best of {args.repeats}, "
+          f"{'CPU' if args.cpu_time else 'wall'} time\n")
     lines = ["| case | dtype | transformers tok/s | lispe_py tok/s | ratio | same tokens |",
              "|---|---|---:|---:|---:|---|"]
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name.strip())
         ours, hf = load_pair(dtype)
         for case in cases:
-            r = run_case(case, ours, hf, args.new_tokens, args.repeats)
+            r = run_case(case, ours, hf, args.new_tokens, args.repeats, clock)
             same = "n/a (sampling)" if r["same"] is None else ("yes" if r["same"] else "NO")
             line = (f"| {case} | {dtype_name} | {r['hf']:.1f} | {r['ours']:.1f} | "
                     f"{r['ours'] / r['hf']:.2f}x | {same} |")
