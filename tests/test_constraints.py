@@ -390,7 +390,7 @@ def test_samples_allowed_tokens(tiny, tok):
 
 def test_samples_grammar(tiny, tok):
     res = sample(tiny, tok, "grammar", ARITH, max_length=200, seed=5,
-                 logits_processor=[favour_eos(tok.eos_token_id, 2.0)])
+                 logits_processor=[favour_eos(tok.eos_token_id, 4.0)])
     assert_all(res, _arith_ok)
     assert any("(" in t for t, _ in res) and any("+" in t for t, _ in res)
 
@@ -487,11 +487,11 @@ def test_json_schema_grammar_accepts_json():
     v = VocabIndex([b"{"])
     any_json = GrammarAutomaton(v, Grammar(schema_to_grammar({})))
     leaves = st.none() | st.booleans() | st.integers(-10 ** 6, 10 ** 6) | \
-        st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
+        st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False) | st.text(max_size=5)
     values = st.recursive(leaves, lambda ch: st.lists(ch, max_size=3) |
                           st.dictionaries(st.text(max_size=3), ch, max_size=3), max_leaves=8)
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=60, deadline=None)
     @given(values, st.booleans())
     def check(value, ascii_only):
         text = json.dumps(value, ensure_ascii=ascii_only, separators=(",", ":"))
