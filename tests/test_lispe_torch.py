@@ -207,6 +207,15 @@ def test_binding_is_the_core_call(lisp: Interpreter) -> None:
     assert mine.tolist() == generate(model, [5, 9, 13], cfg).tolist()
 
 
+def test_the_active_chain_prints(lisp: Interpreter) -> None:
+    lisp.eval('(torch_generator_config generator {"repetition_penalty":1.1 "temperature":0.7 "top_p":0.9 "top_k":0})')
+    assert lisp.eval('(torch_generator_chain generator "top_p")') == \
+        "(chain (repetition_penalty 1.1) (temperature 0.7) (top_p 0.9))"
+    assert lisp.eval('(torch_generator_chain generator)') == "(chain (repetition_penalty 1.1))"
+    with pytest.raises(LispEError, match="torch_generator_chain: argument 'strategy': unknown strategy"):
+        lisp.eval('(torch_generator_chain generator "fast")')
+
+
 def test_strategy_argument_overrides_for_one_call_only(lisp: Interpreter) -> None:
     lisp.eval('(torch_generator_config generator {"strategy":"top_p" "max_length":4})')
     lisp.eval('(torch_generate generator ids "greedy")')

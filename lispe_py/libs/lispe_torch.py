@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..builtins._common import describe
 from ..builtins.registry import builtin
 from ..errors import LispEError
-from ..generation import GenerationConfig, GenerationError, generate, generate_batch, generate_text
+from ..generation import GenerationConfig, GenerationError, active_chain, generate, generate_batch, generate_text
 from ..generation import sequence_logprobs
 from ..models import DecoderModel, create_model, load_model
 from ..models.loading import EMBEDDED_MODELS, embedded_model_path, resolve_dtype
@@ -503,6 +503,28 @@ def torch_generator_info(generator: Any) -> dict:
         out[key] = Integers(v) if isinstance(v, list) and all(tv.is_int(x) for x in v) else v
     out["device"] = str(gen.device)
     return out
+
+
+@builtin("torch_generator_chain", group=G_GEN, library=LIB, min_args=1, max_args=2)
+def torch_generator_chain(generator: Any, strategy: Any = None) -> str:
+    """(torch_generator_chain generator "top_p")
+
+    The logits processors the generator's settings apply, in order, as text:
+    "(chain (repetition_penalty 1.1) (temperature 0.7) (top_p 0.9))". strategy, if given, is the one
+    a torch_generate call would use.
+    """
+    fname = "torch_generator_chain"
+    gen = _generator(fname, generator)
+    cfg = gen.config
+    if strategy is not None:
+        if not isinstance(strategy, str):
+            raise arg_error(fname, "strategy", 'a strategy name like "greedy"', strategy)
+        try:
+            cfg = cfg.update({"strategy": strategy})
+        except GenerationError as exc:
+            raise LispEError(f"{fname}: argument 'strategy': {exc}") from None
+    with core_errors(fname):
+        return active_chain(gen.model, cfg).describe()
 
 
 @builtin("torch_generate", group=G_GEN, library=LIB, min_args=2, max_args=3, ctx=True)
