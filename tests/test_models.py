@@ -219,3 +219,26 @@ def test_config_from_old_style_hf_dict():
     assert cfg.rope_theta == 500000.0 and cfg.rope_scaling["rope_type"] == "llama3"
     assert cfg.num_kv_heads == 4 and cfg.head_dim == 16 and cfg.norm_eps == 1e-5
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen3"])
+def test_bfloat16_decode_is_bit_identical_with_transformers_attention(name):
+    hf = _build_hf(name)
+    inv_freq = hf.model.rotary_emb.inv_freq.clone()
+    hf.to(torch.bfloat16)
+    hf.model.rotary_emb.inv_freq = inv_freq  # float32, as from_pretrained(dtype=bfloat16) leaves it
+    ours = model_from_hf(hf)
+    assert ours.dtype == torch.bfloat16 and not ours.transformers_attention
+    ours.transformers_attention = True
+    prompt = torch.randint(0, VOCAB, (1, 6), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = hf.generate(prompt, max_new_tokens=10, do_sample=False, output_logits=True,
+                          return_dict_in_generate=True, pad_token_id=0)
+        ours.setup_cache(1, 16)
+        logits = ours(prompt, torch.arange(6), last_only=True)
+        steps = [logits[:, -1]]
+        for i, tok in enumerate(out.sequences[0, 6:-1].tolist()):
+            steps.append(ours(torch.tensor([[tok]]), torch.tensor([6 + i]))[:, -1])
+    for step, ref in zip(steps, out.logits):
+        assert torch.equal(step, ref.float())
+    assert [int(s.argmax()) for s in steps] == out.sequences[0, 6:].tolist()
