@@ -79,9 +79,29 @@ def _parse(argv: Sequence[str]) -> dict:
     return opts
 
 
+#: How long `lispe` waits, after Ctrl-C, for the running program to stop before it exits anyway
+#: (a program blocked reading its input only sees the interrupt once the read returns).
+STOP_WAIT = 1.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `lispe` console script; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of the `lispe` console script; returns the exit status (130 after Ctrl-C)."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting up or running: no traceback
+        _interrupted()
+        return 130
+
+
+def _interrupted() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    sys.stderr.write("Interrupted\n")
+
+
+def _main(argv: Sequence[str]) -> int:
     try:
         opts = _parse(argv)
     except _Usage as exc:
@@ -114,22 +134,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = opts["print_result"] or opts["code"] is not None
     try:
         if opts["code"] is not None:
-            value = run_with_big_stack(lambda: interp._run_text(opts["code"], "<command line>"))
+            value = run_with_big_stack(lambda: interp._run_text(opts["code"], "<command line>"),
+                                       stop_wait=STOP_WAIT)
         elif opts["file"] is not None:
-            value = run_with_big_stack(lambda: interp._run_text(_read(opts["file"]), opts["file"]))
+            value = run_with_big_stack(lambda: interp._run_text(_read(opts["file"]), opts["file"]),
+                                       stop_wait=STOP_WAIT)
         else:
             text = sys.stdin.read()
-            value = run_with_big_stack(lambda: interp._run_text(text, "<stdin>"))
+            value = run_with_big_stack(lambda: interp._run_text(text, "<stdin>"), stop_wait=STOP_WAIT)
         if show and value is not VOID:
-            text = run_with_big_stack(lambda: to_string(value))
+            text = run_with_big_stack(lambda: to_string(value), stop_wait=STOP_WAIT)
             sys.stdout.write(text + "\n")
     except LispEError as exc:
         sys.stdout.flush()
         sys.stderr.write(exc.format() + "\n")
         return 1
     except KeyboardInterrupt:
-        sys.stdout.flush()
-        sys.stderr.write("interrupted\n")
+        _interrupted()
         return 130
     finally:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator
 
@@ -428,21 +429,45 @@ def _restore_limit() -> None:
             sys.setrecursionlimit(_saved_limit)
 
 
-def run_with_big_stack(fn: Callable[[], Any]) -> Any:
+#: The name of the worker thread `run_with_big_stack` evaluates in.
+EVAL_THREAD_NAME = "lispe-eval"
+
+
+def run_with_big_stack(fn: Callable[[], Any], *, stop_wait: float | None = None) -> Any:
     """Run `fn()` in a thread with a big C stack and a high recursion limit; return or raise its outcome.
 
     Re-entrant calls (an `eval` from inside running Lisp code) run directly on the current thread.
+
+    Ctrl-C: SIGINT raises KeyboardInterrupt in the main thread, which waits here. The interrupt is
+    then carried into the worker (`PyThreadState_SetAsyncExc`): it arrives at the worker's next Python
+    instruction (after a running torch operation or a blocking read returns), the Lisp code unwinds,
+    and KeyboardInterrupt is raised here once the worker has stopped. `stop_wait` bounds that wait in
+    seconds (None: until the worker stops); a second Ctrl-C stops waiting at once. The main thread
+    never join()s the worker: an interrupted join() marks a running thread as stopped in some Python
+    versions (CPython gh-90882).
     """
     if getattr(_tls, "big", False):
         return fn()
     box: dict[str, Any] = {}
+    done = threading.Event()
+    gate = threading.Lock()  # orders "the worker has finished" against an interrupt being sent
+    state = {"finished": False, "sent": False}
 
     def target() -> None:
         _tls.big = True
         try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the calling thread
-            box["error"] = exc
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the calling thread
+                box["error"] = exc
+            with gate:
+                state["finished"] = True
+                if state["sent"]:  # sent while fn() was returning: it must not fire later
+                    _send_async_exc(threading.get_ident(), None)
+        except BaseException:  # a late interrupt that landed after fn() returned: nothing to stop
+            pass
+        finally:
+            done.set()
 
     _raise_limit()
     try:
@@ -450,13 +475,43 @@ def run_with_big_stack(fn: Callable[[], Any]) -> Any:
             old = threading.stack_size()
             try:
                 threading.stack_size(_STACK_SIZE)
-                t = threading.Thread(target=target, name="lispe-eval", daemon=True)
+                t = threading.Thread(target=target, name=EVAL_THREAD_NAME, daemon=True)
                 t.start()
             finally:
                 threading.stack_size(old)
-        t.join()
+        try:
+            done.wait()
+        except KeyboardInterrupt:
+            _interrupt_worker(t, gate, state, done, stop_wait)
+            raise
     finally:
         _restore_limit()
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def _send_async_exc(ident: int, exc: type[BaseException] | None) -> int:
+    """Raise `exc` in thread `ident` at its next Python instruction (None: cancel a pending one)."""
+    import ctypes
+
+    arg = ctypes.py_object(exc) if exc is not None else None
+    return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), arg)
+
+
+def _interrupt_worker(t: threading.Thread, gate: threading.Lock, state: dict[str, bool],
+                      done: threading.Event, stop_wait: float | None) -> None:
+    """Send KeyboardInterrupt into worker `t` unless it has finished; wait until it has stopped."""
+    with gate:
+        if not state["finished"] and t.ident is not None:
+            state["sent"] = True
+            _send_async_exc(t.ident, KeyboardInterrupt)
+    deadline = None if stop_wait is None else time.monotonic() + stop_wait
+    try:
+        while not done.wait(0.05):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if t.ident not in sys._current_frames():  # the thread is gone (done not set: cannot wait)
+                return
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+        return

@@ -155,3 +155,44 @@ def test_plain_scripts_do_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "42 (2 4)\n"
+
+
+def _interrupt(cmd: list[str], stdin: int | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Start `cmd`, wait for its first output line, send SIGINT as Ctrl-C does; (result, seconds)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=20)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err), time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_ctrl_c_stops_a_running_script_with_status_130(script):
+    path = script('(println "started")\n(setq n 0)\n(while true (setq n (+ n 1)))\n')
+    r, seconds = _interrupt([*LISPE, str(path)])
+    assert r.returncode == 130
+    assert r.stderr == "Interrupted\n"  # a short message, no traceback
+    assert seconds < 5
+
+
+def test_ctrl_c_while_a_script_waits_for_input_exits_promptly(script):
+    path = script('(println "started")\n(input "name? ")\n(println "not reached")\n')
+    read_end, write_end = os.pipe()  # stdin stays open: the read blocks
+    try:
+        r, seconds = _interrupt([*LISPE, str(path)], stdin=read_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert r.returncode == 130 and r.stderr == "Interrupted\n"
+    assert "not reached" not in r.stdout
+    assert seconds < 8

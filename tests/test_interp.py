@@ -73,6 +73,30 @@ def test_the_recursion_limit_is_restored_after_evaluation():
     assert sys.getrecursionlimit() == before
 
 
+def test_ctrl_c_stops_the_lisp_code_not_only_the_wait():
+    """SIGINT lands in the main thread; the evaluation thread must stop too, and the interpreter
+    must be usable afterwards."""
+    import signal
+    import threading
+    import time
+
+    from lispe_py.runtime import EVAL_THREAD_NAME
+
+    interp = Interpreter()
+    interp.define("arm", lambda: threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start())
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        interp.eval("(setq n 0) (arm) (while true (setq n (+ n 1)))")
+    assert time.monotonic() - started < 5
+    count = interp.globals["n"]
+    time.sleep(0.2)
+    assert count > 0 and interp.globals["n"] == count  # no loop going on in the background
+    assert not any(t.name == EVAL_THREAD_NAME and t.ident in sys._current_frames()
+                   for t in threading.enumerate())
+    assert interp.eval("(+ n 1)") == count + 1
+    assert sys.getrecursionlimit() < 100_000  # the raised limit was given back
+
+
 # --- embedding -----------------------------------------------------------------------------------
 
 def test_eval_returns_python_values():

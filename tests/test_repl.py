@@ -210,9 +210,8 @@ def test_sigint_stops_a_running_loop_and_keeps_state(run) -> None:
 
 
 def test_the_repl_knows_the_evaluation_thread_it_interrupts() -> None:
-    """Ctrl-C is carried into the thread `run_with_big_stack` starts, found by its name."""
-    from lispe_py.repl.console import EVAL_THREAD_NAME
-    from lispe_py.runtime import run_with_big_stack
+    """The REPL evaluates in the thread `run_with_big_stack` starts, which carries Ctrl-C into it."""
+    from lispe_py.runtime import EVAL_THREAD_NAME, run_with_big_stack
 
     assert run_with_big_stack(lambda: threading.current_thread().name) == EVAL_THREAD_NAME
 

@@ -7,19 +7,17 @@
 
 Enter submits the input when the reader says the form is complete, otherwise it opens a new,
 indented line (Meta-Enter submits as is). The interpreter evaluates in its big-stack worker thread
-while the main thread waits with SIGINT turned into `KeyboardInterrupt`; Ctrl-C is carried into the
-worker, so a long loop or a generation really stops and the session goes on with its definitions
-intact. Ctrl-C at the prompt clears the input; Ctrl-D on an empty line exits.
+while the main thread waits with SIGINT turned into `KeyboardInterrupt`; the runtime carries Ctrl-C
+into the worker, so a long loop or a generation really stops and the session goes on with its
+definitions intact. Ctrl-C at the prompt clears the input; Ctrl-D on an empty line exits.
 The last three values are bound to `*1 *2 *3`, the last error to `*e`.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,9 +60,6 @@ COMMANDS: dict[str, str] = {
 
 ERROR_NAME = "*e"
 REPL_FILENAME = "<repl>"
-
-#: The name of the thread in which `runtime.run_with_big_stack` evaluates (see `_stop_threads`).
-EVAL_THREAD_NAME = "lispe-eval"
 
 #: ANSI colour names, so the terminal's own palette (dark or light) decides the actual colours.
 _SYNTAX = style_from_pygments_dict({
@@ -366,7 +361,6 @@ class Repl:
     def evaluate(self, text: str, load: bool = False) -> None:
         """Evaluate source text (or load a file), print its value or its error."""
         tracker = _TrackingWriter(self.stdout)
-        threads_before = set(threading.enumerate())
         try:
             try:
                 with _tracked_stdio(tracker), _interruptible():
@@ -382,8 +376,7 @@ class Repl:
             if shown is not None:
                 self.remember(value)
                 self._write(shown)
-        except KeyboardInterrupt:
-            _stop_threads(set(threading.enumerate()) - threads_before)
+        except KeyboardInterrupt:  # run_with_big_stack has stopped the evaluation thread
             # A terminal has echoed ^C where the cursor was: start a fresh line, as Python does.
             self._write_err(("\n" if _isatty(self.stderr) else "") + "Interrupted", _YELLOW)
         except LispEError as err:
@@ -455,29 +448,6 @@ def _interruptible() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _stop_threads(threads: set[threading.Thread]) -> None:
-    """Carry an interrupt into the interpreter's evaluation thread and wait until it has stopped.
-
-    The interpreter runs Lisp code in a worker thread with a big stack (`runtime.run_with_big_stack`)
-    while the main thread joins it; SIGINT lands in the main thread, so without this the loop would
-    go on in the background. The exception is delivered at the worker's next Python instruction
-    (after a running torch operation returns). A second Ctrl-C stops waiting.
-
-    Liveness is read from `sys._current_frames()`, not `Thread.is_alive()`: a `join()` interrupted
-    by KeyboardInterrupt marks a still-running thread as stopped (CPython gh-90882).
-    """
-    running = sys._current_frames()
-    workers = [t.ident for t in threads if t.name == EVAL_THREAD_NAME and t.ident in running]
-    for ident in workers:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
-                                                   ctypes.py_object(KeyboardInterrupt))
-    try:
-        while any(ident in sys._current_frames() for ident in workers):
-            time.sleep(0.01)
-    except KeyboardInterrupt:
-        pass
 
 
 def run_repl(interp: Any = None, **options: Any) -> None:
