@@ -139,3 +139,30 @@ def test_stream_decoder_rebuilds_text(ours):
     assert "".join(pieces) == text
     assert all("\ufffd" not in p for p in pieces)
     assert "" in pieces  # the emoji spans several byte tokens: held back until complete
+
+
+@needs_file
+def test_bfloat16_greedy_is_token_identical_with_transformers_attention(hf_model, hf_tokenizer):
+    import copy
+
+    from lispe_py.models import model_from_hf
+
+    hf = copy.deepcopy(hf_model)
+    inv_freq = hf.model.rotary_emb.inv_freq.clone()
+    hf.to(torch.bfloat16)
+    hf.model.rotary_emb.inv_freq = inv_freq  # float32, as from_pretrained(dtype=bfloat16) leaves it
+    model = model_from_hf(hf)
+    model.transformers_attention = True
+    chat = [{"role": "user", "content": "Tell me a story about a dog."}]  # a long answer: no early EOS
+    ids = torch.tensor([hf_tokenizer.apply_chat_template(chat, add_generation_prompt=True)["input_ids"]])
+    n, p = 24, ids.shape[1]
+    with torch.no_grad():
+        want = hf.generate(ids, max_new_tokens=n, do_sample=False)[0, p:].tolist()
+        model.setup_cache(1, p + n)
+        logits = model(ids, torch.arange(p), last_only=True)
+        got = []
+        for i in range(n):
+            got.append(int(logits[0, -1].argmax()))
+            logits = model(torch.tensor([[got[-1]]]), torch.tensor([p + i]))
+    assert len(want) == n  # transformers stops at EOS; this prompt runs the whole length
+    assert got == want

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ModelError
@@ -192,6 +192,8 @@ def _llama_from_hf(hf: dict[str, Any], model_type: str) -> ModelConfig:
 
 def _gpt2_from_hf(hf: dict[str, Any]) -> ModelConfig:
     hidden = hf.get("n_embd", 768)
+    if hf.get("scale_attn_weights", True) is False or hf.get("add_cross_attention"):
+        raise ModelError("unsupported GPT-2 variant: unscaled attention or cross-attention")
     return ModelConfig(
         arch="gpt2",
         model_type="gpt2",
