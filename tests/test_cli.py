@@ -72,6 +72,13 @@ def test_eval_prints_value_of_last_form():
     assert (r.returncode, r.stdout) == (0, "only this\n")
 
 
+def test_eval_prints_an_integer_of_5000_digits():
+    # A fresh process: Python's default int->str limit (4,300 digits) is in force until lispe lifts it.
+    r = run("-e", "(string (^^ 10 5000))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "1" + "0" * 5000 + "\n"
+
+
 def test_eval_error_exits_1():
     r = run("-e", "(car 1 2 3)")
     assert r.returncode == 1

@@ -287,6 +287,17 @@ def test_printer_rules():
     assert to_string(VOID) == "nil"
 
 
+def test_integers_over_4300_digits_print_and_parse():
+    """Python refuses int <-> str conversions past 4,300 digits by default; Lisp integers have no
+    such limit."""
+    interp = Interpreter()
+    text = interp.eval("(string (^^ 10 5000))")
+    assert text == "1" + "0" * 5000
+    assert to_string([10 ** 5000]) == "(1" + "0" * 5000 + ")"
+    assert interp.eval(f"(+ {text} 1)") == 10 ** 5000 + 1  # a literal read back
+    assert interp.eval(f'(integer "{text}")') == 10 ** 5000
+
+
 def test_defpat_redefinition_replaces_the_clause_with_the_same_patterns():
     interp = Interpreter()
     interp.eval('(defpat kind (0) "zero") (defpat kind (n) "other")')
