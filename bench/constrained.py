@@ -6,6 +6,8 @@ process: once under the constraint, once without it (forced to the same number o
 (target <= 1.5). "cold" is the first constrained run in the process (the vocabulary index, the
 automaton and the masks of the states it visits are built then); "warm" is the best of the later
 runs (everything cached, the steady state of a server or of a script that generates several times).
+The last column is the CPU time of the constraint alone per step (replayed outside the model), a
+figure that does not move with the machine's load.
 
     python bench/constrained.py                       # every kind, 2 threads
     python bench/constrained.py --kinds json_schema --repeats 5 --threads 1
@@ -50,8 +52,28 @@ CASES = {
 }
 
 
+def processor_cpu(model, prompt, new_ids, kind, spec) -> float:
+    """CPU seconds per step spent in the constraint alone (processor + stop criterion), replaying
+    the constrained output through a fresh Constraint: independent of the model and of machine load."""
+    tok = model.tokenizer
+    c = build_constraint(kind, spec, tok, [model.special_tokens["eos_token_id"]])
+    scores = torch.zeros(1, model.config.vocab_size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)      # idle OpenMP threads spin and would count as CPU time
+    seq = torch.tensor([prompt])
+    spent = 0.0
+    for t in new_ids:
+        c0 = time.process_time()
+        c(seq, scores)
+        seq = torch.cat([seq, torch.tensor([[t]])], 1)
+        c.stop_criterion(seq, seq[:, -1])
+        spent += time.process_time() - c0
+    torch.set_num_threads(threads)
+    return spent / max(1, len(new_ids))
+
+
 def run(model, prompt, new_tokens: int | None, constraint_spec=None):
-    """One greedy decode; returns (seconds, new tokens, text)."""
+    """One greedy decode; returns (seconds, new tokens, text, new ids)."""
     tok = model.tokenizer
     eos = model.special_tokens["eos_token_id"]
     eos_ids = [eos] if isinstance(eos, int) else list(eos)
@@ -71,7 +93,7 @@ def run(model, prompt, new_tokens: int | None, constraint_spec=None):
         if constraint_spec is None:
             break
     n = len(out) - len(prompt)
-    return dt, n, tok.decode(new, skip_special_tokens=True)
+    return dt, n, tok.decode(new, skip_special_tokens=True), out[len(prompt):].tolist()
 
 
 def main() -> None:
@@ -93,25 +115,26 @@ def main() -> None:
     for kind in args.kinds.split(","):
         question, spec = CASES[kind]
         prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": question}])
-        cold, n, text = run(model, prompt, None, (kind, spec))
+        cold, n, text, new_ids = run(model, prompt, None, (kind, spec))
         warm, base = [], []
         for _ in range(args.repeats):
-            dt, n2, _ = run(model, prompt, None, (kind, spec))
+            dt, n2, _, _ = run(model, prompt, None, (kind, spec))
             warm.append(dt / n2)
-            dt, nb, _ = run(model, prompt, n2)
+            dt, nb, _, _ = run(model, prompt, n2)
             base.append(dt / nb)
         b, w = min(base), min(warm)
-        rows.append((kind, n, b, cold / n, w, (cold / n) / b, w / b))
+        cpu = processor_cpu(model, prompt, new_ids, kind, spec)
+        rows.append((kind, n, b, cold / n, w, (cold / n) / b, w / b, cpu))
         print(f"{kind}: {n} tokens: {text!r}")
         if kind == "json_schema":
             json.loads(text)
     print()
-    print("| constraint | new tokens | unconstrained s/token | constrained cold s/token | "
-          "constrained warm s/token | ratio cold | ratio warm |")
-    print("|---|---|---|---|---|---|---|")
-    for kind, n, b, c, w, rc, rw in rows:
+    print("| constraint | new tokens | unconstrained /token | constrained cold /token | "
+          "constrained warm /token | ratio cold | ratio warm | constraint CPU /step (warm) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, n, b, c, w, rc, rw, cpu in rows:
         print(f"| {kind} | {n} | {b * 1e3:.1f} ms | {c * 1e3:.1f} ms | {w * 1e3:.1f} ms | "
-              f"{rc:.2f}x | {rw:.2f}x |")
+              f"{rc:.2f}x | {rw:.2f}x | {cpu * 1e3:.2f} ms |")
 
 
 if __name__ == "__main__":
