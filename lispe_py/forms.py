@@ -51,6 +51,11 @@ def _branch(c: Compiler, x: Any, scope: Scope, tail: bool) -> _Operand:
 
 @special("quote")
 def _quote(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(quote (a b)) gives its argument unevaluated: (a b); 'x is short for (quote x).
+
+    A quoted list is copied each time it is evaluated, so a destructive builtin never changes the
+    program's constant.
+    """
     _need(c, form, 1, 1)
     data = to_data(form[1])
     if isinstance(data, (list, dict)):
@@ -60,6 +65,11 @@ def _quote(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("if")
 def _if(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(if (> x 0) "positive" "other") evaluates the second form when the test is true, else the rest.
+
+    With several else forms, they run in order and the last value is returned; without an else form
+    the value is nil. False is nil, false, 0, 0.0, "", () and {}; everything else is true.
+    """
     _need(c, form, 2)
     cond_src, ns = c.cond_node(form[1], scope)
     ns = _ns(**ns)
@@ -88,6 +98,10 @@ def _if(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("ife")
 def _ife(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(ife (> x 0) "positive" (println "no") "other") runs the then form, or else all the others.
+
+    When the test is false, the remaining forms run in order and the last value is returned.
+    """
     _need(c, form, 2)
     test = _truth(c.comp(form[1], scope, False))
     then = c.comp(form[2], scope, tail) if len(form) > 2 else _const(None)
@@ -97,6 +111,10 @@ def _ife(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("check")
 def _check(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(check (> x 0) (println "positive") x) runs the body when the test is true; nil otherwise.
+
+    Returns the body's last value.
+    """
     _need(c, form, 1)
     test = _truth(c.comp(form[1], scope, False))
     body = c.comp_body(form[2:], scope, tail)
@@ -105,6 +123,10 @@ def _check(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("ncheck")
 def _ncheck(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(ncheck (> x 0) "none" (println "positive") x) gives the second form when the test is false.
+
+    When the test is true, the body (the forms after the second) runs and its last value is returned.
+    """
     _need(c, form, 2)
     test = _truth(c.comp(form[1], scope, False))
     otherwise = c.comp(form[2], scope, tail)
@@ -114,6 +136,11 @@ def _ncheck(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("cond")
 def _cond(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(cond ((< x 0) "negative") ((= x 0) "zero") (true "positive")) runs the first true clause.
+
+    Each clause is (test body...); a clause with only a test returns the test's value. No true test:
+    nil.
+    """
     clauses = []
     for clause in form[1:]:
         if not isinstance(clause, list) or not clause:
@@ -131,6 +158,11 @@ def _cond(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("switch")
 def _switch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(switch x (1 "one") (2 "two") (true "other")) runs the clause whose value equals x.
+
+    The clause values are not evaluated (they are compared as written, with =); a `true` clause is
+    the default; no match and no default gives nil.
+    """
     _need(c, form, 1)
     value = c.comp(form[1], scope, False)
     cases: list[tuple[Any, Node]] = []
@@ -156,6 +188,10 @@ def _switch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("select")
 def _select(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(select (@ d "k") "default") returns the first argument whose value is not nil.
+
+    The arguments after it are not evaluated.
+    """
     nodes = [c.comp(x, scope, False) for x in form[1:]]
 
     def select(f: list) -> Any:
@@ -169,11 +205,16 @@ def _select(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("block")
 def _block(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(block (setq x 1) (+ x 1)) runs the forms in order and returns the value of the last one: 2."""
     return c.comp_body(form[1:], scope, tail)
 
 
 @special("and")
 def _and(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(and (> x 0) (< x 10)) is true when every argument is true, nil otherwise.
+
+    It stops at the first false argument.
+    """
     tests = [_truth(c.comp(x, scope, False)) for x in form[1:]]
 
     def and_(f: list) -> Any:
@@ -187,6 +228,10 @@ def _and(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("or")
 def _or(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(or (= x 0) (> x 10)) is true when one of the arguments is true, nil otherwise.
+
+    It stops at the first true argument.
+    """
     tests = [_truth(c.comp(x, scope, False)) for x in form[1:]]
 
     def or_(f: list) -> Any:
@@ -200,6 +245,7 @@ def _or(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("not")
 def _not(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(not (> x 0)) is true when its argument is false, nil otherwise: (not 0) is true."""
     _need(c, form, 1, 1)
     test = _truth(c.comp(form[1], scope, False))
 
@@ -211,6 +257,7 @@ def _not(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("xor")
 def _xor(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(xor (> x 0) (> y 0)) is true when an odd number of its arguments are true, nil otherwise."""
     _need(c, form, 2)
     tests = [_truth(c.comp(x, scope, False)) for x in form[1:]]
 
@@ -239,6 +286,10 @@ def _iterable(pos: Any, v: Any, what: str) -> Any:
 
 @special("while")
 def _while(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(while (< i 3) (println i) (+= i 1)) runs the body as long as the test is true.
+
+    Returns the body's last value; (break) leaves the loop.
+    """
     _need(c, form, 1)
     test = _truth(c.comp(form[1], scope, False))
     body = c.comp_body(form[2:], scope, False)
@@ -254,8 +305,14 @@ def _while(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     return while_
 
 
-@special("loop", "for")
+@special("loop")
 def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(loop x '(1 2 3) (println x)) runs the body with x bound to each element in turn.
+
+    A string gives its characters, a dictionary its keys (in insertion order). Returns the body's
+    last value; (break) leaves the loop. At top level the variable is a global that stays bound
+    after the loop.
+    """
     _need(c, form, 2)
     var = form[1]
     if not isinstance(var, Symbol):
@@ -277,6 +334,12 @@ def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     return loop
 
 
+@special("for")
+def _for(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(for x '(1 2 3) (println x)) runs the body with x bound to each element in turn, like loop."""
+    return _loop(c, form, scope, tail)
+
+
 def _count(pos: Any, v: Any, what: str) -> int:
     if v.__class__ is int:
         return v
@@ -287,6 +350,11 @@ def _count(pos: Any, v: Any, what: str) -> int:
 
 @special("loopcount")
 def _loopcount(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(loopcount 3 i (println i)) runs the body 3 times, with i bound to 0, 1, 2.
+
+    The counter is optional: (loopcount 3 (println "hi")). Returns the body's last value; (break)
+    leaves the loop.
+    """
     _need(c, form, 1)
     count = c.comp(form[1], scope, False)
     setv = None
@@ -325,6 +393,10 @@ def _loopcount(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("dotimes")
 def _dotimes(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(dotimes (i 3) (println i)) runs the body with i bound to 0, 1, 2.
+
+    Returns the body's last value; (break) leaves the loop.
+    """
     _need(c, form, 1)
     spec = form[1]
     if not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], Symbol)):
@@ -348,6 +420,7 @@ def _dotimes(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("break")
 def _break(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(break) leaves the innermost loop (while, loop, for, loopcount, dotimes)."""
     def break_(f: list) -> Any:
         raise BreakSignal()
     return break_
@@ -355,6 +428,7 @@ def _break(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("return")
 def _return(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(return x) leaves the current function at once, which returns x (nil without an argument)."""
     _need(c, form, 0, 1)
     value = c.comp(form[1], scope, False) if len(form) > 1 else _const(None)
     target = scope.function_scope()
@@ -373,6 +447,11 @@ def _return(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("catch")
 def _catch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(catch (car 1 2)) runs the forms and returns an error as a maybe_ value instead of stopping.
+
+    The error value prints as its message; (maybe v) tells whether v is one. Without an error, catch
+    returns the value of the last form.
+    """
     body = c.comp_body(form[1:], scope, False)
     rt = c.rt
 
@@ -391,6 +470,10 @@ def _catch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("maybe")
 def _maybe(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(maybe (/ 1 0) "fallback") returns the value of the forms, or the last argument if they fail.
+
+    With one argument, (maybe v) is true when v is the error value catch returned.
+    """
     _need(c, form, 1)
     if len(form) == 2:
         value = c.comp(form[1], scope, False)
@@ -414,6 +497,7 @@ def _maybe(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("throw")
 def _throw(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(throw "bad input") raises an error with that message (catch and maybe intercept it)."""
     _need(c, form, 1, 1)
     value = c.comp(form[1], scope, False)
     pos = c.pos
@@ -430,6 +514,10 @@ def _throw(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("eval")
 def _eval(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(eval "(+ 1 2)") runs code given as data: 3.
+
+    A string is read and all its forms run; a list is compiled and run: (eval '(+ 1 2)).
+    """
     _need(c, form, 1, 1)
     value = c.comp(form[1], scope, False)
     interp, pos = c.interp, c.pos
@@ -444,6 +532,7 @@ def _eval(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("apply")
 def _apply(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(apply '+ 1 '(2 3)) calls a function with arguments taken from a list (the last argument): 6."""
     _need(c, form, 2)
     fn = c.comp(form[1], scope, False)
     args = [c.comp(x, scope, False) for x in form[2:]]
@@ -463,6 +552,7 @@ def _apply(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("self")
 def _self(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(self (- n 1)) calls the function being defined (recursion in a lambda or a defpat clause)."""
     fscope = scope.function_scope()
     if fscope is None:
         raise _fail(c, "self: used outside a function")
@@ -545,20 +635,26 @@ def _assign(pairs: list[tuple[Any, Node]], result_value: bool) -> Node:
 
 @special("setq")
 def _setq(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(setq x 10) binds a variable: a local inside a function, else a global; returns true.
+
+    (setq a 1 b 2) binds several. Inside a lambda it updates a variable of an enclosing function.
+    """
     return _assign(_setq_pairs(c, form, scope, False), False)
 
 
 @special("setqv")
 def _setqv(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(setqv x 10) binds a variable like setq and returns the value: 10."""
     return _assign(_setq_pairs(c, form, scope, False), True)
 
 
 @special("setg")
 def _setg(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(setg total 0) sets a global variable, even inside a function; returns true."""
     return _assign(_setq_pairs(c, form, scope, True), False)
 
 
-def _update(op: Any, name: str) -> Any:
+def _update(op: Any, name: str, verb: str) -> Any:
     @special(name)
     def update(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         _need(c, form, 2, 2)
@@ -579,6 +675,8 @@ def _update(op: Any, name: str) -> Any:
             setv(f, v)
             return v
         return upd
+    update.__doc__ = (f"({name} x 2) {verb} and returns the new value.\n\n"
+                      "x is the function's local variable if it has one, else the global.")
     return update
 
 
@@ -591,14 +689,15 @@ def _setter_existing(c: Compiler, name: str, scope: Scope) -> Any:
     return set_global
 
 
-_update(add2, "+=")
-_update(sub2, "-=")
-_update(mul2, "*=")
-_update(div2, "/=")
+_update(add2, "+=", "adds 2 to the variable x")
+_update(sub2, "-=", "subtracts 2 from the variable x")
+_update(mul2, "*=", "multiplies the variable x by 2")
+_update(div2, "/=", "divides the variable x by 2")
 
 
 @special("let")
 def _let(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(let ((x 2) (y 3)) (* x y)) binds variables for the body only and returns its last value: 6."""
     _need(c, form, 1)
     bindings = form[1]
     if not isinstance(bindings, list):
@@ -628,8 +727,13 @@ def _let(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 # --- definitions ---------------------------------------------------------------------------------
 
-@special("lambda", "λ")
+@special("lambda")
 def _lambda(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(lambda (x) (* x x)) makes an anonymous function, a closure over the variables around it.
+
+    Parameters as for defun: (lambda (x (y 10) (() rest)) ...) has a default and a rest parameter.
+    λ is the same.
+    """
     _need(c, form, 1)
     code = c.compile_function("lambda", form[1], list(form[2:]), scope, "lambda", form)
 
@@ -638,8 +742,19 @@ def _lambda(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     return make_lambda
 
 
+@special("λ")
+def _lambda_symbol(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(λ (x) (* x x)) makes an anonymous function, like lambda."""
+    return _lambda(c, form, scope, tail)
+
+
 @special("defun")
 def _defun(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(defun square (x) (* x x)) defines a global function and returns it.
+
+    Hoisted: it may be called above its definition. Parameters: (defun f (x (y 10) (() rest)) ...):
+    y defaults to 10, rest gathers the remaining arguments in a list. (return v) leaves early.
+    """
     _need(c, form, 2)
     name = form[1]
     if not isinstance(name, Symbol):
@@ -656,6 +771,12 @@ def _defun(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("defmacro")
 def _defmacro(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(defmacro twice (x) (* 2 x)) defines a macro, expanded when code is compiled.
+
+    A call is replaced by the body, with the parameters replaced by the argument forms. ($ rest) as
+    the last parameter gathers the remaining argument forms; $ rest in the body splices them.
+    Hoisted like defun.
+    """
     _need(c, form, 3)
     name, params = form[1], form[2]
     if not isinstance(name, Symbol) or not isinstance(params, list):
@@ -668,6 +789,12 @@ def _defmacro(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("defpat")
 def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(defpat fact (0) 1) adds a clause, chosen by pattern matching, to the function fact.
+
+    With (defpat fact (n) (* n (fact (- n 1)))) too, (fact 5) is 120. Clauses are tried in
+    definition order. Patterns: literals, 'sym, _ (anything), a symbol (binds), (integer_ n) (a type
+    check), lists with ($ rest). Redefining a clause with the same patterns replaces it.
+    """
     _need(c, form, 2)
     name, patterns = form[1], form[2]
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
@@ -785,6 +912,10 @@ def _name_of(v: Any) -> str | None:
 
 @special("use")
 def _use(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(use 'lispe_torch) loads a library: its builtins become available. Hoisted.
+
+    A name that is not a Python library runs stdlib/NAME.lisp, once.
+    """
     _need(c, form, 1)
     values = [c.comp(x, scope, False) for x in form[1:]]
     interp, pos = c.interp, c.pos
@@ -804,6 +935,10 @@ def _use(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("load")
 def _load(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(load "lib.lisp") runs another file in this interpreter and returns its last value.
+
+    A relative path is relative to the script's folder; sandbox rules apply.
+    """
     _need(c, form, 1, 1)
     path = c.comp(form[1], scope, False)
     interp, pos = c.interp, c.pos

@@ -1,6 +1,7 @@
 """Registry-wide checks on the builtins.
 
-(a) every registered builtin has a docstring whose first line is a Lisp usage example;
+(a) every registered builtin, and every special form, has a docstring whose first line is a Lisp
+    usage example;
 (b) every core builtin (not a library one such as lispe_torch) is called in some test source;
 (c) every builtin of the library modules (lists, predicates, numbers, strings, dicts, io, typed)
     refuses wrong argument types and wrong argument counts with a LispEError naming it.
@@ -43,6 +44,22 @@ def _test_sources() -> str:
         if path.suffix in (".lisp", ".py") and path.is_file():
             parts.append(path.read_text(encoding="utf-8", errors="replace"))
     return "\n".join(parts)
+
+
+def test_every_special_form_has_a_usage_docstring() -> None:
+    """(help 'if), the REPL's completion menu and its usage line show a special form's first line."""
+    from lispe_py.builtins.help import describe, special_forms
+    from lispe_py.compiler import SPECIAL_FORMS
+
+    Interpreter()
+    forms = special_forms()
+    assert len(forms) == len(SPECIAL_FORMS) >= 40
+    bad = [name for name, doc in forms.items()
+           if not re.match(rf"\({re.escape(name)}[ )]", doc) or len(doc.splitlines()[0]) > 110]
+    assert not bad, f"special forms without a usage line '(name ...) does...': {bad}"
+    for name, doc in forms.items():
+        assert doc.splitlines()[0] in describe(name)
+        assert "\n    " not in doc  # the docstring's source indentation is removed
 
 
 def test_every_core_builtin_is_called_in_a_test() -> None:

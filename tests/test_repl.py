@@ -145,6 +145,18 @@ def test_usage_line_for_the_call_under_the_cursor(run) -> None:
     assert repl.describe_name("area") == "area: function_ (w h)"
     assert repl.describe_name("torch_generate") == ""  # its library is not loaded
     assert repl.describe_name("no_such_name") == ""
+    assert repl.describe_name("if").startswith("(if (> x 0) ")  # special forms have a usage line
+    assert repl.describe_name("for").startswith("(for x ")
+
+
+def test_completion_meta_of_special_forms_is_their_usage_line(run) -> None:
+    from lispe_py.builtins.help import special_forms
+
+    repl = run("").repl
+    names = repl.completion_names()
+    for name, doc in special_forms().items():
+        assert names[name] == doc.splitlines()[0]
+    assert names["while"].startswith("(while ")
 
 
 def test_an_error_leaves_the_session_usable(run) -> None:

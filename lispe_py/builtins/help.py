@@ -5,6 +5,7 @@ a usage example). `(help)` lists the builtins by group.
 """
 from __future__ import annotations
 
+import inspect
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -48,7 +49,7 @@ def special_forms() -> dict[str, str]:
     """The compiler's special forms, each with its docstring (first line: usage), if it has one."""
     from ..compiler import SPECIAL_FORMS
 
-    return {sym.name: (fn.__doc__ or "").strip() for sym, fn in SPECIAL_FORMS.items()}
+    return {sym.name: inspect.cleandoc(fn.__doc__ or "") for sym, fn in SPECIAL_FORMS.items()}
 
 
 def describe(name: str, interp: Any = None, libraries: set[str] | None = None) -> str:
