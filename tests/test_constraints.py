@@ -324,6 +324,18 @@ def test_rows_tracked_by_content_under_reorder(tok):
     assert c.describe() == '(choices ("yes" "no"))'
 
 
+def test_automata_are_cached_per_tokenizer(tok):
+    spec = r"[0-9]{2}-[a-z]{2}"
+    a = build_constraint("regex", spec, tok, [tok.eos_token_id])
+    b = build_constraint("regex", spec, tok, [tok.eos_token_id])
+    assert a is not b and a.automaton is b.automaton      # per-call rows, shared automaton
+    s = a.automaton.advance(a.automaton.initial(), tok.encode("4", add_special_tokens=False)[0])
+    a.automaton.mask(s)
+    indexed = a.automaton.n_states_indexed()
+    b.automaton.mask(s)
+    assert b.automaton.n_states_indexed() == indexed      # the second call reuses the masks
+
+
 def test_allowed_tokens_and_errors(tok):
     c = build_constraint("allowed_tokens", ["yes", " no", 33], tok, [tok.eos_token_id])
     ids = sorted({tok.encode("yes", add_special_tokens=False)[0],
