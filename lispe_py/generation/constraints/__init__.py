@@ -51,8 +51,8 @@ def _freeze(x: Any) -> Any:
         return tuple(_freeze(v) for v in x)
     if isinstance(x, (str, int, float, bool)) or x is None:
         return x
-    name = getattr(x, "name", None)
-    return name if isinstance(name, str) else str(x)
+    name = getattr(x, "name", None)       # a Lisp symbol: kept apart from the string of its name
+    return ("<symbol>", name) if isinstance(name, str) else ("<object>", repr(x))
 
 
 def validate_spec(kind: str, spec: Any) -> Any:
@@ -81,7 +81,7 @@ def validate_spec(kind: str, spec: Any) -> Any:
         return spec
     if kind == "grammar":
         Grammar(spec)
-        return _freeze(spec) if not isinstance(spec, dict) else spec
+        return spec
     if isinstance(spec, str):
         try:
             spec = json.loads(spec)
