@@ -68,6 +68,17 @@ class Interpreter:
 
         return _to_python(run_with_big_stack(lambda: self._run_text(source, filename)))
 
+    def run_source(self, source: str, filename: str = "<string>") -> Any:
+        """Run LispE source text and return the Lisp value of its last form, as Lisp holds it.
+
+        Unlike `eval`, the void value of print functions comes back as `lispe_py.values.VOID`
+        (not None), so a caller such as a console can tell "printed something, no value" from nil.
+        The value is not converted; print it with `lispe_py.printer.repr_string`.
+        """
+        from .runtime import run_with_big_stack
+
+        return run_with_big_stack(lambda: self._run_text(source, filename))
+
     def run_file(self, path: str) -> Any:
         """Run a .lisp file (its folder becomes `_current` unless a script_dir was given)."""
         from .runtime import run_with_big_stack

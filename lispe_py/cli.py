@@ -26,6 +26,7 @@ Run LispE programs.
 options:
   --print-result     after running FILE or stdin, print the value of the last form
   --sandbox          refuse file access outside the script folder (load, fread, fwrite)
+  --vi               start the REPL with Vi key bindings (also LISPE_EDITING_MODE=vi)
   --version          print the version and exit
   -h, --help         show this help and exit
 
@@ -39,7 +40,7 @@ class _Usage(Exception):
 
 def _parse(argv: Sequence[str]) -> dict:
     opts = {"print_result": False, "sandbox": False, "code": None, "file": None, "args": [],
-            "stdin": False}
+            "stdin": False, "vi": False}
     i = 0
     argv = list(argv)
     while i < len(argv):
@@ -54,6 +55,8 @@ def _parse(argv: Sequence[str]) -> dict:
             opts["print_result"] = True
         elif a == "--sandbox":
             opts["sandbox"] = True
+        elif a == "--vi":
+            opts["vi"] = True
         elif a in ("-e", "--eval"):
             if i + 1 >= len(argv):
                 raise _Usage(f"{a} needs an argument")
@@ -125,7 +128,7 @@ def _main(argv: Sequence[str]) -> int:
     interp = Interpreter(sandbox=opts["sandbox"], script_dir=script_dir, args=opts["args"])
 
     if opts["code"] is None and opts["file"] is None and not opts["stdin"] and sys.stdin.isatty():
-        return _repl(interp)
+        return _repl(interp, opts["vi"])
 
     from .printer import to_string
     from .runtime import run_with_big_stack
@@ -170,48 +173,12 @@ def _read(path: str) -> str:
         raise LispEError(f"cannot read {path}: {exc}") from None
 
 
-def _repl(interp) -> int:
-    """The interactive loop: the full REPL (lispe_py.repl) when present, else a minimal one."""
-    try:
-        from .repl import run_repl  # type: ignore[attr-defined]
-    except ImportError:
-        run_repl = None
-    if run_repl is not None:
-        result = run_repl(interp)
-        return result if isinstance(result, int) else 0
-    return _minimal_repl(interp)
+def _repl(interp, vi_mode: bool) -> int:
+    """The interactive console (lispe_py.repl); `--vi` starts it with Vi key bindings."""
+    from .repl import run_repl
 
-
-def _minimal_repl(interp) -> int:
-    from . import LispEError
-    from .printer import repr_string
-    from .reader import is_complete
-    from .runtime import run_with_big_stack
-    from .values import VOID
-
-    buffer = ""
-    while True:
-        try:
-            line = input("lispe> " if not buffer else "...... ")
-        except EOFError:
-            sys.stdout.write("\n")
-            return 0
-        except KeyboardInterrupt:
-            sys.stdout.write("\n")
-            buffer = ""
-            continue
-        buffer += line + "\n"
-        if not is_complete(buffer):
-            continue
-        code, buffer = buffer, ""
-        if not code.strip():
-            continue
-        try:
-            value = run_with_big_stack(lambda: interp._run_text(code, "<repl>"))
-            if value is not VOID:
-                sys.stdout.write(repr_string(value) + "\n")
-        except LispEError as exc:
-            sys.stderr.write(exc.format() + "\n")
+    run_repl(interp, vi_mode=True if vi_mode else None)  # None: LISPE_EDITING_MODE decides
+    return 0
 
 
 if __name__ == "__main__":

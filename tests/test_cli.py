@@ -108,7 +108,14 @@ def test_version_and_help():
     r = run("--version")
     assert (r.returncode, r.stdout) == (0, f"lispe_py {__version__}\n")
     r = run("--help")
-    assert r.returncode == 0 and "--sandbox" in r.stdout and "-e" in r.stdout
+    assert r.returncode == 0 and "--sandbox" in r.stdout and "-e" in r.stdout and "--vi" in r.stdout
+
+
+def test_vi_flag_is_an_option_not_a_file():
+    from lispe_py.cli import _parse
+
+    assert _parse(["--vi"])["vi"] is True and _parse([])["vi"] is False
+    assert _parse(["--vi", "prog.lisp", "x"])["file"] == "prog.lisp"
 
 
 def test_sandbox_refuses_load_outside_the_script_folder(tmp_path):

@@ -112,6 +112,18 @@ def test_eval_returns_python_values():
     assert isinstance(interp.eval("(integers 1 2)"), Integers)
 
 
+def test_run_source_keeps_the_void_value_and_runs_on_the_big_stack():
+    interp = Interpreter()
+    assert interp.run_source('(println "x")') is VOID  # eval gives None for it, like for nil
+    assert interp.run_source("nil") is None
+    assert interp.run_source("(setq n 4) (+ n 1)", "<mine>") == 5
+    interp.run_source("(defun depth (n) (if (= n 0) 0 (+ 1 (depth (- n 1)))))")
+    assert interp.run_source("(depth 10000)") == 10000
+    with pytest.raises(LispEError) as info:
+        interp.run_source("\n(car 1 2)", "<mine>")
+    assert (info.value.filename, info.value.line) == ("<mine>", 2)
+
+
 def test_interpreters_have_independent_globals():
     a, b = Interpreter(), Interpreter()
     a.eval("(setq shared 1) (defun f () 'from_a)")

@@ -202,6 +202,20 @@ def test_no_blank_line_after_reading_input(run, monkeypatch: pytest.MonkeyPatch)
     assert session.out == 'name? true\n"hi Bob"\n'
 
 
+def test_the_repl_evaluates_through_the_public_run_source(run) -> None:
+    """The console relies on Interpreter.run_source (VOID kept), not on a private method."""
+    calls = []
+
+    class Recording(Interpreter):
+        def run_source(self, source: str, filename: str = "<string>") -> object:
+            calls.append((source, filename))
+            return super().run_source(source, filename)
+
+    session = run('(println "hi")' + ENTER + "(+ 1 2)" + ENTER, interp=Recording())
+    assert session.out == "hi\n3\n" and session.err == ""
+    assert calls == [('(println "hi")', "<repl>"), ("(+ 1 2)", "<repl>")]
+
+
 def test_ctrl_c_at_the_prompt_clears_the_input(run) -> None:
     session = run("(+ 1" + CTRL_C + "(+ 2 3)" + ENTER)
     assert session.out == "5\n" and session.err == ""

@@ -185,3 +185,22 @@ def test_piped_stdin_runs_as_a_script(env: dict[str, str]) -> None:
                            capture_output=True, text=True, timeout=TIMEOUT)
     assert error.returncode == 1 and "Error:" in error.stderr
     assert not re.search("Traceback", error.stderr)
+
+
+def test_vi_flag_starts_the_repl_with_vi_key_bindings(env: dict[str, str]) -> None:
+    command = lispe_command()
+    child = Terminal(command[0], [*command[1:], "--vi"], env=env, encoding="utf-8", timeout=TIMEOUT,
+                     dimensions=(30, 120))
+    child.expect_exact(PROMPT)
+    # (The "[vi]" on the usage line is not drawn here: without cursor position reports,
+    # prompt_toolkit does not know the screen height and leaves the bottom toolbar out.)
+    child.send("(* 2 3)")
+    child.send("\x1b")  # Escape: Vi normal mode
+    time.sleep(0.8)  # longer than prompt_toolkit's wait for a key sequence after Escape
+    child.send("0lr+")  # go to the start, one right, replace '*' with '+'
+    time.sleep(0.3)
+    child.send("\r")
+    child.expect(printed("5"))  # (+ 2 3): Emacs bindings would have inserted "0lr+" instead
+    child.expect_exact(PROMPT)
+    child.send(":quit\r")
+    child.expect(pexpect.EOF)

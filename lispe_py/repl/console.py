@@ -368,7 +368,7 @@ class Repl:
                         path = _unquote(text)
                         value = run_with_big_stack(lambda: self.interp.load(path))
                     else:
-                        value = run_with_big_stack(lambda: self.interp._run_text(text, REPL_FILENAME))
+                        value = self.interp.run_source(text, REPL_FILENAME)
                     shown = None if value is VOID else run_with_big_stack(lambda: printer.repr_string(value))
             finally:
                 if not tracker.at_line_start:
