@@ -49,7 +49,7 @@ EXPECT: dict[str, list[str]] = {
     "strategy_top_k": [r"Top-K answer 1: \w+", r"Top-K answer 2 : \w+", r"Top-K answer 3 : \w+"],
     "strategy_top_p": [r"Top-P answer: \w+", r"With a seed, the same sample twice: true"],
     "strategy_beam_search": [r"Beam search answer: \w+( \S+)*"],
-    "tuning_temperature": [rf"temperature {t} :\s*\S" for t in ("0.3", "0.8", "1.2", "2")],
+    "tuning_temperature": [rf"temperature {t} :\s*\S" for t in ("0.3", "0.8", "1.2", "2.0")],
     "tuning_top_k_top_p": [r"conservative #<generator .*top_k=30 top_p=0\.85",
                            r"balanced #<generator .*top_k=40 top_p=0\.9",
                            r"creative #<generator .*temperature=1 top_k=50 top_p=0\.95"],
