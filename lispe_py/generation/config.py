@@ -23,6 +23,8 @@ class GenerationError(ValueError):
 
 
 STRATEGIES = ("greedy", "top_k", "top_p", "sample", "beam_search")
+# Keys that constrain the output (lispe_py.generation.constraints); the value is the constraint's spec.
+CONSTRAINT_KEYS = ("allowed_tokens", "choices", "regex", "grammar", "json_schema")
 
 # Aliases accepted by `from_dict`/`update`; `to_dict` always uses the canonical name.
 ALIASES = {"max_new_tokens": "max_length"}
@@ -69,6 +71,12 @@ class GenerationConfig:
     seed: int | None = None
     callback: Callable[[int, str], Any] | None = field(default=None, compare=False)
     logits_processor: tuple[Callable, ...] | None = field(default=None, compare=False)
+    # guided generation (lispe_py.generation.constraints): at most one of these per call
+    allowed_tokens: tuple | None = None
+    choices: tuple[str, ...] | None = None
+    regex: str | None = None
+    grammar: Any = None
+    json_schema: Any = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -127,6 +135,9 @@ class GenerationConfig:
                 f"num_return_sequences={self.num_return_sequences} needs sampling (do_sample true, "
                 f"temperature > 0, a sampling strategy) or strategy \"beam_search\": "
                 f"greedy decoding would return {self.num_return_sequences} identical sequences")
+        constraints = [k for k in CONSTRAINT_KEYS if getattr(self, k) is not None]
+        if len(constraints) > 1:
+            raise GenerationError(f"only one constraint per call, got {', '.join(constraints)}")
         if self.min_new_tokens > self.max_length:
             raise GenerationError(
                 f"min_new_tokens ({self.min_new_tokens}) is larger than max_length ({self.max_length})")
@@ -280,6 +291,12 @@ def _processors(name: str, v: Any) -> tuple[Callable, ...]:
     return tuple(items)
 
 
+def _constraint(name: str, v: Any) -> Any:
+    """A constraint spec, checked for shape (regexes and grammars compiled) without a tokenizer."""
+    from .constraints import validate_spec
+    return validate_spec(name, v)
+
+
 _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "max_length": _int(1),
     "min_new_tokens": _int(0),
@@ -306,6 +323,7 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _seed,
     "callback": _callable,
     "logits_processor": _processors,
+    **{k: _constraint for k in CONSTRAINT_KEYS},
 }
 _DEFAULTS = {f.name: f.default for f in fields(GenerationConfig)}
 # Keys whose default is None: a None value (Lisp nil) restores "unset / the model's".
