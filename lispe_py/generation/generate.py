@@ -194,10 +194,30 @@ def make_plan(model: Any, input_ids: Any, config: GenerationConfig, attention_ma
     rows = prompt.ids.shape[0] * (config.beams if config.strategy == "beam_search"
                                   else config.num_return_sequences)
     ignore = prompt.pad_lengths.repeat_interleave(rows // prompt.ids.shape[0]) if prompt.padded else None
+    constraint = config_constraint(config, tokenizer, special.eos)
+    if constraint is not None:
+        extra_processors = tuple(extra_processors) + (constraint,)
+        stopping = tuple(stopping) + (constraint.stop_criterion,)
     chain = build_chain(config, prompt_length=p, eos_token_ids=special.eos, ignore_lengths=ignore,
                         bad_words_ids=resolve_bad_words(config, tokenizer), extra=extra_processors)
     return Plan(config, special, prompt, vocab, config.max_length, chain, tokenizer, config.is_greedy,
                 tuple(stopping))
+
+
+def config_constraint(config: GenerationConfig, tokenizer: Any, eos: Sequence[int]) -> Any:
+    """The Constraint processor for the config's constraint key (regex, choices, ...), or None.
+
+    It runs after the user's processors and before the sampling filters, and its stop criterion ends
+    a row as soon as its text is complete and nothing more can follow."""
+    from .config import CONSTRAINT_KEYS
+    for kind in CONSTRAINT_KEYS:
+        spec = getattr(config, kind)
+        if spec is not None:
+            if tokenizer is None:
+                raise GenerationError(f"the {kind!r} constraint needs the model's tokenizer (the model has none)")
+            from .constraints import build_constraint
+            return build_constraint(kind, spec, tokenizer, eos)
+    return None
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -327,8 +347,10 @@ def active_chain(model: Any, config: GenerationConfig | dict | None = None, **ov
     vocab = int(model.config.vocab_size)
     special = resolve_special_tokens(config, getattr(model, "special_tokens", None), vocab)
     tokenizer = getattr(model, "tokenizer", None)
+    constraint = config_constraint(config, tokenizer, special.eos)
     return build_chain(config, prompt_length=0, eos_token_ids=special.eos,
-                       bad_words_ids=resolve_bad_words(config, tokenizer))
+                       bad_words_ids=resolve_bad_words(config, tokenizer),
+                       extra=(constraint,) if constraint is not None else ())
 
 
 def sequence_logprobs(model: Any, ids: Any) -> torch.Tensor:
