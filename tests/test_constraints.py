@@ -576,3 +576,55 @@ def test_smollm2_json_schema(smol):
     text = tok.decode(out[len(prompt):].tolist(), skip_special_tokens=True)
     value = json.loads(text)
     assert isinstance(value["name"], str) and isinstance(value["age"], int)
+
+
+# ---------------------------------------------------------------------------- config keys
+def test_config_keys_drive_generate(tiny, tok):
+    from lispe_py.generation import GenerationConfig
+    from lispe_py.generation.generate import make_plan
+    eos = tok.eos_token_id
+    prompt = tok.encode("Answer:", add_special_tokens=False)
+    base = {"strategy": "sample", "top_k": 0, "seed": 4, "num_return_sequences": 30,
+            "eos_token_id": eos, "pad_token_id": eos}
+    cases = [("choices", ["red", "green", "blue"], lambda t: t in ("red", "green", "blue")),
+             ("regex", r"#[0-9a-f]{6}", lambda t: re.fullmatch(r"#[0-9a-f]{6}", t)),
+             ("json_schema", SMALL_SCHEMA, lambda t: _json_ok(t, SMALL_SCHEMA)),
+             ("grammar", ARITH, _arith_ok)]
+    for kind, spec, check in cases:
+        cfg = GenerationConfig.from_dict({**base, kind: spec, "max_length": 120})
+        out = generate(tiny, [prompt], cfg, tokenizer=tok,
+                       logits_processor=[favour_eos(eos, 2.0)] if kind == "grammar" else None)
+        for row in out.tolist():
+            new = row[len(prompt):]
+            text = tok.decode(new[:new.index(eos)] if eos in new else new)
+            assert (eos in new or len(new) < 120) and check(text), (kind, text)
+        plan = make_plan(tiny, prompt, cfg, tokenizer=tok)
+        assert f"({kind} " in plan.chain.describe()
+        assert len(plan.stopping) == 1
+    ids = [tok.encode(w, add_special_tokens=False)[0] for w in ("yes", " no")]
+    out = generate(tiny, prompt, {"allowed_tokens": ids, "max_length": 6, "min_new_tokens": 6,
+                                  "eos_token_id": eos}, tokenizer=tok)
+    assert set(out[len(prompt):].tolist()) <= set(ids)
+
+
+def test_config_constraint_errors():
+    from lispe_py.generation import GenerationConfig
+    with pytest.raises(GenerationError, match="choices must be a non-empty list"):
+        GenerationConfig.from_dict({"choices": "yes"})
+    with pytest.raises(GenerationError, match="only one constraint"):
+        GenerationConfig.from_dict({"choices": ["a"], "regex": "a"})
+    with pytest.raises(GenerationError, match="unknown operator"):
+        GenerationConfig.from_dict({"grammar": [["root", ["bogus", "x"]]]})
+    cfg = GenerationConfig.from_dict({"regex": "[ab]+"})
+    assert cfg.update({"regex": None}).regex is None
+    assert GenerationConfig.from_dict(cfg.to_dict()).regex == "[ab]+"
+
+
+def test_active_chain_prints_the_constraint(tok):
+    from lispe_py.generation.generate import active_chain
+    from lispe_py.models.loading import attach_tokenizer
+    model = create_model(ModelConfig(vocab_size=tok.vocab_size, hidden_size=8, num_layers=1,
+                                     num_heads=2, intermediate_size=16, seed=1))
+    attach_tokenizer(model, tok)
+    chain = active_chain(model, {"strategy": "sample", "top_k": 5, "choices": ["a", "b"]})
+    assert chain.describe() == '(chain (choices ("a" "b")) (top_k 5))'
