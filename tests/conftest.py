@@ -34,3 +34,18 @@ def _flush_denormals():
     if "torch" in sys.modules:
         _torch_setup()
     yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_one_thread():
+    """Torch tests run on one intra-op thread: the tiny models gain nothing from threads, and on a
+    machine whose cores are shared with other jobs, threads waiting for each other cost several times
+    more than they bring. Benchmarks (bench/) choose their own thread count."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,20 +16,11 @@ pytest.importorskip("interegular")
 
 from lispe_py.generation import GenerationError, generate  # noqa: E402
 from lispe_py.generation.constraints import (  # noqa: E402
-    DEAD, ByteDFA, Constraint, Grammar, GrammarAutomaton, VocabIndex, build_constraint,
+    DEAD, ByteDFA, Grammar, GrammarAutomaton, VocabIndex, build_constraint,
     schema_to_grammar, validate_spec, vocab_index)
 from lispe_py.models import ModelConfig, create_model  # noqa: E402
 
 N_SAMPLES = 200
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared: one intra-op thread is faster than contended ones for these sizes
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

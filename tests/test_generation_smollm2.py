@@ -21,14 +21,6 @@ from lispe_py.models import load_model  # noqa: E402
 PROMPT = "The three primary colours are"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The cores are shared: one thread per test process is faster than two fighting for them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def models():

@@ -74,14 +74,6 @@ def typ(interp: Interpreter, expr: str) -> str:
     return interp.eval(f"(string (type {expr}))")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The cores are shared: one torch thread per test process is faster than several fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def info(interp: Interpreter) -> dict:
     return interp.eval("(torch_generator_info generator)")

@@ -23,14 +23,6 @@ from lispe_py import Interpreter, LispEError  # noqa: E402
 PROMPT = "The three primary colours are"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The cores are shared: one torch thread per test process is faster than several fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def lisp() -> Interpreter:
