@@ -1047,6 +1047,19 @@ def torch_hf_enable_kv_cache(model: Any, enable: Any = True) -> Any:
     return KVContext(m, min(m.config.max_position_embeddings, 4096))
 
 
+def _batch_ids_in_vocab(fname: str, m: Any, input_ids: Any) -> torch.Tensor:
+    """The `input_ids` argument as a [batch, seq] LongTensor whose ids are all in `m`'s vocabulary."""
+    ids = ids_arg(fname, "input_ids", input_ids)
+    if not isinstance(ids, torch.Tensor):
+        raise LispEError(f"{fname}: argument 'input_ids': rows must have the same length")
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(0)
+    vocab = m.config.vocab_size
+    if bool(((ids < 0) | (ids >= vocab)).any()):
+        raise LispEError(f"{fname}: argument 'input_ids': token ids outside the vocabulary (0..{vocab - 1})")
+    return ids
+
+
 @builtin("torch_hf_forward", group=G_COMPAT, library=LIB, min_args=2, max_args=3)
 def torch_hf_forward(model: Any, input_ids: Any, context: Any = None) -> torch.Tensor:
     """(torch_hf_forward model (tensor_unsqueeze (torch_tensor ids) 0))
@@ -1056,14 +1069,7 @@ def torch_hf_forward(model: Any, input_ids: Any, context: Any = None) -> torch.T
     """
     fname = "torch_hf_forward"
     m = _model(fname, model)
-    ids = ids_arg(fname, "input_ids", input_ids)
-    if not isinstance(ids, torch.Tensor):
-        raise LispEError(f"{fname}: argument 'input_ids': rows must have the same length")
-    if ids.dim() == 1:
-        ids = ids.unsqueeze(0)
-    vocab = m.config.vocab_size
-    if bool(((ids < 0) | (ids >= vocab)).any()):
-        raise LispEError(f"{fname}: argument 'input_ids': token ids outside the vocabulary (0..{vocab - 1})")
+    ids = _batch_ids_in_vocab(fname, m, input_ids)
     if context is not None:
         if not isinstance(context, KVContext) or context.model is not m:
             raise arg_error(fname, "context", "a KV cache of this model (torch_hf_enable_kv_cache)", context)
@@ -1084,14 +1090,7 @@ def torch_hf_embeddings(model: Any, input_ids: Any) -> torch.Tensor:
     """
     fname = "torch_hf_embeddings"
     m = _model(fname, model)
-    ids = ids_arg(fname, "input_ids", input_ids)
-    if not isinstance(ids, torch.Tensor):
-        raise LispEError(f"{fname}: argument 'input_ids': rows must have the same length")
-    if ids.dim() == 1:
-        ids = ids.unsqueeze(0)
-    vocab = m.config.vocab_size
-    if bool(((ids < 0) | (ids >= vocab)).any()):
-        raise LispEError(f"{fname}: argument 'input_ids': token ids outside the vocabulary (0..{vocab - 1})")
+    ids = _batch_ids_in_vocab(fname, m, input_ids)
     with torch.no_grad():
         return m.embed(ids.to(m.device)).detach().float().cpu()
 
