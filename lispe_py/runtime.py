@@ -398,6 +398,12 @@ def unknown_function(name: str, interp: Any) -> LispEError:
     msg = f"unknown function: '{name}'"
     if best:
         msg += f" (did you mean '{best}'?)"
+    else:
+        from .libs import library_for
+
+        library = library_for(name)
+        if library is not None and library not in interp.libraries:
+            msg += f" (functions like it come with (use '{library}))"
     return LispEError(msg)
 
 

@@ -4,3 +4,17 @@
 functions then become visible in that interpreter. Nothing here is imported before a `use`: in
 particular torch is imported only when `lispe_torch` is loaded.
 """
+
+# Name prefixes of each library's functions, known without importing the library (which would import
+# torch): an unknown function with such a prefix gets a hint to `use` the library.
+NAME_PREFIXES: dict[str, tuple[str, ...]] = {
+    "lispe_torch": ("torch_", "tensor_", "tokenizer_"),
+}
+
+
+def library_for(name: str) -> str | None:
+    """The library whose functions are named like `name`, if any."""
+    for library, prefixes in NAME_PREFIXES.items():
+        if name.startswith(prefixes):
+            return library
+    return None
