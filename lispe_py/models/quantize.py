@@ -220,10 +220,10 @@ def _head_mode(mode: str, lm_head: bool | str) -> str | None:
     # costs nothing measurable (llama.cpp's Q4 files keep it Q8_0 too), so True means int8.
     if lm_head is False or lm_head is None:
         return None
-    if lm_head is True:
+    if lm_head is True or lm_head == "auto":
         return "int8"
     if lm_head not in MODES:
-        raise ModelError(f"lm_head must be True, False, 'int8' or 'int4', got {lm_head!r}")
+        raise ModelError(f"lm_head must be True, False, 'auto', 'int8' or 'int4', got {lm_head!r}")
     return lm_head
 
 
@@ -247,13 +247,19 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
 
     mode: "int8" (per-channel) or "int4" (group-wise, group_size 32/64/128; a layer whose in_features the
     group does not divide uses the largest allowed group that does). lm_head: True (int8, whatever the
-    mode: int4 there costs SmolLM2 ~10% perplexity), False (keep it in the model's dtype), "int8" or "int4". Records `model.quantization` and returns the model.
+    mode: int4 there costs SmolLM2 ~10% perplexity), False (keep it in the model's dtype), "int8", "int4",
+    or "auto" (int8 when the model allows it, else kept: an untied head cannot be quantized while the model
+    reads its dtype from `lm_head.weight`). Records `model.quantization` and returns the model.
     """
     _check_mode(mode, group_size)
     if getattr(model, "quantization", None) is not None:
         raise ModelError(f"the model is already quantized ({model.quantization.mode})")
     head = _head_mode(mode, lm_head)
     targets = [(n, m) for n, m in model.named_modules() if type(m) is nn.Linear and n != "lm_head"]
+    for name, linear in targets + ([("lm_head", model.lm_head)] if head == "int4" else []):
+        if (mode == "int4" or name == "lm_head") and linear.in_features % 32:  # before any layer changes
+            raise ModelError(f"int4: layer {name} has in_features {linear.in_features}, not a multiple of "
+                             f"any group size {GROUP_SIZES}; use int8")
     with _one_thread():
         if head is not None:
             original = model.lm_head
@@ -263,10 +269,13 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
                 model.dtype
             except AttributeError:
                 model.lm_head = original
-                raise ModelError(
-                    "this model reads its dtype from lm_head.weight, which an untied quantized head no longer "
-                    "has: quantize with lm_head=False"
-                ) from None
+                if lm_head == "auto":  # an untied head stays in the model's dtype
+                    head = None
+                else:
+                    raise ModelError(
+                        "this model reads its dtype from lm_head.weight, which an untied quantized head no "
+                        "longer has: quantize with lm_head=False or lm_head='auto'"
+                    ) from None
         for name, linear in targets:
             _set_module(model, name, _quantized(linear, mode, group_size, compute_dtype))
     model.quantization = Quantization(

@@ -1,0 +1,71 @@
+"""`torch_model_quantize`: weight-only int8/int4 quantization from Lisp (part of `(use 'lispe_torch)`).
+
+The builtin is registered with `library="lispe_torch"`, so it is visible after `(use 'lispe_torch)` once
+this module is imported; `lispe_py.libs.lispe_torch` imports it at its end. The work is done by
+`lispe_py.models.quantize.quantize_model` (docs/performance.md); this module only checks the Lisp
+arguments and turns the models layer's errors into LispE errors naming the function.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..builtins._common import describe
+from ..builtins.registry import builtin
+from ..errors import LispEError
+from ..models.quantize import GROUP_SIZES, MODES, quantize_model
+from .lispe_torch import G_MODEL, LIB, _model
+from .torch_values import core_errors, is_int
+
+DEFAULT_GROUP_SIZE = 32
+
+
+def quantize_args(fname: str, mode: Any, group_size: Any = None,
+                  names: tuple[str, str] = ("argument 'mode'", "argument 'group_size'")) -> tuple[str, int]:
+    """(mode, group size) from Lisp values, or a LispE error naming `fname` and the argument (`names`:
+    how the two values are called in the message: arguments here, config keys for a load config)."""
+    if not isinstance(mode, str) or mode not in MODES:
+        raise LispEError(f"{fname}: {names[0]}: unknown quantization {describe(mode)}; valid: "
+                         + ", ".join(f'"{m}"' for m in MODES))
+    if group_size is None:
+        return mode, DEFAULT_GROUP_SIZE
+    if mode != "int4":
+        raise LispEError(f"{fname}: {names[1]}: only \"int4\" has groups (\"{mode}\" has one scale per "
+                         f"output row); leave it out")
+    if not is_int(group_size) or group_size not in GROUP_SIZES:
+        raise LispEError(f"{fname}: {names[1]}: expected one of "
+                         + ", ".join(map(str, GROUP_SIZES)) + f", got {describe(group_size)}")
+    return mode, group_size
+
+
+def load_options(fname: str, quantize: Any, group_size: Any) -> tuple[str | None, int]:
+    """The `quantize`/`group_size` values of a load config (torch_hf_load_model), checked: (None, 32)
+    when neither is given; a group size without "quantize" "int4" is an error."""
+    if quantize is None and group_size is None:
+        return None, DEFAULT_GROUP_SIZE
+    if quantize is None:
+        raise LispEError(f'{fname}: config "group_size" needs "quantize" "int4"')
+    return quantize_args(fname, quantize, group_size, ('config "quantize"', 'config "group_size"'))
+
+
+@builtin("torch_model_quantize", group=G_MODEL, library=LIB, min_args=2, max_args=3)
+def torch_model_quantize(model: Any, mode: Any, group_size: Any = None) -> Any:
+    """(torch_model_quantize model "int8")
+
+    Quantizes the model's linear layers in place (weights only) and returns it: "int8" (one scale per
+    output channel) or "int4" with an optional group size, 32 (default), 64 or 128:
+    (torch_model_quantize model "int4" 64). The output head becomes int8 when it shares the embedding
+    table (SmolLM2), else it stays in the model's dtype; norms, attention and the KV cache keep the
+    model's dtype. Quantized layers compute in bfloat16 (torch's fast CPU kernels). A model is quantized
+    once; a generator given here quantizes its model. To load a quantized model directly (a GGUF's Q4
+    blocks kept as they are), see torch_hf_load_model.
+    """
+    fname = "torch_model_quantize"
+    m = _model(fname, model)
+    mode, group = quantize_args(fname, mode, group_size)
+    quantized = getattr(m, "quantization", None)
+    if quantized is not None:
+        raise LispEError(f"{fname}: argument 'model': the model is already quantized ({quantized.mode}); "
+                         f"load or create it again to quantize it differently")
+    with core_errors(fname):
+        quantize_model(m, mode, group_size=group, lm_head="auto")
+    return model
