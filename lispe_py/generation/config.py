@@ -26,6 +26,12 @@ STRATEGIES = ("greedy", "top_k", "top_p", "sample", "beam_search")
 # Keys that constrain the output (lispe_py.generation.constraints); the value is the constraint's spec.
 CONSTRAINT_KEYS = ("allowed_tokens", "choices", "regex", "grammar", "json_schema")
 
+# What an `on_step` hook may change while generating (they take effect from the next step).
+STEP_KEYS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
+             "presence_penalty", "frequency_penalty")
+# Keys whose values are functions (never part of a replayable transcript).
+FUNCTION_KEYS = ("callback", "logits_processor", "stop_when", "on_step")
+
 # Aliases accepted by `from_dict`/`update`; `to_dict` always uses the canonical name.
 ALIASES = {"max_new_tokens": "max_length"}
 
@@ -71,6 +77,9 @@ class GenerationConfig:
     seed: int | None = None
     callback: Callable[[int, str], Any] | None = field(default=None, compare=False)
     logits_processor: tuple[Callable, ...] | None = field(default=None, compare=False)
+    # decoding control (generate.py): predicates on a row's new text, and per-step hooks
+    stop_when: tuple[Callable, ...] | None = field(default=None, compare=False)
+    on_step: tuple[Callable, ...] | None = field(default=None, compare=False)
     # guided generation (lispe_py.generation.constraints): at most one of these per call
     allowed_tokens: tuple | None = None
     choices: tuple[str, ...] | None = None
@@ -291,6 +300,15 @@ def _processors(name: str, v: Any) -> tuple[Callable, ...]:
     return tuple(items)
 
 
+def _functions(what: str) -> Callable[[str, Any], tuple[Callable, ...]]:
+    def check(name: str, v: Any) -> tuple[Callable, ...]:
+        items = list(v) if isinstance(v, (list, tuple)) else [v]
+        if not items or not all(callable(f) for f in items):
+            raise GenerationError(f"{name} must be a function {what} or a list of them, got {v!r}")
+        return tuple(items)
+    return check
+
+
 def _constraint(name: str, v: Any) -> Any:
     """A constraint spec, checked for shape (regexes and grammars compiled) without a tokenizer."""
     from .constraints import validate_spec
@@ -323,6 +341,8 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _seed,
     "callback": _callable,
     "logits_processor": _processors,
+    "stop_when": _functions("(text) -> true to end the row"),
+    "on_step": _functions("(step params) -> nil or a dictionary of parameter changes"),
     **{k: _constraint for k in CONSTRAINT_KEYS},
 }
 _DEFAULTS = {f.name: f.default for f in fields(GenerationConfig)}

@@ -19,13 +19,13 @@ row (inverse-CDF sampling), so a prompt gives the same tokens alone or inside a 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from .beam import beam_search
-from .config import GenerationConfig, GenerationError, SpecialTokens, resolve_special_tokens
+from .config import STEP_KEYS, GenerationConfig, GenerationError, SpecialTokens, resolve_special_tokens
 from .detok import IncrementalDecoder
 from .processors import LogitsChain, LogitsProcessor, build_chain
 
@@ -174,6 +174,14 @@ class Plan:
     stopping: tuple = ()                      # extra stop criteria (see `generate`)
     result: torch.Tensor | None = None        # set by the run: the output tensor
     new_lengths: torch.Tensor | None = None   # set by the run: new tokens per output row (EOS included)
+    # what rebuilding the chain needs when an `on_step` hook changes parameters mid-run
+    extra: tuple = ()                         # processors after the user's (constraints), kept as is
+    bad_words_ids: Any = None
+    ignore: torch.Tensor | None = None
+    # observers and replay (metrics.py, trace.py); None in a plain call: the loop does nothing extra
+    recorder: Any = None                      # recorder(step, logits, scores, tokens, unfinished)
+    schedule: dict | None = None              # {step: {key: value}} applied after that step (replay)
+    changes: list = field(default_factory=list)   # set by the run: [(step, {key: value})] applied
 
 
 def make_plan(model: Any, input_ids: Any, config: GenerationConfig, attention_mask: Any = None,
@@ -194,14 +202,25 @@ def make_plan(model: Any, input_ids: Any, config: GenerationConfig, attention_ma
     rows = prompt.ids.shape[0] * (config.beams if config.strategy == "beam_search"
                                   else config.num_return_sequences)
     ignore = prompt.pad_lengths.repeat_interleave(rows // prompt.ids.shape[0]) if prompt.padded else None
+    if config.stop_when and tokenizer is None:
+        raise GenerationError("stop_when needs the model's tokenizer (the model has none)")
+    if config.on_step and config.strategy == "beam_search":
+        raise GenerationError("on_step hooks work with the greedy and sampling strategies, not beam_search")
     constraint = config_constraint(config, tokenizer, special.eos)
+    extra_processors = tuple(extra_processors)
     if constraint is not None:
-        extra_processors = tuple(extra_processors) + (constraint,)
+        extra_processors = extra_processors + (constraint,)
         stopping = tuple(stopping) + (constraint.stop_criterion,)
+    if config.stop_when and config.strategy == "beam_search":
+        # beams are reordered every step: decode each candidate's new text (the decode loop keeps
+        # one incremental decoder per row instead, see _StopWhen)
+        stopping = tuple(stopping) + (_BeamStopWhen(config.stop_when, tokenizer, prompt,
+                                                     config.beams),)
+    bad_words_ids = resolve_bad_words(config, tokenizer)
     chain = build_chain(config, prompt_length=p, eos_token_ids=special.eos, ignore_lengths=ignore,
-                        bad_words_ids=resolve_bad_words(config, tokenizer), extra=extra_processors)
+                        bad_words_ids=bad_words_ids, extra=extra_processors)
     return Plan(config, special, prompt, vocab, config.max_length, chain, tokenizer, config.is_greedy,
-                tuple(stopping))
+                tuple(stopping), extra=extra_processors, bad_words_ids=bad_words_ids, ignore=ignore)
 
 
 def config_constraint(config: GenerationConfig, tokenizer: Any, eos: Sequence[int]) -> Any:
@@ -486,9 +505,17 @@ class _DecodeLoop:
             self.eos = torch.tensor(special.eos, dtype=torch.long, device=device) if special.eos else None
             self.unfinished = torch.ones(rows, dtype=torch.bool, device=device)
             self.lengths = torch.full((rows,), plan.max_new, dtype=torch.long, device=device)
+        self.copies = copies
+        self.greedy = plan.greedy
         self.sampler = None if plan.greedy else _Sampler(rows, cfg.seed, copies, device)
         self.chain = plan.chain if len(plan.chain) else None
         self.stops = _StopStrings(plan, self.ids) if cfg.stop else None
+        self.stop_when = _StopWhen(plan, self.ids, cfg.stop_when) if cfg.stop_when else None
+        self.recorder = plan.recorder
+        # per-step parameter control: user hooks, or the changes a transcript recorded (replay)
+        self.hooks = cfg.on_step or ()
+        self.schedule = plan.schedule or {}
+        self.texts = _RowTexts(plan, self.ids) if self.hooks and plan.tokenizer is not None else None
         self.pad_in = special.input_pad
         self.step_count = 0
         self.cur = self.p
@@ -514,15 +541,20 @@ class _DecodeLoop:
         logits = self._logits()
         cur = self.cur
         scores = self.chain(self.tokens[:, :cur], logits) if self.chain is not None else logits
-        nxt = scores.argmax(dim=-1) if self.sampler is None else self.sampler(scores)
+        nxt = scores.argmax(dim=-1) if self.greedy else self.sampler(scores)
         nxt = torch.where(self.unfinished, nxt, self.pad_in)
+        if self.recorder is not None:
+            self.recorder(self.step_count, logits, scores, nxt, self.unfinished)
         self.tokens[:, cur] = nxt
         done = torch.zeros_like(self.unfinished) if self.eos is None else torch.isin(nxt, self.eos)
         if self.stops is not None:
             done = done | self.stops.check(nxt, self.unfinished)
+        if self.stop_when is not None:
+            done = done | self.stop_when.check(nxt, self.unfinished)
         for criterion in self.plan.stopping:
             done = done | criterion(self.tokens[:, :cur + 1], nxt).to(torch.bool)
         just = done & self.unfinished
+        alive = self.unfinished
         self.step_count += 1
         self.cur += 1
         if bool(just.any()):
@@ -533,7 +565,53 @@ class _DecodeLoop:
         if self.step_count == self.plan.max_new:
             self.finished = True
         self.next_input = nxt
+        if self.hooks or self.schedule:
+            self._control(nxt, alive)
         return nxt, self.finished
+
+    # ------------------------------------------------------------------ per-step parameter control
+    def params(self) -> dict[str, Any]:
+        """The per-step parameters an `on_step` hook sees (and may change): STEP_KEYS and the chain."""
+        cfg = self.plan.config
+        out: dict[str, Any] = {k: getattr(cfg, k) for k in STEP_KEYS}
+        out["strategy"] = cfg.strategy
+        out["chain"] = self.plan.chain.describe()
+        return out
+
+    def _control(self, nxt: torch.Tensor, alive: torch.Tensor) -> None:
+        """After step n: call the hooks (or apply the recorded changes); changes apply from step n+1."""
+        n = self.step_count - 1
+        changes: dict[str, Any] = dict(self.schedule.get(n, {}))
+        if self.hooks:
+            if self.texts is not None:
+                self.texts.push(nxt, alive)
+            params = self.params()
+            params["step"] = n
+            new = self.tokens[:, self.p:self.cur]
+            lengths = torch.clamp(self.lengths, max=self.step_count).tolist()
+            params["tokens"] = [row[:k] for row, k in zip(new.tolist(), lengths)]
+            params["text"] = None if self.texts is None else list(self.texts.text)
+            params["finished"] = [not a for a in self.unfinished.tolist()]
+            for hook in self.hooks:
+                changes.update(check_step_changes(hook(n, dict(params))))
+        if changes and not self.finished:
+            self._apply(n, changes)
+
+    def _apply(self, n: int, changes: dict[str, Any]) -> None:
+        plan = self.plan
+        try:
+            cfg = plan.config.update(changes)
+        except GenerationError as exc:
+            raise GenerationError(f"on_step: {exc}") from None
+        plan.config = cfg
+        plan.chain = build_chain(cfg, prompt_length=self.p, eos_token_ids=plan.special.eos,
+                                 ignore_lengths=plan.ignore, bad_words_ids=plan.bad_words_ids,
+                                 extra=plan.extra)
+        self.chain = plan.chain if len(plan.chain) else None
+        self.greedy = cfg.is_greedy
+        if not self.greedy and self.sampler is None:
+            self.sampler = _Sampler(self.ids.shape[0], cfg.seed, self.copies, self.device)
+        plan.changes.append((n, dict(changes)))
 
     def output(self) -> torch.Tensor:
         """The output rows (prompt + new tokens, pad_token_id after a row's end and in its padding)."""
@@ -548,6 +626,81 @@ class _DecodeLoop:
         self.plan.new_lengths = lengths.clone()
         out = out.clone()        # a normal tensor (not an inference tensor) for the caller
         return out[0] if prompt.one_d and out.shape[0] == 1 else out
+
+
+def check_step_changes(value: Any) -> dict[str, Any]:
+    """An `on_step` hook's return value as parameter changes: None (no change) or a dict of
+    STEP_KEYS; anything else is a GenerationError that says what a hook may return."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise GenerationError(
+            f"on_step must return nil or a dictionary of parameter changes like {{\"temperature\":0.5}}, "
+            f"got {value!r}")
+    bad = [k for k in value if k not in STEP_KEYS]
+    if bad:
+        raise GenerationError(
+            f"on_step returned {bad[0]!r}, which cannot change during generation; it may change: "
+            f"{', '.join(STEP_KEYS)}")
+    return dict(value)
+
+
+class _RowTexts:
+    """The new text of every row, kept up to date token by token (bounded work per step)."""
+
+    def __init__(self, plan: Plan, ids: torch.Tensor):
+        pads = plan.prompt.pad_lengths.repeat_interleave(ids.shape[0] // plan.prompt.ids.shape[0])
+        self.decoders = [IncrementalDecoder(plan.tokenizer, row[int(pl):].tolist())
+                         for row, pl in zip(ids, pads)]
+        self.text = [""] * ids.shape[0]
+
+    def push(self, nxt: torch.Tensor, alive: torch.Tensor) -> list[bool]:
+        """Add each live row's token; returns which rows' text changed."""
+        changed = [False] * len(self.text)
+        for r, (tok, a) in enumerate(zip(nxt.tolist(), alive.tolist())):
+            if a:
+                piece = self.decoders[r].push(tok)
+                if piece:
+                    self.text[r] += piece
+                    changed[r] = True
+        return changed
+
+
+class _StopWhen:
+    """`stop_when` predicates on each row's new text, called when a row's text has grown."""
+
+    def __init__(self, plan: Plan, ids: torch.Tensor, predicates: Sequence[Callable[[str], Any]]):
+        self.predicates = predicates
+        self.texts = _RowTexts(plan, ids)
+
+    def check(self, nxt: torch.Tensor, unfinished: torch.Tensor) -> torch.Tensor:
+        changed = self.texts.push(nxt, unfinished)
+        hit = torch.zeros_like(unfinished)
+        for r, c in enumerate(changed):
+            if c and any(p(self.texts.text[r]) for p in self.predicates):
+                hit[r] = True
+        return hit
+
+
+class _BeamStopWhen:
+    """`stop_when` for beam search: candidates are reordered every step, so each one's new text is
+    decoded whole (O(new tokens) per candidate per step)."""
+
+    def __init__(self, predicates: Sequence[Callable[[str], Any]], tokenizer: Any, prompt: Prompt,
+                 beams: int):
+        self.predicates, self.tokenizer, self.beams = predicates, tokenizer, beams
+        self.width = prompt.ids.shape[1]
+        self.prompts = [prompt.ids[i, int(pl):].tolist() for i, pl in enumerate(prompt.pad_lengths)]
+
+    def __call__(self, ids: torch.Tensor, new_tokens: torch.Tensor) -> torch.Tensor:
+        rows = ids.shape[0]
+        per_prompt = rows // len(self.prompts)
+        hit = torch.zeros(rows, dtype=torch.bool, device=ids.device)
+        for r, row in enumerate(ids[:, self.width:].tolist()):
+            text = new_text(self.tokenizer, self.prompts[r // per_prompt], row, None)
+            if text and any(p(text) for p in self.predicates):
+                hit[r] = True
+        return hit
 
 
 class _StopStrings:
