@@ -39,7 +39,9 @@ TENSOR_DTYPES: dict[str, torch.dtype] = {
 
 # Config keys whose Lisp `nil` means false (LispE has no separate false value), not "the default".
 BOOL_KEYS = ("do_sample", "early_stopping")
-FUNCTION_KEYS = ("callback", "logits_processor")
+FUNCTION_KEYS = ("callback", "logits_processor", "stop_when", "on_step")
+# Function keys that also take a list of functions.
+FUNCTION_LIST_KEYS = ("logits_processor", "stop_when", "on_step")
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -372,7 +374,7 @@ def config_value(key: str, v: Any, ctx: Any) -> Any:
     if key in BOOL_KEYS and v is None:
         return False
     if key in FUNCTION_KEYS and v is not None:
-        if isinstance(v, list) and key == "logits_processor" and not _is_partial_call(v):
+        if isinstance(v, list) and key in FUNCTION_LIST_KEYS and not _is_partial_call(v):
             return [lisp_function(key, f, ctx) for f in v]
         return lisp_function(key, v, ctx)
     if isinstance(v, torch.Tensor):
@@ -380,6 +382,17 @@ def config_value(key: str, v: Any, ctx: Any) -> Any:
     if isinstance(v, list):
         return [config_value(key, x, ctx) if isinstance(x, (list, torch.Tensor)) else x for x in v]
     return v
+
+
+def step_params_to_lisp(params: dict) -> dict:
+    """An on_step hook's parameters as a Lisp dictionary: "tokens" one integers list per row,
+    "text" one string per row (nil without a tokenizer), "finished" true/nil per row."""
+    out = dict(params)
+    out["tokens"] = [Integers(row) for row in params.get("tokens", [])]
+    if params.get("text") is not None:
+        out["text"] = Strings(params["text"])
+    out["finished"] = [True if f else None for f in params.get("finished", [])]
+    return out
 
 
 def _is_partial_call(v: list) -> bool:
@@ -396,8 +409,17 @@ def lisp_function(key: str, fn: Any, ctx: Any) -> Callable[..., Any]:
     if not (is_function(fn) or isinstance(fn, Symbol) or (isinstance(fn, list) and _is_partial_call(fn))):
         raise GenerationError(f"{key} must be a function, got {describe(fn)}")
 
-    def call(*args: Any) -> Any:
-        return ctx.call(fn, *args)
+    if key == "stop_when":
+        from ..values import truthy
+
+        def call(text: str) -> bool:                    # (lambda (text) ...) -> true ends the row
+            return truthy(ctx.call(fn, text))
+    elif key == "on_step":
+        def call(step: int, params: dict) -> Any:       # (lambda (step params) ...) -> nil or changes
+            return ctx.call(fn, step, step_params_to_lisp(params))
+    else:
+        def call(*args: Any) -> Any:
+            return ctx.call(fn, *args)
 
     call.lisp_name = getattr(fn, "name", None) or (fn.name if isinstance(fn, Symbol) else "lambda")
     call.__name__ = str(call.lisp_name)
@@ -499,8 +521,9 @@ def generator_repr(gen: TorchGenerator) -> str:
         parts.append("do_sample=false")
     if cfg.callback is not None:
         parts.append("callback")
-    if cfg.logits_processor:
-        parts.append(f"logits_processor={len(cfg.logits_processor)}")
+    for key in ("logits_processor", "stop_when", "on_step"):
+        if getattr(cfg, key):
+            parts.append(f"{key}={len(getattr(cfg, key))}")
     parts.append(f"device={gen.device}")
     return "#<generator " + " ".join(parts) + ">"
 
