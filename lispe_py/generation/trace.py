@@ -86,8 +86,13 @@ class Trace:
     @classmethod
     def loads(cls, text: str) -> "Trace":
         """A trace from its printed form (read with the LispE reader)."""
+        from ..errors import LispEError
         from ..reader import read_one
-        return cls.from_sexp(read_one(text))
+        try:
+            data = read_one(text)
+        except LispEError as exc:
+            raise GenerationError(f"trace: cannot read the printed trace: {exc.message}") from None
+        return cls.from_sexp(data)
 
     @classmethod
     def from_sexp(cls, data: Any) -> "Trace":
