@@ -70,7 +70,7 @@ def beam_search(model: Any, plan: "Plan") -> tuple[torch.Tensor, torch.Tensor]:
     model.setup_cache(rows, max_length)
     pos = torch.arange(p, device=device)
     position_ids = (pos[None, :] - pad_lengths[:, None]).clamp(min=0) if kv_mask is not None else None
-    logits = model(ids, pos, position_ids=position_ids, kv_mask=kv_mask, last_only=True)[:, -1]
+    logits = model.prefill(ids, position_ids=position_ids, kv_mask=kv_mask)
     chain = plan.chain if len(plan.chain) else None
     vocab = logits.shape[-1]
 

@@ -524,13 +524,12 @@ class _DecodeLoop:
 
     def _logits(self) -> torch.Tensor:
         model, device = self.model, self.device
-        if self.next_input is None:          # prefill
-            pos = torch.arange(self.p, device=device)
+        if self.next_input is None:          # prefill (in chunks, reusing a cached prefix: model.prefill)
             position_ids = None
             if self.kv_mask is not None:
+                pos = torch.arange(self.p, device=device)
                 position_ids = (pos[None, :] - self.pad_lengths[:, None]).clamp(min=0)
-            return model(self.ids, pos, position_ids=position_ids, kv_mask=self.kv_mask,
-                         last_only=True)[:, -1]
+            return model.prefill(self.ids, position_ids=position_ids, kv_mask=self.kv_mask)
         pos = torch.tensor([self.cur - 1], device=device)
         position_ids = (pos - self.pad_lengths)[:, None] if self.kv_mask is not None else None
         return model(self.next_input[:, None], pos, position_ids=position_ids, kv_mask=self.kv_mask,

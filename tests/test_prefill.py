@@ -1,0 +1,114 @@
+"""Prefill in chunks, the opt-in prompt cache, and the float32 column-major weight layout (issue 6):
+each changes rounding only, never which tokens come out, and the cache is forgotten whenever it could
+be stale (batched calls, beam search, replaced or modified weights)."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lispe_py.generation import generate  # noqa: E402
+from lispe_py.models import create_model  # noqa: E402
+from lispe_py.models.quantize import quantize_model  # noqa: E402
+
+CONFIG = dict(arch="llama", vocab_size=120, hidden_size=48, intermediate_size=80, num_layers=2,
+              num_heads=4, num_kv_heads=2, max_position_embeddings=256, seed=3, init_std=0.2)
+
+
+def _model(dtype=torch.float64, **extra):
+    """float64 by default, so that rounding differences can never flip a greedy choice."""
+    return create_model({**CONFIG, **extra}).to(dtype)
+
+
+def _logits(model, ids):
+    model.setup_cache(ids.shape[0], 64)
+    with torch.inference_mode():
+        return model.prefill(ids).clone()
+
+
+def test_chunked_prefill_equals_one_pass():
+    model = _model()
+    ids = torch.randint(0, 120, (2, 23), generator=torch.Generator().manual_seed(0))
+    whole = _logits(model, ids)
+    for chunk in (1, 4, 7, 22):
+        model.prefill_chunk_size = chunk
+        assert torch.allclose(_logits(model, ids), whole, atol=1e-10), chunk
+
+
+def test_chunked_prefill_with_left_padding_gives_the_same_tokens():
+    model = _model()
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13]]
+    want = generate(model, prompts, {"max_length": 6})
+    model.prefill_chunk_size = 2
+    assert torch.equal(generate(model, prompts, {"max_length": 6}), want)
+
+
+def test_prompt_cache_reuses_the_previous_prompt_and_output():
+    model = _model()
+    first = [3, 14, 15, 92, 65, 35]
+    out1 = generate(model, first, {"max_length": 5}).tolist()
+    model.prompt_cache = True
+    assert generate(model, first, {"max_length": 5}).tolist() == out1
+    assert model.last_prefill_start == 0           # nothing was cached before this call
+    follow = out1 + [7, 8, 9]                      # a chat's next turn: history + new text
+    cold = _model()
+    want = generate(cold, follow, {"max_length": 5}).tolist()
+    assert generate(model, follow, {"max_length": 5}).tolist() == want
+    # every token of out1 but its last (never fed to the model) was reused
+    assert model.last_prefill_start == len(out1) - 1
+
+
+def test_prompt_cache_stops_at_the_first_different_token():
+    model = _model()
+    model.prompt_cache = True
+    generate(model, [1, 2, 3, 4, 5, 6], {"max_length": 2})
+    out = generate(model, [1, 2, 3, 9, 9, 9, 9], {"max_length": 3})
+    assert model.last_prefill_start == 3
+    assert out.tolist() == generate(_model(), [1, 2, 3, 9, 9, 9, 9], {"max_length": 3}).tolist()
+
+
+def test_prompt_cache_survives_a_growing_cache():
+    model = _model()
+    model.prompt_cache = True
+    first = generate(model, [4, 5, 6, 7], {"max_length": 3}).tolist()
+    assert model.max_seq_len == 7
+    longer = first + list(range(20, 60))           # needs a bigger cache: the buffers grow
+    out = generate(model, longer, {"max_length": 4}).tolist()
+    assert model.last_prefill_start == len(first) - 1
+    assert out == generate(_model(), longer, {"max_length": 4}).tolist()
+
+
+@pytest.mark.parametrize("spoiler", ["batch", "beam", "quantize", "weights", "off"])
+def test_prompt_cache_is_forgotten_when_it_could_be_stale(spoiler):
+    model = _model(dtype=torch.float32)
+    model.prompt_cache = True
+    prompt = [9, 8, 7, 6, 5]
+    out = generate(model, prompt, {"max_length": 3}).tolist()
+    if spoiler == "batch":
+        generate(model, [[1, 2, 3], [4, 5, 6]], {"max_length": 2})
+    elif spoiler == "beam":
+        generate(model, [1, 2, 3], {"strategy": "beam_search", "num_beams": 2, "max_length": 2})
+    elif spoiler == "quantize":
+        quantize_model(model, "int8", lm_head=False)
+    elif spoiler == "weights":
+        with torch.no_grad():
+            model.layers[0].mlp.w_down.weight.mul_(0.5)
+    else:
+        model.prompt_cache = False
+    generate(model, out + [1, 2], {"max_length": 2})
+    assert model.last_prefill_start == 0
+
+
+def test_float32_weights_are_column_major_and_other_dtypes_row_major():
+    model = _model(dtype=torch.float32, tie_word_embeddings=True)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    before = _logits(model, ids)
+    head = model.lm_head.weight
+    assert head.shape == (120, 48) and head.t().is_contiguous()
+    assert model.embed.weight is head                      # still tied
+    assert model.layers[0].attn.wqkv.weight.t().is_contiguous()
+    model.to(torch.bfloat16)
+    _logits(model, ids)
+    assert model.lm_head.weight.is_contiguous() and model.layers[0].mlp.w_gate_up.weight.is_contiguous()
+    model.to(torch.float32)
+    assert torch.allclose(_logits(model, ids), before, atol=0.5)   # bf16 round trip of the weights
