@@ -75,6 +75,27 @@ EXPECT: dict[str, list[str]] = {
     "flash_attention": [r"query/key/value shape: \(1 5 64\)", r"generated: Attention is all you need"],
     "tokenization_pipeline": [r"tokens: +\(\d+( \d+)+\)", r"generated text:\nThe three primary colours are \w+"],
     "chat": [r"bot> .*Paris", r"Bye!"],
+    # issue 7: guided generation, decoding control, metrics, traces
+    "guided_json": [r'JSON answer: \{ ?"city": ?"[^"]*", ?"country": ?"[^"]*", ?"population_millions": ?-?\d+ ?\}',
+                    r"Parsed: city = .* \| country = .* \| population_millions = -?\d+",
+                    r"Chain starts with: \(chain \(json_schema",
+                    r"Date \(regex .*\): \d{4}-\d{2}-\d{2}\n"],
+    "choices": [r"Red planet: (Mercury|Venus|Mars|Jupiter)\n", r"Capital of Italy: (Madrid|Rome|Berlin)\n",
+                r"Colour of grass: (Green|Blue|Red)\n", r"Scored answer: (Mercury|Venus|Mars|Jupiter)\n",
+                r"logprob under the constraint -?\d[\d.e-]* , raw model logprob -\d",
+                r"Alternatives the constraint left \(id text logprob\): \(\(\d+ \"[^\"]+\" -?\d"],
+    "custom_processor": [r"Plain answer: \S", r"Token ids of \" Paris\": \((\d+ ?)+\)",
+                         r"Answer without Paris: (?!.*\bParis\b)\S.*\n",
+                         r"Active chain: \(chain \(logits_processor lambda\)\)",
+                         r"First sentence only: [^.\n]*\.\n",
+                         r"step 3 was sampled with \(chain \(temperature 1\.2\) \(top_k 50\)\)",
+                         r"step 4 was sampled with \(chain \(temperature 0\.2\) \(top_k 5\)\)",
+                         r"Hooked sample: \S", r"Trace starts: \(trace \(format 1\) \(model \"llama\" 49152\)",
+                         r"Replay diff \(nil = identical\): nil\n"],
+    "perplexity": [r"Perplexity of a fluent sentence: +\d", r"The fluent one is more expected: true",
+                   r"Evaluation over 3 texts, \d+ tokens: perplexity \d", r"text 2 : \d+ tokens, perplexity \d",
+                   r"Answer: \S", r"token \d+ \"[^\"]*\" logprob -?\d[\d.e-]* top 3: \(\(\d+ ",
+                   r"Sequence logprob: -?\d[\d.e-]* perplexity: \d"],
 }
 STDIN = {"chat": "What is the capital of France?\n"}
 
