@@ -87,6 +87,34 @@ def test_cached_decode_matches(pair, ids):
     assert (last[:, 0] - ref[:, 6]).abs().max().item() <= TOL
 
 
+def test_inputs_embeds_match_transformers(pair, ids):
+    """Prompt embeddings instead of ids: full forward, and a cached prefill continued by token ids."""
+    name, hf, ours = pair
+    emb = torch.randn(2, 6, hf.config.hidden_size, generator=torch.Generator().manual_seed(5)) * 0.3
+    with torch.no_grad():
+        ref = hf(inputs_embeds=emb).logits
+        full = ours.forward_full(None, inputs_embeds=emb)
+        ours.setup_cache(2, 16)
+        first = ours.prefill(None, inputs_embeds=emb)
+        nxt = ours(ids[:, :1], torch.tensor([6]))[:, 0]
+        ref_next = hf(inputs_embeds=torch.cat([emb, hf.get_input_embeddings()(ids[:, :1])], 1)).logits[:, -1]
+        same = ours.forward_full(None, inputs_embeds=hf.get_input_embeddings()(ids))
+    assert (ref - full).abs().max().item() <= TOL, name
+    assert (ref[:, -1] - first).abs().max().item() <= TOL, name
+    assert (ref_next - nxt).abs().max().item() <= TOL, name
+    assert (same - ours.forward_full(ids)).abs().max().item() <= TOL, name
+
+
+def test_inputs_embeds_errors():
+    model = create_model(dict(arch="llama", vocab_size=50, hidden_size=32, intermediate_size=40, num_layers=1,
+                              num_heads=2, num_kv_heads=1, max_position_embeddings=32))
+    model.setup_cache(1, 8)
+    with pytest.raises(ModelError, match="either input_ids or inputs_embeds"):
+        model.forward_full(None)
+    with pytest.raises(ModelError, match=r"inputs_embeds must be \[batch, seq, 32\], got \[1, 3, 31\]"):
+        model.prefill(None, inputs_embeds=torch.zeros(1, 3, 31))
+
+
 def test_left_padded_batch_matches(pair, ids):
     name, hf, ours = pair
     mask = torch.ones_like(ids)

@@ -52,5 +52,7 @@ class GPT2Model(DecoderModel):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed.weight
 
-    def _embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.embed(input_ids) + self.pos_embed(positions)
+    def _embed(self, input_ids: torch.Tensor | None, positions: torch.Tensor,
+               inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.to(self.embed.weight.dtype)
+        return tokens + self.pos_embed(positions)

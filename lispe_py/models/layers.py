@@ -156,7 +156,7 @@ class DecoderModel(nn.Module):
     """Base of our decoders: cache management, masks, the forward contract of docs/internals.md.
 
     Subclasses build `self.layers` (blocks called as `block(x, rope, masks, start)`) and define
-    `_embed(input_ids, positions)`, `_head(x)`, and `uses_rope`.
+    `_embed(input_ids, positions, inputs_embeds)`, `_head(x)`, and `uses_rope`.
     """
 
     arch = ""
@@ -357,20 +357,23 @@ class DecoderModel(nn.Module):
     # ----- forward passes -----
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         input_pos: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         kv_mask: torch.Tensor | None = None,
         last_only: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run tokens [B, T] through the model, writing cache slots `input_pos` (contiguous) -> float32 logits.
 
         position_ids [B, T] (default: the slots); kv_mask [B, S] bool, False on left padding.
+        inputs_embeds [B, T, hidden] replaces the token embeddings (input_ids is then None), as in
+        transformers (GPT-2 still adds its position embeddings).
         """
         if self.layers[0].attn.kv_cache is None:
             raise ModelError("the KV cache is not set up: call model.setup_cache(batch_size, max_seq_len) first")
         self._ensure_weight_layout()
-        b, t = input_ids.shape
+        b, t = self._input_shape(input_ids, inputs_embeds)
         start = int(input_pos[0])
         end = start + t
         if end > self.max_seq_len or b > self.max_batch_size:
@@ -379,13 +382,14 @@ class DecoderModel(nn.Module):
                 f"(batch {self.max_batch_size}, {self.max_seq_len} slots): call setup_cache with larger sizes"
             )
         self._kv_len = max(self._kv_len, end) if start else end
-        self._track_cached_ids(input_ids, start, end, position_ids is None and kv_mask is None)
+        self._track_cached_ids(input_ids, start, end,
+                               position_ids is None and kv_mask is None and inputs_embeds is None)
         masks = self._masks(start, end, kv_mask, self._slots)
         if position_ids is None:
             positions = self._slots[start:end]
         else:
             positions = position_ids
-        x = self._embed(input_ids, positions)
+        x = self._embed(input_ids, positions, inputs_embeds)
         rope = self._rope(position_ids, start, end)
         for block in self.layers:
             x = block(x, rope, masks, start)
@@ -430,8 +434,8 @@ class DecoderModel(nn.Module):
         differ = (self._cached_ids[:n] != ids[:n]).nonzero()
         return int(differ[0, 0]) if differ.numel() else n
 
-    def prefill(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
-                kv_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def prefill(self, input_ids: torch.Tensor | None, position_ids: torch.Tensor | None = None,
+                kv_mask: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Run a prompt [B, T] into the cache from slot 0 -> float32 logits [B, V] of its last token.
 
         The prompt runs in chunks of `prefill_chunk_size` tokens (None: one pass), which bounds the
@@ -440,43 +444,59 @@ class DecoderModel(nn.Module):
         earlier turns) runs only from the first token that differs. Chunks and reuse change float
         rounding only (~1e-6 in float32), not the computation.
         """
-        b, t = input_ids.shape
-        start = self.cached_prefix(input_ids[0]) if b == 1 and position_ids is None and kv_mask is None else 0
+        b, t = self._input_shape(input_ids, inputs_embeds)
+        plain = b == 1 and position_ids is None and kv_mask is None and inputs_embeds is None
+        start = self.cached_prefix(input_ids[0]) if plain else 0
         chunk = self.prefill_chunk_size or t
         logits = None
         for s in range(start, t, chunk):
             e = min(s + chunk, t)
             pos = self._slots[s:e] if self._slots.numel() >= e else torch.arange(s, e, device=self.device)
-            logits = self(input_ids[:, s:e], pos,
+            logits = self(None if input_ids is None else input_ids[:, s:e], pos,
                           position_ids=None if position_ids is None else position_ids[:, s:e],
-                          kv_mask=kv_mask, last_only=True)
+                          kv_mask=kv_mask, last_only=True,
+                          inputs_embeds=None if inputs_embeds is None else inputs_embeds[:, s:e])
         self.last_prefill_start = start
         return logits[:, -1]
 
-    def forward_full(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_full(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
+                     inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, T, V] (float32) for whole sequences without touching the cache (scoring, logprobs).
 
-        attention_mask [B, T] (1 = token, 0 = left padding) sets the positions as transformers does.
+        attention_mask [B, T] (1 = token, 0 = left padding) sets the positions as transformers does;
+        inputs_embeds [B, T, hidden] replaces the token embeddings (input_ids None).
         """
         self._ensure_weight_layout()
-        b, t = input_ids.shape
+        b, t = self._input_shape(input_ids, inputs_embeds)
         self._ensure_rope(t)
-        slots = torch.arange(t, device=input_ids.device)
+        slots = torch.arange(t, device=self.device)
         if attention_mask is None:
             position_ids = None
             positions = slots
         else:
-            attention_mask = attention_mask.to(input_ids.device)
+            attention_mask = attention_mask.to(self.device)
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
             positions = position_ids
         masks = self._masks(0, t, attention_mask, slots)
-        x = self._embed(input_ids, positions)
+        x = self._embed(input_ids, positions, inputs_embeds)
         rope = self._rope(position_ids, 0, t)
         for block in self.layers:
             x = block(x, rope, masks, None)
         return self._head(x)
 
-    def _embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _input_shape(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> tuple[int, int]:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ModelError("give either input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            return tuple(input_ids.shape)
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
+            raise ModelError(f"inputs_embeds must be [batch, seq, {self.config.hidden_size}], "
+                             f"got {list(inputs_embeds.shape)}")
+        return tuple(inputs_embeds.shape[:2])
+
+    def _embed(self, input_ids: torch.Tensor | None, positions: torch.Tensor,
+               inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """The block input: token embeddings (or `inputs_embeds`, cast to the model's dtype)."""
         raise NotImplementedError
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:

@@ -53,5 +53,8 @@ class LlamaModel(DecoderModel):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed.weight
 
-    def _embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _embed(self, input_ids: torch.Tensor | None, positions: torch.Tensor,
+               inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        if inputs_embeds is not None:
+            return inputs_embeds.to(self.embed.weight.dtype)
         return self.embed(input_ids)
