@@ -443,8 +443,8 @@ def _llama_from_gguf(g, config, mode: str, group_size: int, head: str | None, dt
 
 
 def _materialize_empty_buffers(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> None:
-    """Give the buffers still on the meta device (empty tables filled later by the model) real storage;
-    any meta tensor with content means a weight the loader did not provide."""
+    """Give the buffers and plain tensor attributes still on the meta device (empty tables filled later by
+    the model) real storage; any meta tensor with content means a weight the loader did not provide."""
     for name, buf in list(model.named_buffers()):
         if buf.is_meta:
             if buf.numel():
@@ -453,6 +453,12 @@ def _materialize_empty_buffers(model: nn.Module, device: str | torch.device, dty
             owner = model.get_submodule(parent) if parent else model
             kind = dtype if buf.is_floating_point() else buf.dtype
             setattr(owner, child, torch.empty(buf.shape, dtype=kind, device=device))
+    for prefix, module in model.named_modules():  # plain tensor attributes (e.g. a decoder's id record)
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                if value.numel():
+                    raise ModelError(f"GGUF quantized load: {prefix or 'model'}.{attr} has no data")
+                setattr(module, attr, torch.empty(value.shape, dtype=value.dtype, device=device))
     missing = [n for n, p in model.named_parameters() if p.is_meta]
     if missing:
         raise ModelError(f"GGUF quantized load: no weights for {missing[:5]}")
