@@ -8,9 +8,17 @@ engines, round after round; the best run per engine is kept. Reported per engine
 
 - tokens/s of decode (128 new tokens, prompt prefill included) and its ratio to transformers float32,
 - time to first token (prefill + one step), and load time,
-- peak resident memory (ru_maxrss of a fresh child process that loads the model and generates 16 tokens),
+- peak resident memory of a fresh child process that loads the engine and generates `--new-tokens`
+  tokens: its peak RSS (ru_maxrss, which includes the Python interpreter, torch and the engine's
+  library) and the part of it the model adds: peak RSS minus the RSS measured after the imports, just
+  before loading (so torch's and transformers' own import cost is not charged to the model),
 - perplexity on bench/data/perplexity.txt (ours: `sequence_logprobs`; relative to our float32),
-- greedy agreement with our float32: prompts whose first 20 new tokens are identical.
+- greedy agreement with our float32: prompts whose first 20 new tokens are identical (every engine,
+  llama.cpp and transformers included).
+
+llama.cpp runs with `n_threads=--threads`, `n_ctx=1024`, greedy (`temp=0, top_k=1`), on the same
+SmolLM2-135M-Instruct.Q4_1.gguf file; llama-cpp-python is an optional bench dependency (the `bench`
+extra); without it the column is skipped and the run says so.
 
     python bench/quantize.py                       # everything
     python bench/quantize.py --quick               # 32 new tokens, 2 rounds, no memory children
@@ -82,7 +90,8 @@ def load_engine(name: str) -> Any:
     if name == "llama.cpp":
         from llama_cpp import Llama
 
-        return Llama(model_path=str(path), n_threads=torch.get_num_threads(), n_ctx=1024, verbose=False)
+        threads = torch.get_num_threads()
+        return Llama(model_path=str(path), n_threads=threads, n_threads_batch=threads, n_ctx=1024, verbose=False)
     raise ValueError(name)
 
 
@@ -131,17 +140,39 @@ def perplexity(model: Any) -> float:
     return math.exp(-sequence_logprobs(model, ids).mean().item())
 
 
-def peak_memory_mb(name: str, threads: int) -> float:
-    """ru_maxrss (MB) of a fresh process that loads `name` and generates 16 tokens."""
-    out = subprocess.run([sys.executable, __file__, "--memory-child", name, "--threads", str(threads)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mb"]
+def peak_memory_mb(name: str, threads: int, new_tokens: int) -> dict[str, float]:
+    """{"peak_mb", "model_mb"} of a fresh process that loads `name` and generates `new_tokens` tokens."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", name, "--threads", str(threads),
+                          "--new-tokens", str(new_tokens)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def memory_child(name: str) -> None:
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _import_engine(name: str) -> None:
+    """Import what `load_engine(name)` and `generator` need, so the baseline RSS includes it."""
+    if name == "transformers":
+        import transformers  # noqa: F401
+        from transformers import AutoModelForCausalLM  # noqa: F401
+    elif name == "llama.cpp":
+        import llama_cpp  # noqa: F401
+    else:
+        import lispe_py.generation  # noqa: F401
+        import lispe_py.models.quantize  # noqa: F401
+
+
+def memory_child(name: str, new_tokens: int) -> None:
+    _import_engine(name)
+    ids = prompt_ids(_our_tokenizer(), PROMPT)
+    gc.collect()
+    before = _rss_mb()
     model = load_engine(name)
-    generator(name, model, prompt_ids(_our_tokenizer(), PROMPT))(16)
-    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    generator(name, model, ids)(new_tokens)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_mb": peak, "model_mb": peak - before}))
 
 
 def _our_tokenizer() -> Any:
@@ -149,6 +180,64 @@ def _our_tokenizer() -> Any:
     from lispe_py.models.tokenizer import Tokenizer
 
     return Tokenizer.from_gguf(GGUFFile(gguf_path()))
+
+
+def first_difference(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def int8_study(text_tokens: int = 256) -> None:
+    """Where int8's greedy disagreement with float32 comes from (docs/performance.md, "Why int8 ...")."""
+    from lispe_py.models import load_model
+    from lispe_py.models.gguf_loader import GGUFFile, dequantize
+    from lispe_py.models.quantize import load_gguf_quantized
+
+    path = gguf_path()
+    ref = load_model(path)
+    tok = ref.tokenizer
+    text_ids = tok.encode(TEXT.read_text())[:text_tokens]
+
+    def ppl(model: Any) -> float:
+        from lispe_py.generation import sequence_logprobs
+
+        return math.exp(-sequence_logprobs(model, text_ids).mean().item())
+
+    refs = {p: generator("float32", ref, prompt_ids(tok, p))(20) for p in AGREEMENT_PROMPTS}
+    print(f"float32: perplexity on {text_tokens} tokens {ppl(ref):.3f}\n")
+    print("| variant | first differing token per prompt | 20 identical | perplexity |\n|---|---|---:|---:|")
+    variants = [
+        ("int8 default (bf16 activations, head int8)", "int8", {}),
+        ("int8, float32 activations", "int8", {"compute_dtype": torch.float32}),
+        ("int8, head float32", "int8", {"lm_head": False}),
+        ("int8, float32 activations and head", "int8", {"lm_head": False, "compute_dtype": torch.float32}),
+        ("int4 g32, head float32", "int4", {"lm_head": False}),
+    ]
+    for label, mode, kw in variants:
+        model = load_gguf_quantized(path, mode, **kw)
+        firsts = [first_difference(generator(label, model, prompt_ids(tok, p))(20), r) for p, r in refs.items()]
+        print(f"| {label} | {', '.join(map(str, firsts))} | {sum(f == 20 for f in firsts)}/{len(firsts)} "
+              f"| {ppl(model):.3f} |", flush=True)
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a - b).norm() / b.norm()).item()
+
+    def rows(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | float = 0.0) -> torch.Tensor:
+        return torch.round((w - zero) / scale[:, None]).clamp(-128, 127) * scale[:, None] + zero
+
+    g = GGUFFile(path)
+    print("\n| layer | int8 per row | int8, error-minimising clip | int8 asymmetric | bfloat16 | amax / std |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for i in (0, 10, 20, 29):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+            w = dequantize(g.tensors[f"blk.{i}.{name}.weight"]).float()
+            amax = w.abs().amax(1)
+            errs = torch.stack([(rows(w, amax * t / 127) - w).pow(2).sum(1) for t in torch.linspace(0.5, 1, 26)])
+            clip = torch.linspace(0.5, 1, 26)[errs.argmin(0)]
+            lo, hi = w.amin(1), w.amax(1)
+            step = (hi - lo) / 255
+            print(f"| blk.{i}.{name} | {rel(rows(w, amax / 127), w):.2%} | {rel(rows(w, amax * clip / 127), w):.2%} "
+                  f"| {rel(rows(w, step, (lo + 128 * step)[:, None]), w):.2%} | {rel(w.bfloat16().float(), w):.2%} "
+                  f"| {(amax / w.std(1)).median().item():.1f} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,12 +249,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="32 new tokens, 2 rounds, no memory children")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    ap.add_argument("--int8-study", action="store_true",
+                    help="only the int8 quality study: greedy agreement and perplexity of int8 variants, and "
+                         "per-layer weight error of int8 roundings vs the file's Q4_1 weights")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.memory_child:
-        memory_child(args.memory_child)
+        memory_child(args.memory_child, args.new_tokens)
+        return
+    if args.int8_study:
+        int8_study()
         return
     if args.quick:
         args.new_tokens, args.rounds, args.no_memory = 32, 2, True
@@ -215,21 +310,22 @@ def main(argv: list[str] | None = None) -> None:
         row["ttft_ms"] = ttft[name] * 1000
         if name in ours:
             row["ppl"] = perplexity(models[name])
-            if "float32" in ours:
-                same = sum(generator(name, models[name], prompt_ids(tokenizer, p))(20) == reference[p]
-                           for p in AGREEMENT_PROMPTS)
-                row["agree"] = f"{same}/{len(AGREEMENT_PROMPTS)}"
+        if "float32" in ours:
+            same = sum(generator(name, models[name], prompt_ids(tokenizer, p))(20) == reference[p]
+                       for p in AGREEMENT_PROMPTS)
+            row["agree"] = f"{same}/{len(AGREEMENT_PROMPTS)}"
     if not args.no_memory:
         for name in names:
-            rows[name]["peak_mb"] = peak_memory_mb(name, args.threads)
+            rows[name].update(peak_memory_mb(name, args.threads, args.new_tokens))
     del models
     gc.collect()
 
     base = rows.get("transformers", {}).get("tok_s")
     lcpp = rows.get("llama.cpp", {}).get("tok_s")
     ppl32 = rows.get("float32", {}).get("ppl")
-    head = "| engine | tok/s | vs transformers fp32 | vs llama.cpp | TTFT ms | load s | peak MB | perplexity | vs fp32 | greedy 20 = fp32 |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    head = ("| engine | tok/s | vs transformers fp32 | vs llama.cpp | TTFT ms | load s | peak RSS MB | model MB "
+            "| perplexity | vs fp32 | greedy 20 = fp32 |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name in names:
         r = rows[name]
         cells = [
@@ -238,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['tok_s'] / lcpp:.2f}x" if lcpp else "-",
             f"{r['ttft_ms']:.0f}", f"{r['load_s']:.1f}",
             f"{r['peak_mb']:.0f}" if "peak_mb" in r else "-",
+            f"{r['model_mb']:.0f}" if "model_mb" in r else "-",
             f"{r['ppl']:.3f}" if "ppl" in r else "-",
             f"{(r['ppl'] / ppl32 - 1) * 100:+.2f}%" if "ppl" in r and ppl32 else "-",
             r.get("agree", "-"),

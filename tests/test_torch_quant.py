@@ -172,3 +172,60 @@ def test_load_options_checks_the_config_keys():
         load_options("f", "int8", 64)
     with pytest.raises(LispEError, match='f: config "group_size" needs "quantize" "int4"'):
         load_options("f", None, 64)
+
+
+# ----- once the lead wires torch_quant into lispe_torch (the import line and the load-config keys) -----
+
+from lispe_py.libs import lispe_torch  # noqa: E402
+
+LOADED_BY_USE = hasattr(lispe_torch, "torch_quant")
+LOAD_KEYS_WIRED = "quantize" in lispe_torch._LOAD_KEYS
+
+
+@pytest.mark.skipif(not LOADED_BY_USE, reason="lispe_torch does not import torch_quant yet")
+def test_use_lispe_torch_alone_provides_torch_model_quantize():
+    import subprocess
+    import sys
+
+    code = ("from lispe_py import Interpreter\n"
+            "i = Interpreter()\n"
+            "i.eval(\"(use 'lispe_torch)\")\n"
+            "i.eval('(setq m (torch_model_create \"transformer\" {\"vocab_size\":64 \"hidden_size\":64 \"seed\":1}))')\n"
+            "i.eval('(torch_model_quantize m \"int4\" 64)')\n"
+            "print(i.eval('m').quantization.mode, i.eval('m').quantization.group_size)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["int4", "64"]
+
+
+@pytest.mark.skipif(not LOAD_KEYS_WIRED, reason="torch_hf_load_model has no \"quantize\" key yet")
+def test_load_config_quantize_key_errors():
+    lisp = make()
+    for config, message in [('{"quantize":"int2"}', 'config "quantize": unknown quantization'),
+                            ('{"quantize":"int8" "group_size":64}', 'config "group_size": only "int4" has groups'),
+                            ('{"group_size":64}', 'config "group_size" needs "quantize" "int4"'),
+                            ('{"quantize":"int4" "group_size":16}', 'config "group_size": expected one of')]:
+        with pytest.raises(LispEError, match="torch_hf_load_model: " + message):
+            lisp.eval(f'(torch_hf_load_model "SmolLM2-135M-Instruct" {config})')
+
+
+@pytest.mark.smollm2
+@pytest.mark.skipif(not LOAD_KEYS_WIRED, reason="torch_hf_load_model has no \"quantize\" key yet")
+def test_load_config_quantize_int4_keeps_the_gguf_blocks():
+    from lispe_py.models.loading import embedded_model_path
+    from lispe_py.models import ModelError
+
+    try:
+        embedded_model_path("SmolLM2-135M-Instruct")
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    lisp = Interpreter()
+    lisp.eval("(use 'lispe_torch)")
+    lisp.eval('(setq model (torch_hf_load_model "SmolLM2-135M-Instruct" {"quantize":"int4"}))')
+    q = lisp.eval("model").quantization
+    assert (q.mode, q.group_size, q.source, q.lm_head) == ("int4", 32, "gguf", "int8")
+    assert q.exact_from_gguf == q.layers - 1  # every block layer from its Q4_1 blocks; the Q8_0 head re-quantized
+    lisp.eval('(setq generator (torch_generator_create model "cpu"))')
+    text = lisp.eval('(torch_generate_text generator (tokenizer_chat \'(("user" "What is the capital of France?"))) '
+                     '{"max_length":12 "strategy":"greedy"})')
+    assert "Paris" in text
