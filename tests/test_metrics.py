@@ -191,3 +191,12 @@ def test_lisp_metrics_bad_arguments(lisp, code, message):
     with pytest.raises(LispEError) as err:
         lisp.eval(code)
     assert message in err.value.message
+
+
+def test_scored_generation_streams_through_the_callback(pair):
+    _, ours = pair
+    seen = []
+    r = generate_scored(ours, "the dog ate", max_length=6, eos_token_id=299, top_n=0,
+                        callback=lambda tok, piece: seen.append((tok, piece)))
+    assert [t for t, _ in seen] == r["ids"] and "".join(p for _, p in seen) == r["text"]
+    assert all("top" not in t for t in r["tokens"])

@@ -190,3 +190,10 @@ def test_lisp_trace_bad_arguments(lisp, code, message):
     with pytest.raises(LispEError) as err:
         lisp.eval(code)
     assert message in err.value.message
+
+
+def test_trace_streams_through_the_callback(model):
+    seen = []
+    t = generate_trace(model, "the cat", dict(SAMPLED, callback=lambda tok, piece: seen.append(tok)))
+    assert seen == t.tokens and t.functions == ["callback"]
+    assert replay(model, t).tokens == t.tokens        # a callback is not needed to replay

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from .config import GenerationConfig, GenerationError
-from .generate import _check_single, _config, _run, make_plan, new_text, sequence_logprobs
+from .generate import _check_single, _config, _execute, make_plan, new_text, sequence_logprobs
 
 
 class StepRecorder:
@@ -93,7 +93,7 @@ def generate_scored(model: Any, prompt: str | Sequence[int], config: GenerationC
     plan = make_plan(model, ids, config, None, tok)
     _check_single(plan, "generate_scored")
     rec = plan.recorder = StepRecorder(top_n)
-    _run(model, plan)
+    _execute(model, plan)
     n = int(plan.new_lengths[0])
     out = plan.result.view(-1)
     new = out[len(ids):len(ids) + n].tolist()

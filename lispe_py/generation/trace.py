@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .config import FUNCTION_KEYS, GenerationConfig, GenerationError
-from .generate import _check_single, _config, _run, make_plan, new_text
+from .generate import _check_single, _config, _execute, make_plan, new_text
 from .metrics import StepRecorder, _encode
 
 FORMAT = 1
@@ -240,7 +240,7 @@ def generate_trace(model: Any, prompt: str | Sequence[int], config: GenerationCo
     chain = plan.chain.describe()
     plan.recorder = rec = StepRecorder(0)
     plan.schedule = schedule
-    _run(model, plan)
+    _execute(model, plan)
     n = int(plan.new_lengths[0])
     out = plan.result.view(-1)
     new = out[len(ids):len(ids) + n].tolist()
