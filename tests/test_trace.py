@@ -197,3 +197,47 @@ def test_trace_streams_through_the_callback(model):
     t = generate_trace(model, "the cat", dict(SAMPLED, callback=lambda tok, piece: seen.append(tok)))
     assert seen == t.tokens and t.functions == ["callback"]
     assert replay(model, t).tokens == t.tokens        # a callback is not needed to replay
+
+
+@pytest.fixture(scope="module")
+def smol_tiny():
+    """A tiny random model with SmolLM2's tokenizer (constraints need real token bytes)."""
+    from lispe_py.models import ModelConfig, create_model
+    from lispe_py.models.loading import embedded_model_path
+    from lispe_py.models.tokenizer import Tokenizer
+    try:
+        tok = Tokenizer.from_gguf(str(embedded_model_path("SmolLM2-135M-Instruct")))
+    except Exception as e:  # the model package is not installed
+        pytest.skip(f"SmolLM2 tokenizer unavailable: {e}")
+    m = create_model(ModelConfig(vocab_size=tok.vocab_size, hidden_size=16, num_layers=1, num_heads=2,
+                                 intermediate_size=32, max_position_embeddings=512, seed=7,
+                                 eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
+    m.tokenizer = tok
+    return m
+
+
+@pytest.mark.parametrize("spec", [
+    {"grammar": ["grammar", ["root", ["seq", "the ", ["alt", "cat", "dog"]]]]},
+    {"json_schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}},
+    {"choices": ["cat", "dog"]},
+    {"regex": "[a-z]{3}"},
+    {"allowed_tokens": [5, 6, 7]},
+])
+def test_constrained_traces_replay_from_their_printed_form(smol_tiny, spec):
+    t = generate_trace(smol_tiny, "the", dict(spec, strategy="sample", seed=3, max_length=20))
+    kind = next(iter(spec))
+    assert f'("{kind}" ' in t.dumps() and f"({kind} " in t.chain
+    again = replay(smol_tiny, t.dumps())
+    assert again.tokens == t.tokens and again.text == t.text
+
+
+def test_lisp_grammar_trace_replays(smol_tiny):
+    interp = Interpreter()
+    interp.eval("(use 'lispe_torch)")
+    interp.globals["model"] = smol_tiny
+    interp.eval("(setq g (torch_generator_create model))")
+    interp.eval('(setq tr (torch_generate_trace g "the" {"grammar":\'(grammar (root (seq "the " (alt "cat" "dog")))) '
+                '"strategy":"sample"}))')
+    assert '("grammar" (grammar (root (seq "the " (alt "cat" "dog")))))' in interp.eval("(string tr)")
+    assert interp.eval('(torch_trace_diff tr (torch_replay g (string tr)))') is None
+    assert Trace.from_sexp(interp.eval("tr")).text in ("the cat", "the dog")
