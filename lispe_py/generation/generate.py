@@ -12,6 +12,13 @@ sequences are returned), 2-D in -> 2-D out, prompt + new tokens. Rows that finis
 padding, hold `pad_token_id` in the output. With `num_return_sequences = n`, row i's sequences are
 output rows i*n .. i*n+n-1 (transformers' layout).
 
+Decoding control (config keys, see docs/guided.md): `stop_when` predicates see each row's new text
+(one incremental decoder per row, called when the text grew) and end that row; `on_step` hooks run
+after every step with the per-step parameters and may return changes, applied from the next step by
+rebuilding the chain (`Plan.changes` records them; `Plan.schedule` replays recorded ones);
+`Plan.recorder` observes (logits, scores, tokens) per step for metrics.py and trace.py. Without
+these the loop does no extra work.
+
 Seeds: with `seed` set, each row draws from its own generator seeded with `seed` (copy j of a row
 with several return sequences uses `seed + j`), and every step draws exactly one uniform number per
 row (inverse-CDF sampling), so a prompt gives the same tokens alone or inside a batch.
@@ -277,7 +284,9 @@ def generate(model: Any, input_ids: Any, config: GenerationConfig | dict | None 
     `stopping` are extra stop criteria `(ids [rows, cur_len], new_tokens [rows]) -> bool [rows]`,
     called once per step with each row's ids including the new token (True ends that row, which
     keeps the token, like an EOS).
-    With a `callback` in the config, `callback(token_id, piece)` is called for each new token.
+    With a `callback` in the config, `callback(token_id, piece)` is called for each new token; with
+    `stop_when`, `predicate(new_text) -> bool` ends a row; with `on_step`, `hook(step, params)` may
+    return parameter changes for the next steps (docs/guided.md).
     """
     config = _config(config, overrides)
     plan = make_plan(model, input_ids, config, attention_mask, tokenizer, processors, stopping)
