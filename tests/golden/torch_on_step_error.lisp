@@ -1,0 +1,10 @@
+; An on_step hook that returns a key it may not change: a LispE error at the generating call.
+(use 'lispe_torch)
+(setq model (torch_model_create "transformer" {"vocab_size":64 "hidden_size":16 "num_layers":1 "num_heads":2 "seed":1}))
+(setq generator (torch_generator_create model "cpu"))
+(defun hook (step params)
+   (println "step" step (@ params "chain") "tokens so far:" (size (@ (@ params "tokens") 0)))
+   (if (= step 1) {"max_length":2} {"top_k":3}))
+(println (maybe (torch_generator_config generator {"on_step":42}) "a non-function on_step is refused"))
+(torch_generator_config generator {"on_step":hook "seed":5 "max_length":4 "strategy":"top_k"})
+(torch_generate generator (integers 1 2 3))
