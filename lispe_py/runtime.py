@@ -135,6 +135,19 @@ class RuntimeState:
         self.depth = 0
         return LispEError(f"stack overflow (recursion depth {self.max_depth})")
 
+    def run(self, body: Callable[[list], Any], frame: list) -> Any:
+        """Run a function body one level deeper, with the tail-call trampoline (compiled call sites
+        inline the same loop)."""
+        d = self.depth + 1
+        if d > self.max_depth:
+            raise self.overflow()
+        self.depth = d
+        r = body(frame)
+        while r.__class__ is TailCall:
+            r = r.fn.body(r.frame)
+        self.depth = d - 1
+        return r
+
 
 class FunctionCode:
     """What `lambda`/`defun` compile to, once: parameters, body closure, frame layout."""
@@ -205,17 +218,7 @@ class Lambda:
 
     def invoke(self, args: list) -> Any:
         """Call with a list of evaluated arguments; runs the tail-call trampoline."""
-        rt = self.code.rt
-        fr = self.make_frame(args)
-        d = rt.depth + 1
-        if d > rt.max_depth:
-            raise rt.overflow()
-        rt.depth = d
-        r = self.body(fr)
-        while r.__class__ is TailCall:
-            r = r.fn.body(r.frame)
-        rt.depth = d - 1
-        return r
+        return self.code.rt.run(self.body, self.make_frame(args))
 
     def __call__(self, *args: Any) -> Any:
         """Python code (torch callbacks, embedding) may call a Lisp function directly."""
@@ -258,17 +261,8 @@ class PatternFunction:
                          + " ".join(repr_string(a) for a in args))
 
     def invoke(self, args: list) -> Any:
-        rt = self.rt
         fn, fr = self.select(args)
-        d = rt.depth + 1
-        if d > rt.max_depth:
-            raise rt.overflow()
-        rt.depth = d
-        r = fn.body(fr)
-        while r.__class__ is TailCall:
-            r = r.fn.body(r.frame)
-        rt.depth = d - 1
-        return r
+        return self.rt.run(fn.body, fr)
 
     def __call__(self, *args: Any) -> Any:
         return self.invoke(list(args))
