@@ -500,7 +500,10 @@ def test_rejected_params_change_nothing(lisp: Interpreter, args: str, message: s
     ('(torch_model_to_dtype model 16)', "torch_model_to_dtype: argument 'dtype': expected a dtype name"),
     ('(torch_model_to_device model "tpu")', "torch_model_to_device: argument 'device': unknown device"),
     ('(torch_hf_load_model "/no/such/model")', "torch_hf_load_model: no model at '/no/such/model'"),
-    ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"quantize":true})', 'torch_hf_load_model: unknown config key "quantize"'),
+    ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"quantise":true})', 'torch_hf_load_model: unknown config key "quantise"'),
+    ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"quantize":true})', 'torch_hf_load_model: config "quantize": unknown quantization'),
+    ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"prompt_cache":1})', 'torch_hf_load_model: config "prompt_cache" must be true or nil'),
+    ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"prefill_chunk_size":0})', 'torch_hf_load_model: config "prefill_chunk_size": expected a positive integer'),
     ('(tokenizer_encode "hello")', "tokenizer_encode: no tokenizer is loaded"),
     ('(tokenizer_encode 42 "hello")', "tokenizer_encode: argument 'tokenizer': expected a tokenizer"),
     ('(torch_generate_text generator "hi")', "torch_generate_text: the model has no tokenizer and none is loaded"),
@@ -683,10 +686,14 @@ def test_flash_attention_is_softmax_attention(lisp: Interpreter) -> None:
     assert torch.allclose(scaled, torch.softmax(q @ k.transpose(-1, -2) * 0.5, -1) @ v, atol=1e-5)
 
 
-def test_embeddings_prompt_maps_to_its_tokens(lisp: Interpreter) -> None:
+def test_embeddings_prompt_continues_like_its_tokens(lisp: Interpreter) -> None:
+    """A float tensor is the prompt as embeddings: the new tokens only, the same as from the ids."""
     lisp.eval("(torch_set_generation_params generator 3 nil nil nil)")
     out = lisp.eval("(torch_generate generator (torch_hf_embeddings model ids) \"greedy\")")
-    assert out.shape == (1, 6) and out[0, :3].tolist() == [5, 9, 13]
+    from_ids = lisp.eval("(torch_generate generator (torch_tensor (list ids)) \"greedy\")")
+    assert out.shape == (1, 3) and out.tolist() == from_ids[:, 3:].tolist()
+    shifted = lisp.eval("(torch_generate generator (tensor_add (torch_hf_embeddings model ids) 0.5) \"greedy\")")
+    assert shifted.shape == (1, 3)
 
 
 # ------------------------------------------------------------------------------------------- compatibility names

@@ -70,7 +70,10 @@ def beam_search(model: Any, plan: "Plan") -> tuple[torch.Tensor, torch.Tensor]:
     model.setup_cache(rows, max_length)
     pos = torch.arange(p, device=device)
     position_ids = (pos[None, :] - pad_lengths[:, None]).clamp(min=0) if kv_mask is not None else None
-    logits = model.prefill(ids, position_ids=position_ids, kv_mask=kv_mask)
+    if prompt.embeds is not None:
+        logits = model.prefill(None, inputs_embeds=prompt.embeds.repeat_interleave(num_beams, dim=0))
+    else:
+        logits = model.prefill(ids, position_ids=position_ids, kv_mask=kv_mask)
     chain = plan.chain if len(plan.chain) else None
     vocab = logits.shape[-1]
 

@@ -48,10 +48,19 @@ class Prompt:
     ids: torch.Tensor            # [B, P] long, padding holds a valid id (special.input_pad)
     pad_lengths: torch.Tensor    # [B] long: leading padding positions per row
     one_d: bool                  # the caller gave a single 1-D prompt
+    embeds: torch.Tensor | None = None   # [B, P, hidden]: the prompt as embeddings (ids are placeholders)
 
     @property
     def padded(self) -> bool:
         return bool((self.pad_lengths > 0).any())
+
+    @property
+    def text_start(self) -> torch.Tensor:
+        """[B] where each row's prompt token ids begin: after its padding, or at the end (embeddings:
+        no prompt ids, so processors and decoders see only the new tokens, as in transformers)."""
+        if self.embeds is None:
+            return self.pad_lengths
+        return torch.full_like(self.pad_lengths, self.ids.shape[1])
 
 
 def _config(config: GenerationConfig | dict | None, overrides: dict) -> GenerationConfig:
@@ -139,6 +148,24 @@ def prepare_prompt(input_ids: Any, special: SpecialTokens, vocab_size: int, devi
     return Prompt(ids.to(device), pads.to(device), one_d)
 
 
+def prepare_embeds(inputs_embeds: Any, hidden: int, special: SpecialTokens, device: torch.device) -> Prompt:
+    """A prompt given as embeddings [B, T, hidden] (or [T, hidden] for one row)."""
+    e = inputs_embeds
+    if not isinstance(e, torch.Tensor) or not e.is_floating_point():
+        raise GenerationError(f"inputs_embeds must be a float tensor [batch, seq, {hidden}], "
+                              f"got {type(e).__name__ if not isinstance(e, torch.Tensor) else e.dtype}")
+    one_d = e.dim() == 2
+    if one_d:
+        e = e[None]
+    if e.dim() != 3 or e.shape[-1] != hidden or e.shape[0] == 0 or e.shape[1] == 0:
+        raise GenerationError(f"inputs_embeds must be [batch, seq, {hidden}], got {list(inputs_embeds.shape)}")
+    if not bool(torch.isfinite(e).all()):
+        raise GenerationError("inputs_embeds contains NaN or infinite values")
+    b, t, _ = e.shape
+    ids = torch.full((b, t), special.input_pad, dtype=torch.long, device=device)
+    return Prompt(ids, torch.zeros(b, dtype=torch.long, device=device), one_d, e.to(device))
+
+
 def _is_id(x: Any) -> bool:
     return (isinstance(x, numbers.Integral) and not isinstance(x, bool)) or (
         isinstance(x, torch.Tensor) and x.dim() == 0 and not x.is_floating_point())
@@ -193,11 +220,17 @@ class Plan:
 
 def make_plan(model: Any, input_ids: Any, config: GenerationConfig, attention_mask: Any = None,
               tokenizer: Any = None, extra_processors: Iterable[LogitsProcessor] = (),
-              stopping: Iterable[StopCriterion] = ()) -> Plan:
+              stopping: Iterable[StopCriterion] = (), inputs_embeds: Any = None) -> Plan:
     """Validate a call (config against the model, prompt ids, context length) and build its chain."""
     vocab, context, device = _model_info(model)
     special = resolve_special_tokens(config, getattr(model, "special_tokens", None), vocab)
-    prompt = prepare_prompt(input_ids, special, vocab, device, attention_mask)
+    if inputs_embeds is not None:
+        if input_ids is not None or attention_mask is not None:
+            raise GenerationError("give a prompt as input_ids or as inputs_embeds, not both "
+                                  "(attention_mask goes with input_ids)")
+        prompt = prepare_embeds(inputs_embeds, int(model.config.hidden_size), special, device)
+    else:
+        prompt = prepare_prompt(input_ids, special, vocab, device, attention_mask)
     p = prompt.ids.shape[1]
     if p + config.max_length > context:
         raise GenerationError(
@@ -208,7 +241,8 @@ def make_plan(model: Any, input_ids: Any, config: GenerationConfig, attention_ma
         raise GenerationError("stop strings need the model's tokenizer (the model has none)")
     rows = prompt.ids.shape[0] * (config.beams if config.strategy == "beam_search"
                                   else config.num_return_sequences)
-    ignore = prompt.pad_lengths.repeat_interleave(rows // prompt.ids.shape[0]) if prompt.padded else None
+    ignore = (prompt.text_start.repeat_interleave(rows // prompt.ids.shape[0])
+              if prompt.padded or prompt.embeds is not None else None)
     if config.stop_when and tokenizer is None:
         raise GenerationError("stop_when needs the model's tokenizer (the model has none)")
     if config.on_step and config.strategy == "beam_search":
@@ -276,8 +310,11 @@ class _Sampler:
 def generate(model: Any, input_ids: Any, config: GenerationConfig | dict | None = None, *,
              attention_mask: Any = None, tokenizer: Any = None,
              processors: Iterable[LogitsProcessor] = (), stopping: Iterable[StopCriterion] = (),
-             **overrides: Any) -> torch.Tensor:
+             inputs_embeds: Any = None, **overrides: Any) -> torch.Tensor:
     """Prompt + new tokens as a LongTensor (1-D in -> 1-D out, 2-D -> 2-D) for any strategy.
+
+    With `inputs_embeds` [B, T, hidden] (input_ids None) the prompt is given as embeddings and, as in
+    transformers, the output holds only the new tokens and the processors see only those.
 
     `config` is a GenerationConfig or a dict; `overrides` are config keys for this call only.
     `processors` are extra logits processors (e.g. constraints) run after the user's functions.
@@ -289,7 +326,8 @@ def generate(model: Any, input_ids: Any, config: GenerationConfig | dict | None 
     return parameter changes for the next steps (docs/guided.md).
     """
     config = _config(config, overrides)
-    plan = make_plan(model, input_ids, config, attention_mask, tokenizer, processors, stopping)
+    plan = make_plan(model, input_ids, config, attention_mask, tokenizer, processors, stopping,
+                     inputs_embeds)
     return _execute(model, plan)
 
 
@@ -298,8 +336,11 @@ def _execute(model: Any, plan: Plan) -> torch.Tensor:
         _check_single(plan, "callback")
         for tok, piece in _token_events(model, plan, _decoder(plan)):
             plan.config.callback(tok, piece)
-        return plan.result
-    return _run(model, plan)
+    else:
+        _run(model, plan)
+    if plan.prompt.embeds is not None:   # no prompt ids to return: the new tokens only
+        plan.result = plan.result[..., plan.prompt.ids.shape[1]:]
+    return plan.result
 
 
 def stream(model: Any, input_ids: Any, config: GenerationConfig | dict | None = None, *,
@@ -441,7 +482,7 @@ def _check_single(plan: Plan, what: str) -> None:
 def _decoder(plan: Plan) -> IncrementalDecoder | None:
     if plan.tokenizer is None:
         return None
-    return IncrementalDecoder(plan.tokenizer, plan.prompt.ids[0].tolist())
+    return IncrementalDecoder(plan.tokenizer, plan.prompt.ids[0, int(plan.prompt.text_start[0]):].tolist())
 
 
 # ---------------------------------------------------------------------------- decode loops
@@ -538,6 +579,11 @@ class _DecodeLoop:
             if self.kv_mask is not None:
                 pos = torch.arange(self.p, device=device)
                 position_ids = (pos[None, :] - self.pad_lengths[:, None]).clamp(min=0)
+            embeds = self.plan.prompt.embeds
+            if embeds is not None:
+                copies = self.copies
+                embeds = embeds.repeat_interleave(copies, dim=0) if copies > 1 else embeds
+                return model.prefill(None, inputs_embeds=embeds)
             return model.prefill(self.ids, position_ids=position_ids, kv_mask=self.kv_mask)
         pos = torch.tensor([self.cur - 1], device=device)
         position_ids = (pos - self.pad_lengths)[:, None] if self.kv_mask is not None else None
@@ -657,7 +703,7 @@ class _RowTexts:
     """The new text of every row, kept up to date token by token (bounded work per step)."""
 
     def __init__(self, plan: Plan, ids: torch.Tensor):
-        pads = plan.prompt.pad_lengths.repeat_interleave(ids.shape[0] // plan.prompt.ids.shape[0])
+        pads = plan.prompt.text_start.repeat_interleave(ids.shape[0] // plan.prompt.ids.shape[0])
         self.decoders = [IncrementalDecoder(plan.tokenizer, row[int(pl):].tolist())
                          for row, pl in zip(ids, pads)]
         self.text = [""] * ids.shape[0]
@@ -698,7 +744,7 @@ class _BeamStopWhen:
                  beams: int):
         self.predicates, self.tokenizer, self.beams = predicates, tokenizer, beams
         self.width = prompt.ids.shape[1]
-        self.prompts = [prompt.ids[i, int(pl):].tolist() for i, pl in enumerate(prompt.pad_lengths)]
+        self.prompts = [prompt.ids[i, int(pl):].tolist() for i, pl in enumerate(prompt.text_start)]
 
     def __call__(self, ids: torch.Tensor, new_tokens: torch.Tensor) -> torch.Tensor:
         rows = ids.shape[0]
@@ -717,7 +763,7 @@ class _StopStrings:
     def __init__(self, plan: Plan, ids: torch.Tensor):
         self.stop = plan.config.stop
         self.keep = max(len(s) for s in self.stop) - 1
-        pads = plan.prompt.pad_lengths.repeat_interleave(ids.shape[0] // plan.prompt.ids.shape[0])
+        pads = plan.prompt.text_start.repeat_interleave(ids.shape[0] // plan.prompt.ids.shape[0])
         self.decoders = [IncrementalDecoder(plan.tokenizer, row[int(pl):].tolist())
                          for row, pl in zip(ids, pads)]
         self.tails = [""] * ids.shape[0]

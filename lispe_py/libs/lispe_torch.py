@@ -107,24 +107,13 @@ def _with_progress(cfg: GenerationConfig, single: bool) -> tuple[GenerationConfi
     return cfg.update({"callback": progress}), progress
 
 
-def _embeddings_to_ids(fname: str, model: DecoderModel, emb: torch.Tensor) -> torch.Tensor:
-    """Prompt embeddings [batch, seq, hidden] -> the ids of the nearest vocabulary embeddings (cosine).
-
-    Our models take token ids, so an embedding prompt is projected onto the model's vocabulary: an
-    embedding taken from the model comes back as its own token.
-    """
+def _prompt_embeddings(fname: str, model: DecoderModel, emb: torch.Tensor) -> torch.Tensor:
+    """A float prompt tensor checked as embeddings [batch, seq, hidden] ([seq, hidden]: one row)."""
     hidden = model.config.hidden_size
-    if emb.dim() == 2:
-        emb = emb.unsqueeze(0)
-    if emb.dim() != 3 or emb.shape[-1] != hidden:
+    if emb.dim() not in (2, 3) or emb.shape[-1] != hidden or emb.shape[-2] == 0:
         raise LispEError(f"{fname}: argument 'input_ids': a float tensor is taken as prompt embeddings "
                          f"[batch, seq, hidden={hidden}], got shape {list(emb.shape)}")
-    tv.warn("prompt embeddings are mapped to their nearest vocabulary tokens", fname)
-    table = model.embed.weight.detach().float()
-    with torch.inference_mode():
-        e = F.normalize(emb.detach().float().to(table.device), dim=-1)
-        sims = e @ F.normalize(table, dim=-1).T
-        return sims.argmax(dim=-1).cpu()
+    return emb.detach()
 
 
 # ===================================================================================== models
@@ -203,7 +192,7 @@ def _model_dtype(fname: str, name: Any) -> torch.dtype:
         return resolve_dtype(name)
 
 
-_LOAD_KEYS = ("device", "dtype")
+_LOAD_KEYS = ("device", "dtype", "quantize", "group_size", "prompt_cache", "prefill_chunk_size")
 
 
 @builtin("torch_hf_load_model", group=G_MODEL, library=LIB, min_args=1, max_args=2, ctx=True)
@@ -211,24 +200,43 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     """(torch_hf_load_model "SmolLM2-135M-Instruct")
 
     Loads a model: a local Hugging Face folder (config.json + *.safetensors + tokenizer.json), a .gguf
-    file, or the embedded "SmolLM2-135M-Instruct". Config keys: "device", "dtype". The model's
-    tokenizer becomes the default tokenizer (used by tokenizer_encode without a tokenizer argument).
+    file, or the embedded "SmolLM2-135M-Instruct". Config keys: "device", "dtype", "quantize"
+    ("int8"/"int4") and "group_size", "prompt_cache" (true: a call whose prompt starts with the previous
+    call's prompt + output, e.g. a chat's next turn, runs only the new part), "prefill_chunk_size"
+    (default 1024). The model's tokenizer becomes the default tokenizer.
     """
+    from .torch_quant import load_options
+
     fname = "torch_hf_load_model"
     path = expect_str(fname, "path", path)
-    device, dtype = "cpu", None
+    device, dtype, quantize, group_size, prompt_cache, chunk = "cpu", None, None, None, False, 1024
     for key, v in config_pairs(fname, "config", config, ctx):
         if key == "device":
             device = str(device_arg(fname, "device", v))
         elif key == "dtype":
             dtype = _model_dtype(fname, v)
+        elif key == "quantize":
+            quantize = v
+        elif key == "group_size":
+            group_size = v
+        elif key == "prompt_cache":
+            if v is not None and v is not True:
+                raise LispEError(f"{fname}: config \"prompt_cache\" must be true or nil, got {describe(v)}")
+            prompt_cache = v is True
+        elif key == "prefill_chunk_size":
+            if not (tv.is_int(v) and v > 0) and v is not None:
+                raise LispEError(f"{fname}: config \"prefill_chunk_size\": expected a positive integer "
+                                 f"(or nil for one pass), got {describe(v)}")
+            chunk = v
         else:
             raise LispEError(f"{fname}: unknown config key \"{key}\"; valid keys: "
                              + ", ".join(f'"{k}"' for k in _LOAD_KEYS))
+    quantize, group_size = load_options(fname, quantize, group_size)
     if path not in EMBEDDED_MODELS:
         path = str(_resolve_path(ctx, path))
     with core_errors(fname), tv.loading(Path(path).name):
-        model = load_model(path, dtype=dtype, device=device)
+        model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size)
+    model.prompt_cache, model.prefill_chunk_size = prompt_cache, chunk
     if model.tokenizer is not None:
         _set_default_tokenizer(ctx, model.tokenizer)
     return model
@@ -278,7 +286,8 @@ def torch_model_info(model: Any) -> dict:
     """(torch_model_info model)
 
     A dictionary: architecture, parameters, dtype, device, vocab_size, context_length, hidden_size,
-    num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template.
+    num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template, prompt_cache,
+    prefill_chunk_size, quantization.
     """
     m = _model("torch_model_info", model)
     c = m.config
@@ -289,6 +298,8 @@ def torch_model_info(model: Any) -> dict:
         "hidden_size": c.hidden_size, "num_layers": c.num_layers, "num_heads": c.num_heads,
         "num_kv_heads": c.num_kv_heads, "has_tokenizer": True if m.tokenizer is not None else None,
         "has_chat_template": True if m.chat_template else None,
+        "prompt_cache": True if m.prompt_cache else None, "prefill_chunk_size": m.prefill_chunk_size,
+        "quantization": m.quantization.mode if getattr(m, "quantization", None) is not None else None,
     }
 
 
@@ -534,15 +545,18 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
     """(torch_generate generator input_ids "greedy")
 
     Prompt + new token ids as a tensor: 1-D in -> 1-D out, 2-D (a batch) in -> 2-D out. input_ids:
-    integers, a list, a matrix, or a tensor (a float [batch, seq, hidden] tensor is taken as prompt
-    embeddings). strategy ("greedy", "top_k", "top_p", "sample", "beam_search") overrides the
+    integers, a list, a matrix, or a tensor. A float [batch, seq, hidden] tensor is taken as prompt
+    embeddings; there are no prompt ids then, so the result holds the new tokens only (as
+    transformers' generate(inputs_embeds=...)). strategy ("greedy", "top_k", "top_p", "sample", "beam_search") overrides the
     generator's for this call only.
     """
     fname = "torch_generate"
     gen = _generator(fname, generator)
     model = gen.model
+    embeds = None
     if isinstance(input_ids, torch.Tensor) and input_ids.is_floating_point():
-        ids: Any = _embeddings_to_ids(fname, model, input_ids)
+        ids: Any = None
+        embeds = _prompt_embeddings(fname, model, input_ids)
     else:
         ids = ids_arg(fname, "input_ids", input_ids)
     cfg = gen.config
@@ -553,11 +567,12 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
             cfg = cfg.update({"strategy": strategy})
         except GenerationError as exc:
             raise LispEError(f"{fname}: argument 'strategy': {exc}") from None
-    single = isinstance(ids, torch.Tensor) and (ids.dim() == 1 or ids.shape[0] == 1)
+    prompt = ids if embeds is None else embeds[..., 0]
+    single = isinstance(prompt, torch.Tensor) and (prompt.dim() == 1 or prompt.shape[0] == 1)
     cfg, progress = _with_progress(cfg, single)
     try:
         with core_errors(fname):
-            return generate(model, ids, cfg, tokenizer=_model_tokenizer(ctx, model))
+            return generate(model, ids, cfg, tokenizer=_model_tokenizer(ctx, model), inputs_embeds=embeds)
     finally:
         if progress is not None:
             progress.close()
@@ -1217,7 +1232,7 @@ class KVContext:
             self.batch = b
         elif b != self.batch:
             raise LispEError(f"{fname}: this KV cache holds a batch of {self.batch}, got {b} rows")
-        elif model._kv_len != self.pos:
+        elif model.kv_len != self.pos:
             raise LispEError(f"{fname}: the KV cache was reused by another generation on this model; "
                              f"create a new one with torch_hf_enable_kv_cache")
         if self.pos + t > self.capacity:
@@ -1336,3 +1351,6 @@ def torch_hf_generate(ctx: Any, model: Any, input_ids: Any, eos_id: Any, max_len
 
 
 __all__ = ["KVContext", "TorchGenerator"]
+
+
+from . import torch_quant  # noqa: E402,F401  (registers torch_model_quantize with this library)
