@@ -94,3 +94,27 @@ def test_gpt2_ids_of_the_guide_warn_on_smollm2(lisp: Interpreter, capfd) -> None
 def test_token_outside_vocabulary_is_an_error(lisp: Interpreter) -> None:
     with pytest.raises(LispEError, match=r"torch_generate: prompt 0: token ids \[50000\] are outside"):
         lisp.eval("(torch_generate generator (integers 1 50000))")
+
+
+def test_prompt_cache_runs_only_a_chats_new_turn() -> None:
+    """{"prompt_cache":true}: the second turn re-runs only what follows the first turn's prompt + answer
+    (the template's end-of-turn markers and the new message), and still answers."""
+    lisp = Interpreter()
+    lisp.eval("(use 'lispe_torch)")
+    lisp.eval('(setq model (torch_hf_load_model "SmolLM2-135M-Instruct" {"prompt_cache":true}))')
+    assert lisp.eval('(key (torch_model_info model) "prompt_cache")') is True
+    lisp.eval('(setq generator (torch_generator_create model "cpu"))')
+    lisp.eval('(setq history (list (list "user" "What is the capital of France?")))')
+    lisp.eval('(setq answer (torch_generate_text generator (tokenizer_chat history) '
+              '{"max_length":16 "strategy":"greedy"}))')
+    first = lisp.eval("answer")
+    model = lisp.eval("model")
+    assert model.last_prefill_start == 0
+    first_len = len(lisp.eval("(tokenizer_chat history)"))
+    lisp.eval('(push history (list "assistant" (trim answer)))')
+    lisp.eval('(push history (list "user" "And of Italy?"))')
+    second = lisp.eval('(torch_generate_text generator (tokenizer_chat history) {"max_length":16 "strategy":"greedy"})')
+    total = len(lisp.eval("(tokenizer_chat history)"))
+    assert "Paris" in first and second.strip()
+    assert model.last_prefill_start >= first_len          # the whole first turn came from the cache
+    assert total - model.last_prefill_start < total // 2  # and most of the prompt did
