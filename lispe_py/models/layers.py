@@ -17,17 +17,22 @@ from .errors import ModelError
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm computed in float32 and cast back, exactly as transformers' LlamaRMSNorm."""
+    """RMSNorm computed in float32, as transformers' LlamaRMSNorm.
+
+    One fused kernel (`F.rms_norm`), which is bit-identical to transformers' three steps in float32;
+    in bfloat16/float16 it rounds once where transformers rounds twice (x * rstd, then * weight), so
+    with `exact` (set by DecoderModel.transformers_attention) the three steps run instead.
+    """
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.exact = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        if dtype == torch.float32:
-            # One fused kernel, bit-identical to the three-step form below in float32.
+        if dtype == torch.float32 or not self.exact:
             return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -252,9 +257,10 @@ class DecoderModel(nn.Module):
 
     @property
     def transformers_attention(self) -> bool:
-        """Call SDPA exactly as transformers does (GQA via enable_gqa when there is no mask, repeated
-        k/v when there is), so bfloat16/float16 results are bit-identical to transformers'. Default
-        False: decode steps use grouped query rows, faster on CPU (6x in bfloat16) and at least as
+        """Compute exactly as transformers does: SDPA called the same way (GQA via enable_gqa when
+        there is no mask, repeated k/v when there is) and RMSNorm in its three rounding steps, so
+        bfloat16/float16 results are bit-identical to transformers'. Default False: decode steps use
+        grouped query rows (6x faster in bfloat16 on CPU) and one fused RMSNorm kernel, at least as
         accurate; float32 results agree with transformers to ~1e-7 either way."""
         return self.layers[0].attn.transformers_dispatch
 
@@ -262,6 +268,9 @@ class DecoderModel(nn.Module):
     def transformers_attention(self, value: bool) -> None:
         for block in self.layers:
             block.attn.transformers_dispatch = bool(value)
+        for mod in self.modules():
+            if isinstance(mod, RMSNorm):
+                mod.exact = bool(value)
 
     @property
     def kv_len(self) -> int:
