@@ -16,6 +16,7 @@ from lispe_py.models.quantize import (
     Int4Linear,
     Int8Linear,
     dequantize_int4,
+    gptq_int8,
     int4_from_gguf,
     quantize_int4,
     quantize_int8,
@@ -108,6 +109,58 @@ def test_int4_reference_path_for_shapes_the_kernel_refuses():
     q, scale, zero = quantize_int4(lin.weight.detach(), 32)
     x = torch.randn(3, 64)
     assert torch.allclose(layer(x), x @ dequantize_int4(q, scale, zero).t(), atol=1e-5)
+
+
+def _correlated_inputs(n: int, k: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 16, generator=g) @ torch.randn(16, k, generator=g) + 0.05 * torch.randn(n, k, generator=g)
+
+
+def test_gptq_int8_lowers_the_output_error_on_its_inputs_with_the_same_scales():
+    w = _weights(64, 96, seed=4)
+    x = _correlated_inputs(500, 96)
+    q, scale = gptq_int8(w, x.t() @ x)
+    q0, scale0 = quantize_int8(w)
+    assert q.dtype == torch.int8 and q.shape == (64, 96) and torch.equal(scale, scale0)
+    ref = x @ w.t()
+    gptq_err = _rel(x @ (q.float() * scale[:, None]).t(), ref)
+    rtn_err = _rel(x @ (q0.float() * scale0[:, None]).t(), ref)
+    assert gptq_err < 0.5 * rtn_err, (gptq_err, rtn_err)
+    # a blind spot (an input column that is always zero) gets weight 0, the rest stays finite
+    x[:, 5] = 0
+    q, _ = gptq_int8(w, x.t() @ x)
+    assert int(q[:, 5].abs().max()) == 0
+
+
+def test_quantize_model_with_calibration_fits_every_int8_layer():
+    from lispe_py.generation import generate
+
+    model = create_model(TINY)
+    ids = [[(5 * i + 3 + j) % 256 for i in range(60 + j)] for j in range(3)]  # a batch cut to 60 tokens
+    quantize_model(model, "int8", calibration=ids)
+    q = model.quantization
+    assert (q.method, q.calibration_tokens, q.layers, q.lm_head) == ("gptq", 180, 9, "int8")
+    assert all(type(m) is Int8Linear for _, m in quantized_layers(model))
+    out = generate(model, [3, 17, 29], {"strategy": "greedy", "max_length": 6, "min_new_tokens": 6})
+    with torch.inference_mode():
+        full = model.forward_full(out[None, :-1])[0]
+    assert out[3:].tolist() == full[2:].argmax(-1).tolist()
+
+
+def test_self_calibration_fits_within_the_context():
+    model = create_model(dict(TINY, max_position_embeddings=24, num_layers=1))
+    quantize_model(model, "int8", calibration="self")
+    assert model.quantization.method == "gptq" and 0 < model.quantization.calibration_tokens <= 4 * 24
+    model = quantize_model(create_model(TINY), "int8", calibration=list(range(40)))  # one flat sequence
+    assert model.quantization.calibration_tokens == 40
+
+
+def test_bad_calibration_requests():
+    with pytest.raises(ModelError, match="int8 only"):
+        quantize_model(create_model(TINY), "int4", calibration=[1, 2, 3])
+    for bad in ("yes", [], [1, "a"], [[1, 2], []], [True]):
+        with pytest.raises(ModelError, match="calibration must be"):
+            quantize_model(create_model(TINY), "int8", calibration=bad)
 
 
 # ----- whole models -----
@@ -307,3 +360,21 @@ def test_smollm2_quality_perplexity_and_greedy_agreement(smollm2, mode):
     assert ppl < ppl_ref * 1.03, f"{mode} perplexity {ppl:.3f} vs float32 {ppl_ref:.3f}"
     same = sum(_greedy(model, p) == g for p, g in zip(PROMPTS, greedy_ref))
     assert same >= len(PROMPTS) // 2 + 1, f"{mode}: {same}/{len(PROMPTS)} prompts agree with float32 for 20 tokens"
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_smollm2_int8_gptq_meets_the_quality_bar(smollm2):
+    # GPTQ rounding fitted on the model's own sampled answers (calibration="self", ~660 tokens; minutes
+    # of CPU): the int8 layers' output error on those activations drops ~10x and greedy agreement with
+    # float32 reaches "most prompts", which round-to-nearest int8 does not (the xfail above).
+    from lispe_py.models.quantize import load_gguf_quantized
+
+    path, ref, ppl_ref, greedy_ref, ids = smollm2
+    model = load_gguf_quantized(path, "int8", calibration="self")
+    q = model.quantization
+    assert (q.mode, q.method, q.lm_head) == ("int8", "gptq", "int8") and q.calibration_tokens > 500
+    ppl = _ppl(model, ids)
+    assert ppl < ppl_ref * 1.03, f"int8 gptq perplexity {ppl:.3f} vs float32 {ppl_ref:.3f}"
+    same = sum(_greedy(model, p) == g for p, g in zip(PROMPTS, greedy_ref))
+    assert same >= len(PROMPTS) // 2 + 1, f"int8 gptq: {same}/{len(PROMPTS)} prompts agree with float32 for 20 tokens"

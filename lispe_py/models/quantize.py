@@ -24,7 +24,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,105 @@ def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = w.abs().amax(dim=1).clamp(min=1e-10) / 127.0
     q = torch.round(w / scale[:, None]).clamp_(-128, 127).to(torch.int8)
     return q, scale
+
+
+@torch.no_grad()
+def gptq_int8(w: torch.Tensor, hessian: torch.Tensor, block: int = 128, damp: float = 0.01
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row int8 like `quantize_int8` (same scales), rounded by GPTQ (Frantar et al. 2022) instead of to
+    nearest: columns are rounded one by one and each one's rounding error is pushed onto the columns not
+    yet rounded, weighted by the inverse of `hessian` = X^T X of the layer's inputs, which minimises the
+    error of the layer's output on those inputs rather than the error of the weights."""
+    n, k = w.shape
+    scale = w.float().abs().amax(dim=1).clamp(min=1e-10) / 127.0
+    wt = w.detach().float().t().contiguous()  # [K, N]: one input column per row, contiguous
+    h = hessian.detach().to(torch.float64).clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    wt[dead] = 0.0
+    h += damp * torch.diag(h).mean() * torch.eye(k, dtype=h.dtype, device=h.device)
+    try:
+        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    except RuntimeError:  # not positive definite even damped: plain rounding
+        return quantize_int8(w)
+    hinv = hinv.float()
+    q = torch.empty(k, n, dtype=torch.float32, device=wt.device)
+    for i1 in range(0, k, block):
+        i2 = min(i1 + block, k)
+        part, errs, hb = wt[i1:i2], torch.empty(i2 - i1, n, device=wt.device), hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            row = part[i]
+            qi = torch.round(row / scale).clamp_(-128, 127)
+            q[i1 + i] = qi
+            err = (row - qi * scale) / hb[i, i]
+            part[i + 1:].addr_(hb[i, i + 1:], err, alpha=-1.0)
+            errs[i] = err
+        wt[i2:].addmm_(hinv[i1:i2, i2:].t(), errs, alpha=-1.0)
+    return q.t().contiguous().to(torch.int8), scale
+
+
+CALIBRATION_PROMPTS = (
+    "Tell me about the history of the bicycle.",
+    "How do I bake bread at home?",
+    "Write a letter to a friend about your holiday.",
+    "What are the rules of chess?",
+)
+
+
+def self_calibration(model: nn.Module, tokens: int = 128, seed: int = 0) -> list[list[int]]:
+    """Calibration sequences for `gptq_int8` drawn from the model itself: its sampled answers (temperature
+    0.8, top_p 0.95, fixed seeds), prompt included, to CALIBRATION_PROMPTS through its chat template. A
+    model without a tokenizer samples from a few fixed token ids instead."""
+    from ..generation import generate
+
+    tok = getattr(model, "tokenizer", None)
+    if tok is not None and getattr(model, "chat_template", None):
+        prompts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
+                   for p in CALIBRATION_PROMPTS]
+    elif tok is not None:
+        prompts = [tok.encode(p) for p in CALIBRATION_PROMPTS]
+    else:
+        prompts = [[(7 * i + j) % model.config.vocab_size for j in range(4)] for i in range(len(CALIBRATION_PROMPTS))]
+    sequences = []
+    for i, prompt in enumerate(prompts):
+        n = max(1, min(tokens, model.config.max_position_embeddings - len(prompt)))
+        out = generate(model, prompt, {"strategy": "sample", "temperature": 0.8, "top_p": 0.95, "seed": seed + i,
+                                       "max_length": n, "min_new_tokens": n})
+        sequences.append(out.tolist())
+    return sequences
+
+
+def _calibration_sequences(calibration: Any) -> list[list[int]] | None:
+    """A list of token-id sequences from a list of ids (one sequence) or a list of lists; None if invalid."""
+    def ids(x: Any) -> bool:
+        return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(i, int) and not isinstance(i, bool) for i in x)
+    if ids(calibration):
+        return [list(calibration)]
+    if isinstance(calibration, (list, tuple)) and calibration and all(ids(c) for c in calibration):
+        return [list(c) for c in calibration]
+    return None
+
+
+@torch.no_grad()
+def _gptq_from_activations(model: nn.Module, names: list[str], sequences: list[list[int]]) -> dict[str, tuple]:
+    """GPTQ int8 (q, scale) for the named nn.Linear layers, fitted on the inputs each one sees in one float
+    forward pass over `sequences` (one batch: each cut to the shortest one and to the model's context):
+    each layer is rounded inside its own input hook, so only one layer's X^T X exists at a time."""
+    length = min(min(len(s) for s in sequences), model.config.max_position_embeddings)
+    batch = torch.tensor([s[:length] for s in sequences], device=model.device)
+    results: dict[str, tuple] = {}
+    hooks = []
+    for name in names:
+        def hook(module, inputs, name=name):
+            x = inputs[0].reshape(-1, module.in_features).to(torch.float64)
+            results[name] = gptq_int8(module.weight, x.t() @ x)
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        model.forward_full(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return results
 
 
 def quantize_int4(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -188,6 +287,8 @@ class Quantization:
     layers: int  # linear layers replaced
     source: str = "float"  # "float" (quantized from float weights) or "gguf" (from GGUF blocks)
     exact_from_gguf: int = 0  # layers whose int4 values were taken from GGUF blocks as they are
+    method: str = "rtn"  # "rtn" (round to nearest) or "gptq" (int8 rounding that compensates its error)
+    calibration_tokens: int = 0  # tokens whose activations the "gptq" rounding was fitted on
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -227,7 +328,11 @@ def _head_mode(mode: str, lm_head: bool | str) -> str | None:
     return lm_head
 
 
-def _quantized(linear: nn.Linear, mode: str, group_size: int, compute_dtype: torch.dtype) -> nn.Module:
+def _quantized(linear: nn.Linear, mode: str, group_size: int, compute_dtype: torch.dtype,
+               int8: tuple | None = None) -> nn.Module:
+    if mode == "int8" and int8 is not None:
+        q, scale = int8
+        return Int8Linear(q, scale, linear.bias, compute_dtype)
     if mode == "int8":
         return Int8Linear.from_linear(linear, compute_dtype)
     return Int4Linear.from_linear(linear, _int4_group(linear.in_features, group_size), compute_dtype)
@@ -242,7 +347,8 @@ def _keep_tied_weight(model: nn.Module) -> None:
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: bool | str = True,
-                   compute_dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+                   compute_dtype: torch.dtype = torch.bfloat16, calibration: str | list | None = None
+                   ) -> nn.Module:
     """Replace the decoder's nn.Linear layers (fused q/k/v and gate/up included) by int8 or int4 ones, in place.
 
     mode: "int8" (per-channel) or "int4" (group-wise, group_size 32/64/128; a layer whose in_features the
@@ -250,20 +356,36 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
     mode: int4 there costs SmolLM2 ~10% perplexity), False (keep it in the model's dtype), "int8", "int4",
     or "auto" (int8 when the model allows it, else kept: an untied head cannot be quantized while the model
     reads its dtype from `lm_head.weight`). Records `model.quantization` and returns the model.
+
+    calibration (int8 only): None rounds to nearest; "self" (`self_calibration`: the model's own sampled
+    answers), a list of token ids or a list of such sequences fits each int8 layer, head included, with
+    `gptq_int8` on the activations of one float forward pass over them (a batch cut to the shortest). Slower to quantize (minutes for SmolLM2 on 2 cores),
+    same speed to run, and much closer to the float model's greedy output (docs/performance.md).
     """
     _check_mode(mode, group_size)
     if getattr(model, "quantization", None) is not None:
         raise ModelError(f"the model is already quantized ({model.quantization.mode})")
+    if calibration is not None and mode != "int8":
+        raise ModelError("calibration (GPTQ rounding) is implemented for int8 only")
+    if calibration is not None and calibration != "self" and _calibration_sequences(calibration) is None:
+        raise ModelError("calibration must be None, \"self\", a list of token ids or a list of such lists")
     head = _head_mode(mode, lm_head)
     targets = [(n, m) for n, m in model.named_modules() if type(m) is nn.Linear and n != "lm_head"]
     for name, linear in targets + ([("lm_head", model.lm_head)] if head == "int4" else []):
         if (mode == "int4" or name == "lm_head") and linear.in_features % 32:  # before any layer changes
             raise ModelError(f"int4: layer {name} has in_features {linear.in_features}, not a multiple of "
                              f"any group size {GROUP_SIZES}; use int8")
+    fitted: dict[str, tuple] = {}
+    tokens = 0
+    if calibration is not None:
+        sequences = self_calibration(model) if calibration == "self" else _calibration_sequences(calibration)
+        names = [n for n, _ in targets] + (["lm_head"] if head == "int8" else [])
+        fitted = _gptq_from_activations(model, names, sequences)
+        tokens = len(sequences) * min(min(map(len, sequences)), model.config.max_position_embeddings)
     with _one_thread():
         if head is not None:
             original = model.lm_head
-            model.lm_head = _quantized(original, head, group_size, compute_dtype)
+            model.lm_head = _quantized(original, head, group_size, compute_dtype, fitted.get("lm_head"))
             _keep_tied_weight(model)
             try:
                 model.dtype
@@ -277,10 +399,11 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
                         "longer has: quantize with lm_head=False or lm_head='auto'"
                     ) from None
         for name, linear in targets:
-            _set_module(model, name, _quantized(linear, mode, group_size, compute_dtype))
+            _set_module(model, name, _quantized(linear, mode, group_size, compute_dtype, fitted.get(name)))
     model.quantization = Quantization(
         mode, group_size if mode == "int4" else None, head, str(compute_dtype).removeprefix("torch."),
-        len(targets) + (head is not None),
+        len(targets) + (head is not None), method="gptq" if fitted else "rtn",
+        calibration_tokens=tokens,
     )
     return model
 
@@ -350,17 +473,21 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
 @torch.no_grad()
 def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int = 32, lm_head: bool | str = True,
                         dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                        compute_dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+                        compute_dtype: torch.dtype = torch.bfloat16,
+                        calibration: str | list | None = None) -> nn.Module:
     """A Llama-family model from a .gguf file with quantized linear layers built from the file's blocks.
 
     The q/k/v, output, gate/up and down matrices never exist in float: Q4_0/Q4_1 blocks become int4
     (group 32) as they are; other types are dequantized one matrix at a time and quantized. Norms and the
     embedding table are loaded in `dtype`. GPT-2 files (biases on every layer) go through the float loader
     and `quantize_model`. The result matches `load_gguf(path)` (tokenizer, special tokens, chat template).
+    With `calibration` (int8 only, see `quantize_model`), the float model is loaded and GPTQ-rounded.
     """
     from .gguf_loader import GGUFFile, config_from_gguf, load_gguf
 
     _check_mode(mode, group_size)
+    if calibration is not None:
+        return quantize_model(load_gguf(path, dtype, device), mode, group_size, lm_head, compute_dtype, calibration)
     g = GGUFFile(path)
     config = config_from_gguf(g.metadata)
     if config.arch != "llama" or config.attention_bias:
