@@ -57,7 +57,7 @@ AGREEMENT_PROMPTS = [
     "Give me a recipe for a simple tomato soup.",
     "Why is the sky blue?",
 ]
-ENGINES = ("float32", "bfloat16", "int8", "int4", "int4-g64", "transformers", "llama.cpp")
+ENGINES = ("float32", "bfloat16", "int8", "int8-gptq", "int4", "int4-g64", "transformers", "llama.cpp")
 DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int4", "transformers", "llama.cpp")
 
 
@@ -75,6 +75,10 @@ def load_engine(name: str) -> Any:
         from lispe_py.models import load_model
 
         return load_model("SmolLM2-135M-Instruct", dtype=name)
+    if name == "int8-gptq":  # GPTQ rounding on the model's own text: minutes to load, int8's speed
+        from lispe_py.models.quantize import load_gguf_quantized
+
+        return load_gguf_quantized(path, "int8", calibration="self")
     if name.startswith("int"):
         from lispe_py.models.quantize import load_gguf_quantized
 
