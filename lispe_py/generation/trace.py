@@ -64,7 +64,7 @@ class Trace:
     def to_sexp(self) -> list:
         """The trace as LispE data (lists, symbols, strings, numbers)."""
         from ..reader import read_one
-        from ..values import Integers, Symbol
+        from ..values import Symbol
 
         def sym(name: str) -> Any:
             return Symbol(name)

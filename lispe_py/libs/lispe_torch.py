@@ -928,7 +928,7 @@ def tensor_randn(shape: Any, dtype: Any = None) -> torch.Tensor:
     """
     def make(s: list[int], d: torch.dtype) -> torch.Tensor:
         if not d.is_floating_point:
-            raise LispEError(f"tensor_randn: argument 'dtype': random normal values need a float dtype")
+            raise LispEError("tensor_randn: argument 'dtype': random normal values need a float dtype")
         return torch.randn(s, dtype=d)
     return _factory("tensor_randn", shape, dtype, make)
 

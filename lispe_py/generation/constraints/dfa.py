@@ -71,7 +71,6 @@ class ByteDFA:
 
     def _trim(self) -> None:
         """Send every transition into a state that cannot reach acceptance to the dead state 0."""
-        n = self.table.shape[0]
         live = self.accepting.copy()
         live[0] = False
         while True:

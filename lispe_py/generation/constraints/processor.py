@@ -14,7 +14,7 @@ work proportional to the vocabulary once a state's mask is cached.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 
