@@ -15,17 +15,11 @@ pytest.importorskip("tokenizers")
 from lispe_py import Interpreter, LispEError  # noqa: E402
 from lispe_py.generation import GenerationError, evaluate, generate_scored, perplexity  # noqa: E402
 from lispe_py.models import model_from_hf  # noqa: E402
-from test_generation import PAD, ByteBPE, _tiny_llama  # noqa: E402
+from test_generation import PAD, _tiny_llama, pair  # noqa: E402,F401  (pair: the shared tiny model)
 
 TEXTS = ["the cat sat on the mat.", "a stop here: END. then more words", "é è ü 東京 is a city"]
 
 
-@pytest.fixture(scope="module")
-def pair():
-    hf = _tiny_llama(0)
-    ours = model_from_hf(hf)
-    ours.tokenizer = ByteBPE()
-    return hf, ours
 
 
 @pytest.fixture

@@ -14,26 +14,11 @@ from lispe_py.generation import (GenerationError, Trace, generate, generate_trac
 from lispe_py.models import model_from_hf  # noqa: E402
 from lispe_py.printer import to_string  # noqa: E402
 from lispe_py.reader import read_one  # noqa: E402
-from test_generation import ByteBPE, _tiny_llama  # noqa: E402
+from test_generation import _tiny_llama  # noqa: E402
+from test_hooks import lisp, model  # noqa: E402,F401  (the tiny byte-level model and its interpreter)
 
 SAMPLED = {"strategy": "sample", "temperature": 0.9, "top_k": 40, "top_p": 0.95, "max_length": 12,
            "eos_token_id": 299, "seed": 7}
-
-
-@pytest.fixture(scope="module")
-def model():
-    m = model_from_hf(_tiny_llama(0))
-    m.tokenizer = ByteBPE()
-    return m
-
-
-@pytest.fixture
-def lisp(model) -> Interpreter:
-    interp = Interpreter()
-    interp.eval("(use 'lispe_torch)")
-    interp.globals["model"] = model
-    interp.eval('(setq generator (torch_generator_create model "cpu"))')
-    return interp
 
 
 def test_trace_records_the_generation(model):
