@@ -9,8 +9,8 @@ engines, round after round; the best run per engine is kept. Reported per engine
 - tokens/s of decode (128 new tokens, prompt prefill included) and its ratio to transformers float32,
 - time to first token (prefill + one step), and load time,
 - peak resident memory of a fresh child process that loads the engine and generates `--new-tokens`
-  tokens: its peak RSS (ru_maxrss, which includes the Python interpreter, torch and the engine's
-  library) and the part of it the model adds: peak RSS minus the RSS measured after the imports, just
+  tokens: its peak RSS (VmHWM, which includes the Python interpreter, torch and the engine's library;
+  not ru_maxrss, which Linux carries over from the parent's RSS across fork + exec) and the part of it the model adds: peak RSS minus the RSS measured after the imports, just
   before loading (so torch's and transformers' own import cost is not charged to the model),
 - perplexity on bench/data/perplexity.txt (ours: `sequence_logprobs`; relative to our float32),
 - greedy agreement with our float32: prompts whose first 20 new tokens are identical (every engine,
@@ -32,7 +32,6 @@ import importlib.util
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -151,9 +150,14 @@ def peak_memory_mb(name: str, threads: int, new_tokens: int) -> dict[str, float]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process, MB. VmHWM belongs to the process's own address space,
+    so unlike ru_maxrss it does not start from the parent's RSS inherited across fork + exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _import_engine(name: str) -> None:
@@ -172,10 +176,10 @@ def memory_child(name: str, new_tokens: int) -> None:
     _import_engine(name)
     ids = prompt_ids(_our_tokenizer(), PROMPT)
     gc.collect()
-    before = _rss_mb()
+    before = _status_mb("VmRSS")
     model = load_engine(name)
     generator(name, model, ids)(new_tokens)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     print(json.dumps({"peak_mb": peak, "model_mb": peak - before}))
 
 

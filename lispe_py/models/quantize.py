@@ -47,10 +47,15 @@ HAS_INT4_CPU_KERNEL = _has_op("_weight_int4pack_mm_for_cpu") and _has_op("_conve
 # ----- quantizing a float weight -----
 
 def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: (q int8 [N, K], scale float32 [N]) with w ~= q * scale[:, None]."""
-    w = w.float()
-    scale = w.abs().amax(dim=1).clamp(min=1e-10) / 127.0
-    q = torch.round(w / scale[:, None]).clamp_(-128, 127).to(torch.int8)
+    """Symmetric per-row int8: (q int8 [N, K], scale float32 [N]) with w ~= q * scale[:, None].
+    Rows go in chunks, so a large matrix (an output head) costs no full-size float temporaries."""
+    q = torch.empty(w.shape, dtype=torch.int8, device=w.device)
+    scale = torch.empty(w.shape[0], dtype=torch.float32, device=w.device)
+    for i in range(0, w.shape[0], 4096):
+        part = w[i:i + 4096].float()
+        s = part.abs().amax(dim=1).clamp(min=1e-10) / 127.0
+        q[i:i + 4096] = torch.round(part / s[:, None]).clamp_(-128, 127)
+        scale[i:i + 4096] = s
     return q, scale
 
 
@@ -553,7 +558,11 @@ def _llama_from_gguf(g, config, mode: str, group_size: int, head: str | None, dt
             state[p + "attn.q_norm.weight"] = real(b + "attn_q_norm.weight")
             state[p + "attn.k_norm.weight"] = real(b + "attn_k_norm.weight")
     head_name = "token_embd.weight" if config.tie_word_embeddings else "output.weight"
-    if head is not None:
+    if head == "int8" and config.tie_word_embeddings and dtype == torch.float32:
+        # the embedding table already holds the dequantized head: quantize it rather than a second copy
+        q, scale = quantize_int8(state["embed.weight"])
+        model.lm_head, layers = Int8Linear(q, scale, None, compute_dtype), layers + 1
+    elif head is not None:
         model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, group_size, compute_dtype, device)
         exact, layers = exact + ok, layers + 1
     elif not config.tie_word_embeddings:
