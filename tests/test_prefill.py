@@ -99,7 +99,7 @@ def test_prompt_cache_is_forgotten_when_it_could_be_stale(spoiler):
     assert model.last_prefill_start == 0
 
 
-def test_float32_weights_are_column_major_and_other_dtypes_row_major():
+def test_float32_single_row_weights_are_column_major_and_everything_else_row_major():
     model = _model(dtype=torch.float32, tie_word_embeddings=True)
     ids = torch.tensor([[1, 2, 3, 4]])
     before = _logits(model, ids)
@@ -107,6 +107,11 @@ def test_float32_weights_are_column_major_and_other_dtypes_row_major():
     assert head.shape == (120, 48) and head.t().is_contiguous()
     assert model.embed.weight is head                      # still tied
     assert model.layers[0].attn.wqkv.weight.t().is_contiguous()
+    batch = _logits(model, ids.repeat(2, 1))               # a batch: row-major, same numbers
+    assert model.lm_head.weight.is_contiguous() and model.layers[0].attn.wqkv.weight.is_contiguous()
+    assert torch.allclose(batch[0], before[0], atol=1e-5)
+    assert torch.allclose(_logits(model, ids), before, atol=1e-6)
+    assert model.lm_head.weight.t().is_contiguous()
     model.to(torch.bfloat16)
     _logits(model, ids)
     assert model.lm_head.weight.is_contiguous() and model.layers[0].mlp.w_gate_up.weight.is_contiguous()

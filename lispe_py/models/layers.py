@@ -211,21 +211,22 @@ class DecoderModel(nn.Module):
             self._build_rope(self._rope_len)
         return out
 
-    def _ensure_weight_layout(self) -> None:
-        """Lay out the linear weights for the current dtype/device (checked on each forward, redone
-        only after a dtype or device change).
+    def _ensure_weight_layout(self, rows: int) -> None:
+        """Lay out the linear weights for the current dtype, device and kind of call (checked on each
+        forward; redone only when one of them changes).
 
-        float32 on CPU: each [out, in] weight is stored column-major (its memory is the [in, out]
-        matrix), so `F.linear` runs `x @ W_t` on a contiguous W_t: single-token decode steps read it
-        ~1.2x (layers) to 2x (the 49152-row output head) faster than the row-major layout on this
-        machine's BLAS. Other dtypes (bfloat16's CPU kernels are 10x slower on column-major weights)
-        and devices keep the usual row-major layout. The tensors are the same [out, in] values either
-        way; only strides differ.
+        float32 on CPU, single-row calls (greedy/sampling decode of one prompt): each [out, in] weight
+        is stored column-major (its memory is the [in, out] matrix), so `F.linear` runs `x @ W_t` on a
+        contiguous W_t; on this machine's BLAS a one-token step reads the 49152-row output head 2x
+        faster and the other layers ~1.2x. Multi-row calls (batches, beams) run faster on the usual
+        row-major layout, and so do bfloat16 (10x) and other devices. The tensors are the same
+        [out, in] values either way; only strides differ. Switching costs one copy of the weights
+        (~0.3 s for SmolLM2 in float32), so alternating batch sizes pays it at each change.
         """
-        key = (self.dtype, self.device)
+        key = (self.dtype, self.device, rows == 1)
         if self._layout_key == key:
             return
-        column_major = key[0] == torch.float32 and key[1].type == "cpu"
+        column_major = key[0] == torch.float32 and key[1].type == "cpu" and key[2]
         with torch.inference_mode(False), torch.no_grad():  # the weights stay normal tensors
             self._lay_out_linears(column_major)
         self._layout_key = key
@@ -381,8 +382,8 @@ class DecoderModel(nn.Module):
         """
         if self.layers[0].attn.kv_cache is None:
             raise ModelError("the KV cache is not set up: call model.setup_cache(batch_size, max_seq_len) first")
-        self._ensure_weight_layout()
         b, t = self._input_shape(input_ids, inputs_embeds)
+        self._ensure_weight_layout(b)
         start = int(input_pos[0])
         end = start + t
         if end > self.max_seq_len or b > self.max_batch_size:
@@ -416,7 +417,7 @@ class DecoderModel(nn.Module):
             except RuntimeError:  # an inference tensor without a version counter
                 pass
         modules = tuple(id(m) for m in self.modules() if not isinstance(m, KVCache))
-        return (self._layout_key, modules, versions)
+        return (self.dtype, self.device, modules, versions)
 
     def _track_cached_ids(self, input_ids: torch.Tensor, start: int, end: int, plain: bool) -> None:
         """Record which tokens row 0's slots 0..end-1 now hold (only single-row, default-position
@@ -475,8 +476,8 @@ class DecoderModel(nn.Module):
         attention_mask [B, T] (1 = token, 0 = left padding) sets the positions as transformers does;
         inputs_embeds [B, T, hidden] replaces the token embeddings (input_ids None).
         """
-        self._ensure_weight_layout()
         b, t = self._input_shape(input_ids, inputs_embeds)
+        self._ensure_weight_layout(b)
         self._ensure_rope(t)
         slots = torch.arange(t, device=self.device)
         if attention_mask is None:
