@@ -480,7 +480,12 @@ def run_with_big_stack(fn: Callable[[], Any], *, stop_wait: float | None = None)
             finally:
                 threading.stack_size(old)
         try:
-            done.wait()
+            # A timed wait: a process-directed SIGINT may land on another thread (the worker, a
+            # torch or timer thread), which does not wake a blocked wait; returning to Python
+            # every 0.1 s lets the main thread run the pending handler. (An untimed wait hung
+            # `test_ctrl_c_stops_the_lisp_code_not_only_the_wait` once in CI.)
+            while not done.wait(0.1):
+                pass
         except KeyboardInterrupt:
             _interrupt_worker(t, gate, state, done, stop_wait)
             raise
