@@ -4,8 +4,9 @@
 ; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume:
 ; `query`, `key_tensor`, `value_tensor` (here the model's own embeddings of a prompt, [1, seq, hidden],
 ; scaled up so that each position attends mostly to itself) and `generator`. torch_generate takes the
-; float result as prompt embeddings and maps them onto the vocabulary (a warning says so), so the
-; prompt comes back as text. A tiny random transformer keeps this fast.
+; float result as prompt embeddings, fed to the model in place of token embeddings; as with
+; transformers' generate(inputs_embeds=...), the result holds only the new tokens. A tiny random
+; transformer keeps this fast (its text is noise).
 
 (use 'lispe_torch)
 
@@ -28,4 +29,5 @@
 ; [added]
 (println "attention output shape:" (tensor_shape attention_output))
 (println "prompt:   " (tokenizer_decode ids))
+(println "new tokens:" (tensor_shape generated_text))
 (println "generated:" (tokenizer_decode (@ generated_text 0)))
