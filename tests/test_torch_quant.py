@@ -174,15 +174,15 @@ def test_load_options_checks_the_config_keys():
         load_options("f", None, 64)
 
 
-# ----- once the lead wires torch_quant into lispe_torch (the import line and the load-config keys) -----
+# ----- torch_quant as part of lispe_torch: the import at its end and the load-config keys -----
 
 from lispe_py.libs import lispe_torch  # noqa: E402
 
-LOADED_BY_USE = hasattr(lispe_torch, "torch_quant")
-LOAD_KEYS_WIRED = "quantize" in lispe_torch._LOAD_KEYS
+
+def test_lispe_torch_wires_torch_quant():
+    assert hasattr(lispe_torch, "torch_quant") and "quantize" in lispe_torch._LOAD_KEYS
 
 
-@pytest.mark.skipif(not LOADED_BY_USE, reason="lispe_torch does not import torch_quant yet")
 def test_use_lispe_torch_alone_provides_torch_model_quantize():
     import subprocess
     import sys
@@ -198,7 +198,6 @@ def test_use_lispe_torch_alone_provides_torch_model_quantize():
     assert out.stdout.split() == ["int4", "64"]
 
 
-@pytest.mark.skipif(not LOAD_KEYS_WIRED, reason="torch_hf_load_model has no \"quantize\" key yet")
 def test_load_config_quantize_key_errors():
     lisp = make()
     for config, message in [('{"quantize":"int2"}', 'config "quantize": unknown quantization'),
@@ -210,7 +209,6 @@ def test_load_config_quantize_key_errors():
 
 
 @pytest.mark.smollm2
-@pytest.mark.skipif(not LOAD_KEYS_WIRED, reason="torch_hf_load_model has no \"quantize\" key yet")
 def test_load_config_quantize_int4_keeps_the_gguf_blocks():
     from lispe_py.models.loading import embedded_model_path
     from lispe_py.models import ModelError

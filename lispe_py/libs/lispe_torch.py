@@ -518,6 +518,18 @@ def torch_generator_info(generator: Any) -> dict:
     return out
 
 
+def _with_strategy(fname: str, cfg: GenerationConfig, strategy: Any) -> GenerationConfig:
+    """The generator's config with a call's `strategy` argument (None: unchanged), checked."""
+    if strategy is None:
+        return cfg
+    if not isinstance(strategy, str):
+        raise arg_error(fname, "strategy", 'a strategy name like "greedy"', strategy)
+    try:
+        return cfg.update({"strategy": strategy})
+    except GenerationError as exc:
+        raise LispEError(f"{fname}: argument 'strategy': {exc}") from None
+
+
 @builtin("torch_generator_chain", group=G_GEN, library=LIB, min_args=1, max_args=2)
 def torch_generator_chain(generator: Any, strategy: Any = None) -> str:
     """(torch_generator_chain generator "top_p")
@@ -528,14 +540,7 @@ def torch_generator_chain(generator: Any, strategy: Any = None) -> str:
     """
     fname = "torch_generator_chain"
     gen = _generator(fname, generator)
-    cfg = gen.config
-    if strategy is not None:
-        if not isinstance(strategy, str):
-            raise arg_error(fname, "strategy", 'a strategy name like "greedy"', strategy)
-        try:
-            cfg = cfg.update({"strategy": strategy})
-        except GenerationError as exc:
-            raise LispEError(f"{fname}: argument 'strategy': {exc}") from None
+    cfg = _with_strategy(fname, gen.config, strategy)
     with core_errors(fname):
         return active_chain(gen.model, cfg).describe()
 
@@ -547,8 +552,8 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
     Prompt + new token ids as a tensor: 1-D in -> 1-D out, 2-D (a batch) in -> 2-D out. input_ids:
     integers, a list, a matrix, or a tensor. A float [batch, seq, hidden] tensor is taken as prompt
     embeddings; there are no prompt ids then, so the result holds the new tokens only (as
-    transformers' generate(inputs_embeds=...)). strategy ("greedy", "top_k", "top_p", "sample", "beam_search") overrides the
-    generator's for this call only.
+    transformers' generate(inputs_embeds=...)). strategy ("greedy", "top_k", "top_p", "sample",
+    "beam_search") overrides the generator's for this call only.
     """
     fname = "torch_generate"
     gen = _generator(fname, generator)
@@ -559,14 +564,7 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
         embeds = _prompt_embeddings(fname, model, input_ids)
     else:
         ids = ids_arg(fname, "input_ids", input_ids)
-    cfg = gen.config
-    if strategy is not None:
-        if not isinstance(strategy, str):
-            raise arg_error(fname, "strategy", 'a strategy name like "greedy"', strategy)
-        try:
-            cfg = cfg.update({"strategy": strategy})
-        except GenerationError as exc:
-            raise LispEError(f"{fname}: argument 'strategy': {exc}") from None
+    cfg = _with_strategy(fname, gen.config, strategy)
     prompt = ids if embeds is None else embeds[..., 0]
     single = isinstance(prompt, torch.Tensor) and (prompt.dim() == 1 or prompt.shape[0] == 1)
     cfg, progress = _with_progress(cfg, single)

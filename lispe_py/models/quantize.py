@@ -21,7 +21,6 @@ a reference path dequantizes the layer's weight on each call: slower, same numbe
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelError
+from .gguf_loader import single_thread
 
 MODES = ("int8", "int4")
 GROUP_SIZES = (32, 64, 128)
@@ -387,7 +387,7 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
         names = [n for n, _ in targets] + (["lm_head"] if head == "int8" else [])
         fitted = _gptq_from_activations(model, names, sequences)
         tokens = len(sequences) * min(min(map(len, sequences)), model.config.max_position_embeddings)
-    with _one_thread():
+    with single_thread():
         if head is not None:
             original = model.lm_head
             model.lm_head = _quantized(original, head, group_size, compute_dtype, fitted.get("lm_head"))
@@ -498,7 +498,7 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int = 
     if config.arch != "llama" or config.attention_bias:
         model = load_gguf(path, dtype, device)
         return quantize_model(model, mode, group_size, lm_head, compute_dtype)
-    with _one_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
+    with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
         model = _llama_from_gguf(g, config, mode, group_size, _head_mode(mode, lm_head), dtype, device, compute_dtype)
     if "tokenizer.ggml.tokens" in g.metadata:
         from .loading import attach_tokenizer
@@ -506,16 +506,6 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int = 
 
         attach_tokenizer(model, Tokenizer.from_gguf(g))
     return model.eval()
-
-
-@contextmanager
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _llama_from_gguf(g, config, mode: str, group_size: int, head: str | None, dtype: torch.dtype,
