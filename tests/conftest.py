@@ -36,6 +36,22 @@ def _flush_denormals():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_delivered():
+    """Ctrl-C tests need SIGINT to raise KeyboardInterrupt here and in the `lispe` processes they
+    start. A shell without job control starts background commands (`.ci/run &`) with SIGINT ignored,
+    and Python then keeps it ignored, so those tests would hang or fail; restore Python's handler
+    (children then start with the default disposition) and put the original back afterwards."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _torch_one_thread():
     """Torch tests run on one intra-op thread: the tiny models gain nothing from threads, and on a
