@@ -1,5 +1,5 @@
-"""Prefill in chunks, the opt-in prompt cache, and the float32 column-major weight layout (issue 6):
-each changes rounding only, never which tokens come out, and the cache is forgotten whenever it could
+"""Prefill in chunks, the opt-in prompt cache, and the float32 weight layouts (column-major for
+single rows, oneDNN-packed copies for batches and beams; issues 3 and 6): each changes rounding only, never which tokens come out, and the cache is forgotten whenever it could
 be stale (batched calls, beam search, replaced or modified weights)."""
 from __future__ import annotations
 
@@ -99,21 +99,56 @@ def test_prompt_cache_is_forgotten_when_it_could_be_stale(spoiler):
     assert model.last_prefill_start == 0
 
 
-def test_float32_single_row_weights_are_column_major_and_everything_else_row_major():
+def test_float32_single_row_wide_weights_are_column_major_and_batches_run_on_packed_copies():
     model = _model(dtype=torch.float32, tie_word_embeddings=True)
     ids = torch.tensor([[1, 2, 3, 4]])
     before = _logits(model, ids)
-    head = model.lm_head.weight
-    assert head.shape == (120, 48) and head.t().is_contiguous()
-    assert model.embed.weight is head                      # still tied
-    assert model.layers[0].attn.wqkv.weight.t().is_contiguous()
-    batch = _logits(model, ids.repeat(2, 1))               # a batch: row-major, same numbers
-    assert model.lm_head.weight.is_contiguous() and model.layers[0].attn.wqkv.weight.is_contiguous()
+    head, block = model.lm_head.weight, model.layers[0]
+    assert head.shape == (120, 48) and head.t().is_contiguous()      # more outputs than inputs
+    assert model.embed.weight is head                                # still tied
+    assert block.attn.wqkv.weight.t().is_contiguous() and block.mlp.w_gate_up.weight.t().is_contiguous()
+    assert block.mlp.w_down.weight.is_contiguous() and block.attn.wo.weight.is_contiguous()  # out <= in
+    assert all(m.packed is None for m in model._linears())
+    batch = _logits(model, ids.repeat(2, 1))               # a batch: row-major + oneDNN-packed copies
+    assert model.lm_head.weight.is_contiguous() and block.attn.wqkv.weight.is_contiguous()
+    assert all(m.packed is not None for m in model._linears())
     assert torch.allclose(batch[0], before[0], atol=1e-5)
     assert torch.allclose(_logits(model, ids), before, atol=1e-6)
-    assert model.lm_head.weight.t().is_contiguous()
+    assert model.lm_head.weight.t().is_contiguous() and all(m.packed is None for m in model._linears())
     model.to(torch.bfloat16)
-    _logits(model, ids)
-    assert model.lm_head.weight.is_contiguous() and model.layers[0].mlp.w_gate_up.weight.is_contiguous()
+    _logits(model, ids.repeat(2, 1))
+    assert model.lm_head.weight.is_contiguous() and block.mlp.w_gate_up.weight.is_contiguous()
+    assert all(m.packed is None for m in model._linears())          # float32 only
     model.to(torch.float32)
     assert torch.allclose(_logits(model, ids), before, atol=0.5)   # bf16 round trip of the weights
+
+
+def test_packed_copies_follow_weight_edits_and_can_be_turned_off():
+    model = _model(dtype=torch.float32)
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    _logits(model, ids)
+    with torch.no_grad():
+        model.layers[1].mlp.w_down.weight.mul_(-2.0)         # in place: the packed copy is now stale
+    edited = _logits(model, ids)
+    model.packed_weights = False
+    assert all(m.packed is None for m in model._linears())
+    plain = _logits(model, ids)
+    assert all(m.packed is None for m in model._linears())
+    assert torch.allclose(edited, plain, atol=1e-5)
+    model.packed_weights = True
+    with torch.no_grad():
+        model.layers[0].attn.wo.weight = torch.nn.Parameter(torch.zeros_like(model.layers[0].attn.wo.weight))
+    replaced = _logits(model, ids)
+    model.packed_weights = False
+    assert torch.allclose(replaced, _logits(model, ids), atol=1e-5)
+    assert not torch.allclose(replaced, plain, atol=1e-3)
+
+
+def test_packed_copies_are_not_used_when_autograd_records():
+    model = _model(dtype=torch.float32)
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    _logits(model, ids)                                      # packs
+    assert model.lm_head.packed is not None
+    logits = model.forward_full(ids)
+    logits.sum().backward()
+    assert model.layers[0].mlp.w_gate_up.weight.grad is not None

@@ -169,7 +169,7 @@ def test_quantize_model_replaces_every_linear_and_records_it():
     model = create_model(TINY)
     ref_logits = model.forward_full(torch.tensor([[1, 5, 9, 33, 70, 2]]))
     quantize_model(model, "int4", group_size=64)
-    assert not any(type(m) is nn.Linear for m in model.modules())
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())
     assert type(model.layers[0].attn.wqkv) is Int4Linear and type(model.layers[0].mlp.w_gate_up) is Int4Linear
     assert len(list(quantized_layers(model))) == 2 * 4 + 1
     assert model.quantization.mode == "int4" and model.quantization.group_size == 64
@@ -186,7 +186,7 @@ def test_quantized_model_decodes_with_the_cache_like_its_full_forward():
     from lispe_py.generation import generate
 
     model = quantize_model(create_model(TINY), "int8", lm_head=False)
-    assert type(model.lm_head) is nn.Linear and model.quantization.lm_head is None
+    assert isinstance(model.lm_head, nn.Linear) and model.quantization.lm_head is None
     ids = [3, 17, 29, 41]
     out = generate(model, ids, {"strategy": "greedy", "max_length": 8, "min_new_tokens": 8})
     with torch.inference_mode():
@@ -207,7 +207,7 @@ def test_untied_head_is_quantized_or_refused_cleanly():
     try:
         quantize_model(model, "int8")
     except ModelError as exc:  # the model reads its dtype from lm_head.weight: nothing was changed
-        assert "lm_head=False" in str(exc) and type(model.lm_head) is nn.Linear
+        assert "lm_head=False" in str(exc) and isinstance(model.lm_head, nn.Linear)
         assert getattr(model, "quantization", None) is None
         assert not list(quantized_layers(model))
     else:

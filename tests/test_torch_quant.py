@@ -64,7 +64,7 @@ def test_int8_returns_the_model_quantized_in_place_close_to_float_and_generating
     q = model.quantization
     assert (q.mode, q.group_size, q.lm_head, q.layers) == ("int8", None, "int8", 2 * 4 + 1)
     assert type(model.layers[0].attn.wqkv) is Int8Linear and type(model.lm_head) is Int8Linear
-    assert not any(type(m) is torch.nn.Linear for m in model.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     out = logits(lisp)
     assert out.shape == ref.shape == (1, 5, 96) and out.dtype == torch.float32
     assert rel(out, ref) < 0.03, rel(out, ref)
@@ -101,7 +101,7 @@ def test_untied_head_stays_in_the_models_dtype():
     ref = logits(lisp)
     lisp.eval('(torch_model_quantize model "int8")')
     model = lisp.eval("model")
-    assert type(model.lm_head) is torch.nn.Linear and model.quantization.lm_head is None
+    assert isinstance(model.lm_head, torch.nn.Linear) and model.quantization.lm_head is None
     assert model.quantization.layers == 2 * 4
     assert rel(logits(lisp), ref) < 0.03
     greedy_matches_own_forward(lisp)
@@ -137,7 +137,7 @@ def test_wrong_arguments_are_lispe_errors_and_leave_the_model_alone(src, message
         lisp.eval(src)
     assert "torch_model_quantize" in info.value.message
     model = lisp.eval("model")
-    assert getattr(model, "quantization", None) is None and type(model.lm_head) is torch.nn.Linear
+    assert getattr(model, "quantization", None) is None and isinstance(model.lm_head, torch.nn.Linear)
 
 
 def test_quantizing_twice_is_an_error():

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .layers import Attention, DecoderModel, activation
+from .layers import Attention, DecoderModel, Linear, activation
 
 
 class MLP(nn.Module):
@@ -13,8 +13,8 @@ class MLP(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.fc = Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.proj = Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.act = activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,7 @@ class GPT2Model(DecoderModel):
         self.pos_embed = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.layers = nn.ModuleList(GPT2Block(config, i) for i in range(config.num_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed.weight
 

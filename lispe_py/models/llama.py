@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .layers import Attention, DecoderModel, RMSNorm, activation
+from .layers import Attention, DecoderModel, Linear, RMSNorm, activation
 
 
 class GatedMLP(nn.Module):
@@ -14,8 +14,8 @@ class GatedMLP(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.inter = config.intermediate_size
-        self.w_gate_up = nn.Linear(config.hidden_size, 2 * self.inter, bias=config.mlp_bias)
-        self.w_down = nn.Linear(self.inter, config.hidden_size, bias=config.mlp_bias)
+        self.w_gate_up = Linear(config.hidden_size, 2 * self.inter, bias=config.mlp_bias)
+        self.w_down = Linear(self.inter, config.hidden_size, bias=config.mlp_bias)
         self.act = activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ class LlamaModel(DecoderModel):
         self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(LlamaBlock(config, i) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed.weight
 

@@ -375,7 +375,7 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
     if calibration is not None and calibration != "self" and _calibration_sequences(calibration) is None:
         raise ModelError("calibration must be None, \"self\", a list of token ids or a list of such lists")
     head = _head_mode(mode, lm_head)
-    targets = [(n, m) for n, m in model.named_modules() if type(m) is nn.Linear and n != "lm_head"]
+    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"]
     for name, linear in targets + ([("lm_head", model.lm_head)] if head == "int4" else []):
         if (mode == "int4" or name == "lm_head") and linear.in_features % 32:  # before any layer changes
             raise ModelError(f"int4: layer {name} has in_features {linear.in_features}, not a multiple of "
