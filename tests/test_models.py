@@ -270,3 +270,20 @@ def test_bfloat16_decode_is_bit_identical_with_transformers_attention(name):
     for step, ref in zip(steps, out.logits):
         assert torch.equal(step, ref.float())
     assert [int(s.argmax()) for s in steps] == out.sequences[0, 6:].tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_rmsnorm_is_bit_identical_with_transformers_in_every_dtype(dtype):
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from lispe_py.models.layers import RMSNorm
+
+    gen = torch.Generator().manual_seed(0)
+    ours, ref = RMSNorm(576, 1e-5), LlamaRMSNorm(576, eps=1e-5)
+    with torch.no_grad():
+        ours.weight.copy_(torch.rand(576, generator=gen) * 2)
+        ref.weight.copy_(ours.weight)
+    ours.to(dtype), ref.to(dtype)
+    x = (torch.randn(4, 7, 576, generator=gen) * torch.logspace(-2, 2, 7)[:, None]).to(dtype)
+    with torch.no_grad():
+        assert torch.equal(ours(x), ref(x))
