@@ -118,3 +118,22 @@ def test_prompt_cache_runs_only_a_chats_new_turn() -> None:
     assert "Paris" in first and second.strip()
     assert model.last_prefill_start >= first_len          # the whole first turn came from the cache
     assert total - model.last_prefill_start < total // 2  # and most of the prompt did
+
+
+def test_packed_weights_key_turns_the_packed_copies_off() -> None:
+    """{"packed_weights":nil}: float32 batches run on the plain weights, with the same tokens."""
+    lisp = Interpreter()
+    lisp.eval("(use 'lispe_torch)")
+    lisp.eval('(setq plain (torch_hf_load_model "SmolLM2-135M-Instruct" {"packed_weights":nil}))')
+    assert lisp.eval('(key (torch_model_info plain) "packed_weights")') is None
+    lisp.eval('(setq packed (torch_hf_load_model "SmolLM2-135M-Instruct"))')
+    assert lisp.eval('(key (torch_model_info packed) "packed_weights")') is True
+    texts = []
+    for name in ("plain", "packed"):
+        lisp.eval(f'(setq g (torch_generator_create {name} "cpu"))')
+        texts.append(lisp.eval('(torch_generate_batch g (list "The sky is" "Two plus two is") '
+                               '{"max_length":8 "strategy":"greedy"})'))
+    plain, packed = lisp.eval("plain"), lisp.eval("packed")
+    assert all(m.packed is None for m in plain._linears())
+    assert all(m.packed is not None for m in packed._linears())
+    assert texts[0] == texts[1]

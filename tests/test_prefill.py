@@ -99,26 +99,32 @@ def test_prompt_cache_is_forgotten_when_it_could_be_stale(spoiler):
     assert model.last_prefill_start == 0
 
 
-def test_float32_single_row_wide_weights_are_column_major_and_batches_run_on_packed_copies():
+def test_float32_wide_weights_are_column_major_and_batches_run_on_packed_copies():
     model = _model(dtype=torch.float32, tie_word_embeddings=True)
     ids = torch.tensor([[1, 2, 3, 4]])
     before = _logits(model, ids)
     head, block = model.lm_head.weight, model.layers[0]
-    assert head.shape == (120, 48) and head.t().is_contiguous()      # more outputs than inputs
-    assert model.embed.weight is head                                # still tied
-    assert block.attn.wqkv.weight.t().is_contiguous() and block.mlp.w_gate_up.weight.t().is_contiguous()
-    assert block.mlp.w_down.weight.is_contiguous() and block.attn.wo.weight.is_contiguous()  # out <= in
+
+    def column_major_where_wide():
+        return (head.shape == (120, 48) and head.t().is_contiguous()          # more outputs than inputs
+                and block.attn.wqkv.weight.t().is_contiguous() and block.mlp.w_gate_up.weight.t().is_contiguous()
+                and block.mlp.w_down.weight.is_contiguous() and block.attn.wo.weight.is_contiguous())
+
+    assert column_major_where_wide() and model.embed.weight is head          # still tied
     assert all(m.packed is None for m in model._linears())
-    batch = _logits(model, ids.repeat(2, 1))               # a batch: row-major + oneDNN-packed copies
-    assert model.lm_head.weight.is_contiguous() and block.attn.wqkv.weight.is_contiguous()
-    assert all(m.packed is not None for m in model._linears())
+    batch = _logits(model, ids.repeat(2, 1))               # a batch: oneDNN-packed copies, same layout
+    assert column_major_where_wide()
+    copies = [m.packed for m in model._linears()]
+    assert all(c is not None for c in copies)
     assert torch.allclose(batch[0], before[0], atol=1e-5)
     assert torch.allclose(_logits(model, ids), before, atol=1e-6)
-    assert model.lm_head.weight.t().is_contiguous() and all(m.packed is None for m in model._linears())
+    assert all(m.packed is None for m in model._linears())           # single rows: the plain weights
+    _logits(model, ids.repeat(3, 1))                                  # the copies were kept, not remade
+    assert all(m.packed is c for m, c in zip(model._linears(), copies))
     model.to(torch.bfloat16)
     _logits(model, ids.repeat(2, 1))
     assert model.lm_head.weight.is_contiguous() and block.mlp.w_gate_up.weight.is_contiguous()
-    assert all(m.packed is None for m in model._linears())          # float32 only
+    assert all(m.packed is None and m._packed_copy is None for m in model._linears())  # float32 only
     model.to(torch.float32)
     assert torch.allclose(_logits(model, ids), before, atol=0.5)   # bf16 round trip of the weights
 
@@ -131,7 +137,7 @@ def test_packed_copies_follow_weight_edits_and_can_be_turned_off():
         model.layers[1].mlp.w_down.weight.mul_(-2.0)         # in place: the packed copy is now stale
     edited = _logits(model, ids)
     model.packed_weights = False
-    assert all(m.packed is None for m in model._linears())
+    assert all(m.packed is None and m._packed_copy is None for m in model._linears())
     plain = _logits(model, ids)
     assert all(m.packed is None for m in model._linears())
     assert torch.allclose(edited, plain, atol=1e-5)
@@ -142,6 +148,22 @@ def test_packed_copies_follow_weight_edits_and_can_be_turned_off():
     model.packed_weights = False
     assert torch.allclose(replaced, _logits(model, ids), atol=1e-5)
     assert not torch.allclose(replaced, plain, atol=1e-3)
+
+
+def test_a_weight_edited_between_single_row_calls_is_repacked_alone():
+    model = _model(dtype=torch.float32)
+    batch, one = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]]), torch.tensor([[1, 2, 3, 4]])
+    _logits(model, batch)
+    copies = {id(m): m.packed for m in model._linears()}
+    _logits(model, one)
+    edited = model.layers[0].mlp.w_gate_up
+    with torch.no_grad():
+        edited.weight.mul_(0.5)
+    packed = _logits(model, batch)
+    for m in model._linears():
+        assert (m.packed is copies[id(m)]) == (m is not edited)
+    model.packed_weights = False
+    assert torch.allclose(packed, _logits(model, batch), atol=1e-5)
 
 
 def test_packed_copies_are_not_used_when_autograd_records():

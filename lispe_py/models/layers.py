@@ -23,13 +23,30 @@ def _onednn_packing_available() -> bool:
 class Linear(nn.Linear):
     """nn.Linear that can run on a oneDNN-packed copy of its weight.
 
-    DecoderModel sets `packed` (float32 on CPU, multi-row calls: batches and beams); the copy is used
-    only without autograd, and the ordinary `weight` stays the parameter everything else reads.
+    DecoderModel switches `packed` on for float32 multi-row calls on CPU (batches, beams); the copy is
+    used only without autograd, and the ordinary `weight` stays the parameter everything else reads.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.packed: torch.Tensor | None = None
+        self.packed: torch.Tensor | None = None       # in use for this call
+        self._packed_copy: torch.Tensor | None = None  # kept between calls
+        self._packed_from: tuple | None = None
+
+    def weight_version(self) -> tuple:
+        w = self.weight
+        return (id(w), w._version, w.data_ptr(), w.dtype)
+
+    def use_packed(self, on: bool, keep: bool) -> None:
+        """on: run on the packed copy (made now if missing or older than the weight); keep: hold the
+        copy while off."""
+        if on and self._packed_from != self.weight_version():
+            self._packed_copy = None  # free the stale copy before making the new one
+            self._packed_copy = torch.ops.mkldnn._reorder_linear_weight(self.weight.data.contiguous(), 8)
+            self._packed_from = self.weight_version()
+        if not (on or keep):
+            self._packed_copy = self._packed_from = None
+        self.packed = self._packed_copy if on else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None and not torch.is_grad_enabled():
@@ -235,47 +252,42 @@ class DecoderModel(nn.Module):
         """Lay out the linear weights for the current dtype, device and kind of call (checked on each
         forward; redone only when one of them changes).
 
-        float32 on CPU, the only case with a choice (bfloat16 and other devices keep the usual
-        row-major [out, in] layout, which is fastest for them), measured on SmolLM2 with 2 threads:
-        - single-row calls (greedy/sampling decode of one prompt): a weight with more outputs than
-          inputs (fused q/k/v, gate/up, the output head) is stored column-major (its memory is the
-          [in, out] matrix) and `F.linear` runs `x @ W_t` on a contiguous W_t: the 49152-row head
-          reads 2x faster, gate/up 1.5x. Weights with fewer outputs than inputs (the down
-          projection) are faster row-major, by as much.
-        - multi-row calls (batches, beams): each linear also gets a oneDNN-packed copy of its weight
+        float32 on CPU is the only case with a choice (bfloat16 and other devices keep the usual
+        row-major [out, in] layout, which is fastest for them). Measured on SmolLM2 with 2 threads
+        (docs/performance.md):
+        - a weight with more outputs than inputs (fused q/k/v, gate/up, the output head) is stored
+          column-major (its memory is the [in, out] matrix), so a one-token step's `F.linear` runs
+          `x @ W_t` on a contiguous W_t: the 49152-row head reads 2x faster, gate/up 1.5x. Weights
+          with fewer outputs than inputs (the down projection) are faster row-major, by as much.
+        - multi-row calls (batches, beams) run each linear on a oneDNN-packed copy of its weight
           (`Linear.packed`), 2-3x faster than MKL at 4-8 rows (a beam-4 step takes half the time).
-          That copy costs the linear weights' memory once more; `packed_weights = False` turns it off.
+          The copies cost the linear weights' memory once more (`packed_weights = False` turns them
+          off); they are made on the first multi-row call (~0.3 s for SmolLM2), kept while the model
+          stays float32 on CPU, and remade only for weights edited in place or replaced since.
         The values are the same either way; only strides (and kernels' float rounding, ~1e-6) differ.
-        A switch costs one copy of the weights (~0.3 s for SmolLM2 in float32); the packed copies
-        are kept until the weights change, so alternating batch sizes pays it once.
         """
         fp32_cpu = self.dtype == torch.float32 and self.device.type == "cpu"
-        pack = fp32_cpu and rows > 1 and self.packed_weights and _onednn_packing_available()
-        key = (self.dtype, self.device, rows == 1, self._linear_versions() if pack else None)
+        pack = fp32_cpu and rows > 1 and self._packed_weights and _onednn_packing_available()
+        key = (self.dtype, self.device, pack, self._linear_versions() if pack else None)
         if self._layout_key == key:
             return
         with torch.inference_mode(False), torch.no_grad():  # the weights stay normal tensors
-            self._lay_out_linears(column_major=fp32_cpu and rows == 1, pack=pack)
+            for mod in self._linears():
+                w = mod.weight.data
+                column_major = fp32_cpu and mod.out_features > mod.in_features
+                if column_major and not w.t().is_contiguous():
+                    mod.weight.data = w.t().contiguous().t()
+                elif not column_major and not w.is_contiguous():
+                    mod.weight.data = w.contiguous()
+                mod.use_packed(pack, keep=fp32_cpu and self._packed_weights)
         self._layout_key = key
 
     def _linears(self):
         return (m for m in self.modules() if isinstance(m, Linear) and m.weight.dim() == 2)
 
     def _linear_versions(self) -> tuple:
-        """Changes when a linear's weight is replaced or modified in place (the packed copies are then stale)."""
-        return tuple((id(m.weight), m.weight._version) for m in self._linears())
-
-    def _lay_out_linears(self, column_major: bool, pack: bool) -> None:
-        for mod in self._linears():
-            w = mod.weight.data
-            want_column_major = column_major and mod.out_features > mod.in_features
-            if want_column_major and not w.t().is_contiguous():
-                mod.weight.data = w.t().contiguous().t()
-            elif not want_column_major and not w.is_contiguous():
-                mod.weight.data = w.contiguous()
-            mod.packed = None
-            if pack:
-                mod.packed = torch.ops.mkldnn._reorder_linear_weight(mod.weight.data.contiguous(), 8)
+        """Changes when a linear's weight is replaced, re-laid out or modified in place."""
+        return tuple(Linear.weight_version(m) for m in self._linears())
 
     @property
     def packed_weights(self) -> bool:
@@ -288,7 +300,7 @@ class DecoderModel(nn.Module):
         self._layout_key = None
         if not value:
             for mod in self._linears():
-                mod.packed = None
+                mod.use_packed(False, keep=False)
 
     def _build_rope(self, n: int) -> None:
         inv_freq = rope_inv_freq(self.config).to(self.device)
