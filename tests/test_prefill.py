@@ -174,3 +174,16 @@ def test_packed_copies_are_not_used_when_autograd_records():
     logits = model.forward_full(ids)
     logits.sum().backward()
     assert model.layers[0].mlp.w_gate_up.weight.grad is not None
+
+
+def test_without_onednn_batches_run_on_the_plain_weights(monkeypatch):
+    import lispe_py.models.layers as layers
+
+    model = _model(dtype=torch.float32)
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    packed = _logits(model, ids)
+    monkeypatch.setattr(layers, "_onednn_packing_available", lambda: False)
+    model.packed_weights = True        # forget the layout: the next call decides again
+    plain = _logits(model, ids)
+    assert all(m.packed is None for m in model._linears())
+    assert torch.allclose(packed, plain, atol=1e-5)

@@ -6,6 +6,7 @@ that grows with the vocabulary, and its only length-dependent work is the attent
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,8 +17,18 @@ from .config import ModelConfig
 from .errors import ModelError
 
 
+@functools.lru_cache(maxsize=None)
 def _onednn_packing_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    """Whether this torch build packs and runs float32 linears with oneDNN (tried once, on a tiny one)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with torch.no_grad():
+            packed = torch.ops.mkldnn._reorder_linear_weight(torch.ones(16, 8), 2)
+            y = torch.ops.mkldnn._linear_pointwise(torch.ones(2, 8), packed, None, "none", [], "")
+        return bool(torch.equal(y, torch.full((2, 16), 8.0)))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
 
 
 class Linear(nn.Linear):
