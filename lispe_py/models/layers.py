@@ -298,7 +298,7 @@ class DecoderModel(nn.Module):
 
     def _linear_versions(self) -> tuple:
         """Changes when a linear's weight is replaced, re-laid out or modified in place."""
-        return tuple(Linear.weight_version(m) for m in self._linears())
+        return tuple(m.weight_version() for m in self._linears())
 
     @property
     def packed_weights(self) -> bool:
