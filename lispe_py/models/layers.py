@@ -53,7 +53,8 @@ class Linear(nn.Linear):
         copy while off."""
         if on and self._packed_from != self.weight_version():
             self._packed_copy = None  # free the stale copy before making the new one
-            self._packed_copy = torch.ops.mkldnn._reorder_linear_weight(self.weight.data.contiguous(), 8)
+            with torch.inference_mode(False), torch.no_grad():
+                self._packed_copy = torch.ops.mkldnn._reorder_linear_weight(self.weight.data.contiguous(), 8)
             self._packed_from = self.weight_version()
         if not (on or keep):
             self._packed_copy = self._packed_from = None
@@ -61,6 +62,8 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None and not torch.is_grad_enabled():
+            if self._packed_from != self.weight_version():  # edited in place or replaced since
+                self.use_packed(True, keep=True)
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
@@ -279,7 +282,7 @@ class DecoderModel(nn.Module):
         """
         fp32_cpu = self.dtype == torch.float32 and self.device.type == "cpu"
         pack = fp32_cpu and rows > 1 and self._packed_weights and _onednn_packing_available()
-        key = (self.dtype, self.device, pack, self._linear_versions() if pack else None)
+        key = (self.dtype, self.device, pack)  # each Linear checks its own copy's age when it runs
         if self._layout_key == key:
             return
         with torch.inference_mode(False), torch.no_grad():  # the weights stay normal tensors
@@ -295,10 +298,6 @@ class DecoderModel(nn.Module):
 
     def _linears(self):
         return (m for m in self.modules() if isinstance(m, Linear) and m.weight.dim() == 2)
-
-    def _linear_versions(self) -> tuple:
-        """Changes when a linear's weight is replaced, re-laid out or modified in place."""
-        return tuple(m.weight_version() for m in self._linears())
 
     @property
     def packed_weights(self) -> bool:
