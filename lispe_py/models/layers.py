@@ -276,7 +276,7 @@ class DecoderModel(nn.Module):
         - multi-row calls (batches, beams) run each linear on a oneDNN-packed copy of its weight
           (`Linear.packed`), 2-3x faster than MKL at 4-8 rows (a beam-4 step takes half the time).
           The copies cost the linear weights' memory once more (`packed_weights = False` turns them
-          off); they are made on the first multi-row call (~0.3 s for SmolLM2), kept while the model
+          off); they are made on the first multi-row call (~1.3 s for SmolLM2), kept while the model
           stays float32 on CPU, and remade only for weights edited in place or replaced since.
         The values are the same either way; only strides (and kernels' float rounding, ~1e-6) differ.
         """
@@ -297,7 +297,7 @@ class DecoderModel(nn.Module):
         self._layout_key = key
 
     def _linears(self):
-        return (m for m in self.modules() if isinstance(m, Linear) and m.weight.dim() == 2)
+        return (m for m in self.modules() if isinstance(m, Linear))
 
     @property
     def packed_weights(self) -> bool:
