@@ -1,6 +1,7 @@
 """Prefill in chunks, the opt-in prompt cache, and the float32 weight layouts (column-major for
-single rows, oneDNN-packed copies for batches and beams; issues 3 and 6): each changes rounding only, never which tokens come out, and the cache is forgotten whenever it could
-be stale (batched calls, beam search, replaced or modified weights)."""
+single rows, one-row products split over the threads, oneDNN-packed copies for batches and beams;
+issues 3 and 6): each changes rounding only, never which tokens come out, and the cache is forgotten
+whenever it could be stale (batched calls, beam search, replaced or modified weights)."""
 from __future__ import annotations
 
 import pytest
@@ -187,3 +188,86 @@ def test_without_onednn_batches_run_on_the_plain_weights(monkeypatch):
     plain = _logits(model, ids)
     assert all(m.packed is None for m in model._linears())
     assert torch.allclose(packed, plain, atol=1e-5)
+
+
+@pytest.fixture
+def threads():
+    """Set torch's thread count for one test and restore it afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("column_major", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("split", [2, 3])
+def test_a_split_one_row_product_equals_f_linear(column_major, bias, split):
+    from lispe_py.models.layers import Linear
+
+    torch.manual_seed(split)
+    lin = Linear(40, 96, bias=bias)
+    if column_major:
+        lin.weight.data = lin.weight.data.t().contiguous().t()
+    lin.split = split
+    for x in (torch.randn(40), torch.randn(1, 1, 40)):
+        with torch.no_grad():
+            got = lin(x)
+        assert got.shape == x.shape[:-1] + (96,)
+        assert torch.allclose(got, torch.nn.functional.linear(x, lin.weight, lin.bias), rtol=0, atol=1e-6)
+
+
+def test_split_is_only_taken_for_one_row_and_plain_layouts(monkeypatch):
+    from lispe_py.models.layers import Linear
+
+    lin = Linear(40, 96)
+    lin.split = 2
+    calls = []
+    real = Linear._split_forward
+    monkeypatch.setattr(Linear, "_split_forward", lambda self, x: calls.append(x.shape) or real(self, x))
+    x = torch.randn(3, 40)
+    with torch.no_grad():
+        assert torch.allclose(lin(x), torch.nn.functional.linear(x, lin.weight, lin.bias), atol=1e-6)
+        assert calls == []                                        # three rows: F.linear
+        lin.weight.data = torch.randn(96, 80)[:, ::2]              # neither row- nor column-major
+        one = torch.randn(1, 40)
+        assert torch.equal(lin(one), torch.nn.functional.linear(one, lin.weight, lin.bias))
+        assert calls == [(1, 40)]                                 # tried, fell back
+
+
+def test_split_products_carry_gradients():
+    from lispe_py.models.layers import Linear
+
+    torch.manual_seed(0)
+    lin = Linear(40, 96)
+    x = torch.randn(1, 40, requires_grad=True)
+    torch.nn.functional.linear(x, lin.weight, lin.bias).square().sum().backward()
+    expected = (x.grad.clone(), lin.weight.grad.clone(), lin.bias.grad.clone())
+    x.grad = lin.weight.grad = lin.bias.grad = None
+    lin.split = 2
+    lin(x).square().sum().backward()
+    for got, want in zip((x.grad, lin.weight.grad, lin.bias.grad), expected):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_float32_decode_steps_split_products_over_the_threads(threads, monkeypatch):
+    from lispe_py.models.layers import Linear
+
+    model = _model(dtype=torch.float32, tie_word_embeddings=True)
+    prompt = torch.tensor([1, 2, 3, 4])
+    config = {"strategy": "greedy", "max_new_tokens": 12}
+    threads(1)
+    one_thread = generate(model, prompt, config)
+    assert all(m.split == 0 for m in model._linears())
+    threads(3)
+    calls = []
+    real = Linear._split_forward
+    monkeypatch.setattr(Linear, "_split_forward", lambda self, x: calls.append(self) or real(self, x))
+    assert torch.equal(generate(model, prompt, config), one_thread)
+    splits = {m.out_features: m.split for m in model._linears()}
+    assert splits == {96: 3, 48: 3, 160: 0, 120: 3}             # q/k/v, wo, gate/up (160 % 3), head
+    # 11 decode steps (3 split products per layer, and the head), and the head on the prompt's last token
+    assert len(calls) == 11 * (2 * 3 + 1) + 1
+    assert model.lm_head.weight.t().is_contiguous() and model.embed.weight is model.lm_head.weight
+    model.to(torch.bfloat16)
+    generate(model, prompt, config)
+    assert all(m.split == 0 for m in model._linears())             # float32 only

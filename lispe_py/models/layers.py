@@ -32,10 +32,12 @@ def _onednn_packing_available() -> bool:
 
 
 class Linear(nn.Linear):
-    """nn.Linear that can run on a oneDNN-packed copy of its weight.
+    """nn.Linear with two float32 CPU fast paths that DecoderModel switches on (`_ensure_weight_layout`).
 
-    DecoderModel switches `packed` on for float32 multi-row calls on CPU (batches, beams); the copy is
-    used only without autograd, and the ordinary `weight` stays the parameter everything else reads.
+    - `packed`: multi-row calls (batches, beams) run on a oneDNN-packed copy of the weight; the copy is
+      used only without autograd, and the ordinary `weight` stays the parameter everything else reads.
+    - `split` (> 1): a one-row call (a decode step) runs as `split` products over blocks of output
+      columns in one `bmm`, on views of `weight` itself (no copy; autograd sees the usual graph).
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -43,6 +45,7 @@ class Linear(nn.Linear):
         self.packed: torch.Tensor | None = None       # in use for this call
         self._packed_copy: torch.Tensor | None = None  # kept between calls
         self._packed_from: tuple | None = None
+        self.split = 0  # > 1: one-row calls run as a batch of `split` column blocks (DecoderModel sets it)
 
     def weight_version(self) -> tuple:
         w = self.weight
@@ -65,7 +68,33 @@ class Linear(nn.Linear):
             if self._packed_from != self.weight_version():  # edited in place or replaced since
                 self.use_packed(True, keep=True)
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        if self.split and x.numel() == self.in_features:
+            y = self._split_forward(x)
+            if y is not None:
+                return y
         return F.linear(x, self.weight, self.bias)
+
+    def _split_forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        """One row as `split` matrix-vector products over blocks of output columns, in one `bmm` (with
+        the bias, `baddbmm`, rounded as F.linear's addmm). MKL runs a one-row `F.linear` on one thread
+        whatever the thread count; the batch's blocks run on separate threads, so a float32 decode
+        step reads its weights ~20% faster on 2 threads (docs/performance.md). The results equal
+        F.linear's on SmolLM2's shapes (bit for bit here; MKL may pick another kernel for tiny
+        matrices, ~1 ulp). None when the weight is neither row- nor column-major (replaced since
+        the layout was set), so the caller falls back to F.linear."""
+        p, w, k, n = self.split, self.weight, self.in_features, self.out_features
+        if w.stride(0) == 1 and w.t().is_contiguous():  # [in, out] memory: block j is columns j*n/p..
+            blocks = w.t().view(k, p, n // p).transpose(0, 1)
+        elif w.is_contiguous():  # [out, in] memory: block j is rows j*n/p..
+            blocks = w.view(p, n // p, k).transpose(1, 2)
+        else:
+            return None
+        rows = x.reshape(1, 1, k).expand(p, 1, k)
+        if self.bias is None:
+            y = torch.bmm(rows, blocks)
+        else:  # bias + product in one call, as F.linear's addmm rounds it
+            y = torch.baddbmm(self.bias.view(p, 1, n // p), rows, blocks)
+        return y.view(*x.shape[:-1], n)
 
 
 class RMSNorm(nn.Module):
@@ -275,6 +304,9 @@ class DecoderModel(nn.Module):
           with fewer outputs than inputs (the down projection) are faster row-major, by as much.
         - multi-row calls (batches, beams) run each linear on a oneDNN-packed copy of its weight
           (`Linear.packed`), 2-3x faster than MKL at 4-8 rows (a beam-4 step takes half the time).
+        - one-row calls (decode steps) with N > 1 threads split each product into N blocks of output
+          columns run by one `bmm` (`Linear.split`): MKL's one-row product uses one thread, the
+          batch uses all; a SmolLM2 step goes from ~67 to ~54 ms on 2 threads. Views only, no copy.
           The copies cost the linear weights' memory once more (`packed_weights = False` turns them
           off); they are made on the first multi-row call (~1.3 s for SmolLM2), kept while the model
           stays float32 on CPU, and remade only for weights edited in place or replaced since.
@@ -282,7 +314,8 @@ class DecoderModel(nn.Module):
         """
         fp32_cpu = self.dtype == torch.float32 and self.device.type == "cpu"
         pack = fp32_cpu and rows > 1 and self._packed_weights and _onednn_packing_available()
-        key = (self.dtype, self.device, pack)  # each Linear checks its own copy's age when it runs
+        threads = torch.get_num_threads() if fp32_cpu else 1
+        key = (self.dtype, self.device, pack, threads)  # each Linear checks its own copy's age when it runs
         if self._layout_key == key:
             return
         with torch.inference_mode(False), torch.no_grad():  # the weights stay normal tensors
@@ -294,6 +327,7 @@ class DecoderModel(nn.Module):
                 elif not column_major and not w.is_contiguous():
                     mod.weight.data = w.contiguous()
                 mod.use_packed(pack, keep=fp32_cpu and self._packed_weights)
+                mod.split = threads if threads > 1 and mod.out_features % threads == 0 else 0
         self._layout_key = key
 
     def _linears(self):
