@@ -100,10 +100,11 @@ class Linear(nn.Linear):
 class RMSNorm(nn.Module):
     """RMSNorm computed in float32, as transformers' LlamaRMSNorm, bit-identical to it in every dtype.
 
-    float32: one fused kernel (`F.rms_norm`). bfloat16/float16: the fused kernel normalises the
-    float32 upcast, the result is rounded to the input dtype and then multiplied by the weight, the
-    same two roundings as transformers' three steps, in fewer ops (~20% faster than either those
-    steps or `F.rms_norm` on the low-precision input, which rounds once and so differs from them).
+    float32: one `F.rms_norm` with the weight. bfloat16/float16: `F.rms_norm` without the weight
+    (it normalises in float32 and rounds once to the input dtype, as transformers' `.to(input_dtype)`
+    does), then the weight multiplies in the input dtype: the same two roundings as transformers'
+    steps in two calls, ~40% faster than upcasting first. With the weight inside, `F.rms_norm` would
+    round once and differ from transformers.
     """
 
     def __init__(self, dim: int, eps: float) -> None:
@@ -115,7 +116,7 @@ class RMSNorm(nn.Module):
         dtype = x.dtype
         if dtype == torch.float32:
             return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        return self.weight * F.rms_norm(x.float(), self.weight.shape, None, self.eps).to(dtype)
+        return self.weight * F.rms_norm(x, self.weight.shape, None, self.eps)
 
 
 def activation(name: str):
