@@ -125,7 +125,10 @@ def test_float32_wide_weights_are_column_major_and_batches_run_on_packed_copies(
     model.to(torch.bfloat16)
     _logits(model, ids.repeat(2, 1))
     assert model.lm_head.weight.is_contiguous() and block.mlp.w_gate_up.weight.is_contiguous()
-    assert all(m.packed is None and m._packed_copy is None for m in model._linears())  # float32 only
+    assert all(m.packed is not None and m.packed is not c for m, c in zip(model._linears(), copies))
+    model.transformers_attention = True                  # transformers' bits: the bf16 kernel, no copies
+    _logits(model, ids.repeat(2, 1))
+    assert all(m.packed is None and m._packed_copy is None for m in model._linears())
     model.to(torch.float32)
     assert torch.allclose(_logits(model, ids), before, atol=0.5)   # bf16 round trip of the weights
 
@@ -271,3 +274,23 @@ def test_float32_decode_steps_split_products_over_the_threads(threads, monkeypat
     model.to(torch.bfloat16)
     generate(model, prompt, config)
     assert all(m.split == 0 for m in model._linears())             # float32 only
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_batches_run_on_float32_copies_and_round_once(dtype):
+    model = _model(dtype=torch.float32).to(dtype)
+    prompts = [[5, 6, 7, 8, 9], [10, 11, 12, 13, 14], [15, 16, 17, 18, 19]]
+    config = {"strategy": "greedy", "max_new_tokens": 8}
+    with torch.inference_mode():
+        copied = _logits(model, torch.tensor(prompts))
+        assert all(m.packed is not None and m.packed.dtype == torch.float32 for m in model._linears())
+        x = torch.randn(3, 48, generator=torch.Generator().manual_seed(1)).to(dtype)
+        wo = model.layers[0].attn.wo
+        exact = (x.double() @ wo.weight.double().t()).to(dtype)   # the product, rounded once
+        assert (wo(x) == exact).float().mean() > 0.95            # the copy: ~1 ulp, rarely
+        tokens = generate(model, prompts, config)
+        model.packed_weights = False
+        assert all(m.packed is None and m._packed_copy is None for m in model._linears())
+        plain = _logits(model, torch.tensor(prompts))
+        assert torch.allclose(copied, plain, atol=0.05)
+        assert torch.equal(generate(model, prompts, config), tokens)

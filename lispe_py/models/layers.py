@@ -34,8 +34,9 @@ def _onednn_packing_available() -> bool:
 class Linear(nn.Linear):
     """nn.Linear with two float32 CPU fast paths that DecoderModel switches on (`_ensure_weight_layout`).
 
-    - `packed`: multi-row calls (batches, beams) run on a oneDNN-packed copy of the weight; the copy is
-      used only without autograd, and the ordinary `weight` stays the parameter everything else reads.
+    - `packed`: multi-row calls (batches, beams) run on a oneDNN-packed float32 copy of the weight
+      (float32, bfloat16 and float16 models); the copy is used only without autograd, and the
+      ordinary `weight` stays the parameter everything else reads.
     - `split` (> 1): a one-row call (a decode step) runs as `split` products over blocks of output
       columns in one `bmm`, on views of `weight` itself (no copy; autograd sees the usual graph).
     """
@@ -57,7 +58,8 @@ class Linear(nn.Linear):
         if on and self._packed_from != self.weight_version():
             self._packed_copy = None  # free the stale copy before making the new one
             with torch.inference_mode(False), torch.no_grad():
-                self._packed_copy = torch.ops.mkldnn._reorder_linear_weight(self.weight.data.contiguous(), 8)
+                w = self.weight.data.to(torch.float32).contiguous()
+                self._packed_copy = torch.ops.mkldnn._reorder_linear_weight(w, 8)
             self._packed_from = self.weight_version()
         if not (on or keep):
             self._packed_copy = self._packed_from = None
@@ -67,7 +69,10 @@ class Linear(nn.Linear):
         if self.packed is not None and not torch.is_grad_enabled():
             if self._packed_from != self.weight_version():  # edited in place or replaced since
                 self.use_packed(True, keep=True)
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            if x.dtype == torch.float32:
+                return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            bias = None if self.bias is None else self.bias.float()  # bf16/fp16 model: widened exactly
+            return torch.ops.mkldnn._linear_pointwise(x.float(), self.packed, bias, "none", [], "").to(x.dtype)
         if self.split and x.numel() == self.in_features:
             y = self._split_forward(x)
             if y is not None:
@@ -296,27 +301,33 @@ class DecoderModel(nn.Module):
         """Lay out the linear weights for the current dtype, device and kind of call (checked on each
         forward; redone only when one of them changes).
 
-        float32 on CPU is the only case with a choice (bfloat16 and other devices keep the usual
-        row-major [out, in] layout, which is fastest for them). Measured on SmolLM2 with 2 threads
-        (docs/performance.md):
-        - a weight with more outputs than inputs (fused q/k/v, gate/up, the output head) is stored
-          column-major (its memory is the [in, out] matrix), so a one-token step's `F.linear` runs
-          `x @ W_t` on a contiguous W_t: the 49152-row head reads 2x faster, gate/up 1.5x. Weights
-          with fewer outputs than inputs (the down projection) are faster row-major, by as much.
-        - multi-row calls (batches, beams) run each linear on a oneDNN-packed copy of its weight
-          (`Linear.packed`), 2-3x faster than MKL at 4-8 rows (a beam-4 step takes half the time).
-        - one-row calls (decode steps) with N > 1 threads split each product into N blocks of output
-          columns run by one `bmm` (`Linear.split`): MKL's one-row product uses one thread, the
+        On CPU (other devices keep the usual row-major [out, in] layout, which is fastest for them).
+        Measured on SmolLM2 with 2 threads (docs/performance.md):
+        - float32: a weight with more outputs than inputs (fused q/k/v, gate/up, the output head) is
+          stored column-major (its memory is the [in, out] matrix), so a one-token step's `F.linear`
+          runs `x @ W_t` on a contiguous W_t: the 49152-row head reads 2x faster, gate/up 1.5x.
+          Weights with fewer outputs than inputs (the down projection) are faster row-major, by as much.
+        - float32: one-row calls (decode steps) with N > 1 threads split each product into N blocks of
+          output columns run by one `bmm` (`Linear.split`): MKL's one-row product uses one thread, the
           batch uses all; a SmolLM2 step goes from ~67 to ~54 ms on 2 threads. Views only, no copy.
-          The copies cost the linear weights' memory once more (`packed_weights = False` turns them
-          off); they are made on the first multi-row call (~1.3 s for SmolLM2), kept while the model
-          stays float32 on CPU, and remade only for weights edited in place or replaced since.
+        - multi-row calls (batches, beams) run each linear on a oneDNN-packed float32 copy of its
+          weight (`Linear.packed`): 2-3x faster than MKL at 4-8 rows in float32 (a beam-4 step takes
+          half the time), and ~1.7x faster than the bfloat16 kernel at 8 rows for bfloat16/float16
+          models (their inputs are widened exactly, the result rounded back once; ~1 in 5000 outputs
+          then differs by one unit in the last place, so not with `transformers_attention`, which
+          promises transformers' bits). The copies cost the linear weights' float32 memory once more
+          (`packed_weights = False` turns them off); they are made on the first multi-row call (~1.3 s
+          for SmolLM2), kept while the model's dtype and device stay, and remade only for weights
+          edited in place or replaced since.
         The values are the same either way; only strides (and kernels' float rounding, ~1e-6) differ.
         """
-        fp32_cpu = self.dtype == torch.float32 and self.device.type == "cpu"
-        pack = fp32_cpu and rows > 1 and self._packed_weights and _onednn_packing_available()
+        cpu = self.device.type == "cpu"
+        fp32_cpu = cpu and self.dtype == torch.float32
+        copies = self._packed_weights and (fp32_cpu or (cpu and self.dtype in (torch.bfloat16, torch.float16)
+                                                        and not self.transformers_attention))
+        pack = copies and rows > 1 and _onednn_packing_available()
         threads = torch.get_num_threads() if fp32_cpu else 1
-        key = (self.dtype, self.device, pack, threads)  # each Linear checks its own copy's age when it runs
+        key = (self.dtype, self.device, pack, copies, threads)  # each Linear checks its copy's age when it runs
         if self._layout_key == key:
             return
         with torch.inference_mode(False), torch.no_grad():  # the weights stay normal tensors
@@ -327,7 +338,7 @@ class DecoderModel(nn.Module):
                     mod.weight.data = w.t().contiguous().t()
                 elif not column_major and not w.is_contiguous():
                     mod.weight.data = w.contiguous()
-                mod.use_packed(pack, keep=fp32_cpu and self._packed_weights)
+                mod.use_packed(pack, keep=copies)
                 mod.split = threads if threads > 1 and mod.out_features % threads == 0 else 0
         self._layout_key = key
 
@@ -336,7 +347,7 @@ class DecoderModel(nn.Module):
 
     @property
     def packed_weights(self) -> bool:
-        """float32 on CPU: run batches and beams on oneDNN-packed weight copies (faster; more memory)."""
+        """On CPU: run batches and beams on oneDNN-packed float32 weight copies (faster; more memory)."""
         return self._packed_weights
 
     @packed_weights.setter
@@ -366,7 +377,8 @@ class DecoderModel(nn.Module):
     def transformers_attention(self) -> bool:
         """Compute exactly as transformers does: SDPA called the same way (GQA via enable_gqa when
         there is no mask, repeated k/v when there is), so bfloat16/float16 results are bit-identical
-        to transformers' (RMSNorm always is). Default False: decode steps use grouped query rows (6x
+        to transformers' (RMSNorm always is), and bfloat16/float16 batches run on the low-precision
+        kernel instead of float32 weight copies. Default False: decode steps use grouped query rows (6x
         faster in bfloat16 on CPU), at least as accurate; float32 results agree with transformers to
         ~1e-7 either way."""
         return self.layers[0].attn.transformers_dispatch
