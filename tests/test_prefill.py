@@ -294,3 +294,28 @@ def test_low_precision_batches_run_on_float32_copies_and_round_once(dtype):
         plain = _logits(model, torch.tensor(prompts))
         assert torch.allclose(copied, plain, atol=0.05)
         assert torch.equal(generate(model, prompts, config), tokens)
+
+
+def test_long_low_precision_calls_compute_in_float32():
+    from lispe_py.models.layers import WIDEN_ROWS, Linear
+
+    torch.manual_seed(0)
+    lin = Linear(48, 80).to(torch.bfloat16)
+    lin.widen_rows = WIDEN_ROWS
+    f = torch.nn.functional
+    with torch.no_grad():
+        long, short = torch.randn(1, WIDEN_ROWS, 48).bfloat16(), torch.randn(1, WIDEN_ROWS - 1, 48).bfloat16()
+        assert torch.equal(lin(long), f.linear(long.float(), lin.weight.float(), lin.bias.float()).bfloat16())
+        assert torch.equal(lin(short), f.linear(short, lin.weight, lin.bias))       # the bf16 kernel
+
+    model = _model(dtype=torch.float32).to(torch.bfloat16)
+    prompt = torch.arange(1, 21)[None]
+    _logits(model, prompt)
+    assert all(m.widen_rows == WIDEN_ROWS for m in model._linears())
+    model.transformers_attention = True
+    _logits(model, prompt)
+    assert all(m.widen_rows == 0 for m in model._linears())          # transformers' bits: its kernel
+    model.transformers_attention = False
+    model.to(torch.float64)
+    _logits(model, prompt)
+    assert all(m.widen_rows == 0 for m in model._linears())          # never narrows

@@ -31,6 +31,10 @@ def _onednn_packing_available() -> bool:
         return False
 
 
+#: bf16/fp16 products of at least this many rows compute in float32 (see DecoderModel._ensure_weight_layout).
+WIDEN_ROWS = 16
+
+
 class Linear(nn.Linear):
     """nn.Linear with two float32 CPU fast paths that DecoderModel switches on (`_ensure_weight_layout`).
 
@@ -39,6 +43,8 @@ class Linear(nn.Linear):
       ordinary `weight` stays the parameter everything else reads.
     - `split` (> 1): a one-row call (a decode step) runs as `split` products over blocks of output
       columns in one `bmm`, on views of `weight` itself (no copy; autograd sees the usual graph).
+    - `widen_rows` (bf16/fp16): a call of at least that many rows without a packed copy (a prompt's
+      prefill) widens the weight to float32 for the call and rounds the result back once.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -47,6 +53,7 @@ class Linear(nn.Linear):
         self._packed_copy: torch.Tensor | None = None  # kept between calls
         self._packed_from: tuple | None = None
         self.split = 0  # > 1: one-row calls run as a batch of `split` column blocks (DecoderModel sets it)
+        self.widen_rows = 0  # > 0: bf16/fp16 calls of at least this many rows compute in float32
 
     def weight_version(self) -> tuple:
         w = self.weight
@@ -77,6 +84,9 @@ class Linear(nn.Linear):
             y = self._split_forward(x)
             if y is not None:
                 return y
+        if self.widen_rows and x.numel() >= self.widen_rows * self.in_features and x.dtype != torch.float32:
+            bias = None if self.bias is None else self.bias.float()
+            return F.linear(x.float(), self.weight.float(), bias).to(x.dtype)
         return F.linear(x, self.weight, self.bias)
 
     def _split_forward(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -319,15 +329,20 @@ class DecoderModel(nn.Module):
           (`packed_weights = False` turns them off); they are made on the first multi-row call (~1.3 s
           for SmolLM2), kept while the model's dtype and device stay, and remade only for weights
           edited in place or replaced since.
+        - bfloat16/float16 calls of 16 rows or more with no packed copy (a single prompt's prefill)
+          widen each weight to float32 for the call (`Linear.widen_rows`): the bf16 kernel's cost
+          grows with the rows (660 ms for 46 rows of SmolLM2's layers, against 281 ms widened;
+          they break even near 12 rows). Same rounding as the copies, no memory kept.
         The values are the same either way; only strides (and kernels' float rounding, ~1e-6) differ.
         """
         cpu = self.device.type == "cpu"
         fp32_cpu = cpu and self.dtype == torch.float32
-        copies = self._packed_weights and (fp32_cpu or (cpu and self.dtype in (torch.bfloat16, torch.float16)
-                                                        and not self.transformers_attention))
+        low_cpu = cpu and self.dtype in (torch.bfloat16, torch.float16) and not self.transformers_attention
+        copies = self._packed_weights and (fp32_cpu or low_cpu)
         pack = copies and rows > 1 and _onednn_packing_available()
         threads = torch.get_num_threads() if fp32_cpu else 1
-        key = (self.dtype, self.device, pack, copies, threads)  # each Linear checks its copy's age when it runs
+        widen = WIDEN_ROWS if low_cpu else 0
+        key = (self.dtype, self.device, pack, copies, threads, widen)  # each Linear checks its copy's age when it runs
         if self._layout_key == key:
             return
         with torch.inference_mode(False), torch.no_grad():  # the weights stay normal tensors
@@ -340,6 +355,7 @@ class DecoderModel(nn.Module):
                     mod.weight.data = w.contiguous()
                 mod.use_packed(pack, keep=copies)
                 mod.split = threads if threads > 1 and mod.out_features % threads == 0 else 0
+                mod.widen_rows = widen
         self._layout_key = key
 
     def _linears(self):
