@@ -36,7 +36,7 @@ WIDEN_ROWS = 16
 
 
 class Linear(nn.Linear):
-    """nn.Linear with two float32 CPU fast paths that DecoderModel switches on (`_ensure_weight_layout`).
+    """nn.Linear with CPU fast paths that DecoderModel switches on (`_ensure_weight_layout`).
 
     - `packed`: multi-row calls (batches, beams) run on a oneDNN-packed float32 copy of the weight
       (float32, bfloat16 and float16 models); the copy is used only without autograd, and the
