@@ -1,5 +1,5 @@
 """Prefill in chunks, the opt-in prompt cache, and the float32 weight layouts (column-major for
-single rows, one-row products split over the threads, oneDNN-packed copies for batches and beams;
+single rows, products of up to 256 rows split over the threads, oneDNN-packed copies for batches and beams;
 issues 3 and 6): each changes rounding only, never which tokens come out, and the cache is forgotten
 whenever it could be stale (batched calls, beam search, replaced or modified weights)."""
 from __future__ import annotations
@@ -204,7 +204,7 @@ def threads():
 @pytest.mark.parametrize("column_major", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("split", [2, 3])
-def test_a_split_one_row_product_equals_f_linear(column_major, bias, split):
+def test_a_split_product_equals_f_linear(column_major, bias, split):
     from lispe_py.models.layers import Linear
 
     torch.manual_seed(split)
@@ -212,29 +212,32 @@ def test_a_split_one_row_product_equals_f_linear(column_major, bias, split):
     if column_major:
         lin.weight.data = lin.weight.data.t().contiguous().t()
     lin.split = split
-    for x in (torch.randn(40), torch.randn(1, 1, 40)):
+    for x in (torch.randn(40), torch.randn(1, 1, 40), torch.randn(5, 40), torch.randn(2, 3, 40)):
         with torch.no_grad():
             got = lin(x)
         assert got.shape == x.shape[:-1] + (96,)
         assert torch.allclose(got, torch.nn.functional.linear(x, lin.weight, lin.bias), rtol=0, atol=1e-6)
 
 
-def test_split_is_only_taken_for_one_row_and_plain_layouts(monkeypatch):
-    from lispe_py.models.layers import Linear
+def test_split_is_only_taken_up_to_split_rows_and_for_plain_layouts(monkeypatch):
+    from lispe_py.models.layers import SPLIT_ROWS, Linear
 
     lin = Linear(40, 96)
     lin.split = 2
     calls = []
     real = Linear._split_forward
     monkeypatch.setattr(Linear, "_split_forward", lambda self, x: calls.append(x.shape) or real(self, x))
-    x = torch.randn(3, 40)
+    f = torch.nn.functional
     with torch.no_grad():
-        assert torch.allclose(lin(x), torch.nn.functional.linear(x, lin.weight, lin.bias), atol=1e-6)
-        assert calls == []                                        # three rows: F.linear
+        many, most = torch.randn(SPLIT_ROWS + 1, 40), torch.randn(SPLIT_ROWS, 40)
+        assert torch.allclose(lin(many), f.linear(many, lin.weight, lin.bias), atol=1e-6)
+        assert calls == []                                        # past SPLIT_ROWS: F.linear
+        assert torch.allclose(lin(most), f.linear(most, lin.weight, lin.bias), atol=1e-6)
+        assert calls == [(SPLIT_ROWS, 40)]
         lin.weight.data = torch.randn(96, 80)[:, ::2]              # neither row- nor column-major
         one = torch.randn(1, 40)
-        assert torch.equal(lin(one), torch.nn.functional.linear(one, lin.weight, lin.bias))
-        assert calls == [(1, 40)]                                 # tried, fell back
+        assert torch.equal(lin(one), f.linear(one, lin.weight, lin.bias))
+        assert calls[1:] == [(1, 40)]                             # tried, fell back
 
 
 def test_split_products_carry_gradients():
@@ -268,8 +271,8 @@ def test_float32_decode_steps_split_products_over_the_threads(threads, monkeypat
     assert torch.equal(generate(model, prompt, config), one_thread)
     splits = {m.out_features: m.split for m in model._linears()}
     assert splits == {96: 3, 48: 3, 160: 0, 120: 3}             # q/k/v, wo, gate/up (160 % 3), head
-    # 11 decode steps (3 split products per layer, and the head), and the head on the prompt's last token
-    assert len(calls) == 11 * (2 * 3 + 1) + 1
+    # the 4-token prefill and 11 decode steps, each 3 split products per layer and the head
+    assert len(calls) == 12 * (2 * 3 + 1)
     assert model.lm_head.weight.t().is_contiguous() and model.embed.weight is model.lm_head.weight
     model.to(torch.bfloat16)
     generate(model, prompt, config)

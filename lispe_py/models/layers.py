@@ -33,6 +33,9 @@ def _onednn_packing_available() -> bool:
 
 #: bf16/fp16 products of at least this many rows compute in float32 (see DecoderModel._ensure_weight_layout).
 WIDEN_ROWS = 16
+#: float32 products of up to this many rows run split over the threads (`Linear.split`): MKL's own
+#: threading catches up near 512 rows of SmolLM2's shapes on 2 threads.
+SPLIT_ROWS = 256
 
 
 class Linear(nn.Linear):
@@ -41,8 +44,9 @@ class Linear(nn.Linear):
     - `packed`: multi-row calls (batches, beams) run on a oneDNN-packed float32 copy of the weight
       (float32, bfloat16 and float16 models); the copy is used only without autograd, and the
       ordinary `weight` stays the parameter everything else reads.
-    - `split` (> 1): a one-row call (a decode step) runs as `split` products over blocks of output
-      columns in one `bmm`, on views of `weight` itself (no copy; autograd sees the usual graph).
+    - `split` (> 1): a call of up to SPLIT_ROWS rows without a packed copy (a decode step, a short
+      prefill) runs as `split` products over blocks of output columns in one `bmm`, on views of
+      `weight` itself (no copy; autograd sees the usual graph).
     - `widen_rows` (bf16/fp16): a call of at least that many rows without a packed copy (a prompt's
       prefill) widens the weight to float32 for the call and rounds the result back once.
     """
@@ -80,7 +84,7 @@ class Linear(nn.Linear):
                 return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
             bias = None if self.bias is None else self.bias.float()  # bf16/fp16 model: widened exactly
             return torch.ops.mkldnn._linear_pointwise(x.float(), self.packed, bias, "none", [], "").to(x.dtype)
-        if self.split and x.numel() == self.in_features:
+        if self.split and x.numel() <= SPLIT_ROWS * self.in_features:
             y = self._split_forward(x)
             if y is not None:
                 return y
@@ -90,13 +94,14 @@ class Linear(nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
     def _split_forward(self, x: torch.Tensor) -> torch.Tensor | None:
-        """One row as `split` matrix-vector products over blocks of output columns, in one `bmm` (with
-        the bias, `baddbmm`, rounded as F.linear's addmm). MKL runs a one-row `F.linear` on one thread
-        whatever the thread count; the batch's blocks run on separate threads, so a float32 decode
-        step reads its weights ~20% faster on 2 threads (docs/performance.md). The results equal
-        F.linear's on SmolLM2's shapes (bit for bit here; MKL may pick another kernel for tiny
-        matrices, ~1 ulp). None when the weight is neither row- nor column-major (replaced since
-        the layout was set), so the caller falls back to F.linear."""
+        """The product as `split` products over blocks of output columns, in one `bmm` (with the
+        bias, `baddbmm`, rounded as F.linear's addmm). MKL runs a one-row `F.linear` on one thread
+        whatever the thread count, and uses two poorly up to ~128 rows; the batch's blocks run on
+        separate threads, so a float32 decode step reads its weights ~20% faster on 2 threads and a
+        46-token prefill's products take ~20% less time (docs/performance.md). One row: the results
+        equal F.linear's on SmolLM2's shapes (bit for bit here; MKL may pick another kernel for tiny
+        matrices, ~1 ulp); several rows: ~1e-7 (blocking). None when the weight is neither row- nor
+        column-major (replaced since the layout was set), so the caller falls back to F.linear."""
         p, w, k, n = self.split, self.weight, self.in_features, self.out_features
         if w.stride(0) == 1 and w.t().is_contiguous():  # [in, out] memory: block j is columns j*n/p..
             blocks = w.t().view(k, p, n // p).transpose(0, 1)
@@ -104,12 +109,15 @@ class Linear(nn.Linear):
             blocks = w.view(p, n // p, k).transpose(1, 2)
         else:
             return None
-        rows = x.reshape(1, 1, k).expand(p, 1, k)
+        m = x.numel() // k
+        rows = x.reshape(1, m, k).expand(p, m, k)
         if self.bias is None:
             y = torch.bmm(rows, blocks)
         else:  # bias + product in one call, as F.linear's addmm rounds it
             y = torch.baddbmm(self.bias.view(p, 1, n // p), rows, blocks)
-        return y.view(*x.shape[:-1], n)
+        if m == 1:
+            return y.view(*x.shape[:-1], n)
+        return y.transpose(0, 1).reshape(*x.shape[:-1], n)  # [p, m, n/p] -> [m, n]
 
 
 class RMSNorm(nn.Module):
@@ -317,9 +325,10 @@ class DecoderModel(nn.Module):
           stored column-major (its memory is the [in, out] matrix), so a one-token step's `F.linear`
           runs `x @ W_t` on a contiguous W_t: the 49152-row head reads 2x faster, gate/up 1.5x.
           Weights with fewer outputs than inputs (the down projection) are faster row-major, by as much.
-        - float32: one-row calls (decode steps) with N > 1 threads split each product into N blocks of
-          output columns run by one `bmm` (`Linear.split`): MKL's one-row product uses one thread, the
-          batch uses all; a SmolLM2 step goes from ~67 to ~54 ms on 2 threads. Views only, no copy.
+        - float32: calls of up to SPLIT_ROWS rows without packed copies (decode steps, prefill) with
+          N > 1 threads split each product into N blocks of output columns run by one `bmm`
+          (`Linear.split`): MKL's one-row product uses one thread, the batch uses all; a SmolLM2 step
+          goes from ~67 to ~54 ms on 2 threads, a 46-row product set from 250 to 195 ms. Views only.
         - multi-row calls (batches, beams) run each linear on a oneDNN-packed float32 copy of its
           weight (`Linear.packed`): 2-3x faster than MKL at 4-8 rows in float32 (a beam-4 step takes
           half the time), and ~1.7x faster than the bfloat16 kernel at 8 rows for bfloat16/float16
