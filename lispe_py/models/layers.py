@@ -82,16 +82,19 @@ class Linear(nn.Linear):
                 self.use_packed(True, keep=True)
             if x.dtype == torch.float32:
                 return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-            bias = None if self.bias is None else self.bias.float()  # bf16/fp16 model: widened exactly
-            return torch.ops.mkldnn._linear_pointwise(x.float(), self.packed, bias, "none", [], "").to(x.dtype)
+            # bf16/fp16 model: widened exactly, rounded back once
+            y = torch.ops.mkldnn._linear_pointwise(x.float(), self.packed, self._float_bias(), "none", [], "")
+            return y.to(x.dtype)
         if self.split and x.numel() <= SPLIT_ROWS * self.in_features:
             y = self._split_forward(x)
             if y is not None:
                 return y
         if self.widen_rows and x.numel() >= self.widen_rows * self.in_features and x.dtype != torch.float32:
-            bias = None if self.bias is None else self.bias.float()
-            return F.linear(x.float(), self.weight.float(), bias).to(x.dtype)
+            return F.linear(x.float(), self.weight.float(), self._float_bias()).to(x.dtype)
         return F.linear(x, self.weight, self.bias)
+
+    def _float_bias(self) -> torch.Tensor | None:
+        return None if self.bias is None else self.bias.float()
 
     def _split_forward(self, x: torch.Tensor) -> torch.Tensor | None:
         """The product as `split` products over blocks of output columns, in one `bmm` (with the
@@ -103,7 +106,7 @@ class Linear(nn.Linear):
         matrices, ~1 ulp); several rows: ~1e-7 (blocking). None when the weight is neither row- nor
         column-major (replaced since the layout was set), so the caller falls back to F.linear."""
         p, w, k, n = self.split, self.weight, self.in_features, self.out_features
-        if w.stride(0) == 1 and w.t().is_contiguous():  # [in, out] memory: block j is columns j*n/p..
+        if w.t().is_contiguous():  # [in, out] memory: block j is columns j*n/p..
             blocks = w.t().view(k, p, n // p).transpose(0, 1)
         elif w.is_contiguous():  # [out, in] memory: block j is rows j*n/p..
             blocks = w.view(p, n // p, k).transpose(1, 2)
