@@ -203,9 +203,9 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     file, or the embedded "SmolLM2-135M-Instruct". Config keys: "device", "dtype", "quantize"
     ("int8"/"int4") and "group_size", "prompt_cache" (true: a call whose prompt starts with the previous
     call's prompt + output, e.g. a chat's next turn, runs only the new part), "prefill_chunk_size"
-    (default 1024), "packed_weights" (default true; nil: float32 batches and beams on CPU do without
-    oneDNN-packed weight copies, saving their memory at 2-3x slower matmuls). The model's tokenizer
-    becomes the default tokenizer.
+    (default 1024), "packed_weights" (default true; nil: batches and beams on CPU do without
+    oneDNN-packed float32 weight copies, saving their memory at 1.7-3x slower matmuls). The model's
+    tokenizer becomes the default tokenizer.
     """
     from .torch_quant import load_options
 

@@ -345,7 +345,8 @@ class DecoderModel(nn.Module):
           widen each weight to float32 for the call (`Linear.widen_rows`): the bf16 kernel's cost
           grows with the rows (660 ms for 46 rows of SmolLM2's layers, against 281 ms widened;
           they break even near 12 rows). Same rounding as the copies, no memory kept.
-        The values are the same either way; only strides (and kernels' float rounding, ~1e-6) differ.
+        The values are the same either way; only strides and kernels' rounding differ (float32: ~1e-6;
+        bfloat16/float16 copies and widened calls: one unit in the last place, on few outputs).
         """
         cpu = self.device.type == "cpu"
         fp32_cpu = cpu and self.dtype == torch.float32
