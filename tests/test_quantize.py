@@ -102,6 +102,44 @@ def test_int4_kernel_uses_the_gguf_zero_point_convention():
     assert torch.allclose(layer.dequantized_weight(), dequantize_int4(q, scale, zero), atol=1e-6)
 
 
+@pytest.mark.skipif(not HAS_INT4_CPU_KERNEL, reason="torch has no CPU int4 kernel")
+@pytest.mark.parametrize("n, k", [(16, 64), (48, 32), (576, 1536), (1024, 96)])
+def test_int4_kernel_layout_unpacks_exactly(n, k):
+    from lispe_py.models.quantize import _int4_sources, _int4_sources_probe, _pack_int4, _unpack_int4
+
+    cpu = torch.device("cpu")
+    q = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
+    assert torch.equal(_pack_int4(q, "cpu"), packed)
+    assert torch.equal(_unpack_int4(packed, "cpu", n, k), q[:, 0::2] | (q[:, 1::2] << 4))
+    full_lo, full_hi = _int4_sources_probe("cpu", n, k, cpu)  # tiled sources = those of packing every index
+    lo, hi = _int4_sources("cpu", n, k, cpu)
+    assert torch.equal(lo, full_lo) and torch.equal(hi, full_hi)
+
+
+@pytest.mark.skipif(not HAS_INT4_CPU_KERNEL, reason="torch has no CPU int4 kernel")
+def test_int4_layer_leaving_the_cpu_drops_the_kernel_layout():
+    lin = nn.Linear(64, 32, bias=False)
+    layer = Int4Linear.from_linear(lin, 32, torch.float32)
+    assert layer.use_kernel
+    x = torch.randn(3, 64)
+    before, weight = layer(x), layer.dequantized_weight()
+    layer.to("cpu")  # stays on the CPU: keeps the kernel and its layout
+    assert layer.use_kernel and torch.equal(layer(x), before)
+    layer.to("meta")  # another device: two values per byte, which every device's reference path reads
+    assert not layer.use_kernel and layer.qweight.shape == (32, 32) and layer.qweight.device.type == "meta"
+    ref = Int4Linear.from_linear(lin, 32, torch.float32)
+    ref._apply(lambda t: t)  # a no-op move keeps everything
+    assert ref.use_kernel and torch.equal(ref.dequantized_weight(), weight)
+
+
+def test_int8_kernel_only_where_torch_has_one():
+    from lispe_py.models.quantize import int8_kernel_on
+
+    assert int8_kernel_on("cpu") == HAS_INT8_KERNEL
+    assert not int8_kernel_on("meta")
+
+
 def test_int4_reference_path_for_shapes_the_kernel_refuses():
     lin = nn.Linear(64, 24, bias=False)  # out_features % 16 != 0: the CPU kernel cannot pack it
     layer = Int4Linear.from_linear(lin, 32, torch.float32)
@@ -202,16 +240,18 @@ def test_int8_quantized_model_stays_close_to_float():
     assert _rel(model.forward_full(x), ref) < 0.02
 
 
-def test_untied_head_is_quantized_or_refused_cleanly():
+@pytest.mark.parametrize("lm_head", [True, "auto", "int4"])
+def test_untied_head_is_quantized(lm_head):
     model = create_model(dict(TINY, tie_word_embeddings=False))
-    try:
-        quantize_model(model, "int8")
-    except ModelError as exc:  # the model reads its dtype from lm_head.weight: nothing was changed
-        assert "lm_head=False" in str(exc) and isinstance(model.lm_head, nn.Linear)
-        assert getattr(model, "quantization", None) is None
-        assert not list(quantized_layers(model))
-    else:
-        assert type(model.lm_head) is Int8Linear and model.dtype == torch.float32
+    x = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    ref = model.forward_full(x)
+    quantize_model(model, "int8", lm_head=lm_head)
+    assert type(model.lm_head) is (Int4Linear if lm_head == "int4" else Int8Linear)
+    assert model.dtype == torch.float32 and model.device.type == "cpu"  # read from the embedding table
+    assert model.quantization.lm_head == ("int4" if lm_head == "int4" else "int8")
+    assert _rel(model.forward_full(x), ref) < (0.15 if lm_head == "int4" else 0.05)  # 4 bits: close, not equal
+    model.to(torch.bfloat16)
+    assert model.dtype == torch.bfloat16 and model.forward_full(x).shape == ref.shape
 
 
 def test_bad_quantization_requests():

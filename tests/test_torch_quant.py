@@ -96,13 +96,13 @@ def test_a_generator_stands_for_its_model():
     greedy_matches_own_forward(lisp)
 
 
-def test_untied_head_stays_in_the_models_dtype():
+def test_untied_head_is_quantized_too():
     lisp = make(UNTIED)
     ref = logits(lisp)
     lisp.eval('(torch_model_quantize model "int8")')
     model = lisp.eval("model")
-    assert isinstance(model.lm_head, torch.nn.Linear) and model.quantization.lm_head is None
-    assert model.quantization.layers == 2 * 4
+    assert not isinstance(model.lm_head, torch.nn.Linear) and model.quantization.lm_head == "int8"
+    assert model.quantization.layers == 2 * 4 + 1
     assert rel(logits(lisp), ref) < 0.03
     greedy_matches_own_forward(lisp)
 

@@ -302,13 +302,15 @@ class DecoderModel(nn.Module):
         self.last_prefill_start = 0
 
     # ----- dtype / device bookkeeping -----
+    # The embedding table: every model has one in its float dtype, quantized or not (a quantized
+    # output head has no float weight).
     @property
     def dtype(self) -> torch.dtype:
-        return self.lm_head.weight.dtype
+        return self.embed.weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.lm_head.weight.device
+        return self.embed.weight.device
 
     def _apply(self, fn, recurse: bool = True):
         # .to(dtype)/.to(device)/.half(): rebuild the RoPE tables from float32 so they never carry the

@@ -22,6 +22,7 @@ a reference path dequantizes the layer's weight on each call: slower, same numbe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -42,6 +43,31 @@ def _has_op(name: str) -> bool:
 
 HAS_INT8_KERNEL = _has_op("_weight_int8pack_mm")
 HAS_INT4_CPU_KERNEL = _has_op("_weight_int4pack_mm_for_cpu") and _has_op("_convert_weight_to_int4pack_for_cpu")
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA", "mps": "MPS"}
+
+
+def _has_kernel(op: str, device_type: str) -> bool:
+    key = _DISPATCH_KEYS.get(device_type)
+    return _has_op(op) and key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("aten::" + op, key)
+
+
+@lru_cache(maxsize=None)
+def int4_cuda_kernel_on(device: torch.device) -> bool:
+    """Whether tinygemm's `_weight_int4pack_mm` runs on this CUDA device (compute capability 8.0+)."""
+    return (_has_kernel("_weight_int4pack_mm", "cuda") and _has_kernel("_convert_weight_to_int4pack", "cuda")
+            and torch.cuda.get_device_capability(device) >= (8, 0))
+
+
+def _cuda_int4_tiles(k: int) -> int | None:
+    """tinygemm's inner k tiles for in_features k (k must be a multiple of 16 tiles of them)."""
+    return next((t for t in (8, 4, 2) if k % (16 * t) == 0), None)
+
+
+@lru_cache(maxsize=None)
+def int8_kernel_on(device_type: str) -> bool:
+    """Whether torch has a `_weight_int8pack_mm` kernel for this device type (CPU, MPS and recent CUDA
+    builds have one): elsewhere Int8Linear takes its reference path."""
+    return _has_kernel("_weight_int8pack_mm", device_type)
 
 
 # ----- quantizing a float weight -----
@@ -191,7 +217,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("qweight", q.to(torch.int8).contiguous())
         self.register_buffer("scales", scale.to(compute_dtype).contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
-        self.use_kernel = HAS_INT8_KERNEL
+        self.use_kernel = HAS_INT8_KERNEL  # and a kernel for the device the input is on (int8_kernel_on)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
@@ -205,7 +231,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         h = x.reshape(-1, self.in_features).to(self.scales.dtype)
-        if self.use_kernel:
+        if self.use_kernel and int8_kernel_on(h.device.type):
             y = torch.ops.aten._weight_int8pack_mm(h, self.qweight, self.scales)
         else:
             y = F.linear(h, self.qweight.to(h.dtype)) * self.scales
@@ -219,9 +245,11 @@ class Int8Linear(nn.Module):
 class Int4Linear(nn.Module):
     """A linear layer with group-wise asymmetric int4 weights: w = (q - 8) * scale + zero per group.
 
-    With the CPU kernel the weight lives in torch's opaque packed layout and `scales_and_zeros` is
-    [K/G, N, 2] as `_weight_int4pack_mm_for_cpu` wants; otherwise (reference path) `qweight` holds two
-    values per byte (low nibble = even column) and the weight is dequantized on each call.
+    `scales_and_zeros` is [K/G, N, 2], as torch's int4 kernels want. `layout` says how `qweight` holds
+    the values: "cpu" (the opaque packed layout of `_weight_int4pack_mm_for_cpu`), "cuda" (that of
+    `_weight_int4pack_mm`, tinygemm: bfloat16, compute capability 8.0+), or None (reference path: two
+    values per byte, low nibble = even column, the weight dequantized on each call). Moving the layer
+    to another device or dtype repacks it for the kernel that fits there.
     """
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None,
@@ -231,52 +259,137 @@ class Int4Linear(nn.Module):
         if k % group_size or k % 2:
             raise ModelError(f"int4: in_features {k} must be even and a multiple of group_size {group_size}")
         self.out_features, self.in_features, self.group_size = n, k, group_size
-        self.use_kernel = HAS_INT4_CPU_KERNEL and q.device.type == "cpu" and n % 16 == 0
         q = q.to(torch.uint8)
-        if self.use_kernel:
-            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
-        else:
-            packed = (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous()
-        self.register_buffer("qweight", packed)
+        self.layout = None
+        self.register_buffer("qweight", (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous())
         sz = torch.stack((scale.float().t(), zero.float().t()), dim=-1)  # [K/G, N, 2]
-        self.register_buffer("scales_and_zeros", sz.to(compute_dtype).contiguous())
+        self.register_buffer("scales_and_zeros", sz.to(device=q.device, dtype=compute_dtype).contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self._pack()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group_size: int, compute_dtype: torch.dtype = torch.bfloat16) -> "Int4Linear":
         q, scale, zero = quantize_int4(linear.weight.detach(), group_size)
         return cls(q, scale, zero, linear.bias, group_size, compute_dtype)
 
+    @property
+    def use_kernel(self) -> bool:
+        return self.layout is not None
+
+    def _kernel_for(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        n, k = self.out_features, self.in_features
+        if device.type == "cpu":
+            fits = HAS_INT4_CPU_KERNEL and n % 16 == 0 and dtype in (torch.float32, torch.bfloat16, torch.float16)
+            return "cpu" if fits else None
+        if device.type == "cuda":
+            return "cuda" if (n % 8 == 0 and _cuda_int4_tiles(k) and dtype == torch.bfloat16
+                              and int4_cuda_kernel_on(device)) else None
+        return None
+
+    def _pack(self) -> None:
+        """Two values per byte -> the layout of the kernel that fits the layer's device and dtype."""
+        kind = self._kernel_for(self.qweight.device, self.scales_and_zeros.dtype)
+        if kind is not None and self.layout is None:
+            q = torch.stack((self.qweight & 0x0F, self.qweight >> 4), dim=-1).reshape(self.out_features, -1)
+            self.qweight, self.layout = _pack_int4(q, kind), kind
+
+    def _apply(self, fn, recurse: bool = True):
+        """`.to(device)`, `.to(dtype)` and friends: a kernel's packed layout means nothing to another
+        device's kernel, so a layer whose kernel no longer fits goes back to two values per byte first
+        (exactly: the nibbles are moved, not recomputed), and is packed for the kernel that fits after."""
+        target = fn(torch.empty(0, dtype=self.scales_and_zeros.dtype, device=self.qweight.device))
+        if self.layout is not None and self._kernel_for(target.device, target.dtype) != self.layout:
+            self.qweight = _unpack_int4(self.qweight, self.layout, self.out_features, self.in_features)
+            self.layout = None
+        super()._apply(fn, recurse)
+        self._pack()
+        return self
+
     def dequantized_weight(self) -> torch.Tensor:
-        """The float32 weight [out, in] this layer multiplies by (computed through the layer itself)."""
-        if self.use_kernel:
+        """The float32 weight [out, in] this layer multiplies by (on the CPU, computed through the kernel)."""
+        if self.layout == "cpu":
             eye = torch.eye(self.in_features, dtype=torch.float32, device=self.qweight.device)
             sz = self.scales_and_zeros.float()
             return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.qweight, self.group_size, sz).t()
         return self._reference_weight(torch.float32)
 
+    def _nibbles(self) -> torch.Tensor:
+        if self.layout is None:
+            return self.qweight
+        return _unpack_int4(self.qweight, self.layout, self.out_features, self.in_features)
+
     def _reference_weight(self, dtype: torch.dtype) -> torch.Tensor:
-        q = torch.stack((self.qweight & 0x0F, self.qweight >> 4), dim=-1).reshape(self.out_features, self.in_features)
+        packed = self._nibbles()
+        q = torch.stack((packed & 0x0F, packed >> 4), dim=-1).reshape(self.out_features, self.in_features)
         sz = self.scales_and_zeros.float()
         return dequantize_int4(q, sz[..., 0].t(), sz[..., 1].t()).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         h = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype)
-        if self.use_kernel:
+        if self.layout == "cpu":
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(h, self.qweight, self.group_size, self.scales_and_zeros)
+        elif self.layout == "cuda":
+            y = torch.ops.aten._weight_int4pack_mm(h, self.qweight, self.group_size, self.scales_and_zeros)
         else:
             y = F.linear(h, self._reference_weight(h.dtype))
         y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
     def extra_repr(self) -> str:
-        path = "cpu kernel" if self.use_kernel else "reference"
+        path = f"{self.layout} kernel" if self.layout else "reference"
         return (f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}, "
                 f"compute={self.scales_and_zeros.dtype}, {path}")
 
 
 QuantizedLinear = (Int8Linear, Int4Linear)
+
+
+def _pack_int4(q: torch.Tensor, kind: str) -> torch.Tensor:
+    """Values q [n, k] (uint8, 0..15, on the kernel's device) in the packed layout of kernel `kind`."""
+    if kind == "cpu":
+        return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+    pairs = ((q[:, 0::2] << 4) | q[:, 1::2]).to(torch.uint8).contiguous()  # tinygemm: high nibble first
+    return torch.ops.aten._convert_weight_to_int4pack(pairs, _cuda_int4_tiles(q.shape[1]))
+
+
+def _int4_sources(kind: str, n: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each byte of kernel `kind`'s packed layout of an [n, k] weight, the flat index into q of the
+    value its low and its high nibble hold (found by packing indices: holds for whatever layout this
+    torch build's kernel uses). Where the layout of 2b rows is that of b rows twice over (the kernels
+    work in blocks of rows), the block's sources are tiled instead of packing n * k indices."""
+    for b in (16, 32, 64, 128):
+        if n % b == 0 and n > b:
+            lo, hi = _int4_sources_probe(kind, b, k, device)
+            lo2, hi2 = _int4_sources_probe(kind, 2 * b, k, device)
+            if torch.equal(lo2, torch.cat((lo, lo + b * k))) and torch.equal(hi2, torch.cat((hi, hi + b * k))):
+                offsets = torch.arange(0, n * k, b * k, dtype=torch.int64, device=device)[:, None]
+                return (lo[None, :] + offsets).view(-1), (hi[None, :] + offsets).view(-1)
+    return _int4_sources_probe(kind, n, k, device)
+
+
+@lru_cache(maxsize=16)
+def _int4_sources_probe(kind: str, n: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = torch.arange(n * k, dtype=torch.int64, device=device).view(n, k)
+    lo = hi = None
+    shift = 0
+    while shift == 0 or (n * k - 1) >> shift:
+        part = _pack_int4(((idx >> shift) & 15).to(torch.uint8), kind).reshape(-1).view(torch.uint8).long()
+        lo = (part & 15) << shift if lo is None else lo | ((part & 15) << shift)
+        hi = (part >> 4) << shift if hi is None else hi | ((part >> 4) << shift)
+        shift += 4
+    return lo, hi
+
+
+def _unpack_int4(packed: torch.Tensor, kind: str, n: int, k: int) -> torch.Tensor:
+    """Kernel `kind`'s packed int4 weight back as two values per byte (low nibble = even column)."""
+    lo, hi = _int4_sources(kind, n, k, packed.device)
+    flat = packed.reshape(-1).view(torch.uint8)
+    q = torch.empty(n * k, dtype=torch.uint8, device=packed.device)
+    q[lo] = flat & 15
+    q[hi] = flat >> 4
+    q = q.view(n, k)
+    return (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous()
 
 
 # ----- whole models -----
@@ -345,7 +458,7 @@ def _quantized(linear: nn.Linear, mode: str, group_size: int, compute_dtype: tor
 
 def _keep_tied_weight(model: nn.Module) -> None:
     # The embedding still needs the float table; when the head was tied to it, the quantized head keeps
-    # a reference to it under the same name, as an untouched tied model would (model.dtype reads it).
+    # a reference to it under the same name, as an untouched tied model would.
     if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "embed"):
         model.lm_head.weight = model.embed.weight
 
@@ -359,8 +472,7 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
     mode: "int8" (per-channel) or "int4" (group-wise, group_size 32/64/128; a layer whose in_features the
     group does not divide uses the largest allowed group that does). lm_head: True (int8, whatever the
     mode: int4 there costs SmolLM2 ~10% perplexity), False (keep it in the model's dtype), "int8", "int4",
-    or "auto" (int8 when the model allows it, else kept: an untied head cannot be quantized while the model
-    reads its dtype from `lm_head.weight`). Records `model.quantization` and returns the model.
+    or "auto" (the same as True; kept for older callers). Records `model.quantization` and returns the model.
 
     calibration (int8 only): None rounds to nearest; "self" (`self_calibration`: the model's own sampled
     answers), a list of token ids or a list of such sequences fits each int8 layer, head included, with
@@ -389,20 +501,8 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
         tokens = len(sequences) * min(min(map(len, sequences)), model.config.max_position_embeddings)
     with single_thread():
         if head is not None:
-            original = model.lm_head
-            model.lm_head = _quantized(original, head, group_size, compute_dtype, fitted.get("lm_head"))
+            model.lm_head = _quantized(model.lm_head, head, group_size, compute_dtype, fitted.get("lm_head"))
             _keep_tied_weight(model)
-            try:
-                model.dtype
-            except AttributeError:
-                model.lm_head = original
-                if lm_head == "auto":  # an untied head stays in the model's dtype
-                    head = None
-                else:
-                    raise ModelError(
-                        "this model reads its dtype from lm_head.weight, which an untied quantized head no "
-                        "longer has: quantize with lm_head=False or lm_head='auto'"
-                    ) from None
         for name, linear in targets:
             _set_module(model, name, _quantized(linear, mode, group_size, compute_dtype, fitted.get(name)))
     model.quantization = Quantization(
