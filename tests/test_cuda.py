@@ -166,6 +166,63 @@ def test_half_precision_on_cuda_matches_transformers(dtype):
     assert mine[0, :14].tolist() == theirs[0, :14].tolist()  # the first 8 new tokens at least
 
 
+# ------------------------------------------------------------------------- CUDA graphs of the decode step
+def _without_graphs(model, fn):
+    model.cuda_graphs = False
+    try:
+        return fn()
+    finally:
+        model.cuda_graphs = True
+
+
+def test_decode_graphs_give_the_eager_tokens(pair):
+    """Every decode loop (greedy, ragged batches, beams, seeded sampling) gives the same tokens with the
+    step replayed as a CUDA graph as op by op; a graph is captured per batch shape and reused."""
+    _, ours = pair
+    rows = [_prompts(1, n, 40 + n)[0].tolist() for n in (4, 7, 5)]
+    runs = [lambda: generate(ours, rows[0], max_length=20, pad_token_id=PAD).tolist(),
+            lambda: generate(ours, rows, max_length=20, pad_token_id=PAD, repetition_penalty=1.2).tolist(),
+            lambda: generate(ours, rows[1], strategy="beam_search", num_beams=3, max_length=12,
+                             pad_token_id=PAD).tolist(),
+            lambda: generate(ours, rows, strategy="sample", seed=3, max_length=16, pad_token_id=PAD).tolist()]
+    eager = _without_graphs(ours, lambda: [run() for run in runs])
+    ours.reset_decode_graphs()
+    assert [run() for run in runs] == eager
+    if CUDA.type == "cuda":
+        assert {key[0] for key in ours._graphs} == {1, 3}  # one row; three rows (the beams as well)
+        captured = dict(ours._graphs)
+        assert [run() for run in runs] == eager  # replayed, not captured again
+        assert all(ours._graphs[k] is g for k, g in captured.items())
+
+
+def test_decode_graph_logits_equal_the_eager_step(pair):
+    _, ours = pair
+    ids = _prompts(2, 9, 50).to(CUDA)
+    with torch.no_grad():
+        ours.setup_cache(2, 32)
+        ours.prefill(ids[:, :4])
+        for i in range(4, 9):
+            eager = ours(ids[:, i:i + 1], torch.tensor([i], device=CUDA), last_only=True)[:, -1]
+            graphed = ours.decode(ids[:, i], i)  # rewrites slot i with the same keys and values
+            assert graphed.dtype == torch.float32 and (graphed - eager).abs().max().item() <= 1e-5
+
+
+def test_decode_graphs_follow_dtype_cache_and_quantization_changes():
+    hf = _tiny_llama(0).to(CUDA)
+    ours = model_from_hf(hf)
+    prompt = _prompts(1, 6, 8)[0].tolist()
+    first = generate(ours, prompt, max_length=10).tolist()
+    assert generate(ours, prompt, max_length=60).tolist()[:16] == first  # a larger cache: captured again
+    ours.to(torch.bfloat16)
+    assert not ours._graphs
+    half = generate(ours, prompt, max_length=10).tolist()
+    assert half == _without_graphs(ours, lambda: generate(ours, prompt, max_length=10).tolist())
+    quantize_model(ours, "int8")
+    assert not ours._graphs
+    assert generate(ours, prompt, max_length=10).tolist() == \
+        _without_graphs(ours, lambda: generate(ours, prompt, max_length=10).tolist())
+
+
 # ------------------------------------------------------------------------- CUDA vs our CPU run
 CONFIGS = [
     {"strategy": "greedy", "repetition_penalty": 1.3, "min_new_tokens": 5},
@@ -350,11 +407,13 @@ def test_lisp_loads_half_precision_and_quantized_models_on_cuda(hf_folder):
     interp = Interpreter()
     interp.eval("(use 'lispe_torch)")
     for cfg in (f'{{"device":"{GPU}" "dtype":"bfloat16"}}', f'{{"device":"{GPU}" "dtype":"float16"}}',
+                f'{{"device":"{GPU}" "cuda_graphs":nil}}',
                 f'{{"device":"{GPU}" "quantize":"int8"}}', f'{{"device":"{GPU}" "quantize":"int4"}}'):
         interp.eval(f'(setq model (torch_hf_load_model "{hf_folder}" {cfg}))')
         interp.eval('(setq generator (torch_generator_create model))')
         info = interp.eval("(torch_model_info model)")
         assert info["device"].startswith(CUDA.type), cfg
+        assert info["cuda_graphs"] is (None if "cuda_graphs" in cfg else True), cfg
         text = interp.eval('(torch_generate_text generator "the cat" {"max_length":8})')
         assert isinstance(text, str), cfg
     interp.eval(f'(setq model (torch_hf_load_model "{hf_folder}"))')  # the guide's "GPU if available"

@@ -505,6 +505,7 @@ def test_rejected_params_change_nothing(lisp: Interpreter, args: str, message: s
     ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"prompt_cache":1})', 'torch_hf_load_model: config "prompt_cache" must be true or nil'),
     ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"prefill_chunk_size":0})', 'torch_hf_load_model: config "prefill_chunk_size": expected a positive integer'),
     ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"packed_weights":0})', 'torch_hf_load_model: config "packed_weights" must be true or nil'),
+    ('(torch_hf_load_model "SmolLM2-135M-Instruct" {"cuda_graphs":1})', 'torch_hf_load_model: config "cuda_graphs" must be true or nil'),
     ('(tokenizer_encode "hello")', "tokenizer_encode: no tokenizer is loaded"),
     ('(tokenizer_encode 42 "hello")', "tokenizer_encode: argument 'tokenizer': expected a tokenizer"),
     ('(torch_generate_text generator "hi")', "torch_generate_text: the model has no tokenizer and none is loaded"),

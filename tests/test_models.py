@@ -138,6 +138,32 @@ def test_left_padded_batch_matches(pair, ids):
     assert torch.isfinite(got).all()
 
 
+def test_static_decode_step_equals_the_decode_step(pair, ids):
+    """The step CUDA graphs capture (fixed shapes: every cache slot, a mask, an index_copy_ write)
+    gives the logits of the ordinary decode step, left padding and sliding windows included."""
+    name, hf, ours = pair
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    slots = 16
+    kv_mask = torch.zeros(2, slots, dtype=torch.bool)
+    kv_mask[:, : ids.shape[1]] = mask.bool()
+    kv_mask[:, ids.shape[1]:] = True
+    with torch.no_grad():
+        ours.setup_cache(2, slots)
+        ours(ids[:, :5], torch.arange(5), position_ids=position_ids[:, :5], kv_mask=kv_mask)
+        for i in range(5, ids.shape[1]):
+            step = ours(ids[:, i:i + 1], torch.tensor([i]), position_ids[:, i:i + 1], kv_mask, last_only=True)[:, -1]
+            static = ours._static_step(ids[:, i], torch.tensor([i]), position_ids[:, i:i + 1], kv_mask)
+            assert (step - static).abs().max().item() <= 1e-5, (name, i)
+            assert torch.equal(ours.decode(ids[:, i], i, position_ids[:, i:i + 1], kv_mask), step)
+        ours.setup_cache(1, slots)  # one row, no mask
+        ours(ids[:1, :5], torch.arange(5))
+        step = ours(ids[:1, 5:6], torch.tensor([5]), last_only=True)[:, -1]
+        static = ours._static_step(ids[:1, 5], torch.tensor([5]), None, None)
+    assert (step - static).abs().max().item() <= 1e-5, name
+
+
 def test_reorder_cache(pair, ids):
     name, hf, ours = pair
     with torch.no_grad():

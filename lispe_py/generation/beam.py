@@ -146,10 +146,9 @@ def beam_search(model: Any, plan: "Plan") -> tuple[torch.Tensor, torch.Tensor]:
 
         # next step: reorder the cache to the surviving beams, feed their newest token
         model.reorder_cache(_flatten(running_beam_indices[..., cur_len - 1 - p]).long())
-        step_pos = torch.tensor([cur_len - 1], device=device)
-        step_position_ids = (step_pos - pad_lengths)[:, None] if kv_mask is not None else None
-        logits = model(_flatten(running_sequences[:, :, cur_len - 1: cur_len]), step_pos,
-                       position_ids=step_position_ids, kv_mask=kv_mask, last_only=True)[:, -1]
+        step_position_ids = (cur_len - 1 - pad_lengths)[:, None] if kv_mask is not None else None
+        logits = model.decode(_flatten(running_sequences[:, :, cur_len - 1]), cur_len - 1,
+                              step_position_ids, kv_mask)
 
     sequences = _flatten(sequences[:, :nrs, :])
     beam_indices = _flatten(beam_indices[:, :nrs, :])

@@ -585,10 +585,9 @@ class _DecodeLoop:
                 embeds = embeds.repeat_interleave(copies, dim=0) if copies > 1 else embeds
                 return model.prefill(None, inputs_embeds=embeds)
             return model.prefill(self.ids, position_ids=position_ids, kv_mask=self.kv_mask)
-        pos = torch.tensor([self.cur - 1], device=device)
-        position_ids = (pos - self.pad_lengths)[:, None] if self.kv_mask is not None else None
-        return model(self.next_input[:, None], pos, position_ids=position_ids, kv_mask=self.kv_mask,
-                     last_only=True)[:, -1]
+        slot = self.cur - 1
+        position_ids = (slot - self.pad_lengths)[:, None] if self.kv_mask is not None else None
+        return model.decode(self.next_input, slot, position_ids, self.kv_mask)
 
     def step(self) -> tuple[torch.Tensor, bool]:
         """Choose the next token of every row; returns (tokens [rows], whether this was the last step)."""

@@ -192,7 +192,8 @@ def _model_dtype(fname: str, name: Any) -> torch.dtype:
         return resolve_dtype(name)
 
 
-_LOAD_KEYS = ("device", "dtype", "quantize", "group_size", "prompt_cache", "prefill_chunk_size", "packed_weights")
+_LOAD_KEYS = ("device", "dtype", "quantize", "group_size", "prompt_cache", "prefill_chunk_size", "packed_weights",
+              "cuda_graphs")
 
 
 @builtin("torch_hf_load_model", group=G_MODEL, library=LIB, min_args=1, max_args=2, ctx=True)
@@ -204,14 +205,16 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     ("int8"/"int4") and "group_size", "prompt_cache" (true: a call whose prompt starts with the previous
     call's prompt + output, e.g. a chat's next turn, runs only the new part), "prefill_chunk_size"
     (default 1024), "packed_weights" (default true; nil: batches and beams on CPU do without
-    oneDNN-packed float32 weight copies, saving their memory at 1.7-3x slower matmuls). The model's
-    tokenizer becomes the default tokenizer.
+    oneDNN-packed float32 weight copies, saving their memory at 1.7-3x slower matmuls), "cuda_graphs"
+    (default true: on a GPU each decode step replays a captured CUDA graph; nil runs it op by op). The
+    model's tokenizer becomes the default tokenizer.
     """
     from .torch_quant import load_options
 
     fname = "torch_hf_load_model"
     path = expect_str(fname, "path", path)
     device, dtype, quantize, group_size, prompt_cache, chunk, packed = "cpu", None, None, None, False, 1024, True
+    graphs = True
     for key, v in config_pairs(fname, "config", config, ctx):
         if key == "device":
             device = str(device_arg(fname, "device", v))
@@ -221,13 +224,15 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
             quantize = v
         elif key == "group_size":
             group_size = v
-        elif key in ("prompt_cache", "packed_weights"):
+        elif key in ("prompt_cache", "packed_weights", "cuda_graphs"):
             if v is not None and v is not True:
                 raise LispEError(f"{fname}: config \"{key}\" must be true or nil, got {describe(v)}")
             if key == "prompt_cache":
                 prompt_cache = v is True
-            else:
+            elif key == "packed_weights":
                 packed = v is True
+            else:
+                graphs = v is True
         elif key == "prefill_chunk_size":
             if not (tv.is_int(v) and v > 0) and v is not None:
                 raise LispEError(f"{fname}: config \"prefill_chunk_size\": expected a positive integer "
@@ -242,6 +247,7 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     with core_errors(fname), tv.loading(Path(path).name):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size)
     model.prompt_cache, model.prefill_chunk_size, model.packed_weights = prompt_cache, chunk, packed
+    model.cuda_graphs = graphs
     if model.tokenizer is not None:
         _set_default_tokenizer(ctx, model.tokenizer)
     return model
@@ -292,7 +298,7 @@ def torch_model_info(model: Any) -> dict:
 
     A dictionary: architecture, parameters, dtype, device, vocab_size, context_length, hidden_size,
     num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template, prompt_cache,
-    prefill_chunk_size, packed_weights, quantization.
+    prefill_chunk_size, packed_weights, cuda_graphs, quantization.
     """
     m = _model("torch_model_info", model)
     c = m.config
@@ -305,6 +311,7 @@ def torch_model_info(model: Any) -> dict:
         "has_chat_template": True if m.chat_template else None,
         "prompt_cache": True if m.prompt_cache else None, "prefill_chunk_size": m.prefill_chunk_size,
         "packed_weights": True if m.packed_weights else None,
+        "cuda_graphs": True if m.cuda_graphs else None,
         "quantization": m.quantization.mode if getattr(m, "quantization", None) is not None else None,
     }
 

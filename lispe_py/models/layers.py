@@ -165,8 +165,16 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k/v [B, H, T, D] at slots start..start+T-1; return views of slots 0..start+T-1."""
+    def update(self, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k/v [B, H, T, D] at slots start..start+T-1; return views of slots 0..start+T-1.
+
+        With `start` a tensor (one slot, on the cache's device: the static decode step that CUDA graphs
+        replay) the write is an index_copy_ and the views cover every slot (a mask hides the rest)."""
+        if isinstance(start, torch.Tensor):
+            b = k.shape[0]
+            self.k[:b].index_copy_(2, start, k)
+            self.v[:b].index_copy_(2, start, v)
+            return self.k[:b], self.v[:b]
         b, end = k.shape[0], start + k.shape[2]
         self.k[:b, :, start:end] = k
         self.v[:b, :, start:end] = v
@@ -222,9 +230,10 @@ class Attention(nn.Module):
         # DecoderModel.transformers_attention.
         self.transformers_dispatch = False
 
-    def forward(self, x: torch.Tensor, rope, mask, start: int | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope, mask, start: int | torch.Tensor | None) -> torch.Tensor:
         """x [B, T, hidden]; rope (cos, signed sin) broadcastable to [B, T, 1, D] or None; mask from `masks`;
-        start: first cache slot written (None: no cache, attend within x only)."""
+        start: first cache slot written (None: no cache, attend within x only; a one-slot tensor: the
+        static decode step, see KVCache.update)."""
         b, t, _ = x.shape
         qkv = self.wqkv(x)
         qk_size = self.q_size + self.kv_size
@@ -300,6 +309,9 @@ class DecoderModel(nn.Module):
         self._cached_len = 0
         self._cached_key: tuple | None = None
         self.last_prefill_start = 0
+        # Decode steps on CUDA replay a captured CUDA graph of the step (`decode`); one per batch shape.
+        self.cuda_graphs = True
+        self._graphs: dict[tuple, _DecodeGraph] = {}
 
     # ----- dtype / device bookkeeping -----
     # The embedding table: every model has one in its float dtype, quantized or not (a quantized
@@ -318,7 +330,14 @@ class DecoderModel(nn.Module):
         out = super()._apply(fn, recurse)
         if self.uses_rope and self._rope_len:
             self._build_rope(self._rope_len)
+        self.reset_decode_graphs()
         return out
+
+    def reset_decode_graphs(self) -> None:
+        """Forget the captured decode graphs (they point at the old weights and caches). Called when the
+        model moves or changes dtype, when the KV cache is reallocated and by quantize_model; call it
+        after replacing a module by hand."""
+        self._graphs.clear()
 
     def _ensure_weight_layout(self, rows: int) -> None:
         """Lay out the linear weights for the current dtype, device and kind of call (checked on each
@@ -462,6 +481,7 @@ class DecoderModel(nn.Module):
             block.attn.kv_cache = new
             del old
         self.max_batch_size, self.max_seq_len = batch_size, max_seq_len
+        self.reset_decode_graphs()
         self._slots = torch.arange(max_seq_len, device=self.device)
         ids = torch.zeros(max_seq_len, dtype=torch.long, device=self.device)
         ids[:keep] = self._cached_ids[:keep]
@@ -532,11 +552,7 @@ class DecoderModel(nn.Module):
         self._ensure_weight_layout(b)
         start = int(input_pos[0])
         end = start + t
-        if end > self.max_seq_len or b > self.max_batch_size:
-            raise ModelError(
-                f"input of batch {b} at slots {start}..{end - 1} does not fit the KV cache "
-                f"(batch {self.max_batch_size}, {self.max_seq_len} slots): call setup_cache with larger sizes"
-            )
+        self._check_fits(b, start, end)
         self._kv_len = max(self._kv_len, end) if start else end
         self._track_cached_ids(input_ids, start, end,
                                position_ids is None and kv_mask is None and inputs_embeds is None)
@@ -552,6 +568,65 @@ class DecoderModel(nn.Module):
         if last_only:
             x = x[:, -1:]
         return self._head(x)
+
+    def _check_fits(self, b: int, start: int, end: int) -> None:
+        if end > self.max_seq_len or b > self.max_batch_size:
+            raise ModelError(
+                f"input of batch {b} at slots {start}..{end - 1} does not fit the KV cache "
+                f"(batch {self.max_batch_size}, {self.max_seq_len} slots): call setup_cache with larger sizes"
+            )
+
+    # ----- one decode step, replayed as a CUDA graph on GPUs -----
+    def decode(self, tokens: torch.Tensor, slot: int, position_ids: torch.Tensor | None = None,
+               kv_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One decode step: tokens [B] (each row's newest token) written at cache slot `slot` -> float32
+        logits [B, V] of the next token. The same as `self(tokens[:, None], [slot], position_ids,
+        kv_mask, last_only=True)[:, -1]`.
+
+        On CUDA (with `cuda_graphs`, the default) the step is captured once per batch shape as a CUDA
+        graph and replayed: a 135M model's step is bound by kernel launches there, not by its weights.
+        The captured step attends over every cache slot with a mask instead of over the filled ones,
+        which changes float rounding only."""
+        b = tokens.shape[0]
+        if not (self.cuda_graphs and self.device.type == "cuda" and not self.transformers_attention):
+            pos = torch.tensor([slot], device=self.device)
+            return self(tokens.view(b, 1), pos, position_ids=position_ids, kv_mask=kv_mask, last_only=True)[:, -1]
+        if self.layers[0].attn.kv_cache is None:
+            raise ModelError("the KV cache is not set up: call model.setup_cache(batch_size, max_seq_len) first")
+        self._ensure_weight_layout(b)
+        self._check_fits(b, slot, slot + 1)
+        self._kv_len = max(self._kv_len, slot + 1) if slot else slot + 1
+        self._track_cached_ids(tokens.view(b, 1), slot, slot + 1, position_ids is None and kv_mask is None)
+        key = (b, position_ids is not None, kv_mask is not None, self.max_seq_len, self.dtype)
+        with torch.inference_mode():  # the graph's buffers are inference tensors, whoever calls
+            graph = self._graphs.get(key)
+            if graph is None:
+                graph = self._graphs[key] = _DecodeGraph(self, b, position_ids is not None, kv_mask is not None)
+            logits = graph.run(tokens, slot, position_ids, kv_mask)
+        return logits.clone()  # the graph's output buffer is overwritten by the next replay
+
+    def _static_step(self, tokens: torch.Tensor, pos: torch.Tensor, position_ids: torch.Tensor | None,
+                     kv_mask: torch.Tensor | None) -> torch.Tensor:
+        """The decode step with every shape fixed by the cache (what a CUDA graph captures): tokens [B],
+        pos [1] (the slot, a tensor), position_ids [B, 1] or None, kv_mask [B, max_seq_len] or None."""
+        slots = self._slots[None, :]
+        here = pos[:, None]
+        x = self._embed(tokens[:, None], pos if position_ids is None else position_ids)
+        rope = None
+        if self.uses_rope:
+            rope = ((self._cos[pos][:, None], self._sin[pos][:, None]) if position_ids is None else
+                    (self._cos[position_ids].unsqueeze(2), self._sin[position_ids].unsqueeze(2)))
+        masks = {}
+        for window in self._windows:
+            m = slots <= here
+            if window is not None:
+                m = m & (slots > here - window)
+            if kv_mask is not None:
+                m = m & (kv_mask | (slots == here))
+            masks[window] = (m[:, None, None, :], False)
+        for block in self.layers:
+            x = block(x, rope, masks, pos)
+        return self._head(x)[:, -1]
 
     # ----- prefill: chunks and the prompt cache -----
     def _weights_key(self) -> tuple:
@@ -661,3 +736,50 @@ class DecoderModel(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"arch={self.arch}, layers={c.num_layers}, hidden={c.hidden_size}, vocab={c.vocab_size}"
+
+
+class _DecodeGraph:
+    """A CUDA graph of `DecoderModel._static_step` for one batch shape, with its static input buffers.
+
+    The first `run` executes the step eagerly on a side stream (three times, which warms cuBLAS up as
+    capture requires; the step is idempotent) and uses its result, then captures the graph; later runs
+    copy the inputs into the buffers and replay, returning the graph's output buffer. The graph reads the model's weights and KV cache in place, so it stays valid until they
+    are reallocated (`DecoderModel.reset_decode_graphs`)."""
+
+    def __init__(self, model: DecoderModel, rows: int, positioned: bool, masked: bool) -> None:
+        device = model.device
+        self.model = model
+        self.tokens = torch.zeros(rows, dtype=torch.long, device=device)
+        self.pos = torch.zeros(1, dtype=torch.long, device=device)
+        self.position_ids = torch.zeros(rows, 1, dtype=torch.long, device=device) if positioned else None
+        self.kv_mask = torch.ones(rows, model.max_seq_len, dtype=torch.bool, device=device) if masked else None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: torch.Tensor | None = None
+
+    def _step(self) -> torch.Tensor:
+        return self.model._static_step(self.tokens, self.pos, self.position_ids, self.kv_mask)
+
+    def run(self, tokens: torch.Tensor, slot: int, position_ids: torch.Tensor | None,
+            kv_mask: torch.Tensor | None) -> torch.Tensor:
+        self.tokens.copy_(tokens.view(-1))
+        self.pos.fill_(slot)
+        if self.position_ids is not None:
+            self.position_ids.copy_(position_ids.view(-1, 1))
+        if self.kv_mask is not None:
+            # slots past the mask's end are never at or before `slot` in this generation
+            self.kv_mask[:, :kv_mask.shape[1]].copy_(kv_mask)
+        if self.graph is not None:
+            self.graph.replay()
+            return self.out
+        device = self.tokens.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # the step rewrites the same cache slot with the same values each time
+                logits = self._step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.out = self._step()
+        self.graph = graph
+        return logits

@@ -505,6 +505,8 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
             _keep_tied_weight(model)
         for name, linear in targets:
             _set_module(model, name, _quantized(linear, mode, group_size, compute_dtype, fitted.get(name)))
+    if hasattr(model, "reset_decode_graphs"):
+        model.reset_decode_graphs()  # captured decode steps point at the replaced layers
     model.quantization = Quantization(
         mode, group_size if mode == "int4" else None, head, str(compute_dtype).removeprefix("torch."),
         len(targets) + (head is not None), method="gptq" if fitted else "rtn",
