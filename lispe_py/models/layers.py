@@ -743,8 +743,9 @@ class _DecodeGraph:
 
     The first `run` executes the step eagerly on a side stream (three times, which warms cuBLAS up as
     capture requires; the step is idempotent) and uses its result, then captures the graph; later runs
-    copy the inputs into the buffers and replay, returning the graph's output buffer. The graph reads the model's weights and KV cache in place, so it stays valid until they
-    are reallocated (`DecoderModel.reset_decode_graphs`)."""
+    copy the inputs into the buffers and replay, returning the graph's output buffer. The graph reads
+    the model's weights and KV cache in place, so it stays valid until they are reallocated
+    (`DecoderModel.reset_decode_graphs`)."""
 
     def __init__(self, model: DecoderModel, rows: int, positioned: bool, masked: bool) -> None:
         device = model.device
@@ -768,10 +769,15 @@ class _DecodeGraph:
         if self.kv_mask is not None:
             # slots past the mask's end are never at or before `slot` in this generation
             self.kv_mask[:, :kv_mask.shape[1]].copy_(kv_mask)
-        if self.graph is not None:
-            self.graph.replay()
-            return self.out
         device = self.tokens.device
+        with torch.cuda.device(device):  # the model's GPU, whichever is current
+            if self.graph is None:
+                return self._capture(device)
+            self.graph.replay()
+        return self.out
+
+    def _capture(self, device: torch.device) -> torch.Tensor:
+        """Run the step eagerly (its result is this step's logits), then capture it."""
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
