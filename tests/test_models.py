@@ -164,6 +164,22 @@ def test_static_decode_step_equals_the_decode_step(pair, ids):
     assert (step - static).abs().max().item() <= 1e-5, name
 
 
+def test_decode_graphs_kept_are_bounded_and_least_recently_used_go_first():
+    from lispe_py.models import layers
+
+    model = create_model(ModelConfig(vocab_size=40, hidden_size=32, num_layers=1, num_heads=2))
+    made = []
+    def get(key):
+        return model._graph_for(key, lambda: made.append(key) or f"graph {key}")
+    for key in range(layers.MAX_DECODE_GRAPHS):
+        assert get(key) == f"graph {key}"
+    assert get(0) == "graph 0" and len(made) == layers.MAX_DECODE_GRAPHS  # reused, now the most recent
+    get("new")  # one too many: key 1, the least recently used, goes
+    assert 1 not in model._graphs and 0 in model._graphs and len(model._graphs) == layers.MAX_DECODE_GRAPHS
+    model.to(torch.float64)
+    assert not model._graphs
+
+
 def test_reorder_cache(pair, ids):
     name, hf, ours = pair
     with torch.no_grad():

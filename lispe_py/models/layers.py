@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -599,11 +600,20 @@ class DecoderModel(nn.Module):
         self._track_cached_ids(tokens.view(b, 1), slot, slot + 1, position_ids is None and kv_mask is None)
         key = (b, position_ids is not None, kv_mask is not None, self.max_seq_len, self.dtype)
         with torch.inference_mode():  # the graph's buffers are inference tensors, whoever calls
-            graph = self._graphs.get(key)
-            if graph is None:
-                graph = self._graphs[key] = _DecodeGraph(self, b, position_ids is not None, kv_mask is not None)
+            graph = self._graph_for(key, lambda: _DecodeGraph(self, b, position_ids is not None, kv_mask is not None))
             logits = graph.run(tokens, slot, position_ids, kv_mask)
         return logits.clone()  # the graph's output buffer is overwritten by the next replay
+
+    def _graph_for(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """The captured step for `key` (made on first use); the least recently used of more than
+        MAX_DECODE_GRAPHS is dropped, so varied batch sizes do not pile up graphs and their memory."""
+        graph = self._graphs.pop(key, None)
+        if graph is None:
+            graph = make()
+            while len(self._graphs) >= MAX_DECODE_GRAPHS:
+                self._graphs.pop(next(iter(self._graphs)))
+        self._graphs[key] = graph  # most recently used last
+        return graph
 
     def _static_step(self, tokens: torch.Tensor, pos: torch.Tensor, position_ids: torch.Tensor | None,
                      kv_mask: torch.Tensor | None) -> torch.Tensor:
@@ -736,6 +746,9 @@ class DecoderModel(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"arch={self.arch}, layers={c.num_layers}, hidden={c.hidden_size}, vocab={c.vocab_size}"
+
+
+MAX_DECODE_GRAPHS = 8  # captured decode steps kept per model (one per batch shape)
 
 
 class _DecodeGraph:
