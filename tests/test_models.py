@@ -180,6 +180,27 @@ def test_decode_graphs_kept_are_bounded_and_least_recently_used_go_first():
     assert not model._graphs
 
 
+def test_a_failed_graph_capture_falls_back_to_op_by_op_steps(monkeypatch):
+    """Where CUDA cannot capture the step, decoding warns once and goes on op by op, same logits.
+    (Run on the CPU by pretending the graph path applies and making the capture fail.)"""
+    from lispe_py.models import layers
+
+    model = create_model(ModelConfig(vocab_size=40, hidden_size=32, num_layers=1, num_heads=2, seed=1))
+    model.setup_cache(1, 8)
+    with torch.no_grad():
+        model(torch.tensor([[3, 4]]), torch.arange(2))
+        expected = model(torch.tensor([[5]]), torch.tensor([2]), last_only=True)[:, -1]
+    def refuse(self, device):
+        raise RuntimeError("operation not permitted when stream is capturing")
+    monkeypatch.setattr(layers.DecoderModel, "_graphs_apply", lambda self: self.cuda_graphs)
+    monkeypatch.setattr(layers._DecodeGraph, "__init__", lambda self, *a: setattr(self, "graph", None))
+    monkeypatch.setattr(layers._DecodeGraph, "run", lambda self, *a: refuse(self, None))
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture of the decode step failed"):
+        got = model.decode(torch.tensor([5]), 2)
+    assert torch.equal(got, expected) and not model.cuda_graphs and not model._graphs
+    assert torch.equal(model.decode(torch.tensor([5]), 2), expected)  # no second warning: op by op
+
+
 def test_reorder_cache(pair, ids):
     name, hf, ours = pair
     with torch.no_grad():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -589,9 +590,8 @@ class DecoderModel(nn.Module):
         The captured step attends over every cache slot with a mask instead of over the filled ones,
         which changes float rounding only."""
         b = tokens.shape[0]
-        if not (self.cuda_graphs and self.device.type == "cuda" and not self.transformers_attention):
-            pos = torch.tensor([slot], device=self.device)
-            return self(tokens.view(b, 1), pos, position_ids=position_ids, kv_mask=kv_mask, last_only=True)[:, -1]
+        if not self._graphs_apply():
+            return self._eager_step(tokens, slot, position_ids, kv_mask)
         if self.layers[0].attn.kv_cache is None:
             raise ModelError("the KV cache is not set up: call model.setup_cache(batch_size, max_seq_len) first")
         self._ensure_weight_layout(b)
@@ -601,8 +601,26 @@ class DecoderModel(nn.Module):
         key = (b, position_ids is not None, kv_mask is not None, self.max_seq_len, self.dtype)
         with torch.inference_mode():  # the graph's buffers are inference tensors, whoever calls
             graph = self._graph_for(key, lambda: _DecodeGraph(self, b, position_ids is not None, kv_mask is not None))
-            logits = graph.run(tokens, slot, position_ids, kv_mask)
+            try:
+                logits = graph.run(tokens, slot, position_ids, kv_mask)
+            except RuntimeError as exc:
+                if graph.graph is not None:  # a replay failed: a real error, not a capture problem
+                    raise
+                # Capture failed (an op CUDA graphs cannot hold): op by op from now on, same results.
+                self._graphs.pop(key, None)
+                self.cuda_graphs = False
+                warnings.warn(f"CUDA graph capture of the decode step failed ({exc}); "
+                              "decoding op by op from now on", RuntimeWarning, stacklevel=2)
+                return self._eager_step(tokens, slot, position_ids, kv_mask)
         return logits.clone()  # the graph's output buffer is overwritten by the next replay
+
+    def _graphs_apply(self) -> bool:
+        return self.cuda_graphs and self.device.type == "cuda" and not self.transformers_attention
+
+    def _eager_step(self, tokens: torch.Tensor, slot: int, position_ids: torch.Tensor | None,
+                    kv_mask: torch.Tensor | None) -> torch.Tensor:
+        pos = torch.tensor([slot], device=self.device)
+        return self(tokens.view(-1, 1), pos, position_ids=position_ids, kv_mask=kv_mask, last_only=True)[:, -1]
 
     def _graph_for(self, key: tuple, make: Callable[[], Any]) -> Any:
         """The captured step for `key` (made on first use); the least recently used of more than
