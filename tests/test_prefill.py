@@ -259,6 +259,7 @@ def test_float32_decode_steps_split_products_over_the_threads(threads, monkeypat
     from lispe_py.models.layers import Linear
 
     model = _model(dtype=torch.float32, tie_word_embeddings=True)
+    model.traced_decode = False  # count the Python calls of every step (a trace records them once)
     prompt = torch.tensor([1, 2, 3, 4])
     config = {"strategy": "greedy", "max_new_tokens": 12}
     threads(1)

@@ -587,7 +587,8 @@ class _DecodeLoop:
             return model.prefill(self.ids, position_ids=position_ids, kv_mask=self.kv_mask)
         slot = self.cur - 1
         position_ids = (slot - self.pad_lengths)[:, None] if self.kv_mask is not None else None
-        return model.decode(self.next_input, slot, position_ids, self.kv_mask)
+        return model.decode(self.next_input, slot, position_ids, self.kv_mask,
+                            steps_left=self.plan.max_new - self.step_count)
 
     def step(self) -> tuple[torch.Tensor, bool]:
         """Choose the next token of every row; returns (tokens [rows], whether this was the last step)."""

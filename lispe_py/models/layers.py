@@ -170,9 +170,10 @@ class KVCache(nn.Module):
     def update(self, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k/v [B, H, T, D] at slots start..start+T-1; return views of slots 0..start+T-1.
 
-        With `start` a tensor (one slot, on the cache's device: the static decode step that CUDA graphs
-        replay) the write is an index_copy_ and the views cover every slot (a mask hides the rest)."""
-        if isinstance(start, torch.Tensor):
+        With `start` a one-element 1-D tensor (the slot, on the cache's device: the static decode step
+        that CUDA graphs replay) the write is an index_copy_ and the views cover every slot (a mask hides
+        the rest). A 0-dim tensor (a traced size) is a slot number like an int."""
+        if isinstance(start, torch.Tensor) and start.dim() == 1:
             b = k.shape[0]
             self.k[:b].index_copy_(2, start, k)
             self.v[:b].index_copy_(2, start, v)
@@ -311,9 +312,11 @@ class DecoderModel(nn.Module):
         self._cached_len = 0
         self._cached_key: tuple | None = None
         self.last_prefill_start = 0
-        # Decode steps on CUDA replay a captured CUDA graph of the step (`decode`); one per batch shape.
+        # Decode steps replay a captured step (`decode`): a CUDA graph per batch shape on GPUs, a
+        # torch.jit trace of the one-row step on CPU.
         self.cuda_graphs = True
-        self._graphs: dict[tuple, _DecodeGraph] = {}
+        self.traced_decode = True
+        self._graphs: dict[tuple, Any] = {}
 
     # ----- dtype / device bookkeeping -----
     # The embedding table: every model has one in its float dtype, quantized or not (a quantized
@@ -420,6 +423,7 @@ class DecoderModel(nn.Module):
         self._cos = emb.cos().to(self.dtype)
         self._sin = sin.to(self.dtype)
         self._rope_len = n
+        self.reset_decode_graphs()  # captured steps read the old tables
 
     def _ensure_rope(self, n: int) -> None:
         if self.uses_rope and n > self._rope_len:
@@ -578,19 +582,28 @@ class DecoderModel(nn.Module):
                 f"(batch {self.max_batch_size}, {self.max_seq_len} slots): call setup_cache with larger sizes"
             )
 
-    # ----- one decode step, replayed as a CUDA graph on GPUs -----
+    # ----- one decode step, replayed as a CUDA graph (GPU) or a torch.jit trace (CPU) -----
     def decode(self, tokens: torch.Tensor, slot: int, position_ids: torch.Tensor | None = None,
-               kv_mask: torch.Tensor | None = None) -> torch.Tensor:
+               kv_mask: torch.Tensor | None = None, steps_left: int | None = None) -> torch.Tensor:
         """One decode step: tokens [B] (each row's newest token) written at cache slot `slot` -> float32
         logits [B, V] of the next token. The same as `self(tokens[:, None], [slot], position_ids,
-        kv_mask, last_only=True)[:, -1]`.
+        kv_mask, last_only=True)[:, -1]`, minus most of the per-op overhead:
 
-        On CUDA (with `cuda_graphs`, the default) the step is captured once per batch shape as a CUDA
-        graph and replayed: a 135M model's step is bound by kernel launches there, not by its weights.
-        The captured step attends over every cache slot with a mask instead of over the filled ones,
-        which changes float rounding only."""
+        - on CUDA (`cuda_graphs`, default True) the step is captured once per batch shape as a CUDA
+          graph and replayed: a small model's step is bound by kernel launches there, not by its
+          weights. The captured step attends over every cache slot with a mask instead of over the
+          filled ones, which changes float rounding only.
+        - on CPU (`traced_decode`, default True), a single row's step without padding or sliding
+          windows runs as a torch.jit trace (the Python between the ~1000 ops of a step goes; the
+          slot is a traced size, so one trace serves every slot): the same ops, bit-identical logits.
+          Tracing costs ~0.3-1 s once, so a caller that knows how many steps are left (`steps_left`)
+          gets no new trace below TRACE_MIN_STEPS of them.
+        """
         b = tokens.shape[0]
-        if not self._graphs_apply():
+        cuda = self._graphs_apply()
+        traced = not cuda and self._trace_applies(b, position_ids, kv_mask) and (
+            steps_left is None or steps_left >= TRACE_MIN_STEPS or self._has_trace())
+        if not (cuda or traced):
             return self._eager_step(tokens, slot, position_ids, kv_mask)
         if self.layers[0].attn.kv_cache is None:
             raise ModelError("the KV cache is not set up: call model.setup_cache(batch_size, max_seq_len) first")
@@ -598,29 +611,63 @@ class DecoderModel(nn.Module):
         self._check_fits(b, slot, slot + 1)
         self._kv_len = max(self._kv_len, slot + 1) if slot else slot + 1
         self._track_cached_ids(tokens.view(b, 1), slot, slot + 1, position_ids is None and kv_mask is None)
-        key = (b, position_ids is not None, kv_mask is not None, self.max_seq_len, self.dtype)
-        with torch.inference_mode():  # the graph's buffers are inference tensors, whoever calls
-            graph = self._graph_for(key, lambda: _DecodeGraph(self, b, position_ids is not None, kv_mask is not None))
+        if cuda:
+            key = ("cuda", b, position_ids is not None, kv_mask is not None, self.max_seq_len, self.dtype)
+            make = lambda: _DecodeGraph(self, b, position_ids is not None, kv_mask is not None)  # noqa: E731
+        else:
+            key = self._trace_key()
+            make = lambda: _TracedStep(self)  # noqa: E731
+        with torch.inference_mode():  # the captured steps' buffers are inference tensors, whoever calls
+            step = self._graph_for(key, make)
             try:
-                logits = graph.run(tokens, slot, position_ids, kv_mask)
-            except RuntimeError as exc:
-                if graph.graph is not None:  # a replay failed: a real error, not a capture problem
+                logits = step.run(tokens, slot, position_ids, kv_mask)
+            except Exception as exc:  # noqa: BLE001 - a failed capture must not end the generation
+                if step.ready:  # a replay failed: a real error, not a capture problem
                     raise
-                # Capture failed (an op CUDA graphs cannot hold): op by op from now on, same results.
+                # Capture failed (an op the graph or the tracer cannot hold): op by op from now on; a
+                # real error in the step then comes back from the op-by-op run.
                 self._graphs.pop(key, None)
-                self.cuda_graphs = False
-                warnings.warn(f"CUDA graph capture of the decode step failed ({exc}); "
-                              "decoding op by op from now on", RuntimeWarning, stacklevel=2)
+                what = "CUDA graph capture" if cuda else "torch.jit trace"
+                if cuda:
+                    self.cuda_graphs = False
+                else:
+                    self.traced_decode = False
+                warnings.warn(f"{what} of the decode step failed ({exc}); decoding op by op from now on",
+                              RuntimeWarning, stacklevel=2)
                 return self._eager_step(tokens, slot, position_ids, kv_mask)
-        return logits.clone()  # the graph's output buffer is overwritten by the next replay
+        return logits.clone()  # a CUDA graph's output buffer is overwritten by the next replay
 
     def _graphs_apply(self) -> bool:
         return self.cuda_graphs and self.device.type == "cuda" and not self.transformers_attention
+
+    def _trace_applies(self, rows: int, position_ids: torch.Tensor | None, kv_mask: torch.Tensor | None) -> bool:
+        # One row only: batches use oneDNN-packed weight copies, which a trace would keep after a rebuild.
+        return (self.traced_decode and self.device.type == "cpu" and rows == 1 and position_ids is None
+                and kv_mask is None and all(w is None for w in self._windows) and _HAS_JIT_TRACE)
+
+    def _trace_key(self) -> tuple:
+        return ("trace", self.dtype, self._layout_key, self.transformers_attention)
+
+    def _has_trace(self) -> bool:
+        self._ensure_weight_layout(1)
+        return self._trace_key() in self._graphs
 
     def _eager_step(self, tokens: torch.Tensor, slot: int, position_ids: torch.Tensor | None,
                     kv_mask: torch.Tensor | None) -> torch.Tensor:
         pos = torch.tensor([slot], device=self.device)
         return self(tokens.view(-1, 1), pos, position_ids=position_ids, kv_mask=kv_mask, last_only=True)[:, -1]
+
+    def _row_step(self, tokens: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """The plain decode step as `torch.jit.trace` records it: tokens [B], window = slots 0..slot,
+        whose length (a traced size) gives the slot. The same ops as `forward` for such a step."""
+        end = window.shape[0]
+        start = end - 1
+        x = self._embed(tokens[:, None], window[start:])
+        rope = (self._cos[start:end, None], self._sin[start:end, None]) if self.uses_rope else None
+        masks = {w: (None, False) for w in self._windows}  # no padding, no sliding window: causal by slot
+        for block in self.layers:
+            x = block(x, rope, masks, start)
+        return self._head(x)[:, -1]
 
     def _graph_for(self, key: tuple, make: Callable[[], Any]) -> Any:
         """The captured step for `key` (made on first use); the least recently used of more than
@@ -767,6 +814,52 @@ class DecoderModel(nn.Module):
 
 
 MAX_DECODE_GRAPHS = 8  # captured decode steps kept per model (one per batch shape)
+# A CPU trace of SmolLM2's step costs ~0.3 s (bfloat16) to ~0.7-1 s (float32) once, and saves ~8-12 ms
+# per step for the model's lifetime: a generation with fewer steps left than this does not make one
+# (it uses one that exists), so short one-off generations do not pay for it.
+TRACE_MIN_STEPS = 32
+_HAS_JIT_TRACE = hasattr(torch.jit, "trace") and hasattr(torch.jit, "optimized_execution")
+
+
+class _TracedStep:
+    """`DecoderModel._row_step` traced with `torch.jit.trace` (CPU, one row): the recorded graph runs
+    the step's ~1000 ops without the Python between them (~20% of a SmolLM2 step on this project's
+    machine). The weights, caches and RoPE tables are the trace's constants, by reference: in-place
+    edits show, replacements drop the trace (`DecoderModel.reset_decode_graphs`; a change of weight
+    layout is part of its key). It runs without TorchScript's optimizing executor, whose profiling
+    runs cost ~0.5 s and gain nothing here."""
+
+    def __init__(self, model: DecoderModel) -> None:
+        self.model = model
+        self.fn: Callable | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.fn is not None
+
+    def run(self, tokens: torch.Tensor, slot: int, position_ids: torch.Tensor | None,
+            kv_mask: torch.Tensor | None) -> torch.Tensor:
+        window = self.model._slots[:slot + 1]
+        with torch.jit.optimized_execution(False):
+            if self.fn is None:
+                self.fn = self._trace(tokens, window)
+            return self.fn(tokens, window)
+
+    def _trace(self, tokens: torch.Tensor, window: torch.Tensor) -> Callable:
+        """Trace the step (tracing runs it once; the step rewrites its cache slot with the same values,
+        so running it again after is harmless). The parameters are traced as constants, which the
+        tracer accepts only without requires_grad: it is lifted for the trace and restored."""
+        model = self.model
+        grads = [p for p in model.parameters() if p.requires_grad]
+        try:
+            for p in grads:
+                p.requires_grad_(False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecation notice; shape-to-int conversions are intended
+                return torch.jit.trace(lambda t, w: model._row_step(t, w), (tokens, window), check_trace=False)
+        finally:
+            for p in grads:
+                p.requires_grad_(True)
 
 
 class _DecodeGraph:
@@ -787,6 +880,10 @@ class _DecodeGraph:
         self.kv_mask = torch.ones(rows, model.max_seq_len, dtype=torch.bool, device=device) if masked else None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out: torch.Tensor | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.graph is not None
 
     def _step(self) -> torch.Tensor:
         return self.model._static_step(self.tokens, self.pos, self.position_ids, self.kv_mask)
