@@ -2,7 +2,7 @@
 
 One process, greedy batch 1, `--new-tokens` new tokens (128) per run, `torch.set_num_threads(--threads)`:
 our float32, bfloat16, int8 and int4 models (lispe_py.models; int8/int4 loaded straight from the GGUF
-with `load_gguf_quantized`), transformers `generate()` in float32 on the same GGUF, and llama.cpp
+with `load_gguf_quantized`, with float32 activations and, as int8-bf16/int4-bf16, bfloat16 ones), transformers `generate()` in float32 on the same GGUF, and llama.cpp
 (llama-cpp-python, same GGUF file) when that package is importable. Timed runs alternate between all
 engines, round after round; the best run per engine is kept. Reported per engine:
 
@@ -56,8 +56,11 @@ AGREEMENT_PROMPTS = [
     "Give me a recipe for a simple tomato soup.",
     "Why is the sky blue?",
 ]
-ENGINES = ("float32", "bfloat16", "int8", "int8-gptq", "int4", "int4-g64", "transformers", "llama.cpp")
-DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int4", "transformers", "llama.cpp")
+# "-bf16": the quantized model with bfloat16 activations (norms, attention, residuals; the quantized
+# layers compute in bfloat16 either way, so the casts around each of them go too)
+ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-gptq", "int4", "int4-bf16", "int4-g64", "transformers",
+           "llama.cpp")
+DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int4", "int4-bf16", "transformers", "llama.cpp")
 
 
 def gguf_path() -> Path:
@@ -81,8 +84,10 @@ def load_engine(name: str) -> Any:
     if name.startswith("int"):
         from lispe_py.models.quantize import load_gguf_quantized
 
-        mode, _, group = name.partition("-g")
-        return load_gguf_quantized(path, mode, group_size=int(group or 32))
+        base, bf16 = name.removesuffix("-bf16"), name.endswith("-bf16")
+        mode, _, group = base.partition("-g")
+        return load_gguf_quantized(path, mode, group_size=int(group or 32),
+                                   dtype=torch.bfloat16 if bf16 else torch.float32)
     if name == "transformers":
         from transformers import AutoModelForCausalLM
 
