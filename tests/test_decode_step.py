@@ -128,6 +128,14 @@ def test_the_trace_follows_the_model():
     assert not model._graphs
 
 
+def test_steps_run_op_by_op_while_autograd_records():
+    model = _model("llama_gqa")
+    model.setup_cache(1, 16)
+    model(torch.tensor([[5, 9, 13]]), torch.arange(3))
+    logits = model.decode(torch.tensor([7]), 3)
+    assert logits.requires_grad and not model._graphs  # recorded by autograd, nothing traced
+
+
 def test_a_failed_trace_falls_back_to_op_by_op_steps(monkeypatch):
     model = _model("llama_gqa")
     model.traced_decode = False

@@ -600,8 +600,9 @@ class DecoderModel(nn.Module):
           gets no new trace below TRACE_MIN_STEPS of them.
         """
         b = tokens.shape[0]
-        cuda = self._graphs_apply()
-        traced = not cuda and self._trace_applies(b, position_ids, kv_mask) and (
+        # (while autograd records, steps run op by op: captured steps give no gradients)
+        cuda = self._graphs_apply() and not torch.is_grad_enabled()
+        traced = not cuda and not torch.is_grad_enabled() and self._trace_applies(b, position_ids, kv_mask) and (
             steps_left is None or steps_left >= TRACE_MIN_STEPS or self._has_trace())
         if not (cuda or traced):
             return self._eager_step(tokens, slot, position_ids, kv_mask)
