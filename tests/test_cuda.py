@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ GPU = os.environ.get("LISPE_TEST_GPU", "cuda")
 _AVAILABLE = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available, "cpu": lambda: True}
 pytestmark = pytest.mark.skipif(not _AVAILABLE[GPU.split(":")[0]](), reason=f"no {GPU} device on this machine")
 
-from test_generation import PAD, ByteBPE, _prompts, _tiny_llama  # noqa: E402
+from test_generation import PAD, ByteBPE, _hf_generate, _prompts, _tiny_llama  # noqa: E402
 from test_models import HF_CONFIGS, _build_hf  # noqa: E402
 
 from lispe_py import Interpreter  # noqa: E402
@@ -49,12 +48,6 @@ def _exact_float32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-
-
-def _hf_generate(hf, ids, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return hf.generate(ids, pad_token_id=PAD, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lispe_py.generation import generate  # noqa: E402
-from lispe_py.models import ModelConfig, create_model  # noqa: E402
+from lispe_py.models import create_model  # noqa: E402
 from lispe_py.models import layers  # noqa: E402
 from lispe_py.models.quantize import quantize_model  # noqa: E402
 
