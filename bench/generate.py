@@ -171,11 +171,12 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
-    clock = time.process_time if args.cpu_time else time.perf_counter
     if args.device.startswith("cuda"):
         def clock():  # the GPU's queued work counts: wait for it before reading the time
             torch.cuda.synchronize()
             return time.perf_counter()
+    else:
+        clock = time.process_time if args.cpu_time else time.perf_counter
     where = (f"{args.threads} threads" if args.device == "cpu" else
              f"{args.device} ({torch.cuda.get_device_name(args.device) if args.device.startswith('cuda') else ''})")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {where}, "
