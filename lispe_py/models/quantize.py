@@ -1,4 +1,4 @@
-"""Weight-only quantization of our decoders' linear layers (gpt-fast's quantize.py, for CPU).
+"""Weight-only quantization of our decoders' linear layers (gpt-fast's quantize.py, for CPU and CUDA).
 
     from lispe_py.models.quantize import quantize_model, load_gguf_quantized
     quantize_model(model, "int8")                      # per-output-channel int8
@@ -16,8 +16,11 @@ Conventions (checked against the kernels in tests/test_quantize.py):
 - int4: w = (q - 8) * scale[g, n] + zero[g, n], q in [0, 15], groups of `group_size` input columns.
   GGUF Q4_1 blocks (x = d * q + m, 32 values) are exactly this with scale = d, zero = m + 8 d;
   Q4_0 blocks (x = d * (q - 8)) with scale = d, zero = 0.
-Where a kernel is missing or a shape does not fit it (the CPU int4 kernel needs out_features % 16 == 0),
-a reference path dequantizes the layer's weight on each call: slower, same numbers up to rounding.
+On CUDA, int8 uses torch's `_weight_int8pack_mm` there and int4 tinygemm's `_weight_int4pack_mm`
+(bfloat16, compute capability 8.0+). Where a kernel is missing or a shape does not fit it (the CPU int4
+kernel needs out_features % 16 == 0, tinygemm out_features % 8 and in_features % 32), a reference path
+dequantizes the layer's weight on each call: slower, same numbers up to rounding. A layer moved to
+another device is repacked for the kernel there.
 """
 from __future__ import annotations
 
