@@ -65,3 +65,25 @@ def _torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def torch_kernels(monkeypatch):
+    """Quantized layers made in the test use torch's kernels, not the native ones (lispe_py.models.native)."""
+    from lispe_py.models import native
+
+    monkeypatch.setattr(native, "_state", {"ok": False, "reason": "switched off by the test"})
+
+
+@pytest.fixture(params=["native", "torch"])
+def kernels(request, monkeypatch):
+    """Runs the test once with the native CPU kernels (skipped where they cannot be built) and once with
+    torch's; the value is the name."""
+    from lispe_py.models import native
+
+    if request.param == "native":
+        if not native.available():
+            pytest.skip(f"no native kernels: {native.reason()}")
+    else:
+        monkeypatch.setattr(native, "_state", {"ok": False, "reason": "switched off by the test"})
+    return request.param

@@ -29,6 +29,9 @@ def test_wheel_installs_and_finds_grammar_and_stdlib(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     wheels = list(dist.glob("lispe_py-*.whl"))
     assert len(wheels) == 1
+    import zipfile
+
+    assert "lispe_py/models/kernels.cpp" in zipfile.ZipFile(wheels[0]).namelist()  # native.py builds it
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)

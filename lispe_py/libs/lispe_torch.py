@@ -25,6 +25,7 @@ from ..generation import trace_diff
 from ..generation.trace import Trace
 from ..models import DecoderModel, create_model, load_model
 from ..models.loading import EMBEDDED_MODELS, embedded_model_path, resolve_dtype
+from ..models.quantize import model_kernels
 from ..models.tokenizer import Tokenizer
 from ..values import Integers, Strings, register_type
 from . import torch_values as tv
@@ -298,7 +299,8 @@ def torch_model_info(model: Any) -> dict:
 
     A dictionary: architecture, parameters, dtype, device, vocab_size, context_length, hidden_size,
     num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template, prompt_cache,
-    prefill_chunk_size, packed_weights, cuda_graphs, quantization.
+    prefill_chunk_size, packed_weights, cuda_graphs, quantization, quantized_kernels ("native": the
+    AVX2 int8/int4 kernels built on this machine, "torch": torch's, "reference": none fits).
     """
     m = _model("torch_model_info", model)
     c = m.config
@@ -313,6 +315,7 @@ def torch_model_info(model: Any) -> dict:
         "packed_weights": True if m.packed_weights else None,
         "cuda_graphs": True if m.cuda_graphs else None,
         "quantization": m.quantization.mode if getattr(m, "quantization", None) is not None else None,
+        "quantized_kernels": model_kernels(m),
     }
 
 

@@ -33,10 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .errors import ModelError
 from .gguf_loader import single_thread
 
 MODES = ("int8", "int4")
+# Inputs of up to this many rows (decode steps, batches, beams, short prompts) go through the native
+# kernels (native.py), which read the weights once per 8 rows; longer ones through one float32 matmul.
+NATIVE_MAX_ROWS = 64
 GROUP_SIZES = (32, 64, 128)
 
 
@@ -220,7 +224,10 @@ class Int8Linear(nn.Module):
         self.register_buffer("qweight", q.to(torch.int8).contiguous())
         self.register_buffer("scales", scale.to(compute_dtype).contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
-        self.use_kernel = HAS_INT8_KERNEL  # and a kernel for the device the input is on (int8_kernel_on)
+        # The native CPU kernel where it builds (native.py; built here, not at the first token), else
+        # torch's kernel for the device the input is on (int8_kernel_on), else the reference matmul.
+        on_cpu_natively = q.device.type == "cpu" and native.available()
+        self.use_kernel = on_cpu_natively or HAS_INT8_KERNEL
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
@@ -233,10 +240,17 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        h = x.reshape(-1, self.in_features).to(self.scales.dtype)
-        if self.use_kernel and int8_kernel_on(h.device.type):
-            y = torch.ops.aten._weight_int8pack_mm(h, self.qweight, self.scales)
+        h = x.reshape(-1, self.in_features)
+        if self.use_kernel and h.device.type == "cpu" and native.available():
+            h = h.float().contiguous()
+            if h.shape[0] <= NATIVE_MAX_ROWS:
+                y = torch.ops.lispe.int8_linear(h, self.qweight, self.scales)
+            else:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
+                y = F.linear(h, self.dequantized_weight())
+        elif self.use_kernel and int8_kernel_on(h.device.type):
+            y = torch.ops.aten._weight_int8pack_mm(h.to(self.scales.dtype), self.qweight, self.scales)
         else:
+            h = h.to(self.scales.dtype)
             y = F.linear(h, self.qweight.to(h.dtype)) * self.scales
         y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
@@ -281,6 +295,8 @@ class Int4Linear(nn.Module):
 
     def _kernel_for(self, device: torch.device, dtype: torch.dtype) -> str | None:
         n, k = self.out_features, self.in_features
+        if device.type == "cpu" and self.group_size % 32 == 0 and native.available():
+            return "native"
         if device.type == "cpu":
             fits = HAS_INT4_CPU_KERNEL and n % 16 == 0 and dtype in (torch.float32, torch.bfloat16, torch.float16)
             return "cpu" if fits else None
@@ -295,6 +311,14 @@ class Int4Linear(nn.Module):
         if kind is not None and self.layout is None:
             q = torch.stack((self.qweight & 0x0F, self.qweight >> 4), dim=-1).reshape(self.out_features, -1)
             self.qweight, self.layout = _pack_int4(q, kind), kind
+        self._native_scales = self._block_scales() if self.layout == "native" else None
+
+    def _block_scales(self) -> torch.Tensor:
+        """For the native kernel: per block of 32 columns, (scale, zero - 8 * scale) in float32 [N, K/32, 2]."""
+        sz = self.scales_and_zeros.float()
+        scale, zero = sz[..., 0].t(), sz[..., 1].t()
+        pairs = torch.stack((scale, zero - 8.0 * scale), dim=-1)
+        return pairs.repeat_interleave(self.group_size // 32, dim=1).contiguous()
 
     def _apply(self, fn, recurse: bool = True):
         """`.to(device)`, `.to(dtype)` and friends: a kernel's packed layout means nothing to another
@@ -329,13 +353,21 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        h = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype)
-        if self.layout == "cpu":
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(h, self.qweight, self.group_size, self.scales_and_zeros)
-        elif self.layout == "cuda":
-            y = torch.ops.aten._weight_int4pack_mm(h, self.qweight, self.group_size, self.scales_and_zeros)
+        h = x.reshape(-1, self.in_features)
+        if self.layout == "native":
+            h = h.float().contiguous()
+            if h.shape[0] <= NATIVE_MAX_ROWS:
+                y = torch.ops.lispe.int4_linear(h, self.qweight, self._native_scales)
+            else:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
+                y = F.linear(h, self._reference_weight(torch.float32))
         else:
-            y = F.linear(h, self._reference_weight(h.dtype))
+            h = h.to(self.scales_and_zeros.dtype)
+            if self.layout == "cpu":
+                y = torch.ops.aten._weight_int4pack_mm_for_cpu(h, self.qweight, self.group_size, self.scales_and_zeros)
+            elif self.layout == "cuda":
+                y = torch.ops.aten._weight_int4pack_mm(h, self.qweight, self.group_size, self.scales_and_zeros)
+            else:
+                y = F.linear(h, self._reference_weight(h.dtype))
         y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
@@ -350,6 +382,10 @@ QuantizedLinear = (Int8Linear, Int4Linear)
 
 def _pack_int4(q: torch.Tensor, kind: str) -> torch.Tensor:
     """Values q [n, k] (uint8, 0..15, on the kernel's device) in the packed layout of kernel `kind`."""
+    if kind == "native":  # blocks of 32 columns, 16 bytes each: byte j = q[j] | q[j + 16] << 4
+        n, k = q.shape
+        blocks = q.to(torch.uint8).reshape(n, k // 32, 2, 16)
+        return (blocks[:, :, 0] | (blocks[:, :, 1] << 4)).reshape(n, k // 2).contiguous()
     if kind == "cpu":
         return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
     pairs = ((q[:, 0::2] << 4) | q[:, 1::2]).to(torch.uint8).contiguous()  # tinygemm: high nibble first
@@ -516,6 +552,26 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
         calibration_tokens=tokens,
     )
     return model
+
+
+def layer_kernel(layer: nn.Module) -> str:
+    """Which matmul a quantized layer runs on its device: "native" (kernels.cpp), "torch" (torch's
+    weight-packed kernels) or "reference" (the weight dequantized on each call)."""
+    if isinstance(layer, Int4Linear):
+        return {"native": "native", "cpu": "torch", "cuda": "torch"}.get(layer.layout or "", "reference")
+    device = layer.qweight.device.type
+    if not layer.use_kernel:
+        return "reference"
+    if device == "cpu" and native.available():
+        return "native"
+    return "torch" if int8_kernel_on(device) else "reference"
+
+
+def model_kernels(model: nn.Module) -> str | None:
+    """The kernels of a model's quantized layers ("native", "torch", "reference", or several joined by
+    "+"), None when nothing is quantized."""
+    kinds = sorted({layer_kernel(layer) for _, layer in quantized_layers(model)})
+    return "+".join(kinds) or None
 
 
 def quantized_layers(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:

@@ -1,0 +1,229 @@
+// Weight-only int8 / int4 matrix-vector products for x86-64 CPUs with AVX2 + FMA, registered as torch
+// operators (so that eager code, torch.jit traces and the dispatcher all see them):
+//
+//   lispe::int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor
+//       x float32 [M, K], q int8 [N, K], scale float32 or bfloat16 [N]
+//       y[m, n] = scale[n] * sum_k q[n, k] * x[m, k]                          (float32 [M, N])
+//   lispe::int4_linear(Tensor x, Tensor q, Tensor sz, int group_size) -> Tensor
+//       x float32 [M, K], q uint8 [N, K / 2], sz float32 or bfloat16 [N, K / group_size, 2]
+//       w[n, k] = (v[n, k] - 8) * sz[n, g, 0] + sz[n, g, 1], g = k / group_size, v in 0..15
+//       q holds v in blocks of 32 columns, 16 bytes per block: byte j = v[j] | v[j + 16] << 4
+//       y[m, n] = sum_k w[n, k] * x[m, k]                                      (float32 [M, N])
+//
+// Weights are read once per call whatever M is (every row of x is multiplied by a decoded block before
+// the next block is read), output rows are split over torch's intra-op threads, and every sum is in
+// float32 in a fixed order: the result does not depend on the number of threads. Built and loaded by
+// lispe_py/models/native.py; the Python reference of both formats is in lispe_py/models/quantize.py.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <torch/library.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kMaxRows = 8;  // rows of x multiplied per pass over the weights
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float to_float(float v) { return v; }
+inline float to_float(c10::BFloat16 v) { return static_cast<float>(v); }
+
+// 8 int8 weights (the low 8 bytes of b) as floats.
+inline __m256 int8x8(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)); }
+inline __m256 uint8x8(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)); }
+
+template <int M, typename S>
+void int8_rows(const float* x, int64_t K, const int8_t* q, const S* scale, float* y, int64_t N,
+               int64_t n0, int64_t n1) {
+  // M rows of x; for M == 1 four independent accumulators keep the FMA units busy.
+  constexpr int A = M == 1 ? 4 : (M == 2 ? 2 : 1);
+  for (int64_t n = n0; n < n1; ++n) {
+    const int8_t* w = q + n * K;
+    __m256 acc[M][A];
+    for (int m = 0; m < M; ++m)
+      for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+      __m256 f[4];  // sign-extended straight from memory: one instruction per 8 weights
+      for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + k + 8 * j)));
+      for (int m = 0; m < M; ++m) {
+        const float* xm = x + m * K + k;
+        for (int j = 0; j < 4; ++j)
+          acc[m][j % A] = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xm + 8 * j), acc[m][j % A]);
+      }
+    }
+    for (; k + 8 <= K; k += 8) {
+      __m256 f = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + k)));
+      for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(f, _mm256_loadu_ps(x + m * K + k), acc[m][0]);
+    }
+    const float s = to_float(scale[n]);
+    for (int m = 0; m < M; ++m) {
+      __m256 t = acc[m][0];
+      for (int a = 1; a < A; ++a) t = _mm256_add_ps(t, acc[m][a]);
+      float r = hsum(t);
+      for (int64_t kk = k; kk < K; ++kk) r += static_cast<float>(w[kk]) * x[m * K + kk];
+      y[m * N + n] = r * s;
+    }
+  }
+}
+
+// x rows cut into blocks of 32 columns, each block as int16 values and a float32 scale:
+// x[k] ~= xq[k] * xd[k / 32], |xq| <= 32767 (the block's largest |x| maps to 32767), and the block's
+// exact float32 sum xs[k / 32] (for the constant part of the weights).
+struct Blocks {
+  std::vector<int16_t> xq;
+  std::vector<float> xd, xs;
+  Blocks(const float* x, int64_t M, int64_t K) : xq(M * K), xd(M * K / 32), xs(M * K / 32) {
+    const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int64_t b = 0; b < M * K / 32; ++b) {
+      const float* v = x + 32 * b;
+      __m256 f[4], amax = _mm256_setzero_ps(), sum = _mm256_setzero_ps();
+      for (int j = 0; j < 4; ++j) {
+        f[j] = _mm256_loadu_ps(v + 8 * j);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(f[j], no_sign));
+        sum = _mm256_add_ps(sum, f[j]);
+      }
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      const float top = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4))), total = hsum(sum);
+      const bool finite = std::isfinite(total) && std::isfinite(top);  // else the block's products are NaN
+      const __m256 inv = _mm256_set1_ps(finite && top > 0.0f ? 32767.0f / top : 0.0f);
+      __m256i i[4];
+      for (int j = 0; j < 4; ++j) i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(f[j], inv));  // round to nearest
+      // packs works per 128-bit lane: [0-3 of a, 0-3 of b, 4-7 of a, 4-7 of b]; the permute restores order
+      __m256i lo = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[0], i[1]), 0xD8);
+      __m256i hi = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[2], i[3]), 0xD8);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&xq[32 * b]), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&xq[32 * b + 16]), hi);
+      xd[b] = finite ? top / 32767.0f : NAN;
+      xs[b] = total;
+    }
+  }
+};
+
+// int4 weights times int16 activations: per block of 32, the 32 values v (0..15) are widened to int16
+// and multiplied into int32 pair sums by vpmaddwd (exact), converted once, and scaled by
+// weight scale * activation scale; the constant part (zero - 8 * scale) multiplies the block's sum of x.
+template <int M>
+void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const float* sc, float* y, int64_t N,
+               int64_t n0, int64_t n1) {
+  const int64_t blocks = K / 32;
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const int16_t* xq = xb.xq.data();
+  const float* xd = xb.xd.data();
+  const float* xs = xb.xs.data();
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* w = q + n * (K / 2);
+    const float* s = sc + n * blocks * 2;
+    __m256 acc[M];  // one FMA per block and row: the chain's latency is not what limits this loop
+    float constant[M];
+    for (int m = 0; m < M; ++m) {
+      constant[m] = 0.0f;
+      acc[m] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < blocks; ++b) {
+      __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b));
+      __m256i lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));
+      __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
+      const float scale = s[2 * b], c = s[2 * b + 1];
+      for (int m = 0; m < M; ++m) {
+        const int16_t* xm = xq + m * K + 32 * b;
+        __m256i p = _mm256_add_epi32(
+            _mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+            _mm256_madd_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16))));
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale * xd[m * blocks + b]), acc[m]);
+        constant[m] += c * xs[m * blocks + b];
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + constant[m];
+  }
+}
+
+// Calls rows<M>(x + r * K, ..., y + r * N, ...) for every pass of at most kMaxRows rows of x.
+template <typename F>
+void by_passes(int64_t M, int64_t N, int64_t K, F&& pass) {
+  at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+    for (int64_t r = 0; r < M; r += kMaxRows) pass(r, std::min(kMaxRows, M - r), n0, n1);
+  });
+}
+
+#define LISPE_DISPATCH_ROWS(rows, FN, ...)         \
+  switch (rows) {                                  \
+    case 1: FN<1>(__VA_ARGS__); break;             \
+    case 2: FN<2>(__VA_ARGS__); break;             \
+    case 3: FN<3>(__VA_ARGS__); break;             \
+    case 4: FN<4>(__VA_ARGS__); break;             \
+    case 5: FN<5>(__VA_ARGS__); break;             \
+    case 6: FN<6>(__VA_ARGS__); break;             \
+    case 7: FN<7>(__VA_ARGS__); break;             \
+    default: FN<8>(__VA_ARGS__); break;            \
+  }
+
+void check_x(const at::Tensor& x, int64_t K, const char* op) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous() && x.size(1) == K,
+              op, ": x must be a contiguous float32 [M, ", K, "] tensor, got ", x.sizes(), " ", x.scalar_type());
+}
+
+at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& scale) {
+  TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kChar && q.is_contiguous(), "int8_linear: q must be contiguous int8 [N, K]");
+  const int64_t N = q.size(0), K = q.size(1), M = x.size(0);
+  check_x(x, K, "int8_linear");
+  TORCH_CHECK(scale.numel() == N && scale.is_contiguous() &&
+              (scale.scalar_type() == at::kFloat || scale.scalar_type() == at::kBFloat16),
+              "int8_linear: scale must be float32 or bfloat16 [N]");
+  at::Tensor y = at::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const int8_t* qp = q.data_ptr<int8_t>();
+  float* yp = y.data_ptr<float>();
+  auto run = [&](auto* sp) {
+    by_passes(M, N, K, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+      LISPE_DISPATCH_ROWS(rows, int8_rows, xp + r * K, K, qp, sp, yp + r * N, N, n0, n1)
+    });
+  };
+  if (scale.scalar_type() == at::kFloat) run(scale.data_ptr<float>());
+  else run(scale.data_ptr<c10::BFloat16>());
+  return y;
+}
+
+at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& sc) {
+  TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kByte && q.is_contiguous(), "int4_linear: q must be contiguous uint8 [N, K / 2]");
+  const int64_t N = q.size(0), K = 2 * q.size(1), M = x.size(0);
+  check_x(x, K, "int4_linear");
+  TORCH_CHECK(K % 32 == 0, "int4_linear: K must be a multiple of 32, got ", K);
+  TORCH_CHECK(sc.dim() == 3 && sc.size(0) == N && sc.size(1) == K / 32 && sc.size(2) == 2 && sc.is_contiguous() &&
+              sc.scalar_type() == at::kFloat, "int4_linear: sc must be contiguous float32 [N, K / 32, 2]");
+  at::Tensor y = at::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  std::vector<Blocks> passes;
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+  const uint8_t* qp = q.data_ptr<uint8_t>();
+  const float* sp = sc.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  by_passes(M, N, K, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+    LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(lispe, m) {
+  m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
+  m.def("int4_linear(Tensor x, Tensor q, Tensor sc) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(lispe, CPU, m) {
+  m.impl("int8_linear", &int8_linear);
+  m.impl("int4_linear", &int4_linear);
+}

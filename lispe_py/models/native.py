@@ -1,0 +1,133 @@
+"""The native CPU kernels of `kernels.cpp`: built once per machine with the system C++ compiler, loaded
+as the torch operators `torch.ops.lispe.int8_linear` / `torch.ops.lispe.int4_linear`.
+
+    from lispe_py.models import native
+    if native.available():            # builds on the first call (~20 s), then loads from the cache
+        y = torch.ops.lispe.int8_linear(x, q, scale)
+
+torch's own weight-only kernels (`_weight_int8pack_mm`) convert every weight to float in bfloat16 on an
+AVX2 CPU; the kernel here keeps float32 activations and reads each weight once per call, twice as fast
+on this project's 2-core machine (docs/performance.md). It is used where all of these hold, and torch's
+kernels are used otherwise, with the same formats:
+- an x86-64 CPU with AVX2 and FMA (torch.backends.cpu.get_cpu_capability() says AVX2 or AVX512);
+- a C++ compiler (`$CXX`, else `c++` / `g++`) and torch's C++ headers (every torch wheel has them);
+- the environment variable LISPE_NATIVE_KERNELS is not "0".
+The shared library is cached under `$LISPE_KERNEL_CACHE` (default `$XDG_CACHE_HOME/lispe_py/kernels`,
+i.e. `~/.cache/lispe_py/kernels`), in a folder named by a hash of the source, the flags and the torch
+version, so an upgrade of either rebuilds it. A failed build warns once (with the compiler's message)
+and leaves torch's kernels in place.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("kernels.cpp")
+FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-w"]
+
+_state: dict[str, object] = {}  # "ok": bool once decided, "reason": why not
+
+
+def enabled_by_env() -> bool:
+    return os.environ.get("LISPE_NATIVE_KERNELS", "1") != "0"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("LISPE_KERNEL_CACHE"):
+        return Path(os.environ["LISPE_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lispe_py" / "kernels"
+
+
+def compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_fits() -> str | None:
+    """Why this machine cannot run the kernels, or None."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not sys.platform.startswith("linux"):
+        return f"the kernels are for x86-64 Linux (this is {platform.machine()} {sys.platform})"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX2", "AVX512"):
+        return f"the CPU lacks AVX2 (torch reports {capability})"
+    return None
+
+
+def _command(cxx: str, output: Path) -> list[str]:
+    from torch.utils.cpp_extension import include_paths
+
+    torch_lib = Path(torch.__file__).parent / "lib"
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    return ([cxx, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + [f"-I{p}" for p in include_paths()]
+            + [str(SOURCE), "-o", str(output), f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}"])
+
+
+def library_path(cxx: str) -> Path:
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), torch.__version__.encode(), cxx.encode()):
+        key.update(part)
+    return cache_dir() / key.hexdigest()[:16] / "lispe_kernels.so"
+
+
+def build(cxx: str, target: Path) -> None:
+    """Compile kernels.cpp into `target` (atomically: another process may be building the same)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        print("lispe: building the native int8/int4 CPU kernels (once per machine, ~20 s)", file=sys.stderr, flush=True)
+        done = subprocess.run(_command(cxx, Path(tmp)), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cxx} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def available() -> bool:
+    """True when torch.ops.lispe.int8_linear / int4_linear can run in this process (building and loading
+    the library on the first call; LISPE_NATIVE_KERNELS is read then)."""
+    if "ok" not in _state:
+        _state["ok"], _state["reason"] = _load()
+    return bool(_state["ok"])
+
+
+def reason() -> str | None:
+    """Why the native kernels are not used (None when they are)."""
+    available()
+    return _state["reason"]  # type: ignore[return-value]
+
+
+def _load() -> tuple[bool, str | None]:
+    if not enabled_by_env():
+        return False, "LISPE_NATIVE_KERNELS=0"
+    why = _cpu_fits()
+    if why:
+        return False, why
+    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "int8_linear"):
+        return True, None  # loaded by another copy of this module (a test's reload)
+    cxx = compiler()
+    if cxx is None:
+        return False, "no C++ compiler (set CXX, or install g++)"
+    target = library_path(cxx)
+    try:
+        if not target.exists():
+            build(cxx, target)
+        torch.ops.load_library(str(target))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        warnings.warn(f"lispe: the native int8/int4 CPU kernels are not used: {e}", RuntimeWarning, stacklevel=3)
+        return False, str(e).splitlines()[0] if str(e) else type(e).__name__
+    return True, None

@@ -1,0 +1,261 @@
+"""The native AVX2 int8/int4 CPU kernels (lispe_py/models/kernels.cpp, built by lispe_py/models/native.py):
+their numbers against the float formulas, their torch-operator behaviour, the layers and models that use
+them, and the fallbacks when they cannot be built."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from lispe_py.models import create_model, native
+from lispe_py.models.quantize import (
+    Int4Linear,
+    Int8Linear,
+    _pack_int4,
+    _unpack_int4,
+    layer_kernel,
+    model_kernels,
+    quantize_int4,
+    quantize_model,
+)
+
+TINY = {"arch": "llama", "vocab_size": 256, "hidden_size": 128, "num_layers": 2, "num_heads": 4,
+        "num_kv_heads": 2, "intermediate_size": 256, "max_position_embeddings": 128, "seed": 3,
+        "tie_word_embeddings": True}
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"no native kernels: {native.reason()}")
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _int4_reference(x, v, sz, group):
+    """x @ w.T for w = (v - 8) * scale + zero per group, in float64."""
+    n, k = v.shape
+    s = sz.double()
+    w = (v.double().view(n, k // group, group) - 8) * s[..., 0:1] + s[..., 1:2]
+    return x.double() @ w.view(n, k).t()
+
+
+def _block_pairs(sz, group):
+    s = sz.float()
+    return torch.stack((s[..., 0], s[..., 1] - 8 * s[..., 0]), -1).repeat_interleave(group // 32, 1).contiguous()
+
+
+def test_native_kernels_build_wherever_a_compiler_and_avx2_are_there():
+    # A broken build must fail here rather than quietly leave torch's kernels in place.
+    if native._cpu_fits() or native.compiler() is None or not native.enabled_by_env():
+        pytest.skip("this machine cannot build them (no AVX2, no compiler, or switched off)")
+    assert native.available(), native.reason()
+    assert native.reason() is None
+    assert native.library_path(native.compiler()).exists()
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [1, 2, 3, 7, 8, 9, 17, 64])
+@pytest.mark.parametrize("k", [96, 100, 576])  # 100: an 8-column tail and a 4-column tail
+@pytest.mark.parametrize("scale_dtype", [torch.float32, torch.bfloat16])
+def test_int8_op_is_the_float_matmul(rows, k, scale_dtype):
+    g = _gen(rows * k)
+    x = torch.randn(rows, k, generator=g)
+    q = torch.randint(-128, 128, (40, k), dtype=torch.int8, generator=g)
+    scale = (torch.rand(40, generator=g) * 0.01).to(scale_dtype)
+    y = torch.ops.lispe.int8_linear(x, q, scale)
+    ref = (x.double() @ q.double().t()) * scale.double()
+    assert y.dtype == torch.float32 and y.shape == (rows, 40)
+    assert ((y.double() - ref).abs().max() / ref.abs().max()).item() < 1e-6
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 33])
+@pytest.mark.parametrize("group", [32, 64, 128])
+def test_int4_op_is_the_float_matmul_up_to_16_bit_activations(rows, group):
+    g = _gen(rows + group)
+    n, k = 48, 384
+    x = torch.randn(rows, k, generator=g)
+    x[0, :32] *= 1000  # a block with an outlier: the other blocks keep their own scale
+    v = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=g)
+    sz = torch.randn(n, k // group, 2, generator=g) * 0.05
+    y = torch.ops.lispe.int4_linear(x, _pack_int4(v, "native"), _block_pairs(sz, group))
+    ref = _int4_reference(x, v, sz, group)
+    # each x is rounded to 1/65534 of its block's largest |x|: the error is bounded per block
+    w = ((v.double().view(n, k // group, group) - 8) * sz.double()[..., 0:1] + sz.double()[..., 1:2]).view(n, k)
+    block_max = x.double().abs().view(rows, k // 32, 32).amax(-1).repeat_interleave(32, 1)
+    bound = (block_max / 65534) @ w.abs().t() + 1e-4 * ref.abs()
+    assert bool(((y.double() - ref).abs() <= bound).all())
+
+
+@needs_native
+def test_ops_do_not_depend_on_the_thread_count():
+    g = _gen(5)
+    x = torch.randn(3, 576, generator=g)
+    q8 = torch.randint(-128, 128, (3072, 576), dtype=torch.int8, generator=g)
+    s8 = torch.rand(3072, generator=g)
+    q4 = torch.randint(0, 255, (3072, 288), dtype=torch.uint8, generator=g)
+    s4 = torch.randn(3072, 18, 2, generator=g)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = torch.ops.lispe.int8_linear(x, q8, s8), torch.ops.lispe.int4_linear(x, q4, s4)
+        torch.set_num_threads(2)
+        two = torch.ops.lispe.int8_linear(x, q8, s8), torch.ops.lispe.int4_linear(x, q4, s4)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+@needs_native
+def test_nan_and_inf_inputs_give_nan_not_garbage():
+    x = torch.randn(2, 64)
+    x[0, 3] = float("nan")
+    x[1, 40] = float("inf")
+    q4 = torch.randint(0, 255, (16, 32), dtype=torch.uint8)
+    y = torch.ops.lispe.int4_linear(x, q4, torch.rand(16, 2, 2) + 0.1)
+    assert bool(y.isnan().all())
+    y8 = torch.ops.lispe.int8_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16))
+    assert bool(y8[0].isnan().all()) and not bool(y8[1].isfinite().any())
+
+
+@needs_native
+@pytest.mark.parametrize("call, message", [
+    (lambda: torch.ops.lispe.int8_linear(torch.randn(2, 64, dtype=torch.float64), torch.zeros(4, 64, dtype=torch.int8),
+                                         torch.ones(4)), "x must be a contiguous float32"),
+    (lambda: torch.ops.lispe.int8_linear(torch.randn(2, 64), torch.zeros(4, 64), torch.ones(4)), "q must be contiguous int8"),
+    (lambda: torch.ops.lispe.int8_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(3)),
+     "scale must be float32 or bfloat16"),
+    (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 48), torch.zeros(4, 24, dtype=torch.uint8), torch.ones(4, 1, 2)),
+     "K must be a multiple of 32"),
+    (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2).bfloat16()),
+     "sc must be contiguous float32"),
+])
+def test_bad_arguments_are_refused_with_a_message(call, message):
+    with pytest.raises(RuntimeError, match=message):
+        call()
+
+
+@needs_native
+def test_a_trace_records_the_native_ops():
+    layer8 = Int8Linear.from_linear(nn.Linear(64, 32), torch.bfloat16)
+    layer4 = Int4Linear.from_linear(nn.Linear(64, 32), 32, torch.bfloat16)
+    x = torch.randn(1, 64)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation notice, and the row count traced as a constant
+        traced = torch.jit.trace(lambda t: layer4(layer8(t).repeat(1, 2)), (x,), check_trace=False)
+        graph = str(traced.graph)
+        assert "lispe::int8_linear" in graph and "lispe::int4_linear" in graph
+        assert torch.equal(traced(x), layer4(layer8(x).repeat(1, 2)))
+
+
+@needs_native
+@pytest.mark.parametrize("n, k", [(16, 64), (24, 96), (576, 1536)])
+def test_native_int4_layout_unpacks_exactly(n, k):
+    q = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=_gen(n))
+    packed = _pack_int4(q, "native")
+    assert packed.shape == (n, k // 2)
+    assert torch.equal(_unpack_int4(packed, "native", n, k), q[:, 0::2] | (q[:, 1::2] << 4))
+
+
+@needs_native
+def test_native_int4_layer_moves_and_changes_dtype_exactly():
+    lin = nn.Linear(128, 48, bias=False)  # 48 rows: torch's CPU kernel would need a multiple of 16 too
+    layer = Int4Linear.from_linear(lin, 64, torch.float32)
+    assert layer.layout == "native" and layer_kernel(layer) == "native"
+    weight, x = layer.dequantized_weight(), torch.randn(2, 128)
+    before = layer(x)
+    layer.to("meta")
+    assert layer.layout is None and layer._native_scales is None
+    back = Int4Linear.from_linear(lin, 64, torch.float32)
+    back._apply(lambda t: t)
+    assert back.layout == "native" and torch.equal(back.dequantized_weight(), weight) and torch.equal(back(x), before)
+    back.to(torch.bfloat16)  # scales become bfloat16; the kernel's float32 block scales follow them
+    assert back.layout == "native" and back._native_scales.dtype == torch.float32
+    q, scale, zero = quantize_int4(lin.weight.detach(), 64)
+    w = (q.float().view(48, 2, 64) - 8) * scale.bfloat16().float()[..., None] + zero.bfloat16().float()[..., None]
+    assert torch.allclose(back.dequantized_weight(), w.view(48, 128))
+    assert back(x.bfloat16()).dtype == torch.bfloat16
+
+
+@needs_native
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_native_model_matches_its_dequantized_float_model(mode):
+    # The quantized model's logits equal those of the float model holding the dequantized weights,
+    # to float32 rounding for int8 and to the 16-bit activation rounding for int4.
+    from lispe_py.generation import generate
+
+    model = quantize_model(create_model(TINY), mode)
+    assert model_kernels(model) == "native"
+    ref = create_model(TINY)
+    with torch.no_grad():
+        for layer_ref, layer in zip(ref.layers, model.layers):
+            layer_ref.attn.wqkv.weight.copy_(layer.attn.wqkv.dequantized_weight())
+            layer_ref.attn.wo.weight.copy_(layer.attn.wo.dequantized_weight())
+            layer_ref.mlp.w_gate_up.weight.copy_(layer.mlp.w_gate_up.dequantized_weight())
+            layer_ref.mlp.w_down.weight.copy_(layer.mlp.w_down.dequantized_weight())
+        ref.lm_head = model.lm_head  # the same int8 head (tied models share the float embedding)
+    ids = torch.tensor([[5, 17, 33, 2, 90, 41, 7]])
+    with torch.inference_mode():
+        logits, float_logits = model.forward_full(ids), ref.forward_full(ids)
+    tolerance = 1e-4 if mode == "int8" else 2e-3
+    assert ((logits - float_logits).abs().max() / float_logits.abs().max()).item() < tolerance
+    # and decoding with the cache (one row per step through the kernel) agrees with the full forward
+    out = generate(model, ids[0].tolist(), {"strategy": "greedy", "max_length": 6, "min_new_tokens": 6})
+    with torch.inference_mode():
+        full = model.forward_full(out[None, :-1])[0]
+    assert out[7:].tolist() == full[6:].argmax(-1).tolist()
+
+
+def _child(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+
+
+_REPORT = """
+    import warnings
+    warnings.simplefilter("always")
+    import torch
+    from torch import nn
+    from lispe_py.models import native
+    from lispe_py.models.quantize import Int4Linear, Int8Linear, layer_kernel
+    layers = Int8Linear.from_linear(nn.Linear(64, 32), torch.float32), Int4Linear.from_linear(nn.Linear(64, 32), 32)
+    x = torch.randn(2, 64)
+    print(native.available(), native.reason(), [layer_kernel(l) for l in layers], [tuple(l(x).shape) for l in layers])
+"""
+
+
+def test_switched_off_by_the_environment_variable():
+    done = _child(_REPORT, LISPE_NATIVE_KERNELS="0")
+    assert done.returncode == 0, done.stderr
+    assert "False LISPE_NATIVE_KERNELS=0" in done.stdout
+    assert "'native'" not in done.stdout and "(2, 32), (2, 32)" in done.stdout
+
+
+def test_a_failed_build_warns_once_and_keeps_torch_kernels(tmp_path):
+    if native._cpu_fits():
+        pytest.skip(native._cpu_fits())
+    done = _child(_REPORT, CXX="false", LISPE_KERNEL_CACHE=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert re.match(r"False \S*false failed \(1\)", done.stdout), done.stdout
+    assert done.stderr.count("the native int8/int4 CPU kernels are not used") == 1
+    assert "'native'" not in done.stdout and "(2, 32), (2, 32)" in done.stdout
+    assert not list(tmp_path.rglob("*.so"))  # no half-written library is left to be loaded next time
+
+
+def test_model_info_names_the_kernels():
+    from lispe_py import Interpreter
+
+    lisp = Interpreter()
+    lisp.eval('(use \'lispe_torch)')
+    lisp.eval('(setq model (torch_model_create "transformer" {"arch":"llama" "vocab_size":64 "hidden_size":64 '
+              '"num_layers":1 "num_heads":2 "num_kv_heads":1 "intermediate_size":128}))')
+    assert lisp.eval('(@ (torch_model_info model) "quantized_kernels")') is None
+    lisp.eval('(torch_model_quantize model "int4")')
+    expected = "native" if native.available() else "torch"
+    assert lisp.eval('(@ (torch_model_info model) "quantized_kernels")') == expected
