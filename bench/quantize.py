@@ -2,7 +2,9 @@
 
 One process, greedy batch 1, `--new-tokens` new tokens (128) per run, `torch.set_num_threads(--threads)`:
 our float32, bfloat16, int8 and int4 models (lispe_py.models; int8/int4 loaded straight from the GGUF
-with `load_gguf_quantized`, with float32 activations and, as int8-bf16/int4-bf16, bfloat16 ones), transformers `generate()` in float32 on the same GGUF, and llama.cpp
+with `load_gguf_quantized`, with float32 activations and, as int8-bf16/int4-bf16, bfloat16 ones; on the
+native AVX2 kernels where they build, and as int8-torch/int4-torch on torch's kernels), transformers
+`generate()` in float32 on the same GGUF, and llama.cpp
 (llama-cpp-python, same GGUF file) when that package is importable. Timed runs alternate between all
 engines, round after round; the best run per engine is kept. Reported per engine:
 
@@ -58,7 +60,8 @@ AGREEMENT_PROMPTS = [
 ]
 # "-bf16": the quantized model with bfloat16 activations (norms, attention, residuals; the quantized
 # layers compute in bfloat16 either way, so the casts around each of them go too)
-ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-gptq", "int4", "int4-bf16", "int4-g64", "transformers",
+ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-torch", "int8-gptq", "int4", "int4-bf16", "int4-torch",
+           "int4-g64", "transformers",
            "llama.cpp")
 DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int4", "int4-bf16", "transformers", "llama.cpp")
 
@@ -81,6 +84,11 @@ def load_engine(name: str) -> Any:
         from lispe_py.models.quantize import load_gguf_quantized
 
         return load_gguf_quantized(path, "int8", calibration="self")
+    if name.endswith("-torch"):  # torch's weight-only kernels instead of the native ones
+        from lispe_py.models import native
+
+        with native.switched_off():
+            return load_engine(name.removesuffix("-torch"))
     if name.startswith("int"):
         from lispe_py.models.quantize import load_gguf_quantized
 
@@ -292,13 +300,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads, "
           f"greedy batch 1, prompt {len(ids)} tokens, {args.new_tokens} new tokens, best of {args.rounds} rounds\n")
     models, runs, rows = {}, {}, {}
+    from lispe_py.models.quantize import model_kernels
+
     for name in names:
         t = time.perf_counter()
         models[name] = load_engine(name)
         rows[name] = {"load_s": time.perf_counter() - t}
         runs[name] = generator(name, models[name], ids)
         runs[name](4)  # warm-up: first-call allocations, caches
-        print(f"loaded {name} in {rows[name]['load_s']:.1f} s", flush=True)
+        kernels = model_kernels(models[name]) if name.startswith("int") else None
+        print(f"loaded {name} in {rows[name]['load_s']:.1f} s" + (f" (kernels: {kernels})" if kernels else ""),
+              flush=True)
 
     best = {n: math.inf for n in names}
     ttft = {n: math.inf for n in names}

@@ -68,15 +68,16 @@ def _torch_one_thread():
 
 
 @pytest.fixture
-def torch_kernels(monkeypatch):
+def torch_kernels():
     """Quantized layers made in the test use torch's kernels, not the native ones (lispe_py.models.native)."""
     from lispe_py.models import native
 
-    monkeypatch.setattr(native, "_state", {"ok": False, "reason": "switched off by the test"})
+    with native.switched_off():
+        yield
 
 
 @pytest.fixture(params=["native", "torch"])
-def kernels(request, monkeypatch):
+def kernels(request):
     """Runs the test once with the native CPU kernels (skipped where they cannot be built) and once with
     torch's; the value is the name."""
     from lispe_py.models import native
@@ -84,6 +85,7 @@ def kernels(request, monkeypatch):
     if request.param == "native":
         if not native.available():
             pytest.skip(f"no native kernels: {native.reason()}")
+        yield "native"
     else:
-        monkeypatch.setattr(native, "_state", {"ok": False, "reason": "switched off by the test"})
-    return request.param
+        with native.switched_off():
+            yield "torch"

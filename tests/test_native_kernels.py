@@ -25,10 +25,8 @@ from lispe_py.models.quantize import (
     quantize_int4,
     quantize_model,
 )
+from test_quantize import TINY  # noqa: E402  (tests/ is on the path, as for test_cuda)
 
-TINY = {"arch": "llama", "vocab_size": 256, "hidden_size": 128, "num_layers": 2, "num_heads": 4,
-        "num_kv_heads": 2, "intermediate_size": 256, "max_position_embeddings": 128, "seed": 3,
-        "tie_word_embeddings": True}
 
 needs_native = pytest.mark.skipif(not native.available(), reason=f"no native kernels: {native.reason()}")
 
@@ -45,9 +43,9 @@ def _int4_reference(x, v, sz, group):
     return x.double() @ w.view(n, k).t()
 
 
-def _block_pairs(sz, group):
-    s = sz.float()
-    return torch.stack((s[..., 0], s[..., 1] - 8 * s[..., 0]), -1).repeat_interleave(group // 32, 1).contiguous()
+def _block_planes(sz, group):
+    """[N, K/G, 2] (scale, zero) per group -> the kernel's [N, 2, K/32] per block of 32."""
+    return sz.permute(0, 2, 1).repeat_interleave(group // 32, 2).contiguous()
 
 
 def test_native_kernels_build_wherever_a_compiler_and_avx2_are_there():
@@ -77,14 +75,15 @@ def test_int8_op_is_the_float_matmul(rows, k, scale_dtype):
 @needs_native
 @pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 33])
 @pytest.mark.parametrize("group", [32, 64, 128])
-def test_int4_op_is_the_float_matmul_up_to_16_bit_activations(rows, group):
+@pytest.mark.parametrize("sz_dtype", [torch.float32, torch.bfloat16])
+def test_int4_op_is_the_float_matmul_up_to_16_bit_activations(rows, group, sz_dtype):
     g = _gen(rows + group)
-    n, k = 48, 384
+    n, k = 48, {32: 416, 64: 448, 128: 384}[group]  # 13, 14, 12 blocks of 32: runs of 8 blocks and a tail
     x = torch.randn(rows, k, generator=g)
     x[0, :32] *= 1000  # a block with an outlier: the other blocks keep their own scale
     v = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=g)
-    sz = torch.randn(n, k // group, 2, generator=g) * 0.05
-    y = torch.ops.lispe.int4_linear(x, _pack_int4(v, "native"), _block_pairs(sz, group))
+    sz = (torch.randn(n, k // group, 2, generator=g) * 0.05).to(sz_dtype)
+    y = torch.ops.lispe.int4_linear(x, _pack_int4(v, "native"), _block_planes(sz, group))
     ref = _int4_reference(x, v, sz, group)
     # each x is rounded to 1/65534 of its block's largest |x|: the error is bounded per block
     w = ((v.double().view(n, k // group, group) - 8) * sz.double()[..., 0:1] + sz.double()[..., 1:2]).view(n, k)
@@ -100,7 +99,7 @@ def test_ops_do_not_depend_on_the_thread_count():
     q8 = torch.randint(-128, 128, (3072, 576), dtype=torch.int8, generator=g)
     s8 = torch.rand(3072, generator=g)
     q4 = torch.randint(0, 255, (3072, 288), dtype=torch.uint8, generator=g)
-    s4 = torch.randn(3072, 18, 2, generator=g)
+    s4 = torch.randn(3072, 2, 18, generator=g)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -133,8 +132,10 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
      "scale must be float32 or bfloat16"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 48), torch.zeros(4, 24, dtype=torch.uint8), torch.ones(4, 1, 2)),
      "K must be a multiple of 32"),
-    (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2).bfloat16()),
-     "sc must be contiguous float32"),
+    (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2).half()),
+     "sz must be contiguous float32 or bfloat16"),
+    (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1, 2)),
+     r"sz must be contiguous float32 or bfloat16 \[N, 2, K / 32\]"),
 ])
 def test_bad_arguments_are_refused_with_a_message(call, message):
     with pytest.raises(RuntimeError, match=message):
@@ -175,8 +176,9 @@ def test_native_int4_layer_moves_and_changes_dtype_exactly():
     back = Int4Linear.from_linear(lin, 64, torch.float32)
     back._apply(lambda t: t)
     assert back.layout == "native" and torch.equal(back.dequantized_weight(), weight) and torch.equal(back(x), before)
-    back.to(torch.bfloat16)  # scales become bfloat16; the kernel's float32 block scales follow them
-    assert back.layout == "native" and back._native_scales.dtype == torch.float32
+    assert back._native_scales.dtype == torch.float32
+    back.to(torch.bfloat16)  # scales become bfloat16, and the kernel's block scales with them
+    assert back.layout == "native" and back._native_scales.dtype == torch.bfloat16
     q, scale, zero = quantize_int4(lin.weight.detach(), 64)
     w = (q.float().view(48, 2, 64) - 8) * scale.bfloat16().float()[..., None] + zero.bfloat16().float()[..., None]
     assert torch.allclose(back.dequantized_weight(), w.view(48, 128))

@@ -54,7 +54,9 @@ def torch_model_quantize(model: Any, mode: Any, group_size: Any = None) -> Any:
     Quantizes the model's linear layers in place (weights only) and returns it: "int8" (one scale per
     output channel) or "int4" with an optional group size, 32 (default), 64 or 128:
     (torch_model_quantize model "int4" 64). The output head becomes int8 (int4 there costs ~10%
-    perplexity); norms, attention and the KV cache keep the model's dtype. Quantized layers compute in bfloat16 (torch's fast CPU kernels). A model is quantized
+    perplexity); norms, attention and the KV cache keep the model's dtype. On an AVX2 CPU with a C++
+    compiler the layers run native kernels built once per machine (~20 s the first time); elsewhere
+    they compute in bfloat16 on torch's kernels. A model is quantized
     once; a generator given here quantizes its model. To load a quantized model directly (a GGUF's Q4
     blocks kept as they are), see torch_hf_load_model.
     """

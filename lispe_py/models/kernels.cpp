@@ -4,11 +4,12 @@
 //   lispe::int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor
 //       x float32 [M, K], q int8 [N, K], scale float32 or bfloat16 [N]
 //       y[m, n] = scale[n] * sum_k q[n, k] * x[m, k]                          (float32 [M, N])
-//   lispe::int4_linear(Tensor x, Tensor q, Tensor sz, int group_size) -> Tensor
-//       x float32 [M, K], q uint8 [N, K / 2], sz float32 or bfloat16 [N, K / group_size, 2]
-//       w[n, k] = (v[n, k] - 8) * sz[n, g, 0] + sz[n, g, 1], g = k / group_size, v in 0..15
+//   lispe::int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor
+//       x float32 [M, K], q uint8 [N, K / 2], sz float32 or bfloat16 [N, 2, K / 32]
+//       w[n, k] = (v[n, k] - 8) * sz[n, 0, b] + sz[n, 1, b], b = k / 32, v in 0..15
 //       q holds v in blocks of 32 columns, 16 bytes per block: byte j = v[j] | v[j + 16] << 4
-//       y[m, n] = sum_k w[n, k] * x[m, k]                                      (float32 [M, N])
+//       y[m, n] ~= sum_k w[n, k] * x[m, k]                                     (float32 [M, N])
+//       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|).
 //
 // Weights are read once per call whatever M is (every row of x is multiplied by a decoded block before
 // the next block is read), output rows are split over torch's intra-op threads, and every sum is in
@@ -114,39 +115,62 @@ struct Blocks {
 
 // int4 weights times int16 activations: per block of 32, the 32 values v (0..15) are widened to int16
 // and multiplied into int32 pair sums by vpmaddwd (exact), converted once, and scaled by
-// weight scale * activation scale; the constant part (zero - 8 * scale) multiplies the block's sum of x.
+// weight scale * activation scale; the constant part c = zero - 8 * scale multiplies the block's sum
+// of x. sz holds, per output row, the B = K / 32 block scales and then the B block zeros.
 template <int M>
-void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const float* sc, float* y, int64_t N,
-               int64_t n0, int64_t n1) {
-  const int64_t blocks = K / 32;
+inline void int4_block(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b, const float* f, __m256* acc) {
   const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b));
+  const __m256i lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));
+  const __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
+  for (int m = 0; m < M; ++m) {
+    const int16_t* xm = xq + m * K + 32 * b;
+    const __m256i p = _mm256_add_epi32(
+        _mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+        _mm256_madd_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16))));
+    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 8 * m), acc[m]);
+  }
+}
+
+// 8 consecutive values as floats.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const c10::BFloat16* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
+
+template <int M, typename S>
+void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float* y, int64_t N,
+               int64_t n0, int64_t n1) {
+  const int64_t B = K / 32;
   const int16_t* xq = xb.xq.data();
   const float* xd = xb.xd.data();
   const float* xs = xb.xs.data();
+  const __m256 eight = _mm256_set1_ps(8.0f);
+  alignas(32) float f[8 * M];  // per row of x, the 8 factors scale * activation scale of 8 blocks
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* w = q + n * (K / 2);
-    const float* s = sc + n * blocks * 2;
-    __m256 acc[M];  // one FMA per block and row: the chain's latency is not what limits this loop
-    float constant[M];
-    for (int m = 0; m < M; ++m) {
-      constant[m] = 0.0f;
-      acc[m] = _mm256_setzero_ps();
-    }
-    for (int64_t b = 0; b < blocks; ++b) {
-      __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b));
-      __m256i lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));
-      __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
-      const float scale = s[2 * b], c = s[2 * b + 1];
+    const S* scale = sz + n * 2 * B;
+    const S* zero = scale + B;
+    __m256 acc[M], constant[M];  // one FMA per block and row: the chain's latency does not limit this
+    for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
+    int64_t b0 = 0;
+    for (; b0 + 8 <= B; b0 += 8) {
+      const __m256 s8 = load8(scale + b0), c8 = _mm256_fnmadd_ps(eight, s8, load8(zero + b0));
       for (int m = 0; m < M; ++m) {
-        const int16_t* xm = xq + m * K + 32 * b;
-        __m256i p = _mm256_add_epi32(
-            _mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
-            _mm256_madd_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16))));
-        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale * xd[m * blocks + b]), acc[m]);
-        constant[m] += c * xs[m * blocks + b];
+        _mm256_store_ps(f + 8 * m, _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0)));
+        constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
       }
+      for (int i = 0; i < 8; ++i) int4_block<M>(w, xq, K, b0 + i, f + i, acc);
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + constant[m];
+    for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
+      const float sb = to_float(scale[b]), cb = to_float(zero[b]) - 8.0f * sb;
+      for (int m = 0; m < M; ++m) f[8 * m] = sb * xd[m * B + b];
+      int4_block<M>(w, xq, K, b, f, acc);
+      for (int m = 0; m < M; ++m)
+        constant[m] = _mm256_add_ps(constant[m], _mm256_setr_ps(cb * xs[m * B + b], 0, 0, 0, 0, 0, 0, 0));
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + hsum(constant[m]);
   }
 }
 
@@ -196,23 +220,27 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
   return y;
 }
 
-at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& sc) {
+at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& sz) {
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kByte && q.is_contiguous(), "int4_linear: q must be contiguous uint8 [N, K / 2]");
   const int64_t N = q.size(0), K = 2 * q.size(1), M = x.size(0);
   check_x(x, K, "int4_linear");
   TORCH_CHECK(K % 32 == 0, "int4_linear: K must be a multiple of 32, got ", K);
-  TORCH_CHECK(sc.dim() == 3 && sc.size(0) == N && sc.size(1) == K / 32 && sc.size(2) == 2 && sc.is_contiguous() &&
-              sc.scalar_type() == at::kFloat, "int4_linear: sc must be contiguous float32 [N, K / 32, 2]");
+  TORCH_CHECK(sz.dim() == 3 && sz.size(0) == N && sz.size(1) == 2 && sz.size(2) == K / 32 && sz.is_contiguous() &&
+              (sz.scalar_type() == at::kFloat || sz.scalar_type() == at::kBFloat16),
+              "int4_linear: sz must be contiguous float32 or bfloat16 [N, 2, K / 32]");
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
   std::vector<Blocks> passes;
   for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
   const uint8_t* qp = q.data_ptr<uint8_t>();
-  const float* sp = sc.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  by_passes(M, N, K, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
-    LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
-  });
+  auto run = [&](auto* sp) {
+    by_passes(M, N, K, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+      LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
+    });
+  };
+  if (sz.scalar_type() == at::kFloat) run(sz.data_ptr<float>());
+  else run(sz.data_ptr<c10::BFloat16>());
   return y;
 }
 
@@ -220,7 +248,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
 
 TORCH_LIBRARY(lispe, m) {
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
-  m.def("int4_linear(Tensor x, Tensor q, Tensor sc) -> Tensor");
+  m.def("int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lispe, CPU, m) {

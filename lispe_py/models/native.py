@@ -27,11 +27,14 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
+KEEP_BUILDS = 4  # builds kept in the cache (several torch versions may share one machine)
 FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-w"]
 
 _state: dict[str, object] = {}  # "ok": bool once decided, "reason": why not
@@ -95,6 +98,20 @@ def build(cxx: str, target: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _prune(keep=KEEP_BUILDS)
+
+
+def _prune(keep: int) -> None:
+    """Remove all but the `keep` most recent builds (older sources or torch versions) from the cache."""
+    def modified(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # removed meanwhile by another process
+            return 0.0
+
+    builds = sorted(cache_dir().glob("*/lispe_kernels.so"), key=modified, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old.parent, ignore_errors=True)
 
 
 def available() -> bool:
@@ -103,6 +120,20 @@ def available() -> bool:
     if "ok" not in _state:
         _state["ok"], _state["reason"] = _load()
     return bool(_state["ok"])
+
+
+@contextmanager
+def switched_off() -> Iterator[None]:
+    """Quantized layers made inside use torch's kernels (a layer picks its kernel when it is made):
+    for comparisons in one process; LISPE_NATIVE_KERNELS=0 does it for a whole process."""
+    saved = dict(_state)
+    _state.clear()
+    _state.update(ok=False, reason="switched off (native.switched_off)")
+    try:
+        yield
+    finally:
+        _state.clear()
+        _state.update(saved)
 
 
 def reason() -> str | None:

@@ -6,10 +6,15 @@
     model = load_gguf_quantized(path, "int4")          # int4 straight from GGUF Q4_0/Q4_1 blocks
 
 Only the weights are quantized; activations, norms, attention and the KV cache keep the model's dtype.
-A quantized layer computes its matmul in `compute_dtype` (bfloat16 by default): torch's CPU kernels
+On an x86-64 CPU with AVX2 and a C++ compiler, the layers run the native kernels of `kernels.cpp`
+(`native.py` builds them once per machine): int8 with float32 activations, int4 with activations
+rounded to 16 bits per block of 32 columns, both reading the weights at memory speed, for inputs of up
+to NATIVE_MAX_ROWS rows (longer prompts: one float32 matmul on the dequantized weight). Elsewhere a
+quantized layer computes its matmul in `compute_dtype` (bfloat16 by default): torch's CPU kernels
 `_weight_int8pack_mm` and `_weight_int4pack_mm_for_cpu` are fast with bfloat16 activations and take a
 slow generic path with float32 ones (measured on this AVX2 machine: 10-50x slower). The input is cast to
-`compute_dtype` and the output back to the input's dtype.
+`compute_dtype` and the output back to the input's dtype. The scales are stored in `compute_dtype`
+either way (the native int4 kernel reads them in bfloat16 or float32).
 
 Conventions (checked against the kernels in tests/test_quantize.py):
 - int8: w = q * scale[n], q in [-128, 127], one scale per output row (symmetric).
@@ -224,10 +229,20 @@ class Int8Linear(nn.Module):
         self.register_buffer("qweight", q.to(torch.int8).contiguous())
         self.register_buffer("scales", scale.to(compute_dtype).contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
-        # The native CPU kernel where it builds (native.py; built here, not at the first token), else
-        # torch's kernel for the device the input is on (int8_kernel_on), else the reference matmul.
-        on_cpu_natively = q.device.type == "cpu" and native.available()
-        self.use_kernel = on_cpu_natively or HAS_INT8_KERNEL
+        # The native CPU kernel where it builds (native.py; built here, not at the first token, and
+        # chosen again on a move), else torch's kernel for the input's device (int8_kernel_on), else
+        # the reference matmul. use_kernel=False forces the reference matmul.
+        self.native_kernel = self._native_fits()
+        self.use_kernel = HAS_INT8_KERNEL or self.native_kernel
+
+    def _native_fits(self) -> bool:
+        return self.qweight.device.type == "cpu" and native.available()
+
+    def _apply(self, fn, recurse: bool = True):
+        """`.to(device)` and friends: the native kernel is chosen again for the new device."""
+        super()._apply(fn, recurse)
+        self.native_kernel = self._native_fits()
+        return self
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
@@ -241,7 +256,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         h = x.reshape(-1, self.in_features)
-        if self.use_kernel and h.device.type == "cpu" and native.available():
+        if self.use_kernel and self.native_kernel and h.device.type == "cpu":
             h = h.float().contiguous()
             if h.shape[0] <= NATIVE_MAX_ROWS:
                 y = torch.ops.lispe.int8_linear(h, self.qweight, self.scales)
@@ -263,7 +278,8 @@ class Int4Linear(nn.Module):
     """A linear layer with group-wise asymmetric int4 weights: w = (q - 8) * scale + zero per group.
 
     `scales_and_zeros` is [K/G, N, 2], as torch's int4 kernels want. `layout` says how `qweight` holds
-    the values: "cpu" (the opaque packed layout of `_weight_int4pack_mm_for_cpu`), "cuda" (that of
+    the values: "native" (kernels.cpp's blocks of 32 columns, with the scales and zeros also repeated
+    per block as [N, 2, K/32] for it), "cpu" (the opaque packed layout of `_weight_int4pack_mm_for_cpu`), "cuda" (that of
     `_weight_int4pack_mm`, tinygemm: bfloat16, compute capability 8.0+), or None (reference path: two
     values per byte, low nibble = even column, the weight dequantized on each call). Moving the layer
     to another device or dtype repacks it for the kernel that fits there.
@@ -314,11 +330,13 @@ class Int4Linear(nn.Module):
         self._native_scales = self._block_scales() if self.layout == "native" else None
 
     def _block_scales(self) -> torch.Tensor:
-        """For the native kernel: per block of 32 columns, (scale, zero - 8 * scale) in float32 [N, K/32, 2]."""
-        sz = self.scales_and_zeros.float()
-        scale, zero = sz[..., 0].t(), sz[..., 1].t()
-        pairs = torch.stack((scale, zero - 8.0 * scale), dim=-1)
-        return pairs.repeat_interleave(self.group_size // 32, dim=1).contiguous()
+        """For the native kernel, per row: the scale of each block of 32 columns, then each block's
+        zero, [N, 2, K/32], in the layer's bfloat16 or float32 (float16 widened to float32: exact)."""
+        sz = self.scales_and_zeros
+        if sz.dtype != torch.bfloat16:
+            sz = sz.float()
+        planes = sz.permute(1, 2, 0)  # [K/G, N, 2] -> [N, 2, K/G]
+        return planes.repeat_interleave(self.group_size // 32, dim=2).contiguous()
 
     def _apply(self, fn, recurse: bool = True):
         """`.to(device)`, `.to(dtype)` and friends: a kernel's packed layout means nothing to another
@@ -562,7 +580,7 @@ def layer_kernel(layer: nn.Module) -> str:
     device = layer.qweight.device.type
     if not layer.use_kernel:
         return "reference"
-    if device == "cpu" and native.available():
+    if device == "cpu" and layer.native_kernel:
         return "native"
     return "torch" if int8_kernel_on(device) else "reference"
 
