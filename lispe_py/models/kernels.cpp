@@ -11,9 +11,9 @@
 //       y[m, n] ~= sum_k w[n, k] * x[m, k]                                     (float32 [M, N])
 //       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|).
 //
-// Weights are read once per call whatever M is (every row of x is multiplied by a decoded block before
-// the next block is read), output rows are split over torch's intra-op threads, and every sum is in
-// float32 in a fixed order: the result does not depend on the number of threads. Built and loaded by
+// Weights are read once per pass of up to 8 rows of x (each row of x is multiplied by a decoded block
+// before the next block is read), output rows are split over torch's intra-op threads, and every sum
+// runs in a fixed order: the result does not depend on the number of threads. Built and loaded by
 // lispe_py/models/native.py; the Python reference of both formats is in lispe_py/models/quantize.py.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -42,7 +42,6 @@ inline float to_float(c10::BFloat16 v) { return static_cast<float>(v); }
 
 // 8 int8 weights (the low 8 bytes of b) as floats.
 inline __m256 int8x8(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)); }
-inline __m256 uint8x8(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)); }
 
 template <int M, typename S>
 void int8_rows(const float* x, int64_t K, const int8_t* q, const S* scale, float* y, int64_t N,
@@ -176,7 +175,7 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
 
 // Calls rows<M>(x + r * K, ..., y + r * N, ...) for every pass of at most kMaxRows rows of x.
 template <typename F>
-void by_passes(int64_t M, int64_t N, int64_t K, F&& pass) {
+void by_passes(int64_t M, int64_t N, F&& pass) {
   at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t r = 0; r < M; r += kMaxRows) pass(r, std::min(kMaxRows, M - r), n0, n1);
   });
@@ -211,7 +210,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
   const int8_t* qp = q.data_ptr<int8_t>();
   float* yp = y.data_ptr<float>();
   auto run = [&](auto* sp) {
-    by_passes(M, N, K, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+    by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
       LISPE_DISPATCH_ROWS(rows, int8_rows, xp + r * K, K, qp, sp, yp + r * N, N, n0, n1)
     });
   };
@@ -235,7 +234,7 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
   const uint8_t* qp = q.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();
   auto run = [&](auto* sp) {
-    by_passes(M, N, K, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+    by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
       LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
     });
   };

@@ -5,10 +5,12 @@ as the torch operators `torch.ops.lispe.int8_linear` / `torch.ops.lispe.int4_lin
     if native.available():            # builds on the first call (~20 s), then loads from the cache
         y = torch.ops.lispe.int8_linear(x, q, scale)
 
-torch's own weight-only kernels (`_weight_int8pack_mm`) convert every weight to float in bfloat16 on an
-AVX2 CPU; the kernel here keeps float32 activations and reads each weight once per call, twice as fast
-on this project's 2-core machine (docs/performance.md). It is used where all of these hold, and torch's
-kernels are used otherwise, with the same formats:
+torch's own weight-only kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) convert every
+weight to float in bfloat16 and are compute-bound on an AVX2 CPU. The int8 kernel here keeps float32
+activations, the int4 one multiplies the 4-bit values by activations rounded to 16 bits per block of 32
+with exact integer sums; both stream the weights at memory speed, 1.8-2.5x torch's on this project's
+2-core machine (docs/performance.md). They are used where all of these hold, and torch's kernels
+otherwise, for the same quantized values:
 - an x86-64 CPU with AVX2 and FMA (torch.backends.cpu.get_cpu_capability() says AVX2 or AVX512);
 - a C++ compiler (`$CXX`, else `c++` / `g++`) and torch's C++ headers (every torch wheel has them);
 - the environment variable LISPE_NATIVE_KERNELS is not "0".
