@@ -309,14 +309,16 @@ def test_constraints_on_cuda(hf_folder):
 
 
 # ------------------------------------------------------------------------- quantized models
-@pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_quantized_models_on_cuda(mode):
+@pytest.mark.parametrize("mode, group", [("int8", 32), ("int8", -1), ("int4", 32)])
+def test_quantized_models_on_cuda(mode, group):
+    # int8 groups have no torch kernel: on the GPU they dequantize per call (the reference path); int8
+    # per channel runs `_weight_int8pack_mm` there
     hf = _tiny_llama(0)
     float_cpu = model_from_hf(hf)
     ids = _prompts(1, 8, 1)
     with torch.no_grad():
         ref = float_cpu.forward_full(ids)
-    on_cpu = quantize_model(model_from_hf(hf), mode, group_size=32)
+    on_cpu = quantize_model(model_from_hf(hf), mode, group_size=group)
     with torch.no_grad():
         cpu_logits = on_cpu.forward_full(ids)
     weights = {n: m.dequantized_weight() for n, m in quantized_layers(on_cpu)}
@@ -333,7 +335,7 @@ def test_quantized_models_on_cuda(mode):
     on_cpu.to("cpu")  # and back: the CPU kernels again, the same numbers as before the trip
     with torch.no_grad():
         assert torch.equal(on_cpu.forward_full(ids), cpu_logits)
-    quant_gpu = quantize_model(model_from_hf(hf.to(CUDA)), mode, group_size=32)  # quantized on the GPU
+    quant_gpu = quantize_model(model_from_hf(hf.to(CUDA)), mode, group_size=group)  # quantized on the GPU
     with torch.no_grad():
         logits = quant_gpu.forward_full(ids.to(CUDA)).cpu()
     assert ((logits - ref).norm() / ref.norm()).item() < (0.03 if mode == "int8" else 0.2)

@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lispe_py.models import create_model, native
@@ -74,6 +75,27 @@ def test_int8_op_is_the_float_matmul(rows, k, scale_dtype):
 
 @needs_native
 @pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 33])
+@pytest.mark.parametrize("k, group", [(576, 32), (416, 32), (448, 64), (384, 128), (576, 192), (96, 96)])
+@pytest.mark.parametrize("so_dtype", [torch.float32, torch.float16])
+def test_int8_block_op_is_the_float_matmul(rows, k, group, so_dtype):
+    # 576 / 416 columns: 18 / 13 blocks of 32, runs of 8 offsets and a tail; 192 and 96: groups of 6
+    # and 3 blocks
+    g = _gen(rows * k + group)
+    x = torch.randn(rows, k, generator=g)
+    x[0, :32] *= 1000  # float32 activations: a large block costs the others nothing
+    q = torch.randint(-128, 128, (40, k), dtype=torch.int8, generator=g)
+    so = torch.stack((torch.rand(40, k // group, generator=g) * 0.01, torch.randn(40, k // group, generator=g) * 0.1), 1)
+    so = so.to(so_dtype).contiguous()
+    y = torch.ops.lispe.int8_block_linear(x, q, so)
+    w = q.double().view(40, k // group, group) * so.double()[:, 0, :, None] + so.double()[:, 1, :, None]
+    ref = x.double() @ w.view(40, k).t()
+    assert y.dtype == torch.float32 and y.shape == (rows, 40)
+    scale = (x.double().abs() @ w.view(40, k).abs().t()).max()
+    assert ((y.double() - ref).abs().max() / scale).item() < 1e-6
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 33])
 @pytest.mark.parametrize("group", [32, 64, 128])
 @pytest.mark.parametrize("sz_dtype", [torch.float32, torch.bfloat16])
 def test_int4_op_is_the_float_matmul_up_to_16_bit_activations(rows, group, sz_dtype):
@@ -100,15 +122,21 @@ def test_ops_do_not_depend_on_the_thread_count():
     s8 = torch.rand(3072, generator=g)
     q4 = torch.randint(0, 255, (3072, 288), dtype=torch.uint8, generator=g)
     s4 = torch.randn(3072, 2, 18, generator=g)
+    so = torch.randn(3072, 2, 18, generator=g).half()
+
+    def ops():
+        return (torch.ops.lispe.int8_linear(x, q8, s8), torch.ops.lispe.int4_linear(x, q4, s4),
+                torch.ops.lispe.int8_block_linear(x, q8, so))
+
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = torch.ops.lispe.int8_linear(x, q8, s8), torch.ops.lispe.int4_linear(x, q4, s4)
+        one = ops()
         torch.set_num_threads(2)
-        two = torch.ops.lispe.int8_linear(x, q8, s8), torch.ops.lispe.int4_linear(x, q4, s4)
+        two = ops()
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
 
 
 @needs_native
@@ -121,6 +149,8 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
     assert bool(y.isnan().all())
     y8 = torch.ops.lispe.int8_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16))
     assert bool(y8[0].isnan().all()) and not bool(y8[1].isfinite().any())
+    yb = torch.ops.lispe.int8_block_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16, 2, 2))
+    assert bool(yb[0].isnan().all()) and not bool(yb[1].isfinite().any())
 
 
 @needs_native
@@ -132,6 +162,14 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
      "scale must be float32 or bfloat16"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 48), torch.zeros(4, 24, dtype=torch.uint8), torch.ones(4, 1, 2)),
      "K must be a multiple of 32"),
+    (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8),
+                                               torch.ones(4, 2, 2).bfloat16()), "so must be contiguous float32 or float16"),
+    (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 4)),
+     "the group size K / groups must be a multiple of 32, got K = 64 and 4 groups"),
+    (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(3, 2, 2)),
+     r"so must be contiguous float32 or float16 \[N, 2, groups\]"),
+    (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 32), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 2)),
+     "int8_block_linear: x must be a contiguous float32"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2).half()),
      "sz must be contiguous float32 or bfloat16"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1, 2)),
@@ -146,13 +184,18 @@ def test_bad_arguments_are_refused_with_a_message(call, message):
 def test_a_trace_records_the_native_ops():
     layer8 = Int8Linear.from_linear(nn.Linear(64, 32), torch.bfloat16)
     layer4 = Int4Linear.from_linear(nn.Linear(64, 32), 32, torch.bfloat16)
+    block8 = Int8Linear.from_linear(nn.Linear(32, 64), torch.bfloat16, group_size=32)
+
+    def chain(t):
+        return block8(layer4(layer8(t).repeat(1, 2)))
+
     x = torch.randn(1, 64)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice, and the row count traced as a constant
-        traced = torch.jit.trace(lambda t: layer4(layer8(t).repeat(1, 2)), (x,), check_trace=False)
+        traced = torch.jit.trace(chain, (x,), check_trace=False)
         graph = str(traced.graph)
-        assert "lispe::int8_linear" in graph and "lispe::int4_linear" in graph
-        assert torch.equal(traced(x), layer4(layer8(x).repeat(1, 2)))
+        assert all(f"lispe::{op}" in graph for op in ("int8_linear", "int4_linear", "int8_block_linear"))
+        assert torch.equal(traced(x), chain(x))
 
 
 @needs_native
@@ -186,13 +229,37 @@ def test_native_int4_layer_moves_and_changes_dtype_exactly():
 
 
 @needs_native
-@pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_native_model_matches_its_dequantized_float_model(mode):
+def test_int8_group_layer_moves_and_casts_without_touching_its_scales():
+    lin = nn.Linear(128, 48, bias=True)
+    layer = Int8Linear.from_linear(lin, torch.bfloat16, group_size=64)
+    planes = layer.scales_and_offsets.clone()
+    assert planes.dtype == torch.float16 and planes.shape == (48, 2, 2) and layer_kernel(layer) == "native"
+    x = torch.randn(3, 128)
+    before, weight = layer(x), layer.dequantized_weight()
+    assert torch.allclose(before, F.linear(x, weight, lin.bias), atol=1e-5)
+    layer.to(torch.bfloat16)  # a cast changes the reference matmul's dtype, not the stored groups
+    assert layer.compute_dtype == torch.bfloat16 and torch.equal(layer.scales_and_offsets, planes)
+    assert torch.equal(layer.dequantized_weight(), weight)
+    assert torch.allclose(layer(x), before, atol=4e-3)  # only the bias became bfloat16
+    assert layer(x.bfloat16()).dtype == torch.bfloat16
+    layer.to("meta")
+    assert layer.scales_and_offsets.dtype == torch.float16 and not layer.native_kernel
+    with native.switched_off():  # no native kernel: the reference matmul in compute_dtype
+        off = Int8Linear.from_linear(lin, torch.float32, group_size=64)
+        assert layer_kernel(off) == "reference" and "int8 group=64" in repr(off)
+        assert torch.allclose(off(x), before, atol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("mode, group", [("int8", None), ("int8", -1), ("int4", None)])
+def test_native_model_matches_its_dequantized_float_model(mode, group):
     # The quantized model's logits equal those of the float model holding the dequantized weights,
-    # to float32 rounding for int8 and to the 16-bit activation rounding for int4.
+    # to float32 rounding for int8 (groups of 32 by default here, or per channel) and to the 16-bit
+    # activation rounding for int4.
     from lispe_py.generation import generate
 
-    model = quantize_model(create_model(TINY), mode)
+    model = quantize_model(create_model(TINY), mode, group_size=group)
+    assert model.quantization.group_size == (None if group == -1 else 32)
     assert model_kernels(model) == "native"
     ref = create_model(TINY)
     with torch.no_grad():

@@ -11,7 +11,9 @@ from lispe_py import Interpreter, LispEError  # noqa: E402
 from lispe_py.libs import torch_quant  # noqa: E402,F401  (registers torch_model_quantize)
 from lispe_py.libs.torch_quant import load_options  # noqa: E402
 from lispe_py.builtins.registry import REGISTRY  # noqa: E402
-from lispe_py.models.quantize import Int4Linear, Int8Linear  # noqa: E402
+from lispe_py.models.quantize import Int4Linear, Int8Linear, default_int8_groups  # noqa: E402
+
+INT8_DEFAULT_GROUP = 32 if default_int8_groups("cpu") else None  # groups where the native kernel runs
 
 # hidden 128 / ffn 256: every layer's in_features is a multiple of 32, 64 and 128; tied head (as SmolLM2).
 TIED = ('{"vocab_size":96 "hidden_size":128 "num_layers":2 "num_heads":4 "num_kv_heads":2 '
@@ -62,7 +64,7 @@ def test_int8_returns_the_model_quantized_in_place_close_to_float_and_generating
     model = lisp.eval("model")
     assert lisp.eval('(torch_model_quantize model "int8")') is model
     q = model.quantization
-    assert (q.mode, q.group_size, q.lm_head, q.layers) == ("int8", None, "int8", 2 * 4 + 1)
+    assert (q.mode, q.group_size, q.lm_head, q.layers) == ("int8", INT8_DEFAULT_GROUP, "int8", 2 * 4 + 1)
     assert type(model.layers[0].attn.wqkv) is Int8Linear and type(model.lm_head) is Int8Linear
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     out = logits(lisp)
@@ -72,6 +74,19 @@ def test_int8_returns_the_model_quantized_in_place_close_to_float_and_generating
     assert sum(a == b for a, b in zip(mine[5:], float_out[5:])) >= 6  # mostly the float path's tokens
     info = lisp.eval("(torch_model_info model)")
     assert info["dtype"] == "float32" and info["vocab_size"] == 96
+
+
+@pytest.mark.parametrize("group", [-1, 32, 64, 128])
+def test_int8_groups_or_per_channel_close_to_float_and_generating(group):
+    lisp = make()
+    ref = logits(lisp)
+    lisp.eval(f'(torch_model_quantize model "int8" {group})')
+    model = lisp.eval("model")
+    expected = None if group == -1 else group
+    assert model.quantization.group_size == expected
+    assert all(layer.group_size == expected for layer in (model.layers[1].mlp.w_down, model.lm_head))
+    assert rel(logits(lisp), ref) < (0.03 if group == -1 else 0.01)  # groups: much closer
+    greedy_matches_own_forward(lisp)
 
 
 @pytest.mark.parametrize("group", [None, 32, 64, 128])
@@ -124,7 +139,9 @@ BAD = [
     ('(torch_model_quantize model "int4" 48)', "argument 'group_size': expected one of 32, 64, 128, got .*48"),
     ('(torch_model_quantize model "int4" "32")', "argument 'group_size': expected one of 32, 64, 128"),
     ('(torch_model_quantize model "int4" 32.0)', "argument 'group_size': expected one of 32, 64, 128"),
-    ('(torch_model_quantize model "int8" 32)', "argument 'group_size': only \"int4\" has groups"),
+    ('(torch_model_quantize model "int8" 48)', "argument 'group_size': expected one of 32, 64, 128 or -1 "
+                                               r"\(one scale per output channel\), got .*48"),
+    ('(torch_model_quantize model "int4" -1)', "argument 'group_size': expected one of 32, 64, 128, got .*-1"),
     ("(torch_model_quantize model)", "Wrong number of arguments in call to: 'torch_model_quantize'"),
     ('(torch_model_quantize model "int4" 32 1)', "Wrong number of arguments in call to: 'torch_model_quantize'"),
 ]
@@ -154,23 +171,25 @@ def test_a_layer_no_group_divides_is_refused_before_anything_changes():
     model = lisp.eval("model")
     assert getattr(model, "quantization", None) is None
     assert not any(isinstance(m, (Int4Linear, Int8Linear)) for m in model.modules())
-    lisp.eval('(torch_model_quantize model "int8")')  # int8 has no groups: fine
+    lisp.eval('(torch_model_quantize model "int8")')  # int8 keeps one scale per channel there: fine
+    assert all(layer.group_size is None for layer in (lisp.eval("model").layers[0].attn.wqkv, lisp.eval("model").lm_head))
     greedy_matches_own_forward(lisp)
 
 
 # ----- the "quantize" / "group_size" keys of a load config (torch_hf_load_model calls load_options) -----
 
 def test_load_options_checks_the_config_keys():
-    assert load_options("f", None, None) == (None, 32)
-    assert load_options("f", "int8", None) == ("int8", 32)
+    assert load_options("f", None, None) == (None, None)
+    assert load_options("f", "int8", None) == ("int8", None)  # the models layer's default
     assert load_options("f", "int4", 64) == ("int4", 64)
+    assert load_options("f", "int8", 64) == ("int8", 64) and load_options("f", "int8", -1) == ("int8", -1)
     with pytest.raises(LispEError, match='f: config "quantize": unknown quantization'):
         load_options("f", "int2", None)
     with pytest.raises(LispEError, match='f: config "group_size": expected one of 32, 64, 128'):
         load_options("f", "int4", 100)
-    with pytest.raises(LispEError, match='f: config "group_size": only "int4" has groups'):
-        load_options("f", "int8", 64)
-    with pytest.raises(LispEError, match='f: config "group_size" needs "quantize" "int4"'):
+    with pytest.raises(LispEError, match='f: config "group_size": expected one of 32, 64, 128 or -1'):
+        load_options("f", "int8", 16)
+    with pytest.raises(LispEError, match='f: config "group_size" needs "quantize"'):
         load_options("f", None, 64)
 
 
@@ -201,8 +220,8 @@ def test_use_lispe_torch_alone_provides_torch_model_quantize():
 def test_load_config_quantize_key_errors():
     lisp = make()
     for config, message in [('{"quantize":"int2"}', 'config "quantize": unknown quantization'),
-                            ('{"quantize":"int8" "group_size":64}', 'config "group_size": only "int4" has groups'),
-                            ('{"group_size":64}', 'config "group_size" needs "quantize" "int4"'),
+                            ('{"quantize":"int8" "group_size":0}', 'config "group_size": expected one of 32, 64, 128 or -1'),
+                            ('{"group_size":64}', 'config "group_size" needs "quantize"'),
                             ('{"quantize":"int4" "group_size":16}', 'config "group_size": expected one of')]:
         with pytest.raises(LispEError, match="torch_hf_load_model: " + message):
             lisp.eval(f'(torch_hf_load_model "SmolLM2-135M-Instruct" {config})')
@@ -222,7 +241,9 @@ def test_load_config_quantize_int4_keeps_the_gguf_blocks():
     lisp.eval('(setq model (torch_hf_load_model "SmolLM2-135M-Instruct" {"quantize":"int4"}))')
     q = lisp.eval("model").quantization
     assert (q.mode, q.group_size, q.source, q.lm_head) == ("int4", 32, "gguf", "int8")
-    assert q.exact_from_gguf == q.layers - 1  # every block layer from its Q4_1 blocks; the Q8_0 head re-quantized
+    # every block layer from its Q4_1 blocks; the head int8 groups from its Q8_0 blocks where those are
+    # the default (else re-quantized per channel)
+    assert q.exact_from_gguf == (q.layers if INT8_DEFAULT_GROUP else q.layers - 1)
     lisp.eval('(setq generator (torch_generator_create model "cpu"))')
     text = lisp.eval('(torch_generate_text generator (tokenizer_chat \'(("user" "What is the capital of France?"))) '
                      '{"max_length":12 "strategy":"greedy"})')

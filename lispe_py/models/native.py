@@ -37,7 +37,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 KEEP_BUILDS = 4  # builds kept in the cache (several torch versions may share one machine)
-FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-w"]
+FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-w"]
 
 _state: dict[str, object] = {}  # "ok": bool once decided, "reason": why not
 
@@ -150,7 +150,7 @@ def _load() -> tuple[bool, str | None]:
     why = _cpu_fits()
     if why:
         return False, why
-    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "int8_linear"):
+    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "int8_block_linear"):
         return True, None  # loaded by another copy of this module (a test's reload)
     cxx = compiler()
     if cxx is None:

@@ -1,13 +1,15 @@
 """Weight-only quantization of our decoders' linear layers (gpt-fast's quantize.py, for CPU and CUDA).
 
     from lispe_py.models.quantize import quantize_model, load_gguf_quantized
-    quantize_model(model, "int8")                      # per-output-channel int8
+    quantize_model(model, "int8")                      # int8, groups of 32 (native kernel) or per channel
+    quantize_model(model, "int8", group_size=-1)       # per-output-channel int8 (PER_CHANNEL)
     quantize_model(model, "int4", group_size=32)       # group-wise asymmetric int4 (32, 64 or 128)
     model = load_gguf_quantized(path, "int4")          # int4 straight from GGUF Q4_0/Q4_1 blocks
+    model = load_gguf_quantized(path, "int8")          # int8 groups straight from Q8_0/Q4_0/Q4_1 blocks
 
 Only the weights are quantized; activations, norms, attention and the KV cache keep the model's dtype.
 On an x86-64 CPU with AVX2 and a C++ compiler, the layers run the native kernels of `kernels.cpp`
-(`native.py` builds them once per machine): int8 with float32 activations, int4 with activations
+(`native.py` builds them once per machine): int8 (per channel or per group) with float32 activations, int4 with activations
 rounded to 16 bits per block of 32 columns, both reading the weights at memory speed, for inputs of up
 to NATIVE_MAX_ROWS rows (longer prompts: one float32 matmul on the dequantized weight). Elsewhere a
 quantized layer computes its matmul in `compute_dtype` (bfloat16 by default): torch's CPU kernels
@@ -17,11 +19,16 @@ slow generic path with float32 ones (measured on this AVX2 machine: 10-50x slowe
 either way (the native int4 kernel reads them in bfloat16 or float32).
 
 Conventions (checked against the kernels in tests/test_quantize.py):
-- int8: w = q * scale[n], q in [-128, 127], one scale per output row (symmetric).
+- int8 per channel: w = q * scale[n], q in [-128, 127], one scale per output row (symmetric).
+- int8 groups: w = q * scale[n, g] + offset[n, g], q in [-128, 127], groups of `group_size` input
+  columns (asymmetric). GGUF Q8_0 blocks (x = d * q) are this with scale = d, offset = 0; Q4_0
+  (x = d * (q - 8)) with values q - 8; Q4_1 (x = d * q + m) with scale = d, offset = m: "int8" then
+  multiplies by exactly the file's weights. It is the default where the native kernel runs: torch has
+  no int8 kernel with groups, so elsewhere the default is per channel.
 - int4: w = (q - 8) * scale[g, n] + zero[g, n], q in [0, 15], groups of `group_size` input columns.
   GGUF Q4_1 blocks (x = d * q + m, 32 values) are exactly this with scale = d, zero = m + 8 d;
   Q4_0 blocks (x = d * (q - 8)) with scale = d, zero = 0.
-On CUDA, int8 uses torch's `_weight_int8pack_mm` there and int4 tinygemm's `_weight_int4pack_mm`
+On CUDA, int8 per channel uses torch's `_weight_int8pack_mm` there and int4 tinygemm's `_weight_int4pack_mm`
 (bfloat16, compute capability 8.0+). Where a kernel is missing or a shape does not fit it (the CPU int4
 kernel needs out_features % 16 == 0, tinygemm out_features % 8 and in_features % 32), a reference path
 dequantizes the layer's weight on each call: slower, same numbers up to rounding. A layer moved to
@@ -47,6 +54,8 @@ MODES = ("int8", "int4")
 # kernels (native.py), which read the weights once per 8 rows; longer ones through one float32 matmul.
 NATIVE_MAX_ROWS = 64
 GROUP_SIZES = (32, 64, 128)
+DEFAULT_GROUP_SIZE = 32
+PER_CHANNEL = -1  # int8 group_size for one scale per output channel (as GPTQ tools spell it)
 
 
 def _has_op(name: str) -> bool:
@@ -97,15 +106,75 @@ def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
-@torch.no_grad()
-def gptq_int8(w: torch.Tensor, hessian: torch.Tensor, block: int = 128, damp: float = 0.01
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row int8 like `quantize_int8` (same scales), rounded by GPTQ (Frantar et al. 2022) instead of to
-    nearest: columns are rounded one by one and each one's rounding error is pushed onto the columns not
-    yet rounded, weighted by the inverse of `hessian` = X^T X of the layer's inputs, which minimises the
-    error of the layer's output on those inputs rather than the error of the weights."""
+FP16_TINY = 2.0 ** -14  # the smallest normal float16: group scales at least this are kept in float16
+FP16_MAX = 60000.0
+
+
+def int8_group_params(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Asymmetric int8 parameters per group of `group_size` input columns: (scale, offset) float32
+    [N, K/G] with w ~= q * scale + offset, q in [-128, 127] spanning each group's range. Both are
+    rounded to float16 when that costs (almost) nothing, which `Int8Linear` then stores in 4 bytes per
+    group instead of 8."""
     n, k = w.shape
-    scale = w.float().abs().amax(dim=1).clamp(min=1e-10) / 127.0
+    if k % group_size:
+        raise ModelError(f"int8: in_features {k} is not a multiple of group_size {group_size}")
+    scale = torch.empty(n, k // group_size, dtype=torch.float32, device=w.device)
+    offset = torch.empty_like(scale)
+    for i in range(0, n, 4096):  # a large head costs no full-size float temporaries
+        g = w[i:i + 4096].float().reshape(-1, k // group_size, group_size)
+        lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+        scale[i:i + 4096], offset[i:i + 4096] = (hi - lo) / 255.0, lo
+    offset += 128.0 * scale
+    spread = scale > 0
+    # float16 when the scales are normal float16 numbers and rounding an offset moves it by at most an
+    # eighth of its group's scale (|offset| <= 512 scale): the values are re-rounded to the stored ones
+    if (bool(spread.any()) and bool(scale[spread].min() >= FP16_TINY) and bool(offset.abs().max() < FP16_MAX)
+            and bool((offset.abs() <= 512.0 * scale.clamp(min=FP16_TINY)).all())):
+        scale = scale.clamp(min=FP16_TINY).half().float()
+        return scale, offset.half().float()
+    return scale.clamp(min=1e-10), offset
+
+
+def _int8_round(w: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """q = round((w - offset) / scale) in [-128, 127], per group ([N, K/G] scale and offset)."""
+    n, k = w.shape
+    q = torch.empty(w.shape, dtype=torch.int8, device=w.device)
+    for i in range(0, n, 4096):
+        g = w[i:i + 4096].float().reshape(-1, scale.shape[1], k // scale.shape[1])
+        q[i:i + 4096] = torch.round((g - offset[i:i + 4096, :, None]) / scale[i:i + 4096, :, None]).clamp_(-128, 127).reshape(-1, k)
+    return q
+
+
+def quantize_int8_groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group-wise asymmetric int8: (q int8 [N, K], scale [N, K/G], offset [N, K/G]) with
+    w ~= q * scale + offset per group (`int8_group_params`; error at most half a scale per weight)."""
+    scale, offset = int8_group_params(w, group_size)
+    return _int8_round(w, scale, offset), scale, offset
+
+
+def dequantize_int8_groups(q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """Float32 [N, K] from int8 q [N, K] and per-group scale/offset [N, K/G]."""
+    n, k = q.shape
+    groups = scale.shape[1]
+    w = q.float().reshape(n, groups, k // groups) * scale.float()[..., None] + offset.float()[..., None]
+    return w.reshape(n, k)
+
+
+@torch.no_grad()
+def gptq_int8(w: torch.Tensor, hessian: torch.Tensor, block: int = 128, damp: float = 0.01,
+              group_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Int8 like `quantize_int8` (group_size None: per row, symmetric) or `quantize_int8_groups` (same
+    scales and offsets), rounded by GPTQ (Frantar et al. 2022) instead of to nearest: columns are rounded
+    one by one and each one's rounding error is pushed onto the columns not yet rounded, weighted by the
+    inverse of `hessian` = X^T X of the layer's inputs, which minimises the error of the layer's output on
+    those inputs rather than the error of the weights. Returns (q, scale, offset or None)."""
+    n, k = w.shape
+    if group_size is None:
+        scale = w.float().abs().amax(dim=1).clamp(min=1e-10) / 127.0
+        scales, offsets = scale[:, None], torch.zeros(n, 1, device=w.device)
+    else:
+        scales, offsets = int8_group_params(w, group_size)
+    width = k // scales.shape[1]
     wt = w.detach().float().t().contiguous()  # [K, N]: one input column per row, contiguous
     h = hessian.detach().to(torch.float64).clone()
     dead = torch.diag(h) == 0
@@ -115,21 +184,24 @@ def gptq_int8(w: torch.Tensor, hessian: torch.Tensor, block: int = 128, damp: fl
     try:
         hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     except RuntimeError:  # not positive definite even damped: plain rounding
-        return quantize_int8(w)
+        if group_size is None:
+            return (*quantize_int8(w), None)
+        return _int8_round(w, scales, offsets), scales, offsets
     hinv = hinv.float()
     q = torch.empty(k, n, dtype=torch.float32, device=wt.device)
     for i1 in range(0, k, block):
         i2 = min(i1 + block, k)
         part, errs, hb = wt[i1:i2], torch.empty(i2 - i1, n, device=wt.device), hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
-            row = part[i]
-            qi = torch.round(row / scale).clamp_(-128, 127)
+            row, s, o = part[i], scales[:, (i1 + i) // width], offsets[:, (i1 + i) // width]
+            qi = torch.round((row - o) / s).clamp_(-128, 127)
             q[i1 + i] = qi
-            err = (row - qi * scale) / hb[i, i]
+            err = (row - (qi * s + o)) / hb[i, i]
             part[i + 1:].addr_(hb[i, i + 1:], err, alpha=-1.0)
             errs[i] = err
         wt[i2:].addmm_(hinv[i1:i2, i2:].t(), errs, alpha=-1.0)
-    return q.t().contiguous().to(torch.int8), scale
+    q8 = q.t().contiguous().to(torch.int8)
+    return (q8, scales[:, 0], None) if group_size is None else (q8, scales, offsets)
 
 
 CALIBRATION_PROMPTS = (
@@ -175,8 +247,10 @@ def _calibration_sequences(calibration: Any) -> list[list[int]] | None:
 
 
 @torch.no_grad()
-def _gptq_from_activations(model: nn.Module, names: list[str], sequences: list[list[int]]) -> dict[str, tuple]:
-    """GPTQ int8 (q, scale) for the named nn.Linear layers, fitted on the inputs each one sees in one float
+def _gptq_from_activations(model: nn.Module, names: list[str], sequences: list[list[int]],
+                           group_size: int | None = None) -> dict[str, tuple]:
+    """GPTQ int8 (q, scale, offset or None) for the named nn.Linear layers (groups of `group_size`, or
+    per channel where it is None or the layer's in_features is not a multiple of 32), fitted on the inputs each one sees in one float
     forward pass over `sequences` (one batch: each cut to the shortest one and to the model's context):
     each layer is rounded inside its own input hook, so only one layer's X^T X exists at a time."""
     length = min(min(len(s) for s in sequences), model.config.max_position_embeddings)
@@ -186,7 +260,8 @@ def _gptq_from_activations(model: nn.Module, names: list[str], sequences: list[l
     for name in names:
         def hook(module, inputs, name=name):
             x = inputs[0].reshape(-1, module.in_features).to(torch.float64)
-            results[name] = gptq_int8(module.weight, x.t() @ x)
+            group = None if group_size is None or module.in_features % 32 else _layer_group(module.in_features, group_size, "int8")
+            results[name] = gptq_int8(module.weight, x.t() @ x, group_size=group)
         hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
     try:
         model.forward_full(batch)
@@ -220,18 +295,38 @@ def dequantize_int4(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) ->
 # ----- the quantized layers -----
 
 class Int8Linear(nn.Module):
-    """A linear layer with int8 per-output-channel weights: y = (x @ q.T) * scale + bias."""
+    """A linear layer with int8 weights, either per output channel (group_size None, symmetric:
+    y = (x @ q.T) * scale + bias) or per group of `group_size` input columns (asymmetric:
+    w = q * scale + offset per group, which holds GGUF Q8_0 / Q4_0 / Q4_1 blocks exactly).
+
+    Per channel, `scales` [N] is in `compute_dtype` (torch's `_weight_int8pack_mm` wants it so). Per
+    group, `scales_and_offsets` [N, 2, K/G] (the row's scales, then its offsets) is float16 when the
+    values are float16 numbers (GGUF blocks, `int8_group_params`), else float32, and keeps that dtype
+    when the layer is cast: `compute_dtype` is then only the dtype of the reference matmul."""
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-                 compute_dtype: torch.dtype = torch.bfloat16) -> None:
+                 compute_dtype: torch.dtype = torch.bfloat16, offset: torch.Tensor | None = None,
+                 group_size: int | None = None) -> None:
         super().__init__()
         self.out_features, self.in_features = q.shape
+        self.group_size = group_size
         self.register_buffer("qweight", q.to(torch.int8).contiguous())
-        self.register_buffer("scales", scale.to(compute_dtype).contiguous())
+        if group_size is None:
+            self.register_buffer("scales", scale.to(compute_dtype).contiguous())
+            self.scales_and_offsets = None
+        else:
+            if self.in_features % group_size or group_size % 32 or offset is None:
+                raise ModelError(f"int8: group_size {group_size} must be a multiple of 32 dividing in_features "
+                                 f"{self.in_features}, with an offset per group")
+            planes = torch.stack((scale.float(), offset.float()), dim=1)  # [N, 2, K/G]
+            exact16 = torch.equal(planes.half().float(), planes)
+            self.register_buffer("scales_and_offsets", planes.to(torch.float16 if exact16 else torch.float32).contiguous())
+            self.scales = None
+        self.compute_dtype = compute_dtype
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         # The native CPU kernel where it builds (native.py; built here, not at the first token, and
-        # chosen again on a move), else torch's kernel for the input's device (int8_kernel_on), else
-        # the reference matmul. use_kernel=False forces the reference matmul.
+        # chosen again on a move), else torch's kernel for the input's device (int8_kernel_on; per
+        # channel only), else the reference matmul. use_kernel=False forces the reference matmul.
         self.native_kernel = self._native_fits()
         self.use_kernel = HAS_INT8_KERNEL or self.native_kernel
 
@@ -239,39 +334,58 @@ class Int8Linear(nn.Module):
         return self.qweight.device.type == "cpu" and native.available()
 
     def _apply(self, fn, recurse: bool = True):
-        """`.to(device)` and friends: the native kernel is chosen again for the new device."""
+        """`.to(device)` and friends: the native kernel is chosen again for the new device; a cast
+        changes `compute_dtype` (and per channel the scales) but not a group layer's scales and offsets."""
+        planes = self.scales_and_offsets
+        self.compute_dtype = fn(torch.empty(0, dtype=self.compute_dtype, device=self.qweight.device)).dtype
         super()._apply(fn, recurse)
+        if planes is not None:
+            self.scales_and_offsets = planes.to(self.qweight.device)
         self.native_kernel = self._native_fits()
         return self
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
-        q, scale = quantize_int8(linear.weight.detach())
-        return cls(q.to(linear.weight.device), scale.to(linear.weight.device), linear.bias, compute_dtype)
+    def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16,
+                    group_size: int | None = None) -> "Int8Linear":
+        w = linear.weight.detach()
+        if group_size is None:
+            q, scale = quantize_int8(w)
+            return cls(q.to(w.device), scale.to(w.device), linear.bias, compute_dtype)
+        q, scale, offset = quantize_int8_groups(w, group_size)
+        return cls(q, scale, linear.bias, compute_dtype, offset, group_size)
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight [out, in] this layer multiplies by."""
-        return self.qweight.float() * self.scales.float()[:, None]
+        if self.group_size is None:
+            return self.qweight.float() * self.scales.float()[:, None]
+        planes = self.scales_and_offsets
+        return dequantize_int8_groups(self.qweight, planes[:, 0], planes[:, 1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         h = x.reshape(-1, self.in_features)
         if self.use_kernel and self.native_kernel and h.device.type == "cpu":
             h = h.float().contiguous()
-            if h.shape[0] <= NATIVE_MAX_ROWS:
-                y = torch.ops.lispe.int8_linear(h, self.qweight, self.scales)
-            else:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
+            if h.shape[0] > NATIVE_MAX_ROWS:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
                 y = F.linear(h, self.dequantized_weight())
-        elif self.use_kernel and int8_kernel_on(h.device.type):
+            elif self.group_size is None:
+                y = torch.ops.lispe.int8_linear(h, self.qweight, self.scales)
+            else:
+                y = torch.ops.lispe.int8_block_linear(h, self.qweight, self.scales_and_offsets)
+        elif self.use_kernel and self.group_size is None and int8_kernel_on(h.device.type):
             y = torch.ops.aten._weight_int8pack_mm(h.to(self.scales.dtype), self.qweight, self.scales)
-        else:
+        elif self.group_size is None:
             h = h.to(self.scales.dtype)
             y = F.linear(h, self.qweight.to(h.dtype)) * self.scales
+        else:
+            h = h.to(self.compute_dtype)
+            y = F.linear(h, self.dequantized_weight().to(h.dtype))
         y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, int8 per-channel, compute={self.scales.dtype}"
+        kind = "per-channel" if self.group_size is None else f"group={self.group_size}"
+        return f"in={self.in_features}, out={self.out_features}, int8 {kind}, compute={self.compute_dtype}"
 
 
 class Int4Linear(nn.Module):
@@ -456,12 +570,12 @@ class Quantization:
     """What `quantize_model` / `load_gguf_quantized` did to a model (kept as `model.quantization`)."""
 
     mode: str
-    group_size: int | None
+    group_size: int | None  # int4's groups, int8's groups or None for int8 per channel
     lm_head: str | None  # "int8", "int4", or None when the head stayed in the model's dtype
     compute_dtype: str
     layers: int  # linear layers replaced
     source: str = "float"  # "float" (quantized from float weights) or "gguf" (from GGUF blocks)
-    exact_from_gguf: int = 0  # layers whose int4 values were taken from GGUF blocks as they are
+    exact_from_gguf: int = 0  # layers whose values were taken from GGUF blocks as they are
     method: str = "rtn"  # "rtn" (round to nearest) or "gptq" (int8 rounding that compensates its error)
     calibration_tokens: int = 0  # tokens whose activations the "gptq" rounding was fitted on
 
@@ -469,21 +583,41 @@ class Quantization:
         return asdict(self)
 
 
-def _check_mode(mode: str, group_size: int) -> None:
+def _check_mode(mode: str, group_size: int | None) -> None:
     if mode not in MODES:
         raise ModelError(f"unknown quantization {mode!r}; use one of: {', '.join(MODES)}")
-    if mode == "int4" and group_size not in GROUP_SIZES:
-        raise ModelError(f"int4 group_size must be one of {GROUP_SIZES}, got {group_size}")
+    allowed = GROUP_SIZES + ((PER_CHANNEL,) if mode == "int8" else ())
+    if group_size is not None and group_size not in allowed:
+        raise ModelError(f"{mode} group_size must be one of {', '.join(map(str, allowed))}, got {group_size}"
+                         + (f" ({PER_CHANNEL}: one scale per output channel)" if mode == "int8" else ""))
 
 
-def _int4_group(in_features: int, group_size: int) -> int:
+def default_int8_groups(device: str | torch.device) -> bool:
+    """Whether "int8" without a group size means groups of 32 (True) or one scale per output channel:
+    groups where the native kernel runs (an AVX2 CPU with a C++ compiler: same speed, far closer to the
+    float model, and GGUF Q8_0/Q4 blocks held exactly), per channel elsewhere (torch's
+    `_weight_int8pack_mm`, which has no groups)."""
+    return torch.device(device).type == "cpu" and native.available()
+
+
+def resolve_group_size(mode: str, group_size: int | None, device: str | torch.device) -> int | None:
+    """The group size a layer gets: int4 32 by default; int8 32 or None (per channel, also PER_CHANNEL)."""
+    _check_mode(mode, group_size)
+    if mode == "int4":
+        return group_size or DEFAULT_GROUP_SIZE
+    if group_size is None:
+        return DEFAULT_GROUP_SIZE if default_int8_groups(device) else None
+    return None if group_size == PER_CHANNEL else group_size
+
+
+def _layer_group(in_features: int, group_size: int, mode: str = "int4") -> int:
     """The group size used for a layer: the requested one, or the largest allowed one dividing K."""
     if in_features % group_size == 0:
         return group_size
     for g in sorted(GROUP_SIZES, reverse=True):
         if g < group_size and in_features % g == 0:
             return g
-    raise ModelError(f"int4: in_features {in_features} is not a multiple of any group size {GROUP_SIZES}")
+    raise ModelError(f"{mode}: in_features {in_features} is not a multiple of any group size {GROUP_SIZES}")
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -503,14 +637,19 @@ def _head_mode(mode: str, lm_head: bool | str) -> str | None:
     return lm_head
 
 
-def _quantized(linear: nn.Linear, mode: str, group_size: int, compute_dtype: torch.dtype,
+def _quantized(linear: nn.Linear, mode: str, group_size: int | None, compute_dtype: torch.dtype,
                int8: tuple | None = None) -> nn.Module:
+    """The quantized twin of one nn.Linear (group_size resolved: None is int8 per channel); `int8` is a
+    GPTQ result (q, scale, offset or None) to use instead of rounding to nearest."""
+    if group_size is not None and mode == "int8" and linear.in_features % 32:
+        group_size = None  # no group fits: this layer keeps one scale per output channel
+    group = None if group_size is None else _layer_group(linear.in_features, group_size, mode)
     if mode == "int8" and int8 is not None:
-        q, scale = int8
-        return Int8Linear(q, scale, linear.bias, compute_dtype)
+        q, scale, offset = int8
+        return Int8Linear(q, scale, linear.bias, compute_dtype, offset, group)
     if mode == "int8":
-        return Int8Linear.from_linear(linear, compute_dtype)
-    return Int4Linear.from_linear(linear, _int4_group(linear.in_features, group_size), compute_dtype)
+        return Int8Linear.from_linear(linear, compute_dtype, group)
+    return Int4Linear.from_linear(linear, group, compute_dtype)
 
 
 def _keep_tied_weight(model: nn.Module) -> None:
@@ -521,22 +660,27 @@ def _keep_tied_weight(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: bool | str = True,
+def quantize_model(model: nn.Module, mode: str, group_size: int | None = None, lm_head: bool | str = True,
                    compute_dtype: torch.dtype = torch.bfloat16, calibration: str | list | None = None
                    ) -> nn.Module:
     """Replace the decoder's nn.Linear layers (fused q/k/v and gate/up included) by int8 or int4 ones, in place.
 
-    mode: "int8" (per-channel) or "int4" (group-wise, group_size 32/64/128; a layer whose in_features the
-    group does not divide uses the largest allowed group that does). lm_head: True (int8, whatever the
-    mode: int4 there costs SmolLM2 ~10% perplexity), False (keep it in the model's dtype), "int8", "int4",
-    or "auto" (the same as True; kept for older callers). Records `model.quantization` and returns the model.
+    mode: "int8" or "int4". group_size: int4 groups of 32 (default), 64 or 128 input columns (a layer
+    whose in_features the group does not divide uses the largest allowed group that does); int8 groups
+    of 32/64/128 (a scale and an offset per group) or PER_CHANNEL (-1: one scale per output channel), by
+    default 32 where the native CPU kernel runs and per channel elsewhere (`default_int8_groups`); an
+    int8 layer whose in_features is not a multiple of 32 keeps one scale per channel. lm_head: True
+    (int8, whatever the mode: int4 there costs SmolLM2 ~10% perplexity), False (keep it in the model's
+    dtype), "int8", "int4", or "auto" (the same as True; kept for older callers). Records
+    `model.quantization` and returns the model.
 
     calibration (int8 only): None rounds to nearest; "self" (`self_calibration`: the model's own sampled
     answers), a list of token ids or a list of such sequences fits each int8 layer, head included, with
     `gptq_int8` on the activations of one float forward pass over them (a batch cut to the shortest). Slower to quantize (minutes for SmolLM2 on 2 cores),
     same speed to run, and much closer to the float model's greedy output (docs/performance.md).
     """
-    _check_mode(mode, group_size)
+    device = getattr(model, "device", "cpu")
+    group = resolve_group_size(mode, group_size, device)
     if getattr(model, "quantization", None) is not None:
         raise ModelError(f"the model is already quantized ({model.quantization.mode})")
     if calibration is not None and mode != "int8":
@@ -544,6 +688,7 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
     if calibration is not None and calibration != "self" and _calibration_sequences(calibration) is None:
         raise ModelError("calibration must be None, \"self\", a list of token ids or a list of such lists")
     head = _head_mode(mode, lm_head)
+    head_group = group if head == mode else resolve_group_size(head, None, device) if head else None
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"]
     for name, linear in targets + ([("lm_head", model.lm_head)] if head == "int4" else []):
         if (mode == "int4" or name == "lm_head") and linear.in_features % 32:  # before any layer changes
@@ -554,18 +699,18 @@ def quantize_model(model: nn.Module, mode: str, group_size: int = 32, lm_head: b
     if calibration is not None:
         sequences = self_calibration(model) if calibration == "self" else _calibration_sequences(calibration)
         names = [n for n, _ in targets] + (["lm_head"] if head == "int8" else [])
-        fitted = _gptq_from_activations(model, names, sequences)
+        fitted = _gptq_from_activations(model, names, sequences, group)
         tokens = len(sequences) * min(min(map(len, sequences)), model.config.max_position_embeddings)
     with single_thread():
         if head is not None:
-            model.lm_head = _quantized(model.lm_head, head, group_size, compute_dtype, fitted.get("lm_head"))
+            model.lm_head = _quantized(model.lm_head, head, head_group, compute_dtype, fitted.get("lm_head"))
             _keep_tied_weight(model)
         for name, linear in targets:
-            _set_module(model, name, _quantized(linear, mode, group_size, compute_dtype, fitted.get(name)))
+            _set_module(model, name, _quantized(linear, mode, group, compute_dtype, fitted.get(name)))
     if hasattr(model, "reset_decode_graphs"):
         model.reset_decode_graphs()  # captured decode steps point at the replaced layers
     model.quantization = Quantization(
-        mode, group_size if mode == "int4" else None, head, str(compute_dtype).removeprefix("torch."),
+        mode, group, head, str(compute_dtype).removeprefix("torch."),
         len(targets) + (head is not None), method="gptq" if fitted else "rtn",
         calibration_tokens=tokens,
     )
@@ -582,7 +727,7 @@ def layer_kernel(layer: nn.Module) -> str:
         return "reference"
     if device == "cpu" and layer.native_kernel:
         return "native"
-    return "torch" if int8_kernel_on(device) else "reference"
+    return "torch" if layer.group_size is None and int8_kernel_on(device) else "reference"
 
 
 def model_kernels(model: nn.Module) -> str | None:
@@ -606,6 +751,24 @@ def rope_unpermute_index(rows: int, n_head: int) -> torch.Tensor:
     return torch.arange(rows).reshape(n_head, dim, 2).transpose(1, 2).reshape(rows)
 
 
+def _gguf_blocks(tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    """(values [N, K], d float16 [N, K/32], m float16 [N, K/32] or None) of a Q8_0, Q4_0 or Q4_1 matrix,
+    whose weights are d * v (Q8_0: v int8), d * (v - 8) (Q4_0: v in 0..15) or d * v + m (Q4_1); None for
+    other types. Read straight from the blocks: no float weight is built."""
+    n, k = tensor.shape
+    kind = tensor.type_name
+    if kind not in ("Q8_0", "Q4_0", "Q4_1"):
+        return None
+    size, header = {"Q8_0": (34, 2), "Q4_0": (18, 2), "Q4_1": (20, 4)}[kind]
+    blocks = torch.from_numpy(tensor.data).view(-1, size)
+    d = blocks[:, :2].contiguous().view(torch.float16).reshape(n, k // 32)
+    m = blocks[:, 2:4].contiguous().view(torch.float16).reshape(n, k // 32) if kind == "Q4_1" else None
+    qs = blocks[:, header:]
+    if kind == "Q8_0":
+        return qs.contiguous().view(torch.int8).reshape(n, k), d, m
+    return torch.cat((qs & 0x0F, qs >> 4), dim=1).reshape(n, k), d, m  # low nibbles: values 0..15 of a block
+
+
 def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """(q uint8 [N, K] in 0..15, scale [N, K/G], zero [N, K/G], exact) for one GGUF matrix.
 
@@ -614,62 +777,80 @@ def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Te
     """
     from .gguf_loader import dequantize
 
-    n, k = tensor.shape
-    kind = tensor.type_name
-    if group_size == 32 and kind in ("Q4_0", "Q4_1"):
-        size, header = (20, 4) if kind == "Q4_1" else (18, 2)
-        blocks = torch.from_numpy(tensor.data).view(-1, size)
-        d = blocks[:, :2].contiguous().view(torch.float16).float().reshape(n, k // 32)
-        qs = blocks[:, header:]
-        q = torch.cat((qs & 0x0F, qs >> 4), dim=1).reshape(n, k)  # low nibbles: values 0..15 of a block
-        if kind == "Q4_1":
-            m = blocks[:, 2:4].contiguous().view(torch.float16).float().reshape(n, k // 32)
-            return q, d, m + 8.0 * d, True
-        return q, d, torch.zeros_like(d), True
-    return (*quantize_int4(dequantize(tensor), group_size), False)
+    blocks = _gguf_blocks(tensor) if group_size == 32 and tensor.type_name != "Q8_0" else None
+    if blocks is None:
+        return (*quantize_int4(dequantize(tensor), group_size), False)
+    q, d, m = blocks
+    d = d.float()
+    return q, d, (torch.zeros_like(d) if m is None else m.float() + 8.0 * d), True
 
 
-def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: int,
-                compute_dtype: torch.dtype, device: str | torch.device) -> tuple[nn.Module, bool]:
-    """One quantized layer whose rows are the GGUF matrices `tensors` stacked (fused q/k/v, gate/up)."""
+def int8_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """(q int8 [N, K], scale [N, K/G], offset [N, K/G], exact) for one GGUF matrix (w = q * scale + offset).
+
+    Q8_0, Q4_0 and Q4_1 tensors with group_size 32 map onto int8 groups exactly (scale = d; offset 0,
+    -8 d folded into the values, or m); any other type or group size is dequantized and re-quantized.
+    """
     from .gguf_loader import dequantize
 
-    if mode == "int8":
+    blocks = _gguf_blocks(tensor) if group_size == 32 else None
+    if blocks is None:
+        return (*quantize_int8_groups(dequantize(tensor), group_size), False)
+    q, d, m = blocks
+    if tensor.type_name == "Q4_0":
+        q = q.to(torch.int8) - 8
+    return q.to(torch.int8), d.float(), (torch.zeros(d.shape) if m is None else m.float()), True
+
+
+def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: int | None,
+                compute_dtype: torch.dtype, device: str | torch.device) -> tuple[nn.Module, bool]:
+    """One quantized layer whose rows are the GGUF matrices `tensors` stacked (fused q/k/v, gate/up);
+    group_size resolved (None: int8 per channel)."""
+    from .gguf_loader import dequantize
+
+    if mode == "int8" and (group_size is None or tensors[0].shape[1] % 32):
         parts = []
         for t, n_head in zip(tensors, heads):
             w = dequantize(t)
             parts.append(w if n_head is None else w[rope_unpermute_index(w.shape[0], n_head)])
         q, scale = quantize_int8(torch.cat(parts))
         return Int8Linear(q.to(device), scale.to(device), None, compute_dtype), False
-    group = _int4_group(tensors[0].shape[1], group_size)
+    group = _layer_group(tensors[0].shape[1], group_size, mode)
+    from_gguf = int8_from_gguf if mode == "int8" else int4_from_gguf
     qs, scales, zeros, exact = [], [], [], True
     for t, n_head in zip(tensors, heads):
-        q, s, z, ok = int4_from_gguf(t, group)
+        q, s, z, ok = from_gguf(t, group)
         if n_head is not None:
             index = rope_unpermute_index(q.shape[0], n_head)
             q, s, z = q[index], s[index], z[index]
         qs.append(q), scales.append(s), zeros.append(z)
         exact = exact and ok
-    layer = Int4Linear(torch.cat(qs).to(device), torch.cat(scales), torch.cat(zeros), None, group, compute_dtype)
+    if mode == "int8":
+        layer = Int8Linear(torch.cat(qs).to(device), torch.cat(scales).to(device), None, compute_dtype,
+                           torch.cat(zeros).to(device), group)
+    else:
+        layer = Int4Linear(torch.cat(qs).to(device), torch.cat(scales), torch.cat(zeros), None, group, compute_dtype)
     return layer, exact
 
 
 @torch.no_grad()
-def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int = 32, lm_head: bool | str = True,
+def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int | None = None, lm_head: bool | str = True,
                         dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                         compute_dtype: torch.dtype = torch.bfloat16,
                         calibration: str | list | None = None) -> nn.Module:
     """A Llama-family model from a .gguf file with quantized linear layers built from the file's blocks.
 
     The q/k/v, output, gate/up and down matrices never exist in float: Q4_0/Q4_1 blocks become int4
-    (group 32) as they are; other types are dequantized one matrix at a time and quantized. Norms and the
+    (group 32) as they are, and Q8_0/Q4_0/Q4_1 blocks int8 groups of 32 (`int8_from_gguf`; the default
+    where the native kernel runs, see `quantize_model`); other types, group sizes and int8 per channel
+    are dequantized one matrix at a time and quantized. Norms and the
     embedding table are loaded in `dtype`. GPT-2 files (biases on every layer) go through the float loader
     and `quantize_model`. The result matches `load_gguf(path)` (tokenizer, special tokens, chat template).
     With `calibration` (int8 only, see `quantize_model`), the float model is loaded and GPTQ-rounded.
     """
     from .gguf_loader import GGUFFile, config_from_gguf, load_gguf
 
-    _check_mode(mode, group_size)
+    group = resolve_group_size(mode, group_size, device)
     if calibration is not None:
         return quantize_model(load_gguf(path, dtype, device), mode, group_size, lm_head, compute_dtype, calibration)
     g = GGUFFile(path)
@@ -677,8 +858,10 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int = 
     if config.arch != "llama" or config.attention_bias:
         model = load_gguf(path, dtype, device)
         return quantize_model(model, mode, group_size, lm_head, compute_dtype)
+    head = _head_mode(mode, lm_head)
+    head_group = group if head == mode else resolve_group_size(head, None, device) if head else None
     with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
-        model = _llama_from_gguf(g, config, mode, group_size, _head_mode(mode, lm_head), dtype, device, compute_dtype)
+        model = _llama_from_gguf(g, config, mode, group, (head, head_group), dtype, device, compute_dtype)
     if "tokenizer.ggml.tokens" in g.metadata:
         from .loading import attach_tokenizer
         from .tokenizer import Tokenizer
@@ -687,11 +870,12 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int = 
     return model.eval()
 
 
-def _llama_from_gguf(g, config, mode: str, group_size: int, head: str | None, dtype: torch.dtype,
-                     device: str | torch.device, compute_dtype: torch.dtype) -> nn.Module:
+def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tuple[str | None, int | None],
+                     dtype: torch.dtype, device: str | torch.device, compute_dtype: torch.dtype) -> nn.Module:
     from .gguf_loader import dequantize
     from .loading import MODEL_CLASSES
 
+    head, head_group = head_kind
     names = set(g.tensors)
 
     def tensor(name: str):
@@ -727,12 +911,12 @@ def _llama_from_gguf(g, config, mode: str, group_size: int, head: str | None, dt
             state[p + "attn.q_norm.weight"] = real(b + "attn_q_norm.weight")
             state[p + "attn.k_norm.weight"] = real(b + "attn_k_norm.weight")
     head_name = "token_embd.weight" if config.tie_word_embeddings else "output.weight"
-    if head == "int8" and config.tie_word_embeddings and dtype == torch.float32:
+    if head == "int8" and head_group is None and config.tie_word_embeddings and dtype == torch.float32:
         # the embedding table already holds the dequantized head: quantize it rather than a second copy
         q, scale = quantize_int8(state["embed.weight"])
         model.lm_head, layers = Int8Linear(q, scale, None, compute_dtype), layers + 1
     elif head is not None:
-        model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, group_size, compute_dtype, device)
+        model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, head_group, compute_dtype, device)
         exact, layers = exact + ok, layers + 1
     elif not config.tie_word_embeddings:
         state["lm_head.weight"] = real(head_name)
@@ -741,7 +925,7 @@ def _llama_from_gguf(g, config, mode: str, group_size: int, head: str | None, dt
         model.lm_head.weight = model.embed.weight
     _materialize_empty_buffers(model, device, dtype)
     model.quantization = Quantization(
-        mode, group_size if mode == "int4" else None, head, str(compute_dtype).removeprefix("torch."),
+        mode, group_size, head, str(compute_dtype).removeprefix("torch."),
         layers, source="gguf", exact_from_gguf=exact,
     )
     return model
