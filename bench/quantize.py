@@ -3,7 +3,8 @@
 One process, greedy batch 1, `--new-tokens` new tokens (128) per run, `torch.set_num_threads(--threads)`:
 our float32, bfloat16, int8 and int4 models (lispe_py.models; int8/int4 loaded straight from the GGUF
 with `load_gguf_quantized`, with float32 activations and, as int8-bf16/int4-bf16, bfloat16 ones; on the
-native AVX2 kernels where they build, and as int8-torch/int4-torch on torch's kernels), transformers
+native AVX2 kernels where they build, and as int8-torch/int4-torch on torch's kernels; int8 is groups
+of 32 where the native kernels run, int8-channel one scale per output channel), transformers
 `generate()` in float32 on the same GGUF, and llama.cpp
 (llama-cpp-python, same GGUF file) when that package is importable. Timed runs alternate between all
 engines, round after round; the best run per engine is kept. Reported per engine:
@@ -60,10 +61,10 @@ AGREEMENT_PROMPTS = [
 ]
 # "-bf16": the quantized model with bfloat16 activations (norms, attention, residuals; the quantized
 # layers compute in bfloat16 either way, so the casts around each of them go too)
-ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-torch", "int8-gptq", "int4", "int4-bf16", "int4-torch",
-           "int4-g64", "transformers",
-           "llama.cpp")
-DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int4", "int4-bf16", "transformers", "llama.cpp")
+ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-channel", "int8-torch", "int8-gptq", "int4", "int4-bf16",
+           "int4-torch", "int4-g64", "transformers", "llama.cpp")
+DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-channel", "int4", "int4-bf16", "transformers",
+                   "llama.cpp")
 
 
 def gguf_path() -> Path:
@@ -80,10 +81,10 @@ def load_engine(name: str) -> Any:
         from lispe_py.models import load_model
 
         return load_model("SmolLM2-135M-Instruct", dtype=name)
-    if name == "int8-gptq":  # GPTQ rounding on the model's own text: minutes to load, int8's speed
-        from lispe_py.models.quantize import load_gguf_quantized
+    if name == "int8-gptq":  # GPTQ rounding (per channel) on the model's own text: minutes to load
+        from lispe_py.models.quantize import PER_CHANNEL, load_gguf_quantized
 
-        return load_gguf_quantized(path, "int8", calibration="self")
+        return load_gguf_quantized(path, "int8", group_size=PER_CHANNEL, calibration="self")
     if name.endswith("-torch"):  # torch's weight-only kernels instead of the native ones
         from lispe_py.models import native
 
@@ -94,7 +95,9 @@ def load_engine(name: str) -> Any:
 
         base, bf16 = name.removesuffix("-bf16"), name.endswith("-bf16")
         mode, _, group = base.partition("-g")
-        return load_gguf_quantized(path, mode, group_size=int(group or 32),
+        if mode == "int8-channel":  # int8 groups of 32 are the default where the native kernels run
+            mode, group = "int8", "-1"
+        return load_gguf_quantized(path, mode, group_size=int(group) if group else None,
                                    dtype=torch.bfloat16 if bf16 else torch.float32)
     if name == "transformers":
         from transformers import AutoModelForCausalLM
@@ -227,10 +230,12 @@ def int8_study(text_tokens: int = 256) -> None:
     print(f"float32: perplexity on {text_tokens} tokens {ppl(ref):.3f}\n")
     print("| variant | first differing token per prompt | 20 identical | perplexity |\n|---|---|---:|---:|")
     variants = [
-        ("int8 default (bf16 activations, head int8)", "int8", {}),
-        ("int8, float32 activations", "int8", {"compute_dtype": torch.float32}),
-        ("int8, head float32", "int8", {"lm_head": False}),
-        ("int8, float32 activations and head", "int8", {"lm_head": False, "compute_dtype": torch.float32}),
+        ("int8 default (groups of 32 where the native kernels run; head int8)", "int8", {}),
+        ("int8 per channel (bf16 scales, head int8)", "int8", {"group_size": -1}),
+        ("int8 per channel, float32 scales", "int8", {"group_size": -1, "compute_dtype": torch.float32}),
+        ("int8 per channel, head float32", "int8", {"group_size": -1, "lm_head": False}),
+        ("int8 per channel, float32 scales and head", "int8",
+         {"group_size": -1, "lm_head": False, "compute_dtype": torch.float32}),
         ("int4 g32, head float32", "int4", {"lm_head": False}),
     ]
     for label, mode, kw in variants:

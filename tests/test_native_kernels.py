@@ -325,6 +325,12 @@ def test_model_info_names_the_kernels():
     lisp.eval('(setq model (torch_model_create "transformer" {"arch":"llama" "vocab_size":64 "hidden_size":64 '
               '"num_layers":1 "num_heads":2 "num_kv_heads":1 "intermediate_size":128}))')
     assert lisp.eval('(@ (torch_model_info model) "quantized_kernels")') is None
+    assert lisp.eval('(@ (torch_model_info model) "quantization_group_size")') is None
     lisp.eval('(torch_model_quantize model "int4")')
     expected = "native" if native.available() else "torch"
     assert lisp.eval('(@ (torch_model_info model) "quantized_kernels")') == expected
+    assert lisp.eval('(@ (torch_model_info model) "quantization_group_size")') == 32
+    lisp.eval('(setq model (torch_model_create "transformer" {"vocab_size":64 "hidden_size":64 "num_layers":1}))')
+    lisp.eval('(torch_model_quantize model "int8" -1)')
+    info = lisp.eval("(torch_model_info model)")
+    assert info["quantization"] == "int8" and info["quantization_group_size"] is None

@@ -324,47 +324,6 @@ def test_int4_group_falls_back_to_one_that_divides_the_layer():
 
 # ----- GGUF blocks -----
 
-def _q4_1_tensor(n: int, k: int, seed: int = 0) -> tuple[GGUFTensor, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    blocks = np.zeros((n * k // 32, 20), dtype=np.uint8)
-    blocks[:, 0:2] = (rng.random(n * k // 32) * 0.05 + 0.001).astype(np.float16).view(np.uint8).reshape(-1, 2)
-    blocks[:, 2:4] = (rng.standard_normal(n * k // 32) * 0.3).astype(np.float16).view(np.uint8).reshape(-1, 2)
-    blocks[:, 4:] = rng.integers(0, 256, (n * k // 32, 16), dtype=np.uint8)
-    return GGUFTensor("w", (n, k), 3, blocks.reshape(-1)), blocks
-
-
-def test_q4_1_blocks_become_int4_exactly():
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
-
-    t, blocks = _q4_1_tensor(48, 96)
-    q, scale, zero, exact = int4_from_gguf(t, 32)
-    assert exact and q.dtype == torch.uint8 and scale.shape == (48, 3)
-    ref = torch.from_numpy(dequantize(blocks.reshape(-1), GGMLQuantizationType.Q4_1).reshape(48, 96)).float()
-    assert torch.equal(dequantize_int4(q, scale, zero), ref)
-
-
-def test_q4_0_blocks_become_int4_exactly():
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
-
-    rng = np.random.default_rng(5)
-    blocks = np.zeros((16 * 64 // 32, 18), dtype=np.uint8)
-    blocks[:, 0:2] = (rng.random(len(blocks)) * 0.05).astype(np.float16).view(np.uint8).reshape(-1, 2)
-    blocks[:, 2:] = rng.integers(0, 256, (len(blocks), 16), dtype=np.uint8)
-    q, scale, zero, exact = int4_from_gguf(GGUFTensor("w", (16, 64), 2, blocks.reshape(-1)), 32)
-    ref = torch.from_numpy(dequantize(blocks.reshape(-1), GGMLQuantizationType.Q4_0).reshape(16, 64)).float()
-    assert exact and torch.equal(dequantize_int4(q, scale, zero), ref)
-
-
-def test_other_group_sizes_requantize_gguf_blocks():
-    t, blocks = _q4_1_tensor(16, 128, seed=2)
-    q, scale, zero, exact = int4_from_gguf(t, 64)
-    assert not exact and scale.shape == (16, 2)
-    exact_q = dequantize_int4(*int4_from_gguf(t, 32)[:3])
-    assert (dequantize_int4(q, scale, zero) - exact_q).abs().max() <= scale.max() / 2 + 1e-6
-
-
 def _gguf_blocks(kind: str, n: int, k: int, seed: int) -> tuple[GGUFTensor, np.ndarray]:
     """Random Q8_0 / Q4_0 / Q4_1 blocks of an [n, k] matrix (d, then m for Q4_1, then the values)."""
     type_id, size, header = {"Q8_0": (8, 34, 2), "Q4_0": (2, 18, 2), "Q4_1": (3, 20, 4)}[kind]
@@ -375,6 +334,26 @@ def _gguf_blocks(kind: str, n: int, k: int, seed: int) -> tuple[GGUFTensor, np.n
         blocks[:, 2:4] = (rng.standard_normal(len(blocks)) * 0.3).astype(np.float16).view(np.uint8).reshape(-1, 2)
     blocks[:, header:] = rng.integers(0, 256, (len(blocks), size - header), dtype=np.uint8)
     return GGUFTensor("w", (n, k), type_id, blocks.reshape(-1)), blocks
+
+
+@pytest.mark.parametrize("kind", ["Q4_0", "Q4_1"])
+def test_q4_blocks_become_int4_exactly(kind):
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    t, blocks = _gguf_blocks(kind, 48, 96, seed=len(kind))
+    q, scale, zero, exact = int4_from_gguf(t, 32)
+    assert exact and q.dtype == torch.uint8 and scale.shape == (48, 3)
+    ref = torch.from_numpy(dequantize(blocks.reshape(-1), GGMLQuantizationType[kind]).reshape(48, 96)).float()
+    assert torch.equal(dequantize_int4(q, scale, zero), ref)
+
+
+def test_other_group_sizes_requantize_gguf_blocks():
+    t, blocks = _gguf_blocks("Q4_1", 16, 128, seed=2)
+    q, scale, zero, exact = int4_from_gguf(t, 64)
+    assert not exact and scale.shape == (16, 2)
+    exact_q = dequantize_int4(*int4_from_gguf(t, 32)[:3])
+    assert (dequantize_int4(q, scale, zero) - exact_q).abs().max() <= scale.max() / 2 + 1e-6
 
 
 @pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1"])

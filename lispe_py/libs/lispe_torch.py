@@ -299,11 +299,14 @@ def torch_model_info(model: Any) -> dict:
 
     A dictionary: architecture, parameters, dtype, device, vocab_size, context_length, hidden_size,
     num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template, prompt_cache,
-    prefill_chunk_size, packed_weights, cuda_graphs, quantization, quantized_kernels ("native": the
-    AVX2 int8/int4 kernels built on this machine, "torch": torch's, "reference": none fits).
+    prefill_chunk_size, packed_weights, cuda_graphs, quantization ("int8", "int4" or nil),
+    quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
+    quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
+    "reference": none fits).
     """
     m = _model("torch_model_info", model)
     c = m.config
+    quantized = getattr(m, "quantization", None)
     return {
         "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": m.num_parameters(),
         "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device),
@@ -314,7 +317,8 @@ def torch_model_info(model: Any) -> dict:
         "prompt_cache": True if m.prompt_cache else None, "prefill_chunk_size": m.prefill_chunk_size,
         "packed_weights": True if m.packed_weights else None,
         "cuda_graphs": True if m.cuda_graphs else None,
-        "quantization": m.quantization.mode if getattr(m, "quantization", None) is not None else None,
+        "quantization": quantized.mode if quantized is not None else None,
+        "quantization_group_size": quantized.group_size if quantized is not None else None,
         "quantized_kernels": model_kernels(m),
     }
 
