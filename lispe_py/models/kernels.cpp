@@ -216,37 +216,48 @@ inline const float* per_block(const c10::Half* p, int64_t groups, int64_t per, f
   return out;
 }
 
-// int8 weights with a scale and an offset per group, float32 activations: per block of 32 columns the
-// products are summed in two vectors (two FMAs each), which the block's scale adds to the row's two
-// accumulators; the offsets multiply the block sums of x, 8 blocks per FMA.
+// int8 weights with a scale and an offset per group, float32 activations: per block of 32 columns, one
+// row's products are summed in two vectors (two FMAs each), which the block's scale adds to the row's
+// two accumulators; with several rows the block's weights are scaled once instead, for four FMAs per
+// row. The offsets multiply the block sums of x, 8 blocks per FMA.
 template <int M, typename S>
 void int8_block_rows(const float* x, const float* xs, int64_t K, const int8_t* q, const S* so, int64_t groups,
                      float* y, int64_t N, int64_t n0, int64_t n1) {
+  constexpr int A = M <= 2 ? 2 : 1;  // accumulators per row: 16 vector registers hold M * A of them
   const int64_t B = K / 32, per = B / groups;
   std::vector<float> buffer(2 * B);
   for (int64_t n = n0; n < n1; ++n) {
     const int8_t* w = q + n * K;
     const float* sb = per_block(so + n * 2 * groups, groups, per, buffer.data());
     const float* ob = per_block(so + n * 2 * groups + groups, groups, per, buffer.data() + B);
-    __m256 acc[M][2], constant[M];
-    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = constant[m] = _mm256_setzero_ps();
+    __m256 acc[M][A], constant[M];
+    for (int m = 0; m < M; ++m) {
+      for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
+      constant[m] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < B; ++b) {
       __m256 f[4];
       for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j)));
       const __m256 s = _mm256_broadcast_ss(sb + b);
-      for (int m = 0; m < M; ++m) {
-        const float* xm = x + m * K + 32 * b;
+      if (M == 1) {  // 6 operations per block: sum the products, then scale the two sums
+        const float* xm = x + 32 * b;
         const __m256 v0 = _mm256_fmadd_ps(f[1], load8(xm + 8), _mm256_mul_ps(f[0], load8(xm)));
         const __m256 v1 = _mm256_fmadd_ps(f[3], load8(xm + 24), _mm256_mul_ps(f[2], load8(xm + 16)));
-        acc[m][0] = _mm256_fmadd_ps(s, v0, acc[m][0]);
-        acc[m][1] = _mm256_fmadd_ps(s, v1, acc[m][1]);
+        acc[0][0] = _mm256_fmadd_ps(s, v0, acc[0][0]);
+        acc[0][1] = _mm256_fmadd_ps(s, v1, acc[0][1]);
+      } else {  // scale the weights once for all rows: then 4 FMAs per block and row
+        for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], s);
+        for (int m = 0; m < M; ++m) {
+          const float* xm = x + m * K + 32 * b;
+          for (int j = 0; j < 4; ++j) acc[m][j % A] = _mm256_fmadd_ps(f[j], load8(xm + 8 * j), acc[m][j % A]);
+        }
       }
     }
     int64_t b = 0;
     for (; b + 8 <= B; b += 8)
       for (int m = 0; m < M; ++m) constant[m] = _mm256_fmadd_ps(load8(ob + b), load8(xs + m * B + b), constant[m]);
     for (int m = 0; m < M; ++m) {
-      float r = hsum(_mm256_add_ps(acc[m][0], acc[m][1])) + hsum(constant[m]);
+      float r = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + hsum(constant[m]);
       for (int64_t t = b; t < B; ++t) r += ob[t] * xs[m * B + t];
       y[m * N + n] = r;
     }
