@@ -115,6 +115,49 @@ def test_int4_op_is_the_float_matmul_up_to_16_bit_activations(rows, group, sz_dt
 
 
 @needs_native
+@pytest.mark.parametrize("shape", [(1, 1, 576), (2, 46, 576), (3, 100), (4, 7), (64,)])
+def test_rms_norm_op_is_the_float_norm(shape):
+    g = _gen(sum(shape))
+    x, w = torch.randn(*shape, generator=g) * 3, torch.randn(shape[-1], generator=g)
+    y = torch.ops.lispe.rms_norm(x, w, 1e-5)
+    ref = x.double() * torch.rsqrt(x.double().pow(2).mean(-1, keepdim=True) + 1e-5) * w.double()
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert ((y.double() - ref).abs().max() / ref.abs().max()).item() < 1e-6
+    assert torch.allclose(y, F.rms_norm(x, (shape[-1],), w, 1e-5), rtol=1e-5, atol=1e-6)
+
+
+@needs_native
+def test_quantized_models_norm_natively_and_float_models_as_transformers():
+    from lispe_py.models.layers import RMSNorm
+
+    norms = lambda model: {m.native for m in model.modules() if isinstance(m, RMSNorm)}  # noqa: E731
+    float_model = create_model(TINY)
+    assert norms(float_model) == {False}  # bit-identical to transformers' norm
+    model = quantize_model(create_model(TINY), "int4")
+    assert norms(model) == {True}
+    x = torch.randn(1, 3, 128)
+    norm = model.layers[0].attn_norm
+    with torch.no_grad():
+        assert torch.allclose(norm(x), F.rms_norm(x, (128,), norm.weight, norm.eps), rtol=1e-5, atol=1e-6)
+        assert torch.equal(norm(x.bfloat16()), float_model.layers[0].attn_norm(x.bfloat16()))  # bf16: the usual path
+        strided = torch.randn(3, 128, 2)[..., 0]  # not contiguous: F.rms_norm
+        assert torch.equal(norm(strided), F.rms_norm(strided, (128,), norm.weight, norm.eps))
+    y = norm(x)  # autograd recording (the weight is a parameter): F.rms_norm, which has a gradient
+    y.sum().backward()
+    assert norm.weight.grad is not None and torch.equal(y, F.rms_norm(x, (128,), norm.weight, norm.eps))
+    from lispe_py.generation import generate
+
+    from lispe_py.models.layers import TRACE_MIN_STEPS
+
+    n = TRACE_MIN_STEPS + 2  # enough steps left to trace the decode step
+    generate(model, [3, 17, 29], {"strategy": "greedy", "max_length": n, "min_new_tokens": n})
+    traces = [str(step.fn.graph) for step in model._graphs.values()]
+    assert traces and all("lispe::rms_norm" in t and "lispe::int4_linear" in t for t in traces)
+    with native.switched_off():
+        assert norms(quantize_model(create_model(TINY), "int4")) == {False}
+
+
+@needs_native
 def test_ops_do_not_depend_on_the_thread_count():
     g = _gen(5)
     x = torch.randn(3, 576, generator=g)
@@ -170,6 +213,9 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
      r"so must be contiguous float32 or float16 \[N, 2, groups\]"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 32), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 2)),
      "int8_block_linear: x must be a contiguous float32"),
+    (lambda: torch.ops.lispe.rms_norm(torch.randn(4, 6).t(), torch.ones(4), 1e-5), "rms_norm: x must be a contiguous float32"),
+    (lambda: torch.ops.lispe.rms_norm(torch.randn(2, 6), torch.ones(5), 1e-5), r"rms_norm: weight must be a contiguous float32 \[6\]"),
+    (lambda: torch.ops.lispe.rms_norm(torch.randn(2, 6).half(), torch.ones(6), 1e-5), "rms_norm: x must be a contiguous float32"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2).half()),
      "sz must be contiguous float32 or bfloat16"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1, 2)),

@@ -15,6 +15,10 @@
 //       w[n, k] = q[n, k] * so[n, 0, g] + so[n, 1, g], g = k / G (a scale and an offset per group)
 //       y[m, n] = sum_g (so[n, 0, g] * sum_{k in g} q[n, k] x[m, k] + so[n, 1, g] * sum_{k in g} x[m, k])
 //       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly.
+//   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
+//       x float32 [..., D] contiguous, weight float32 [D]:
+//       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
+//       F.rms_norm's six (~45 us per call on a 576-wide row here, against ~3 us).
 //
 // Weights are read once per pass of up to 8 rows of x (each row of x is multiplied by a decoded block
 // before the next block is read), output rows are split over torch's intra-op threads, and every sum
@@ -23,6 +27,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/library.h>
@@ -360,16 +365,48 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
   return y;
 }
 
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  TORCH_CHECK(x.dim() >= 1 && x.scalar_type() == at::kFloat && x.is_contiguous(),
+              "rms_norm: x must be a contiguous float32 tensor, got ", x.sizes(), " ", x.scalar_type());
+  const int64_t D = x.size(-1);
+  TORCH_CHECK(D > 0 && weight.scalar_type() == at::kFloat && weight.is_contiguous() && weight.numel() == D,
+              "rms_norm: weight must be a contiguous float32 [", D, "] tensor");
+  at::Tensor y = at::empty_like(x);
+  const float* xp = x.data_ptr<float>();
+  const float* wp = weight.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const float e = static_cast<float>(eps);
+  at::parallel_for(0, x.numel() / D, std::max<int64_t>(1, 65536 / D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* v = xp + r * D;
+      float* out = yp + r * D;
+      __m256 sq = _mm256_setzero_ps();
+      int64_t k = 0;
+      for (; k + 8 <= D; k += 8) sq = _mm256_fmadd_ps(load8(v + k), load8(v + k), sq);
+      float sum = hsum(sq);
+      for (int64_t t = k; t < D; ++t) sum += v[t] * v[t];
+      const float inv = 1.0f / std::sqrt(sum / static_cast<float>(D) + e);
+      const __m256 iv = _mm256_set1_ps(inv);
+      for (k = 0; k + 8 <= D; k += 8)
+        _mm256_storeu_ps(out + k, _mm256_mul_ps(load8(wp + k), _mm256_mul_ps(load8(v + k), iv)));
+      for (int64_t t = k; t < D; ++t) out[t] = wp[t] * (v[t] * inv);
+    }
+  });
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(lispe, m) {
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
   m.def("int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor");
   m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
+  m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lispe, CPU, m) {
   m.impl("int8_linear", &int8_linear);
   m.impl("int4_linear", &int4_linear);
   m.impl("int8_block_linear", &int8_block_linear);
+  m.impl("rms_norm", &rms_norm);
 }
