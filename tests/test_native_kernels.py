@@ -127,32 +127,50 @@ def test_rms_norm_op_is_the_float_norm(shape):
 
 
 @needs_native
-def test_quantized_models_norm_natively_and_float_models_as_transformers():
+@pytest.mark.parametrize("b, kv, r, s, d", [(1, 3, 3, 174, 64), (2, 2, 1, 5, 128), (1, 4, 2, 1, 64), (3, 1, 8, 33, 64)])
+def test_decode_attention_op_is_softmax_attention(b, kv, r, s, d):
+    g = _gen(b * s + d)
+    q = torch.randn(b, kv, r, d, generator=g) * 2
+    cache_k, cache_v = torch.randn(b + 1, kv, s + 7, d, generator=g) * 2, torch.randn(b + 1, kv, s + 7, d, generator=g)
+    k, v = cache_k[:b, :, :s], cache_v[:b, :, :s]  # views of a larger cache, as in a decode step
+    y = torch.ops.lispe.decode_attention(q, k, v, d ** -0.5)
+    ref = torch.softmax(q.double() @ k.double().transpose(-1, -2) * d ** -0.5, -1) @ v.double()
+    assert y.shape == (b, kv, r, d) and (y.double() - ref).abs().max().item() < 1e-5
+
+
+@needs_native
+def test_quantized_models_norm_and_attend_natively_and_float_models_as_transformers():
     from lispe_py.models.layers import RMSNorm
 
-    norms = lambda model: {m.native for m in model.modules() if isinstance(m, RMSNorm)}  # noqa: E731
-    float_model = create_model(TINY)
-    assert norms(float_model) == {False}  # bit-identical to transformers' norm
-    model = quantize_model(create_model(TINY), "int4")
+    from lispe_py.models.layers import Attention
+
+    norms = lambda model: {m.native for m in model.modules() if isinstance(m, (RMSNorm, Attention))}  # noqa: E731
+    config = dict(TINY, hidden_size=256, intermediate_size=512)  # head size 64: the attention kernel's
+    float_model = create_model(config)
+    assert norms(float_model) == {False}  # bit-identical to transformers' norm and attention
+    model = quantize_model(create_model(config), "int4")
     assert norms(model) == {True}
-    x = torch.randn(1, 3, 128)
+    x = torch.randn(1, 3, 256)
     norm = model.layers[0].attn_norm
     with torch.no_grad():
-        assert torch.allclose(norm(x), F.rms_norm(x, (128,), norm.weight, norm.eps), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(norm(x), F.rms_norm(x, (256,), norm.weight, norm.eps), rtol=1e-5, atol=1e-6)
         assert torch.equal(norm(x.bfloat16()), float_model.layers[0].attn_norm(x.bfloat16()))  # bf16: the usual path
-        strided = torch.randn(3, 128, 2)[..., 0]  # not contiguous: F.rms_norm
-        assert torch.equal(norm(strided), F.rms_norm(strided, (128,), norm.weight, norm.eps))
+        strided = torch.randn(3, 256, 2)[..., 0]  # not contiguous: F.rms_norm
+        assert torch.equal(norm(strided), F.rms_norm(strided, (256,), norm.weight, norm.eps))
     y = norm(x)  # autograd recording (the weight is a parameter): F.rms_norm, which has a gradient
     y.sum().backward()
-    assert norm.weight.grad is not None and torch.equal(y, F.rms_norm(x, (128,), norm.weight, norm.eps))
+    assert norm.weight.grad is not None and torch.equal(y, F.rms_norm(x, (256,), norm.weight, norm.eps))
     from lispe_py.generation import generate
 
     from lispe_py.models.layers import TRACE_MIN_STEPS
 
     n = TRACE_MIN_STEPS + 2  # enough steps left to trace the decode step
-    generate(model, [3, 17, 29], {"strategy": "greedy", "max_length": n, "min_new_tokens": n})
+    out = generate(model, [3, 17, 29], {"strategy": "greedy", "max_length": n, "min_new_tokens": n})
+    with torch.inference_mode():  # the decode steps (native attention) agree with the full forward (SDPA)
+        full = model.forward_full(out[None, :-1])[0]
+    assert out[3:].tolist() == full[2:].argmax(-1).tolist()
     traces = [str(step.fn.graph) for step in model._graphs.values()]
-    assert traces and all("lispe::rms_norm" in t and "lispe::int4_linear" in t for t in traces)
+    assert traces and all(f"lispe::{op}" in t for t in traces for op in ("rms_norm", "int4_linear", "decode_attention"))
     with native.switched_off():
         assert norms(quantize_model(create_model(TINY), "int4")) == {False}
 
@@ -216,6 +234,13 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
     (lambda: torch.ops.lispe.rms_norm(torch.randn(4, 6).t(), torch.ones(4), 1e-5), "rms_norm: x must be a contiguous float32"),
     (lambda: torch.ops.lispe.rms_norm(torch.randn(2, 6), torch.ones(5), 1e-5), r"rms_norm: weight must be a contiguous float32 \[6\]"),
     (lambda: torch.ops.lispe.rms_norm(torch.randn(2, 6).half(), torch.ones(6), 1e-5), "rms_norm: x must be a contiguous float32"),
+    (lambda: torch.ops.lispe.decode_attention(torch.randn(1, 2, 1, 32), torch.randn(1, 2, 4, 32), torch.randn(1, 2, 4, 32), 1.0),
+     "decode_attention: head size must be 64 or 128, got 32"),
+    (lambda: torch.ops.lispe.decode_attention(torch.randn(1, 2, 1, 64), torch.randn(1, 2, 4, 64),
+                                              torch.randn(1, 2, 64, 4).transpose(2, 3), 1.0),
+     "decode_attention: k and v must be float32 .* with contiguous rows"),
+    (lambda: torch.ops.lispe.decode_attention(torch.randn(1, 2, 1, 64), torch.randn(1, 3, 4, 64), torch.randn(1, 3, 4, 64), 1.0),
+     "decode_attention: k and v must be float32 \\[1, 2, S, 64\\]"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2).half()),
      "sz must be contiguous float32 or bfloat16"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1, 2)),

@@ -242,6 +242,10 @@ class Attention(nn.Module):
         # True: pick the SDPA kernel the way transformers does (bit-identical in bfloat16); see
         # DecoderModel.transformers_attention.
         self.transformers_dispatch = False
+        # True (set by quantization where the native kernels run, like RMSNorm.native): a float32
+        # decode step without a mask on the CPU runs `lispe::decode_attention` (~2x faster than SDPA
+        # for one query row; another summation order, so not bit-identical to SDPA).
+        self.native = False
 
     def forward(self, x: torch.Tensor, rope, mask, start: int | torch.Tensor | None) -> torch.Tensor:
         """x [B, T, hidden]; rope (cos, signed sin) broadcastable to [B, T, 1, D] or None; mask from `masks`;
@@ -266,6 +270,12 @@ class Attention(nn.Module):
         if start is not None:
             k, v = self.kv_cache.update(start, k, v)
         attn_mask, is_causal = mask[self.window]
+        if (t == 1 and attn_mask is None and self.native and q.dtype == torch.float32 and q.device.type == "cpu"
+                and self.head_dim in (64, 128) and not self.transformers_dispatch
+                and not (torch.is_grad_enabled() and q.requires_grad)):
+            q = q.reshape(b, self.n_kv, self.n_heads // self.n_kv, self.head_dim).contiguous()
+            y = torch.ops.lispe.decode_attention(q, k, v, self.scale)
+            return self.wo(y.reshape(b, 1, self.q_size))
         gqa = self.n_kv != self.n_heads
         if gqa and t == 1 and (attn_mask is not None or not self.transformers_dispatch):
             # Decode step with GQA: the query heads sharing a kv head become rows of one query

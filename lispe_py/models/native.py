@@ -150,7 +150,7 @@ def _load() -> tuple[bool, str | None]:
     why = _cpu_fits()
     if why:
         return False, why
-    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "rms_norm"):
+    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "decode_attention"):
         return True, None  # loaded by another copy of this module (a test's reload)
     cxx = compiler()
     if cxx is None:
