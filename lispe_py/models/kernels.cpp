@@ -199,77 +199,78 @@ std::vector<float> block_sums(const float* x, int64_t M, int64_t K) {
   return xs;
 }
 
-// A row's scales or offsets as float32, one per block of 32 columns (a group of G columns covers
-// G / 32 blocks): the row's own float32 values when groups are blocks, else widened into `out`.
-inline const float* per_block(const float* p, int64_t groups, int64_t per, float* out) {
-  if (per == 1) return p;
-  for (int64_t g = 0; g < groups; ++g)
-    for (int64_t i = 0; i < per; ++i) out[g * per + i] = p[g];
-  return out;
-}
-inline const float* per_block(const c10::Half* p, int64_t groups, int64_t per, float* out) {
-  int64_t g = 0;
-  for (; g + 8 <= groups; g += 8) {  // F16C: exact widening, 8 at a time
-    const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + g)));
-    if (per == 1) {
-      _mm256_storeu_ps(out + g, f);
-    } else {
-      alignas(32) float t[8];
-      _mm256_store_ps(t, f);
-      for (int j = 0; j < 8; ++j)
-        for (int64_t i = 0; i < per; ++i) out[(g + j) * per + i] = t[j];
-    }
-  }
-  for (; g < groups; ++g)
-    for (int64_t i = 0; i < per; ++i) out[g * per + i] = _cvtsh_ss(reinterpret_cast<const uint16_t*>(p)[g]);
-  return out;
+inline float to_float(c10::Half v) { return _cvtsh_ss(v.x); }
+inline __m256 load8(const c10::Half* p) {  // F16C: exact widening
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// int8 weights with a scale and an offset per group, float32 activations: per block of 32 columns, one
-// row's products are summed in two vectors (two FMAs each), which the block's scale adds to the row's
-// two accumulators; with several rows the block's weights are scaled once instead, for four FMAs per
-// row. The offsets multiply the block sums of x, 8 blocks per FMA.
+// One block of 32 int8 weights times M rows of x, scaled by s (the block's scale in every lane).
+template <int M, int A>
+inline void int8_block(const int8_t* w, const float* x, int64_t K, int64_t b, __m256 s, __m256 (*acc)[A]) {
+  __m256 f[4];
+  for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j)));
+  if (M == 1) {  // 6 operations per block: sum the products, then scale the two sums
+    const float* xm = x + 32 * b;
+    const __m256 v0 = _mm256_fmadd_ps(f[1], load8(xm + 8), _mm256_mul_ps(f[0], load8(xm)));
+    const __m256 v1 = _mm256_fmadd_ps(f[3], load8(xm + 24), _mm256_mul_ps(f[2], load8(xm + 16)));
+    acc[0][0] = _mm256_fmadd_ps(s, v0, acc[0][0]);
+    acc[0][A - 1] = _mm256_fmadd_ps(s, v1, acc[0][A - 1]);
+  } else {  // scale the weights once for all rows: then 4 FMAs per block and row
+    for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], s);
+    for (int m = 0; m < M; ++m) {
+      const float* xm = x + m * K + 32 * b;
+      for (int j = 0; j < 4; ++j) acc[m][j % A] = _mm256_fmadd_ps(f[j], load8(xm + 8 * j), acc[m][j % A]);
+    }
+  }
+}
+
+// int8 weights with a scale and an offset per block of 32 columns (sb, ob: B = K / 32 of each per
+// row, float32 or float16, read 8 at a time), float32 activations: per block, one row's products are
+// summed in two vectors (two FMAs each), which the block's scale adds to the row's two accumulators;
+// with several rows the block's weights are scaled once instead, for four FMAs per row. The offsets
+// multiply the block sums of x, 8 blocks per FMA.
+template <int M, typename S>
+inline void int8_block_row(const float* x, const float* xs, int64_t K, const int8_t* w, const S* sb, const S* ob,
+                           float* y, int64_t N) {
+  constexpr int A = M <= 2 ? 2 : 1;  // accumulators per row: 16 vector registers hold M * A of them
+  const int64_t B = K / 32;
+  __m256 acc[M][A];  // the offsets' products go into the first accumulator too: no more registers
+  for (int m = 0; m < M; ++m)
+    for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
+  int64_t b0 = 0;
+  for (; b0 + 8 <= B; b0 += 8) {
+    const __m256 s8 = load8(sb + b0), o8 = load8(ob + b0);
+    for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m][0]);
+    for (int i = 0; i < 8; ++i)  // lane i of the 8 scales in every lane: one shuffle, no store and reload
+      int8_block<M, A>(w, x, K, b0 + i, _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(i)), acc);
+  }
+  float tail[M] = {};
+  for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
+    int8_block<M, A>(w, x, K, b, _mm256_set1_ps(to_float(sb[b])), acc);
+    for (int m = 0; m < M; ++m) tail[m] += to_float(ob[b]) * xs[m * B + b];
+  }
+  for (int m = 0; m < M; ++m) y[m * N] = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + tail[m];
+}
+
+// Rows n0..n1 of int8_block_linear. Groups of 32 columns read the planes as they are; wider groups
+// (G = 32 * per) are widened to one float32 scale and offset per block first.
 template <int M, typename S>
 void int8_block_rows(const float* x, const float* xs, int64_t K, const int8_t* q, const S* so, int64_t groups,
                      float* y, int64_t N, int64_t n0, int64_t n1) {
-  constexpr int A = M <= 2 ? 2 : 1;  // accumulators per row: 16 vector registers hold M * A of them
   const int64_t B = K / 32, per = B / groups;
-  std::vector<float> buffer(2 * B);
+  std::vector<float> buffer(per == 1 ? 0 : 2 * B);
   for (int64_t n = n0; n < n1; ++n) {
-    const int8_t* w = q + n * K;
-    const float* sb = per_block(so + n * 2 * groups, groups, per, buffer.data());
-    const float* ob = per_block(so + n * 2 * groups + groups, groups, per, buffer.data() + B);
-    __m256 acc[M][A], constant[M];
-    for (int m = 0; m < M; ++m) {
-      for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
-      constant[m] = _mm256_setzero_ps();
+    const S* scale = so + n * 2 * groups;
+    if (per == 1) {
+      int8_block_row<M>(x, xs, K, q + n * K, scale, scale + groups, y + n, N);
+      continue;
     }
-    for (int64_t b = 0; b < B; ++b) {
-      __m256 f[4];
-      for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j)));
-      const __m256 s = _mm256_broadcast_ss(sb + b);
-      if (M == 1) {  // 6 operations per block: sum the products, then scale the two sums
-        const float* xm = x + 32 * b;
-        const __m256 v0 = _mm256_fmadd_ps(f[1], load8(xm + 8), _mm256_mul_ps(f[0], load8(xm)));
-        const __m256 v1 = _mm256_fmadd_ps(f[3], load8(xm + 24), _mm256_mul_ps(f[2], load8(xm + 16)));
-        acc[0][0] = _mm256_fmadd_ps(s, v0, acc[0][0]);
-        acc[0][1] = _mm256_fmadd_ps(s, v1, acc[0][1]);
-      } else {  // scale the weights once for all rows: then 4 FMAs per block and row
-        for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], s);
-        for (int m = 0; m < M; ++m) {
-          const float* xm = x + m * K + 32 * b;
-          for (int j = 0; j < 4; ++j) acc[m][j % A] = _mm256_fmadd_ps(f[j], load8(xm + 8 * j), acc[m][j % A]);
-        }
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t i = 0; i < per; ++i) {
+        buffer[g * per + i] = to_float(scale[g]);
+        buffer[B + g * per + i] = to_float(scale[groups + g]);
       }
-    }
-    int64_t b = 0;
-    for (; b + 8 <= B; b += 8)
-      for (int m = 0; m < M; ++m) constant[m] = _mm256_fmadd_ps(load8(ob + b), load8(xs + m * B + b), constant[m]);
-    for (int m = 0; m < M; ++m) {
-      float r = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + hsum(constant[m]);
-      for (int64_t t = b; t < B; ++t) r += ob[t] * xs[m * B + t];
-      y[m * N + n] = r;
-    }
+    int8_block_row<M>(x, xs, K, q + n * K, buffer.data(), buffer.data() + B, y + n, N);
   }
 }
 
