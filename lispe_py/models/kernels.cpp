@@ -1,5 +1,6 @@
-// Weight-only int8 / int4 matrix-vector products for x86-64 CPUs with AVX2 + FMA, registered as torch
-// operators (so that eager code, torch.jit traces and the dispatcher all see them):
+// Weight-only int8 / int4 matrix-vector products, an RMSNorm and one decode step's attention for x86-64 CPUs
+// with AVX2 + FMA + F16C (every AVX2 CPU has F16C), registered as torch operators (so that eager code,
+// torch.jit traces and the dispatcher all see them):
 //
 //   lispe::int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor
 //       x float32 [M, K], q int8 [N, K], scale float32 or bfloat16 [N]

@@ -1,15 +1,19 @@
 """The native CPU kernels of `kernels.cpp`: built once per machine with the system C++ compiler, loaded
-as the torch operators `torch.ops.lispe.int8_linear` / `torch.ops.lispe.int4_linear`.
+as the torch operators `torch.ops.lispe.int8_linear`, `int8_block_linear`, `int4_linear`, `rms_norm`
+and `decode_attention`.
 
     from lispe_py.models import native
     if native.available():            # builds on the first call (~20 s), then loads from the cache
         y = torch.ops.lispe.int8_linear(x, q, scale)
 
 torch's own weight-only kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) convert every
-weight to float in bfloat16 and are compute-bound on an AVX2 CPU. The int8 kernel here keeps float32
-activations, the int4 one multiplies the 4-bit values by activations rounded to 16 bits per block of 32
-with exact integer sums; both stream the weights at memory speed, 1.8-2.5x torch's on this project's
-2-core machine (docs/performance.md). They are used where all of these hold, and torch's kernels
+weight to float in bfloat16 and are compute-bound on an AVX2 CPU. The int8 kernels here (one scale per
+row, or a scale and an offset per group of 32+ columns) keep float32 activations, the int4 one
+multiplies the 4-bit values by activations rounded to 16 bits per block of 32 with exact integer sums;
+all stream the weights at memory speed, 1.8-2.5x torch's on this project's 2-core machine
+(docs/performance.md). A quantized model also runs its RMSNorms and decode-step attention on
+`rms_norm` / `decode_attention` (one op each instead of several; not bit-identical to transformers).
+They are used where all of these hold, and torch's kernels
 otherwise, for the same quantized values:
 - an x86-64 CPU with AVX2 and FMA (torch.backends.cpu.get_cpu_capability() says AVX2 or AVX512);
 - a C++ compiler (`$CXX`, else `c++` / `g++`) and torch's C++ headers (every torch wheel has them);

@@ -839,11 +839,13 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
             q, s, z = q[index], s[index], z[index]
         qs.append(q), scales.append(s), zeros.append(z)
         exact = exact and ok
+    def cat(parts: list[torch.Tensor]) -> torch.Tensor:  # one matrix (a head): no copy of it
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     if mode == "int8":
-        layer = Int8Linear(torch.cat(qs).to(device), torch.cat(scales).to(device), None, compute_dtype,
-                           torch.cat(zeros).to(device), group)
+        layer = Int8Linear(cat(qs).to(device), cat(scales).to(device), None, compute_dtype, cat(zeros).to(device), group)
     else:
-        layer = Int4Linear(torch.cat(qs).to(device), torch.cat(scales), torch.cat(zeros), None, group, compute_dtype)
+        layer = Int4Linear(cat(qs).to(device), cat(scales), cat(zeros), None, group, compute_dtype)
     return layer, exact
 
 
