@@ -16,6 +16,7 @@ from ..models.quantize import GROUP_SIZES, MODES, PER_CHANNEL, quantize_model
 from .lispe_torch import G_MODEL, LIB, _model
 from .torch_values import core_errors, is_int
 
+
 def quantize_args(fname: str, mode: Any, group_size: Any = None,
                   names: tuple[str, str] = ("argument 'mode'", "argument 'group_size'")) -> tuple[str, int | None]:
     """(mode, group size or None for the default) from Lisp values, or a LispE error naming `fname` and

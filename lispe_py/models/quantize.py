@@ -128,7 +128,8 @@ def int8_group_params(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, t
     spread = scale > 0
     # float16 when the scales are normal float16 numbers and rounding an offset moves it by at most an
     # eighth of its group's scale (|offset| <= 512 scale): the values are re-rounded to the stored ones
-    if (bool(spread.any()) and bool(scale[spread].min() >= FP16_TINY) and bool(offset.abs().max() < FP16_MAX)
+    if (bool(spread.any()) and bool(scale[spread].min() >= FP16_TINY) and bool(scale.max() < FP16_MAX)
+            and bool(offset.abs().max() < FP16_MAX)
             and bool((offset.abs() <= 512.0 * scale.clamp(min=FP16_TINY)).all())):
         scale = scale.clamp(min=FP16_TINY).half().float()
         return scale, offset.half().float()
@@ -260,8 +261,7 @@ def _gptq_from_activations(model: nn.Module, names: list[str], sequences: list[l
     for name in names:
         def hook(module, inputs, name=name):
             x = inputs[0].reshape(-1, module.in_features).to(torch.float64)
-            group = None if group_size is None or module.in_features % 32 else _layer_group(module.in_features, group_size, "int8")
-            results[name] = gptq_int8(module.weight, x.t() @ x, group_size=group)
+            results[name] = gptq_int8(module.weight, x.t() @ x, group_size=_group_for(module.in_features, group_size, "int8"))
         hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
     try:
         model.forward_full(batch)
@@ -620,6 +620,15 @@ def _layer_group(in_features: int, group_size: int, mode: str = "int4") -> int:
     raise ModelError(f"{mode}: in_features {in_features} is not a multiple of any group size {GROUP_SIZES}")
 
 
+def _group_for(in_features: int, group_size: int | None, mode: str) -> int | None:
+    """A layer's group size from the resolved one: None stays None (int8 per channel); an int8 layer
+    whose in_features is not a multiple of 32 keeps one scale per output channel (None); otherwise
+    `_layer_group`."""
+    if group_size is None or (mode == "int8" and in_features % 32):
+        return None
+    return _layer_group(in_features, group_size, mode)
+
+
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
@@ -641,9 +650,7 @@ def _quantized(linear: nn.Linear, mode: str, group_size: int | None, compute_dty
                int8: tuple | None = None) -> nn.Module:
     """The quantized twin of one nn.Linear (group_size resolved: None is int8 per channel); `int8` is a
     GPTQ result (q, scale, offset or None) to use instead of rounding to nearest."""
-    if group_size is not None and mode == "int8" and linear.in_features % 32:
-        group_size = None  # no group fits: this layer keeps one scale per output channel
-    group = None if group_size is None else _layer_group(linear.in_features, group_size, mode)
+    group = _group_for(linear.in_features, group_size, mode)
     if mode == "int8" and int8 is not None:
         q, scale, offset = int8
         return Int8Linear(q, scale, linear.bias, compute_dtype, offset, group)
@@ -822,14 +829,14 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
     group_size resolved (None: int8 per channel)."""
     from .gguf_loader import dequantize
 
-    if mode == "int8" and (group_size is None or tensors[0].shape[1] % 32):
+    group = _group_for(tensors[0].shape[1], group_size, mode)
+    if group is None:  # int8 per channel
         parts = []
         for t, n_head in zip(tensors, heads):
             w = dequantize(t)
             parts.append(w if n_head is None else w[rope_unpermute_index(w.shape[0], n_head)])
         q, scale = quantize_int8(torch.cat(parts))
         return Int8Linear(q.to(device), scale.to(device), None, compute_dtype), False
-    group = _layer_group(tensors[0].shape[1], group_size, mode)
     from_gguf = int8_from_gguf if mode == "int8" else int4_from_gguf
     qs, scales, zeros, exact = [], [], [], True
     for t, n_head in zip(tensors, heads):
@@ -839,6 +846,7 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
             q, s, z = q[index], s[index], z[index]
         qs.append(q), scales.append(s), zeros.append(z)
         exact = exact and ok
+
     def cat(parts: list[torch.Tensor]) -> torch.Tensor:  # one matrix (a head): no copy of it
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
