@@ -22,7 +22,7 @@
 //       F.rms_norm's six (~45 us per call on a 576-wide row here, against ~3 us).
 //   lispe::decode_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor
 //       q float32 [B, KV, R, D] contiguous (R query heads per key/value head), k and v float32
-//       [B, KV, S, D] with contiguous rows (a KV cache's view): softmax(scale * q k^T) v over all S,
+//       [B, KV, S, D] with contiguous rows (a KV cache's view), D 64 or 128: softmax(scale * q k^T) v over all S,
 //       float32 [B, KV, R, D]; one decode step's attention without a mask.
 //
 // Weights are read once per pass of up to 8 rows of x (each row of x is multiplied by a decoded block
@@ -440,7 +440,6 @@ void attend_head(const float* q, const float* kh, const float* vh, int64_t S, in
       p[t] = hsum(_mm256_add_ps(d0, d1)) * scale;
       top = std::max(top, p[t]);
     }
-    float total = 0.0f;
     int64_t t0 = 0;
     const __m256 shift = _mm256_set1_ps(top);
     __m256 sum = _mm256_setzero_ps();
@@ -449,7 +448,7 @@ void attend_head(const float* q, const float* kh, const float* vh, int64_t S, in
       _mm256_storeu_ps(p + t0, e);
       sum = _mm256_add_ps(sum, e);
     }
-    total = hsum(sum);
+    float total = hsum(sum);
     for (int64_t t = t0; t < S; ++t) {
       p[t] = std::exp(p[t] - top);
       total += p[t];
