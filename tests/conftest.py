@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,14 @@ EXAMPLES = ROOT / "examples"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Models loaded from GGUF files go through the model cache (lispe_py/models/model_cache.py): one folder
+# for this session, shared with the `lispe` processes the tests start, never the user's own cache.
+_MODEL_CACHE = tempfile.mkdtemp(prefix="lispe-test-model-cache-")
+os.environ["LISPE_MODEL_CACHE"] = _MODEL_CACHE
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_MODEL_CACHE, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

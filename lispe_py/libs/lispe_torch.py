@@ -194,7 +194,7 @@ def _model_dtype(fname: str, name: Any) -> torch.dtype:
 
 
 _LOAD_KEYS = ("device", "dtype", "quantize", "group_size", "prompt_cache", "prefill_chunk_size", "packed_weights",
-              "cuda_graphs")
+              "cuda_graphs", "model_cache")
 
 
 @builtin("torch_hf_load_model", group=G_MODEL, library=LIB, min_args=1, max_args=2, ctx=True)
@@ -207,7 +207,9 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     call's prompt + output, e.g. a chat's next turn, runs only the new part), "prefill_chunk_size"
     (default 1024), "packed_weights" (default true; nil: batches and beams on CPU do without
     oneDNN-packed float32 weight copies, saving their memory at 1.7-3x slower matmuls), "cuda_graphs"
-    (default true: on a GPU each decode step replays a captured CUDA graph; nil runs it op by op). The
+    (default true: on a GPU each decode step replays a captured CUDA graph; nil runs it op by op),
+    "model_cache" (default true: a .gguf file's dequantized weights and tokenizer are written to the
+    model cache at the first load and memory-mapped at the next ones; nil loads without it). The
     model's tokenizer becomes the default tokenizer.
     """
     from .torch_quant import load_options
@@ -215,7 +217,7 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     fname = "torch_hf_load_model"
     path = expect_str(fname, "path", path)
     device, dtype, quantize, group_size, prompt_cache, chunk, packed = "cpu", None, None, None, False, 1024, True
-    graphs = True
+    graphs, model_cache = True, True
     for key, v in config_pairs(fname, "config", config, ctx):
         if key == "device":
             device = str(device_arg(fname, "device", v))
@@ -225,13 +227,15 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
             quantize = v
         elif key == "group_size":
             group_size = v
-        elif key in ("prompt_cache", "packed_weights", "cuda_graphs"):
+        elif key in ("prompt_cache", "packed_weights", "cuda_graphs", "model_cache"):
             if v is not None and v is not True:
                 raise LispEError(f"{fname}: config \"{key}\" must be true or nil, got {describe(v)}")
             if key == "prompt_cache":
                 prompt_cache = v is True
             elif key == "packed_weights":
                 packed = v is True
+            elif key == "model_cache":
+                model_cache = v is True
             else:
                 graphs = v is True
         elif key == "prefill_chunk_size":
@@ -246,7 +250,8 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     if path not in EMBEDDED_MODELS:
         path = str(_resolve_path(ctx, path))
     with core_errors(fname), tv.loading(Path(path).name):
-        model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size)
+        model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
+                           model_cache=model_cache)
     model.prompt_cache, model.prefill_chunk_size, model.packed_weights = prompt_cache, chunk, packed
     model.cuda_graphs = graphs
     if model.tokenizer is not None:
@@ -302,7 +307,8 @@ def torch_model_info(model: Any) -> dict:
     prefill_chunk_size, packed_weights, cuda_graphs, quantization ("int8", "int4" or nil),
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
     quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
-    "reference": none fits).
+    "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
+    to at load, else nil).
     """
     m = _model("torch_model_info", model)
     c = m.config
@@ -320,6 +326,7 @@ def torch_model_info(model: Any) -> dict:
         "quantization": quantized.mode if quantized is not None else None,
         "quantization_group_size": quantized.group_size if quantized is not None else None,
         "quantized_kernels": model_kernels(m),
+        "model_cache": m.model_cache_entry,
     }
 
 

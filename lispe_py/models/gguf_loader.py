@@ -306,11 +306,27 @@ def single_thread():
         torch.set_num_threads(threads)
 
 
-def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    """Our model, its tokenizer, special tokens and chat template from a .gguf file."""
+def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu", cache: bool = True):
+    """Our model, its tokenizer, special tokens and chat template from a .gguf file.
+
+    cache: read the model from, or write it to, the model cache (`model_cache.py`: the weights
+    dequantized and laid out for decoding, memory-mapped at the next load); `$LISPE_MODEL_CACHE=0` turns
+    the cache off for every load."""
+    from . import model_cache
     from .loading import attach_tokenizer, build_from_state_dict
     from .tokenizer import Tokenizer
 
+    entry = model_cache.entry_for(path, dtype) if cache else None
+    cached = entry.load() if entry is not None else None
+    if cached is not None:
+        config, state, tokenizer = cached
+        if torch.device(device).type != "cpu":
+            state = {k: v.contiguous() for k, v in state.items()}  # other devices read weights row-major
+        model = build_from_state_dict(config, state, dtype, device)
+        if tokenizer is not None:
+            attach_tokenizer(model, tokenizer)
+        model.model_cache_entry = str(entry.folder)
+        return model
     g = GGUFFile(path)
     config = config_from_gguf(g.metadata)
     with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
@@ -318,4 +334,8 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
     model = build_from_state_dict(config, state, dtype, device)
     if "tokenizer.ggml.tokens" in g.metadata:
         attach_tokenizer(model, Tokenizer.from_gguf(g))
+    if entry is not None and model.device.type == "cpu":
+        model.lay_out_weights()
+        if entry.save(model):
+            model.model_cache_entry = str(entry.folder)
     return model

@@ -328,6 +328,7 @@ class DecoderModel(nn.Module):
         # Prompt cache (opt-in): which token ids row 0's cache slots hold, for reuse by `prefill`.
         self.prompt_cache = False
         self.prefill_chunk_size: int | None = 1024
+        self.model_cache_entry: str | None = None  # the model cache folder the weights came from / went to
         self._cached_ids = torch.zeros(0, dtype=torch.long)
         self._cached_len = 0
         self._cached_key: tuple | None = None
@@ -404,6 +405,20 @@ class DecoderModel(nn.Module):
         key = (self.dtype, self.device, pack, copies, threads, widen)  # each Linear checks its copy's age when it runs
         if self._layout_key == key:
             return
+        self.lay_out_weights()
+        with torch.inference_mode(False), torch.no_grad():
+            for mod in self._linears():
+                mod.use_packed(pack, keep=copies)
+                mod.split = threads if threads > 1 and mod.out_features % threads == 0 else 0
+                mod.widen_rows = widen
+        self._layout_key = key
+
+    def lay_out_weights(self) -> None:
+        """Store each linear weight in the memory order the decode step reads fastest for the model's
+        dtype and device: column-major for float32 CPU weights with more outputs than inputs, row-major
+        otherwise (see `_ensure_weight_layout`). Values are unchanged; a weight already in that order
+        is left as it is (the model cache saves and maps the weights in this order)."""
+        fp32_cpu = self.device.type == "cpu" and self.dtype == torch.float32
         with torch.inference_mode(False), torch.no_grad():  # the weights stay normal tensors
             for mod in self._linears():
                 w = mod.weight.data
@@ -412,10 +427,6 @@ class DecoderModel(nn.Module):
                     mod.weight.data = w.t().contiguous().t()
                 elif not column_major and not w.is_contiguous():
                     mod.weight.data = w.contiguous()
-                mod.use_packed(pack, keep=copies)
-                mod.split = threads if threads > 1 and mod.out_features % threads == 0 else 0
-                mod.widen_rows = widen
-        self._layout_key = key
 
     def _linears(self):
         return (m for m in self.modules() if isinstance(m, Linear))

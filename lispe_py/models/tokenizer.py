@@ -161,6 +161,20 @@ class Tokenizer:
             config["chat_template"] = json.loads((folder / "chat_template.json").read_text())["chat_template"]
         return cls.from_file(folder / "tokenizer.json", config)
 
+    def save(self, folder: str | Path) -> None:
+        """Write the tokenizer as a Hugging Face folder (tokenizer.json, tokenizer_config.json with the
+        special tokens and chat template) that `from_folder` and transformers' AutoTokenizer read back."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tokenizer.json").write_text(self.backend.to_str(), encoding="utf-8")
+        config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
+        config.update((name, getattr(self, name)) for name in SPECIAL_NAMES)
+        config["clean_up_tokenization_spaces"] = self.clean_up_tokenization_spaces
+        if self.chat_template is not None:
+            config["chat_template"] = self.chat_template
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1),
+                                                      encoding="utf-8")
+
     @classmethod
     def from_gguf(cls, source: Any) -> Tokenizer:
         """From GGUF metadata: a path, our GGUFFile, or a `gguf.GGUFReader`.

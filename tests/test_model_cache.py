@@ -1,0 +1,306 @@
+"""The model cache (lispe_py/models/model_cache.py): a GGUF loaded once is memory-mapped at the next load,
+with the same weights, layout, tokenizer and outputs; entries per file and dtype; damaged, unwritable
+and switched-off caches; the Lisp "model_cache" key; the `lispe` command across two processes; SmolLM2."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("gguf")
+
+from test_models_loading import TEMPLATE, TEXTS, _llama, _tiny_tokenizer, _write_gguf  # noqa: E402
+
+from lispe_py import Interpreter  # noqa: E402
+from lispe_py.errors import LispEError  # noqa: E402
+from lispe_py.models import ModelError, gguf_loader, load_model, model_cache  # noqa: E402
+from lispe_py.models.tokenizer import Tokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+IDS = torch.tensor([[1, 5, 9, 33, 7, 2, 60, 11]])
+CHAT = [{"role": "user", "content": " hi 🤗 "}]
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cached-gguf")
+    hf_tok = _tiny_tokenizer()
+    _write_gguf(folder / "tiny.gguf", _llama(len(hf_tok)), hf_tok, "Q8_0")
+    return folder / "tiny.gguf"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty model cache folder for this test (removed after it), warnings not yet given."""
+    folder = tmp_path / "model-cache"
+    monkeypatch.setenv("LISPE_MODEL_CACHE", str(folder))
+    monkeypatch.setattr(model_cache, "_warned", set())
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)  # pytest keeps recent tmp_paths: no SmolLM2-sized leftovers
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def _same_model(a, b) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert sa[name].dtype == sb[name].dtype and sa[name].stride() == sb[name].stride(), name
+        assert torch.equal(sa[name], sb[name]), name
+    assert a.config == b.config and a.special_tokens == b.special_tokens and a.chat_template == b.chat_template
+    for text in TEXTS:
+        assert a.tokenizer.encode(text) == b.tokenizer.encode(text), text
+    assert a.tokenizer.render_chat(CHAT) == b.tokenizer.render_chat(CHAT)
+    assert a.tokenizer.all_special_ids == b.tokenizer.all_special_ids
+    with torch.no_grad():
+        assert torch.equal(a.forward_full(IDS), b.forward_full(IDS))
+
+
+def test_the_second_load_maps_the_first_ones_entry(gguf_file, cache, monkeypatch):
+    first = load_model(gguf_file)
+    [entry] = _entries(cache)
+    assert first.model_cache_entry == str(entry)
+    assert {p.name for p in entry.iterdir()} == {"index.json", "weights.bin", "tokenizer"}
+    wide = first.layers[0].mlp.w_gate_up.weight
+    assert wide.t().is_contiguous()  # written as the float32 decode step reads it: column-major
+
+    def no_gguf(*args, **kwargs):
+        raise AssertionError("a cached load read the GGUF file")
+
+    real = gguf_loader.GGUFFile
+    monkeypatch.setattr(gguf_loader, "GGUFFile", no_gguf)
+    second = load_model(gguf_file)
+    assert second.model_cache_entry == str(entry)
+    _same_model(first, second)
+    monkeypatch.setattr(gguf_loader, "GGUFFile", real)
+    uncached = load_model(gguf_file, model_cache=False)
+    assert uncached.model_cache_entry is None
+    with torch.no_grad():
+        # The same weights; only their memory order differs until the first decode lays them out.
+        assert (uncached.forward_full(IDS) - second.forward_full(IDS)).abs().max().item() <= 1e-5
+    hf = transformers.AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).eval()
+    with torch.no_grad():
+        assert (second.forward_full(IDS) - hf(IDS).logits).abs().max().item() <= 1e-4
+
+
+def test_editing_a_mapped_weight_leaves_the_entry_alone(gguf_file, cache):
+    reference = load_model(gguf_file)
+    mapped = load_model(gguf_file)
+    with torch.no_grad():
+        mapped.embed.weight.mul_(2.0)
+        mapped.layers[1].mlp.w_down.weight.zero_()
+    assert not torch.equal(mapped.embed.weight, reference.embed.weight)
+    _same_model(reference, load_model(gguf_file))
+
+
+def test_one_entry_per_dtype_and_file_version(gguf_file, cache, monkeypatch, tmp_path):
+    load_model(gguf_file)
+    bf16 = load_model(gguf_file, dtype="bfloat16")
+    assert len(_entries(cache)) == 2
+    assert bf16.dtype == torch.bfloat16 and bf16.layers[0].mlp.w_gate_up.weight.is_contiguous()
+    _same_model(bf16, load_model(gguf_file, dtype="bfloat16"))
+    assert len(_entries(cache)) == 2
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(gguf_file.read_bytes())
+    load_model(copy)
+    assert len(_entries(cache)) == 3
+    stat = copy.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed: a new entry
+    monkeypatch.setattr(model_cache, "KEEP", 3)
+    newest = load_model(copy)
+    entries = _entries(cache)
+    assert len(entries) == 3 and Path(newest.model_cache_entry) in entries  # the least recently used went
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbled index", "index of another model",
+                                    "tensor outside the file", "no tokenizer"])
+def test_a_damaged_entry_is_reported_and_rebuilt(gguf_file, cache, damage):
+    reference = load_model(gguf_file)
+    [entry] = _entries(cache)
+    index = json.loads((entry / "index.json").read_text())
+    if damage == "truncated weights":
+        with open(entry / "weights.bin", "r+b") as f:
+            f.truncate(100)
+    elif damage == "garbled index":
+        (entry / "index.json").write_text("{not json")
+    elif damage == "index of another model":
+        (entry / "index.json").write_text(json.dumps({**index, "key": "0" * 64}))
+    elif damage == "tensor outside the file":
+        index["tensors"][-1]["offset"] = index["bytes"]
+        (entry / "index.json").write_text(json.dumps(index))
+    else:
+        for f in (entry / "tokenizer").iterdir():
+            f.unlink()
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        rebuilt = load_model(gguf_file)
+    _same_model(reference, rebuilt)
+    assert rebuilt.model_cache_entry == str(entry) and (entry / "index.json").exists()
+    _same_model(reference, load_model(gguf_file))  # and the rebuilt entry is read back
+
+
+def test_an_unwritable_cache_is_reported_once_and_skipped(gguf_file, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LISPE_MODEL_CACHE", str(blocker / "models"))
+    monkeypatch.setattr(model_cache, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="cannot write the model cache"):
+        first = load_model(gguf_file)
+    assert first.model_cache_entry is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = load_model(gguf_file)  # no second warning in this process
+    _same_model(first, second)
+
+
+def test_a_full_disk_is_reported(gguf_file, cache, monkeypatch):
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(model_cache.shutil, "disk_usage", lambda path: Usage())
+    with pytest.warns(RuntimeWarning, match=r"has 0.0 MB free, twice .* MB are needed for tiny.gguf"):
+        model = load_model(gguf_file)
+    assert model.model_cache_entry is None and not _entries(cache)
+
+
+@pytest.mark.parametrize("off", ["0", "off", "False", "no"])
+def test_the_environment_turns_the_cache_off(gguf_file, cache, monkeypatch, off):
+    monkeypatch.setenv("LISPE_MODEL_CACHE", off)
+    assert model_cache.cache_root() is None
+    assert load_model(gguf_file).model_cache_entry is None
+    assert not _entries(cache) and not (Path.cwd() / off).exists()
+
+
+def test_default_folder_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("LISPE_MODEL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert model_cache.cache_root() == tmp_path / "lispe_py" / "models"
+
+
+def test_clear_and_stale_half_written_entries(gguf_file, cache):
+    load_model(gguf_file)
+    stale, fresh = cache / ".tmp-dead", cache / ".tmp-busy"
+    stale.mkdir()
+    fresh.mkdir()
+    old = time.time() - 2 * model_cache.STALE_TMP_S
+    os.utime(stale, (old, old))
+    model_cache.prune(cache)
+    assert not stale.exists() and fresh.exists() and len(_entries(cache)) == 2
+    assert model_cache.clear() == 2 and not _entries(cache)
+
+
+def test_tokenizer_save_is_a_folder_transformers_reads(gguf_file, tmp_path):
+    ours = Tokenizer.from_gguf(gguf_file)
+    ours.save(tmp_path / "tok")
+    back = Tokenizer.from_folder(tmp_path / "tok")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "tok")
+    for text in TEXTS:
+        ids = ours.encode(text)
+        assert back.encode(text) == ids == theirs(text)["input_ids"], text
+        assert back.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+    assert back.chat_template == theirs.chat_template == TEMPLATE
+    assert back.render_chat(CHAT) == theirs.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=False)
+    assert (back.bos_token, back.eos_token, back.unk_token) == (theirs.bos_token, theirs.eos_token, theirs.unk_token)
+
+
+# ----- Lisp and the `lispe` command -----
+
+def test_lisp_model_cache_key_and_info(gguf_file, cache):
+    lisp = Interpreter()
+    lisp.eval("(use 'lispe_torch)")
+    path = json.dumps(str(gguf_file))
+    info = lisp.eval(f"(torch_model_info (torch_hf_load_model {path}))")
+    [entry] = _entries(cache)
+    assert info["model_cache"] == str(entry)
+    again = lisp.eval(f"(torch_model_info (torch_hf_load_model {path} {{\"model_cache\": true}}))")
+    assert again["model_cache"] == str(entry)
+    assert lisp.eval(f"(torch_model_info (torch_hf_load_model {path} {{\"model_cache\": nil}}))")["model_cache"] is None
+    with pytest.raises(LispEError, match='config "model_cache" must be true or nil, got'):
+        lisp.eval(f'(torch_hf_load_model {path} {{"model_cache": "yes"}})')
+    with pytest.raises(LispEError, match='"model_cache"'):
+        lisp.eval(f'(torch_hf_load_model {path} {{"model_cahce": true}})')  # the valid keys are listed
+
+
+def test_two_lispe_processes_share_the_entry(gguf_file, cache, tmp_path):
+    script = tmp_path / "gen.lisp"
+    script.write_text(
+        "(use 'lispe_torch)\n"
+        f"(setq model (torch_hf_load_model {json.dumps(str(gguf_file))}))\n"
+        "(setq generator (torch_generator_create model \"cpu\"))\n"
+        "(torch_set_generation_params generator 6 nil nil nil)\n"
+        "(println (tensor_to_list (torch_generate generator (torch_tensor (integers 1 5 9)) \"greedy\")))\n"
+        "(println (key (torch_model_info model) \"model_cache\"))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+
+    def run():
+        done = subprocess.run([sys.executable, "-m", "lispe_py", str(script)], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    first, second = run(), run()  # the first writes the entry, the second maps it
+    [entry] = _entries(cache)
+    assert first == second and first[1] == str(entry)
+    assert first[0].startswith("(1 5 9 ")
+
+
+# ----- SmolLM2 -----
+
+@pytest.mark.smollm2
+def test_smollm2_from_the_cache(cache):
+    from lispe_py.generation import generate
+    from lispe_py.models.loading import embedded_model_path
+
+    try:
+        embedded_model_path("SmolLM2-135M-Instruct")
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    start = time.perf_counter()
+    uncached = load_model("SmolLM2-135M-Instruct", model_cache=False)
+    uncached_s = time.perf_counter() - start
+    load_model("SmolLM2-135M-Instruct")  # writes the entry
+    start = time.perf_counter()
+    mapped = load_model("SmolLM2-135M-Instruct")
+    mapped_s = time.perf_counter() - start
+    assert mapped.model_cache_entry is not None
+    assert mapped.lm_head.weight is mapped.embed.weight  # tied again
+    assert mapped.layers[0].attn.wqkv.weight.t().is_contiguous()
+    ids = mapped.tokenizer.apply_chat_template(CHAT, add_generation_prompt=True)
+    assert ids == uncached.tokenizer.apply_chat_template(CHAT, add_generation_prompt=True)
+    config = {"strategy": "greedy", "max_length": 12, "min_new_tokens": 12}
+    assert generate(mapped, ids, config).tolist() == generate(uncached, ids, config).tolist()
+    # Same process, same file: mapping the entry is several times faster than dequantizing the GGUF.
+    assert mapped_s < 0.5 * uncached_s, f"cached load {mapped_s:.2f} s, uncached {uncached_s:.2f} s"
+
+
+@pytest.mark.smollm2
+def test_the_startup_bench_script_runs_the_quickstart_lines(capsys):
+    """bench/startup.py cuts examples/quickstart.lisp at its first generation; if the quickstart changes
+    shape, the bench must notice rather than time something else."""
+    import importlib.util
+
+    from lispe_py.models.loading import embedded_model_path
+
+    try:
+        embedded_model_path("SmolLM2-135M-Instruct")
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    spec = importlib.util.spec_from_file_location("bench_startup", ROOT / "bench" / "startup.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    script = bench.first_token_script()
+    assert "(torch_set_generation_params generator 1 nil nil nil)" in script and "(tokenizer_chat" not in script
+    Interpreter().eval(script)
+    assert capsys.readouterr().out.splitlines()[-1] == f"{bench.MARKER} 28"  # "Hello world" -> greedy id 28
