@@ -329,8 +329,7 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
         return model
     g = GGUFFile(path)
     config = config_from_gguf(g.metadata)
-    with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
-        state = state_dict_from_gguf(g, config)
+    state = state_dict_from_gguf(g, config)  # all threads: SmolLM2 0.61-0.70 s on 2, 0.89-1.09 s on 1
     model = build_from_state_dict(config, state, dtype, device)
     if "tokenizer.ggml.tokens" in g.metadata:
         attach_tokenizer(model, Tokenizer.from_gguf(g))
