@@ -1,10 +1,12 @@
-"""Find the files shipped beside the code: the grammar and the LispE-source standard library.
+"""Find the files shipped beside the code (the grammar and the LispE-source standard library), and the
+per-user cache folder.
 
 In a source checkout or an editable install they sit at the repository's top level (`grammar/`,
 `stdlib/`); in a built wheel hatch copies them to `lispe_py/_data/grammar` and `lispe_py/_data/stdlib`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -31,3 +33,9 @@ def stdlib_file(name: str) -> Path | None:
     except FileNotFoundError:
         return None
     return path if path.is_file() else None
+
+
+def user_cache_dir(name: str) -> Path:
+    """`$XDG_CACHE_HOME/lispe_py/<name>` (by default `~/.cache/lispe_py/<name>`); not created here."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lispe_py" / name

@@ -181,10 +181,17 @@ def test_the_environment_turns_the_cache_off(gguf_file, cache, monkeypatch, off)
     assert not _entries(cache) and not (Path.cwd() / off).exists()
 
 
-def test_default_folder_follows_xdg(monkeypatch, tmp_path):
+def test_default_folders_follow_xdg(monkeypatch, tmp_path):
+    from lispe_py.models import native
+
     monkeypatch.delenv("LISPE_MODEL_CACHE", raising=False)
+    monkeypatch.delenv("LISPE_KERNEL_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert model_cache.cache_root() == tmp_path / "lispe_py" / "models"
+    assert native.cache_dir() == tmp_path / "lispe_py" / "kernels"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert model_cache.cache_root() == tmp_path / "home" / ".cache" / "lispe_py" / "models"
 
 
 def test_clear_and_stale_half_written_entries(gguf_file, cache):

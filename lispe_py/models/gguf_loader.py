@@ -320,8 +320,6 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
     cached = entry.load() if entry is not None else None
     if cached is not None:
         config, state, tokenizer = cached
-        if torch.device(device).type != "cpu":
-            state = {k: v.contiguous() for k, v in state.items()}  # other devices read weights row-major
         model = build_from_state_dict(config, state, dtype, device)
         if tokenizer is not None:
             attach_tokenizer(model, tokenizer)

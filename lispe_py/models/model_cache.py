@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..resources import user_cache_dir
 from .config import ModelConfig
 
 FORMAT = 1  # bump when the layout of an entry changes
@@ -54,8 +55,7 @@ def cache_root() -> Path | None:
         return None
     if value and value.strip():
         return Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lispe_py" / "models"
+    return user_cache_dir("models")
 
 
 @functools.lru_cache(maxsize=1)

@@ -39,6 +39,8 @@ from typing import Iterator
 
 import torch
 
+from ..resources import user_cache_dir
+
 SOURCE = Path(__file__).with_name("kernels.cpp")
 KEEP_BUILDS = 4  # builds kept in the cache (several torch versions may share one machine)
 FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-w"]
@@ -53,8 +55,7 @@ def enabled_by_env() -> bool:
 def cache_dir() -> Path:
     if os.environ.get("LISPE_KERNEL_CACHE"):
         return Path(os.environ["LISPE_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lispe_py" / "kernels"
+    return user_cache_dir("kernels")
 
 
 def compiler() -> str | None:
