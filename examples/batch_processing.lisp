@@ -1,7 +1,7 @@
-; batch_processing.lisp -- the guide's "Batch Processing" block.
+; batch_processing.lisp -- the "Batches" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; A 2-D input is a batch: each row is a prompt, the result has one row per prompt. Prompts of
 ; different lengths go through torch_generate_batch (left-padded internally).
 

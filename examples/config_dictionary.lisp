@@ -1,7 +1,7 @@
-; config_dictionary.lisp -- the guide's "Configuration Dictionary" block, applied to a generator.
+; config_dictionary.lisp -- the "Generators and their settings" snippet of docs/guide.md, applied to a generator.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; This block is about the API, so it runs on a tiny random transformer (fast; its text is noise).
 ; The guide's GPT-2 ids (eos 50256, pad 50257) lie outside this model's vocabulary of 49152: that is a
 ; warning on stderr (the EOS can never be produced), not an error.

@@ -1,7 +1,7 @@
-; custom_tokens.lisp -- the guide's "Custom Token Handling" block.
+; custom_tokens.lisp -- the "Special tokens" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; Generation stops at the EOS (kept in the output); rows that finish early are filled with the pad id.
 ; To show it, this tiny random model is told to end on the token it picks third.
 

@@ -1,7 +1,7 @@
-; flash_attention.lisp -- the guide's "With Flash Attention" block.
+; flash_attention.lisp -- the "Memory and speed" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume:
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume:
 ; `query`, `key_tensor`, `value_tensor` (here the model's own embeddings of a prompt, [1, seq, hidden],
 ; scaled up so that each position attends mostly to itself) and `generator`. torch_generate takes the
 ; float result as prompt embeddings, fed to the model in place of token embeddings; as with

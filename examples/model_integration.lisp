@@ -1,7 +1,7 @@
-; model_integration.lisp -- the guide's "Model Integration" block.
+; model_integration.lisp -- the "Loading models" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume:
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume:
 ; `config` (the new model's shape) and `device`. torch_model_create builds a decoder-only transformer
 ; with random weights (same seed, same weights): a starting point for training, or a fast stand-in.
 

@@ -1,9 +1,9 @@
-; quickstart.lisp -- the guide's "Quick Start" block on a real model.
+; quickstart.lisp -- the "Quick start" snippet of docs/guide.md, on a real model.
 ; model: smollm2
 ;
 ;   lispe examples/quickstart.lisp
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide: they
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet: they
 ; bind what the snippet assumes (a `model`) and print what it produced.
 
 ; Load the library

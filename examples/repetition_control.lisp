@@ -1,7 +1,7 @@
-; repetition_control.lisp -- the guide's "Repetition Control" block.
+; repetition_control.lisp -- the "Repetition control" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; The block lists three alternatives in one association list: later pairs win, so applying it sets
 ; 1.3. The script then runs each value on its own so the effect can be compared: the penalty divides
 ; the score of every token already in the text, so repeats become rarer as it grows.

@@ -1,7 +1,7 @@
-; speed_precision.lisp -- the guide's "Speed Optimization" block.
+; speed_precision.lisp -- the "Memory and speed" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; On a machine without a CUDA GPU, asking for "cuda" is an error (it says so and suggests "cpu"), so
 ; the GPU line runs inside a check. float16 halves the model's memory; on a CPU, float32 is usually
 ; faster. Greedy text is nearly always the same in both precisions.

@@ -1,7 +1,7 @@
-; strategy_beam_search.lisp -- the guide's "4. Beam Search" block on SmolLM2-135M-Instruct.
+; strategy_beam_search.lisp -- the "Beam search" snippet of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's line is kept verbatim. Lines after a "; [added]" comment bind what it assumes
+; The snippet's line is kept verbatim. Lines after a "; [added]" comment bind what it assumes
 ; (`generator`, `input_tokens`) and print the result. Beam search keeps 4 hypotheses by default
 ; (set "num_beams" with torch_generator_config).
 

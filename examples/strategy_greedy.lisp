@@ -1,7 +1,7 @@
-; strategy_greedy.lisp -- the guide's "1. Greedy Search" block on SmolLM2-135M-Instruct.
+; strategy_greedy.lisp -- the "Greedy search" snippet of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's line is kept verbatim. Lines after a "; [added]" comment bind what it assumes
+; The snippet's line is kept verbatim. Lines after a "; [added]" comment bind what it assumes
 ; (`generator`, `input_tokens`) and print the result. Greedy is deterministic: run it twice, same text.
 
 (use 'lispe_torch)

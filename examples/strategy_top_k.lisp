@@ -1,7 +1,7 @@
-; strategy_top_k.lisp -- the guide's "2. Top-K Sampling" block on SmolLM2-135M-Instruct.
+; strategy_top_k.lisp -- the "Top-k sampling" snippet of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
 ; (`generator`, `input_tokens`) and print the results.
 
 (use 'lispe_torch)

@@ -1,7 +1,7 @@
-; strategy_top_p.lisp -- the guide's "3. Top-P (Nucleus) Sampling" block on SmolLM2-135M-Instruct.
+; strategy_top_p.lisp -- the "Top-p (nucleus) sampling" snippet of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
 ; (`generator`, `input_tokens`) and print the results.
 
 (use 'lispe_torch)

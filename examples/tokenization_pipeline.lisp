@@ -1,7 +1,7 @@
-; tokenization_pipeline.lisp -- the guide's "With Tokenization" block on SmolLM2-135M-Instruct.
+; tokenization_pipeline.lisp -- the "Tokenization" snippet of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume:
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume:
 ; `text` and `generator` (loading the model also makes its tokenizer the default one, which
 ; tokenizer_encode and tokenizer_decode use).
 

@@ -1,7 +1,7 @@
-; troubleshooting_incoherent.lisp -- the guide's "Incoherent Output" block.
+; troubleshooting_incoherent.lisp -- the "Incoherent output" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; A tiny random transformer keeps this fast (its text is noise): the script shows the settings in force
 ; and that greedy decoding is deterministic.
 

@@ -1,7 +1,7 @@
-; troubleshooting_out_of_memory.lisp -- the guide's "Out of Memory" block.
+; troubleshooting_out_of_memory.lisp -- the "Out of memory" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; Fewer new tokens means a smaller KV cache; the CPU has the most memory. A tiny random transformer
 ; keeps this fast (its text is noise).
 

@@ -1,7 +1,7 @@
-; troubleshooting_repetitive.lisp -- the guide's "Repetitive Output" block.
+; troubleshooting_repetitive.lisp -- the "Repetitive output" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; A tiny random transformer with tied embeddings repeats itself under greedy decoding: a good patient
 ; for both remedies. Its text is noise; the counts of repeated tokens show the effect.
 

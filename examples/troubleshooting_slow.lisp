@@ -1,7 +1,7 @@
-; troubleshooting_slow.lisp -- the guide's "Slow Generation" block.
+; troubleshooting_slow.lisp -- the "Slow generation" snippet of docs/guide.md.
 ; model: tiny
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment are not in the guide.
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment are not in the snippet.
 ; The check picks the GPU when there is one, else the CPU. A tiny random transformer keeps this fast
 ; (its text is noise).
 

@@ -1,7 +1,7 @@
-; tuning_temperature.lisp -- the guide's "Temperature Settings" block on SmolLM2-135M-Instruct.
+; tuning_temperature.lisp -- the "Temperature" snippet of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
 ; (`generator`) and show each preset's answer to the same question. Low temperatures stay close to
 ; the likeliest answer; high ones wander.
 

@@ -1,7 +1,7 @@
-; tuning_top_k_top_p.lisp -- the guide's "Top-K vs Top-P Combinations" block on SmolLM2-135M-Instruct.
+; tuning_top_k_top_p.lisp -- the "Top-k and top-p together" snippet of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment bind what they assume
 ; (`generator`) and show each preset's answer to the same request ("sample" applies temperature,
 ; top_k and top_p together).
 

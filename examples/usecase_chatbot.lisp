@@ -1,7 +1,7 @@
-; usecase_chatbot.lisp -- the guide's "Chatbot Response Generation" config on SmolLM2-135M-Instruct.
+; usecase_chatbot.lisp -- the "Chatbot replies" config of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment apply the config to a
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment apply the config to a
 ; generator and answer a user's message in the model's chat format.
 
 (use 'lispe_torch)

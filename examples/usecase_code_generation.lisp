@@ -1,7 +1,7 @@
-; usecase_code_generation.lisp -- the guide's "Code Generation" config on SmolLM2-135M-Instruct.
+; usecase_code_generation.lisp -- the "Code generation" config of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment apply the config and ask for
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment apply the config and ask for
 ; a small function. The guide's 150 tokens hold; the demo caps this call at 80 new tokens so it
 ; finishes in seconds on a CPU.
 

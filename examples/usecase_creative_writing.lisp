@@ -1,7 +1,7 @@
-; usecase_creative_writing.lisp -- the guide's "Creative Writing" config on SmolLM2-135M-Instruct.
+; usecase_creative_writing.lisp -- the "Creative writing" config of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment apply the config and write
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment apply the config and write
 ; the start of a story, streamed token by token through a callback. The guide's 200 tokens hold;
 ; the demo caps this one call at 60 new tokens (per-call config) so it finishes in seconds on a CPU.
 

@@ -1,7 +1,7 @@
-; usecase_translation.lisp -- the guide's "Translation" config on SmolLM2-135M-Instruct.
+; usecase_translation.lisp -- the "Translation" config of docs/guide.md, on SmolLM2-135M-Instruct.
 ; model: smollm2
 ;
-; The guide's lines are kept verbatim. Lines after a "; [added]" comment apply the config (beam
+; The snippet's lines are kept verbatim. Lines after a "; [added]" comment apply the config (beam
 ; search, 4 beams) and translate a sentence.
 
 (use 'lispe_torch)

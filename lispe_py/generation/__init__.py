@@ -1,6 +1,6 @@
 """The generation core (pure Python + torch): config, logits processors and decoding.
 
-See `docs/internals.md` ("Generation") for the contract and `shared/design/generation.md` for the
+See `docs/internals.md` ("Generation") for the contract and `docs/generation.md` for the
 exact semantics.
 """
 from .config import GenerationConfig, GenerationError, SpecialTokens, resolve_special_tokens, valid_keys

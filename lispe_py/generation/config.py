@@ -1,4 +1,4 @@
-"""Generation settings: every key of `shared/design/generation.md`, validated once, immutable after.
+"""Generation settings: every key of `docs/generation.md`, validated once, immutable after.
 
 A `GenerationConfig` is built from a dict (`from_dict`), changed only by `update` (which returns a new
 config and leaves the old one untouched when the update is rejected), and read back with `to_dict`.

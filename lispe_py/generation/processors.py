@@ -4,7 +4,7 @@ Every processor is a callable `(input_ids [B, L] long, scores [B, V] float) -> s
 `describe()` that gives its s-expression form, e.g. `(top_k 50)`. They are vectorised over the batch
 and the vocabulary (no Python loop over tokens), and they never modify their `scores` argument in place.
 Semantics follow transformers' `generation/logits_process.py` class by class (the tests compare them);
-`build_chain` puts them in the order of `shared/design/generation.md`:
+`build_chain` puts them in the order of `docs/generation.md`:
 
     1. repetition_penalty  2. presence/frequency penalties  3. no_repeat_ngram, bad_words,
     min_new_tokens  4. user logits_processor functions (and extra constraint processors)
