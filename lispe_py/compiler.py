@@ -933,3 +933,4 @@ def _substitute(body: Any, binding: dict, call: Any) -> Any:
 
 
 from . import forms  # noqa: E402,F401  (registers the special forms)
+from . import forms_extra  # noqa: E402,F401  (op= on places, lloop, infix)

@@ -1,0 +1,299 @@
+"""Extra special forms of LispE: compound assignment on places, `lloop`, infix expressions.
+
+Loaded by `compiler` after `forms`, so the registrations here complete (and for `+=` `-=` `*=` `/=`
+wrap) the ones of `forms`: a plain variable still goes through the fast path of `forms`.
+
+- `(+= (@ d "a") 1)`: every `op=` form of LispE also updates a place written `(@ container k...)`:
+  a list element, a dictionary value (a missing key starts at 0) or a nested element `(@ m i j)`.
+- `(lloop (x y) l1 l2 body...)` walks several lists in parallel.
+- `(• 1 + 2 * 3)` / `(infix ...)` reads an infix expression into prefix form at compile time, with
+  LispE's operator grouping (see `infix_to_prefix`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .builtins.arith import add2, div2, mul2, sub2
+from .builtins.registry import REGISTRY
+from .compiler import SPECIAL_FORMS, Compiler, Node, Scope, err_at, special
+from .errors import LispEError
+from .forms import _iterable
+from .runtime import BreakSignal
+from .values import Symbol, type_name
+
+_AT_NAMES = ("@", "at")
+
+
+def _fail(c: Compiler, message: str) -> LispEError:
+    return err_at(LispEError(message), c.pos)
+
+
+def _registry_op(name: str) -> Callable[[Any, Any], Any]:
+    """The binary operation of builtin `name`, looked up when first used."""
+    def op(a: Any, b: Any) -> Any:
+        entry = REGISTRY.get(name)
+        if entry is None:
+            raise LispEError(f"unknown function: '{name}'")
+        return entry.fn(a, b)
+    return op
+
+
+# name of the op= form -> (binary operation, verb for the docstring)
+_OPS: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
+    "+=": (add2, "adds"),
+    "-=": (sub2, "subtracts"),
+    "*=": (mul2, "multiplies by"),
+    "/=": (div2, "divides by"),
+    "%=": (_registry_op("%"), "takes the remainder by"),
+    "^^=": (_registry_op("^^"), "raises to the power"),
+    "<<=": (_registry_op("<<"), "shifts left by"),
+    ">>=": (_registry_op(">>"), "shifts right by"),
+    "&=": (_registry_op("&"), "bitwise-ands with"),
+    "|=": (_registry_op("|"), "bitwise-ors with"),
+    "^=": (_registry_op("^"), "bitwise-xors with"),
+    "&~=": (_registry_op("&~"), "bitwise-and-nots with"),
+}
+
+
+def _place_parts(c: Compiler, name: str, place: list, scope: Scope) -> tuple[Node, list[Node]]:
+    if len(place) < 3:
+        raise _fail(c, f"{name}: a place is written (@ container key...)")
+    return c.comp(place[1], scope, False), [c.comp(k, scope, False) for k in place[2:]]
+
+
+def _get_slot(name: str, target: Any, k: Any, start: Any) -> tuple[Any, Any]:
+    """(storage key, current value) of element `k` of `target`; a missing dictionary key is `start`."""
+    from .builtins._common import dict_key, to_index
+    if isinstance(target, list):
+        i = to_index(name, k, len(target))
+        return i, target[i]
+    if isinstance(target, dict):
+        key = dict_key(target, k)
+        return key, target.get(key, start)
+    if isinstance(target, str):
+        raise LispEError(f"{name}: strings cannot be modified in place")
+    raise LispEError(f"{name}: expected a list or a dictionary in the place, got {type_name(target)}")
+
+
+def _store(name: str, target: Any, key: Any, value: Any) -> None:
+    from .builtins._common import fit
+    from .builtins.lists import _dict_set
+    if isinstance(target, list):
+        target[key] = fit(name, target, value)
+    else:
+        _dict_set(name, target, key, value)
+
+
+def _compile_place_update(c: Compiler, form: list, scope: Scope, name: str,
+                          op: Callable[[Any, Any], Any]) -> Node:
+    container, keys = _place_parts(c, name, form[1], scope)
+    values = [c.comp(x, scope, False) for x in form[2:]]
+    pos = c.pos
+    from .builtins.lists import _at_one
+
+    def update_place(f: list) -> Any:
+        try:
+            target = container(f)
+            ks = [k(f) for k in keys]
+            vals = [v(f) for v in values]
+            for k in ks[:-1]:
+                target = _at_one(target, k)
+            start = "" if isinstance(vals[0], str) else 0
+            key, current = _get_slot(name, target, ks[-1], start)
+            for v in vals:
+                current = op(current, v)
+            _store(name, target, key, current)
+            return current
+        except LispEError as exc:
+            raise err_at(exc, pos)
+    return update_place
+
+
+def _compile_var_update(c: Compiler, form: list, scope: Scope, name: str,
+                        op: Callable[[Any, Any], Any]) -> Node:
+    var = form[1]
+    read = c.comp(var, scope, False)
+    if c.resolve(var.name, scope) is not None or scope.function_scope() is None:
+        setv = c.setter(var.name, scope)
+    else:  # a name not local to the function: the global it reads
+        cell = c.globals.cell(var.name)
+
+        def setv(f: list, v: Any) -> None:
+            cell.v = v
+    values = [c.comp(x, scope, False) for x in form[2:]]
+    pos = c.pos
+
+    def update_var(f: list) -> Any:
+        try:
+            v = read(f)
+            for x in values:
+                v = op(v, x(f))
+        except LispEError as exc:
+            raise err_at(exc, pos)
+        setv(f, v)
+        return v
+    return update_var
+
+
+def _make_update(name: str, op: Callable[[Any, Any], Any], verb: str) -> None:
+    fast = SPECIAL_FORMS.get(Symbol(name))
+
+    def update(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+        if len(form) < 3:
+            raise _fail(c, f"Wrong number of arguments in call to: '{name}'")
+        target = form[1]
+        if isinstance(target, Symbol):
+            if target.name in ("nil", "true", "false", "_"):
+                raise _fail(c, f"{name}: cannot assign to {target.name}")
+            if fast is not None and len(form) == 3:
+                return fast(c, form, scope, tail)
+            return _compile_var_update(c, form, scope, name, op)
+        if isinstance(target, list) and target and isinstance(target[0], Symbol) \
+                and target[0].name in _AT_NAMES:
+            return _compile_place_update(c, form, scope, name, op)
+        raise _fail(c, f"{name}: the first argument must be a variable or a place (@ container key...)")
+
+    update.__doc__ = (f"({name} x 2) {verb} the value of x and stores it back; returns the new value.\n\n"
+                      f"The target may be a place: ({name} (@ l 1) 2) on a list element, ({name} (@ d \"k\") 2)\n"
+                      f"on a dictionary value (a missing key starts at 0, or \"\" for a string), "
+                      f"({name} (@ m i j) 2)\non a nested element. Several values apply in turn: "
+                      f"({name} x 2 3).")
+    special(name)(update)
+
+
+for _name, (_op, _verb) in _OPS.items():
+    _make_update(_name, _op, _verb)
+
+
+# --- lloop ---------------------------------------------------------------------------------------
+
+@special("lloop")
+def _lloop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(lloop (x y) '(1 2) '(3 4) (println x y)) walks several lists in parallel.
+
+    The i-th variable takes the i-th list's elements, as far as the shortest list goes; there must be
+    one list per variable. Returns the body's last value; (break) leaves the loop.
+    """
+    if len(form) < 4:
+        raise _fail(c, "Wrong number of arguments in call to: 'lloop'")
+    names = form[1]
+    if not (isinstance(names, list) and names and all(isinstance(v, Symbol) for v in names)):
+        raise _fail(c, "lloop: the first argument must be a list of variables")
+    n = len(names)
+    if len(form) < 2 + n:
+        raise _fail(c, f"lloop: {n} variables need {n} lists")
+    seqs = [c.comp(x, scope, False) for x in form[2:2 + n]]
+    setters = [c.setter(v.name, scope) for v in names]
+    body = c.comp_body(form[2 + n:], scope, False)
+    pos = c.pos
+
+    def lloop(f: list) -> Any:
+        lists = [list(_iterable(pos, s(f), "lloop")) for s in seqs]
+        r = None
+        try:
+            for i in range(min(len(x) for x in lists)):
+                for setv, x in zip(setters, lists):
+                    setv(f, x[i])
+                r = body(f)
+        except BreakSignal:
+            pass
+        return r
+    return lloop
+
+
+# --- infix expressions ---------------------------------------------------------------------------
+
+_MATH_OPS = {"~", "&", "&~", "|", "^", "+", "-+", "-", "*", "/", "%", "^^", "<<", ">>", "&=", "|=", "^=",
+             "+=", "-=", "*=", "/=", "%=", "^^=", "<<=", ">>=", "&&&", "|||", "^^^", "**"}
+_COMPARATORS = {"=", "==", "!=", "<", ">=<", ">", "<=", ">=", ","}
+_LOGICALS = {"or", "and", "xor"}
+_ASSIGNORS = {"=", "&=", "|=", "^=", "+=", "-=", "*=", "/=", "%=", "^^=", "<<=", ">>="}
+_OPERATORS = _MATH_OPS | _COMPARATORS | _LOGICALS | {"@", "at"}
+
+
+def _grouping(op: str, root: str) -> int:
+    """-1: same operator, extend the list; 1: op binds looser than root, wrap; 0: op binds tighter."""
+    if op == root:
+        return -1 if op in _OPERATORS else 0
+    if root in _ASSIGNORS:
+        return 0
+    if root in _LOGICALS:
+        return int(op in _LOGICALS)
+    if root in _COMPARATORS:
+        return int(op in _COMPARATORS or op in _LOGICALS)
+    return int(op in ("+", "-") or op in _COMPARATORS or op in _LOGICALS)
+
+
+def infix_to_prefix(items: list, what: str = "infix") -> Any:
+    """`x op y op z...` as a prefix expression, grouped as LispE does.
+
+    A run of the same operator makes one call: `1 + 2 + 3` is `(+ 1 2 3)`. A following operator that
+    binds looser (`+`/`-` after `*`, comparisons after arithmetic, `and`/`or` after comparisons)
+    wraps everything so far; one that binds tighter takes the last operand: `1 + 2 * 3` is
+    `(+ 1 (* 2 3))`. After `=` everything groups to the right. Operators are compared by name.
+    """
+    n = len(items) + 1  # LispE counts the head of the form
+    if n % 2:
+        raise LispEError(f"{what}: malformed infix expression (expected value op value ... value)")
+    for k in range(1, len(items), 2):
+        if not isinstance(items[k], Symbol):
+            raise LispEError(f"{what}: expected an operator in this infix expression, got {type_name(items[k])}")
+    liste = [None] + list(items)
+    op = liste[2]
+    root: list = [op]
+    operations = root
+    iop, ival = 4, 1
+    while ival < n:
+        while iop < n - 1:
+            if liste[iop] != op:
+                op = liste[iop]
+                break
+            iop += 2
+        while ival < iop:
+            operations.append(liste[ival])
+            ival += 2
+        if iop < n - 1:
+            comp = _grouping(op.name, root[0].name)
+            if comp == -1:
+                operations = root
+                iop += 2
+                continue
+            if comp:
+                root = [op, root]
+                operations = root
+            else:
+                inter = [op, operations.pop()]
+                operations.append(inter)
+                operations = inter
+        iop += 2
+    return root
+
+
+@special("•", "infix")
+def _infix(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(• 1 + 2 * 3) reads an infix expression: (+ 1 (* 2 3)), 7; infix is the same form.
+
+    Operators alternate with operands; a run of one operator is one call, * / % ^^ bind tighter than
+    + -, comparisons looser, and/or/xor loosest. (• expr) with one argument evaluates it: a list value
+    is read as an infix expression and run.
+    """
+    if len(form) == 2:
+        value = c.comp(form[1], scope, False)
+        interp, pos = c.interp, c.pos
+
+        def infix_value(f: list) -> Any:
+            v = value(f)
+            if not isinstance(v, list) or len(v) < 3:
+                return v
+            try:
+                return interp._eval_data(infix_to_prefix(v, form[0].name))
+            except LispEError as exc:
+                raise err_at(exc, pos)
+        return infix_value
+    if len(form) < 2:
+        raise _fail(c, f"Wrong number of arguments in call to: '{form[0].name}'")
+    try:
+        prefix = infix_to_prefix(list(form[1:]), form[0].name)
+    except LispEError as exc:
+        raise err_at(exc, c.pos)
+    return c.comp(prefix, scope, tail)
