@@ -346,11 +346,17 @@ class Context:
 
         raise LispEError(f"not a function: {repr_string(fn)}")
 
-    def function_named(self, name: str) -> Any:
-        """The function a name denotes: a global holding a function, else a visible builtin."""
+    def function_named(self, name: str, _seen: tuple = ()) -> Any:
+        """The function a name denotes: a global holding a function, else a visible builtin.
+
+        A global holding a symbol that names a function denotes that function: (setq a '<).
+        """
         cell = self.globals.cells.get(name)
         if cell is not None and cell.v is not UNSET and is_function(cell.v):
             return cell.v
+        if cell is not None and cell.v.__class__ is Symbol and cell.v.name not in _seen \
+                and lookup(name, self.interp.libraries) is None:
+            return self.function_named(cell.v.name, _seen + (name,))
         b = lookup(name, self.interp.libraries)
         if b is not None:
             return b
