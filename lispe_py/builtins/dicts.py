@@ -35,11 +35,14 @@ def dictionary(*pairs: Any) -> dict:
 def key(*args: Any) -> Any:
     """(key d "a") returns the value under a key (nil if absent); (key d "a" 1) stores it and returns d.
 
-    (key) alone returns a new empty dictionary; several key/value pairs may be stored at once.
+    (key) alone returns a new empty dictionary; several key/value pairs may be stored at once;
+    (key "a" 1 "b" 2), without a dictionary first, builds a new dictionary from the pairs.
     """
     if not args:
         return {}
     d = args[0]
+    if not isinstance(d, dict) and len(args) % 2 == 0 and not isinstance(d, list):
+        return dictionary(*args)  # (key "a" 1 "b" 2): a new dictionary from key/value pairs
     if not isinstance(d, dict):
         raise fail("key", "a dictionary", d)
     if len(args) == 1:

@@ -1,0 +1,369 @@
+"""LispE builtins found in upstream programs that no other group covers: minmax, ==, replaceall,
+sign, link, trace, pipe, input@, deaccentuate, set@@, dictionarytree, and the string tokenizers
+of LispE's strings library (tokenize, tokenizee, segment, segment_e).
+
+These tokenizers are LispE's own string functions (strings.cxx), unrelated to the model
+tokenizers of `lispe_torch`.
+"""
+from __future__ import annotations
+
+import sys
+import unicodedata
+from typing import Any
+
+from ..errors import LispEError
+from ..values import Integers, Strings, Symbol
+from ._common import expect_int, expect_list, expect_str, fail, is_number, show
+from .arith import equal_values
+from .registry import builtin
+
+G = "extras"
+
+
+# ---------------------------------------------------------------- numbers and comparisons
+
+@builtin("minmax", group=G, min_args=1, max_args=None)
+def minmax(*args: Any) -> Any:
+    """(minmax '(3 1 2)) returns the smallest and the largest element: (1 3); (minmax 3 1 2) too."""
+    from .lists import _extreme
+
+    return _pair(_extreme("minmax", args, False), _extreme("minmax", args, True))
+
+
+def _pair(lo: Any, hi: Any) -> list:
+    from ._common import typed_from
+
+    return typed_from([lo, hi])
+
+
+def _one_zero(a: Any, b: Any) -> Any:
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            raise LispEError("==: lists of different sizes")
+        return [_one_zero(x, y) for x, y in zip(a, b)]
+    if isinstance(a, list):
+        return [_one_zero(x, b) for x in a]
+    if isinstance(b, list):
+        return [_one_zero(a, y) for y in b]
+    return 1 if equal_values(a, b) else 0
+
+
+@builtin("==", group=G)
+def equal_one_zero(a: Any, b: Any) -> Any:
+    """(== 2 2) compares like = but answers 1 or 0: 1; on lists it compares element by element.
+
+    (== '(1 4 2) 4) gives (0 1 0); two lists of the same size give the list of their comparisons.
+    """
+    return _one_zero(a, b)
+
+
+@builtin("sign", group=G)
+def sign(x: Any) -> Any:
+    """(sign 5) returns the number with its sign inverted: -5; (sign -2.5) gives 2.5.
+
+    This is LispE's sign (it negates); signp gives -1, 0 or 1.
+    """
+    if isinstance(x, list):
+        return type(x)(sign(v) for v in x) if type(x) is not list else [sign(v) for v in x]
+    if not is_number(x):
+        raise fail("sign", "a number", x)
+    return -x
+
+
+@builtin("replaceall", group=G)
+def replaceall(container: Any, old: Any, new: Any) -> Any:
+    """(replaceall l 0 9) replaces every element equal to 0 by 9 in place; returns how many were replaced.
+
+    On a dictionary the values are replaced; on a string a new string is returned (strings cannot
+    change in place): (replaceall "abab" "a" "x") gives "xbxb".
+    """
+    if isinstance(container, str):
+        return container.replace(expect_str("replaceall", old), expect_str("replaceall", new))
+    if isinstance(container, list):
+        from ._common import fit
+
+        n = 0
+        for i, v in enumerate(container):
+            if equal_values(v, old):
+                container[i] = fit("replaceall", container, new)
+                n += 1
+        return n
+    if isinstance(container, dict):
+        n = 0
+        for k, v in container.items():
+            if equal_values(v, old):
+                container[k] = new
+                n += 1
+        return n
+    raise fail("replaceall", "a list, a dictionary or a string", container)
+
+
+# ---------------------------------------------------------------- interpreter switches
+
+@builtin("link", group=G, ctx=True)
+def link(ctx: Any, name: Any, target: Any) -> Any:
+    """(link "∑" 'sum) makes a new name for a function: after it, (∑ '(1 2 3)) is (sum '(1 2 3)).
+
+    The target is a quoted atom naming a builtin or a user function; returns true.
+    """
+    name = expect_str("link", name)
+    if not isinstance(target, Symbol):
+        raise LispEError("link: the second argument must be an atom")
+    if not name:
+        raise LispEError("link: the new name must not be empty")
+    fn = ctx.function_named(target.name)
+    ctx.globals.cell(name).v = fn
+    return True
+
+
+_TRACE_KEY = "_lispe_trace"
+
+
+@builtin("trace", group=G, ctx=True, min_args=0, max_args=1)
+def trace(ctx: Any, flag: Any = Ellipsis) -> Any:
+    """(trace true) sets the trace flag and returns it: true; (trace) returns the current flag.
+
+    The flag is kept per interpreter. Upstream LispE uses it to step through the code in its
+    debugger; this interpreter has no step debugger, so the flag changes nothing else.
+    """
+    from ..values import truthy
+
+    state = ctx.interp.__dict__.setdefault(_TRACE_KEY, [False])
+    if flag is not Ellipsis:
+        state[0] = bool(truthy(flag))
+    return True if state[0] else None
+
+
+@builtin("pipe", group=G, min_args=0, max_args=0)
+def pipe() -> Any:
+    """(pipe) reads the next line of the standard input (without its newline); nil at its end.
+
+    Used to read what another program pipes into a LispE script: (while (setq l (pipe)) ...).
+    """
+    line = sys.stdin.readline()
+    if line == "":
+        return None
+    return line[:-1] if line.endswith("\n") else line
+
+
+@builtin("input@", group=G, min_args=0, max_args=1)
+def input_at(prompt: Any = None) -> Any:
+    """(input@ "Name: ") prints a prompt and reads a line from the keyboard, like input."""
+    from .io import input_
+
+    return input_(prompt)
+
+
+# ---------------------------------------------------------------- strings
+
+@builtin("deaccentuate", group=G)
+def deaccentuate(s: Any) -> str:
+    """(deaccentuate "élève à Noël") removes the accents from letters: "eleve a Noel"."""
+    s = expect_str("deaccentuate", s)
+    out = []
+    for ch in s:
+        base = unicodedata.normalize("NFD", ch)
+        stripped = "".join(c for c in base if not unicodedata.combining(c))
+        out.append(unicodedata.normalize("NFC", stripped) if stripped else ch)
+    return "".join(out)
+
+
+@builtin("set@@", group=G, min_args=4, max_args=4)
+def set_at_at(s: Any, start: Any, end: Any, value: Any) -> str:
+    """(set@@ "abcdef" 1 3 "XY") returns the string with characters start..end-1 replaced: "aXYdef".
+
+    Strings do not change in place: the result is a new string; negative positions count from the end.
+    """
+    s = expect_str("set@@", s)
+    n = len(s)
+    i, j = expect_int("set@@", start), expect_int("set@@", end)
+    if i < 0:
+        i += n
+    if j < 0:
+        j += n
+    if not (0 <= i <= j <= n):
+        raise LispEError(f"set@@: positions {start} and {end} are out of range for a string of size {n}")
+    return s[:i] + (value if isinstance(value, str) else show(value)) + s[j:]
+
+
+# ---------------------------------------------------------------- sorted dictionaries
+
+@builtin("dictionarytree", group=G, min_args=0, max_args=None)
+def dictionarytree(*pairs: Any) -> dict:
+    """(dictionarytree "b" 2 "a" 1) builds a dictionary from keys and values: {"a":1 "b":2}.
+
+    LispE's tree dictionary keeps its keys sorted; dictionaries here always list and print their
+    keys in sorted order, so it is an ordinary dictionary.
+    """
+    from .dicts import dictionary
+
+    return dictionary(*pairs)
+
+
+# ---------------------------------------------------------------- LispE string tokenizers
+
+_SINGLE = set(";,#'`\"()[]:{}&|*%/^<>!=")
+
+
+def _number_end(s: str, i: int) -> int:
+    """End of the number starting at i (optional sign, hexadecimal, decimals, exponent), or i."""
+    n = len(s)
+    j = i
+    if j < n and s[j] in "+-":
+        j += 1
+    if s.startswith(("0x", "0X"), j):
+        k = j + 2
+        while k < n and s[k] in "0123456789abcdefABCDEF":
+            k += 1
+        return k if k > j + 2 else i
+    k = j
+    while k < n and s[k].isdigit():
+        k += 1
+    if k == j:
+        return i
+    if k + 1 < n and s[k] == "." and s[k + 1].isdigit():
+        k += 1
+        while k < n and s[k].isdigit():
+            k += 1
+    if k < n and s[k] in "eE":
+        e = k + 1
+        if e < n and s[e] in "+-":
+            e += 1
+        if e < n and s[e].isdigit():
+            while e < n and s[e].isdigit():
+                e += 1
+            k = e
+    return k
+
+
+def _letter(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _tokenize_lispe(s: str, keepblanks: bool) -> list[str]:
+    out: list[str] = []
+    i, n = 0, len(s)
+    while i < n:
+        ch = s[i]
+        if ch in " \t\n\r":
+            if keepblanks:
+                out.append(ch)
+            i += 1
+            continue
+        if ch in _SINGLE:
+            out.append(ch)
+            i += 1
+            continue
+        if ch in ".+-" or ch.isdigit():
+            nxt = s[i + 1] if i + 1 < n else ""
+            if ch == "." and nxt == " " or ch in ".+-" and not nxt.isdigit():
+                out.append(ch)
+                i += 1
+                continue
+            j = _number_end(s, i)
+            if j > i:
+                out.append(s[i:j])
+                i = j
+                continue
+            out.append(ch)
+            i += 1
+            continue
+        if not _letter(ch):
+            out.append(ch)
+            i += 1
+            continue
+        j = i + 1
+        while j < n and _letter(s[j]):
+            j += 1
+        out.append(s[i:j])
+        i = j
+    return out
+
+
+@builtin("tokenize", group=G)
+def tokenize(s: Any) -> Strings:
+    """(tokenize "(+ a1 2.5)") splits a string into LispE-style tokens: ("(" "+" "a1" "2.5" ")").
+
+    Blanks separate tokens and are dropped; words of letters, digits and _ stay whole; numbers
+    (with a sign glued to them, decimals, exponent, 0x hexadecimal) are one token; every other
+    character is a token by itself. tokenizee keeps the blanks.
+    """
+    return Strings(_tokenize_lispe(expect_str("tokenize", s), False))
+
+
+@builtin("tokenizee", group=G)
+def tokenizee(s: Any) -> Strings:
+    """(tokenizee "a b") tokenizes like tokenize but keeps each blank as a token: ("a" " " "b")."""
+    return Strings(_tokenize_lispe(expect_str("tokenizee", s), True))
+
+
+def _segment(name: str, s: Any, keepblanks: Any, point: Any) -> Strings:
+    s = expect_str(name, s)
+    keep = keepblanks is not None and keepblanks is not False
+    decimal = "," if point is not None and point is not False else "."
+    out: list[str] = []
+    i, n = 0, len(s)
+    while i < n:
+        ch = s[i]
+        if ch.isspace():
+            if keep:
+                out.append(ch)
+            i += 1
+            continue
+        j = _segment_number(s, i, decimal)
+        if j == i and ch in "#$" and i + 1 < n and s[i + 1].isalnum():
+            j = i + 1
+            while j < n and s[j].isalnum():
+                j += 1
+        if j == i and ch.isalpha():
+            j = i + 1
+            while j < n and (s[j].isalnum() or s[j] in "-'’_") and not (s[j] == "-" and (j + 1 >= n or not s[j + 1].isalnum())):
+                j += 1
+        if j == i:
+            j = i + 1
+        out.append(s[i:j])
+        i = j
+    return Strings(out)
+
+
+def _segment_number(s: str, i: int, decimal: str) -> int:
+    n = len(s)
+    j = i
+    if j < n and s[j] in "+-" and j + 1 < n and s[j + 1].isdigit():
+        j += 1
+    k = j
+    while k < n and s[k].isdigit():
+        k += 1
+    if k == j:
+        return i
+    if k + 1 < n and s[k] == decimal and s[k + 1].isdigit():
+        k += 1
+        while k < n and s[k].isdigit():
+            k += 1
+        if k < n and s[k] in "eE":
+            e = k + 1
+            if e < n and s[e] in "+-":
+                e += 1
+            if e < n and s[e].isdigit():
+                while e < n and s[e].isdigit():
+                    e += 1
+                k = e
+    return k
+
+
+@builtin("segment", group=G, min_args=1, max_args=3)
+def segment(s: Any, keepblanks: Any = None, point: Any = None) -> Strings:
+    """(segment "Dr. Li paid 12.5 euros, didn't he?") splits text into words, numbers and signs.
+
+    Gives ("Dr" "." "Li" "paid" "12.5" "euros" "," "didn't" "he" "?"). Words keep inner hyphens and
+    apostrophes; a number keeps its sign, decimals and exponent; #tag and $var stay whole; every other
+    character is a token. With keepblanks true the blanks are tokens too; with point true the decimal
+    separator is a comma.
+    """
+    return _segment("segment", s, keepblanks, point)
+
+
+@builtin("segment_e", group=G, min_args=1, max_args=2)
+def segment_e(s: Any, point: Any = None) -> Strings:
+    """(segment_e "a b") segments like segment and keeps the blanks: ("a" " " "b")."""
+    return _segment("segment_e", s, True, point)
