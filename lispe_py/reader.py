@@ -128,7 +128,10 @@ def _get_parser():
 
                     def quote(self, items):
                         tok = items[0]
-                        return Form((_QUOTE, items[1]), _tls.source, tok.line, tok.column)
+                        item = items[1]
+                        if getattr(item, "type", None) == "COLON":
+                            item = Symbol(":")
+                        return Form((_QUOTE, item), _tls.source, tok.line, tok.column)
 
                     def dict(self, items):
                         tok = items[0]
