@@ -269,7 +269,7 @@ def infix_to_prefix(items: list, what: str = "infix") -> Any:
     return root
 
 
-@special("•", "infix")
+@special("•")
 def _infix(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(• 1 + 2 * 3) reads an infix expression: (+ 1 (* 2 3)), 7; infix is the same form.
 
@@ -297,3 +297,9 @@ def _infix(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     except LispEError as exc:
         raise err_at(exc, c.pos)
     return c.comp(prefix, scope, tail)
+
+
+@special("infix")
+def _infix_named(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(infix 2 * 3 + 1) reads an infix expression like •: (+ (* 2 3) 1), 7."""
+    return _infix(c, form, scope, tail)

@@ -394,16 +394,15 @@ def unknown_function(name: str, interp: Any) -> LispEError:
     """`unknown function: 'x' (did you mean 'y'?)` over visible builtins and user functions."""
     candidates = visible_names(interp.libraries)
     candidates += [n for n, c in interp.globals.cells.items() if c.v is not UNSET and is_function(c.v)]
-    best = suggest(name, candidates)
     msg = f"unknown function: '{name}'"
+    from .libs import library_for
+
+    library = library_for(name)
+    if library is not None and library not in interp.libraries:
+        return LispEError(msg + f" (functions like it come with (use '{library}))")
+    best = suggest(name, candidates)
     if best:
         msg += f" (did you mean '{best}'?)"
-    else:
-        from .libs import library_for
-
-        library = library_for(name)
-        if library is not None and library not in interp.libraries:
-            msg += f" (functions like it come with (use '{library}))"
     return LispEError(msg)
 
 

@@ -41,7 +41,7 @@ def key(*args: Any) -> Any:
     if not args:
         return {}
     d = args[0]
-    if not isinstance(d, dict) and len(args) % 2 == 0 and not isinstance(d, list):
+    if isinstance(d, str) and len(args) % 2 == 0:
         return dictionary(*args)  # (key "a" 1 "b" 2): a new dictionary from key/value pairs
     if not isinstance(d, dict):
         raise fail("key", "a dictionary", d)
