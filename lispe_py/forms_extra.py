@@ -113,13 +113,7 @@ def _compile_var_update(c: Compiler, form: list, scope: Scope, name: str,
                         op: Callable[[Any, Any], Any]) -> Node:
     var = form[1]
     read = c.comp(var, scope, False)
-    if c.resolve(var.name, scope) is not None or scope.function_scope() is None:
-        setv = c.setter(var.name, scope)
-    else:  # a name not local to the function: the global it reads
-        cell = c.globals.cell(var.name)
-
-        def setv(f: list, v: Any) -> None:
-            cell.v = v
+    setv = _existing_setter(c, var.name, scope)
     values = [c.comp(x, scope, False) for x in form[2:]]
     pos = c.pos
 
@@ -133,6 +127,17 @@ def _compile_var_update(c: Compiler, form: list, scope: Scope, name: str,
         setv(f, v)
         return v
     return update_var
+
+
+def _existing_setter(c: Compiler, name: str, scope: Scope) -> Callable[[list, Any], None]:
+    """A setter for the variable `name` reads: its local if it has one, else the global."""
+    if c.resolve(name, scope) is not None or scope.function_scope() is None:
+        return c.setter(name, scope)
+    cell = c.globals.cell(name)
+
+    def set_global(f: list, v: Any) -> None:
+        cell.v = v
+    return set_global
 
 
 def _make_update(name: str, op: Callable[[Any, Any], Any], verb: str) -> None:
@@ -303,3 +308,140 @@ def _infix(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 def _infix_named(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(infix 2 * 3 + 1) reads an infix expression like •: (+ (* 2 3) 1), 7."""
     return _infix(c, form, scope, tail)
+
+
+# --- set@@ on a string variable ------------------------------------------------------------------
+
+@special("set@@")
+def _set_range(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(set@@ s 0 3 "abc") replaces elements 0..2 of s; a string variable is rebound to the new string.
+
+    LispE strings change in place; here strings are immutable, so when the first argument is a
+    variable holding a string the variable is set to the result. Lists change in place. Returns the
+    new container.
+    """
+    if len(form) != 5:
+        raise _fail(c, "Wrong number of arguments in call to: 'set@@'")
+    from .builtins.extras import set_range
+
+    container = c.comp(form[1], scope, False)
+    args = [c.comp(x, scope, False) for x in form[2:]]
+    setv = _existing_setter(c, form[1].name, scope) if isinstance(form[1], Symbol) else None
+    pos = c.pos
+
+    def set_range_node(f: list) -> Any:
+        target = container(f)
+        try:
+            result = set_range(target, *(a(f) for a in args))
+        except LispEError as exc:
+            raise err_at(exc, pos)
+        if setv is not None and isinstance(target, str):
+            setv(f, result)
+        return result
+    return set_range_node
+
+
+# --- defpred -------------------------------------------------------------------------------------
+
+_PRINTERS = ("print", "println", "printerr", "printerrln")
+
+
+class PredicateFunction:
+    """A `defpred` function: clauses with patterns whose body instructions are all tests.
+
+    A call tries the clauses in definition order. In a clause whose patterns match, the instructions
+    run in turn; the first false value (or an error) makes the clause fail and the search goes on
+    with the next clauses. The value of the first clause that succeeds is returned. As in LispE, when
+    no further clause matches the call gives nil, and when the last clause fails it is an error.
+    """
+
+    lisp_type = "predicate_"
+
+    def __init__(self, name: str, rt: Any):
+        self.name = name
+        self.clauses: list[tuple[Any, Any]] = []
+        self.keys: list[str] = []
+        self.rt = rt
+
+    def add_clause(self, key: str, match: Any, fn: Any) -> None:
+        if key in self.keys:
+            self.clauses[self.keys.index(key)] = (match, fn)
+        else:
+            self.keys.append(key)
+            self.clauses.append((match, fn))
+
+    def invoke(self, args: list) -> Any:
+        from .values import truthy
+
+        clauses = self.clauses
+        i, n = 0, len(clauses)
+        while i < n:
+            while i < n:
+                bound = clauses[i][0](args)
+                if bound is not None:
+                    break
+                i += 1
+            else:
+                return None
+            fn = clauses[i][1]
+            frame = [fn.env, *bound]
+            frame += fn.pad
+            try:
+                r = self.rt.run(fn.body, frame)
+            except LispEError:
+                r = None
+            if r is not None and r is not False and truthy(r):
+                return r
+            i += 1
+        raise LispEError(f"no clause of the predicate '{self.name}' succeeded")
+
+    def __call__(self, *args: Any) -> Any:
+        return self.invoke(list(args))
+
+    def __repr__(self) -> str:
+        return f"#<defpred {self.name}>"
+
+
+def _test_instruction(x: Any) -> Any:
+    """A print instruction counts as a successful test (LispE's print functions return true)."""
+    if isinstance(x, list) and x and isinstance(x[0], Symbol) and x[0].name in _PRINTERS:
+        return [Symbol("block"), x, Symbol("true")]
+    return x
+
+
+@special("defpred")
+def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(defpred small ((integer_ x)) (< x 10) (println x)) adds a clause to a predicate function.
+
+    Patterns are those of defpat. Each body instruction is a test: when one is false (or fails
+    with an error) the clause fails and the next matching clause is tried. The call returns the
+    value of the first clause whose tests all succeed; nil when no further clause matches; an
+    error when the last clause fails. Print instructions count as true.
+    """
+    from .compiler import to_data
+    from .forms import _compile_patterns
+    from .printer import repr_string
+    from .runtime import Lambda
+
+    if len(form) < 4:
+        raise _fail(c, "Wrong number of arguments in call to: 'defpred'")
+    name, patterns = form[1], form[2]
+    if not isinstance(name, Symbol) or not isinstance(patterns, list):
+        raise _fail(c, "defpred: write (defpred name (patterns...) test...)")
+    slots: list[str] = []
+    match = _compile_patterns(c, list(patterns), slots)
+    tests = [_test_instruction(x) for x in form[3:]]
+    body = tests[-1] if len(tests) == 1 else [Symbol("if"), [Symbol("and"), *tests[:-1]], tests[-1]]
+    code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
+    cell = c.globals.cell(name.name)
+    rt = c.rt
+    key = repr_string(to_data(patterns))
+
+    def defpred(f: list) -> Any:
+        pf = cell.v
+        if not isinstance(pf, PredicateFunction):
+            pf = PredicateFunction(name.name, rt)
+            cell.v = pf
+        pf.add_clause(key, match, Lambda(code, f, self_value=pf))
+        return pf
+    return defpred

@@ -168,22 +168,48 @@ def deaccentuate(s: Any) -> str:
     return "".join(out)
 
 
-@builtin("set@@", group=G, min_args=4, max_args=4)
-def set_at_at(s: Any, start: Any, end: Any, value: Any) -> str:
-    """(set@@ "abcdef" 1 3 "XY") returns the string with characters start..end-1 replaced: "aXYdef".
-
-    Strings do not change in place: the result is a new string; negative positions count from the end.
-    """
-    s = expect_str("set@@", s)
-    n = len(s)
-    i, j = expect_int("set@@", start), expect_int("set@@", end)
+def _range_bounds(name: str, container: Any, start: Any, end: Any) -> tuple[int, int]:
+    n = len(container)
+    i = expect_int(name, start)
     if i < 0:
         i += n
-    if j < 0:
-        j += n
+    if isinstance(end, str) and isinstance(container, str):
+        j = container.find(end, max(i, 0)) if end else -1
+        if j < 0:
+            raise LispEError(f"{name}: {end!r} does not occur after position {start}")
+    else:
+        j = expect_int(name, end)
+        if j < 0:
+            j += n
     if not (0 <= i <= j <= n):
-        raise LispEError(f"set@@: positions {start} and {end} are out of range for a string of size {n}")
-    return s[:i] + (value if isinstance(value, str) else show(value)) + s[j:]
+        raise LispEError(f"{name}: positions {start} and {end} are out of range for a size of {n}")
+    return i, j
+
+
+def set_range(container: Any, start: Any, end: Any, value: Any) -> Any:
+    """The container with the elements start..end-1 replaced by value (a list in place, a new string)."""
+    if isinstance(container, str):
+        i, j = _range_bounds("set@@", container, start, end)
+        return container[:i] + (value if isinstance(value, str) else show(value)) + container[j:]
+    if isinstance(container, list):
+        from ._common import fit
+
+        i, j = _range_bounds("set@@", container, start, end)
+        items = list(value) if isinstance(value, list) else [value]
+        container[i:j] = [fit("set@@", container, v) for v in items]
+        return container
+    raise fail("set@@", "a string or a list", container)
+
+
+@builtin("set@@", group=G, min_args=4, max_args=4)
+def set_at_at(container: Any, start: Any, end: Any, value: Any) -> Any:
+    """(set@@ s 1 3 "XY") replaces the elements from position 1 up to 3 (excluded) and returns the result.
+
+    On a string bound to a variable the variable then holds the new string ("abcdef" gives "aXYdef");
+    a list changes in place (a list value replaces the range by its elements). The end may be a
+    string: the range stops before its next occurrence. Negative positions count from the end.
+    """
+    return set_range(container, start, end, value)
 
 
 # ---------------------------------------------------------------- sorted dictionaries
