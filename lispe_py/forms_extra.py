@@ -72,7 +72,8 @@ def _get_slot(name: str, target: Any, k: Any, start: Any) -> tuple[Any, Any]:
         return key, target.get(key, start)
     if isinstance(target, str):
         raise LispEError(f"{name}: strings cannot be modified in place")
-    raise LispEError(f"{name}: expected a list or a dictionary in the place, got {type_name(target)}")
+    from .builtins._common import fail
+    raise fail(name, "a list or a dictionary as the place's container", target)
 
 
 def _store(name: str, target: Any, key: Any, value: Any) -> None:
