@@ -1,11 +1,12 @@
-"""Extra special forms of LispE: compound assignment on places, `lloop`, infix expressions.
+"""Extra special forms of LispE: compound assignment on places, infix expressions, defpred, set@@.
 
 Loaded by `compiler` after `forms`, so the registrations here complete (and for `+=` `-=` `*=` `/=`
 wrap) the ones of `forms`: a plain variable still goes through the fast path of `forms`.
 
 - `(+= (@ d "a") 1)`: every `op=` form of LispE also updates a place written `(@ container k...)`:
   a list element, a dictionary value (a missing key starts at 0) or a nested element `(@ m i j)`.
-- `(lloop (x y) l1 l2 body...)` walks several lists in parallel.
+- `(defpred name (patterns) test...)`: clauses whose instructions are tests, with backtracking.
+- `(set@@ s from to value)` on a string variable rebinds it (strings are immutable here).
 - `(• 1 + 2 * 3)` / `(infix ...)` reads an infix expression into prefix form at compile time, with
   LispE's operator grouping (see `infix_to_prefix`).
 """
@@ -17,8 +18,6 @@ from .builtins.arith import add2, div2, mul2, sub2
 from .builtins.registry import REGISTRY
 from .compiler import SPECIAL_FORMS, Compiler, Node, Scope, err_at, special
 from .errors import LispEError
-from .forms import _iterable
-from .runtime import BreakSignal
 from .values import Symbol, type_name
 
 _AT_NAMES = ("@", "at")
@@ -171,42 +170,6 @@ for _name, (_op, _verb) in _OPS.items():
     _make_update(_name, _op, _verb)
 
 
-# --- lloop ---------------------------------------------------------------------------------------
-
-@special("lloop")
-def _lloop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
-    """(lloop (x y) '(1 2) '(3 4) (println x y)) walks several lists in parallel.
-
-    The i-th variable takes the i-th list's elements, as far as the shortest list goes; there must be
-    one list per variable. Returns the body's last value; (break) leaves the loop.
-    """
-    if len(form) < 4:
-        raise _fail(c, "Wrong number of arguments in call to: 'lloop'")
-    names = form[1]
-    if not (isinstance(names, list) and names and all(isinstance(v, Symbol) for v in names)):
-        raise _fail(c, "lloop: the first argument must be a list of variables")
-    n = len(names)
-    if len(form) < 2 + n:
-        raise _fail(c, f"lloop: {n} variables need {n} lists")
-    seqs = [c.comp(x, scope, False) for x in form[2:2 + n]]
-    setters = [c.setter(v.name, scope) for v in names]
-    body = c.comp_body(form[2 + n:], scope, False)
-    pos = c.pos
-
-    def lloop(f: list) -> Any:
-        lists = [list(_iterable(pos, s(f), "lloop")) for s in seqs]
-        r = None
-        try:
-            for i in range(min(len(x) for x in lists)):
-                for setv, x in zip(setters, lists):
-                    setv(f, x[i])
-                r = body(f)
-        except BreakSignal:
-            pass
-        return r
-    return lloop
-
-
 # --- infix expressions ---------------------------------------------------------------------------
 
 _MATH_OPS = {"~", "&", "&~", "|", "^", "+", "-+", "-", "*", "/", "%", "^^", "<<", ">>", "&=", "|=", "^=",
@@ -323,7 +286,7 @@ def _set_range(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """
     if len(form) != 5:
         raise _fail(c, "Wrong number of arguments in call to: 'set@@'")
-    from .builtins.extras import set_range
+    from .builtins.lang_extras import set_range
 
     container = c.comp(form[1], scope, False)
     args = [c.comp(x, scope, False) for x in form[2:]]

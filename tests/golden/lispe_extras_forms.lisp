@@ -1,14 +1,3 @@
-; lloop: several lists in parallel, as far as the shortest goes
-(setq r ())
-(lloop (a b) '(1 2 3) '(10 20) (push r (+ a b)))
-(println r)
-(defun dot (u v)
-   (setq s 0)
-   (lloop (x y) u v (+= s (* x y)))
-   s)
-(println (dot '(1 2 3) '(4 5 6)))
-(lloop (c n) "ab" '(1 2) (println c n))
-(println (lloop (a) '(1 2 3) (if (eq a 2) (break)) a))
 ; infix expressions: • and infix
 (println (• 1 + 2 * 3))
 (println (• 2 * 3 + 1))

@@ -1,101 +1,21 @@
-"""LispE builtins found in upstream programs that no other group covers: minmax, ==, replaceall,
-sign, link, trace, pipe, input@, deaccentuate, set@@, dictionarytree, and the string tokenizers
-of LispE's strings library (tokenize, tokenizee, segment, segment_e).
+"""LispE builtins found in upstream programs: link, trace, deaccentuate, and the string tokenizers
+of LispE's strings library (tokenize, tokenizee, segment, segment_e); `set_range` serves the
+`set@@` form of forms_extra.py.
 
 These tokenizers are LispE's own string functions (strings.cxx), unrelated to the model
 tokenizers of `lispe_torch`.
 """
 from __future__ import annotations
 
-import sys
 import unicodedata
 from typing import Any
 
 from ..errors import LispEError
-from ..values import Integers, Strings, Symbol
-from ._common import expect_int, expect_list, expect_str, fail, is_number, show
-from .arith import equal_values
+from ..values import Strings, Symbol
+from ._common import expect_int, expect_str, fail, show
 from .registry import builtin
 
 G = "extras"
-
-
-# ---------------------------------------------------------------- numbers and comparisons
-
-@builtin("minmax", group=G, min_args=1, max_args=None)
-def minmax(*args: Any) -> Any:
-    """(minmax '(3 1 2)) returns the smallest and the largest element: (1 3); (minmax 3 1 2) too."""
-    from .lists import _extreme
-
-    return _pair(_extreme("minmax", args, False), _extreme("minmax", args, True))
-
-
-def _pair(lo: Any, hi: Any) -> list:
-    from ._common import typed_from
-
-    return typed_from([lo, hi])
-
-
-def _one_zero(a: Any, b: Any) -> Any:
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            raise LispEError("==: lists of different sizes")
-        return [_one_zero(x, y) for x, y in zip(a, b)]
-    if isinstance(a, list):
-        return [_one_zero(x, b) for x in a]
-    if isinstance(b, list):
-        return [_one_zero(a, y) for y in b]
-    return 1 if equal_values(a, b) else 0
-
-
-@builtin("==", group=G)
-def equal_one_zero(a: Any, b: Any) -> Any:
-    """(== 2 2) compares like = but answers 1 or 0: 1; on lists it compares element by element.
-
-    (== '(1 4 2) 4) gives (0 1 0); two lists of the same size give the list of their comparisons.
-    """
-    return _one_zero(a, b)
-
-
-@builtin("sign", group=G)
-def sign(x: Any) -> Any:
-    """(sign 5) returns the number with its sign inverted: -5; (sign -2.5) gives 2.5.
-
-    This is LispE's sign (it negates); signp gives -1, 0 or 1.
-    """
-    if isinstance(x, list):
-        return type(x)(sign(v) for v in x) if type(x) is not list else [sign(v) for v in x]
-    if not is_number(x):
-        raise fail("sign", "a number", x)
-    return -x
-
-
-@builtin("replaceall", group=G)
-def replaceall(container: Any, old: Any, new: Any) -> Any:
-    """(replaceall l 0 9) replaces every element equal to 0 by 9 in place; returns how many were replaced.
-
-    On a dictionary the values are replaced; on a string a new string is returned (strings cannot
-    change in place): (replaceall "abab" "a" "x") gives "xbxb".
-    """
-    if isinstance(container, str):
-        return container.replace(expect_str("replaceall", old), expect_str("replaceall", new))
-    if isinstance(container, list):
-        from ._common import fit
-
-        n = 0
-        for i, v in enumerate(container):
-            if equal_values(v, old):
-                container[i] = fit("replaceall", container, new)
-                n += 1
-        return n
-    if isinstance(container, dict):
-        n = 0
-        for k, v in container.items():
-            if equal_values(v, old):
-                container[k] = new
-                n += 1
-        return n
-    raise fail("replaceall", "a list, a dictionary or a string", container)
 
 
 # ---------------------------------------------------------------- interpreter switches
@@ -132,26 +52,6 @@ def trace(ctx: Any, flag: Any = Ellipsis) -> Any:
     if flag is not Ellipsis:
         state[0] = bool(truthy(flag))
     return True if state[0] else None
-
-
-@builtin("pipe", group=G, min_args=0, max_args=0)
-def pipe() -> Any:
-    """(pipe) reads the next line of the standard input (without its newline); nil at its end.
-
-    Used to read what another program pipes into a LispE script: (while (setq l (pipe)) ...).
-    """
-    line = sys.stdin.readline()
-    if line == "":
-        return None
-    return line[:-1] if line.endswith("\n") else line
-
-
-@builtin("input@", group=G, min_args=0, max_args=1)
-def input_at(prompt: Any = None) -> Any:
-    """(input@ "Name: ") prints a prompt and reads a line from the keyboard, like input."""
-    from .io import input_
-
-    return input_(prompt)
 
 
 # ---------------------------------------------------------------- strings
@@ -199,31 +99,6 @@ def set_range(container: Any, start: Any, end: Any, value: Any) -> Any:
         container[i:j] = [fit("set@@", container, v) for v in items]
         return container
     raise fail("set@@", "a string or a list", container)
-
-
-@builtin("set@@", group=G, min_args=4, max_args=4)
-def set_at_at(container: Any, start: Any, end: Any, value: Any) -> Any:
-    """(set@@ s 1 3 "XY") replaces the elements from position 1 up to 3 (excluded) and returns the result.
-
-    On a string bound to a variable the variable then holds the new string ("abcdef" gives "aXYdef");
-    a list changes in place (a list value replaces the range by its elements). The end may be a
-    string: the range stops before its next occurrence. Negative positions count from the end.
-    """
-    return set_range(container, start, end, value)
-
-
-# ---------------------------------------------------------------- sorted dictionaries
-
-@builtin("dictionarytree", group=G, min_args=0, max_args=None)
-def dictionarytree(*pairs: Any) -> dict:
-    """(dictionarytree "b" 2 "a" 1) builds a dictionary from keys and values: {"a":1 "b":2}.
-
-    LispE's tree dictionary keeps its keys sorted; dictionaries here always list and print their
-    keys in sorted order, so it is an ordinary dictionary.
-    """
-    from .dicts import dictionary
-
-    return dictionary(*pairs)
 
 
 # ---------------------------------------------------------------- LispE string tokenizers
