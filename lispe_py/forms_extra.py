@@ -341,13 +341,17 @@ class PredicateFunction:
         i, n = 0, len(clauses)
         while i < n:
             while i < n:
-                bound = clauses[i][0](args)
+                bound = clauses[i][0](args, clauses[i][1].env)
                 if bound is not None:
                     break
                 i += 1
             else:
                 return None
             fn = clauses[i][1]
+            missing = getattr(fn, "nslots", 0) - len(bound)
+            if missing > 0:  # variables a matched branch did not reach
+                from .runtime import UNSET
+                bound = bound + [UNSET] * missing
             frame = [fn.env, *bound]
             frame += fn.pad
             try:
@@ -373,6 +377,22 @@ def _test_instruction(x: Any) -> Any:
     return x
 
 
+def _pattern_matcher(c: Compiler, name: str, patterns: list, scope: Scope) -> tuple[Any, list[str]]:
+    """defpat's matcher for a clause's patterns: `match(args, env) -> bound values | None`, slot names."""
+    try:
+        from .patterns import PatternSet  # type: ignore[import-not-found]  # defpat's pattern compiler
+    except ImportError:
+        from .forms import _compile_patterns
+
+        slots: list[str] = []
+        match1 = _compile_patterns(c, patterns, slots)
+        return (lambda args, env: match1(args)), slots
+    ps = PatternSet(c, name)
+    match = ps.compile(patterns)
+    ps.finish(scope)
+    return match, ps.slots
+
+
 @special("defpred")
 def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(defpred small ((integer_ x)) (< x 10) (println x)) adds a clause to a predicate function.
@@ -383,7 +403,6 @@ def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     error when the last clause fails. Print instructions count as true.
     """
     from .compiler import to_data
-    from .forms import _compile_patterns
     from .printer import repr_string
     from .runtime import Lambda
 
@@ -392,8 +411,7 @@ def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     name, patterns = form[1], form[2]
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
         raise _fail(c, "defpred: write (defpred name (patterns...) test...)")
-    slots: list[str] = []
-    match = _compile_patterns(c, list(patterns), slots)
+    match, slots = _pattern_matcher(c, name.name, list(patterns), scope)
     tests = [_test_instruction(x) for x in form[3:]]
     body = tests[-1] if len(tests) == 1 else [Symbol("if"), [Symbol("and"), *tests[:-1]], tests[-1]]
     code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
