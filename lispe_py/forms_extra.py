@@ -37,20 +37,20 @@ def _registry_op(name: str) -> Callable[[Any, Any], Any]:
     return op
 
 
-# name of the op= form -> (binary operation, verb for the docstring)
+# name of the op= form -> (binary operation, name of the operator it applies)
 _OPS: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
-    "+=": (add2, "adds"),
-    "-=": (sub2, "subtracts"),
-    "*=": (mul2, "multiplies by"),
-    "/=": (div2, "divides by"),
-    "%=": (_registry_op("%"), "takes the remainder by"),
-    "^^=": (_registry_op("^^"), "raises to the power"),
-    "<<=": (_registry_op("<<"), "shifts left by"),
-    ">>=": (_registry_op(">>"), "shifts right by"),
-    "&=": (_registry_op("&"), "bitwise-ands with"),
-    "|=": (_registry_op("|"), "bitwise-ors with"),
-    "^=": (_registry_op("^"), "bitwise-xors with"),
-    "&~=": (_registry_op("&~"), "bitwise-and-nots with"),
+    "+=": (add2, "+"),
+    "-=": (sub2, "-"),
+    "*=": (mul2, "*"),
+    "/=": (div2, "/"),
+    "%=": (_registry_op("%"), "%"),
+    "^^=": (_registry_op("^^"), "^^"),
+    "<<=": (_registry_op("<<"), "<<"),
+    ">>=": (_registry_op(">>"), ">>"),
+    "&=": (_registry_op("&"), "&"),
+    "|=": (_registry_op("|"), "|"),
+    "^=": (_registry_op("^"), "^"),
+    "&~=": (_registry_op("&~"), "&~"),
 }
 
 
@@ -140,7 +140,7 @@ def _existing_setter(c: Compiler, name: str, scope: Scope) -> Callable[[list, An
     return set_global
 
 
-def _make_update(name: str, op: Callable[[Any, Any], Any], verb: str) -> None:
+def _make_update(name: str, op: Callable[[Any, Any], Any], opname: str) -> None:
     fast = SPECIAL_FORMS.get(Symbol(name))
 
     def update(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
@@ -158,7 +158,7 @@ def _make_update(name: str, op: Callable[[Any, Any], Any], verb: str) -> None:
             return _compile_place_update(c, form, scope, name, op)
         raise _fail(c, f"{name}: the first argument must be a variable or a place (@ container key...)")
 
-    update.__doc__ = (f"({name} x 2) {verb} the value of x and stores it back; returns the new value.\n\n"
+    update.__doc__ = (f"({name} x 2) sets x to ({opname} x 2) and returns the new value.\n\n"
                       f"The target may be a place: ({name} (@ l 1) 2) on a list element, ({name} (@ d \"k\") 2)\n"
                       f"on a dictionary value (a missing key starts at 0, or \"\" for a string), "
                       f"({name} (@ m i j) 2)\non a nested element. Several values apply in turn: "
@@ -166,8 +166,8 @@ def _make_update(name: str, op: Callable[[Any, Any], Any], verb: str) -> None:
     special(name)(update)
 
 
-for _name, (_op, _verb) in _OPS.items():
-    _make_update(_name, _op, _verb)
+for _name, (_op, _opname) in _OPS.items():
+    _make_update(_name, _op, _opname)
 
 
 # --- infix expressions ---------------------------------------------------------------------------

@@ -15,12 +15,12 @@ from ..values import Strings, Symbol
 from ._common import expect_int, expect_str, fail, show
 from .registry import builtin
 
-G = "extras"
+G = "strings"
 
 
 # ---------------------------------------------------------------- interpreter switches
 
-@builtin("link", group=G, ctx=True)
+@builtin("link", group="misc", ctx=True)
 def link(ctx: Any, name: Any, target: Any) -> Any:
     """(link "∑" 'sum) makes a new name for a function: after it, (∑ '(1 2 3)) is (sum '(1 2 3)).
 
@@ -39,7 +39,7 @@ def link(ctx: Any, name: Any, target: Any) -> Any:
 _TRACE_KEY = "_lispe_trace"
 
 
-@builtin("trace", group=G, ctx=True, min_args=0, max_args=1)
+@builtin("trace", group="misc", ctx=True, min_args=0, max_args=1)
 def trace(ctx: Any, flag: Any = Ellipsis) -> Any:
     """(trace true) sets the trace flag and returns it: true; (trace) returns the current flag.
 
