@@ -338,6 +338,8 @@ class PredicateFunction:
         from .values import truthy
 
         clauses = self.clauses
+        rt = self.rt
+        last_error: LispEError | None = None
         i, n = 0, len(clauses)
         while i < n:
             while i < n:
@@ -354,14 +356,23 @@ class PredicateFunction:
                 bound = bound + [UNSET] * missing
             frame = [fn.env, *bound]
             frame += fn.pad
+            depth = rt.depth
             try:
-                r = self.rt.run(fn.body, frame)
-            except LispEError:
-                r = None
+                r = rt.run(fn.body, frame)
+            except LispEError as exc:  # an error fails the clause, as in LispE
+                rt.depth, r, last_error = depth, None, exc
+            except RecursionError:
+                rt.depth, r, last_error = depth, None, rt.overflow()
             if r is not None and r is not False and truthy(r):
                 return r
             i += 1
-        raise LispEError(f"no clause of the predicate '{self.name}' succeeded")
+        cause = None
+        if last_error is not None:  # a nested predicate's failure passes on its first cause, if any
+            cause = getattr(last_error, "predicate_cause", last_error.message)
+        why = f" (the last one failed with: {cause})" if cause else ""
+        err = LispEError(f"no clause of the predicate '{self.name}' succeeded{why}")
+        err.predicate_cause = cause  # type: ignore[attr-defined]  # the first error, not a chain of them
+        raise err
 
     def __call__(self, *args: Any) -> Any:
         return self.invoke(list(args))

@@ -65,3 +65,14 @@ def test_a_variable_holding_an_operator_heads_a_partial_call() -> None:
     assert it.eval("(setq a '<) (filter '(a 10) '(1 30 5))") == [1, 5]
     with pytest.raises(LispEError):  # a cycle of names is an unknown function, not a Python recursion
         it.eval("(setq p 'q) (setq q 'p) (filter '(p 10) '(1))")
+
+
+def test_a_failing_predicate_names_the_first_error_once() -> None:
+    it = Interpreter()
+    it.eval("(defpred q (x) (car x)) (defpred r (x) (q x)) (defpred s (x) (r x))")
+    with pytest.raises(LispEError) as info:
+        it.eval("(s 5)")
+    message = str(info.value)
+    assert "no clause of the predicate 's' succeeded (the last one failed with: car: expected a list" in message
+    assert message.count("no clause") == 1
+    assert it.eval("(defpred t (x) (< x 0)) (catch (t 5))") is not None
