@@ -6,7 +6,7 @@
 (println (+dr y))
 (setq i '(7 8 9))
 (println (@i 1))
-(println '(-x *y* =z))
+(println '(-x =z *e *y*))
 ; a name starting with a letter keeps its operator characters; numbers keep their sign
 (println '(set@ key@ a+b x-1 -1 +2.5))
 (println (- 5 -1))
