@@ -182,6 +182,7 @@ def torch_model_create(ctx: Any, kind: Any, config: Any = None) -> DecoderModel:
                 raise LispEError(f"{fname}: config \"{key}\" must be a non-negative integer, got {describe(v)}")
         elif not (tv.is_int(v) and v > 0):
             raise LispEError(f"{fname}: config \"{key}\" must be a positive integer, got {describe(v)}")
+    _sandbox_kernels(ctx)
     with core_errors(fname):
         return create_model(values, dtype=dtype, device=device)
 
@@ -249,9 +250,12 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     quantize, group_size = load_options(fname, quantize, group_size)
     if path not in EMBEDDED_MODELS:
         path = str(_resolve_path(ctx, path))
+    if model_cache and not _may_write_model_cache(ctx):
+        model_cache = False  # sandboxed: the cache would be written (see docs/security.md)
+    _sandbox_kernels(ctx)
     with core_errors(fname), tv.loading(Path(path).name):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
-                           model_cache=model_cache)
+                           model_cache=model_cache, check_path=_path_check(ctx))
     model.prompt_cache, model.prefill_chunk_size, model.packed_weights = prompt_cache, chunk, packed
     model.cuda_graphs = graphs
     if model.tokenizer is not None:
@@ -260,11 +264,44 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
 
 
 def _resolve_path(ctx: Any, path: str) -> Path:
-    """A relative path is taken from the script's folder (then the working directory)."""
+    """A relative path is taken from the script's folder (then the working directory). Sandboxed:
+    `check_file_access` resolves it (script folder, no `~`, symlinks followed) or refuses it."""
+    if ctx.interp.sandbox:
+        return Path(ctx.interp.check_file_access(path))
     p = Path(path).expanduser()
     if not p.is_absolute() and ctx.interp.script_dir and (Path(ctx.interp.script_dir) / p).exists():
         p = Path(ctx.interp.script_dir) / p
     return Path(ctx.interp.check_file_access(str(p)))
+
+
+def _path_check(ctx: Any) -> Any:
+    """What the model loaders pass every file they open through (config.json, tokenizer files, the
+    shards an index names, a folder's .gguf): the interpreter's check when sandboxed, else None."""
+    return ctx.interp.check_file_access if ctx.interp.sandbox else None
+
+
+def _may_write_model_cache(ctx: Any) -> bool:
+    """Whether this interpreter may write the model cache folder (always, outside the sandbox)."""
+    if not ctx.interp.sandbox:
+        return True
+    from ..models import model_cache
+
+    root = model_cache.cache_root()
+    return root is not None and ctx.interp.may_write(root)
+
+
+def _sandbox_kernels(ctx: Any) -> None:
+    """Sandboxed without write permission on the native kernels' cache folder, and the kernels not
+    built yet: decide for this process that they are not used (building them writes the cache
+    folder; a layer picks its kernel when it is made, so the decision must come before any quantized
+    layer exists: a model is loaded or created first). A library already built is only read, and used."""
+    if ctx.interp.sandbox:
+        from ..models import native
+
+        if "ok" not in native._state and not ctx.interp.may_write(native.cache_dir()):
+            cxx = native.compiler()
+            if cxx is None or not native.library_path(cxx).exists():
+                native._state.update(ok=False, reason="sandbox: the kernel cache folder may not be written")
 
 
 @builtin("torch_model_to_dtype", group=G_MODEL, library=LIB)
@@ -379,6 +416,7 @@ def tokenizer_load(ctx: Any, path: Any) -> Tokenizer:
     fname = "tokenizer_load"
     path = expect_str(fname, "path", path)
     with core_errors(fname):
+        check = _path_check(ctx)
         if path in EMBEDDED_MODELS:
             p = embedded_model_path(path)
         else:
@@ -387,8 +425,10 @@ def tokenizer_load(ctx: Any, path: Any) -> Tokenizer:
                 raise LispEError(f"{fname}: argument 'path': no file or folder at \"{path}\"")
         if p.is_dir():
             ggufs = sorted(p.glob("*.gguf"))
-            tok = Tokenizer.from_gguf(str(ggufs[0])) if not (p / "tokenizer.json").exists() and ggufs \
-                else Tokenizer.from_folder(p)
+            if not (p / "tokenizer.json").exists() and ggufs:
+                tok = Tokenizer.from_gguf(check(ggufs[0]) if check else str(ggufs[0]))
+            else:
+                tok = Tokenizer.from_folder(p, check_path=check)
         elif p.suffix == ".gguf":
             tok = Tokenizer.from_gguf(str(p))
         else:
