@@ -202,8 +202,9 @@ class Interpreter:
     def use(self, name: str) -> None:
         """`(use 'name)`: import lispe_py.libs.<name> or run stdlib/<name>.lisp, once.
 
-        A name that is not a plain identifier is a .lisp file (".lisp" added when the name has no
-        extension), relative to the script folder, read under `check_file_access` like `load`.
+        Else the script folder's NAME.lisp. A name that is not a plain identifier is a .lisp file
+        (".lisp" added when the name has no extension), relative to the script folder, read under
+        `check_file_access` like `load`; any other file is refused without being read.
         """
         if name in self.libraries:
             return
@@ -227,6 +228,8 @@ class Interpreter:
             return
         path = stdlib_file(name)
         if path is None:
+            if self.script_dir and os.path.lexists(os.path.join(self.script_dir, name + ".lisp")):
+                return self._use_file(name)  # the script folder's NAME.lisp
             raise LispEError(f"use: unknown library '{name}'")
         self.libraries.add(name)
         self._run_text(path.read_text(encoding="utf-8"), str(path))
@@ -283,6 +286,9 @@ class Interpreter:
                              else "a file name cannot contain a NUL character")
         if not self.sandbox:
             return os.path.realpath(os.path.abspath(os.path.expanduser(given)))
+        if given.startswith("~"):
+            raise LispEError(f"sandbox: '{given}': '~' paths (home folders) are not allowed; "
+                             f"relative paths start from the script folder")
         base = self.script_dir or os.getcwd()
         full = os.path.realpath(os.path.join(base, given))
         if write:

@@ -169,15 +169,19 @@ def _main(argv: Sequence[str]) -> int:
                          allow_read=opts["allow_read"], allow_write=opts["allow_write"],
                          allow_net=opts["allow_net"], max_seconds=opts["max_seconds"],
                          max_memory=opts["max_memory"])
+
+    if opts["code"] is None and opts["file"] is None and not opts["stdin"] and sys.stdin.isatty():
+        if opts["max_seconds"] is not None or opts["max_memory"] is not None:
+            sys.stderr.write("lispe: --max-seconds and --max-memory limit a program (FILE, -e or -), "
+                             "not the REPL\n")
+            return 2
+        return _repl(interp, opts["vi"])
     limits = interp.limits()  # one deadline for the whole program
     if limits is not None:
         problem = _hard_limits(opts["max_seconds"], opts["max_memory"])
         if problem:
             sys.stderr.write(f"lispe: {problem}\n")
             return 2
-
-    if opts["code"] is None and opts["file"] is None and not opts["stdin"] and sys.stdin.isatty():
-        return _repl(interp, opts["vi"])
 
     from .printer import to_string
     from .runtime import run_with_big_stack
