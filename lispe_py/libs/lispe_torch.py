@@ -249,13 +249,13 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
                              + ", ".join(f'"{k}"' for k in _LOAD_KEYS))
     quantize, group_size = load_options(fname, quantize, group_size)
     if path not in EMBEDDED_MODELS:
-        path = str(_resolve_path(ctx, path))
+        path = str(_resolve_path(ctx, path, fname))
     if model_cache and not _may_write_model_cache(ctx):
         model_cache = False  # sandboxed: the cache would be written (see docs/security.md)
     _sandbox_kernels(ctx)
     with core_errors(fname), tv.loading(Path(path).name):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
-                           model_cache=model_cache, check_path=_path_check(ctx))
+                           model_cache=model_cache, check_path=_path_check(ctx, fname))
     model.prompt_cache, model.prefill_chunk_size, model.packed_weights = prompt_cache, chunk, packed
     model.cuda_graphs = graphs
     if model.tokenizer is not None:
@@ -263,21 +263,31 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     return model
 
 
-def _resolve_path(ctx: Any, path: str) -> Path:
+def _resolve_path(ctx: Any, path: str, fname: str) -> Path:
     """A relative path is taken from the script's folder (then the working directory). Sandboxed:
     `check_file_access` resolves it (script folder, no `~`, symlinks followed) or refuses it."""
     if ctx.interp.sandbox:
-        return Path(ctx.interp.check_file_access(path))
+        return Path(_path_check(ctx, fname)(path))
     p = Path(path).expanduser()
     if not p.is_absolute() and ctx.interp.script_dir and (Path(ctx.interp.script_dir) / p).exists():
         p = Path(ctx.interp.script_dir) / p
     return Path(ctx.interp.check_file_access(str(p)))
 
 
-def _path_check(ctx: Any) -> Any:
+def _path_check(ctx: Any, fname: str) -> Any:
     """What the model loaders pass every file they open through (config.json, tokenizer files, the
-    shards an index names, a folder's .gguf): the interpreter's check when sandboxed, else None."""
-    return ctx.interp.check_file_access if ctx.interp.sandbox else None
+    shards an index names, a folder's .gguf): the interpreter's check when sandboxed (its refusal
+    names `fname`), else None."""
+    if not ctx.interp.sandbox:
+        return None
+    check_file_access = ctx.interp.check_file_access
+
+    def check(path: Any) -> str:
+        try:
+            return check_file_access(path)
+        except LispEError as exc:
+            raise LispEError(f"{fname}: {exc.message}") from None
+    return check
 
 
 def _may_write_model_cache(ctx: Any) -> bool:
@@ -416,11 +426,11 @@ def tokenizer_load(ctx: Any, path: Any) -> Tokenizer:
     fname = "tokenizer_load"
     path = expect_str(fname, "path", path)
     with core_errors(fname):
-        check = _path_check(ctx)
+        check = _path_check(ctx, fname)
         if path in EMBEDDED_MODELS:
             p = embedded_model_path(path)
         else:
-            p = _resolve_path(ctx, path)
+            p = _resolve_path(ctx, path, fname)
             if not p.exists():
                 raise LispEError(f"{fname}: argument 'path': no file or folder at \"{path}\"")
         if p.is_dir():

@@ -112,9 +112,11 @@ def run(request, project: Project, monkeypatch: pytest.MonkeyPatch):
 
 
 def refused(result: Result, *words: str) -> None:
-    """The run failed with a LispE error naming the sandbox (or `words`), and the secret never showed."""
+    """The run failed with a LispE error whose message names the sandbox (or has all the `words`), and
+    the secret never showed."""
     assert not result.ok, result
     assert SECRET not in result.everything, result
-    assert result.err.startswith("Error: "), result.err
+    message = [line for line in result.err.splitlines() if line.startswith("Error: ")]
+    assert message, result.err
     for word in words or ("sandbox",):
-        assert word in result.err, result.err
+        assert word in message[0], result.err
