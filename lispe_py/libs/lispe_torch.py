@@ -251,7 +251,7 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     if path not in EMBEDDED_MODELS:
         path = str(_resolve_path(ctx, path, fname))
     if model_cache and not _may_write_model_cache(ctx):
-        model_cache = False  # sandboxed: the cache would be written (see docs/security.md)
+        model_cache = _read_only_model_cache()  # sandboxed: the cache may not be written
     _sandbox_kernels(ctx)
     with core_errors(fname), tv.loading(Path(path).name):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
@@ -298,6 +298,14 @@ def _may_write_model_cache(ctx: Any) -> bool:
 
     root = model_cache.cache_root()
     return root is not None and ctx.interp.may_write(root)
+
+
+def _read_only_model_cache() -> Any:
+    """The model_cache setting of a load that may not write the cache: "read" (use valid entries,
+    never write, prune or delete) where the model cache offers that mode, else False (no cache)."""
+    from ..models import model_cache
+
+    return "read" if "read" in getattr(model_cache, "MODES", ()) else False
 
 
 def _sandbox_kernels(ctx: Any) -> None:
