@@ -24,6 +24,8 @@ from ..errors import LispEError
 from ..values import Integers, Numbers, Symbol, TYPED_LISTS, truthy
 from ._common import (check_size, dict_key, expect_int, expect_list, expect_number, fail, fit, is_int,
                       is_number, like, lisp_equal, normalize_key, show, to_index, typed_from)
+from ._apply import composed, slotted
+from ._lazy import Lazy, counting, refuse
 from .registry import builtin
 
 G = "lists"
@@ -62,6 +64,8 @@ def consb(lst: Any, x: Any) -> list:
 def _car(name: str, x: Any) -> Any:
     if x is None:
         return None
+    if isinstance(x, Lazy):
+        return next(x.iterate())
     if isinstance(x, list):
         return x[0] if x else None
     if isinstance(x, str):
@@ -74,6 +78,8 @@ def _car(name: str, x: Any) -> Any:
 def _cdr(name: str, x: Any) -> Any:
     if x is None:
         return None
+    if isinstance(x, Lazy):
+        return x.dropped(1)
     if isinstance(x, list):
         if len(x) <= 1:
             return None
@@ -494,36 +500,97 @@ def zipwith(ctx: Any, fn: Any, *lists: Any) -> list:
     return typed_from([ctx.call(fn, *t) for t in zip(*lists)])
 
 
-@builtin("extract", "@@", group=G, min_args=2, max_args=3)
-def extract(container: Any, beg: Any, end: Any = None) -> Any:
-    """(@@ "abcdef" 1 3) extracts a sub-list or substring from a start to an end position: "bc".
+@builtin("extract", "@@", group=G, min_args=2, max_args=5)
+def extract(container: Any, *bounds: Any) -> Any:
+    """(@@ "abcdef" 1 3) extracts from a start position up to an end position (excluded): "bc".
 
-    Positions may be negative (from the end); without an end it goes to the end. On a string, the
-    bounds may also be strings: (@@ "a[b]c" "[" "]") gives "b" (the text between them).
+    With only a start it returns the one element (or character) there: (@@ "12345" -2) is "4".
+    Negative positions count from the end; an end of 0 or less counts from the end too. On a
+    string a bound may be a marker string: (@@ "a[b]c" "[" "]") is "b"; after a marker start, a
+    positive number is a count of characters: (@@ "abcdefghij" "b" 3) is "cde". `+` before a
+    marker keeps it in the result, `-` searches it from the end: (@@ "x(a)(b)" - "(" ")") is "b".
+    A start out of range gives "" on a string and nil on a list.
     """
-    if isinstance(container, str) and (isinstance(beg, str) or isinstance(end, str)):
-        if isinstance(beg, str):
-            p = container.find(beg)
-            if p < 0:
-                return ""
-            b = p + len(beg)
-        else:
-            b = _slice_pos(len(container), beg)
-        if end is None:
-            return container[b:]
-        if isinstance(end, str):
-            q = container.find(end, b)
-            if q < 0:
-                return ""
-            return container[b:q]
-        return container[b:_slice_pos(len(container), end)]
-    if not isinstance(container, (list, str)):
+    if isinstance(container, str):
+        return _extract_string(container, list(bounds))
+    if not isinstance(container, list):
         raise fail("extract", "a list or a string", container)
+    if len(bounds) > 2:
+        raise LispEError("extract: a list takes a start and an optional end position")
     n = len(container)
-    b = _slice_pos(n, expect_int("extract", beg, "an integer position"))
-    e = n if end is None else _slice_pos(n, expect_int("extract", end, "an integer position"))
-    part = container[b:e] if b <= e else container[0:0]
-    return part if isinstance(container, str) else like(container, part)
+    b = expect_int("extract", bounds[0], "an integer position")
+    if b < 0:
+        b += n
+    if not 0 <= b < n:
+        return None
+    if len(bounds) == 1:
+        return container[b]
+    e = expect_int("extract", bounds[1], "an integer position")
+    if e < 0:
+        e += n
+        if e < 0:
+            return None
+    e = min(e, n)
+    if e < b:
+        return None
+    return like(container, container[b:e])
+
+
+def _marker(bounds: list, which: str) -> tuple[str | None, Any]:
+    """Take one bound off `bounds`: ("+", "-" or None, value)."""
+    v = bounds.pop(0)
+    name = getattr(v, "name", None) if v.__class__.__name__ == "Builtin" else None
+    if name in ("+", "-"):
+        if not bounds:
+            raise LispEError(f"extract: a marker string must follow '{name}' ({which} position)")
+        value = bounds.pop(0)
+        if not isinstance(value, str):
+            raise LispEError(f"extract: wrong value after the {which} operator '{name}': "
+                             f"expected a string, got {show(value)}")
+        return name, value
+    return None, v
+
+
+def _extract_string(s: str, bounds: list) -> str:
+    op, v = _marker(bounds, "first")
+    keep = -1  # length of a start marker kept in the result (+), or 0 after a plain marker
+    if isinstance(v, str):
+        p = s.rfind(v) if op == "-" else s.find(v)
+        if p < 0:
+            return ""
+        if op == "+":
+            start, keep = p, len(v)
+        else:
+            start, keep = p + len(v), 0
+    elif is_number(v):
+        start = expect_int("extract", v, "an integer position")
+        if start < 0:
+            start += len(s)
+    else:
+        raise fail("extract", "a position or a marker string", v)
+    if not 0 <= start < len(s):
+        return ""
+    if not bounds:
+        return s[start]
+    op, w = _marker(bounds, "second")
+    if bounds:
+        raise LispEError("extract: too many arguments")
+    if isinstance(w, str):
+        q = s.rfind(w) if op == "-" else s.find(w, start + 1)
+        if q < 0:
+            return ""
+        end = q + len(w) if op == "+" else q
+    elif is_number(w):
+        end = expect_int("extract", w, "an integer position")
+        if keep != -1 and end > 0:
+            end += start + keep  # after a marker, a count of characters
+        elif end <= 0:
+            end += len(s)
+    else:
+        raise fail("extract", "a position or a marker string", w)
+    if end <= start:
+        return ""
+    return s[start:min(end, len(s))]
 
 
 def _slice_pos(n: int, i: Any) -> int:
@@ -537,6 +604,9 @@ def _slice_pos(n: int, i: Any) -> int:
 def take(n: Any, lst: Any) -> Any:
     """(take 2 '(1 2 3 4)) keeps the first n elements of a list (or characters of a string): (1 2)."""
     k = expect_int("take", n, "an integer count")
+    if isinstance(lst, Lazy):
+        check_size("take", k)
+        return typed_from(list(itertools.islice(lst.iterate(), max(k, 0))))
     if isinstance(lst, str):
         return lst[:max(k, 0)]
     src = _elements("take", lst)
@@ -547,6 +617,8 @@ def take(n: Any, lst: Any) -> Any:
 def drop(n: Any, lst: Any) -> Any:
     """(drop 2 '(1 2 3 4)) removes the first n elements of a list (or characters of a string): (3 4)."""
     k = expect_int("drop", n, "an integer count")
+    if isinstance(lst, Lazy):
+        return lst.dropped(max(k, 0))
     if isinstance(lst, str):
         return lst[max(k, 0):]
     src = _elements("drop", lst)
@@ -615,16 +687,47 @@ def rangein(init: Any, limit: Any, step: Any) -> list:
 
 
 @builtin("irange", group=G, min_args=2, max_args=3)
-def irange(init: Any, limit_or_step: Any, step: Any = None) -> list:
-    """(irange 0 10 2) is a range from a start to a limit (excluded) by a step: (0 2 4 6 8).
+def irange(init: Any, limit_or_step: Any, step: Any = None) -> Any:
+    """(take 4 (irange 1 2)) reads an infinite range from a start by a step: (1 3 5 7).
 
-    LispE's two-argument form is an infinite range; here it is refused with an error, since lists
-    are materialized (use `loopcount` or `while` for unbounded loops).
+    (irange start step) never ends: read it with take, takewhile, car or cdr, or through map and
+    filter, which stay infinite; any other builtin refuses it. (irange 0 10 2) is a range up to a
+    limit (excluded): (0 2 4 6 8).
     """
     if step is None:
-        raise LispEError("irange: infinite ranges (irange start step) are not supported; "
-                         "give a limit: (irange start limit step)")
+        expect_number("irange", init)
+        expect_number("irange", limit_or_step)
+        for v in (init, limit_or_step):
+            if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+                raise LispEError(f"irange: expected finite numbers, got {show(v)}")
+        return counting(init, limit_or_step)
     return _range("irange", init, limit_or_step, step, False)
+
+
+@builtin("irangein", group=G, min_args=2, max_args=3)
+def irangein(init: Any, limit_or_step: Any, step: Any = None) -> Any:
+    """(irangein 0 10 2) is a range up to and including a limit: (0 2 4 6 8 10).
+
+    With two arguments it is the infinite (irange start step).
+    """
+    if step is None:
+        return irange(init, limit_or_step)
+    return _range("irangein", init, limit_or_step, step, True)
+
+
+@builtin("repeat", group=G)
+def repeat(value: Any) -> Any:
+    """(take 3 (repeat "a")) reads an infinite repetition of a value: ("a" "a" "a")."""
+    return Lazy(lambda: itertools.repeat(value), f"repeat {show(value)}")
+
+
+@builtin("cycle", group=G)
+def cycle(lst: Any) -> Any:
+    """(take 5 (cycle '(1 2))) reads the elements of a list over and over: (1 2 1 2 1)."""
+    items = list(expect_list("cycle", lst))
+    if not items:
+        raise LispEError("cycle: the list is empty")
+    return Lazy(lambda: itertools.cycle(items), f"cycle {show(items)}")
 
 
 def _iota(name: str, n: Any, base: int) -> list:
@@ -677,6 +780,8 @@ def replicate(n: Any, value: Any) -> list:
 def _elements(name: str, x: Any) -> list:
     if isinstance(x, list):
         return x
+    if isinstance(x, Lazy):
+        raise refuse(name)
     if isinstance(x, str):
         return list(x)
     if x is None:
@@ -684,55 +789,152 @@ def _elements(name: str, x: Any) -> list:
     raise fail(name, "a list", x)
 
 
+def _keep_type(flag: Any) -> bool:
+    return truthy(flag)
+
+
 @builtin("map", group=G, ctx=True)
-def map_(ctx: Any, fn: Any, lst: Any) -> list:
-    """(map (lambda (x) (* x 2)) '(1 2 3)) applies a function to each element: (2 4 6)."""
-    return typed_from([ctx.call(fn, x) for x in _elements("map", lst)])
+def map_(ctx: Any, fn: Any, lst: Any) -> Any:
+    """(map '(* 2) '(1 2 3)) applies a function to each element: (2 4 6).
+
+    As in LispE a bare operator receives the element twice: (map '+ '(1 2 3)) is (2 4 6),
+    (map '* '(1 2 3)) is (1 4 9); '(op v) computes (op x v) and '(v op) computes (op v x);
+    (map '- '(1 2)) is (0 0). A function or lambda receives the element once. On an infinite
+    range (irange start step) the result is infinite too, to be read with take or takewhile.
+    """
+    f = composed(ctx, fn, action=True)
+    if isinstance(lst, Lazy):
+        return lst.mapped(f)
+    return typed_from([f(x) for x in _elements("map", lst)])
 
 
 @builtin("mapcar", group=G, ctx=True)
 def mapcar(ctx: Any, fn: Any, lst: Any) -> list:
-    """(mapcar 'upper '("a" "b")) applies a function to each element of a list: ("A" "B")."""
-    return typed_from([ctx.call(fn, x) for x in _elements("mapcar", lst)])
+    """(mapcar '(- 10) '(1 2)) applies a function to each element, as maplist: (9 8).
+
+    A partial call gets the element at its `_` slot or at its end: '(- 10) computes (- 10 x).
+    """
+    f = slotted(ctx, fn)
+    return typed_from([f(x) for x in _elements("mapcar", lst)])
 
 
-@builtin("maplist", group=G, ctx=True)
-def maplist(ctx: Any, fn: Any, lst: Any) -> list:
-    """(maplist (lambda (x) (+ x 1)) '(1 2)) applies a function to each element (LispE's maplist): (2 3)."""
-    return typed_from([ctx.call(fn, x) for x in _elements("maplist", lst)])
+@builtin("maplist", "↑↑", "¨", group=G, ctx=True, min_args=2, max_args=3)
+def maplist(ctx: Any, fn: Any, lst: Any, keep_type: Any = True) -> list:
+    """(maplist '(- 10) '(1 2)) applies a function to each element: (9 8).
+
+    Unlike map, a partial call gets the element at its `_` slot or at its end: '(- 10) computes
+    (- 10 x), '(- _ 10) computes (- x 10); a bare operator receives the element once. With a third
+    argument nil the result is always a plain list.
+    """
+    f = slotted(ctx, fn)
+    out = [f(x) for x in _elements("maplist", lst)]
+    return typed_from(out) if _keep_type(keep_type) else out
 
 
 @builtin("filter", group=G, ctx=True)
-def filter_(ctx: Any, pred: Any, lst: Any) -> list:
-    """(filter '(< 3) '(1 5 2 4)) keeps the elements for which a predicate is true: (1 2)."""
+def filter_(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(filter '(< 3) '(1 5 2 4)) keeps the elements for which a predicate is true: (1 2).
+
+    '(cmp v) tests (cmp x v) and '(v cmp) tests (cmp v x), as LispE's filter; a function or
+    lambda receives the element. On an infinite range the result is infinite (read it with take).
+    """
+    f = composed(ctx, pred, action=False)
+    if isinstance(lst, Lazy):
+        return lst.filtered(lambda x: truthy(f(x)))
     src = _elements("filter", lst)
-    return like(lst, [x for x in src if truthy(ctx.call(pred, x))])
+    return like(lst, [x for x in src if truthy(f(x))])
 
 
-@builtin("filterlist", group=G, ctx=True)
-def filterlist(ctx: Any, pred: Any, lst: Any) -> list:
-    """(filterlist (lambda (x) (> x 1)) '(1 2 3)) keeps the elements satisfying a predicate: (2 3)."""
-    src = _elements("filterlist", lst)
-    return like(lst, [x for x in src if truthy(ctx.call(pred, x))])
+def _listwise(name: str, ctx: Any, pred: Any, lst: Any, keep_type: Any, mode: str) -> Any:
+    f = slotted(ctx, pred)
+    src = _elements(name, lst)
+    if mode == "filter":
+        out = [x for x in src if truthy(f(x))]
+    else:
+        i = 0
+        while i < len(src) and truthy(f(src[i])):
+            i += 1
+        out = src[:i] if mode == "take" else src[i:]
+    if isinstance(lst, str):
+        return "".join(out) if _keep_type(keep_type) else list(out)
+    return like(lst, out) if _keep_type(keep_type) else list(out)
+
+
+@builtin("filterlist", group=G, ctx=True, min_args=2, max_args=3)
+def filterlist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
+    """(filterlist '(< 10) '(1 4 5 10 11 20)) keeps the elements satisfying a predicate: (11 20).
+
+    Unlike filter, a partial call gets the element at its `_` slot or at its end: '(< 10) tests
+    (< 10 x), '(< _ 10) tests (< x 10). With a third argument nil the result is a plain list.
+    """
+    return _listwise("filterlist", ctx, pred, lst, keep_type, "filter")
+
+
+@builtin("takelist", group=G, ctx=True, min_args=2, max_args=3)
+def takelist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
+    """(takelist '(> 10) '(1 4 12 3)) keeps the leading elements while a predicate holds: (1 4).
+
+    The element goes at the `_` slot of a partial call or at its end: '(> 10) tests (> 10 x).
+    """
+    return _listwise("takelist", ctx, pred, lst, keep_type, "take")
+
+
+@builtin("droplist", group=G, ctx=True, min_args=2, max_args=3)
+def droplist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
+    """(droplist '(> 10) '(1 4 12 3)) skips the leading elements while a predicate holds: (12 3).
+
+    The element goes at the `_` slot of a partial call or at its end: '(> 10) tests (> 10 x).
+    """
+    return _listwise("droplist", ctx, pred, lst, keep_type, "drop")
+
+
+@builtin("filtercar", group=G, ctx=True)
+def filtercar(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(filtercar '(< 10) '(1 4 5 10 11 20)) is filterlist always giving a plain list: (11 20)."""
+    return _listwise("filtercar", ctx, pred, lst, None, "filter")
+
+
+@builtin("takecar", group=G, ctx=True)
+def takecar(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(takecar '(> 10) '(1 4 12 3)) is takelist always giving a plain list: (1 4)."""
+    return _listwise("takecar", ctx, pred, lst, None, "take")
+
+
+@builtin("dropcar", group=G, ctx=True)
+def dropcar(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(dropcar '(> 10) '(1 4 12 3)) is droplist always giving a plain list: (12 3)."""
+    return _listwise("dropcar", ctx, pred, lst, None, "drop")
 
 
 @builtin("takewhile", group=G, ctx=True)
 def takewhile(ctx: Any, pred: Any, lst: Any) -> list:
-    """(takewhile '(< 3) '(1 2 5 1)) keeps the leading elements while a predicate holds: (1 2)."""
+    """(takewhile '(< 3) '(1 2 5 1)) keeps the leading elements while a predicate holds: (1 2).
+
+    '(cmp v) tests (cmp x v), '(v cmp) tests (cmp v x); it also reads an infinite range:
+    (takewhile '(< 10) (irange 1 3)) is (1 4 7).
+    """
+    f = composed(ctx, pred, action=False)
     out = []
-    for x in _elements("takewhile", lst):
-        if not truthy(ctx.call(pred, x)):
+    src = lst.iterate() if isinstance(lst, Lazy) else _elements("takewhile", lst)
+    for x in src:
+        if not truthy(f(x)):
             break
         out.append(x)
-    return like(lst, out)
+        if isinstance(lst, Lazy):
+            check_size("takewhile", len(out))
+    return typed_from(out) if isinstance(lst, Lazy) else like(lst, out)
 
 
 @builtin("dropwhile", group=G, ctx=True)
 def dropwhile(ctx: Any, pred: Any, lst: Any) -> list:
-    """(dropwhile '(< 3) '(1 2 5 1)) skips the leading elements while a predicate holds: (5 1)."""
+    """(dropwhile '(< 3) '(1 2 5 1)) skips the leading elements while a predicate holds: (5 1).
+
+    '(cmp v) tests (cmp x v), '(v cmp) tests (cmp v x), as filter.
+    """
+    f = composed(ctx, pred, action=False)
     src = _elements("dropwhile", lst)
     i = 0
-    while i < len(src) and truthy(ctx.call(pred, src[i])):
+    while i < len(src) and truthy(f(src[i])):
         i += 1
     return like(lst, src[i:])
 
