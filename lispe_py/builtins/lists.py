@@ -27,6 +27,7 @@ from ._common import (check_size, dict_key, expect_int, expect_list, expect_numb
 from ._apply import composed, slotted
 from ._lazy import Lazy, counting, refuse
 from .registry import builtin
+from .sets import Heap, LispSet, heap_at, set_member
 
 G = "lists"
 
@@ -66,6 +67,8 @@ def _car(name: str, x: Any) -> Any:
         return None
     if isinstance(x, Lazy):
         return next(x.iterate())
+    if isinstance(x, (Heap, LispSet)):
+        return next(iter(x), None)
     if isinstance(x, list):
         return x[0] if x else None
     if isinstance(x, str):
@@ -138,6 +141,10 @@ def last(x: Any) -> Any:
 # ---------------------------------------------------------------- indexing
 
 def _at_one(container: Any, idx: Any) -> Any:
+    if isinstance(container, Heap):
+        return heap_at(container, idx)
+    if isinstance(container, LispSet):
+        return set_member(container, idx)
     if isinstance(container, (list, str)):
         return container[to_index("at", idx, len(container))]
     if isinstance(container, dict):
@@ -206,7 +213,14 @@ def _dict_set(name: str, d: dict, k: Any, value: Any) -> None:
 
 @builtin("push", group=G, min_args=2, max_args=None)
 def push(lst: Any, *values: Any) -> list:
-    """(push l 4) appends values at the end of a list, in place, and returns the list."""
+    """(push l 4) appends values at the end of a list, in place, and returns the list.
+
+    On a set or a heap it adds the values where they belong.
+    """
+    if isinstance(lst, (Heap, LispSet)):
+        for v in values:
+            _add(lst, v, "push")
+        return lst
     expect_list("push", lst)
     lst.extend([fit("push", lst, v) for v in values])
     return lst
@@ -251,6 +265,21 @@ def pop(container: Any, key: Any = None) -> Any:
             return None
         del container[i]
         return container
+    if isinstance(container, LispSet):
+        if key is None:
+            raise LispEError("pop: a set needs the value to remove")
+        return container if container.discard(key) else None
+    if isinstance(container, Heap):
+        if key is None:
+            if not container.items:
+                return None
+            container.items.pop()
+            return container
+        i = container.find(key)
+        if i < 0:
+            return None
+        del container.items[i]
+        return container
     if isinstance(container, dict):
         if key is None:
             raise LispEError("pop: a dictionary needs a key to remove")
@@ -264,7 +293,12 @@ def pop(container: Any, key: Any = None) -> Any:
 
 @builtin("popfirst", group=G)
 def popfirst(container: Any) -> Any:
-    """(popfirst l) removes the first element of a list in place and returns the list."""
+    """(popfirst l) removes the first element of a list (or heap) in place and returns it."""
+    if isinstance(container, Heap):
+        if not container.items:
+            return None
+        del container.items[0]
+        return container
     if isinstance(container, str):
         return container[1:]
     if isinstance(container, list):
@@ -275,22 +309,64 @@ def popfirst(container: Any) -> Any:
     raise fail("popfirst", "a list or a string", container)
 
 
-@builtin("insert", group=G, min_args=2, max_args=3)
-def insert(container: Any, value: Any, pos: Any = 0) -> Any:
+@builtin("insert", group=G, ctx=True, min_args=2, max_args=3)
+def insert(ctx: Any, container: Any, value: Any, pos: Any = 0) -> Any:
     """(insert l "x" 1) inserts a value at a position (default 0) in place and returns the list.
 
-    On a string it returns a new string: (insert "abc" "X" 1) gives "aXbc".
+    With a comparator instead of a position the value goes before the first element it compares
+    true against: (insert '(10 20) 15 '<) gives (10 15 20). On a string it returns a new string:
+    (insert "abc" "X" 1) gives "aXbc". On a set or a heap it adds the value where it belongs.
     """
+    if isinstance(container, (Heap, LispSet)):
+        _add(container, value, "insert")
+        return container
     if isinstance(container, str):
         if not isinstance(value, str):
             value = show(value)
         i = to_index("insert", pos, len(container), allow_end=True)
         return container[:i] + value + container[i:]
     if isinstance(container, list):
-        i = to_index("insert", pos, len(container), allow_end=True)
+        if not is_number(pos):
+            if isinstance(pos, str) or pos is None or pos is True or isinstance(pos, dict):
+                raise fail("insert", "an integer position or a comparator", pos)
+            i = 0
+            while i < len(container) and not truthy(ctx.call(pos, value, container[i])):
+                i += 1
+        else:
+            i = to_index("insert", pos, len(container), allow_end=True)
         container.insert(i, fit("insert", container, value))
         return container
     raise fail("insert", "a list or a string", container)
+
+
+def _add(container: Any, value: Any, name: str) -> None:
+    if isinstance(container, Heap):
+        container.insert(value)
+    else:
+        container.add(value, name)
+
+
+@builtin("poplast", group=G)
+def poplast(container: Any) -> Any:
+    """(poplast l) removes the last element of a list (or heap) in place and returns it; nil if empty."""
+    if isinstance(container, Heap):
+        if not container.items:
+            return None
+        container.items.pop()
+        return container
+    return pop(container)
+
+
+@builtin("pushlast", group=G, min_args=2, max_args=None)
+def pushlast(lst: Any, *values: Any) -> Any:
+    """(pushlast l 4 5) appends values at the end of a list in place, as push: (1 2 3 4 5)."""
+    return push(lst, *values)
+
+
+@builtin("pushtrue", group=G, min_args=2, max_args=None)
+def pushtrue(lst: Any, *values: Any) -> Any:
+    """(pushtrue l (find s "x") 3) appends the values that are not nil, in place; returns the list."""
+    return push(lst, *[v for v in values if v is not None and v is not False])
 
 
 @builtin("extend", group=G)
@@ -360,7 +436,7 @@ def _plain_order(ctx: Any, comparator: Any) -> bool | None:
 @builtin("size", "length", group=G)
 def size(x: Any) -> int:
     """(size '(1 2 3)) returns the number of elements: 3; works on strings and dictionaries too."""
-    if isinstance(x, (list, str, dict)):
+    if isinstance(x, (list, str, dict, LispSet, Heap)):
         return len(x)
     if x is None:
         return 0
@@ -408,6 +484,8 @@ def in_(container: Any, value: Any) -> Any:
         return True if any(lisp_equal(x, value) for x in container) else None
     if isinstance(container, dict):
         return True if dict_key(container, value) in container else None
+    if isinstance(container, (LispSet, Heap)):
+        return True if value in container else None
     if container is None:
         return None
     raise fail("in", "a list, a string or a dictionary", container)
