@@ -171,7 +171,10 @@ class Heap:
         self.items: list = []
 
     def before(self, a: Any, b: Any) -> bool:
-        return truthy(self.ctx.call(self.comparator, a, b))
+        r = self.ctx.call(self.comparator, a, b)
+        if is_int(r):  # a three-way comparator such as >=< answers -1, 0 or 1
+            return r < 0
+        return truthy(r)
 
     def insert(self, x: Any) -> None:
         lo, hi = 0, len(self.items)
@@ -221,6 +224,9 @@ register_type(Heap, "heap_", lambda h: "(" + " ".join(show(x) for x in h.items) 
 @builtin("heap", group=G, ctx=True, min_args=1, max_args=None)
 def heap(ctx: Any, comparator: Any, *values: Any) -> Heap:
     """(heap '< 10 3 5) builds a heap ordered by a comparator: (3 5 10).
+
+    The comparator is true when its first argument goes first ('<, a lambda), or a three-way
+    comparison such as '>=< answering a negative number when the first goes first.
 
     `push`/`insert` add values in order, `car` gives the first, `(@ h -1)` the last, `pop` removes a
     value, `popfirst`/`poplast` the first/last one; `loop` and `to_list` read it in order.
