@@ -13,13 +13,14 @@ import copy
 from typing import Any
 
 from ..errors import LispEError
-from ..values import Integers, Numbers
+from ..values import Integers, Numbers, TYPED_LISTS
 from ._common import (check_size, expect_int, expect_list, expect_number, fail, lisp_equal,
                       like, typed_from)
 from .registry import builtin
 from .sets import Heap, LispSet
 
 G = "apl"
+_MISSING_ARG = object()
 
 
 def _items(name: str, x: Any) -> list:
@@ -188,6 +189,18 @@ def rho(*args: Any) -> Any:
     return build(0, 0)[0]
 
 
+def _rows(x: list) -> list:
+    """The innermost lists of a nested list."""
+    out, stack = [], [x]
+    while stack:
+        cur = stack.pop()
+        if cur and isinstance(cur[0], list):
+            stack.extend(cur)
+        else:
+            out.append(cur)
+    return out
+
+
 def _matrix(name: str, m: Any) -> list:
     expect_list(name, m, "a matrix (a list of rows)")
     if not m or not all(isinstance(r, list) for r in m):
@@ -207,33 +220,49 @@ def transpose(m: Any) -> list:
 
 @builtin("rotate", "⌽", group=G, min_args=1, max_args=2)
 def rotate(lst: Any, n: Any = None) -> Any:
-    """(rotate '(1 2 3 4) 1) rotates a list to the left by n positions: (2 3 4 1).
+    """(rotate '(1 2 3 4 5) 2) rotates a list (or string) to the left by n: (3 4 5 1 2).
 
-    Without n it reverses the list (APL's monadic ⌽); a negative n rotates to the right. Works on
-    strings as well.
+    A negative n rotates to the right: (rotate '(1 2 3 4 5) -2) is (4 5 1 2 3); without n, or with
+    nil, by one to the right: (rotate "abcde") is "eabcd"; with true by one to the left.
     """
+    if n is None or n is False:
+        k = -1
+    elif n is True:
+        k = 1
+    else:
+        k = expect_int("rotate", n, "an integer count, true or nil")
     if isinstance(lst, str):
-        if n is None:
-            return lst[::-1]
-        k = expect_int("rotate", n) % len(lst) if lst else 0
+        if not lst:
+            return lst
+        k %= len(lst)
         return lst[k:] + lst[:k]
     items = _items("rotate", lst)
-    if n is None:
-        return like(lst, items[::-1])
     if not items:
         return like(lst, [])
-    k = expect_int("rotate", n, "an integer count") % len(items)
+    k %= len(items)
     return like(lst, items[k:] + items[:k])
 
 
 @builtin("tally", "≢", group=G)
 def tally(x: Any) -> int:
-    """(tally '((1 2) (3 4) (5 6))) counts the elements of the first dimension: 3."""
-    if isinstance(x, (list, str, dict, LispSet, Heap)):
+    """(tally (rho 3 4 (iota 12))) counts the numbers of a matrix or tensor: 12; of a list, its size.
+
+    A matrix or tensor is a regular nesting of typed rows (as rho builds); any other list gives its
+    size.
+    """
+    if isinstance(x, list):
+        if x and isinstance(x[0], list):
+            flat: list = []
+            _flat(x, flat)
+            total = 1
+            for d in _shape(x):
+                total *= d
+            if len(flat) == total and all(type(r) in TYPED_LISTS for r in _rows(x)):
+                return total
         return len(x)
-    if x is None:
-        return 0
-    return 1
+    if isinstance(x, (str, dict, LispSet, Heap)):
+        return len(x)
+    raise fail("tally", "a list", x)
 
 
 @builtin("member", "∈", group=G)
@@ -255,9 +284,36 @@ def member(lst: Any, values: Any) -> Any:
 
 
 @builtin("==", group=G)
-def equal_one_zero(a: Any, b: Any) -> int:
-    """(== 2 2.0) compares two values and answers 1 when equal, 0 otherwise (a number, not a boolean)."""
+def equal_one_zero(a: Any, b: Any) -> Any:
+    """(== '(1 2 3) '(1 5 3)) compares element by element with 1 for equal, 0 otherwise: (1 0 1).
+
+    Two values that are not both lists give one 1 or 0: (== 2 2.0) is 1.
+    """
+    if isinstance(a, list) and isinstance(b, list) and not (a and isinstance(a[0], list)):
+        return Integers(1 if lisp_equal(x, y) else 0 for x, y in zip(a, b))
     return 1 if lisp_equal(a, b) else 0
+
+
+_ONE_ZERO = equal_one_zero.builtin  # type: ignore[attr-defined]
+
+
+@builtin(",", group=G, min_args=1, max_args=2)
+def concatenate(a: Any, b: Any = _MISSING_ARG) -> list:
+    """(, '(1 2) '(3 4)) concatenates two lists: (1 2 3 4); (, m) alone flattens a matrix.
+
+    A list of lists and a list concatenate row by row: (, '((1 2) (3 4)) '((5) (6))) is
+    ((1 2 5) (3 4 6)); a list and a value pair each element with it: (, '(1 2) 5) is ((1 5) (2 5)).
+    """
+    if b is _MISSING_ARG:
+        out: list = []
+        _flat(_items(",", a), out)
+        return typed_from(out)
+    xs = _items(",", a)
+    if isinstance(b, list):
+        if xs and all(isinstance(r, list) for r in xs) and len(b) == len(xs) and all(isinstance(r, list) for r in b):
+            return [typed_from([*r, *q]) for r, q in zip(xs, b)]
+        return typed_from([*xs, *b])
+    return [typed_from([*r, b]) if isinstance(r, list) else typed_from([r, b]) for r in xs]
 
 
 # ---------------------------------------------------------------- set-like operations on lists
@@ -332,20 +388,25 @@ def list_xor(*args: Any) -> Any:
 # ---------------------------------------------------------------- outer and inner products
 
 @builtin("outer", "°", group=G, ctx=True)
-def outer(ctx: Any, a: Any, fn: Any, b: Any) -> list:
-    """(° '(1 2) '* '(10 20 30)) applies an operator to every pair: ((10 20 30) (20 40 60))."""
+def outer(ctx: Any, fn: Any, a: Any, b: Any) -> list:
+    """(° '* '(1 2) '(10 20 30)) applies an operator to every pair: ((10 20 30) (20 40 60)).
+
+    `=` gives 1 or 0, as `==`: (° '= '(1 2) '(1 2)) is ((1 0) (0 1)).
+    """
+    if getattr(fn, "name", None) == "=":
+        fn = _ONE_ZERO
     xs, ys = _items("outer", a), _items("outer", b)
     check_size("outer", len(xs) * len(ys))
     return [typed_from([ctx.call(fn, x, y) for y in ys]) for x in xs]
 
 
 @builtin("inner", group=G, ctx=True)
-def inner(ctx: Any, a: Any, f: Any, g: Any, b: Any) -> Any:
-    """(inner '((1 2) (3 4)) '+ '* '((5 6) (7 8))) is the matrix product: ((19 22) (43 50)).
+def inner(ctx: Any, f: Any, g: Any, a: Any, b: Any) -> Any:
+    """(inner '+ '* '((1 2) (3 4)) '((5 6) (7 8))) is the matrix product: ((19 22) (43 50)).
 
     Each cell reduces with the first operator the results of the second over a row of the first
-    matrix and a column of the second; on two lists it gives one value: (inner '(1 2) '+ '* '(3 4))
-    is 11.
+    matrix and a column of the second; on two lists it gives one value: (inner '+ '* '(1 2) '(3 4))
+    is 11. LispE also spells it `.`.
     """
     def cell(row: list, col: list) -> Any:
         if len(row) != len(col):
