@@ -94,31 +94,73 @@ def scanr1(ctx: Any, fn: Any, lst: Any) -> list:
 
 # ---------------------------------------------------------------- reduce / scan (APL / and \)
 
-@builtin("reduce", "//", "↗", group=G, ctx=True)
-def reduce_(ctx: Any, fn: Any, lst: Any) -> Any:
-    """(// '+ '(1 2 3 4)) reduces a list with an operator from the left: 10; (// '- '(10 2 3)) is 5.
+def _counts(fn: Any) -> bool:
+    return isinstance(fn, list) and bool(fn) and all(isinstance(x, int) and not isinstance(x, bool) for x in fn)
 
-    nil on an empty list.
+
+@builtin("reduce", "//", "↗", group=G, ctx=True, min_args=1, max_args=2)
+def reduce_(ctx: Any, fn: Any, lst: Any = _MISSING_ARG) -> Any:
+    """(// '+ '(1 2 3 4)) reduces a list with an operator from the left: 10; (// '- '(1 2 3)) is -4.
+
+    A lambda receives the accumulator first. (// '(1 0 2) '(1 2 3)) repeats each element as many
+    times as its count: (1 3 3); (// l) alone copies the list. nil on an empty list.
     """
+    if lst is _MISSING_ARG:
+        return like(fn, list(_items("reduce", fn)))
+    if _counts(fn):
+        items = _items("reduce", lst)
+        if len(fn) != len(items):
+            raise LispEError("reduce: the counts and the list must have the same size")
+        out: list = []
+        for c, x in zip(fn, items):
+            if c < 0:
+                raise LispEError("reduce: a count cannot be negative")
+            check_size("reduce", len(out) + c)
+            out.extend([x] * c)
+        return like(lst, out)
     return foldl1(ctx, fn, lst)
 
 
-@builtin("backreduce", "-//", "⌿", group=G, ctx=True)
-def backreduce(ctx: Any, fn: Any, lst: Any) -> Any:
-    """(⌿ '- '(1 2 3)) reduces a list from its end: (- (- 3 2) 1) = 0."""
+@builtin("backreduce", "-//", "⌿", group=G, ctx=True, min_args=1, max_args=2)
+def backreduce(ctx: Any, fn: Any, lst: Any = _MISSING_ARG) -> Any:
+    """(⌿ '- '(1 2 3)) reduces a list from its end: (- (- 3 2) 1) = 0; (-// l) alone reverses it."""
+    if lst is _MISSING_ARG:
+        return like(fn, list(_items("backreduce", fn))[::-1])
+    if _counts(fn):
+        raise LispEError("backreduce: a list of counts is not supported here, use reduce")
     items = _items("backreduce", lst)
     return foldl1(ctx, fn, items[::-1])
 
 
 @builtin("scan", "\\\\", "↘", group=G, ctx=True)
 def scan(ctx: Any, fn: Any, lst: Any) -> list:
-    """(\\\\ '+ '(1 2 3 4)) lists every step of a reduction from the left: (1 3 6 10)."""
+    """(scan '+ '(1 2 3)) lists every step of a reduction from the left: (1 3 6); \\\\ is its sign.
+
+    With a list of counts each one repeats the next element, 0 putting a 0:
+    (scan '(2 0 3) '(45 26)) is (45 45 0 26 26 26).
+    """
+    if _counts(fn):
+        items = list(_items("scan", lst))
+        out: list = []
+        for c in fn:
+            if c < 0:
+                raise LispEError("scan: a count cannot be negative")
+            if c == 0:
+                out.append(0)
+                continue
+            if not items:
+                raise LispEError("scan: more counts than elements")
+            check_size("scan", len(out) + c)
+            out.extend([items.pop(0)] * c)
+        return typed_from(out)
     return scanl1(ctx, fn, lst)
 
 
 @builtin("backscan", "-\\\\", "⍀", group=G, ctx=True)
 def backscan(ctx: Any, fn: Any, lst: Any) -> list:
-    """(⍀ '+ '(1 2 3 4)) lists every step of a reduction from the end: (4 7 9 10)."""
+    """(⍀ '- '(1 2 3)) lists every step of a reduction from the end: (3 1 0)."""
+    if _counts(fn):
+        raise LispEError("backscan: a list of counts is not supported here, use scan")
     return scanl1(ctx, fn, _items("backscan", lst)[::-1])
 
 

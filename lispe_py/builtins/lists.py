@@ -586,7 +586,8 @@ def extract(container: Any, *bounds: Any) -> Any:
     Negative positions count from the end; an end of 0 or less counts from the end too. On a
     string a bound may be a marker string: (@@ "a[b]c" "[" "]") is "b"; after a marker start, a
     positive number is a count of characters: (@@ "abcdefghij" "b" 3) is "cde". `+` before a
-    marker keeps it in the result, `-` searches it from the end: (@@ "x(a)(b)" - "(" ")") is "b".
+    marker keeps it in the result, `-` searches it from the end: (@@ "x(a)(b)" - "(" ")") is "b";
+    a lone `-` as the end means up to the end: (@@ "/a/b.txt" - "/" -) is "b.txt".
     A start out of range gives "" on a string and nil on a list.
     """
     if isinstance(container, str):
@@ -650,6 +651,8 @@ def _extract_string(s: str, bounds: list) -> str:
         return ""
     if not bounds:
         return s[start]
+    if len(bounds) == 1 and getattr(bounds[0], "name", None) == "-" and bounds[0].__class__.__name__ == "Builtin":
+        return s[start:]  # (@@ s -"/" -): a lone - at the end means up to the end
     op, w = _marker(bounds, "second")
     if bounds:
         raise LispEError("extract: too many arguments")
@@ -825,7 +828,7 @@ def _iota(name: str, n: Any, base: int) -> list:
     return Numbers(out)
 
 
-@builtin("iota", group=G, min_args=1, max_args=None)
+@builtin("iota", "⍳", group=G, min_args=1, max_args=None)
 def iota(*ns: Any) -> list:
     """(iota 5) lists the integers from 1 to n: (1 2 3 4 5); several arguments give several lists."""
     if len(ns) == 1:
@@ -833,7 +836,7 @@ def iota(*ns: Any) -> list:
     return [_iota("iota", n, 1) for n in ns]
 
 
-@builtin("iota0", group=G, min_args=1, max_args=None)
+@builtin("iota0", "⍳0", group=G, min_args=1, max_args=None)
 def iota0(*ns: Any) -> list:
     """(iota0 5) lists the integers from 0 to n-1: (0 1 2 3 4); several arguments give several lists."""
     if len(ns) == 1:
@@ -1055,7 +1058,7 @@ def _numbers(name: str, args: tuple) -> list:
     return items
 
 
-@builtin("sum", group=G, min_args=1, max_args=None)
+@builtin("sum", "∑", group=G, min_args=1, max_args=None)
 def sum_(*args: Any) -> Any:
     """(sum '(1 2 3)) adds the numbers of a list: 6 (also (sum 1 2 3)); 0 for an empty list."""
     items = _numbers("sum", args)
@@ -1065,7 +1068,7 @@ def sum_(*args: Any) -> Any:
     return total
 
 
-@builtin("product", group=G, min_args=1, max_args=None)
+@builtin("product", "∏", group=G, min_args=1, max_args=None)
 def product(*args: Any) -> Any:
     """(product '(2 3 4)) multiplies the numbers of a list: 24 (also (product 2 3 4)); 1 when empty."""
     items = _numbers("product", args)
