@@ -395,6 +395,8 @@ def _setlike(name: str, args: tuple, op: str) -> Any:
                 if not any(lisp_equal(y, x) for x in acc_list) and not any(lisp_equal(y, o) for o in out):
                     out.append(y)
         acc_list = out
+    if isinstance(first, str):
+        return "".join(acc_list)
     return like(first, acc_list) if isinstance(first, list) else typed_from(acc_list)
 
 
@@ -410,7 +412,8 @@ def _fits(s: LispSet, x: Any) -> bool:
 def list_and(*args: Any) -> Any:
     """(&&& '(1 2 3 2) '(2 3 4)) keeps the elements found in every list, each once: (2 3).
 
-    On a set the result is a set of the same kind.
+    On strings it works on characters: (&&& "aabbc" "cab") is "abc"; on a set the result is a set
+    of the same kind.
     """
     return _setlike("&&&", args, "and")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import time
 from typing import Any
@@ -587,3 +588,134 @@ def ls(ctx: Any, path: Any = ".") -> list:
     except OSError as exc:
         raise LispEError(f"ls: cannot list '{p}': {exc.strerror or 'error'}") from None
 
+
+
+# ---------------------------------------------------------------- more of the instruction table
+
+@builtin("cyclicp", "cyclic?", group="predicates")
+def cyclicp(x: Any) -> Any:
+    """(cyclicp l) is true when a list contains itself, directly or deeper (a cycle), nil otherwise."""
+    if not isinstance(x, list):
+        return None
+    on_path: set[int] = set()
+    stack: list = [(x, iter(x))]
+    on_path.add(id(x))
+    while stack:
+        lst, it = stack[-1]
+        for item in it:
+            if isinstance(item, list):
+                if id(item) in on_path:
+                    return True
+                on_path.add(id(item))
+                stack.append((item, iter(item)))
+                break
+        else:
+            stack.pop()
+            on_path.discard(id(lst))
+    return None
+
+
+@builtin("loadcode", group="system", ctx=True, min_args=1, max_args=1)
+def loadcode(ctx: Any, code: Any) -> Any:
+    """(loadcode "(defun sq (x) (* x x)) (sq 4)") runs LispE code given as a string, as load does a file: 16."""
+    text = expect_str("loadcode", code, "a string of code")
+    return ctx.interp.run_source(text, "<loadcode>")
+
+
+@builtin("dictionarytree", group="dictionaries", min_args=0, max_args=None)
+def dictionarytree(*pairs: Any) -> dict:
+    """(dictionarytree "b" 1 "a" 2) builds a dictionary kept in key order: {"a":2 "b":1}.
+
+    Every lispe_py dictionary lists its keys in order already, so it is a dictionary.
+    """
+    from .dicts import dictionary
+
+    return dictionary(*pairs)
+
+
+@builtin("dictionarytreei", group="dictionaries", min_args=0, max_args=None)
+def dictionarytreei(*pairs: Any) -> dict:
+    """(dictionarytreei 17 "b" 12 "e") builds a dictionary on integer keys, in key order: {12:"e" 17:"b"}."""
+    return dictionaryi(*pairs)
+
+
+@builtin("dictionarytreen", group="dictionaries", min_args=0, max_args=None)
+def dictionarytreen(*pairs: Any) -> dict:
+    """(dictionarytreen 2.5 "b" 1 "e") builds a dictionary on number keys, in key order: {1:"e" 2.5:"b"}."""
+    return dictionaryn(*pairs)
+
+
+_PRINTF = re.compile(r"%([-+ #0]*)(\d+)?(?:\.(\d+))?([diouxXeEfFgGcs%])")
+
+
+@builtin("stringf", group="strings")
+def stringf(value: Any, fmt: Any) -> str:
+    """(stringf 123 "0x%X") formats a number with a C printf format: "0x7B"; (stringf 3.14159 "%.2f") is "3.14".
+
+    The format holds one conversion (d i o u x X e E f F g G c s), with flags, width and precision.
+    """
+    f = expect_str("stringf", fmt, "a format string")
+    convs = [m for m in _PRINTF.finditer(f) if m.group(4) != "%"]
+    if len(convs) != 1 or _PRINTF.sub("", f).count("%"):
+        raise LispEError(f"stringf: the format must hold exactly one conversion, got '{f}'")
+    kind = convs[0].group(4)
+    py = f.replace("%u", "%d").replace("%i", "%d")
+    if kind in "diouxXc":
+        v: Any = expect_int("stringf", value, "an integer for this format")
+    elif kind == "s":
+        v = value if isinstance(value, str) else show(value)
+    else:
+        v = float(expect_number("stringf", value))
+    try:
+        return py % v
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise LispEError(f"stringf: cannot format {show(value)} with '{f}': {exc}") from None
+
+
+@builtin("input@", group="io", min_args=0, max_args=1)
+def input_at(default: Any = None) -> Any:
+    """(input@ "yes") reads a line from the standard input; an empty line gives the default text.
+
+    LispE lets the user edit the default in place; here it is kept when the line is empty. nil at
+    the end of the input.
+    """
+    import sys
+
+    line = sys.stdin.readline()
+    if line == "":
+        return None
+    line = line[:-1] if line.endswith("\n") else line
+    if not line and default is not None:
+        return default if isinstance(default, str) else show(default)
+    return line
+
+
+@builtin("pipe", group="io", min_args=0, max_args=0)
+def pipe() -> Any:
+    """(pipe) reads the next line coming through the standard input (a pipe); nil when it is empty."""
+    import sys
+
+    line = sys.stdin.readline()
+    return None if line == "" else line
+
+
+@builtin("setrange", "set@@", group=G)
+def setrange(lst: Any, beg: Any, end: Any, value: Any) -> list:
+    """(setrange l 0 3 100) replaces, in place, the elements from a start to an end position with a value.
+
+    On (1 2 3 4 5 6) it gives (100 4 5 6); the positions follow extract (negative from the end); a
+    list value puts its elements in place of the range.
+    """
+    expect_list("setrange", lst)
+    n = len(lst)
+    b = expect_int("setrange", beg, "an integer position")
+    e = expect_int("setrange", end, "an integer position")
+    b = b + n if b < 0 else b
+    e = e + n if e < 0 else e
+    if not (0 <= b <= n and 0 <= e <= n) or e < b:
+        raise LispEError(f"setrange: positions out of bounds: {beg} {end} (size {n})")
+    new = list(value) if isinstance(value, list) else [value]
+    from ._common import fit
+
+    lst[b:e] = [fit("setrange", lst, v) for v in new]
+    return lst

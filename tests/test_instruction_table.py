@@ -1,0 +1,109 @@
+"""Every name of LispE's instruction table (tests/data/lispe_instructions.txt, extracted from
+Delegation::initialisation in upstream's src/lispe.cxx) is either defined in a fresh Interpreter (a
+builtin or a special form) or listed as not supported, with its reason, in
+lispe_py.builtins.unsupported and in the table of docs/builtins-library.md. Calling an unsupported
+one is a LispE error naming it and the reason.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lispe_py import Interpreter, LispEError
+from lispe_py.builtins.registry import REGISTRY
+from lispe_py.builtins.unsupported import UNSUPPORTED
+from lispe_py.compiler import SPECIAL_FORMS
+from lispe_py.values import Symbol
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "tests" / "data" / "lispe_instructions.txt"
+DOC = ROOT / "docs" / "builtins-library.md"
+
+# Names the other lang helpers add on their branches (lang-patterns: data@ and classes; lang-syntax:
+# the \ lambda, the . composition, spaces and threads). The lead empties this list after merging.
+_PENDING_IN_OTHER_BRANCHES = {
+    # lang-patterns
+    "data@", "class@", "defclass", "from@", "withclass", "this", "setqi", "toclean",
+    # lang-syntax
+    "\\", ".", "defspace", "space", "dethread", "threadspace", "wait", "sleep", "lock", "seth",
+    "threadclear", "threadretrieve", "threadstore", "trigger", "waiton",
+}
+
+# Every unsupported name called once; written out so that each appears as a call in the test sources.
+UNSUPPORTED_CALLS = """
+(fopen) (fclose) (fgetchars) (fputchars) (fsize) (fseek) (ftell) (bread) (bwrite) (bappend) (bytes)
+(stringbyte) (stringbytes) (int16_t) (shorts) (complex) (real) (imaginary) (matrix_stringbyte)
+(matrix_string) (matrix_short) (matrix_integer) (matrix_number) (matrix_float) (tensor_stringbyte)
+(tensor_string) (tensor_short) (tensor_number) (tensor_float) (tensor_integer) (⊃) (to_tensor)
+(atshape) (@@@) (setshape) (set@@@) (rank@) (⍤) (irank@) (ludcmp) (lubksb) (+*) (llist) (to_llist)
+(conspoint) (deflib) (deflibpat) (defpred) (defprol) (bodies) (atoms) (addr_) (link) (label)
+(setconst) (setfast) (getfast) (trace) (infix) (§) (•) (/\\) (mloop) (lloop) (whilein) (getchar)
+"""
+
+
+def _table() -> list[str]:
+    names = []
+    for line in TABLE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            names.append(line)
+    return names
+
+
+def _defined(name: str) -> bool:
+    return name in REGISTRY or Symbol(name) in SPECIAL_FORMS
+
+
+def test_table_names_the_upstream_source_and_has_no_duplicates() -> None:
+    text = TABLE.read_text(encoding="utf-8")
+    assert "src/lispe.cxx" in text and "Delegation::initialisation" in text
+    names = _table()
+    assert len(names) > 300
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
+
+
+def test_every_instruction_is_defined_or_unsupported() -> None:
+    Interpreter()
+    missing = [n for n in _table()
+               if not _defined(n) and n not in UNSUPPORTED and n not in _PENDING_IN_OTHER_BRANCHES]
+    assert not missing, f"instructions neither defined nor listed as unsupported: {missing}"
+
+
+def test_pending_names_are_only_names_still_missing() -> None:
+    """Once a pending name is defined (after merging), it must leave the pending list."""
+    Interpreter()
+    done = sorted(n for n in _PENDING_IN_OTHER_BRANCHES if _defined(n) and n not in UNSUPPORTED)
+    assert not done, f"remove from _PENDING_IN_OTHER_BRANCHES, they are defined now: {done}"
+    assert _PENDING_IN_OTHER_BRANCHES <= set(_table())
+
+
+def test_unsupported_names_are_from_the_table_and_documented() -> None:
+    table = set(_table())
+    assert set(UNSUPPORTED) <= table, sorted(set(UNSUPPORTED) - table)
+    doc = DOC.read_text(encoding="utf-8")
+    undocumented = [n for n in UNSUPPORTED if f"`{n}`" not in doc]
+    assert not undocumented, f"add to the unsupported table of docs/builtins-library.md: {undocumented}"
+    assert not (set(UNSUPPORTED) & _PENDING_IN_OTHER_BRANCHES)
+
+
+def test_every_unsupported_name_is_called_here() -> None:
+    called = set(re.findall(r"\(([^\s()]+)\)", UNSUPPORTED_CALLS))
+    assert called == set(UNSUPPORTED)
+
+
+@pytest.mark.parametrize("call", re.findall(r"\([^\s()]+\)", UNSUPPORTED_CALLS))
+def test_calling_an_unsupported_instruction_names_it_and_the_reason(call: str) -> None:
+    name = call[1:-1]
+    with pytest.raises(LispEError) as info:
+        Interpreter().eval(call)
+    message = info.value.message
+    assert message.startswith(f"{name}: not supported in lispe_py: "), message
+    assert UNSUPPORTED[name] in message
+
+
+def test_unsupported_call_inside_a_program_is_caught_like_any_error() -> None:
+    interp = Interpreter()
+    out = interp.eval('(maybe (fopen "data.txt" "r") "no file handles")')
+    assert out == "no file handles"
