@@ -32,14 +32,14 @@ _PENDING_IN_OTHER_BRANCHES = {
 }
 
 # Every unsupported name called once; written out so that each appears as a call in the test sources.
-UNSUPPORTED_CALLS = """
+UNSUPPORTED_CALLS = r"""
 (fopen) (fclose) (fgetchars) (fputchars) (fsize) (fseek) (ftell) (bread) (bwrite) (bappend) (bytes)
 (stringbyte) (stringbytes) (int16_t) (shorts) (complex) (real) (imaginary) (matrix_stringbyte)
 (matrix_string) (matrix_short) (matrix_integer) (matrix_number) (matrix_float) (tensor_stringbyte)
 (tensor_string) (tensor_short) (tensor_number) (tensor_float) (tensor_integer) (⊃) (to_tensor)
 (atshape) (@@@) (setshape) (set@@@) (rank@) (⍤) (irank@) (ludcmp) (lubksb) (+*) (llist) (to_llist)
 (conspoint) (deflib) (deflibpat) (defpred) (defprol) (bodies) (atoms) (addr_) (link) (label)
-(setconst) (setfast) (getfast) (trace) (infix) (§) (•) (/\\) (mloop) (lloop) (whilein) (getchar)
+(setconst) (setfast) (getfast) (trace) (infix) (§) (•) (/\) (mloop) (lloop) (whilein) (getchar)
 """
 
 
@@ -107,3 +107,34 @@ def test_unsupported_call_inside_a_program_is_caught_like_any_error() -> None:
     interp = Interpreter()
     out = interp.eval('(maybe (fopen "data.txt" "r") "no file handles")')
     assert out == "no file handles"
+
+
+# ------------------------------------------------------------------ builtins reading the console
+
+def test_pipe_and_input_at_read_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("first\n\nthird\n"))
+    interp = Interpreter()
+    assert interp.eval("(pipe)") == "first\n"
+    assert interp.eval('(input@ "kept")') == "kept"  # an empty line keeps the default
+    assert interp.eval("(input@)") == "third"
+    assert interp.eval("(list (pipe) (input@))") == [None, None]  # nil at the end of the input
+
+
+def test_ls_lists_a_folder_and_respects_the_sandbox(tmp_path: Path) -> None:
+    (tmp_path / "b.lisp").write_text("", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("", encoding="utf-8")
+    assert Interpreter().eval(f'(ls "{tmp_path}")') == ["a.txt", "b.lisp"]
+    with pytest.raises(LispEError) as info:
+        Interpreter(sandbox=True, script_dir=str(tmp_path / "inner")).eval(f'(ls "{tmp_path}")')
+    assert info.value.message.startswith("ls: ")
+    with pytest.raises(LispEError) as info:
+        Interpreter().eval(f'(ls "{tmp_path / "missing"}")')
+    assert "ls: cannot list" in info.value.message
+
+
+def test_command_is_refused_in_sandbox_mode(tmp_path: Path) -> None:
+    with pytest.raises(LispEError) as info:
+        Interpreter(sandbox=True, script_dir=str(tmp_path)).eval('(command "echo hi")')
+    assert info.value.message == "command: running system commands is not allowed in sandbox mode"

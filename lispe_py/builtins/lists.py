@@ -217,12 +217,16 @@ def push(lst: Any, *values: Any) -> list:
 
     On a set or a heap it adds the values where they belong.
     """
+    return _push("push", lst, values)
+
+
+def _push(name: str, lst: Any, values: tuple | list) -> Any:
     if isinstance(lst, (Heap, LispSet)):
         for v in values:
-            _add(lst, v, "push")
+            _add(lst, v, name)
         return lst
-    expect_list("push", lst)
-    lst.extend([fit("push", lst, v) for v in values])
+    expect_list(name, lst)
+    lst.extend([fit(name, lst, v) for v in values])
     return lst
 
 
@@ -354,19 +358,21 @@ def poplast(container: Any) -> Any:
             return None
         container.items.pop()
         return container
-    return pop(container)
+    if isinstance(container, (list, str)):
+        return pop(container)
+    raise fail("poplast", "a list, a string or a heap", container)
 
 
 @builtin("pushlast", group=G, min_args=2, max_args=None)
 def pushlast(lst: Any, *values: Any) -> Any:
     """(pushlast l 4 5) appends values at the end of a list in place, as push: (1 2 3 4 5)."""
-    return push(lst, *values)
+    return _push("pushlast", lst, values)
 
 
 @builtin("pushtrue", group=G, min_args=2, max_args=None)
 def pushtrue(lst: Any, *values: Any) -> Any:
     """(pushtrue l (find s "x") 3) appends the values that are not nil, in place; returns the list."""
-    return push(lst, *[v for v in values if v is not None and v is not False])
+    return _push("pushtrue", lst, [v for v in values if v is not None and v is not False])
 
 
 @builtin("extend", group=G)

@@ -15,7 +15,7 @@ import bisect
 from typing import Any, Iterable, Iterator
 
 from ..errors import LispEError
-from ..values import Integers, Numbers, Strings, register_type, truthy
+from ..values import Integers, Numbers, Strings, Symbol, register_type, truthy
 from ._common import describe, expect_int, is_int, is_number, lisp_equal, show, show_quoted
 from .registry import builtin
 
@@ -226,18 +226,14 @@ def heap(ctx: Any, comparator: Any, *values: Any) -> Heap:
     """(heap '< 10 3 5) builds a heap ordered by a comparator: (3 5 10).
 
     The comparator is true when its first argument goes first ('<, a lambda), or a three-way
-    comparison such as '>=< answering a negative number when the first goes first.
+    comparison such as '>=< answering a negative number when the first goes first; nil means '>=<.
 
     `push`/`insert` add values in order, `car` gives the first, `(@ h -1)` the last, `pop` removes a
     value, `popfirst`/`poplast` the first/last one; `loop` and `to_list` read it in order.
     """
-    h = Heap(ctx, comparator)
+    h = Heap(ctx, comparator if comparator is not None else Symbol(">=<"))
     for v in values:
-        if isinstance(v, list):
-            for x in v:
-                h.insert(x)
-        else:
-            h.insert(v)
+        h.insert(v)
     return h
 
 
