@@ -39,7 +39,7 @@ UNSUPPORTED_CALLS = r"""
 (tensor_string) (tensor_short) (tensor_number) (tensor_float) (tensor_integer) (⊃) (to_tensor)
 (atshape) (@@@) (setshape) (set@@@) (rank@) (⍤) (irank@) (ludcmp) (lubksb) (+*) (llist) (to_llist)
 (conspoint) (deflib) (deflibpat) (defpred) (defprol) (bodies) (atoms) (addr_) (link) (label)
-(setconst) (setfast) (getfast) (trace) (infix) (§) (•) (/\) (mloop) (lloop) (whilein) (getchar)
+(setconst) (setfast) (getfast) (trace) (infix) (§) (•) (/\) (getchar)
 """
 
 

@@ -118,3 +118,81 @@ def _register_updates() -> None:
 
 
 _register_updates()
+
+
+def _parallel(kind: str) -> Any:
+    def compile_(c: Any, form: list, scope: Any, tail: bool) -> Any:
+        f = _forms()
+        f._need(c, form, 2)
+        names = form[1]
+        if not (isinstance(names, list) and names and all(isinstance(v, Symbol) for v in names)):
+            raise f._fail(c, f"{kind}: the first argument must be a list of variables")
+        if len(form) < 2 + len(names):
+            raise f._fail(c, f"{kind}: expected one container for each of the {len(names)} variables")
+        seqs = [c.comp(x, scope, False) for x in form[2:2 + len(names)]]
+        setters = [c.setter(v.name, scope) for v in names]
+        body = c.comp_body(form[2 + len(names):], scope, False)
+        pos = c.pos
+
+        def items(v: Any) -> list:
+            if kind == "mloop" and isinstance(v, dict):
+                from .dicts import values
+
+                return list(values(v))  # in key order, as values@ and the printer
+            return list(f._iterable(pos, v, kind))
+
+        def run(fr: list) -> Any:
+            lists = [items(s(fr)) for s in seqs]
+            if kind == "lloop" and len({len(x) for x in lists}) > 1:
+                raise f.err_at(f.LispEError(f"{kind}: the lists must have the same size"), pos)
+            r = None
+            try:
+                for values in zip(*lists):
+                    for setv, v in zip(setters, values):
+                        setv(fr, v)
+                    r = body(fr)
+            except f.BreakSignal:
+                pass
+            return r
+        return run
+    return compile_
+
+
+_lloop = special("lloop")(_parallel("lloop"))
+_lloop.__doc__ = ("(lloop (x y) '(1 2) '(10 20) (println (+ x y))) loops over several lists in step.\n\n"
+                  "The lists must have the same size; (break) leaves the loop.")
+_mloop = _parallel("mloop")
+_mloop.__doc__ = ("(mloop (x y) '(1 2) {\"a\":10 \"b\":20} (println (+ x y))) loops over several containers in step.\n\n"
+                  "A dictionary gives its values in key order; the loop stops with the shortest container.")
+special("mloop")(_mloop)
+
+
+@special("whilein")
+def _whilein(c: Any, form: list, scope: Any, tail: bool) -> Any:
+    """(whilein x (iota 10) (< x 4) (print x)) loops over a list as long as a condition holds.
+
+    The condition is checked with the variable bound to each element before the body runs.
+    """
+    f = _forms()
+    f._need(c, form, 3)
+    var = form[1]
+    if not isinstance(var, Symbol):
+        raise f._fail(c, "whilein: the loop variable must be a symbol")
+    seq = c.comp(form[2], scope, False)
+    setv = c.setter(var.name, scope)
+    test = f._truth(c.comp(form[3], scope, False))
+    body = c.comp_body(form[4:], scope, False)
+    pos = c.pos
+
+    def whilein(fr: list) -> Any:
+        r = None
+        try:
+            for x in f._iterable(pos, seq(fr), "whilein"):
+                setv(fr, x)
+                if not test(fr):
+                    break
+                r = body(fr)
+        except f.BreakSignal:
+            pass
+        return r
+    return whilein

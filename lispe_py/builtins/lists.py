@@ -576,7 +576,17 @@ def zip_(*lists: Any) -> list:
 
 @builtin("zipwith", group=G, ctx=True, min_args=3, max_args=None)
 def zipwith(ctx: Any, fn: Any, *lists: Any) -> list:
-    """(zipwith '+ '(1 2) '(10 20)) applies a function to elements of lists taken in step: (11 22)."""
+    """(zipwith '+ '(1 2) '(10 20)) applies a function to elements of lists taken in step: (11 22).
+
+    A last argument true or nil (false) says whether the result may be a typed list (the default)
+    or must be a plain list: (type (zipwith '+ '(1) '(2) false)) is list_.
+    """
+    keep = True
+    if len(lists) > 2 and (lists[-1] is None or lists[-1] is True or lists[-1] is False):
+        keep = lists[-1] is True
+        lists = lists[:-1]
+        out = zipwith(ctx, fn, *lists)
+        return out if keep else list(out)
     for lst in lists:
         expect_list("zipwith", lst)
     if len({len(lst) for lst in lists}) > 1:

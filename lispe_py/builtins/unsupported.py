@@ -62,9 +62,6 @@ UNSUPPORTED: dict[str, str] = {
     "§": "infix notation is not provided; write prefix expressions",
     "•": "infix notation is not provided; write prefix expressions",
     "/\\": "infix notation is not provided; write prefix expressions",
-    "mloop": "parallel loops over several containers are not provided; use loop over zip",
-    "lloop": "parallel loops over several lists are not provided; use loop over zip",
-    "whilein": "whilein is not provided; use loop with a check and break",
     "getchar": "reading single raw key presses needs a terminal library that lispe_py does not use",
 }
 
