@@ -558,9 +558,15 @@ def unique(x: Any) -> list:
 
 @builtin("clone", group=G)
 def clone(x: Any) -> Any:
-    """(clone l) returns a deep copy of a list or dictionary: changing it leaves the original alone."""
+    """(clone l) returns a deep copy of a list, dictionary, set or heap: changing it leaves the original alone."""
     if isinstance(x, (list, dict)):
         return copy.deepcopy(x)
+    if isinstance(x, LispSet):
+        return x.copy()
+    if isinstance(x, Heap):
+        h = Heap(x.ctx, x.comparator)
+        h.items = copy.deepcopy(x.items)
+        return h
     return x
 
 
