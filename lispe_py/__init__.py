@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import math
 import os
+import re
 import sys
 from typing import Any, Callable, Iterable
 
@@ -27,25 +28,42 @@ __all__ = ["Interpreter", "LispEError", "__version__"]
 
 _HOISTED_ORDER = {"use": 0, "defmacro": 1, "defun": 2, "defpat": 2}
 DEFAULT_MAX_DEPTH = 20000
+_LIBRARY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # (use 'name): a library or stdlib/<name>.lisp
 
 
 class Interpreter:
     """One LispE interpreter: its own globals, loaded libraries and settings.
 
-    sandbox: refuse file access outside the script folder (`load`, `fread`, `fwrite` call
-    `check_file_access`). script_dir: folder of the running script (`_current`, sandbox root).
-    args: the script arguments, bound to `_args`. max_depth: the Lisp call depth limit.
+    sandbox: the permission model of docs/security.md: files may be read only inside the script folder
+    and the `allow_read` paths, written only inside the `allow_write` paths; relative paths resolve
+    against the script folder, `~` is not expanded, symlinks are followed before the check
+    (`check_file_access`, which every file-touching builtin and library calls). allow_net: the hosts
+    `check_net_access` lets through. Giving any allow_* list turns the sandbox on.
+    script_dir: folder of the running script (`_current`, sandbox root). args: the script arguments,
+    bound to `_args`. max_depth: the Lisp call depth limit. max_seconds / max_memory (MB): limits of
+    each evaluation (`eval`, `run_file`, `call`...): "time limit exceeded (N s)", "memory limit
+    exceeded (N MB)" (the process's resident memory, checked by a watchdog; see docs/security.md).
     """
 
     def __init__(self, sandbox: bool = False, script_dir: str | None = None,
-                 args: Iterable[str] = (), max_depth: int = DEFAULT_MAX_DEPTH):
+                 args: Iterable[str] = (), max_depth: int = DEFAULT_MAX_DEPTH, *,
+                 allow_read: Iterable[str] = (), allow_write: Iterable[str] = (),
+                 allow_net: Iterable[str] = (), max_seconds: float | None = None,
+                 max_memory: float | None = None):
         from .builtins import load_all
         from .compiler import Compiler
         from .runtime import Context, GlobalEnv, RuntimeState
 
         load_all()
         _lift_int_digit_limit()
-        self.sandbox = sandbox
+        allow_read, allow_write, allow_net = (_str_list(n, v) for n, v in (
+            ("allow_read", allow_read), ("allow_write", allow_write), ("allow_net", allow_net)))
+        self.sandbox = bool(sandbox or allow_read or allow_write or allow_net)
+        self.allow_read = [_host_path(p) for p in allow_read]
+        self.allow_write = [_host_path(p) for p in allow_write]
+        self.allow_net = [h.strip().lower() for h in allow_net]
+        self.max_seconds = _positive("max_seconds", max_seconds)
+        self.max_memory = _positive("max_memory", max_memory)
         self.script_dir = os.path.abspath(script_dir) if script_dir else None
         self.libraries: set[str] = set()
         self.globals = GlobalEnv()
@@ -66,7 +84,7 @@ class Interpreter:
         """Run LispE source text; return the value of its last form (VOID as None)."""
         from .runtime import run_with_big_stack
 
-        return _to_python(run_with_big_stack(lambda: self._run_text(source, filename)))
+        return _to_python(run_with_big_stack(lambda: self._run_text(source, filename), limits=self.limits()))
 
     def run_source(self, source: str, filename: str = "<string>") -> Any:
         """Run LispE source text and return the Lisp value of its last form, as Lisp holds it.
@@ -77,7 +95,7 @@ class Interpreter:
         """
         from .runtime import run_with_big_stack
 
-        return run_with_big_stack(lambda: self._run_text(source, filename))
+        return run_with_big_stack(lambda: self._run_text(source, filename), limits=self.limits())
 
     def run_file(self, path: str) -> Any:
         """Run a .lisp file (its folder becomes `_current` unless a script_dir was given)."""
@@ -91,7 +109,7 @@ class Interpreter:
         if self.script_dir is None:
             self.script_dir = os.path.dirname(os.path.abspath(path))
             self.globals["_current"] = self._current()
-        return _to_python(run_with_big_stack(lambda: self._run_text(text, path)))
+        return _to_python(run_with_big_stack(lambda: self._run_text(text, path), limits=self.limits()))
 
     def define(self, name: str, value: Any) -> None:
         """Bind a global; a Python callable becomes a Lisp function of that name."""
@@ -116,7 +134,7 @@ class Interpreter:
             finally:
                 self._rt.depth = depth
 
-        return _to_python(run_with_big_stack(run))
+        return _to_python(run_with_big_stack(run, limits=self.limits()))
 
     def repl(self, **options: Any) -> None:
         """Open the interactive console (lispe_py.repl) on this interpreter and its globals."""
@@ -167,6 +185,9 @@ class Interpreter:
             raise err_at(LispEError("break outside of a loop"), form_pos(form)) from None
         except (Signal, RecursionError, KeyboardInterrupt):
             raise
+        except MemoryError:  # the --max-memory cap (RLIMIT_DATA) or a real shortage
+            message = f"memory limit exceeded ({self.max_memory:g} MB)" if self.max_memory else "out of memory"
+            raise err_at(LispEError(message), form_pos(form)) from None
         except Exception as exc:  # a bug of ours must still reach the user as a LispE error
             raise err_at(LispEError(f"internal error: {type(exc).__name__}: {exc}"), form_pos(form)) from exc
 
@@ -179,9 +200,16 @@ class Interpreter:
     # libraries and files ---------------------------------------------------------------------
 
     def use(self, name: str) -> None:
-        """`(use 'name)`: import lispe_py.libs.<name> or run stdlib/<name>.lisp, once."""
+        """`(use 'name)`: import lispe_py.libs.<name> or run stdlib/<name>.lisp, once.
+
+        Else the script folder's NAME.lisp. A name that is not a plain identifier is a .lisp file
+        (".lisp" added when the name has no extension), relative to the script folder, read under
+        `check_file_access` like `load`; any other file is refused without being read.
+        """
         if name in self.libraries:
             return
+        if not _LIBRARY_NAME.match(name):
+            return self._use_file(name)
         from .resources import stdlib_file
 
         module = f"lispe_py.libs.{name}"
@@ -200,38 +228,113 @@ class Interpreter:
             return
         path = stdlib_file(name)
         if path is None:
+            if self.script_dir and os.path.lexists(os.path.join(self.script_dir, name + ".lisp")):
+                return self._use_file(name)  # the script folder's NAME.lisp
             raise LispEError(f"use: unknown library '{name}'")
         self.libraries.add(name)
         self._run_text(path.read_text(encoding="utf-8"), str(path))
 
+    def _use_file(self, name: str) -> None:
+        """`(use "lib/helpers")`: run a .lisp file once. Only .lisp files: an error never shows the
+        content of some other file (a reader error would quote its lines)."""
+        file = name if os.path.splitext(os.path.basename(name))[1] else name + ".lisp"
+        if not file.endswith(".lisp"):
+            raise LispEError(f"use: '{name}' is neither a library name nor a .lisp file")
+        try:
+            full = self._code_path(file)
+        except LispEError as exc:
+            raise LispEError(f"use: {exc.message}") from None
+        if full in self.libraries:
+            return
+        text = self._read_code("use", name, full)
+        self.libraries.add(full)
+        self._run_text(text, name)
+
     def load(self, path: str) -> Any:
         """`(load "file.lisp")`: run another file in this interpreter (relative to the script folder)."""
-        full = path
-        if not os.path.isabs(path):
-            base = self.script_dir or os.getcwd()
-            full = os.path.join(base, path)
-        full = self.check_file_access(full)
+        return self._run_text(self._read_code("load", path, self._code_path(path)), path)
+
+    def _code_path(self, path: str) -> str:
+        """The checked path of a file of code: a relative path is taken from the script folder (the
+        working directory without one), in and out of the sandbox."""
+        if not self.sandbox and not os.path.isabs(path) and not path.startswith("~"):
+            path = os.path.join(self.script_dir or os.getcwd(), path)
+        return self.check_file_access(path)
+
+    @staticmethod
+    def _read_code(what: str, path: str, full: str) -> str:
         try:
             with open(full, encoding="utf-8") as fh:
-                text = fh.read()
+                return fh.read()
+        except UnicodeDecodeError:
+            raise LispEError(f"{what}: '{path}' is not UTF-8 text") from None
         except OSError as exc:
-            raise LispEError(f"load: cannot read {path}: {exc.strerror or exc}") from None
-        return self._run_text(text, path)
+            raise LispEError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
 
-    def check_file_access(self, path: str, write: bool = False) -> str:
-        """The absolute path if this interpreter may read (or write) it; else a LispEError.
+    def check_file_access(self, path: str | os.PathLike, write: bool = False) -> str:
+        """The resolved absolute path if this interpreter may read (or write) `path`; else a LispEError.
 
-        In sandbox mode only files inside the script folder may be read, and nothing may be written.
+        Outside the sandbox every path is allowed: `~` is expanded, a relative path is taken from the
+        working directory. In the sandbox `~` is not expanded, a relative path is taken from the
+        script folder, symlinks are followed, and the real path must lie inside the script folder or
+        an `allow_read` path (reading), inside an `allow_write` path (writing). Callers open the path
+        returned, never the one they were given.
         """
-        full = os.path.realpath(os.path.abspath(path))
+        given = os.fspath(path)
+        if "\0" in given:
+            raise LispEError("sandbox: a file name cannot contain a NUL character" if self.sandbox
+                             else "a file name cannot contain a NUL character")
         if not self.sandbox:
-            return full
+            return os.path.realpath(os.path.abspath(os.path.expanduser(given)))
+        if given.startswith("~"):
+            raise LispEError(f"sandbox: '{given}': '~' paths (home folders) are not allowed; "
+                             f"relative paths start from the script folder")
+        base = self.script_dir or os.getcwd()
+        full = os.path.realpath(os.path.join(base, given))
         if write:
-            raise LispEError(f"sandbox: writing files is not allowed ('{path}')")
-        root = os.path.realpath(self.script_dir) if self.script_dir else None
-        if root is None or os.path.commonpath([root, full]) != root:
-            raise LispEError(f"sandbox: access to '{path}' is refused (outside the script folder)")
+            if not _inside(full, self.allow_write):
+                raise LispEError(f"sandbox: writing '{given}' is not allowed (outside the --allow-write paths)")
+            return full
+        roots = ([os.path.realpath(self.script_dir)] if self.script_dir else []) + self.allow_read
+        if not _inside(full, roots):
+            raise LispEError(f"sandbox: reading '{given}' is not allowed (outside the script folder "
+                             f"and the --allow-read paths)")
         return full
+
+    def may_write(self, path: str | os.PathLike) -> bool:
+        """Whether `check_file_access(path, write=True)` would let `path` through."""
+        try:
+            self.check_file_access(path, write=True)
+        except LispEError:
+            return False
+        return True
+
+    def check_net_access(self, host: str) -> str:
+        """`host` ("name" or "name:port") if this interpreter may connect to it, else a LispEError.
+
+        Outside the sandbox every host is allowed; in it only the `allow_net` entries: an entry
+        without a port allows every port of that host. Network builtins call this before connecting.
+        """
+        if not isinstance(host, str) or not host.strip():
+            raise LispEError("sandbox: expected a host name" if self.sandbox else "expected a host name")
+        wanted = host.strip().lower()
+        if not self.sandbox:
+            return host
+        if wanted.startswith("[") and "]" in wanted:  # "[::1]:8080"
+            name = wanted[:wanted.index("]") + 1]
+        else:
+            name = wanted.split(":")[0] if wanted.count(":") == 1 else wanted
+        if wanted in self.allow_net or name in self.allow_net:
+            return host
+        raise LispEError(f"sandbox: network access to '{host}' is not allowed (not an --allow-net host)")
+
+    def limits(self) -> Any:
+        """The time/memory limits of one evaluation started now (None without limits)."""
+        if self.max_seconds is None and self.max_memory is None:
+            return None
+        from .runtime import Limits
+
+        return Limits(self.max_seconds, self.max_memory)
 
 
 def _lift_int_digit_limit() -> None:
@@ -239,6 +342,33 @@ def _lift_int_digit_limit() -> None:
     int/str conversion limit (4,300 digits by default). It is a process-wide setting."""
     if hasattr(sys, "set_int_max_str_digits"):  # Python 3.10.7 and later
         sys.set_int_max_str_digits(0)
+
+
+def _str_list(what: str, values: Any) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    out = list(values or ())
+    if not all(isinstance(v, (str, os.PathLike)) for v in out):
+        raise TypeError(f"Interpreter: {what} must be a list of strings")
+    return [os.fspath(v) for v in out]
+
+
+def _host_path(path: str) -> str:
+    """A permission path given by the host (API or command line): `~` expanded, made absolute against
+    the working directory, symlinks resolved."""
+    return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+
+
+def _positive(what: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"Interpreter: {what} must be a positive number, got {value!r}")
+    return value
+
+
+def _inside(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or os.path.commonpath([root, path]) == root for root in roots)
 
 
 def _hoist_rank(form: Any) -> int | None:

@@ -25,7 +25,12 @@ Run LispE programs.
 
 options:
   --print-result     after running FILE or stdin, print the value of the last form
-  --sandbox          refuse file access outside the script folder (load, fread, fwrite)
+  --sandbox          read files only in the script folder, write none, no network (docs/security.md)
+  --allow-read PATH  (sandbox) also read files under PATH; repeatable
+  --allow-write PATH (sandbox) write files under PATH; repeatable
+  --allow-net HOST   (sandbox) allow network access to HOST or HOST:PORT; repeatable
+  --max-seconds N    stop the program after N seconds: "time limit exceeded (N s)"
+  --max-memory MB    stop the program when the process uses more than MB megabytes
   --vi               start the REPL with Vi key bindings (also LISPE_EDITING_MODE=vi)
   --version          print the version and exit
   -h, --help         show this help and exit
@@ -40,7 +45,8 @@ class _Usage(Exception):
 
 def _parse(argv: Sequence[str]) -> dict:
     opts = {"print_result": False, "sandbox": False, "code": None, "file": None, "args": [],
-            "stdin": False, "vi": False}
+            "stdin": False, "vi": False, "allow_read": [], "allow_write": [], "allow_net": [],
+            "max_seconds": None, "max_memory": None}
     i = 0
     argv = list(argv)
     while i < len(argv):
@@ -55,6 +61,16 @@ def _parse(argv: Sequence[str]) -> dict:
             opts["print_result"] = True
         elif a == "--sandbox":
             opts["sandbox"] = True
+        elif a.split("=", 1)[0] in _VALUE_OPTIONS:
+            name, value, i = _option_value(argv, i)
+            key = name[2:].replace("-", "_")
+            if key.startswith("allow_"):
+                if not value:
+                    raise _Usage(f"{name} needs a non-empty value")
+                opts[key].append(value)
+                opts["sandbox"] = True
+            else:
+                opts[key] = _positive_number(name, value)
         elif a == "--vi":
             opts["vi"] = True
         elif a in ("-e", "--eval"):
@@ -80,6 +96,30 @@ def _parse(argv: Sequence[str]) -> dict:
             return opts
         i += 1
     return opts
+
+
+_VALUE_OPTIONS = ("--allow-read", "--allow-write", "--allow-net", "--max-seconds", "--max-memory")
+
+
+def _option_value(argv: list[str], i: int) -> tuple[str, str, int]:
+    """(option name, its value, index of the value's word): `--opt VALUE` or `--opt=VALUE`."""
+    a = argv[i]
+    if "=" in a:
+        name, value = a.split("=", 1)
+        return name, value, i
+    if i + 1 >= len(argv):
+        raise _Usage(f"{a} needs an argument")
+    return a, argv[i + 1], i + 1
+
+
+def _positive_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0 or number == float("inf"):
+        raise _Usage(f"{name} expects a positive number, got {value!r}")
+    return int(number) if number.is_integer() else number
 
 
 #: How long `lispe` waits, after Ctrl-C, for the running program to stop before it exits anyway
@@ -125,10 +165,23 @@ def _main(argv: Sequence[str]) -> int:
         sys.stderr.write(f"lispe: cannot open {opts['file']}: no such file\n")
         return 2
     script_dir = os.path.dirname(os.path.abspath(opts["file"])) if opts["file"] else os.getcwd()
-    interp = Interpreter(sandbox=opts["sandbox"], script_dir=script_dir, args=opts["args"])
+    interp = Interpreter(sandbox=opts["sandbox"], script_dir=script_dir, args=opts["args"],
+                         allow_read=opts["allow_read"], allow_write=opts["allow_write"],
+                         allow_net=opts["allow_net"], max_seconds=opts["max_seconds"],
+                         max_memory=opts["max_memory"])
 
     if opts["code"] is None and opts["file"] is None and not opts["stdin"] and sys.stdin.isatty():
+        if opts["max_seconds"] is not None or opts["max_memory"] is not None:
+            sys.stderr.write("lispe: --max-seconds and --max-memory limit a program (FILE, -e or -), "
+                             "not the REPL\n")
+            return 2
         return _repl(interp, opts["vi"])
+    limits = interp.limits()  # one deadline for the whole program
+    if limits is not None:
+        problem = _hard_limits(opts["max_seconds"], opts["max_memory"])
+        if problem:
+            sys.stderr.write(f"lispe: {problem}\n")
+            return 2
 
     from .printer import to_string
     from .runtime import run_with_big_stack
@@ -138,15 +191,16 @@ def _main(argv: Sequence[str]) -> int:
     try:
         if opts["code"] is not None:
             value = run_with_big_stack(lambda: interp._run_text(opts["code"], "<command line>"),
-                                       stop_wait=STOP_WAIT)
+                                       stop_wait=STOP_WAIT, limits=limits)
         elif opts["file"] is not None:
             value = run_with_big_stack(lambda: interp._run_text(_read(opts["file"]), opts["file"]),
-                                       stop_wait=STOP_WAIT)
+                                       stop_wait=STOP_WAIT, limits=limits)
         else:
             text = sys.stdin.read()
-            value = run_with_big_stack(lambda: interp._run_text(text, "<stdin>"), stop_wait=STOP_WAIT)
+            value = run_with_big_stack(lambda: interp._run_text(text, "<stdin>"), stop_wait=STOP_WAIT,
+                                       limits=limits)
         if show and value is not VOID:
-            text = run_with_big_stack(lambda: to_string(value), stop_wait=STOP_WAIT)
+            text = run_with_big_stack(lambda: to_string(value), stop_wait=STOP_WAIT, limits=limits)
             sys.stdout.write(text + "\n")
     except LispEError as exc:
         sys.stdout.flush()
@@ -161,6 +215,44 @@ def _main(argv: Sequence[str]) -> int:
         except (BrokenPipeError, ValueError):
             pass
     return 0
+
+
+#: Seconds past --max-seconds after which SIGALRM ends the process whatever it is doing (a native call
+#: that holds the interpreter lock never lets the LispE error be raised).
+ALARM_MARGIN = 3
+
+
+def _hard_limits(max_seconds: float | None, max_memory: float | None) -> str | None:
+    """The kernel-enforced backstops of --max-seconds / --max-memory in this process (docs/security.md):
+    SIGALRM (default action: end the process) ALARM_MARGIN s after the deadline, and RLIMIT_DATA (the
+    process's private writable memory, beyond which allocations fail) at MB plus the evaluation
+    thread's reserved stack. Returns why the limits cannot be set, or None."""
+    import math
+    import signal
+
+    if max_seconds is not None and hasattr(signal, "alarm"):
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(math.ceil(max_seconds) + ALARM_MARGIN)
+    if max_memory is None:
+        return None
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: the watchdog alone
+        return None
+    from .runtime import _STACK_SIZE, resident_bytes
+
+    used = resident_bytes()
+    if used > max_memory * 1024 * 1024:
+        return f"--max-memory {max_memory} MB is below what the interpreter already uses ({used >> 20} MB)"
+    cap = int(max_memory * 1024 * 1024) + _STACK_SIZE
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+    except (ValueError, OSError) as exc:
+        return f"cannot set the memory limit: {exc}"
+    return None
 
 
 def _read(path: str) -> str:

@@ -280,9 +280,10 @@ def _infix_named(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 def _set_range(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(set@@ s 0 3 "abc") replaces elements 0..2 of s; a string variable is rebound to the new string.
 
-    LispE strings change in place; here strings are immutable, so when the first argument is a
-    variable holding a string the variable is set to the result. Lists change in place. Returns the
-    new container.
+    LispE's set@@ is its setrange: lists change in place (a list value puts its elements in place of
+    the range). LispE strings change in place too; here strings are immutable, so when the first
+    argument is a variable holding a string the variable is set to the result. The end may be a
+    string: the range stops before its next occurrence. Returns the new container.
     """
     if len(form) != 5:
         raise _fail(c, "Wrong number of arguments in call to: 'set@@'")
@@ -438,3 +439,15 @@ def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         pf.add_clause(key, match, Lambda(code, f, self_value=pf))
         return pf
     return defpred
+
+
+@special("§")
+def _infix_section(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(§ 2 * 3 + 1) reads an infix expression like • (LispE's other spelling of infix): 7."""
+    return _infix(c, form, scope, tail)
+
+
+@special("/\\")
+def _infix_wedge(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(/\\ 2 * 3 + 1) reads an infix expression like • (LispE's other spelling of infix): 7."""
+    return _infix(c, form, scope, tail)

@@ -11,6 +11,7 @@ gets `stack overflow (recursion depth N)`.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -288,6 +289,8 @@ def call_builtin(b: Builtin, args: list, ctx: "Context") -> Any:
 
 def wrap_exception(name: str, exc: BaseException) -> LispEError:
     """The LispEError for a Python exception that escaped builtin `name`."""
+    if isinstance(exc, MemoryError):  # a --max-memory cap or a real shortage
+        return LispEError(f"{name}: out of memory")
     text = str(exc) or type(exc).__name__
     return LispEError(f"{name}: {text}")
 
@@ -438,7 +441,70 @@ def _restore_limit() -> None:
 EVAL_THREAD_NAME = "lispe-eval"
 
 
-def run_with_big_stack(fn: Callable[[], Any], *, stop_wait: float | None = None) -> Any:
+class LimitExceeded(BaseException):
+    """Raised into the evaluating thread when its time or memory limit is passed. Not an Exception,
+    so no Lisp `catch`/`maybe` and no builtin's error wrapping stops it; `run_with_big_stack`
+    turns it into the LispEError the `Limits` object words."""
+
+
+class Limits:
+    """The limits of one evaluation (Interpreter max_seconds / max_memory, lispe --max-seconds /
+    --max-memory), checked by `run_with_big_stack`'s waiting thread every POLL seconds: wall-clock
+    time since this object was made, and the process's resident memory."""
+
+    POLL = 0.02
+    #: After raising LimitExceeded into the worker, how long to wait for it to stop before giving up
+    #: on it (a blocking call such as `sleep`, or one long native call, only sees it when it returns).
+    GRACE = 1.0
+
+    def __init__(self, max_seconds: float | None = None, max_memory: float | None = None) -> None:
+        self.max_seconds, self.max_memory = max_seconds, max_memory
+        self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
+
+    def exceeded(self) -> str | None:
+        """The error message of a passed limit, or None."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return f"time limit exceeded ({_number(self.max_seconds)} s)"
+        if self.max_memory is not None and resident_bytes() > self.max_memory * 1024 * 1024:
+            return f"memory limit exceeded ({_number(self.max_memory)} MB)"
+        return None
+
+
+def _number(x: float | None) -> str:
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+def resident_bytes() -> int:
+    """The process's resident memory (Linux: /proc/self/statm; elsewhere the peak, from getrusage)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _watch_limits(limits: Limits, t: threading.Thread, gate: threading.Lock, state: dict[str, bool],
+                  done: threading.Event) -> None:
+    """Wait for the worker; when a limit is passed raise LimitExceeded into it and wait up to GRACE
+    for it to stop. Raises the limit's LispEError either way (the worker may still be running)."""
+    while not done.wait(limits.POLL):
+        message = limits.exceeded()
+        if message is None:
+            continue
+        with gate:
+            if state["finished"] or t.ident is None:
+                return
+            state["sent"] = True
+            _send_async_exc(t.ident, LimitExceeded)
+        done.wait(limits.GRACE)
+        raise LispEError(message)
+
+
+def run_with_big_stack(fn: Callable[[], Any], *, stop_wait: float | None = None,
+                       limits: Limits | None = None) -> Any:
     """Run `fn()` in a thread with a big C stack and a high recursion limit; return or raise its outcome.
 
     Re-entrant calls (an `eval` from inside running Lisp code) run directly on the current thread.
@@ -450,6 +516,9 @@ def run_with_big_stack(fn: Callable[[], Any], *, stop_wait: float | None = None)
     seconds (None: until the worker stops); a second Ctrl-C stops waiting at once. The main thread
     never join()s the worker: an interrupted join() marks a running thread as stopped in some Python
     versions (CPython gh-90882).
+
+    limits: a `Limits` (time, memory) this thread watches while it waits; a passed limit raises
+    LimitExceeded into the worker and its LispEError here (see `_watch_limits`).
     """
     if getattr(_tls, "big", False):
         return fn()
@@ -489,6 +558,8 @@ def run_with_big_stack(fn: Callable[[], Any], *, stop_wait: float | None = None)
             # torch or timer thread), which does not wake a blocked wait; returning to Python
             # every 0.1 s lets the main thread run the pending handler. (An untimed wait hung
             # `test_ctrl_c_stops_the_lisp_code_not_only_the_wait` once in CI.)
+            if limits is not None:
+                _watch_limits(limits, t, gate, state, done)
             while not done.wait(0.1):
                 pass
         except KeyboardInterrupt:

@@ -111,7 +111,13 @@ BAD_TYPE = {
     "numbers": "(numbers \"x\")", "strings": "(strings (1) 2)",
     "take": "(take \"a\" '(1))", "drop": "(drop 1 42)", "enum": "(enum 42)", "slice": "(slice 42 2)",
     "json": "(json (lambda (x) x))", "json_parse": "(json_parse 42)", "json_read": "(json_read 42)",
+    # LispE vocabulary added with the instruction-table walk (lists.py)
+    "cycle": "(cycle 42)", "repeat": None, "irangein": "(irangein \"a\" 1 1)",
+    "takelist": "(takelist 'car 42)", "droplist": "(droplist 'car 42)",
+    "filtercar": "(filtercar 'car 42)", "takecar": "(takecar 'car 42)", "dropcar": "(dropcar 'car 42)",
+    "poplast": "(poplast 42)", "pushlast": "(pushlast 42 1)", "pushtrue": "(pushtrue 42 1)",
 }
+del BAD_TYPE["repeat"]
 for _ops in [o for n in (2, 3, 4) for o in itertools.product("ad", repeat=n)]:
     _name = "c" + "".join(_ops) + "r"
     BAD_TYPE[_name] = f"({_name} 42)"
@@ -122,7 +128,7 @@ for _m in ("sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "asin", "
     BAD_TYPE[_m] = f"({_m} \"a\")"
 
 # Builtins that accept a value of any type: only their argument count can be wrong.
-ANY_TYPE = {"list", "clone", "eq", "neq", "string", "type", "input", "nullp", "numberp", "integerp",
+ANY_TYPE = {"repeat", "list", "clone", "eq", "neq", "string", "type", "input", "nullp", "numberp", "integerp",
             "floatp", "stringp", "atomp", "listp", "consp", "dictionaryp", "symbolp", "zerop",
             "emptyp", "negativep", "positivep", "functionp"}
 

@@ -1,11 +1,11 @@
 """File and console input builtins. Every file access first asks the interpreter
 (`ctx.interp.check_file_access(path, write=...)`), which refuses it in sandbox mode with a clear
-LispE error. Paths are relative to the current working directory, as in LispE. Files are UTF-8.
+LispE error, and opens the resolved path it returns. Paths are relative to the current working
+directory, as in LispE (in sandbox mode: to the script folder, without `~` expansion). Files are UTF-8.
 (`print`/`println`/`printerr`/`printerrln` live in printing.py.)
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -26,12 +26,11 @@ def _path(ctx: Any, name: str, path: Any, write: bool) -> str:
     if not p:
         raise LispEError(f"{name}: empty file name")
     try:
-        ctx.interp.check_file_access(p, write=write)
+        return ctx.interp.check_file_access(p, write=write)
     except LispEError as exc:  # sandbox refusal: say which builtin was refused
         if not exc.message.startswith(name):
             raise LispEError(f"{name}: {exc.message}") from None
         raise
-    return os.path.expanduser(p)
 
 
 def read_text(ctx: Any, name: str, path: Any) -> str:

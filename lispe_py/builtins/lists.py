@@ -24,7 +24,10 @@ from ..errors import LispEError
 from ..values import Integers, Numbers, Symbol, TYPED_LISTS, truthy
 from ._common import (check_size, dict_key, expect_int, expect_list, expect_number, fail, fit, is_int,
                       is_number, like, lisp_equal, normalize_key, show, to_index, typed_from)
+from ._apply import composed, slotted
+from ._lazy import Lazy, counting, refuse
 from .registry import builtin
+from .sets import Heap, LispSet, heap_at, set_member
 
 G = "lists"
 
@@ -62,6 +65,10 @@ def consb(lst: Any, x: Any) -> list:
 def _car(name: str, x: Any) -> Any:
     if x is None:
         return None
+    if isinstance(x, Lazy):
+        return next(x.iterate())
+    if isinstance(x, (Heap, LispSet)):
+        return next(iter(x), None)
     if isinstance(x, list):
         return x[0] if x else None
     if isinstance(x, str):
@@ -74,6 +81,8 @@ def _car(name: str, x: Any) -> Any:
 def _cdr(name: str, x: Any) -> Any:
     if x is None:
         return None
+    if isinstance(x, Lazy):
+        return x.dropped(1)
     if isinstance(x, list):
         if len(x) <= 1:
             return None
@@ -132,6 +141,10 @@ def last(x: Any) -> Any:
 # ---------------------------------------------------------------- indexing
 
 def _at_one(container: Any, idx: Any) -> Any:
+    if isinstance(container, Heap):
+        return heap_at(container, idx)
+    if isinstance(container, LispSet):
+        return set_member(container, idx)
     if isinstance(container, (list, str)):
         return container[to_index("at", idx, len(container))]
     if isinstance(container, dict):
@@ -200,9 +213,20 @@ def _dict_set(name: str, d: dict, k: Any, value: Any) -> None:
 
 @builtin("push", group=G, min_args=2, max_args=None)
 def push(lst: Any, *values: Any) -> list:
-    """(push l 4) appends values at the end of a list, in place, and returns the list."""
-    expect_list("push", lst)
-    lst.extend([fit("push", lst, v) for v in values])
+    """(push l 4) appends values at the end of a list, in place, and returns the list.
+
+    On a set or a heap it adds the values where they belong.
+    """
+    return _push("push", lst, values)
+
+
+def _push(name: str, lst: Any, values: tuple | list) -> Any:
+    if isinstance(lst, (Heap, LispSet)):
+        for v in values:
+            _add(lst, v, name)
+        return lst
+    expect_list(name, lst)
+    lst.extend([fit(name, lst, v) for v in values])
     return lst
 
 
@@ -245,6 +269,21 @@ def pop(container: Any, key: Any = None) -> Any:
             return None
         del container[i]
         return container
+    if isinstance(container, LispSet):
+        if key is None:
+            raise LispEError("pop: a set needs the value to remove")
+        return container if container.discard(key) else None
+    if isinstance(container, Heap):
+        if key is None:
+            if not container.items:
+                return None
+            container.items.pop()
+            return container
+        i = container.find(key)
+        if i < 0:
+            return None
+        del container.items[i]
+        return container
     if isinstance(container, dict):
         if key is None:
             raise LispEError("pop: a dictionary needs a key to remove")
@@ -258,7 +297,12 @@ def pop(container: Any, key: Any = None) -> Any:
 
 @builtin("popfirst", group=G)
 def popfirst(container: Any) -> Any:
-    """(popfirst l) removes the first element of a list in place and returns the list."""
+    """(popfirst l) removes the first element of a list (or heap) in place and returns it."""
+    if isinstance(container, Heap):
+        if not container.items:
+            return None
+        del container.items[0]
+        return container
     if isinstance(container, str):
         return container[1:]
     if isinstance(container, list):
@@ -269,22 +313,66 @@ def popfirst(container: Any) -> Any:
     raise fail("popfirst", "a list or a string", container)
 
 
-@builtin("insert", group=G, min_args=2, max_args=3)
-def insert(container: Any, value: Any, pos: Any = 0) -> Any:
+@builtin("insert", group=G, ctx=True, min_args=2, max_args=3)
+def insert(ctx: Any, container: Any, value: Any, pos: Any = 0) -> Any:
     """(insert l "x" 1) inserts a value at a position (default 0) in place and returns the list.
 
-    On a string it returns a new string: (insert "abc" "X" 1) gives "aXbc".
+    With a comparator instead of a position the value goes before the first element it compares
+    true against: (insert '(10 20) 15 '<) gives (10 15 20). On a string it returns a new string:
+    (insert "abc" "X" 1) gives "aXbc". On a set or a heap it adds the value where it belongs.
     """
+    if isinstance(container, (Heap, LispSet)):
+        _add(container, value, "insert")
+        return container
     if isinstance(container, str):
         if not isinstance(value, str):
             value = show(value)
         i = to_index("insert", pos, len(container), allow_end=True)
         return container[:i] + value + container[i:]
     if isinstance(container, list):
-        i = to_index("insert", pos, len(container), allow_end=True)
+        if not is_number(pos):
+            if isinstance(pos, str) or pos is None or pos is True or isinstance(pos, dict):
+                raise fail("insert", "an integer position or a comparator", pos)
+            i = 0
+            while i < len(container) and not truthy(ctx.call(pos, value, container[i])):
+                i += 1
+        else:
+            i = to_index("insert", pos, len(container), allow_end=True)
         container.insert(i, fit("insert", container, value))
         return container
     raise fail("insert", "a list or a string", container)
+
+
+def _add(container: Any, value: Any, name: str) -> None:
+    if isinstance(container, Heap):
+        container.insert(value)
+    else:
+        container.add(value, name)
+
+
+@builtin("poplast", group=G)
+def poplast(container: Any) -> Any:
+    """(poplast l) removes the last element of a list (or heap) in place and returns it; nil if empty."""
+    if isinstance(container, Heap):
+        if not container.items:
+            return None
+        container.items.pop()
+        return container
+    if isinstance(container, (list, str)):
+        return pop(container)
+    raise fail("poplast", "a list, a string or a heap", container)
+
+
+@builtin("pushlast", group=G, min_args=2, max_args=None)
+def pushlast(lst: Any, *values: Any) -> Any:
+    """(pushlast l 4 5) appends values at the end of a list in place, as push: (1 2 3 4 5)."""
+    return _push("pushlast", lst, values)
+
+
+@builtin("pushtrue", group=G, min_args=2, max_args=None)
+def pushtrue(lst: Any, *values: Any) -> Any:
+    """(pushtrue l (find s "x") 3) appends the values that are not nil, in place; returns the list."""
+    return _push("pushtrue", lst, [v for v in values if v is not None and v is not False])
 
 
 @builtin("extend", group=G)
@@ -354,7 +442,7 @@ def _plain_order(ctx: Any, comparator: Any) -> bool | None:
 @builtin("size", "length", group=G)
 def size(x: Any) -> int:
     """(size '(1 2 3)) returns the number of elements: 3; works on strings and dictionaries too."""
-    if isinstance(x, (list, str, dict)):
+    if isinstance(x, (list, str, dict, LispSet, Heap)):
         return len(x)
     if x is None:
         return 0
@@ -402,6 +490,8 @@ def in_(container: Any, value: Any) -> Any:
         return True if any(lisp_equal(x, value) for x in container) else None
     if isinstance(container, dict):
         return True if dict_key(container, value) in container else None
+    if isinstance(container, (LispSet, Heap)):
+        return True if value in container else None
     if container is None:
         return None
     raise fail("in", "a list, a string or a dictionary", container)
@@ -468,9 +558,15 @@ def unique(x: Any) -> list:
 
 @builtin("clone", group=G)
 def clone(x: Any) -> Any:
-    """(clone l) returns a deep copy of a list or dictionary: changing it leaves the original alone."""
+    """(clone l) returns a deep copy of a list, dictionary, set or heap: changing it leaves the original alone."""
     if isinstance(x, (list, dict)):
         return copy.deepcopy(x)
+    if isinstance(x, LispSet):
+        return x.copy()
+    if isinstance(x, Heap):
+        h = Heap(x.ctx, x.comparator)
+        h.items = copy.deepcopy(x.items)
+        return h
     return x
 
 
@@ -486,7 +582,17 @@ def zip_(*lists: Any) -> list:
 
 @builtin("zipwith", group=G, ctx=True, min_args=3, max_args=None)
 def zipwith(ctx: Any, fn: Any, *lists: Any) -> list:
-    """(zipwith '+ '(1 2) '(10 20)) applies a function to elements of lists taken in step: (11 22)."""
+    """(zipwith '+ '(1 2) '(10 20)) applies a function to elements of lists taken in step: (11 22).
+
+    A last argument true or nil (false) says whether the result may be a typed list (the default)
+    or must be a plain list: (type (zipwith '+ '(1) '(2) false)) is list_.
+    """
+    keep = True
+    if len(lists) > 2 and (lists[-1] is None or lists[-1] is True or lists[-1] is False):
+        keep = lists[-1] is True
+        lists = lists[:-1]
+        out = zipwith(ctx, fn, *lists)
+        return out if keep else list(out)
     for lst in lists:
         expect_list("zipwith", lst)
     if len({len(lst) for lst in lists}) > 1:
@@ -494,36 +600,100 @@ def zipwith(ctx: Any, fn: Any, *lists: Any) -> list:
     return typed_from([ctx.call(fn, *t) for t in zip(*lists)])
 
 
-@builtin("extract", "@@", group=G, min_args=2, max_args=3)
-def extract(container: Any, beg: Any, end: Any = None) -> Any:
-    """(@@ "abcdef" 1 3) extracts a sub-list or substring from a start to an end position: "bc".
+@builtin("extract", "@@", group=G, min_args=2, max_args=5)
+def extract(container: Any, *bounds: Any) -> Any:
+    """(@@ "abcdef" 1 3) extracts from a start position up to an end position (excluded): "bc".
 
-    Positions may be negative (from the end); without an end it goes to the end. On a string, the
-    bounds may also be strings: (@@ "a[b]c" "[" "]") gives "b" (the text between them).
+    With only a start it returns the one element (or character) there: (@@ "12345" -2) is "4".
+    Negative positions count from the end; an end of 0 or less counts from the end too. On a
+    string a bound may be a marker string: (@@ "a[b]c" "[" "]") is "b"; after a marker start, a
+    positive number is a count of characters: (@@ "abcdefghij" "b" 3) is "cde". `+` before a
+    marker keeps it in the result, `-` searches it from the end: (@@ "x(a)(b)" - "(" ")") is "b";
+    a lone `-` as the end means up to the end: (@@ "/a/b.txt" - "/" -) is "b.txt".
+    A start out of range gives "" on a string and nil on a list.
     """
-    if isinstance(container, str) and (isinstance(beg, str) or isinstance(end, str)):
-        if isinstance(beg, str):
-            p = container.find(beg)
-            if p < 0:
-                return ""
-            b = p + len(beg)
-        else:
-            b = _slice_pos(len(container), beg)
-        if end is None:
-            return container[b:]
-        if isinstance(end, str):
-            q = container.find(end, b)
-            if q < 0:
-                return ""
-            return container[b:q]
-        return container[b:_slice_pos(len(container), end)]
-    if not isinstance(container, (list, str)):
+    if isinstance(container, str):
+        return _extract_string(container, list(bounds))
+    if not isinstance(container, list):
         raise fail("extract", "a list or a string", container)
+    if len(bounds) > 2:
+        raise LispEError("extract: a list takes a start and an optional end position")
     n = len(container)
-    b = _slice_pos(n, expect_int("extract", beg, "an integer position"))
-    e = n if end is None else _slice_pos(n, expect_int("extract", end, "an integer position"))
-    part = container[b:e] if b <= e else container[0:0]
-    return part if isinstance(container, str) else like(container, part)
+    b = expect_int("extract", bounds[0], "an integer position")
+    if b < 0:
+        b += n
+    if not 0 <= b < n:
+        return None
+    if len(bounds) == 1:
+        return container[b]
+    e = expect_int("extract", bounds[1], "an integer position")
+    if e < 0:
+        e += n
+        if e < 0:
+            return None
+    e = min(e, n)
+    if e < b:
+        return None
+    return like(container, container[b:e])
+
+
+def _marker(bounds: list, which: str) -> tuple[str | None, Any]:
+    """Take one bound off `bounds`: ("+", "-" or None, value)."""
+    v = bounds.pop(0)
+    name = getattr(v, "name", None) if v.__class__.__name__ == "Builtin" else None
+    if name in ("+", "-"):
+        if not bounds:
+            raise LispEError(f"extract: a marker string must follow '{name}' ({which} position)")
+        value = bounds.pop(0)
+        if not isinstance(value, str):
+            raise LispEError(f"extract: wrong value after the {which} operator '{name}': "
+                             f"expected a string, got {show(value)}")
+        return name, value
+    return None, v
+
+
+def _extract_string(s: str, bounds: list) -> str:
+    op, v = _marker(bounds, "first")
+    keep = -1  # length of a start marker kept in the result (+), or 0 after a plain marker
+    if isinstance(v, str):
+        p = s.rfind(v) if op == "-" else s.find(v)
+        if p < 0:
+            return ""
+        if op == "+":
+            start, keep = p, len(v)
+        else:
+            start, keep = p + len(v), 0
+    elif is_number(v):
+        start = expect_int("extract", v, "an integer position")
+        if start < 0:
+            start += len(s)
+    else:
+        raise fail("extract", "a position or a marker string", v)
+    if not 0 <= start < len(s):
+        return ""
+    if not bounds:
+        return s[start]
+    if len(bounds) == 1 and getattr(bounds[0], "name", None) == "-" and bounds[0].__class__.__name__ == "Builtin":
+        return s[start:]  # (@@ s -"/" -): a lone - at the end means up to the end
+    op, w = _marker(bounds, "second")
+    if bounds:
+        raise LispEError("extract: too many arguments")
+    if isinstance(w, str):
+        q = s.rfind(w) if op == "-" else s.find(w, start + 1)
+        if q < 0:
+            return ""
+        end = q + len(w) if op == "+" else q
+    elif is_number(w):
+        end = expect_int("extract", w, "an integer position")
+        if keep != -1 and end > 0:
+            end += start + keep  # after a marker, a count of characters
+        elif end <= 0:
+            end += len(s)
+    else:
+        raise fail("extract", "a position or a marker string", w)
+    if end <= start:
+        return ""
+    return s[start:min(end, len(s))]
 
 
 def _slice_pos(n: int, i: Any) -> int:
@@ -537,6 +707,9 @@ def _slice_pos(n: int, i: Any) -> int:
 def take(n: Any, lst: Any) -> Any:
     """(take 2 '(1 2 3 4)) keeps the first n elements of a list (or characters of a string): (1 2)."""
     k = expect_int("take", n, "an integer count")
+    if isinstance(lst, Lazy):
+        check_size("take", k)
+        return typed_from(list(itertools.islice(lst.iterate(), max(k, 0))))
     if isinstance(lst, str):
         return lst[:max(k, 0)]
     src = _elements("take", lst)
@@ -547,6 +720,8 @@ def take(n: Any, lst: Any) -> Any:
 def drop(n: Any, lst: Any) -> Any:
     """(drop 2 '(1 2 3 4)) removes the first n elements of a list (or characters of a string): (3 4)."""
     k = expect_int("drop", n, "an integer count")
+    if isinstance(lst, Lazy):
+        return lst.dropped(max(k, 0))
     if isinstance(lst, str):
         return lst[max(k, 0):]
     src = _elements("drop", lst)
@@ -615,16 +790,47 @@ def rangein(init: Any, limit: Any, step: Any) -> list:
 
 
 @builtin("irange", group=G, min_args=2, max_args=3)
-def irange(init: Any, limit_or_step: Any, step: Any = None) -> list:
-    """(irange 0 10 2) is a range from a start to a limit (excluded) by a step: (0 2 4 6 8).
+def irange(init: Any, limit_or_step: Any, step: Any = None) -> Any:
+    """(take 4 (irange 1 2)) reads an infinite range from a start by a step: (1 3 5 7).
 
-    LispE's two-argument form is an infinite range; here it is refused with an error, since lists
-    are materialized (use `loopcount` or `while` for unbounded loops).
+    (irange start step) never ends: read it with take, takewhile, car or cdr, or through map and
+    filter, which stay infinite; any other builtin refuses it. (irange 0 10 2) is a range up to a
+    limit (excluded): (0 2 4 6 8).
     """
     if step is None:
-        raise LispEError("irange: infinite ranges (irange start step) are not supported; "
-                         "give a limit: (irange start limit step)")
+        expect_number("irange", init)
+        expect_number("irange", limit_or_step)
+        for v in (init, limit_or_step):
+            if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+                raise LispEError(f"irange: expected finite numbers, got {show(v)}")
+        return counting(init, limit_or_step)
     return _range("irange", init, limit_or_step, step, False)
+
+
+@builtin("irangein", group=G, min_args=2, max_args=3)
+def irangein(init: Any, limit_or_step: Any, step: Any = None) -> Any:
+    """(irangein 0 10 2) is a range up to and including a limit: (0 2 4 6 8 10).
+
+    With two arguments it is the infinite (irange start step).
+    """
+    if step is None:
+        return irange(init, limit_or_step)
+    return _range("irangein", init, limit_or_step, step, True)
+
+
+@builtin("repeat", group=G)
+def repeat(value: Any) -> Any:
+    """(take 3 (repeat "a")) reads an infinite repetition of a value: ("a" "a" "a")."""
+    return Lazy(lambda: itertools.repeat(value), f"repeat {show(value)}")
+
+
+@builtin("cycle", group=G)
+def cycle(lst: Any) -> Any:
+    """(take 5 (cycle '(1 2))) reads the elements of a list over and over: (1 2 1 2 1)."""
+    items = list(expect_list("cycle", lst))
+    if not items:
+        raise LispEError("cycle: the list is empty")
+    return Lazy(lambda: itertools.cycle(items), f"cycle {show(items)}")
 
 
 def _iota(name: str, n: Any, base: int) -> list:
@@ -644,7 +850,7 @@ def _iota(name: str, n: Any, base: int) -> list:
     return Numbers(out)
 
 
-@builtin("iota", group=G, min_args=1, max_args=None)
+@builtin("iota", "⍳", group=G, min_args=1, max_args=None)
 def iota(*ns: Any) -> list:
     """(iota 5) lists the integers from 1 to n: (1 2 3 4 5); several arguments give several lists."""
     if len(ns) == 1:
@@ -652,7 +858,7 @@ def iota(*ns: Any) -> list:
     return [_iota("iota", n, 1) for n in ns]
 
 
-@builtin("iota0", group=G, min_args=1, max_args=None)
+@builtin("iota0", "⍳0", group=G, min_args=1, max_args=None)
 def iota0(*ns: Any) -> list:
     """(iota0 5) lists the integers from 0 to n-1: (0 1 2 3 4); several arguments give several lists."""
     if len(ns) == 1:
@@ -677,6 +883,8 @@ def replicate(n: Any, value: Any) -> list:
 def _elements(name: str, x: Any) -> list:
     if isinstance(x, list):
         return x
+    if isinstance(x, Lazy):
+        raise refuse(name)
     if isinstance(x, str):
         return list(x)
     if x is None:
@@ -684,55 +892,152 @@ def _elements(name: str, x: Any) -> list:
     raise fail(name, "a list", x)
 
 
+def _keep_type(flag: Any) -> bool:
+    return truthy(flag)
+
+
 @builtin("map", group=G, ctx=True)
-def map_(ctx: Any, fn: Any, lst: Any) -> list:
-    """(map (lambda (x) (* x 2)) '(1 2 3)) applies a function to each element: (2 4 6)."""
-    return typed_from([ctx.call(fn, x) for x in _elements("map", lst)])
+def map_(ctx: Any, fn: Any, lst: Any) -> Any:
+    """(map '(* 2) '(1 2 3)) applies a function to each element: (2 4 6).
+
+    As in LispE a bare operator receives the element twice: (map '+ '(1 2 3)) is (2 4 6),
+    (map '* '(1 2 3)) is (1 4 9); '(op v) computes (op x v) and '(v op) computes (op v x);
+    (map '- '(1 2)) is (0 0). A function or lambda receives the element once. On an infinite
+    range (irange start step) the result is infinite too, to be read with take or takewhile.
+    """
+    f = composed(ctx, fn, action=True)
+    if isinstance(lst, Lazy):
+        return lst.mapped(f)
+    return typed_from([f(x) for x in _elements("map", lst)])
 
 
 @builtin("mapcar", group=G, ctx=True)
 def mapcar(ctx: Any, fn: Any, lst: Any) -> list:
-    """(mapcar 'upper '("a" "b")) applies a function to each element of a list: ("A" "B")."""
-    return typed_from([ctx.call(fn, x) for x in _elements("mapcar", lst)])
+    """(mapcar '(- 10) '(1 2)) applies a function to each element, as maplist: (9 8).
+
+    A partial call gets the element at its `_` slot or at its end: '(- 10) computes (- 10 x).
+    """
+    f = slotted(ctx, fn)
+    return typed_from([f(x) for x in _elements("mapcar", lst)])
 
 
-@builtin("maplist", group=G, ctx=True)
-def maplist(ctx: Any, fn: Any, lst: Any) -> list:
-    """(maplist (lambda (x) (+ x 1)) '(1 2)) applies a function to each element (LispE's maplist): (2 3)."""
-    return typed_from([ctx.call(fn, x) for x in _elements("maplist", lst)])
+@builtin("maplist", "↑↑", "¨", group=G, ctx=True, min_args=2, max_args=3)
+def maplist(ctx: Any, fn: Any, lst: Any, keep_type: Any = True) -> list:
+    """(maplist '(- 10) '(1 2)) applies a function to each element: (9 8).
+
+    Unlike map, a partial call gets the element at its `_` slot or at its end: '(- 10) computes
+    (- 10 x), '(- _ 10) computes (- x 10); a bare operator receives the element once. With a third
+    argument nil the result is always a plain list.
+    """
+    f = slotted(ctx, fn)
+    out = [f(x) for x in _elements("maplist", lst)]
+    return typed_from(out) if _keep_type(keep_type) else out
 
 
 @builtin("filter", group=G, ctx=True)
-def filter_(ctx: Any, pred: Any, lst: Any) -> list:
-    """(filter '(< 3) '(1 5 2 4)) keeps the elements for which a predicate is true: (1 2)."""
+def filter_(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(filter '(< 3) '(1 5 2 4)) keeps the elements for which a predicate is true: (1 2).
+
+    '(cmp v) tests (cmp x v) and '(v cmp) tests (cmp v x), as LispE's filter; a function or
+    lambda receives the element. On an infinite range the result is infinite (read it with take).
+    """
+    f = composed(ctx, pred, action=False)
+    if isinstance(lst, Lazy):
+        return lst.filtered(lambda x: truthy(f(x)))
     src = _elements("filter", lst)
-    return like(lst, [x for x in src if truthy(ctx.call(pred, x))])
+    return like(lst, [x for x in src if truthy(f(x))])
 
 
-@builtin("filterlist", group=G, ctx=True)
-def filterlist(ctx: Any, pred: Any, lst: Any) -> list:
-    """(filterlist (lambda (x) (> x 1)) '(1 2 3)) keeps the elements satisfying a predicate: (2 3)."""
-    src = _elements("filterlist", lst)
-    return like(lst, [x for x in src if truthy(ctx.call(pred, x))])
+def _listwise(name: str, ctx: Any, pred: Any, lst: Any, keep_type: Any, mode: str) -> Any:
+    f = slotted(ctx, pred)
+    src = _elements(name, lst)
+    if mode == "filter":
+        out = [x for x in src if truthy(f(x))]
+    else:
+        i = 0
+        while i < len(src) and truthy(f(src[i])):
+            i += 1
+        out = src[:i] if mode == "take" else src[i:]
+    if isinstance(lst, str):
+        return "".join(out) if _keep_type(keep_type) else list(out)
+    return like(lst, out) if _keep_type(keep_type) else list(out)
+
+
+@builtin("filterlist", group=G, ctx=True, min_args=2, max_args=3)
+def filterlist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
+    """(filterlist '(< 10) '(1 4 5 10 11 20)) keeps the elements satisfying a predicate: (11 20).
+
+    Unlike filter, a partial call gets the element at its `_` slot or at its end: '(< 10) tests
+    (< 10 x), '(< _ 10) tests (< x 10). With a third argument nil the result is a plain list.
+    """
+    return _listwise("filterlist", ctx, pred, lst, keep_type, "filter")
+
+
+@builtin("takelist", group=G, ctx=True, min_args=2, max_args=3)
+def takelist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
+    """(takelist '(> 10) '(1 4 12 3)) keeps the leading elements while a predicate holds: (1 4).
+
+    The element goes at the `_` slot of a partial call or at its end: '(> 10) tests (> 10 x).
+    """
+    return _listwise("takelist", ctx, pred, lst, keep_type, "take")
+
+
+@builtin("droplist", group=G, ctx=True, min_args=2, max_args=3)
+def droplist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
+    """(droplist '(> 10) '(1 4 12 3)) skips the leading elements while a predicate holds: (12 3).
+
+    The element goes at the `_` slot of a partial call or at its end: '(> 10) tests (> 10 x).
+    """
+    return _listwise("droplist", ctx, pred, lst, keep_type, "drop")
+
+
+@builtin("filtercar", group=G, ctx=True)
+def filtercar(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(filtercar '(< 10) '(1 4 5 10 11 20)) is filterlist always giving a plain list: (11 20)."""
+    return _listwise("filtercar", ctx, pred, lst, None, "filter")
+
+
+@builtin("takecar", group=G, ctx=True)
+def takecar(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(takecar '(> 10) '(1 4 12 3)) is takelist always giving a plain list: (1 4)."""
+    return _listwise("takecar", ctx, pred, lst, None, "take")
+
+
+@builtin("dropcar", group=G, ctx=True)
+def dropcar(ctx: Any, pred: Any, lst: Any) -> Any:
+    """(dropcar '(> 10) '(1 4 12 3)) is droplist always giving a plain list: (12 3)."""
+    return _listwise("dropcar", ctx, pred, lst, None, "drop")
 
 
 @builtin("takewhile", group=G, ctx=True)
 def takewhile(ctx: Any, pred: Any, lst: Any) -> list:
-    """(takewhile '(< 3) '(1 2 5 1)) keeps the leading elements while a predicate holds: (1 2)."""
+    """(takewhile '(< 3) '(1 2 5 1)) keeps the leading elements while a predicate holds: (1 2).
+
+    '(cmp v) tests (cmp x v), '(v cmp) tests (cmp v x); it also reads an infinite range:
+    (takewhile '(< 10) (irange 1 3)) is (1 4 7).
+    """
+    f = composed(ctx, pred, action=False)
     out = []
-    for x in _elements("takewhile", lst):
-        if not truthy(ctx.call(pred, x)):
+    src = lst.iterate() if isinstance(lst, Lazy) else _elements("takewhile", lst)
+    for x in src:
+        if not truthy(f(x)):
             break
         out.append(x)
-    return like(lst, out)
+        if isinstance(lst, Lazy):
+            check_size("takewhile", len(out))
+    return typed_from(out) if isinstance(lst, Lazy) else like(lst, out)
 
 
 @builtin("dropwhile", group=G, ctx=True)
 def dropwhile(ctx: Any, pred: Any, lst: Any) -> list:
-    """(dropwhile '(< 3) '(1 2 5 1)) skips the leading elements while a predicate holds: (5 1)."""
+    """(dropwhile '(< 3) '(1 2 5 1)) skips the leading elements while a predicate holds: (5 1).
+
+    '(cmp v) tests (cmp x v), '(v cmp) tests (cmp v x), as filter.
+    """
+    f = composed(ctx, pred, action=False)
     src = _elements("dropwhile", lst)
     i = 0
-    while i < len(src) and truthy(ctx.call(pred, src[i])):
+    while i < len(src) and truthy(f(src[i])):
         i += 1
     return like(lst, src[i:])
 
@@ -775,7 +1080,7 @@ def _numbers(name: str, args: tuple) -> list:
     return items
 
 
-@builtin("sum", group=G, min_args=1, max_args=None)
+@builtin("sum", "∑", group=G, min_args=1, max_args=None)
 def sum_(*args: Any) -> Any:
     """(sum '(1 2 3)) adds the numbers of a list: 6 (also (sum 1 2 3)); 0 for an empty list."""
     items = _numbers("sum", args)
@@ -785,7 +1090,7 @@ def sum_(*args: Any) -> Any:
     return total
 
 
-@builtin("product", group=G, min_args=1, max_args=None)
+@builtin("product", "∏", group=G, min_args=1, max_args=None)
 def product(*args: Any) -> Any:
     """(product '(2 3 4)) multiplies the numbers of a list: 24 (also (product 2 3 4)); 1 when empty."""
     items = _numbers("product", args)

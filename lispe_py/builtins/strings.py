@@ -114,8 +114,13 @@ def replace(s: Any, find: Any, rep: Any, end: Any = None) -> str:
 
 @builtin("join", group=G, min_args=1, max_args=2)
 def join(lst: Any, sep: Any = "") -> str:
-    """(join '("a" "b" "c") ",") joins the elements of a list into a string: "a,b,c" (default separator "")."""
+    """(join '("a" "b" "c") ",") joins the elements of a list into a string: "a,b,c" (default separator "").
+
+    The separator may be an atom: (join '(a b c) '/) is "a/b/c".
+    """
     expect_list("join", lst)
+    if isinstance(sep, Symbol):
+        sep = sep.name
     expect_str("join", sep, "a string separator")
     return sep.join(x if isinstance(x, str) else show(x) for x in lst)
 

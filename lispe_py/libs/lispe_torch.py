@@ -182,6 +182,7 @@ def torch_model_create(ctx: Any, kind: Any, config: Any = None) -> DecoderModel:
                 raise LispEError(f"{fname}: config \"{key}\" must be a non-negative integer, got {describe(v)}")
         elif not (tv.is_int(v) and v > 0):
             raise LispEError(f"{fname}: config \"{key}\" must be a positive integer, got {describe(v)}")
+    _sandbox_kernels(ctx)
     with core_errors(fname):
         return create_model(values, dtype=dtype, device=device)
 
@@ -248,10 +249,13 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
                              + ", ".join(f'"{k}"' for k in _LOAD_KEYS))
     quantize, group_size = load_options(fname, quantize, group_size)
     if path not in EMBEDDED_MODELS:
-        path = str(_resolve_path(ctx, path))
+        path = str(_resolve_path(ctx, path, fname))
+    if model_cache and not _may_write_model_cache(ctx):
+        model_cache = _read_only_model_cache()  # sandboxed: the cache may not be written
+    _sandbox_kernels(ctx)
     with core_errors(fname), tv.loading(Path(path).name):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
-                           model_cache=model_cache)
+                           model_cache=model_cache, check_path=_path_check(ctx, fname))
     model.prompt_cache, model.prefill_chunk_size, model.packed_weights = prompt_cache, chunk, packed
     model.cuda_graphs = graphs
     if model.tokenizer is not None:
@@ -259,12 +263,63 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     return model
 
 
-def _resolve_path(ctx: Any, path: str) -> Path:
-    """A relative path is taken from the script's folder (then the working directory)."""
+def _resolve_path(ctx: Any, path: str, fname: str) -> Path:
+    """A relative path is taken from the script's folder (then the working directory). Sandboxed:
+    `check_file_access` resolves it (script folder, no `~`, symlinks followed) or refuses it."""
+    if ctx.interp.sandbox:
+        return Path(_path_check(ctx, fname)(path))
     p = Path(path).expanduser()
     if not p.is_absolute() and ctx.interp.script_dir and (Path(ctx.interp.script_dir) / p).exists():
         p = Path(ctx.interp.script_dir) / p
     return Path(ctx.interp.check_file_access(str(p)))
+
+
+def _path_check(ctx: Any, fname: str) -> Any:
+    """What the model loaders pass every file they open through (config.json, tokenizer files, the
+    shards an index names, a folder's .gguf): the interpreter's check when sandboxed (its refusal
+    names `fname`), else None."""
+    if not ctx.interp.sandbox:
+        return None
+    check_file_access = ctx.interp.check_file_access
+
+    def check(path: Any) -> str:
+        try:
+            return check_file_access(path)
+        except LispEError as exc:
+            raise LispEError(f"{fname}: {exc.message}") from None
+    return check
+
+
+def _may_write_model_cache(ctx: Any) -> bool:
+    """Whether this interpreter may write the model cache folder (always, outside the sandbox)."""
+    if not ctx.interp.sandbox:
+        return True
+    from ..models import model_cache
+
+    root = model_cache.cache_root()
+    return root is not None and ctx.interp.may_write(root)
+
+
+def _read_only_model_cache() -> Any:
+    """The model_cache setting of a load that may not write the cache: "read" (use valid entries,
+    never write, prune or delete) where the model cache offers that mode, else False (no cache)."""
+    from ..models import model_cache
+
+    return "read" if "read" in getattr(model_cache, "MODES", ()) else False
+
+
+def _sandbox_kernels(ctx: Any) -> None:
+    """Sandboxed without write permission on the native kernels' cache folder, and the kernels not
+    built yet: decide for this process that they are not used (building them writes the cache
+    folder; a layer picks its kernel when it is made, so the decision must come before any quantized
+    layer exists: a model is loaded or created first). A library already built is only read, and used."""
+    if ctx.interp.sandbox:
+        from ..models import native
+
+        if "ok" not in native._state and not ctx.interp.may_write(native.cache_dir()):
+            cxx = native.compiler()
+            if cxx is None or not native.library_path(cxx).exists():
+                native._state.update(ok=False, reason="sandbox: the kernel cache folder may not be written")
 
 
 @builtin("torch_model_to_dtype", group=G_MODEL, library=LIB)
@@ -379,16 +434,19 @@ def tokenizer_load(ctx: Any, path: Any) -> Tokenizer:
     fname = "tokenizer_load"
     path = expect_str(fname, "path", path)
     with core_errors(fname):
+        check = _path_check(ctx, fname)
         if path in EMBEDDED_MODELS:
             p = embedded_model_path(path)
         else:
-            p = _resolve_path(ctx, path)
+            p = _resolve_path(ctx, path, fname)
             if not p.exists():
                 raise LispEError(f"{fname}: argument 'path': no file or folder at \"{path}\"")
         if p.is_dir():
             ggufs = sorted(p.glob("*.gguf"))
-            tok = Tokenizer.from_gguf(str(ggufs[0])) if not (p / "tokenizer.json").exists() and ggufs \
-                else Tokenizer.from_folder(p)
+            if not (p / "tokenizer.json").exists() and ggufs:
+                tok = Tokenizer.from_gguf(check(ggufs[0]) if check else str(ggufs[0]))
+            else:
+                tok = Tokenizer.from_folder(p, check_path=check)
         elif p.suffix == ".gguf":
             tok = Tokenizer.from_gguf(str(p))
         else:

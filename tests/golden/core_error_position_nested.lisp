@@ -1,6 +1,6 @@
 (defun outer (x)
-   (inner (* x 2)))
-(defun inner (y)
+   (infun (* x 2)))
+(defun infun (y)
    (if (> y 5)
        (car y)
        y))

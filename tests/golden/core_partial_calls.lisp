@@ -1,5 +1,6 @@
 ; ctx.call: quoted symbols, lambdas and partial calls as function arguments
-(println (map '+ '(1 2) ))
+; a bare operator given to map receives the element twice (composing.cxx): (+ x x)
+(println (map (quote +) (quote (1 2))))
 (println (filter '(< 3) '(1 5 2 8)))
 (println (filter '(< _ 3) '(1 5 2 8)))
 (println (map '(* 10) '(1 2 3)))

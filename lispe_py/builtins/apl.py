@@ -1,0 +1,541 @@
+"""Array builtins in LispE's APL style, and the folds and scans without an initial value.
+
+Conventions: a matrix is a list of rows (lists of the same size). `rho` reads and builds shapes,
+`transpose` swaps rows and columns, `reduce`/`scan` (// and \\\\) fold from the left with an
+operator, `backreduce`/`backscan` (⌿ -// ⍀ -\\\\) from the right, `outer` (°) builds the table of
+an operator over two lists, `inner` the generalized matrix product, `&&&`/`|||`/`^^^` intersect,
+unite and exclude lists or sets, and `invert`/`solve`/`determinant` work on square numeric
+matrices. Operators are called like any function: '+ or a lambda of two arguments.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import LispEError
+from ..values import Integers, Numbers, TYPED_LISTS
+from ._common import (check_size, expect_int, expect_list, expect_number, fail, lisp_equal,
+                      like, typed_from)
+from .registry import builtin
+from .sets import Heap, LispSet
+
+G = "apl"
+_MISSING_ARG = object()
+
+
+def _items(name: str, x: Any) -> list:
+    if isinstance(x, list):
+        return x
+    if isinstance(x, (LispSet, Heap)):
+        return list(x)
+    if isinstance(x, str):
+        return list(x)
+    if x is None:
+        return []
+    raise fail(name, "a list", x)
+
+
+# ---------------------------------------------------------------- folds and scans without seed
+
+@builtin("foldl1", group="lists", ctx=True)
+def foldl1(ctx: Any, fn: Any, lst: Any) -> Any:
+    """(foldl1 '- '(10 2 3)) folds from the left, starting from the first element: 5.
+
+    nil on an empty list.
+    """
+    items = _items("foldl1", lst)
+    if not items:
+        return None
+    acc = items[0]
+    for x in items[1:]:
+        acc = ctx.call(fn, acc, x)
+    return acc
+
+
+@builtin("foldr1", group="lists", ctx=True)
+def foldr1(ctx: Any, fn: Any, lst: Any) -> Any:
+    """(foldr1 '- '(1 2 3)) folds from the right, starting from the last element: (- 1 (- 2 3)) = 2."""
+    items = _items("foldr1", lst)
+    if not items:
+        return None
+    acc = items[-1]
+    for x in reversed(items[:-1]):
+        acc = ctx.call(fn, x, acc)
+    return acc
+
+
+@builtin("scanl1", group="lists", ctx=True)
+def scanl1(ctx: Any, fn: Any, lst: Any) -> list:
+    """(scanl1 '+ '(1 2 3 4)) lists the steps of foldl1: (1 3 6 10)."""
+    items = _items("scanl1", lst)
+    out: list = []
+    for x in items:
+        out.append(x if not out else ctx.call(fn, out[-1], x))
+    return typed_from(out)
+
+
+@builtin("scanr", group="lists", ctx=True)
+def scanr(ctx: Any, fn: Any, init: Any, lst: Any) -> list:
+    """(scanr '+ 0 '(3 5 2 1)) lists the steps of a right fold, the full fold first: (11 8 3 1 0)."""
+    out = [init]
+    for x in reversed(_items("scanr", lst)):
+        out.append(ctx.call(fn, x, out[-1]))
+    return typed_from(out[::-1])
+
+
+@builtin("scanr1", group="lists", ctx=True)
+def scanr1(ctx: Any, fn: Any, lst: Any) -> list:
+    """(scanr1 '+ '(3 5 2 1)) lists the steps of foldr1, the full fold first: (11 8 3 1)."""
+    out: list = []
+    for x in reversed(_items("scanr1", lst)):
+        out.append(x if not out else ctx.call(fn, x, out[-1]))
+    return typed_from(out[::-1])
+
+
+# ---------------------------------------------------------------- reduce / scan (APL / and \)
+
+def _counts(fn: Any) -> bool:
+    return isinstance(fn, list) and bool(fn) and all(isinstance(x, int) and not isinstance(x, bool) for x in fn)
+
+
+@builtin("reduce", "//", "↗", group=G, ctx=True, min_args=1, max_args=2)
+def reduce_(ctx: Any, fn: Any, lst: Any = _MISSING_ARG) -> Any:
+    """(// '+ '(1 2 3 4)) reduces a list with an operator from the left: 10; (// '- '(1 2 3)) is -4.
+
+    A lambda receives the accumulator first. (// '(1 0 2) '(1 2 3)) repeats each element as many
+    times as its count: (1 3 3); (// l) alone copies the list. nil on an empty list.
+    """
+    if lst is _MISSING_ARG:
+        return like(fn, list(_items("reduce", fn)))
+    if _counts(fn):
+        items = _items("reduce", lst)
+        if len(fn) != len(items):
+            raise LispEError("reduce: the counts and the list must have the same size")
+        out: list = []
+        for c, x in zip(fn, items):
+            if c < 0:
+                raise LispEError("reduce: a count cannot be negative")
+            check_size("reduce", len(out) + c)
+            out.extend([x] * c)
+        return like(lst, out)
+    return foldl1(ctx, fn, lst)
+
+
+@builtin("backreduce", "-//", "⌿", group=G, ctx=True, min_args=1, max_args=2)
+def backreduce(ctx: Any, fn: Any, lst: Any = _MISSING_ARG) -> Any:
+    """(⌿ '- '(1 2 3)) reduces a list from its end: (- (- 3 2) 1) = 0; (-// l) alone reverses it."""
+    if lst is _MISSING_ARG:
+        return like(fn, list(_items("backreduce", fn))[::-1])
+    if _counts(fn):
+        raise LispEError("backreduce: a list of counts is not supported here, use reduce")
+    items = _items("backreduce", lst)
+    return foldl1(ctx, fn, items[::-1])
+
+
+@builtin("scan", "\\\\", "↘", group=G, ctx=True)
+def scan(ctx: Any, fn: Any, lst: Any) -> list:
+    """(scan '+ '(1 2 3)) lists every step of a reduction from the left: (1 3 6); \\\\ is its sign.
+
+    With a list of counts each one repeats the next element, 0 putting a 0:
+    (scan '(2 0 3) '(45 26)) is (45 45 0 26 26 26).
+    """
+    if _counts(fn):
+        items = list(_items("scan", lst))
+        out: list = []
+        for c in fn:
+            if c < 0:
+                raise LispEError("scan: a count cannot be negative")
+            if c == 0:
+                out.append(0)
+                continue
+            if not items:
+                raise LispEError("scan: more counts than elements")
+            check_size("scan", len(out) + c)
+            out.extend([items.pop(0)] * c)
+        return typed_from(out)
+    return scanl1(ctx, fn, lst)
+
+
+@builtin("backscan", "-\\\\", "⍀", group=G, ctx=True)
+def backscan(ctx: Any, fn: Any, lst: Any) -> list:
+    """(⍀ '- '(1 2 3)) lists every step of a reduction from the end: (3 1 0)."""
+    if _counts(fn):
+        raise LispEError("backscan: a list of counts is not supported here, use scan")
+    return scanl1(ctx, fn, _items("backscan", lst)[::-1])
+
+
+# ---------------------------------------------------------------- shapes
+
+def _shape(x: Any) -> list:
+    dims = []
+    while isinstance(x, list):
+        dims.append(len(x))
+        if not x:
+            break
+        x = x[0]
+    return dims
+
+
+def _flat(x: Any, out: list) -> None:
+    stack = [iter(x)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+
+
+@builtin("rho", "ρ", "⍴", group=G, min_args=1, max_args=None)
+def rho(*args: Any) -> Any:
+    """(rho 2 3 (iota 6)) reshapes values into the given dimensions: ((1 2 3) (4 5 6)).
+
+    With one list it gives its shape: (rho '((1 2 3) (4 5 6))) is (2 3). The values are read
+    flattened and reused from the start when there are too few.
+    """
+    if len(args) == 1:
+        x = args[0]
+        if isinstance(x, (str, LispSet, Heap, dict)):
+            return len(x)
+        if not isinstance(x, list):
+            raise fail("rho", "a list", x)
+        return Integers(_shape(x))
+    *dims_raw, values = args
+    dims = [expect_int("rho", d, "an integer dimension") for d in dims_raw]
+    total = 1
+    for d in dims:
+        if d < 0:
+            raise LispEError("rho: a dimension cannot be negative")
+        total *= d
+    check_size("rho", total)
+    flat: list = []
+    if isinstance(values, list):
+        _flat(values, flat)
+    else:
+        flat = [values]
+    if not flat:
+        raise LispEError("rho: no values to fill the shape")
+    cells = [flat[i % len(flat)] for i in range(total)]
+
+    def build(level: int, start: int) -> tuple[list, int]:
+        if level == len(dims) - 1:
+            return typed_from(cells[start:start + dims[level]]), start + dims[level]
+        rows = []
+        for _ in range(dims[level]):
+            row, start = build(level + 1, start)
+            rows.append(row)
+        return rows, start
+
+    return build(0, 0)[0]
+
+
+def _rows(x: list) -> list:
+    """The innermost lists of a nested list."""
+    out, stack = [], [x]
+    while stack:
+        cur = stack.pop()
+        if cur and isinstance(cur[0], list):
+            stack.extend(cur)
+        else:
+            out.append(cur)
+    return out
+
+
+def _matrix(name: str, m: Any) -> list:
+    expect_list(name, m, "a matrix (a list of rows)")
+    if not m or not all(isinstance(r, list) for r in m):
+        raise fail(name, "a matrix (a list of rows)", m)
+    n = len(m[0])
+    if any(len(r) != n for r in m):
+        raise LispEError(f"{name}: the rows of the matrix must have the same size")
+    return m
+
+
+@builtin("transpose", "⍉", group=G)
+def transpose(m: Any) -> list:
+    """(transpose '((1 2 3) (4 5 6))) swaps rows and columns: ((1 4) (2 5) (3 6))."""
+    rows = _matrix("transpose", m)
+    return [like(rows[0], [r[j] for r in rows]) for j in range(len(rows[0]))]
+
+
+@builtin("rotate", "⌽", group=G, min_args=1, max_args=2)
+def rotate(lst: Any, n: Any = None) -> Any:
+    """(rotate '(1 2 3 4 5) 2) rotates a list (or string) to the left by n: (3 4 5 1 2).
+
+    A negative n rotates to the right: (rotate '(1 2 3 4 5) -2) is (4 5 1 2 3); without n, or with
+    nil, by one to the right: (rotate "abcde") is "eabcd"; with true by one to the left.
+    """
+    if n is None or n is False:
+        k = -1
+    elif n is True:
+        k = 1
+    else:
+        k = expect_int("rotate", n, "an integer count, true or nil")
+    if isinstance(lst, str):
+        if not lst:
+            return lst
+        k %= len(lst)
+        return lst[k:] + lst[:k]
+    items = _items("rotate", lst)
+    if not items:
+        return like(lst, [])
+    k %= len(items)
+    return like(lst, items[k:] + items[:k])
+
+
+@builtin("tally", "≢", group=G)
+def tally(x: Any) -> int:
+    """(tally (rho 3 4 (iota 12))) counts the numbers of a matrix or tensor: 12; of a list, its size.
+
+    A matrix or tensor is a regular nesting of typed rows (as rho builds); any other list gives its
+    size.
+    """
+    if isinstance(x, list):
+        if x and isinstance(x[0], list):
+            flat: list = []
+            _flat(x, flat)
+            total = 1
+            for d in _shape(x):
+                total *= d
+            if len(flat) == total and all(type(r) in TYPED_LISTS for r in _rows(x)):
+                return total
+        return len(x)
+    if isinstance(x, (str, dict, LispSet, Heap)):
+        return len(x)
+    raise fail("tally", "a list", x)
+
+
+@builtin("member", "∈", group=G)
+def member(lst: Any, values: Any) -> Any:
+    """(member '(1 2 5) '(2 3 5)) marks with 1 the elements found in a second list: (0 1 1).
+
+    A single value (not a list) gives 1 or 0 for itself.
+    """
+    pool = _items("member", values) if isinstance(values, (list, LispSet, Heap)) else [values]
+
+    def found(x: Any) -> int:
+        if isinstance(values, LispSet):
+            return 1 if x in values else 0
+        return 1 if any(lisp_equal(x, y) for y in pool) else 0
+
+    if isinstance(lst, list):
+        return Integers(found(x) for x in lst)
+    return found(lst)
+
+
+@builtin("==", group=G)
+def equal_one_zero(a: Any, b: Any) -> Any:
+    """(== '(1 2 3) '(1 5 3)) compares element by element with 1 for equal, 0 otherwise: (1 0 1).
+
+    Two values that are not both lists give one 1 or 0: (== 2 2.0) is 1.
+    """
+    if isinstance(a, list) and isinstance(b, list) and not (a and isinstance(a[0], list)):
+        return Integers(1 if lisp_equal(x, y) else 0 for x, y in zip(a, b))
+    return 1 if lisp_equal(a, b) else 0
+
+
+_ONE_ZERO = equal_one_zero.builtin  # type: ignore[attr-defined]
+
+
+@builtin(",", group=G, min_args=1, max_args=2)
+def concatenate(a: Any, b: Any = _MISSING_ARG) -> list:
+    """(, '(1 2) '(3 4)) concatenates two lists: (1 2 3 4); (, m) alone flattens a matrix.
+
+    A list of lists and a list concatenate row by row: (, '((1 2) (3 4)) '((5) (6))) is
+    ((1 2 5) (3 4 6)); a list and a value pair each element with it: (, '(1 2) 5) is ((1 5) (2 5)).
+    """
+    if b is _MISSING_ARG:
+        out: list = []
+        _flat(_items(",", a), out)
+        return typed_from(out)
+    xs = _items(",", a)
+    if isinstance(b, list):
+        if xs and all(isinstance(r, list) for r in xs) and len(b) == len(xs) and all(isinstance(r, list) for r in b):
+            return [typed_from([*r, *q]) for r, q in zip(xs, b)]
+        return typed_from([*xs, *b])
+    return [typed_from([*r, b]) if isinstance(r, list) else typed_from([r, b]) for r in xs]
+
+
+# ---------------------------------------------------------------- set-like operations on lists
+
+def _setlike(name: str, args: tuple, op: str) -> Any:
+    first = args[0]
+    if isinstance(first, LispSet):
+        acc = first.copy()
+        for other in args[1:]:
+            o = LispSet(first.kind, [y for y in _items(name, other) if _fits(first, y)])
+            if op == "and":
+                acc = LispSet(first.kind, [x for x in acc if x in o])
+            elif op == "or":
+                acc = LispSet(first.kind, [*acc, *o])
+            else:
+                acc = LispSet(first.kind, [*(x for x in acc if x not in o), *(y for y in o if y not in acc)])
+        return acc
+    acc_list = list(_items(name, first))
+    for other in args[1:]:
+        items = _items(name, other)
+        if op == "and":
+            out: list = []
+            for x in acc_list:
+                if any(lisp_equal(x, y) for y in items) and not any(lisp_equal(x, o) for o in out):
+                    out.append(x)
+        elif op == "or":
+            out = []
+            for x in acc_list + list(items):
+                if not any(lisp_equal(x, o) for o in out):
+                    out.append(x)
+        else:
+            out = []
+            for x in acc_list:
+                if not any(lisp_equal(x, y) for y in items) and not any(lisp_equal(x, o) for o in out):
+                    out.append(x)
+            for y in items:
+                if not any(lisp_equal(y, x) for x in acc_list) and not any(lisp_equal(y, o) for o in out):
+                    out.append(y)
+        acc_list = out
+    if isinstance(first, str):
+        return "".join(acc_list)
+    return like(first, acc_list) if isinstance(first, list) else typed_from(acc_list)
+
+
+def _fits(s: LispSet, x: Any) -> bool:
+    try:
+        s.convert(x)
+        return True
+    except LispEError:
+        return False
+
+
+@builtin("&&&", group=G, min_args=1, max_args=None)
+def list_and(*args: Any) -> Any:
+    """(&&& '(1 2 3 2) '(2 3 4)) keeps the elements found in every list, each once: (2 3).
+
+    On strings it works on characters: (&&& "aabbc" "cab") is "abc"; on a set the result is a set
+    of the same kind.
+    """
+    return _setlike("&&&", args, "and")
+
+
+@builtin("|||", group=G, min_args=1, max_args=None)
+def list_or(*args: Any) -> Any:
+    """(||| '(1 2) '(2 3)) unites lists, each element once, in order of appearance: (1 2 3)."""
+    return _setlike("|||", args, "or")
+
+
+@builtin("^^^", group=G, min_args=1, max_args=None)
+def list_xor(*args: Any) -> Any:
+    """(^^^ '(1 2 3) '(2 3 4)) keeps the elements found in only one of two lists: (1 4)."""
+    return _setlike("^^^", args, "xor")
+
+
+# ---------------------------------------------------------------- outer and inner products
+
+@builtin("outer", "°", group=G, ctx=True)
+def outer(ctx: Any, fn: Any, a: Any, b: Any) -> list:
+    """(° '* '(1 2) '(10 20 30)) applies an operator to every pair: ((10 20 30) (20 40 60)).
+
+    `=` gives 1 or 0, as `==`: (° '= '(1 2) '(1 2)) is ((1 0) (0 1)).
+    """
+    if getattr(fn, "name", None) == "=":
+        fn = _ONE_ZERO
+    xs, ys = _items("outer", a), _items("outer", b)
+    check_size("outer", len(xs) * len(ys))
+    return [typed_from([ctx.call(fn, x, y) for y in ys]) for x in xs]
+
+
+@builtin("inner", group=G, ctx=True)
+def inner(ctx: Any, f: Any, g: Any, a: Any, b: Any) -> Any:
+    """(inner '+ '* '((1 2) (3 4)) '((5 6) (7 8))) is the matrix product: ((19 22) (43 50)).
+
+    Each cell reduces with the first operator the results of the second over a row of the first
+    matrix and a column of the second; on two lists it gives one value: (inner '+ '* '(1 2) '(3 4))
+    is 11. LispE also spells it `.`.
+    """
+    def cell(row: list, col: list) -> Any:
+        if len(row) != len(col):
+            raise LispEError("inner: the sizes do not match")
+        vals = [ctx.call(g, x, y) for x, y in zip(row, col)]
+        if not vals:
+            return None
+        acc = vals[0]
+        for v in vals[1:]:
+            acc = ctx.call(f, acc, v)
+        return acc
+
+    if isinstance(a, list) and a and all(isinstance(r, list) for r in a):
+        ma, mb = _matrix("inner", a), _matrix("inner", b)
+        cols = [[r[j] for r in mb] for j in range(len(mb[0]))]
+        return [typed_from([cell(r, c) for c in cols]) for r in ma]
+    return cell(_items("inner", a), _items("inner", b))
+
+
+# ---------------------------------------------------------------- linear algebra
+
+def _square(name: str, m: Any) -> list[list[float]]:
+    rows = _matrix(name, m)
+    if len(rows) != len(rows[0]):
+        raise LispEError(f"{name}: expected a square matrix, got {len(rows)}x{len(rows[0])}")
+    for r in rows:
+        for x in r:
+            expect_number(name, x, "a numeric matrix")
+    return [[float(x) for x in r] for r in rows]
+
+
+def _eliminate(name: str, a: list[list[float]], b: list[list[float]]) -> tuple[list[list[float]], float]:
+    """Gauss-Jordan elimination with partial pivoting: (a^-1 b, det a)."""
+    n = len(a)
+    a = copy.deepcopy(a)
+    b = copy.deepcopy(b)
+    det = 1.0
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-12:
+            raise LispEError(f"{name}: the matrix is singular")
+        if pivot != col:
+            a[col], a[pivot] = a[pivot], a[col]
+            b[col], b[pivot] = b[pivot], b[col]
+            det = -det
+        p = a[col][col]
+        det *= p
+        a[col] = [x / p for x in a[col]]
+        b[col] = [x / p for x in b[col]]
+        for r in range(n):
+            if r != col and a[r][col] != 0.0:
+                k = a[r][col]
+                a[r] = [x - k * y for x, y in zip(a[r], a[col])]
+                b[r] = [x - k * y for x, y in zip(b[r], b[col])]
+    return b, det
+
+
+@builtin("determinant", group=G)
+def determinant(m: Any) -> float:
+    """(determinant '((1 2) (3 4))) computes the determinant of a square matrix: -2."""
+    a = _square("determinant", m)
+    try:
+        return _eliminate("determinant", a, [[0.0] for _ in a])[1]
+    except LispEError:
+        return 0.0
+
+
+@builtin("invert", "⌹", group=G)
+def invert(m: Any) -> list:
+    """(invert '((2 0) (0 4))) inverts a square matrix: ((0.5 0) (0 0.25)); a singular one is an error."""
+    a = _square("invert", m)
+    ident = [[1.0 if i == j else 0.0 for j in range(len(a))] for i in range(len(a))]
+    return [Numbers(r) for r in _eliminate("invert", a, ident)[0]]
+
+
+@builtin("solve", group=G)
+def solve(m: Any, y: Any) -> list:
+    """(solve '((2 1) (1 3)) '(3 5)) solves the linear system m·x = y: (0.8 1.4)."""
+    a = _square("solve", m)
+    ys = expect_list("solve", y)
+    if len(ys) != len(a):
+        raise LispEError("solve: the vector must have as many values as the matrix has rows")
+    for v in ys:
+        expect_number("solve", v, "a numeric vector")
+    sol = _eliminate("solve", a, [[float(v)] for v in ys])[0]
+    return Numbers(r[0] for r in sol)
+

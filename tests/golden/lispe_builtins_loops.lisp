@@ -1,0 +1,11 @@
+; lloop, mloop, whilein (parallel and conditional loops), zipwith's last flag
+(lloop (x y z) '(1 3 4) '(5 6 7) '(9 10 13) (println (+ x y z)))
+(mloop (x y) '(1 2 3) {"b":20 "a":10} (println x y))
+(setq v (iota 10))
+(whilein x v (< x 4) (print x " "))
+(println)
+(defun pairs (l) (lloop (a b) l (reverse l) (print a b " ")) (println))
+(pairs '(1 2 3))
+(println (lloop (a b) (quote (1 2 3)) (quote (4 5 6)) (check (> a 1) (break)) (* a b)))
+(println (type (zipwith '+ '(1 2) '(3 4))) (type (zipwith '+ '(1 2) '(3 4) false)) (zipwith '+ '(1 2) '(3 4) true))
+(lloop (a b) '(1) '(1 2) a)
