@@ -120,7 +120,7 @@ def _number_end(s: str, i: int) -> int:
     k = j
     while k < n and s[k].isdigit():
         k += 1
-    if k == j:
+    if k == j and not (k + 1 < n and s[k] == "." and s[k + 1].isdigit()):
         return i
     if k + 1 < n and s[k] == "." and s[k + 1].isdigit():
         k += 1

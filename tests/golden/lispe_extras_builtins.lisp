@@ -22,7 +22,7 @@
 (println (catch (set@@ "abc" 2 1 "x")))
 ; LispE's string tokenizers
 (println (tokenize "(setq x (+ a1 -2.5)) ; c"))
-(println (tokenize "a.b . c+d"))
+(println (tokenize "a.b . c+d .5 -.25"))
 (println (tokenizee "a  b"))
 (println (segment "Dr. Li paid 12.5 euros, didn't he? #tag -3"))
 (println (segment "3,5 kg" nil true))
