@@ -306,17 +306,20 @@ def single_thread():
         torch.set_num_threads(threads)
 
 
-def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu", cache: bool = True):
+def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
+              cache: bool | str = True):
     """Our model, its tokenizer, special tokens and chat template from a .gguf file.
 
-    cache: read the model from, or write it to, the model cache (`model_cache.py`: the weights
-    dequantized and laid out for decoding, memory-mapped at the next load); `$LISPE_MODEL_CACHE=0` turns
-    the cache off for every load."""
+    cache: True reads the model from, or writes it to, the model cache (`model_cache.py`: the weights
+    dequantized and laid out for decoding, memory-mapped at the next load); "read" only reads valid
+    entries (never writes, prunes or deletes); False skips it. `$LISPE_MODEL_CACHE=0` turns the cache off
+    for every load."""
     from . import model_cache
     from .loading import attach_tokenizer, build_from_state_dict
     from .tokenizer import Tokenizer
 
-    entry = model_cache.entry_for(path, dtype) if cache else None
+    cache = model_cache.check_mode(cache)
+    entry = model_cache.entry_for(path, dtype, cache) if cache else None
     cached = entry.load() if entry is not None else None
     if cached is not None:
         config, state, tokenizer = cached

