@@ -17,7 +17,7 @@ from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
 
-from .errors import ModelError
+from .errors import ModelError, check_regular_file
 
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 
@@ -149,16 +149,21 @@ class Tokenizer:
         """From a Hugging Face folder: tokenizer.json, tokenizer_config.json, chat_template.jinja/.json."""
         folder = Path(folder)
         config_path = folder / "tokenizer_config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+        config = _json_object(config_path) if config_path.exists() else {}
         for name in ("special_tokens_map.json",):
             path = folder / name
             if path.exists():
-                for key, value in json.loads(path.read_text(encoding="utf-8")).items():
+                for key, value in _json_object(path).items():
                     config.setdefault(key, value)
         if (folder / "chat_template.jinja").exists():
+            check_regular_file(folder / "chat_template.jinja", "tokenizer file")
             config["chat_template"] = (folder / "chat_template.jinja").read_text(encoding="utf-8")
         elif (folder / "chat_template.json").exists():
-            config["chat_template"] = json.loads((folder / "chat_template.json").read_text())["chat_template"]
+            template = _json_object(folder / "chat_template.json").get("chat_template")
+            if not isinstance(template, str):
+                raise ModelError(f"{str(folder / 'chat_template.json')!r}: \"chat_template\" must be a string")
+            config["chat_template"] = template
+        check_regular_file(folder / "tokenizer.json", "tokenizer file")
         return cls.from_file(folder / "tokenizer.json", config)
 
     def save(self, folder: str | Path) -> None:
@@ -535,3 +540,17 @@ def _gguf_metadata(source: Any) -> dict[str, Any]:
     if fields is None:
         raise ModelError(f"expected a GGUF path, GGUFFile or gguf.GGUFReader, got {type(source).__name__}")
     return {name: field.contents() for name, field in fields.items() if name.startswith("tokenizer.")}
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object read from a regular file; ModelError naming the file otherwise."""
+    check_regular_file(path, "tokenizer file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{str(path)!r} is not valid JSON (truncated or damaged?): {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    return data
