@@ -374,7 +374,6 @@ class CacheEntry:
                      "checks": {"chunk": CHUNK, "weights": crcs, "files": files}}
             raw_index = json.dumps(index).encode("utf-8")
             (tmp / "index.json").write_bytes(raw_index)
-            (tmp / WRITER).unlink()
             # The marker last, atomically: a folder holding it is complete.
             marker = {"what": _SIGNATURE, "format": FORMAT, "index_crc32": zlib.crc32(raw_index)}
             (tmp / (MARKER + ".part")).write_text(json.dumps(marker), encoding="utf-8")
@@ -386,6 +385,12 @@ class CacheEntry:
                     raise
             else:
                 tmp = None
+                # WRITER stays until the entry is in place: a writer killed before that leaves a folder
+                # that remove_stale recognises as its own.
+                try:
+                    (self.folder / WRITER).unlink()
+                except OSError:
+                    pass
         except (OSError, ValueError) as exc:
             _warn_once("write", f"lispe: cannot write the model cache in {root} ({exc}); models load without "
                                 "it (set LISPE_MODEL_CACHE to another folder, or to 0 to turn it off)")
