@@ -498,3 +498,51 @@ def test_the_startup_bench_script_runs_the_quickstart_lines(capsys):
     assert "(torch_set_generation_params generator 1 nil nil nil)" in script and "(tokenizer_chat" not in script
     Interpreter().eval(script)
     assert capsys.readouterr().out.splitlines()[-1] == f"{bench.MARKER} 28"  # "Hello world" -> greedy id 28
+
+
+# ----- when the full weight check runs -----
+
+@pytest.fixture
+def pools(monkeypatch):
+    """Counts the thread pools model_cache starts: one per full check of weights.bin."""
+    started = []
+    real = model_cache.ThreadPoolExecutor
+
+    class Counting(real):
+        def __init__(self, *args, **kwargs):
+            started.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(model_cache, "ThreadPoolExecutor", Counting)
+    return started
+
+
+def test_the_full_check_runs_after_any_change_to_the_weights(gguf_file, cache, pools, monkeypatch):
+    reference = load_model(gguf_file)  # writes the entry and the stamp of what it wrote
+    [entry] = _entries(cache)
+    _same_model(reference, load_model(gguf_file))
+    assert pools == []  # unchanged since written: no full check
+    weights = entry / "weights.bin"
+    before = weights.stat()
+    _damage(entry, "NaN")
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same size and mtime as before
+    with pytest.warns(RuntimeWarning, match="weights.bin bytes .* do not match their checksum"):
+        _same_model(reference, load_model(gguf_file))  # the status-change time gives it away
+    assert pools == [1]
+    _same_model(reference, load_model(gguf_file))
+    assert pools == [1]
+    monkeypatch.setenv("LISPE_MODEL_CACHE_VERIFY", "full")
+    _same_model(reference, load_model(gguf_file))
+    _same_model(reference, load_model(gguf_file))
+    assert pools == [1, 1, 1]
+
+
+def test_a_copied_cache_is_checked_once(gguf_file, cache, pools, tmp_path, monkeypatch):
+    reference = load_model(gguf_file)
+    copy = tmp_path / "copied-cache"
+    shutil.copytree(cache, copy)
+    monkeypatch.setenv("LISPE_MODEL_CACHE", str(copy))
+    for expected in ([1], [1, 1], [1, 1]):  # read mode cannot record the check; the next load does
+        model = load_model(gguf_file, model_cache="read" if expected == [1] else True)
+        _same_model(reference, model)
+        assert pools == expected and model.model_cache_entry is not None

@@ -237,6 +237,7 @@ class CacheEntry:
 
     def __init__(self, folder: Path, key: str, source_name: str, read_only: bool = False) -> None:
         self.folder, self.key, self.source_name, self.read_only = folder, key, source_name, read_only
+        self.verified_weights = False  # whether the last load() checked every chunk of weights.bin
 
     @property
     def index_path(self) -> Path:
@@ -296,7 +297,11 @@ class CacheEntry:
             raise DamagedEntry("the index has the wrong number of weight checksums")
         # copy-on-write: a weight edited in place is copied in memory, the file stays as it is
         array = np.memmap(weights, dtype=np.uint8, mode="c") if size else np.empty(0, dtype=np.uint8)
-        pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) if size else None
+        # The full check runs when weights.bin changed since its checksums were last verified (any write,
+        # truncation or copy changes its ctime, size or inode), or always with LISPE_MODEL_CACHE_VERIFY=full.
+        stamp = _stamp(weights)
+        full = marker.get("weights_stamp") != stamp or _verify_always()
+        pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) if size and full else None
         try:
             futures = [pool.submit(zlib.crc32, array[i * CHUNK: (i + 1) * CHUNK])
                        for i in range(len(checks["weights"]))] if pool else []
@@ -334,6 +339,9 @@ class CacheEntry:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        self.verified_weights = pool is not None
+        if pool is not None and not self.read_only and marker.get("weights_stamp") != stamp:
+            _write_marker(self.folder, {**marker, "weights_stamp": stamp})  # verified as it is now
         return config, state, tokenizer
 
     # ----- writing -----
@@ -375,9 +383,9 @@ class CacheEntry:
             raw_index = json.dumps(index).encode("utf-8")
             (tmp / "index.json").write_bytes(raw_index)
             # The marker last, atomically: a folder holding it is complete.
-            marker = {"what": _SIGNATURE, "format": FORMAT, "index_crc32": zlib.crc32(raw_index)}
-            (tmp / (MARKER + ".part")).write_text(json.dumps(marker), encoding="utf-8")
-            os.replace(tmp / (MARKER + ".part"), tmp / MARKER)
+            marker = {"what": _SIGNATURE, "format": FORMAT, "index_crc32": zlib.crc32(raw_index),
+                      "weights_stamp": _stamp(tmp / "weights.bin")}
+            _write_marker(tmp, marker)
             try:
                 os.rename(tmp, self.folder)
             except OSError:  # another process wrote the same entry meanwhile
@@ -400,6 +408,24 @@ class CacheEntry:
                 shutil.rmtree(tmp, ignore_errors=True)
         prune(root, KEEP)
         return True
+
+
+def _stamp(path: Path) -> list[int]:
+    """What changes when a file's content may have changed: size, modification and status-change times
+    (the latter cannot be set back by a user), inode and device."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _verify_always() -> bool:
+    return os.environ.get("LISPE_MODEL_CACHE_VERIFY", "").strip().lower() == "full"
+
+
+def _write_marker(folder: Path, marker: dict) -> None:
+    """Write MARKER atomically (a complete file or the previous one, never a partial one)."""
+    part = folder / f"{MARKER}.{os.getpid()}.part"
+    part.write_text(json.dumps(marker), encoding="utf-8")
+    os.replace(part, folder / MARKER)
 
 
 class _ChunkCRC:
