@@ -388,13 +388,15 @@ class _fsm_budget:
 
     def __enter__(self):
         _patch_crawl()
+        self.saved = (getattr(_budget, "left", None), getattr(_budget, "steps", None),
+                      getattr(_budget, "deadline", None))
         _budget.left = MAX_FSM_STATES
         _budget.steps = MAX_FSM_STEPS
         _budget.deadline = time.monotonic() + MAX_FSM_SECONDS
         return self
 
     def __exit__(self, *exc):
-        _budget.left = None
+        _budget.left, _budget.steps, _budget.deadline = self.saved
         return False
 
 
