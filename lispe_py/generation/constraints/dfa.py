@@ -90,8 +90,16 @@ class ByteDFA:
         n = self.table.shape[0]
         live = self.accepting.copy()
         live[0] = False
-        # Walk the transitions backwards from the accepting states (linear in the transitions: a long
-        # chain such as a{5000} would take one whole-table pass per state with a fixpoint loop).
+        for _ in range(32):  # a few whole-table passes settle most automata
+            reach = live[self.table].any(axis=1)
+            reach[0] = False
+            new = live | reach
+            if (new == live).all():
+                self._set_live(live)
+                return
+            live = new
+        # A long chain (a{5000}) would need one whole-table pass per state: walk the transitions
+        # backwards from the live states instead (linear in the transitions).
         src, _ = np.nonzero(self.table)
         dst = self.table[self.table != 0]
         keep = src != 0
@@ -109,7 +117,9 @@ class ByteDFA:
                 if not live_list[s]:
                     live_list[s] = True
                     stack.append(s)
-        live = np.asarray(live_list, dtype=bool)
+        self._set_live(np.asarray(live_list, dtype=bool))
+
+    def _set_live(self, live: np.ndarray) -> None:
         table = np.where(live[self.table], self.table, 0)
         table[0, :] = 0
         self.table = table.astype(np.int32)
