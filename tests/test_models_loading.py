@@ -439,3 +439,19 @@ def test_damaged_safetensors_are_named(llama_folder, tmp_path):
     layer = name.split(".")[2]
     _loads_fail(folder, rf"tensor 'layers.{layer}.mlp.w_down.weight' has shape \[32, 32\] but the config needs "
                         r"\[32, 64\]")
+
+
+def test_a_tokenizer_file_that_is_a_fifo_is_an_error_at_once(tmp_path):
+    import os
+    import time
+
+    fifo = tmp_path / "tokenizer.json"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match=r"tokenizer file .*tokenizer.json.* is a FIFO \(named pipe\), not a regular file"):
+        Tokenizer.from_file(fifo)
+    with pytest.raises(ModelError, match=r"is a FIFO"):
+        Tokenizer.from_folder(tmp_path)
+    with pytest.raises(ModelError, match=r"cannot read tokenizer .*missing.json"):
+        Tokenizer.from_file(tmp_path / "missing.json")
+    assert time.perf_counter() - start < 2

@@ -127,6 +127,8 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | Path, config: dict[str, Any] | None = None) -> Tokenizer:
         """From a tokenizer.json; `config` is the tokenizer_config.json dict (special tokens, flags, template)."""
+        if Path(path).exists():  # a missing file: the tokenizers library's own message below
+            check_regular_file(path, "tokenizer file")
         try:
             backend = Backend.from_file(str(path))
         except Exception as exc:  # the tokenizers library raises plain Exceptions
@@ -163,7 +165,6 @@ class Tokenizer:
             if not isinstance(template, str):
                 raise ModelError(f"{str(folder / 'chat_template.json')!r}: \"chat_template\" must be a string")
             config["chat_template"] = template
-        check_regular_file(folder / "tokenizer.json", "tokenizer file")
         return cls.from_file(folder / "tokenizer.json", config)
 
     def save(self, folder: str | Path) -> None:
