@@ -328,21 +328,23 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+_HF_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+             "head_dim", "intermediate_size", "max_position_embeddings", "n_embd", "n_head", "n_layer",
+             "n_positions", "n_inner")
+
+
 def config_from_hf_file(path: Path, hf: dict[str, Any]) -> ModelConfig:
     """ModelConfig from a config.json dict, with errors that name the file and the key at fault."""
+    for key in _HF_SIZES:
+        value = hf.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ModelError(f"{str(path)!r}: {key} must be a positive integer, got {json.dumps(value)}")
     try:
         return ModelConfig.from_hf_config(hf)
     except KeyError as exc:
         raise ModelError(f"{str(path)!r}: missing key {exc.args[0]!r}") from None
     except ModelError as exc:
         raise ModelError(f"{str(path)!r}: {exc}") from None
-    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
-        raise ModelError(f"{str(path)!r}: a value has the wrong type or is zero ({_plain(exc)})") from None
-
-
-def _plain(exc: Exception) -> str:
-    """An exception's message in plain words (no Python type names where we can avoid them)."""
-    text = str(exc)
-    if isinstance(exc, ZeroDivisionError):
-        return "a division by zero: a head count or size is 0"
-    return text.replace("NoneType", "null").replace("'str'", "a string").replace("'list'", "a list")
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError):
+        raise ModelError(f"{str(path)!r}: a value has the wrong type (a number where a list or text is "
+                         "expected, or the other way round)") from None
