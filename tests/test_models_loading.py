@@ -462,3 +462,14 @@ def test_a_tokenizer_file_that_is_a_fifo_is_an_error_at_once(tmp_path):
     with pytest.raises(ModelError, match=r"cannot read tokenizer .*missing.json"):
         Tokenizer.from_file(tmp_path / "missing.json")
     assert time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"tokenizer.ggml.tokens": 5}, r"bad.gguf': (the tokenizer metadata is damaged|a GGUF metadata value has the "
+                                   r"wrong type)"),
+    ({"tokenizer.ggml.model": 7}, r"GGUF tokenizer 7 .* is not supported"),
+])
+def test_bad_gguf_tokenizer_metadata_is_named(small_gguf, tmp_path, edit, match):
+    bad = tmp_path / "bad.gguf"
+    _edit_gguf(small_gguf, bad, edit_meta=edit)
+    _loads_fail(bad, match)

@@ -400,13 +400,27 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
         config = config_from_gguf(g.metadata)
     except ModelError as exc:
         raise ModelError(f"{str(path)!r}: {exc}") from None
-    state = state_dict_from_gguf(g, config)  # all threads: SmolLM2 0.61-0.70 s on 2, 0.89-1.09 s on 1
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        raise ModelError(f"{str(path)!r}: a GGUF metadata value has the wrong type (damaged file?)") from None
+    try:
+        state = state_dict_from_gguf(g, config)  # all threads: SmolLM2 0.61-0.70 s on 2, 0.89-1.09 s on 1
+    except RuntimeError as exc:
+        raise ModelError(f"{str(path)!r}: the tensors do not fit the metadata ({exc})") from None
     try:
         model = build_from_state_dict(config, state, dtype, device)
     except ModelError as exc:
         raise ModelError(f"{str(path)!r}: {exc}") from None
     if "tokenizer.ggml.tokens" in g.metadata:
-        attach_tokenizer(model, Tokenizer.from_gguf(g))
+        try:
+            tokenizer = Tokenizer.from_gguf(g)
+        except KeyError as exc:
+            raise ModelError(f"{str(path)!r}: missing key {exc.args[0]} in the tokenizer metadata") from None
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"{str(path)!r}: the tokenizer metadata is damaged (a value of the wrong type or "
+                             "size)") from None
+        attach_tokenizer(model, tokenizer)
     if entry is not None and model.device.type == "cpu":
         model.lay_out_weights()
         if entry.save(model):
