@@ -473,3 +473,31 @@ def test_bad_gguf_tokenizer_metadata_is_named(small_gguf, tmp_path, edit, match)
     bad = tmp_path / "bad.gguf"
     _edit_gguf(small_gguf, bad, edit_meta=edit)
     _loads_fail(bad, match)
+
+
+def test_any_truncation_or_flipped_byte_of_a_gguf_is_a_model_error(small_gguf, tmp_path):
+    """Cut the file anywhere or flip one byte of its header, metadata or tensor table: the load either
+    works (a flip inside tensor data, or in a value that does not matter) or fails with a ModelError."""
+    import random
+    import time
+    import warnings
+
+    data = small_gguf.read_bytes()
+    header_end = data.index(b"token_embd.weight") + 200  # past the metadata and into the tensor table
+    rng = random.Random(5)
+    cases = [data[:rng.randrange(len(data))] for _ in range(60)]
+    for _ in range(120):
+        flipped = bytearray(data)
+        flipped[rng.randrange(header_end)] ^= 0xFF
+        cases.append(bytes(flipped))
+    path = tmp_path / "x.gguf"
+    for case in cases:
+        path.write_bytes(case)
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_model(path, model_cache=False)
+        except ModelError as exc:
+            assert "x.gguf" in str(exc) or "GGUF" in str(exc), exc
+        assert time.perf_counter() - start < 2

@@ -415,11 +415,13 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
             tokenizer = Tokenizer.from_gguf(g)
         except KeyError as exc:
             raise ModelError(f"{str(path)!r}: missing key {exc.args[0]} in the tokenizer metadata") from None
-        except (TypeError, ValueError, IndexError, AttributeError) as exc:
-            if isinstance(exc, ModelError):
-                raise
+        except ModelError:
+            raise
+        except (TypeError, ValueError, IndexError, AttributeError):
             raise ModelError(f"{str(path)!r}: the tokenizer metadata is damaged (a value of the wrong type or "
                              "size)") from None
+        except Exception as exc:  # the tokenizers library raises plain Exceptions
+            raise ModelError(f"{str(path)!r}: the tokenizer metadata is damaged ({exc})") from None
         attach_tokenizer(model, tokenizer)
     if entry is not None and model.device.type == "cpu":
         model.lay_out_weights()
