@@ -267,7 +267,15 @@ class CacheEntry:
             loaded = self._read()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, IndexError) as exc:
             action = "loading without it" if self.read_only else "rebuilding it"
-            warnings.warn(f"lispe: the model cache entry {self.folder} is damaged ({exc}); {action} from "
+            if isinstance(exc, KeyError):
+                what = f"its index lacks {exc.args[0]!r}"
+            elif isinstance(exc, OSError) and exc.strerror:
+                what = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+            elif isinstance(exc, (TypeError, AttributeError, IndexError)):
+                what = "its index has values of the wrong type"
+            else:
+                what = str(exc)
+            warnings.warn(f"lispe: the model cache entry {self.folder} is damaged ({what}); {action} from "
                           f"{self.source_name}", RuntimeWarning, stacklevel=3)
             if not self.read_only:
                 shutil.rmtree(self.folder, ignore_errors=True)
