@@ -300,7 +300,10 @@ def test_a_writer_killed_mid_write_leaves_nothing_after_the_next_load(gguf_file,
     child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(gguf_file)], env=env,
                              stdout=subprocess.PIPE, text=True)
     try:
-        assert child.stdout.readline().strip() == "written"
+        import select
+
+        ready, _, _ = select.select([child.stdout], [], [], 120)  # never wait forever on a stuck child
+        assert ready and child.stdout.readline().strip() == "written"
         [tmp] = [p for p in cache.iterdir() if p.name.startswith(model_cache.TMP_PREFIX)]
         assert (tmp / "weights.bin").stat().st_size > 0 and not (tmp / model_cache.MARKER).exists()
         model = load_model(gguf_file, model_cache="read")  # the writer is alive: nothing is removed
