@@ -619,3 +619,102 @@ def test_active_chain_prints_the_constraint(tok):
     attach_tokenizer(model, tok)
     chain = active_chain(model, {"strategy": "sample", "top_k": 5, "choices": ["a", "b"]})
     assert chain.describe() == '(chain (choices ("a" "b")) (top_k 5))'
+
+
+# ----- hostile constraints: a clear error (naming the constraint) or success, within 2 s -----
+
+def _bounded(kind, spec, match, tokenizer=None):
+    """The spec fails config validation, and compilation against a tokenizer, with `match`, fast."""
+    from lispe_py.generation import GenerationConfig
+    from lispe_py.generation.constraints import TooLarge
+
+    start = time.perf_counter()
+    with pytest.raises(TooLarge, match=match):
+        GenerationConfig.from_dict({kind: spec})
+    assert time.perf_counter() - start < 2, kind
+    if tokenizer is not None:
+        start = time.perf_counter()
+        with pytest.raises(TooLarge, match=match):
+            build_constraint(kind, spec, tokenizer, [0])
+        assert time.perf_counter() - start < 2, kind
+
+
+@pytest.mark.parametrize("pattern, match", [
+    ("a{100000}", r"regex 'a\{100000\}' is too large: with its repetitions unrolled it has over 50000 positions, "
+                  r"the limit is 5000"),
+    ("(abc|abd|abe){3000}", r"regex .* is too large: .* 27000 positions, the limit is 5000"),
+    ("(a|b)*a(a|b){18}", r"regex '\(a\|b\)\*a\(a\|b\)\{18\}' is too large: building its automaton (needs more than "
+                         r"30000 states|follows more than|takes more than)"),
+    ("(x|y|z)*x(x|y|z){30}", r"regex .* is too large: building its automaton"),
+    ("x" * 200_000, r"regex 'xxxx.*\.\.\. \(200000 characters\) is too long: 200000 characters, the limit is 100000"),
+    ("(" * 3000 + "a" + ")" * 3000, r"regex .* (nests too deeply|is too large)"),
+])
+def test_hostile_regexes_end_in_a_clear_error(tok, pattern, match):
+    _bounded("regex", pattern, match, tok)
+
+
+def test_a_megabyte_choice_ends_in_a_clear_error(tok):
+    match = r"choices: the choices would need more than 50000 automaton states"
+    _bounded("choices", ["x" * 2**20], match, tok)
+    _bounded("choices", [f"{i:06d}" for i in range(200_000)], match, tok)  # 1.2 MB of short choices
+    with pytest.raises(GenerationError, match=r"choices must be a non-empty list of strings, got \[.*\.\.\. \("):
+        validate_spec("choices", ["a"] * 100_000 + [3])  # the message stays short
+
+
+def test_the_largest_accepted_regexes_and_choices_build_in_time(tok):
+    for kind, spec in [("regex", "a{4000}"), ("regex", "[0-9]{1,300}"), ("choices", ["y" * 40_000, "n"])]:
+        start = time.perf_counter()
+        c = build_constraint(kind, spec, tok, [tok.eos_token_id])
+        assert time.perf_counter() - start < 4, spec
+        assert c is not None
+
+
+@pytest.mark.parametrize("grammar, match", [
+    (["grammar", ["root", ["repeat", "ab", 0, 10**9]]], r"grammar rule 'root': \(repeat \"ab\" 0 1000000000\) "
+                                                         r"unrolls to 2000000000 symbols; a grammar may have 50000"),
+    (["grammar", ["root", ["repeat", ["repeat", "ab", 300, 300], 300, 300]]], r"grammar rule 'root': .* unrolls to"),
+    (["grammar", ["root", ["regex", "a{100000}"]]], r"regex 'a\{100000\}' is too large"),
+    (["grammar", ["root", ["regex", "(a|b)*a(a|b){18}"]]], r"regex .* is too large: building its automaton"),
+])
+def test_hostile_grammars_end_in_a_clear_error(grammar, match):
+    _bounded("grammar", grammar, match)
+
+
+def test_a_deeply_nested_grammar_ends_in_a_clear_error():
+    from lispe_py.generation import GenerationConfig
+    from lispe_py.generation.constraints import TooLarge
+
+    expr: list = ["seq", "a"]
+    for _ in range(5000):
+        expr = ["seq", expr]
+    with pytest.raises(TooLarge, match="grammar: the grammar nests too deeply"):
+        GenerationConfig.from_dict({"grammar": ["grammar", ["root", expr]]})
+
+
+def test_the_parser_state_limit_is_a_clear_error(tok, monkeypatch):
+    from lispe_py.generation.constraints import TooLarge, grammar
+
+    monkeypatch.setattr(grammar, "MAX_PARSER_STATES", 5)
+    with pytest.raises(TooLarge, match=r"grammar constraint: the parser needs more than 5 (charts|states)"):
+        c = build_constraint("grammar", ["grammar", ["root", ["star", ["alt", "ab", "a", "b", "ba"]]]], tok, [0])
+        state = c.automaton.initial()
+        for token in tok.encode("abababbaab", add_special_tokens=False):
+            state = c.automaton.advance(state, token)
+            c.automaton.mask(state)
+
+
+def test_hostile_constraints_from_lisp_are_lispe_errors(tok):
+    from lispe_py import Interpreter
+    from lispe_py.errors import LispEError
+
+    lisp = Interpreter()
+    lisp.eval("(use 'lispe_torch)")
+    lisp.eval('(setq model (torch_model_create "llama" {"vocab_size":64 "hidden_size":16 "num_layers":1 '
+              '"num_heads":2}))')
+    lisp.eval('(setq generator (torch_generator_create model "cpu"))')
+    start = time.perf_counter()
+    with pytest.raises(LispEError, match=r"torch_generator_config: regex '\(a\|b\)\*a\(a\|b\)\{18\}' is too large"):
+        lisp.eval('(torch_generator_config generator {"regex":"(a|b)*a(a|b){18}"})')
+    with pytest.raises(LispEError, match=r"regex 'a\{100000\}' is too large"):
+        lisp.eval('(torch_generator_config generator {"regex":"a{100000}"})')
+    assert time.perf_counter() - start < 4

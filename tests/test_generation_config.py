@@ -127,3 +127,65 @@ def test_special_tokens_from_model_and_out_of_vocabulary_warnings():
         warnings.simplefilter("error")
         st = resolve_special_tokens(GenerationConfig.from_dict({"eos_token_id": [2, 5]}), {}, 100)
     assert st.eos == (2, 5) and st.pad == 2
+
+
+# ----- bounds: hostile sizes end at config time with a clear error -----
+
+@pytest.mark.parametrize("values, message", [
+    ({"max_length": 10 ** 9}, r"max_length must be <= 16777216 \(longer than any model's context\), got 1000000000"),
+    ({"max_new_tokens": 10 ** 9}, r"max_length must be <= 16777216"),
+    ({"min_new_tokens": 10 ** 9}, r"min_new_tokens must be <= 16777216"),
+    ({"eos_token_id": 10 ** 9}, r"eos_token_id 1000000000 is larger than any vocabulary \(token ids are below 16777216\)"),
+    ({"eos_token_id": [2, 10 ** 9]}, r"eos_token_id 1000000000 is larger than any vocabulary"),
+    ({"pad_token_id": 10 ** 9}, r"pad_token_id 1000000000 is larger than any vocabulary"),
+    ({"bos_token_id": 10 ** 9}, r"bos_token_id 1000000000 is larger than any vocabulary"),
+    ({"bad_words": [[3, 10 ** 9]]}, r"bad_words 1000000000 is larger than any vocabulary"),
+])
+def test_sizes_beyond_any_model_are_rejected_at_once(values, message):
+    with pytest.raises(GenerationError, match=message):
+        GenerationConfig.from_dict(values)
+
+
+def test_the_largest_plausible_values_are_accepted():
+    c = GenerationConfig.from_dict({"max_length": 2 ** 24, "eos_token_id": 2 ** 24 - 1, "pad_token_id": 50257})
+    assert c.max_length == 2 ** 24 and c.eos_token_id == 2 ** 24 - 1
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"max_length": 65}, r"max_length 65 new tokens exceeds the model's context of 64 tokens"),
+    ({"max_new_tokens": 1000}, r"max_length 1000 new tokens exceeds the model's context of 64 tokens"),
+    ({"bad_words": [5, [7, 300]]}, r"bad_words: token ids \[300\] are outside the model's vocabulary \(0..99\)"),
+    ({"allowed_tokens": [1, 100, 2]}, r"allowed_tokens: token ids \[100\] are outside the model's vocabulary"),
+    ({"bos_token_id": 100}, r"bos_token_id 100 is outside the model's vocabulary \(0..99\)"),
+])
+def test_model_bounds(values, message):
+    from lispe_py.generation.config import check_model_bounds
+
+    with pytest.raises(GenerationError, match=message):
+        check_model_bounds(GenerationConfig.from_dict(values), 100, 64)
+    check_model_bounds(GenerationConfig.from_dict({"max_length": 64, "bad_words": [99], "eos_token_id": 500,
+                                                   "pad_token_id": 500}), 100, 64)  # EOS/pad: warnings only
+
+
+def test_a_generator_checks_its_config_against_its_model():
+    pytest.importorskip("torch")
+    from lispe_py import Interpreter
+    from lispe_py.errors import LispEError
+
+    lisp = Interpreter()
+    lisp.eval("(use 'lispe_torch)")
+    lisp.eval('(setq model (torch_model_create "llama" {"vocab_size":64 "hidden_size":16 "num_layers":1 '
+              '"num_heads":2 "max_position_embeddings":32}))')
+    lisp.eval('(setq generator (torch_generator_create model "cpu"))')
+    lisp.eval('(torch_generator_config generator {"max_length":7})')
+    for config, message in [('{"max_length":1000000000}', "max_length must be <= 16777216"),
+                            ('{"max_length":33}', "max_length 33 new tokens exceeds the model's context of 32"),
+                            ('{"bos_token_id":1000000000}', "bos_token_id 1000000000 is larger than any vocabulary"),
+                            ('{"bos_token_id":64}', "bos_token_id 64 is outside the model's vocabulary"),
+                            ('{"eos_token_id":1000000000}', "eos_token_id 1000000000 is larger than any vocabulary"),
+                            ('{"bad_words":(integers 64)}', r"bad_words: token ids \[64\]")]:
+        with pytest.raises(LispEError, match=message):
+            lisp.eval(f"(torch_generator_config generator {config})")
+        with pytest.raises(LispEError, match=message.split(" ")[0]):
+            lisp.eval(f"(torch_generator_config generator {config})")
+    assert lisp.eval("(key (torch_generator_info generator) \"max_length\")") == 7  # unchanged on error

@@ -4,14 +4,17 @@ and switched-off caches; the Lisp "model_cache" key; the `lispe` command across 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -71,7 +74,7 @@ def test_the_second_load_maps_the_first_ones_entry(gguf_file, cache, monkeypatch
     first = load_model(gguf_file)
     [entry] = _entries(cache)
     assert first.model_cache_entry == str(entry)
-    assert {p.name for p in entry.iterdir()} == {"index.json", "weights.bin", "tokenizer"}
+    assert {p.name for p in entry.iterdir()} == {"index.json", "weights.bin", "tokenizer", model_cache.MARKER}
     wide = first.layers[0].mlp.w_gate_up.weight
     assert wide.t().is_contiguous()  # written as the float32 decode step reads it: column-major
 
@@ -123,15 +126,35 @@ def test_one_entry_per_dtype_and_file_version(gguf_file, cache, monkeypatch, tmp
     assert len(entries) == 3 and Path(newest.model_cache_entry) in entries  # the least recently used went
 
 
-@pytest.mark.parametrize("damage", ["truncated weights", "garbled index", "index of another model",
-                                    "tensor outside the file", "no tokenizer"])
-def test_a_damaged_entry_is_reported_and_rebuilt(gguf_file, cache, damage):
-    reference = load_model(gguf_file)
-    [entry] = _entries(cache)
+def _damage(entry: Path, damage: str) -> None:
+    """Change an entry the way a bad disk, a bad copy or a hostile hand would."""
     index = json.loads((entry / "index.json").read_text())
+    weights = entry / "weights.bin"
+    norm = next(t for t in index["tensors"] if t["name"] == "norm.weight")  # float32 values, not tied
+    embed = next(t for t in index["tensors"] if t["name"] == "embed.weight")
     if damage == "truncated weights":
-        with open(entry / "weights.bin", "r+b") as f:
+        with open(weights, "r+b") as f:
             f.truncate(100)
+    elif damage in ("NaN", "inf", "zeroed region"):
+        with open(weights, "r+b") as f:
+            if damage == "NaN":  # a region of NaN, the file keeps its size
+                f.seek(embed["offset"])
+                f.write(np.full(2000, np.nan, dtype=np.float32).tobytes())
+            elif damage == "inf":  # 43 scattered +inf values
+                for k in range(43):
+                    f.seek(embed["offset"] + 4 * (37 * k))
+                    f.write(np.float32(np.inf).tobytes())
+            else:
+                f.seek(norm["offset"])
+                f.write(bytes(4 * math.prod(norm["shape"])))
+        assert weights.stat().st_size == index["bytes"]
+    elif damage == "permuted tokenizer":
+        path = entry / "tokenizer" / "tokenizer.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        vocab = data["model"]["vocab"]
+        a, b = list(vocab)[40], list(vocab)[41]
+        vocab[a], vocab[b] = vocab[b], vocab[a]
+        path.write_text(json.dumps(data), encoding="utf-8")
     elif damage == "garbled index":
         (entry / "index.json").write_text("{not json")
     elif damage == "index of another model":
@@ -139,14 +162,173 @@ def test_a_damaged_entry_is_reported_and_rebuilt(gguf_file, cache, damage):
     elif damage == "tensor outside the file":
         index["tensors"][-1]["offset"] = index["bytes"]
         (entry / "index.json").write_text(json.dumps(index))
+    elif damage == "marker of an older format":
+        marker = json.loads((entry / model_cache.MARKER).read_text())
+        (entry / model_cache.MARKER).write_text(json.dumps({**marker, "format": 1}))
+    elif damage == "weights replaced by a FIFO":
+        weights.unlink()
+        os.mkfifo(weights)
     else:
+        assert damage == "no tokenizer"
         for f in (entry / "tokenizer").iterdir():
             f.unlink()
-    with pytest.warns(RuntimeWarning, match="damaged"):
+
+
+DAMAGES = ["truncated weights", "NaN", "inf", "zeroed region", "permuted tokenizer", "garbled index",
+           "index of another model", "tensor outside the file", "marker of an older format",
+           "weights replaced by a FIFO", "no tokenizer"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_entry_is_reported_and_rebuilt(gguf_file, cache, damage):
+    reference = load_model(gguf_file)
+    [entry] = _entries(cache)
+    _damage(entry, damage)
+    start = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="damaged") as record:
         rebuilt = load_model(gguf_file)
+    assert time.perf_counter() - start < 30
+    assert any("rebuilding it from tiny.gguf" in str(w.message) for w in record)
     _same_model(reference, rebuilt)
     assert rebuilt.model_cache_entry == str(entry) and (entry / "index.json").exists()
-    _same_model(reference, load_model(gguf_file))  # and the rebuilt entry is read back
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same_model(reference, load_model(gguf_file))  # and the rebuilt entry is read back, silently
+
+
+@pytest.mark.parametrize("damage", ["NaN", "permuted tokenizer"])
+def test_read_mode_skips_a_damaged_entry_and_leaves_it(gguf_file, cache, damage):
+    reference = load_model(gguf_file)
+    [entry] = _entries(cache)
+    _damage(entry, damage)
+    before = _snapshot(cache)
+    with pytest.warns(RuntimeWarning, match="damaged .*loading without it"):
+        model = load_model(gguf_file, model_cache="read")
+    _same_model(reference, model)
+    assert model.model_cache_entry is None and _snapshot(cache) == before
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `folder` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_read_mode_writes_nothing(gguf_file, cache, tmp_path, monkeypatch):
+    model = load_model(gguf_file, model_cache="read")
+    assert model.model_cache_entry is None and not cache.exists()  # not even the cache folder
+    reference = load_model(gguf_file)  # writes the entry
+    [entry] = _entries(cache)
+    dead = cache / ".lispe-tmp-999999999-x"  # a dead writer's leftovers: read mode leaves them too
+    dead.mkdir()
+    monkeypatch.setattr(model_cache, "KEEP", 0)
+    before = _snapshot(cache)
+    time.sleep(0.01)
+    mapped = load_model(gguf_file, model_cache="read")
+    assert mapped.model_cache_entry == str(entry)
+    _same_model(reference, mapped)
+    copy = tmp_path / "other.gguf"
+    shutil.copy(gguf_file, copy)
+    assert load_model(copy, model_cache="read").model_cache_entry is None  # no entry: none written
+    assert _snapshot(cache) == before
+
+
+@pytest.mark.parametrize("mode", ["yes", 1, None, "write"])
+def test_model_cache_mode_is_checked(gguf_file, cache, mode):
+    with pytest.raises(ModelError, match=r'model_cache must be true, false or "read", got'):
+        load_model(gguf_file, model_cache=mode)
+
+
+def _foreign(cache: Path) -> dict[str, tuple[int, int]]:
+    """Six folders and two files of the user's in the cache folder, some with names like the cache's."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in ("photos", "notes", ".tmp-mine", ".lispe-tmp-1-abc", "0123456789abcdef01234567", "index.json"):
+        (cache / name).mkdir()
+        (cache / name / "keep.txt").write_text(f"user data in {name}")
+    (cache / ".lispe-tmp-2-def").mkdir()  # a name like a half-written entry, holding someone else's file
+    (cache / ".lispe-tmp-2-def" / model_cache.WRITER).write_text("not the cache's")
+    (cache / "plain-file.bin").write_bytes(b"\0" * 100)
+    old = time.time() - 10 * model_cache.STALE_TMP_S
+    for p in cache.iterdir():
+        os.utime(p, (old, old))
+    return _snapshot(cache)
+
+
+def test_foreign_files_are_never_removed(gguf_file, cache, tmp_path, monkeypatch):
+    before = _foreign(cache)
+    monkeypatch.setattr(model_cache, "KEEP", 1)
+    copies = []
+    for k in range(3):  # three models: pruning down to one entry runs twice
+        copy = tmp_path / f"copy{k}.gguf"
+        shutil.copy(gguf_file, copy)
+        copies.append(load_model(copy))
+    model_cache.prune(cache, 0)
+    assert model_cache.clear() == 0
+    load_model(tmp_path / "copy0.gguf")
+    assert model_cache.clear() == 1
+    after = _snapshot(cache)
+    assert after == before, set(after) ^ set(before)
+
+
+def test_a_foreign_folder_in_an_entrys_place_is_left_alone(gguf_file, cache):
+    reference = load_model(gguf_file)
+    [entry] = _entries(cache)
+    shutil.rmtree(entry)
+    entry.mkdir()
+    (entry / "mine.txt").write_text("user data")
+    with pytest.warns(RuntimeWarning, match="was not written by it; it is left alone"):
+        model = load_model(gguf_file)
+    _same_model(reference, model)
+    assert model.model_cache_entry is None and [p.name for p in entry.iterdir()] == ["mine.txt"]
+
+
+_KILLED_WRITER = """
+import sys, time
+from lispe_py.models import load_model, model_cache
+write = model_cache._write_tensors
+def paused(path, state):
+    out = write(path, state)
+    print("written", flush=True)
+    time.sleep(300)  # killed here, with weights.bin written and the entry not yet complete
+    return out
+model_cache._write_tensors = paused
+load_model(sys.argv[1])
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_after_the_next_load(gguf_file, cache, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(gguf_file)], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        import select
+
+        ready, _, _ = select.select([child.stdout], [], [], 120)  # never wait forever on a stuck child
+        assert ready and child.stdout.readline().strip() == "written"
+        [tmp] = [p for p in cache.iterdir() if p.name.startswith(model_cache.TMP_PREFIX)]
+        assert (tmp / "weights.bin").stat().st_size > 0 and not (tmp / model_cache.MARKER).exists()
+        model = load_model(gguf_file, model_cache="read")  # the writer is alive: nothing is removed
+        assert model.model_cache_entry is None and tmp.exists()
+        model_cache.prune(cache)
+        assert tmp.exists()  # a live writer's folder is kept
+    finally:
+        child.kill()  # SIGKILL
+        child.wait()
+        child.stdout.close()
+    assert tmp.exists()
+    model = load_model(gguf_file)
+    assert [p.name for p in cache.iterdir()] == [Path(model.model_cache_entry).name]
+
+
+def test_a_half_written_entry_of_another_machine_goes_when_old(cache, monkeypatch):
+    cache.mkdir()
+    folder = cache / ".lispe-tmp-12-abc"
+    folder.mkdir()
+    (folder / model_cache.WRITER).write_text(json.dumps({"what": model_cache._SIGNATURE, "pid": 12,
+                                                          "host": "elsewhere", "started": 0}))
+    assert model_cache.remove_stale(cache) == 0 and folder.exists()  # its writer may be alive there
+    old = time.time() - 2 * model_cache.STALE_TMP_S
+    os.utime(folder, (old, old))
+    assert model_cache.remove_stale(cache) == 1 and not folder.exists()
 
 
 def test_an_unwritable_cache_is_reported_once_and_skipped(gguf_file, tmp_path, monkeypatch):
@@ -196,14 +378,22 @@ def test_default_folders_follow_xdg(monkeypatch, tmp_path):
 
 def test_clear_and_stale_half_written_entries(gguf_file, cache):
     load_model(gguf_file)
-    stale, fresh = cache / ".tmp-dead", cache / ".tmp-busy"
-    stale.mkdir()
-    fresh.mkdir()
-    old = time.time() - 2 * model_cache.STALE_TMP_S
-    os.utime(stale, (old, old))
+    stale, busy = cache / f".lispe-tmp-{_dead_pid()}-a", cache / f".lispe-tmp-{os.getpid()}-b"
+    for folder in (stale, busy):
+        folder.mkdir()
+        (folder / model_cache.WRITER).write_text(json.dumps({"what": model_cache._SIGNATURE,
+                                                             "pid": int(folder.name.split("-")[2]),
+                                                             "host": socket.gethostname(), "started": 0}))
+        (folder / "weights.bin").write_bytes(b"half")
     model_cache.prune(cache)
-    assert not stale.exists() and fresh.exists() and len(_entries(cache)) == 2
-    assert model_cache.clear() == 2 and not _entries(cache)
+    assert not stale.exists() and busy.exists() and len(_entries(cache)) == 2
+    assert model_cache.clear() == 1 and _entries(cache) == [busy]
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
 
 
 def test_tokenizer_save_is_a_folder_transformers_reads(gguf_file, tmp_path):
@@ -311,3 +501,51 @@ def test_the_startup_bench_script_runs_the_quickstart_lines(capsys):
     assert "(torch_set_generation_params generator 1 nil nil nil)" in script and "(tokenizer_chat" not in script
     Interpreter().eval(script)
     assert capsys.readouterr().out.splitlines()[-1] == f"{bench.MARKER} 28"  # "Hello world" -> greedy id 28
+
+
+# ----- when the full weight check runs -----
+
+@pytest.fixture
+def pools(monkeypatch):
+    """Counts the thread pools model_cache starts: one per full check of weights.bin."""
+    started = []
+    real = model_cache.ThreadPoolExecutor
+
+    class Counting(real):
+        def __init__(self, *args, **kwargs):
+            started.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(model_cache, "ThreadPoolExecutor", Counting)
+    return started
+
+
+def test_the_full_check_runs_after_any_change_to_the_weights(gguf_file, cache, pools, monkeypatch):
+    reference = load_model(gguf_file)  # writes the entry and the stamp of what it wrote
+    [entry] = _entries(cache)
+    _same_model(reference, load_model(gguf_file))
+    assert pools == []  # unchanged since written: no full check
+    weights = entry / "weights.bin"
+    before = weights.stat()
+    _damage(entry, "NaN")
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same size and mtime as before
+    with pytest.warns(RuntimeWarning, match="weights.bin bytes .* do not match their checksum"):
+        _same_model(reference, load_model(gguf_file))  # the status-change time gives it away
+    assert pools == [1]
+    _same_model(reference, load_model(gguf_file))
+    assert pools == [1]
+    monkeypatch.setenv("LISPE_MODEL_CACHE_VERIFY", "full")
+    _same_model(reference, load_model(gguf_file))
+    _same_model(reference, load_model(gguf_file))
+    assert pools == [1, 1, 1]
+
+
+def test_a_copied_cache_is_checked_once(gguf_file, cache, pools, tmp_path, monkeypatch):
+    reference = load_model(gguf_file)
+    copy = tmp_path / "copied-cache"
+    shutil.copytree(cache, copy)
+    monkeypatch.setenv("LISPE_MODEL_CACHE", str(copy))
+    for expected in ([1], [1, 1], [1, 1]):  # read mode cannot record the check; the next load does
+        model = load_model(gguf_file, model_cache="read" if expected == [1] else True)
+        _same_model(reference, model)
+        assert pools == expected and model.model_cache_entry is not None

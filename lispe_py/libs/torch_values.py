@@ -27,6 +27,7 @@ import torch
 from ..builtins._common import describe
 from ..errors import LispEError
 from ..generation import GenerationConfig, GenerationError, resolve_special_tokens
+from ..generation.config import check_model_bounds
 from ..models import DecoderModel, ModelError
 from ..models.tokenizer import Tokenizer
 from ..values import Floats, Integers, Numbers, Strings, register_type
@@ -480,6 +481,7 @@ class TorchGenerator:
         Special token ids are checked against the model now (an id outside the vocabulary warns).
         """
         config = self.config.update(pairs)
+        check_model_bounds(config, self.model.config.vocab_size, self.model.config.max_position_embeddings)
         resolve_special_tokens(config, self.model.special_tokens, self.model.config.vocab_size)
         self.config = config
 

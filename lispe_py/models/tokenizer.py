@@ -17,7 +17,7 @@ from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
 
-from .errors import ModelError
+from .errors import ModelError, check_regular_file
 
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 
@@ -127,6 +127,8 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | Path, config: dict[str, Any] | None = None) -> Tokenizer:
         """From a tokenizer.json; `config` is the tokenizer_config.json dict (special tokens, flags, template)."""
+        if Path(path).exists():  # a missing file: the tokenizers library's own message below
+            check_regular_file(path, "tokenizer file")
         try:
             backend = Backend.from_file(str(path))
         except Exception as exc:  # the tokenizers library raises plain Exceptions
@@ -155,16 +157,21 @@ class Tokenizer:
             return Path(check_path(str(folder / name))) if check_path else folder / name
 
         config_path = folder / "tokenizer_config.json"
-        config = json.loads(checked("tokenizer_config.json").read_text(encoding="utf-8")) if config_path.exists() else {}
+        config = _json_object(checked("tokenizer_config.json")) if config_path.exists() else {}
         for name in ("special_tokens_map.json",):
             path = folder / name
             if path.exists():
-                for key, value in json.loads(checked(name).read_text(encoding="utf-8")).items():
+                for key, value in _json_object(checked(name)).items():
                     config.setdefault(key, value)
         if (folder / "chat_template.jinja").exists():
-            config["chat_template"] = checked("chat_template.jinja").read_text(encoding="utf-8")
+            template_path = checked("chat_template.jinja")
+            check_regular_file(template_path, "tokenizer file")
+            config["chat_template"] = template_path.read_text(encoding="utf-8")
         elif (folder / "chat_template.json").exists():
-            config["chat_template"] = json.loads(checked("chat_template.json").read_text())["chat_template"]
+            template = _json_object(checked("chat_template.json")).get("chat_template")
+            if not isinstance(template, str):
+                raise ModelError(f"{str(folder / 'chat_template.json')!r}: \"chat_template\" must be a string")
+            config["chat_template"] = template
         return cls.from_file(checked("tokenizer.json"), config)
 
     def save(self, folder: str | Path) -> None:
@@ -541,3 +548,17 @@ def _gguf_metadata(source: Any) -> dict[str, Any]:
     if fields is None:
         raise ModelError(f"expected a GGUF path, GGUFFile or gguf.GGUFReader, got {type(source).__name__}")
     return {name: field.contents() for name, field in fields.items() if name.startswith("tokenizer.")}
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object read from a regular file; ModelError naming the file otherwise."""
+    check_regular_file(path, "tokenizer file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{str(path)!r} is not valid JSON (truncated or damaged?): {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    return data

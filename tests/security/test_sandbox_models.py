@@ -227,11 +227,23 @@ def test_sandboxed_embedded_model_writes_no_model_cache(project, monkeypatch, ca
     assert list(cache.iterdir()) == []
 
 
-def test_model_cache_setting_of_a_sandboxed_load(monkeypatch) -> None:
+def test_model_cache_setting_of_a_load(monkeypatch, tmp_path) -> None:
+    """The model_cache value that reaches load_model: "read" when sandboxed without write permission
+    on the cache folder (whatever the script asked), the script's own choice otherwise."""
     from lispe_py.libs import lispe_torch
-    from lispe_py.models import model_cache
 
-    monkeypatch.setattr(model_cache, "MODES", (True, False, "read"), raising=False)
-    assert lispe_torch._read_only_model_cache() == "read"
-    monkeypatch.setattr(model_cache, "MODES", (True, False))
-    assert lispe_torch._read_only_model_cache() is False
+    seen = []
+
+    def fake_load(path, **kw):
+        seen.append(kw["model_cache"])
+        raise LispEError("stop here")
+
+    monkeypatch.setattr(lispe_torch, "load_model", fake_load)
+    monkeypatch.setenv("LISPE_MODEL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "m.gguf").write_bytes(b"")
+    for sandbox, key, expected in ((True, "true", "read"), (False, "true", True), (False, '"read"', "read"),
+                                   (False, "nil", False)):
+        interp = Interpreter(sandbox=sandbox, script_dir=str(tmp_path))
+        with pytest.raises(LispEError):
+            interp.eval(f'(use \'lispe_torch) (torch_hf_load_model "m.gguf" {{"model_cache":{key}}})')
+        assert seen[-1] == expected, (sandbox, key)

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from ..config import GenerationError
 from .automata import DEAD, Automaton, DFAAutomaton, TokenSetAutomaton
-from .dfa import ByteDFA
+from .dfa import MAX_DFA_STATES, ByteDFA, TooLarge
 from .grammar import Grammar, GrammarAutomaton
 from .json_schema import schema_to_grammar
 from .processor import ENDED, Constraint
@@ -34,7 +34,7 @@ _CACHE_SIZE = 64
 
 __all__ = [
     "KINDS", "Automaton", "ByteDFA", "Constraint", "DEAD", "DFAAutomaton", "ENDED", "Grammar",
-    "GrammarAutomaton", "TokenSetAutomaton", "VocabIndex", "build_constraint", "compile_automaton",
+    "GrammarAutomaton", "TokenSetAutomaton", "TooLarge", "VocabIndex", "build_constraint", "compile_automaton",
     "schema_to_grammar", "validate_spec", "vocab_index",
 ]
 
@@ -55,6 +55,29 @@ def _freeze(x: Any) -> Any:
     return ("<symbol>", name) if isinstance(name, str) else ("<object>", repr(x))
 
 
+def _short_repr(x: Any, n: int = 200) -> str:
+    text = repr(x)
+    return text if len(text) <= n else text[:n] + f"... ({len(text)} characters)"
+
+
+def check_choices_size(choices: Iterable[str]) -> None:
+    """TooLarge when the choices' byte trie (one automaton state per distinct prefix) would have more than
+    MAX_DFA_STATES states; counted without building the automaton, stopping at the limit."""
+    root: dict = {}
+    nodes = 1
+    for choice in choices:
+        node = root
+        for b in choice.encode("utf-8", "surrogatepass"):
+            nxt = node.get(b)
+            if nxt is None:
+                nodes += 1
+                if nodes >= MAX_DFA_STATES:
+                    raise TooLarge(f"choices: the choices would need more than {MAX_DFA_STATES} automaton "
+                                   "states (one per distinct prefix byte); use fewer or shorter choices")
+                nxt = node[b] = {}
+            node = nxt
+
+
 def validate_spec(kind: str, spec: Any) -> Any:
     """Check a constraint spec's shape without a tokenizer (for config validation); returns it
     normalised (lists as tuples). GenerationError with a clear message when malformed."""
@@ -70,14 +93,15 @@ def validate_spec(kind: str, spec: Any) -> Any:
         return tuple(items)
     if kind == "choices":
         if not isinstance(spec, (list, tuple)) or not spec or not all(isinstance(c, str) for c in spec):
-            raise GenerationError(f"choices must be a non-empty list of strings, got {spec!r}")
+            raise GenerationError(f"choices must be a non-empty list of strings, got {_short_repr(spec)}")
+        check_choices_size(spec)
         return tuple(spec)
     if kind == "regex":
         if not isinstance(spec, str):
             raise GenerationError(f"regex must be a string (a regular expression), got {spec!r}")
         dfa = ByteDFA.from_regex(spec)
         if dfa.empty_language:
-            raise GenerationError(f"regex {spec!r} matches nothing")
+            raise GenerationError(f"regex {_short_repr(spec)} matches nothing")
         return spec
     if kind == "grammar":
         Grammar(spec)

@@ -14,6 +14,8 @@ always leaves a way to finish.
 """
 from __future__ import annotations
 
+import threading
+import time
 from collections import deque
 from functools import lru_cache
 from typing import Any, Iterable
@@ -21,6 +23,20 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..config import GenerationError
+
+# Size limits: an automaton is built eagerly, so a hostile spec must end in an error before it grows.
+MAX_DFA_STATES = 50_000  # states of one byte DFA (its table takes 1 KB a state)
+MAX_REGEX_SIZE = 5_000  # positions of a regex once its repetitions are unrolled (a{5000}: 5000)
+MAX_FSM_STATES = 30_000  # character-FSM states interegular may create in all while building one regex
+MAX_FSM_STEPS = 300_000  # transitions it may follow meanwhile (the work: ~1 s here at most)
+MAX_CHAR_STATES = 10_000  # states of the finished character automaton (each becomes 1+ byte states)
+MAX_FSM_SECONDS = 1.5  # the time one regex may take to build, whatever the counts (a last resort)
+MAX_PATTERN_CHARS = 100_000  # length of a regex's text
+
+
+class TooLarge(GenerationError):
+    """A constraint whose automaton would exceed a size limit (the message names it and the limit)."""
+
 
 # lead byte -> (total length, allowed range of the second byte)
 _LEADS: dict[int, tuple[int, int, int]] = {}
@@ -71,15 +87,39 @@ class ByteDFA:
 
     def _trim(self) -> None:
         """Send every transition into a state that cannot reach acceptance to the dead state 0."""
+        n = self.table.shape[0]
         live = self.accepting.copy()
         live[0] = False
-        while True:
+        for _ in range(32):  # a few whole-table passes settle most automata
             reach = live[self.table].any(axis=1)
             reach[0] = False
             new = live | reach
             if (new == live).all():
-                break
+                self._set_live(live)
+                return
             live = new
+        # A long chain (a{5000}) would need one whole-table pass per state: walk the transitions
+        # backwards from the live states instead (linear in the transitions).
+        src, _ = np.nonzero(self.table)
+        dst = self.table[self.table != 0]
+        keep = src != 0
+        src, dst = src[keep], dst[keep]
+        order = np.argsort(dst, kind="stable")
+        src, dst = src[order], dst[order]
+        starts = np.searchsorted(dst, np.arange(n + 1))
+        src_list, starts_list = src.tolist(), starts.tolist()
+        stack = np.nonzero(live)[0].tolist()
+        live_list = live.tolist()
+        while stack:
+            t = stack.pop()
+            for k in range(starts_list[t], starts_list[t + 1]):
+                s = src_list[k]
+                if not live_list[s]:
+                    live_list[s] = True
+                    stack.append(s)
+        self._set_live(np.asarray(live_list, dtype=bool))
+
+    def _set_live(self, live: np.ndarray) -> None:
         table = np.where(live[self.table], self.table, 0)
         table[0, :] = 0
         self.table = table.astype(np.int32)
@@ -128,6 +168,9 @@ class ByteDFA:
             for b in data:
                 nxt = children[node].get(b)
                 if nxt is None:
+                    if len(children) >= MAX_DFA_STATES:
+                        raise TooLarge(f"choices: the choices would need more than {MAX_DFA_STATES} automaton "
+                                       "states (one per distinct prefix byte); use fewer or shorter choices")
                     nxt = len(children)
                     children.append({})
                     accepting.append(False)
@@ -156,11 +199,41 @@ class ByteDFA:
                                   "pip install interegular") from e
         if not isinstance(pattern, str):
             raise GenerationError(f"a regex constraint is a string, got {pattern!r}")
+        if len(pattern) > MAX_PATTERN_CHARS:
+            raise TooLarge(f"regex {_short(pattern)} is too long: {len(pattern)} characters, the limit is "
+                           f"{MAX_PATTERN_CHARS}")
         try:
-            fsm = interegular.parse_pattern(pattern).to_fsm()
+            parsed = interegular.parse_pattern(pattern)
+        except RecursionError:
+            raise TooLarge(f"regex {_short(pattern)} nests too deeply") from None
         except Exception as e:  # interegular raises several exception types for unsupported syntax
-            raise GenerationError(f"regex {pattern!r} is not supported: {e}") from None
-        return cls.from_char_fsm(fsm)
+            raise GenerationError(f"regex {_short(pattern)} is not supported: {e}") from None
+        size = _unrolled_size(parsed)
+        if size > MAX_REGEX_SIZE:
+            raise TooLarge(f"regex {_short(pattern)} is too large: with its repetitions unrolled it has "
+                           f"{'over ' + str(MAX_REGEX_SIZE * 10) if size >= MAX_REGEX_SIZE * 10 else size} "
+                           f"positions, the limit is {MAX_REGEX_SIZE}; use smaller repetition counts")
+        try:
+            with _fsm_budget():
+                try:
+                    fsm = parsed.to_fsm()
+                except (_OverBudget, RecursionError):
+                    raise
+                except Exception as e:
+                    raise GenerationError(f"regex {_short(pattern)} is not supported: {e}") from None
+                if len(fsm.states) > MAX_CHAR_STATES:
+                    raise _OverBudget(f"gives {len(fsm.states)} states, more than {MAX_CHAR_STATES}")
+                dfa = cls.from_char_fsm(fsm)
+        except _OverBudget as over:
+            raise TooLarge(f"regex {_short(pattern)} is too large: building its automaton {over} (a "
+                           f"repetition after an open-ended part, such as (a|b)*a(a|b){{18}}, doubles the "
+                           f"states at each step)") from None
+        except RecursionError:
+            raise TooLarge(f"regex {_short(pattern)} nests too deeply") from None
+        if dfa.n_states > MAX_DFA_STATES:
+            raise TooLarge(f"regex {_short(pattern)} is too large: its byte automaton has {dfa.n_states} states, "
+                           f"the limit is {MAX_DFA_STATES}")
+        return dfa
 
     @classmethod
     def from_char_fsm(cls, fsm: Any) -> "ByteDFA":
@@ -207,7 +280,10 @@ class ByteDFA:
             return None if t is None else ("c", t)
 
         start = state_of(("c", fsm.initial))
+        deadline = getattr(_budget, "deadline", None) if getattr(_budget, "left", None) is not None else None
         while queue:
+            if deadline is not None and not len(rows) & 63 and time.monotonic() > deadline:
+                raise _OverBudget(f"takes more than {MAX_FSM_SECONDS} s")
             key = queue.popleft()
             row = rows[index[key]]
             kind = key[0]
@@ -279,6 +355,129 @@ class ByteDFA:
         accepting = np.zeros(final + 1, dtype=bool)
         accepting[final] = True
         return cls(table, accepting, 1)
+
+
+def _short(pattern: str, n: int = 60) -> str:
+    """A regex for an error message, cut to n characters."""
+    return repr(pattern) if len(pattern) <= n else repr(pattern[:n]) + f"... ({len(pattern)} characters)"
+
+
+def _unrolled_size(node: Any, depth: int = 0) -> int:
+    """How many character positions a parsed interegular pattern has once its repetitions are unrolled
+    (an upper bound on the states of its non-deterministic automaton); capped at 10x MAX_REGEX_SIZE."""
+    cap = MAX_REGEX_SIZE * 10
+    if depth > 200:
+        return cap
+    options = getattr(node, "options", None)
+    if options is not None:  # Pattern: alternatives
+        return min(cap, sum(_unrolled_size(o, depth + 1) for o in options))
+    parts = getattr(node, "parts", None)
+    if parts is not None:  # Concatenation (lookaheads hold an `inner` pattern)
+        return min(cap, sum(_unrolled_size(getattr(p, "inner", p), depth + 1) for p in parts))
+    base = getattr(node, "base", None)
+    if base is not None:  # Repeated
+        lo, hi = node.min, node.max
+        count = hi if hi is not None else lo + 1
+        return min(cap, _unrolled_size(base, depth + 1) * max(count, 1))
+    return 1
+
+
+class _OverBudget(Exception):
+    pass
+
+
+_budget = threading.local()
+_crawl_patched = False
+_patch_lock = threading.Lock()
+
+
+class _fsm_budget:
+    """Within the block (this thread only), interegular's FSM constructions may create at most
+    MAX_FSM_STATES states and follow MAX_FSM_STEPS transitions in all, for at most MAX_FSM_SECONDS; past
+    that they raise _OverBudget. Other callers of interegular are not affected."""
+
+    def __enter__(self):
+        _patch_crawl()
+        self.saved = (getattr(_budget, "left", None), getattr(_budget, "steps", None),
+                      getattr(_budget, "deadline", None))
+        _budget.left = MAX_FSM_STATES
+        _budget.steps = MAX_FSM_STEPS
+        _budget.deadline = time.monotonic() + MAX_FSM_SECONDS
+        return self
+
+    def __exit__(self, *exc):
+        _budget.left, _budget.steps, _budget.deadline = self.saved
+        return False
+
+
+def _hashable(state: Any) -> Any:
+    """A hashable key equal for equal crawl states (interegular's states may be sets of tuples)."""
+    try:
+        hash(state)
+        return state
+    except TypeError:
+        pass
+    if isinstance(state, (set, frozenset)):
+        return frozenset(_hashable(x) for x in state)
+    if isinstance(state, (list, tuple)):
+        return tuple(_hashable(x) for x in state)
+    if isinstance(state, dict):
+        return frozenset((k, _hashable(v)) for k, v in state.items())
+    return id(state)
+
+
+def _patch_crawl() -> None:
+    """Route interegular's `crawl` through a budgeted version (hash-indexed: interegular's own looks each
+    new state up in a list, quadratic in the state count) while a budget is active in this thread."""
+    global _crawl_patched
+    if _crawl_patched:
+        return
+    with _patch_lock:
+        if _crawl_patched:
+            return
+        from interegular import fsm as ifsm
+
+        original = ifsm.crawl
+
+        def crawl(alphabet, initial, final, follow):
+            if getattr(_budget, "left", None) is None:
+                return original(alphabet, initial, final, follow)
+            states = [initial]
+            index = {_hashable(initial): 0}
+            finals = set()
+            transitions: dict[int, dict] = {}
+            oblivion = ifsm.OblivionError
+            i = 0
+            while i < len(states):
+                state = states[i]
+                if final(state):
+                    finals.add(i)
+                row = transitions[i] = {}
+                _budget.steps -= len(alphabet.by_transition)
+                if _budget.steps < 0:
+                    raise _OverBudget(f"follows more than {MAX_FSM_STEPS} transitions")
+                if not i & 63 and time.monotonic() > _budget.deadline:
+                    raise _OverBudget(f"takes more than {MAX_FSM_SECONDS} s")
+                for transition in alphabet.by_transition:
+                    try:
+                        nxt = follow(state, transition)
+                    except oblivion:
+                        continue
+                    key = _hashable(nxt)
+                    j = index.get(key)
+                    if j is None:
+                        _budget.left -= 1
+                        if _budget.left < 0:
+                            raise _OverBudget(f"needs more than {MAX_FSM_STATES} states")
+                        j = index[key] = len(states)
+                        states.append(nxt)
+                    row[transition] = j
+                i += 1
+            return ifsm.FSM(alphabet=alphabet, states=range(len(states)), initial=0, finals=finals,
+                            map=transitions, __no_validation__=True)
+
+        ifsm.crawl = crawl
+        _crawl_patched = True
 
 
 _QUOTED_REPEAT = None

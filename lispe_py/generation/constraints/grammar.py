@@ -47,8 +47,11 @@ import numpy as np
 
 from ..config import GenerationError
 from .automata import DEAD, Automaton
-from .dfa import ByteDFA
+from .dfa import ByteDFA, TooLarge
 from .vocab import VocabIndex
+
+MAX_GRAMMAR_SYMBOLS = 50_000  # symbols in all the compiled rules (a repeat unrolls its body max times)
+MAX_PARSER_STATES = 200_000  # charts, and parser states (sets of lexemes in progress), made while generating
 
 OPERATORS = ("seq", "alt", "star", "plus", "opt", "ref", "regex", "literal", "lit", "repeat")
 
@@ -116,7 +119,14 @@ class Grammar:
     """
 
     def __init__(self, spec: Any):
+        try:
+            self._build(spec)
+        except RecursionError:
+            raise TooLarge("grammar: the grammar nests too deeply") from None
+
+    def _build(self, spec: Any) -> None:
         self.spec = spec
+        self.size = 0
         named, start = grammar_rules(spec)
         self.names: list[str] = []
         self.rules: list[tuple[int, tuple[int, ...]]] = []
@@ -130,6 +140,7 @@ class Grammar:
         for name, expr in named.items():
             self.rules.append((self._named[name], self._compile(expr, name)))
         self.rules.append((aug, (self._named[start],)))
+        self._grow(sum(len(rhs) + 1 for _, rhs in self.rules), start)
         self.start_symbol = aug
         self._prune(start)
         self.start_rule = next(i for i, (lhs, _) in enumerate(self.rules) if lhs == aug)
@@ -210,6 +221,11 @@ class Grammar:
                                                                           or hi < lo)):
                 raise GenerationError(f"grammar rule {where!r}: repeat bounds must be 0 <= min <= "
                                       f"max, got {lo!r} {hi!r}")
+            unrolled = (len(body) + 1) * (hi if hi is not None else lo + 1)
+            self.size += unrolled
+            if self.size > MAX_GRAMMAR_SYMBOLS:
+                raise TooLarge(f"grammar rule {where!r}: {_fmt(expr)} unrolls to {unrolled} symbols; a grammar "
+                               f"may have {MAX_GRAMMAR_SYMBOLS} in all (use star or plus for long repetitions)")
             out = body * lo
             if hi is None:
                 return out + (self._star(body, where),)
@@ -232,7 +248,14 @@ class Grammar:
         nt = self._new_nt(name)
         for s in seqs:
             self.rules.append((nt, s))
+        self._grow(sum(len(s) + 1 for s in seqs), name)
         return nt
+
+    def _grow(self, n: int, where: str) -> None:
+        self.size += n
+        if self.size > MAX_GRAMMAR_SYMBOLS:
+            raise TooLarge(f"grammar rule {where.split('/')[0]!r}: the grammar has more than "
+                           f"{MAX_GRAMMAR_SYMBOLS} symbols in its rules")
 
     def _star(self, body: tuple[int, ...], where: str) -> int:
         nt = self._new_nt(f"{where}/star")      # S -> S body | ()   (left recursion: charts repeat)
@@ -280,6 +303,9 @@ class Charts:
         if cid is not None:
             return cid
         cid = len(self.items)
+        if cid >= MAX_PARSER_STATES:
+            raise TooLarge(f"grammar constraint: the parser needs more than {MAX_PARSER_STATES} charts; "
+                           "simplify the grammar (fewer ambiguous alternatives)")
         self.index[items] = cid
         self.items.append(items)
         rules = self.g.rules
@@ -367,6 +393,9 @@ class GrammarAutomaton(Automaton):
         key = (triples, flag)
         x = self.x_index.get(key)
         if x is None:
+            if len(self.x_items) >= MAX_PARSER_STATES:
+                raise TooLarge(f"grammar constraint: the parser needs more than {MAX_PARSER_STATES} states; "
+                               "simplify the grammar (fewer ambiguous alternatives or overlapping terminals)")
             x = self.x_index[key] = len(self.x_items)
             self.x_items.append(triples)
             self.x_flag.append(flag)
