@@ -204,8 +204,12 @@ class Interpreter:
         self.libraries.add(name)
         self._run_text(path.read_text(encoding="utf-8"), str(path))
 
-    def load(self, path: str) -> Any:
-        """`(load "file.lisp")`: run another file in this interpreter (relative to the script folder)."""
+    def load(self, path: str, space: str | None = None) -> Any:
+        """`(load "file.lisp")`: run another file in this interpreter (relative to the script folder).
+
+        With `space`, `(load "file.lisp" name)`: the functions the file defines go into that name
+        space (see `lispe_py.spaces`).
+        """
         full = path
         if not os.path.isabs(path):
             base = self.script_dir or os.getcwd()
@@ -216,6 +220,11 @@ class Interpreter:
                 text = fh.read()
         except OSError as exc:
             raise LispEError(f"load: cannot read {path}: {exc.strerror or exc}") from None
+        if space is not None:
+            from .reader import read
+            from .spaces import run_forms_in_space
+
+            return run_forms_in_space(self, read(text, path), space)
         return self._run_text(text, path)
 
     def check_file_access(self, path: str, write: bool = False) -> str:
