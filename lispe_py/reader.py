@@ -335,6 +335,12 @@ def is_complete(text: str) -> bool:
         i = n if nl < 0 else nl
     while i < n:
         c = text[i]
+        if c == "#" and text.startswith("#!", i) and (i == 0 or text[i - 1] in " \t\r\n()[]{}"):
+            nl = text.find("\n", i)  # `#!` to the end of the line is a comment, as in the grammar
+            if nl < 0:
+                break
+            i = nl + 1
+            continue
         if c == ";":
             if text.startswith(";;", i):
                 end = text.find(";;", i + 2)
