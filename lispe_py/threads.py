@@ -14,10 +14,42 @@ from typing import Any
 
 from .compiler import Compiler, Node, Scope, err_at, special
 from .errors import LispEError
-from .runtime import Lambda, _limit_lock, _raise_limit, _restore_limit, _STACK_SIZE, _tls
+from .runtime import Lambda, RuntimeState, _limit_lock, _raise_limit, _restore_limit, _STACK_SIZE, _tls
 from .values import type_name
 
 _state_lock = threading.Lock()
+_depths: dict[int, threading.local] = {}
+
+
+class _PerThreadDepth(RuntimeState):
+    """A RuntimeState whose call depth is counted per thread (see `_count_depth_per_thread`)."""
+
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def depth(self) -> int:
+        return getattr(_depths[id(self)], "d", 0)
+
+    @depth.setter
+    def depth(self, value: int) -> None:
+        _depths[id(self)].d = value
+
+
+def _count_depth_per_thread(rt: RuntimeState) -> None:
+    """From the first thread on, count the interpreter's Lisp call depth per thread.
+
+    Compiled calls bump one shared counter; threads interleaving those updates would leave it wrong
+    (a false stack overflow later). Switching the state's class keeps every compiled call site as it
+    is; the calling thread keeps its depth, a new thread starts at 0. Programs without threads
+    never pay for the thread-local lookup.
+    """
+    with _state_lock:
+        if rt.__class__ is RuntimeState:
+            current = rt.depth
+            local = threading.local()
+            local.d = current
+            _depths[id(rt)] = local
+            rt.__class__ = _PerThreadDepth
 
 
 class ThreadState:
@@ -56,6 +88,7 @@ class ThreadFunction:
     def __call__(self, *args: Any) -> Any:
         frame = self.fn.make_frame(list(args))  # a wrong argument count fails in the caller
         fn, st = self.fn, self.state
+        _count_depth_per_thread(fn.code.rt)
 
         def run() -> None:
             _tls.big = True
