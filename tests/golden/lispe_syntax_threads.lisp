@@ -65,3 +65,11 @@
 (wait)
 (println (sort (\ (x y) (< (car x) (car y))) (threadretrieve "echo")))
 (println (type square) (sleep 0))
+
+; threads recursing at the same time as the main program leave its call depth right
+(defun deep (n) (if (= n 0) 0 (+ 1 (deep (- n 1)))))
+(dethread dig (n) (threadstore "dig" (deep n)))
+(loopcount 20 (dig 3000))
+(println (deep 2000))
+(wait)
+(println (unique (threadretrieve "dig")) (deep 19900))
