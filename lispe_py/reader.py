@@ -223,7 +223,11 @@ def compose_dots(form: Any) -> Any:
     the value of the segments after it as its last argument. A `.` heading the list is not a
     composition (it is LispE's inner product operator). Raises LispEError on `. .` or a final `.`.
     """
-    if _DOT not in form or (form[0] is _DOT and _DOT not in form[1:]):
+    dots = 0
+    for item in form:  # identity, not `in`: data built at run time may hold values with odd __eq__
+        if item is _DOT:
+            dots += 1
+    if dots == 0 or (dots == 1 and form[0] is _DOT):
         return None
     segments: list[list] = [[]]
     for k, item in enumerate(form):
