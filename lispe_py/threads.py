@@ -4,7 +4,8 @@ A function defined with `(dethread name (params) body...)` runs, each time it is
 Python thread and the call gives nil at once. The thread shares the interpreter's globals (a `setq`
 of a global in the thread is seen by all); its parameters and locals are its own. `(wait)` waits
 until every thread launched so far (and those they launch) has finished; if one of them stopped on
-an error, `wait` then raises that error. The state lives on the interpreter (`state_of`).
+an error, `wait` then raises that error (`in thread 'name': message`, at its place in the thread's
+code). The state lives on the interpreter (`state_of`).
 """
 from __future__ import annotations
 
@@ -95,15 +96,9 @@ class ThreadFunction:
             _raise_limit()
             try:
                 fn.code.rt.run(fn.body, frame)
-            except LispEError as exc:
+            except BaseException as exc:  # kept for `wait`: an error must not vanish with its thread
                 with st.lock:
-                    st.errors.append(exc)
-            except RecursionError:
-                with st.lock:
-                    st.errors.append(fn.code.rt.overflow())
-            except Exception as exc:  # a Signal (break, return) or a bug must not vanish silently
-                with st.lock:
-                    st.errors.append(LispEError(f"thread '{fn.name}': {type(exc).__name__}"))
+                    st.errors.append(_thread_error(fn.name, exc, fn.code.rt))
             finally:
                 _restore_limit()
 
@@ -121,6 +116,24 @@ class ThreadFunction:
 
     def __repr__(self) -> str:
         return f"#<thread {self.name}>"
+
+
+def _thread_error(name: str, exc: BaseException, rt: RuntimeState) -> LispEError:
+    """The error `wait` raises for a thread stopped by `exc`: its message, where it happened."""
+    from .runtime import BreakSignal
+
+    if isinstance(exc, LispEError):
+        inner = exc
+    elif isinstance(exc, RecursionError):
+        inner = rt.overflow()
+    elif isinstance(exc, BreakSignal):
+        inner = LispEError("break outside of a loop")
+    elif isinstance(exc, KeyboardInterrupt):
+        inner = LispEError("interrupted")
+    else:  # a bug of ours: reported like _run_form reports one
+        inner = LispEError(f"internal error: {type(exc).__name__}: {exc}")
+    return LispEError(f"in thread '{name}': {inner.message}", inner.filename, inner.line, inner.column,
+                      inner.source_line)
 
 
 def _need(c: Compiler, form: list, lo: int, hi: int | None = None) -> None:
@@ -163,7 +176,8 @@ def _dethread(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 def _wait(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(wait) waits until every thread started by a dethread function has finished; returns true.
 
-    If a thread stopped on an error, wait raises that error once all have finished.
+    If a thread stopped on an error, wait raises that error once all have finished, naming the thread
+    and pointing at the form that failed.
     """
     _need(c, form, 0, 0)
     st, pos = state_of(c.interp), c.pos
@@ -180,8 +194,8 @@ def _wait(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
                 t.join()
         with st.lock:
             errors, st.errors = st.errors, []
-        if errors:
-            raise err_at(LispEError(f"in a thread: {errors[0].message}"), pos)
+        if errors:  # the first error, at its place in the thread's code (else at this wait)
+            raise err_at(errors[0], pos)
         return True
     return wait
 
