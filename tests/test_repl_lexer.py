@@ -139,3 +139,13 @@ def test_completer_commands() -> None:
     completer = LispECompleter(lambda: NAMES, {":load": ":load FILE", ":quit": ":quit"})
     assert complete(completer, ":l") == [(":load", ":load FILE")]
     assert complete(completer, "(car :l") == []
+
+
+def test_lispe_syntax_lambda_spellings_composition_and_hash_bang_lines() -> None:
+    toks = tokens("((\\ (x) x) 1) (λ (y) y) (dethread worker (n) n) (sum . numbers 1 .5) #! note (\n(a#!b)")
+    assert (Keyword, "\\") in toks and (Keyword, "λ") in toks
+    assert (Name.Function, "worker") in toks  # the name after dethread, as after defun
+    assert (Operator, ".") in toks and (Number.Float, ".5") in toks
+    assert (Comment.Hashbang, "#! note (") in toks
+    assert (Name, "a#!b") in toks  # inside a symbol `#!` starts no comment, as in the reader
+    assert unclosed_brackets("(f #! (\n") == [(0, "(")]
