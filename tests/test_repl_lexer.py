@@ -149,3 +149,11 @@ def test_lispe_syntax_lambda_spellings_composition_and_hash_bang_lines() -> None
     assert (Comment.Hashbang, "#! note (") in toks
     assert (Name, "a#!b") in toks  # inside a symbol `#!` starts no comment, as in the reader
     assert unclosed_brackets("(f #! (\n") == [(0, "(")]
+
+
+def test_input_is_complete_skips_hash_bang_comments_anywhere() -> None:
+    from lispe_py.reader import is_complete
+
+    assert is_complete("(f 1 #! a comment with (\n 2)")
+    assert not is_complete("(f 1 #! ) in a comment does not close\n")
+    assert not is_complete("(a#!b")  # a symbol containing #!: the bracket is still open
