@@ -84,6 +84,7 @@ class ThreadFunction:
     def __init__(self, fn: Lambda, state: ThreadState):
         self.fn = fn
         self.name = fn.name
+        self.__name__ = fn.name  # how the printer names a callable: <function square>
         self.state = state
 
     def __call__(self, *args: Any) -> Any:

@@ -64,7 +64,7 @@
 (echo 3 4)
 (wait)
 (println (sort (\ (x y) (< (car x) (car y))) (threadretrieve "echo")))
-(println (type square) (sleep 0))
+(println (type square) square (sleep 0))
 
 ; threads recursing at the same time as the main program leave its call depth right
 (defun deep (n) (if (= n 0) 0 (+ 1 (deep (- n 1)))))
