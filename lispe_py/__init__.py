@@ -250,9 +250,19 @@ class Interpreter:
         self.libraries.add(full)
         self._run_text(text, name)
 
-    def load(self, path: str) -> Any:
-        """`(load "file.lisp")`: run another file in this interpreter (relative to the script folder)."""
-        return self._run_text(self._read_code("load", path, self._code_path(path)), path)
+    def load(self, path: str, space: str | None = None) -> Any:
+        """`(load "file.lisp")`: run another file in this interpreter (relative to the script folder).
+
+        With `space`, `(load "file.lisp" name)`: the functions the file defines go into that name
+        space (see `lispe_py.spaces`).
+        """
+        text = self._read_code("load", path, self._code_path(path))
+        if space is not None:
+            from .reader import read
+            from .spaces import run_forms_in_space
+
+            return run_forms_in_space(self, read(text, path), space)
+        return self._run_text(text, path)
 
     def _code_path(self, path: str) -> str:
         """The checked path of a file of code: a relative path is taken from the script folder (the

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .builtins.arith import COMPARISONS, INLINE_BINARY
 from .builtins.registry import Builtin, lookup
 from .errors import LispEError
-from .reader import DictForm, Form
+from .reader import DictForm, Form, compose_dots
 from .runtime import (UNSET, Cell, FunctionCode, Lambda, PatternFunction, ReturnSignal, RuntimeState,
                       Signal, TailCall, call_builtin, is_function, unknown_function, wrap_exception)
 from .values import Symbol, truthy, type_name
@@ -28,7 +28,7 @@ from .values import Symbol, truthy, type_name
 Node = Callable[[list], Any]
 
 S = Symbol
-_QUOTE, _DOLLAR, _UNDERSCORE = S("quote"), S("$"), S("_")
+_QUOTE, _DOLLAR, _UNDERSCORE, _INTO = S("quote"), S("$"), S("_"), S("into")
 _NIL_SYMBOLS = {"nil": None, "false": None, "_": None, "true": True}
 
 
@@ -429,6 +429,12 @@ class Compiler:
     # lists -----------------------------------------------------------------------------------
 
     def comp_list(self, form: list, scope: Scope, tail: bool) -> Node:
+        try:
+            composed = compose_dots(form)  # `(f . g x)` is `(f (g x))`
+        except LispEError as exc:
+            raise err_at(exc, self.pos) from None
+        if composed is not None:
+            form = composed
         head = form[0]
         hcls = head.__class__
         if hcls is Symbol:
@@ -726,18 +732,20 @@ class Compiler:
             head = x[0]
             if head.__class__ is Symbol:
                 hn = head.name
-                if hn in ("quote", "lambda", "λ", "defun", "defpat", "defmacro"):
+                if hn in ("quote", "lambda", "λ", "\\", "defun", "defpat", "defmacro", "dethread"):
                     continue
                 target = None
                 if hn in ("setq", "setqv", "loop", "for") and len(x) > 1:
                     target = x[1]
                 elif hn == "dotimes" and len(x) > 1 and isinstance(x[1], list) and x[1]:
                     target = x[1][0]
-                elif hn == "loopcount" and len(x) > 3:
-                    target = x[2]
-                if isinstance(target, Symbol) and target.name not in seen and target.name not in _NIL_SYMBOLS:
-                    seen.add(target.name)
-                    found.append(target.name)
+                elif hn == "loopcount" and len(x) > 2:
+                    target = x[3] if x[2] is _INTO and len(x) > 3 else x[2]
+                targets = target if hn in ("setq", "setqv") and isinstance(target, list) else (target,)
+                for target in targets:  # `(setq (a b) ...)` makes locals a and b
+                    if isinstance(target, Symbol) and target.name not in seen and target.name not in _NIL_SYMBOLS:
+                        seen.add(target.name)
+                        found.append(target.name)
                 macro = self.macros.get(hn)
                 if macro is not None:
                     try:

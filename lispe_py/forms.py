@@ -352,43 +352,58 @@ def _count(pos: Any, v: Any, what: str) -> int:
 def _loopcount(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(loopcount 3 i (println i)) runs the body 3 times, with i bound to 0, 1, 2.
 
-    The counter is optional: (loopcount 3 (println "hi")). Returns the body's last value; (break)
-    leaves the loop.
+    The counter is optional: (loopcount 3 (println "hi")); (loopcount 3 into i ...) names it after
+    the keyword into. A negative count -n runs n times counting down: i is n-1, ..., 1, 0. Returns
+    the body's last value; (break) leaves the loop and gives nil.
     """
     _need(c, form, 1)
     count = c.comp(form[1], scope, False)
     setv = None
     rest = form[2:]
-    if len(form) > 3 and isinstance(form[2], Symbol):
-        setv = c.setter(form[2].name, scope)
+    var = form[2] if len(form) > 2 else None
+    if var is _INTO:
+        if len(form) < 4 or not isinstance(form[3], Symbol) or form[3].name in _CONSTANT_NAMES:
+            raise _fail(c, "loopcount: a variable must follow 'into'")
+        var, rest = form[3], form[4:]
+    elif isinstance(var, Symbol) and var.name not in _CONSTANT_NAMES:
         rest = form[3:]
+    else:
+        var = None
+    if var is not None:
+        setv = c.setter(var.name, scope)
     body = c.comp_body(rest, scope, False)
     pos = c.pos
     cell = getattr(setv, "cell", None)
     slot = getattr(setv, "slot", None)
 
     def loopcount(f: list) -> Any:
+        n = _count(pos, count(f), "loopcount")
+        steps = range(-n - 1, -1, -1) if n < 0 else range(n)
         r = None
         try:
             if setv is None:
-                for _ in range(_count(pos, count(f), "loopcount")):
+                for _ in steps:
                     r = body(f)
             elif cell is not None:
-                for i in range(_count(pos, count(f), "loopcount")):
+                for i in steps:
                     cell.v = i
                     r = body(f)
             elif slot is not None:
-                for i in range(_count(pos, count(f), "loopcount")):
+                for i in steps:
                     f[slot] = i
                     r = body(f)
             else:
-                for i in range(_count(pos, count(f), "loopcount")):
+                for i in steps:
                     setv(f, i)
                     r = body(f)
         except BreakSignal:
-            pass
+            return None
         return r
     return loopcount
+
+
+_INTO = Symbol("into")
+_CONSTANT_NAMES = ("nil", "true", "false", "_")
 
 
 @special("dotimes")
@@ -582,6 +597,10 @@ def _setq_pairs(c: Compiler, form: list, scope: Scope, global_: bool) -> list[tu
     pairs = []
     for k in range(1, len(form), 2):
         var = form[k]
+        if isinstance(var, list) and var and not (len(var) == 2 and var[0] is Symbol("quote")):
+            pairs.append((_destructuring_setter(c, form[0].name, var, scope, global_),
+                          c.comp(form[k + 1], scope, False)))
+            continue
         if not isinstance(var, Symbol) or var.name in ("nil", "true", "false", "_"):
             raise _fail(c, f"{form[0].name}: cannot assign to {var!r}")
         value = c.comp(form[k + 1], scope, False)
@@ -594,6 +613,37 @@ def _setq_pairs(c: Compiler, form: list, scope: Scope, global_: bool) -> list[tu
         else:
             pairs.append((c.setter(var.name, scope), value))
     return pairs
+
+
+def _destructuring_setter(c: Compiler, what: str, names: list, scope: Scope, global_: bool) -> Any:
+    """`(setq (a b c) '(1 2 3))`: a setter binding each variable to the element at its place.
+
+    As in LispE, the variables are plain symbols and the value must be a list of the same size.
+    """
+    setters = []
+    for var in names:
+        if not isinstance(var, Symbol) or var.name in ("nil", "true", "false", "_", "$"):
+            from .printer import repr_string
+
+            raise _fail(c, f"{what}: cannot assign to {repr_string(to_data(var))}")
+        if global_:
+            cell = c.globals.cell(var.name)
+
+            def setg(f: list, v: Any, cell=cell) -> None:
+                cell.v = v
+            setters.append(setg)
+        else:
+            setters.append(c.setter(var.name, scope))
+    n, pos = len(setters), c.pos
+
+    def destructure(f: list, v: Any) -> None:
+        if not isinstance(v, list):
+            raise err_at(LispEError(f"{what}: expected a list of {n} values, got {type_name(v)}"), pos)
+        if len(v) != n:
+            raise err_at(LispEError(f"{what}: {n} variables but {len(v)} values"), pos)
+        for setv, x in zip(setters, v):
+            setv(f, x)
+    return destructure
 
 
 def _assign(pairs: list[tuple[Any, Node]], result_value: bool) -> Node:
@@ -745,6 +795,12 @@ def _lambda(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 @special("λ")
 def _lambda_symbol(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(λ (x) (* x x)) makes an anonymous function, like lambda."""
+    return _lambda(c, form, scope, tail)
+
+
+@special("\\")
+def _lambda_backslash(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(\\ (x y) (+ x y)) makes an anonymous function, like lambda: ((\\ (x) (* x 2)) 4) is 8."""
     return _lambda(c, form, scope, tail)
 
 
@@ -937,19 +993,31 @@ def _use(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 def _load(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(load "lib.lisp") runs another file in this interpreter and returns its last value.
 
-    A relative path is relative to the script's folder; sandbox rules apply.
+    A relative path is relative to the script's folder; sandbox rules apply. (load "lib.lisp" lib)
+    puts the functions the file defines in the space lib: call them with (space lib ...).
     """
-    _need(c, form, 1, 1)
+    _need(c, form, 1, 2)
     path = c.comp(form[1], scope, False)
+    space = None
+    if len(form) == 3:
+        sp = form[2]
+        space = _const(sp.name) if isinstance(sp, Symbol) else c.comp(sp, scope, False)
     interp, pos = c.interp, c.pos
 
     def load(f: list) -> Any:
         p = path(f)
         if not isinstance(p, str):
             raise err_at(LispEError(f"load: expected a file name, got {type_name(p)}"), pos)
+        name = None
+        if space is not None:
+            name = _name_of(space(f))
+            if not name or name in ("nil", "true", "false", "_", "thread"):
+                raise err_at(LispEError("load: the space name must be an atom, as in (load \"f.lisp\" lib)"), pos)
         try:
-            return interp.load(p)
+            return interp.load(p, name) if name is not None else interp.load(p)
         except LispEError as exc:
             raise err_at(exc, pos)
     return load
 
+
+from . import spaces  # noqa: E402,F401  (registers defspace, space, threadspace, dethread, wait...)

@@ -153,7 +153,11 @@ def _get_parser():
                         return s[1:-1]
 
                     def symbol(self, items):
-                        return Symbol(str(items[0]))
+                        tok = items[0]
+                        text = str(tok)
+                        if text[0] == "#":
+                            _check_hash(text, tok, _tls.source)
+                        return Symbol(text)
 
                 text = grammar_path().read_text(encoding="utf-8")
                 _parser = Lark(text, parser="lalr", transformer=_Build(), maybe_placeholders=False,
@@ -195,6 +199,55 @@ def _cache_file() -> str | bool:
 
 
 _QUOTE = Symbol("quote")
+
+
+def _check_hash(text: str, tok: Any, source: Source | None) -> None:
+    """`#` is no comment in LispE: a lone `#`, or a `#word` opening its line, is a legacy comment.
+
+    `#word` elsewhere stays an atom, as in LispE; `#!` lines never get here (the grammar skips them).
+    """
+    if source is None:
+        return
+    if text != "#":
+        line = source.line(tok.line) or ""
+        if line[:tok.column - 1].strip():
+            return
+    raise position_error("'#' does not start a comment in LispE: write comments with ';' "
+                         "(or ';; ... ;;' around several lines)", source, tok.line, tok.column)
+
+
+_DOT = Symbol(".")
+
+
+def compose_dots(form: Any) -> Any:
+    """`(f a . g b . h c)` as LispE composes it: `(f a (g b (h c)))`; None when `form` has no `.`.
+
+    A `.` after the first element splits the list into segments; each segment is a call that gets
+    the value of the segments after it as its last argument. A `.` heading the list is not a
+    composition (it is LispE's inner product operator). Raises LispEError on `. .` or a final `.`.
+    """
+    dots = 0
+    for item in form:  # identity, not `in`: data built at run time may hold values with odd __eq__
+        if item is _DOT:
+            dots += 1
+    if dots == 0 or (dots == 1 and form[0] is _DOT):
+        return None
+    segments: list[list] = [[]]
+    for k, item in enumerate(form):
+        if item is _DOT and k > 0:
+            if not segments[-1]:
+                raise LispEError("two '.' in a row: nothing to compose")
+            segments.append([])
+        else:
+            segments[-1].append(item)
+    if not segments[-1]:
+        raise LispEError("a '.' ends the list: nothing to compose")
+    src = getattr(form, "source", None)
+    line, column = getattr(form, "line", None), getattr(form, "column", None)
+    inner = Form(segments[-1], src, line, column)
+    for seg in reversed(segments[:-1]):
+        inner = Form([*seg, inner], src, line, column)
+    return inner
 
 
 def _strip_shebang(text: str) -> str:
@@ -289,6 +342,12 @@ def is_complete(text: str) -> bool:
         i = n if nl < 0 else nl
     while i < n:
         c = text[i]
+        if c == "#" and text.startswith("#!", i) and (i == 0 or text[i - 1] in " \t\r\n()[]{}"):
+            nl = text.find("\n", i)  # `#!` to the end of the line is a comment, as in the grammar
+            if nl < 0:
+                break
+            i = nl + 1
+            continue
         if c == ";":
             if text.startswith(";;", i):
                 end = text.find(";;", i + 2)

@@ -18,7 +18,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator
 
-from .builtins.registry import Builtin, lookup, suggest, visible_names
+from .builtins.registry import REGISTRY, Builtin, lookup, suggest, visible_names
 from .errors import LispEError
 from .values import Symbol
 
@@ -395,7 +395,8 @@ def is_function(v: Any) -> bool:
 
 def unknown_function(name: str, interp: Any) -> LispEError:
     """`unknown function: 'x' (did you mean 'y'?)` over visible builtins and user functions."""
-    candidates = visible_names(interp.libraries)
+    # names lispe_py lists as unsupported (upstream's, with a reason) are never a useful suggestion
+    candidates = [n for n in visible_names(interp.libraries) if REGISTRY[n].group != "unsupported"]
     candidates += [n for n, c in interp.globals.cells.items() if c.v is not UNSET and is_function(c.v)]
     msg = f"unknown function: '{name}'"
     from .libs import library_for

@@ -26,9 +26,6 @@ DOC = ROOT / "docs" / "builtins-library.md"
 _PENDING_IN_OTHER_BRANCHES = {
     # lang-patterns
     "data@", "class@", "defclass", "from@", "withclass", "this", "setqi", "toclean",
-    # lang-syntax
-    "\\", ".", "defspace", "space", "dethread", "threadspace", "wait", "sleep", "lock", "seth",
-    "threadclear", "threadretrieve", "threadstore", "trigger", "waiton",
 }
 
 # Every unsupported name called once; written out so that each appears as a call in the test sources.

@@ -139,3 +139,21 @@ def test_completer_commands() -> None:
     completer = LispECompleter(lambda: NAMES, {":load": ":load FILE", ":quit": ":quit"})
     assert complete(completer, ":l") == [(":load", ":load FILE")]
     assert complete(completer, "(car :l") == []
+
+
+def test_lispe_syntax_lambda_spellings_composition_and_hash_bang_lines() -> None:
+    toks = tokens("((\\ (x) x) 1) (λ (y) y) (dethread worker (n) n) (sum . numbers 1 .5) #! note (\n(a#!b)")
+    assert (Keyword, "\\") in toks and (Keyword, "λ") in toks
+    assert (Name.Function, "worker") in toks  # the name after dethread, as after defun
+    assert (Operator, ".") in toks and (Number.Float, ".5") in toks
+    assert (Comment.Hashbang, "#! note (") in toks
+    assert (Name, "a#!b") in toks  # inside a symbol `#!` starts no comment, as in the reader
+    assert unclosed_brackets("(f #! (\n") == [(0, "(")]
+
+
+def test_input_is_complete_skips_hash_bang_comments_anywhere() -> None:
+    from lispe_py.reader import is_complete
+
+    assert is_complete("(f 1 #! a comment with (\n 2)")
+    assert not is_complete("(f 1 #! ) in a comment does not close\n")
+    assert not is_complete("(a#!b")  # a symbol containing #!: the bracket is still open

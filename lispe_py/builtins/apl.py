@@ -471,6 +471,15 @@ def inner(ctx: Any, f: Any, g: Any, a: Any, b: Any) -> Any:
     return cell(_items("inner", a), _items("inner", b))
 
 
+@builtin(".", group=G, ctx=True, min_args=4, max_args=4)
+def inner_dot(ctx: Any, a: Any, f: Any, g: Any, b: Any) -> Any:
+    """(. '(1 2) '+ '* '(3 4)) is 11: LispE's spelling of `inner`, operators between the operands.
+
+    Only at the head of a list: elsewhere in a list, `.` is composition, `(sum . numbers 1 2 3)`.
+    """
+    return inner(ctx, f, g, a, b)
+
+
 # ---------------------------------------------------------------- linear algebra
 
 def _square(name: str, m: Any) -> list[list[float]]:

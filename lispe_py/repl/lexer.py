@@ -1,10 +1,11 @@
 """A Pygments lexer for LispE, and the bracket scanning the REPL builds on it.
 
-The lexical rules are `grammar/lispe.lark`'s: `;` line comments, `;; ... ;;` block comments, a `#!`
-first line, strings `"..."` (escapes, one line), backquoted and triple-quoted strings (multi-line,
-raw), numbers (`12 -12 +3 1.5 2e-4 0xFF 0b1011`), `'` for quote, `( ) [ ] { } :`, and symbols (any
-run of non-delimiters). Symbols are classified by name: special forms as keywords, builtins as
-builtins, the name after `defun`/`defmacro`/`defpat` as a function name.
+The lexical rules are `grammar/lispe.lark`'s: `;` line comments, `;; ... ;;` block comments, `#!` up
+to the end of a line, strings `"..."` (escapes, one line), backquoted and triple-quoted strings
+(multi-line, raw), numbers (`12 -12 +3 1.5 2e-4 0xFF 0b1011`), `'` for quote, `( ) [ ] { } :`, and
+symbols (any run of non-delimiters; a `.` standing alone is the composition operator). Symbols are
+classified by name: special forms as keywords, builtins as builtins, the name after
+`defun`/`defmacro`/`defpat`/`dethread` as a function name.
 
 `lexer_class(builtins, special_forms)` makes a lexer class whose name sets are read on every
 highlighting pass, so builtins that appear after `(use 'lispe_torch)` are coloured at once.
@@ -22,11 +23,11 @@ from pygments.token import (Comment, Keyword, Name, Number, Operator, Punctuatio
 #: group: the default of a lexer used on its own (the REPL passes the compiler's own table).
 SPECIAL_FORMS: frozenset[str] = frozenset(
     "quote if ife cond check ncheck while loop loopcount dotimes block and or return break switch "
-    "select maybe catch setq setg setqv let defun defmacro defpat lambda λ use self".split())
+    "select maybe catch setq setg setqv let defun defmacro defpat lambda λ \\ use self".split())
 
 CONSTANTS: frozenset[str] = frozenset({"true", "nil", "false", "_"})
 
-DEFINERS: frozenset[str] = frozenset({"defun", "defmacro", "defpat"})
+DEFINERS: frozenset[str] = frozenset({"defun", "defmacro", "defpat", "dethread"})
 
 #: Characters that end a symbol, as in `grammar/lispe.lark` (`:` separates dictionary pairs).
 DELIMITERS = "\\s()\\[\\]{}\"'`;:"
@@ -52,7 +53,7 @@ class LispELexer(RegexLexer):
 
     tokens = {
         "root": [
-            (r"\A#!.*$", Comment.Hashbang),
+            (r"#!.*$", Comment.Hashbang),
             (r"\s+", Whitespace),
             (r";;[\s\S]*?;;", Comment.Multiline),  # an unclosed `;;` is a line comment (below)
             (r";.*$", Comment.Single),
@@ -69,6 +70,7 @@ class LispELexer(RegexLexer):
             (r"[()\[\]{}]", Punctuation),
             (r":", Punctuation),
             (r"(\*[123e])" + _NUMBER_END, bygroups(Name.Variable.Magic)),
+            (r"\." + _NUMBER_END, Operator),  # `(f . g x)`: composition
             (SYMBOL_RE, Name),
         ],
         "string": [

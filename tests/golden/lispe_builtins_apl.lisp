@@ -13,4 +13,6 @@
 (println (&&& "aabbccdfedefghij" "acaeeegik") (||| "aabbccdfedefghij" "acaeeegik") (^^^ "aabbccdfedefghij" "acaeeegik"))
 (println (determinant '((1 2) (3 4))) (invert (rho 2 2 (iota 4))) (solve '((2 1) (1 3)) '(3 5)))
 (println (∑ (⍳ 4)) (∏ (⍳0 4)) (⍳ 3 4))
+; "." at the head of a list is the inner product (upstream evall_innerproduct: l1 op1 op2 l2)
+(println (. (quote (1 2)) (quote +) (quote *) (quote (3 4))) (. (quote ((1 2) (3 4))) (quote +) (quote *) (quote ((5 6) (7 8)))))
 (invert '((1 2) (2 4)))

@@ -1,0 +1,2 @@
+(println "before")
+(println 1) # trailing shell-style comment

@@ -1,0 +1,3 @@
+(println "before")
+  # a comment written the shell way is not a LispE comment
+(println "after")

@@ -1,0 +1,3 @@
+; 'into' must be followed by a variable
+(println "start")
+(loopcount 3 into (println "x"))
