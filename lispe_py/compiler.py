@@ -199,6 +199,10 @@ class Compiler:
         self.rt: RuntimeState = interp._rt
         self.ctx = interp.ctx
         self.macros: dict[str, Macro] = {}
+        self.data_defs: dict[str, Any] = {}  # data@ structures by name (lispe_py.data.DataDef)
+        self.classes: dict[str, Any] = {}  # class@ definitions by name (lispe_py.data.ClassDef)
+        self.method_names: set[str] = set()  # every class@ method name, for (obj (method ...))
+        self.class_stack: list[Scope] = []  # class@ scopes being compiled (for setqi)
         self.pos: Any = None  # position of the innermost form being compiled
         self._expanding = 0
         self._inline_depth = 0
@@ -438,10 +442,24 @@ class Compiler:
             macro = self.macros.get(head.name)
             if macro is not None and self.resolve(head.name, scope) is None:
                 return self.comp(self.expand_macro(macro, form), scope, tail)
+            if self.method_names and len(form) > 1 and self._looks_like_method_calls(form):
+                from .data import instance_call
+
+                return instance_call(self, form, scope, tail)
             return self.comp_call(form, scope, tail)
         if _is_literal(head) or (isinstance(head, list) and head and _is_literal(head[0])):
             return self.comp_data_list(form, scope)
         return self.comp_call(form, scope, tail)
+
+    def _looks_like_method_calls(self, form: list) -> bool:
+        """`(obj (m args)...)` where every m is a class@ method name (a class name may come first)."""
+        seen = False
+        for k, x in enumerate(form[1:]):
+            if isinstance(x, list) and x and x[0].__class__ is Symbol and x[0].name in self.method_names:
+                seen = True
+            elif not (k == 0 and x.__class__ is Symbol and x.name in self.classes):
+                return False
+        return seen
 
     def comp_data_list(self, form: list, scope: Scope) -> Node:
         """Decision "literal data lists": `(1 2 (+ 1 2))` is the list of its evaluated elements."""
@@ -933,3 +951,4 @@ def _substitute(body: Any, binding: dict, call: Any) -> Any:
 
 
 from . import forms  # noqa: E402,F401  (registers the special forms)
+from . import data  # noqa: E402,F401  (data@, class@, setqi)

@@ -793,15 +793,20 @@ def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
     With (defpat fact (n) (* n (fact (- n 1)))) too, (fact 5) is 120. Clauses are tried in
     definition order. Patterns: literals, 'sym, _ (anything), a symbol (binds), (integer_ n) (a type
-    check), lists with ($ rest). Redefining a clause with the same patterns replaces it.
+    check), (integer_ (even n)) and (even n) (n is bound, then the call must be true), a data@
+    structure (Point x y), lists with ($ rest), dictionaries {k:v "key":w $:rest}. Redefining a
+    clause with the same patterns replaces it.
     """
+    from .patterns import PatternSet
+
     _need(c, form, 2)
     name, patterns = form[1], form[2]
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
         raise _fail(c, "defpat: write (defpat name (patterns...) body...)")
-    slots: list[str] = []
-    match = _compile_patterns(c, list(patterns), slots)
-    code = c.compile_function(name.name, None, list(form[3:]), scope, "fn", form, pattern_slots=slots)
+    ps = PatternSet(c, name.name)
+    match = ps.compile(list(patterns))
+    ps.finish(scope)
+    code = c.compile_function(name.name, None, list(form[3:]), scope, "fn", form, pattern_slots=ps.slots)
     cell = c.globals.cell(name.name)
     rt = c.rt
     from .printer import repr_string
@@ -816,88 +821,6 @@ def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         pf.add_clause(key, match, Lambda(code, f, self_value=pf))
         return pf
     return defpat
-
-
-_TYPE_NAMES = {"integer_", "number_", "float_", "string_", "list_", "integers_", "floats_", "numbers_",
-               "strings_", "dictionary_", "dictionary_n_", "atom_", "nil_", "true_", "lambda_",
-               "function_", "maybe_", "tensor_"}
-
-
-def _compile_patterns(c: Compiler, patterns: list, slots: list[str]) -> Any:
-    """A matcher `match(args) -> bound values | None` for a defpat parameter list."""
-    seq = _seq_matcher(c, patterns, slots)
-
-    def match(args: list) -> list | None:
-        out: list = []
-        return out if seq(args, out) else None
-    return match
-
-
-def _seq_matcher(c: Compiler, patterns: list, slots: list[str]) -> Any:
-    items = []
-    rest = None
-    k = 0
-    while k < len(patterns):
-        p = patterns[k]
-        if p is _DOLLAR and k + 1 < len(patterns):
-            rest = _matcher(c, patterns[k + 1], slots)
-            break
-        items.append(_matcher(c, p, slots))
-        k += 1
-    n = len(items)
-
-    def seq(values: Any, out: list) -> bool:
-        if not isinstance(values, list):
-            return False
-        if len(values) < n or (rest is None and len(values) != n):
-            return False
-        for m, v in zip(items, values):
-            if not m(v, out):
-                return False
-        if rest is not None:
-            return rest(list(values[n:]), out)
-        return True
-    return seq
-
-
-def _matcher(c: Compiler, p: Any, slots: list[str]) -> Any:
-    if isinstance(p, Symbol):
-        if p.name == "_":
-            return lambda v, out: True
-        if p.name in ("nil", "false"):
-            return lambda v, out: v is None or v is False or (isinstance(v, list) and not v)
-        if p.name == "true":
-            return lambda v, out: v is True
-        if p.name in slots:
-            idx = slots.index(p.name)
-            return lambda v, out: idx < len(out) and equal_values(out[idx], v)
-        slots.append(p.name)
-        idx = len(slots) - 1
-
-        def bind(v: Any, out: list) -> bool:
-            while len(out) < idx:
-                out.append(None)
-            out.append(v)
-            return True
-        return bind
-    if isinstance(p, list):
-        if len(p) == 2 and p[0] is Symbol("quote"):
-            lit = to_data(p[1])
-            return lambda v, out: equal_values(lit, v)
-        if len(p) == 2 and isinstance(p[0], Symbol) and p[0].name in _TYPE_NAMES:
-            tname = p[0].name
-            sub = _matcher(c, p[1], slots)
-
-            def typed(v: Any, out: list) -> bool:
-                t = type_name(v)
-                ok = t == tname or (tname == "number_" and t in ("integer_", "float_")) or (
-                    tname == "list_" and isinstance(v, list)) or (tname == "float_" and t == "number_")
-                return ok and sub(v, out)
-            return typed
-        return _seq_matcher(c, list(p), slots)
-    if isinstance(p, DictForm):
-        raise _fail(c, "defpat: dictionary patterns are not supported")
-    return lambda v, out: equal_values(p, v)
 
 
 # --- libraries and files -------------------------------------------------------------------------

@@ -250,8 +250,11 @@ class PatternFunction:
 
     def select(self, args: list) -> tuple[Lambda, list]:
         for match, fn in self.clauses:
-            bound = match(args)
+            bound = match(args, fn.env)
             if bound is not None:
+                missing = fn.code.nreq - len(bound)
+                if missing > 0:  # variables a matched branch did not reach (e.g. after $ _)
+                    bound += [UNSET] * missing
                 fr = [fn.env, *bound]
                 fr += fn.pad
                 return fn, fr

@@ -1,0 +1,27 @@
+; defpat guard sub-patterns: (type_ (fn x)) binds x, then the call must be true
+(defun ev (x) (eq 0 (% x 2)))
+(defpat f ((integer_ (ev x))) 'even)
+(defpat f (x) x)
+(println (f 4) (f 5) (f "a"))
+; predicate patterns: (numberp y) binds y and must be true
+(defpat g ((integer_ x) (numberp y)) (+ x y))
+(defpat g (x y) 'no)
+(println (g 1 2) (g 1 2.5) (g 1 "2") (g "1" 2))
+; the variable is the last symbol of the call (checkmod x 15 0) -> x
+(defun checkmod (x m r) (eq r (% x m)))
+(defpat fizzbuzz ((integer_ (checkmod x 15 0))) 'fizzbuzz)
+(defpat fizzbuzz ((integer_ (checkmod x 3 0))) 'fizz)
+(defpat fizzbuzz ((integer_ (checkmod x 5 0))) 'buzz)
+(defpat fizzbuzz (x) x)
+(println (map 'fizzbuzz (range 1 16 1)))
+; a builtin as a guard, nested calls: (< 10 x) is true for x above 10
+(defpat size_of ((< 10 n)) 'big)
+(defpat size_of ((< n 0)) 'negative)
+(defpat size_of (n) 'small)
+(println (size_of 50) (size_of -3) (size_of 5))
+; an error inside the guard means no match, not an error
+(defpat safe ((integer_ (< 0 (/ 10 n)))) 'positive)
+(defpat safe (n) 'other)
+(println (safe 2) (safe 0) (safe -1))
+; no clause matches: a clear error
+(g 1)
