@@ -131,7 +131,7 @@ class Interpreter:
 
     def _run_forms(self, forms: list) -> Any:
         """Hoist use/defmacro/defun/defpat, then run every other form in order."""
-        from .runtime import BreakSignal
+        from .runtime import BreakSignal, ReturnSignal
 
         rt = self._rt
         depth = rt.depth
@@ -145,6 +145,8 @@ class Interpreter:
                 values[i] = self._run_form(forms[i])
             for i, form in enumerate(forms):
                 result = values[i] if i in done else self._run_form(form)
+        except ReturnSignal as s:  # (return v) outside any function ends the script with v (LispE)
+            result = s.value
         except BreakSignal:
             raise LispEError("break outside of a loop") from None
         except RecursionError:

@@ -180,14 +180,31 @@ def special(*names: str) -> Callable[[Callable[..., Node]], Callable[..., Node]]
 
 
 class Macro:
-    """A `defmacro`: parameters (with `$ rest`) and a body template, substituted at compile time."""
+    """A `defmacro`: one or more clauses, each parameters (with `$ rest`, quoted literals, nested
+    lists) and a body template, substituted at compile time. The first clause whose parameters
+    match the call's argument forms is used."""
 
-    __slots__ = ("name", "params", "body")
+    __slots__ = ("name", "clauses")
 
-    def __init__(self, name: str, params: list, body: Any):
+    def __init__(self, name: str):
         self.name = name
-        self.params = params
-        self.body = body
+        self.clauses: list[tuple[str, list, Any]] = []  # (key, params, body)
+
+    def add_clause(self, key: str, params: list, body: Any) -> None:
+        """Add a clause; one with the same parameters (`key`) is replaced where it stands."""
+        for k, (old, _, _) in enumerate(self.clauses):
+            if old == key:
+                self.clauses[k] = (key, params, body)
+                return
+        self.clauses.append((key, params, body))
+
+
+#: Limits on macro expansion: nested expansions (a macro whose expansion calls it again without
+#: end), expansions while compiling one top-level form (a macro that expands exponentially), and
+#: elements in one expansion.
+MAX_MACRO_NESTING = 200
+MAX_MACRO_EXPANSIONS = 10000
+MAX_MACRO_SIZE = 200000
 
 
 class Compiler:
@@ -204,7 +221,8 @@ class Compiler:
         self.method_names: set[str] = set()  # every class@ method name, for (obj (method ...))
         self.class_stack: list[Scope] = []  # class@ scopes being compiled (for setqi)
         self.pos: Any = None  # position of the innermost form being compiled
-        self._expanding = 0
+        self._expanding = 0  # nested macro expansions being compiled
+        self._expansions = 0  # macro expansions while compiling the current top-level form
         self._inline_depth = 0
 
     # entry points ----------------------------------------------------------------------------
@@ -213,9 +231,10 @@ class Compiler:
         """Compile one top-level form; returns the node and the size of its frame."""
         scope = Scope(None, "top")
         self.pos = form_pos(form)
+        self._expansions = 0
         node = self.comp(form, scope, False)
-        if scope.has_return:
-            node = _catch_return(node)
+        # a (return v) outside any function is not caught here: it ends the whole script (or eval'd
+        # text) with the value v, as LispE's root block does (see Interpreter._run_forms)
         return node, scope.nslots
 
     # dispatch --------------------------------------------------------------------------------
@@ -441,7 +460,12 @@ class Compiler:
                 return sf(self, form, scope, tail)
             macro = self.macros.get(head.name)
             if macro is not None and self.resolve(head.name, scope) is None:
-                return self.comp(self.expand_macro(macro, form), scope, tail)
+                expanded = self.expand_macro(macro, form)
+                self._expanding += 1
+                try:
+                    return self.comp(expanded, scope, tail)
+                finally:
+                    self._expanding -= 1
             if self.method_names and len(form) > 1 and self._looks_like_method_calls(form):
                 from .data import instance_call
 
@@ -650,18 +674,31 @@ class Compiler:
     # macros ----------------------------------------------------------------------------------
 
     def expand_macro(self, macro: Macro, form: list) -> Any:
-        """Substitute the call's argument forms into the macro body (LispE macros are templates)."""
-        self._expanding += 1
-        try:
-            if self._expanding > 200:
-                raise err_at(LispEError(f"macro '{macro.name}' expands without end"), self.pos)
-            args = list(form[1:])
+        """Substitute the call's argument forms into the body of the first matching clause (LispE
+        macros are templates)."""
+        name = macro.name
+        if self._expanding >= MAX_MACRO_NESTING:
+            raise err_at(LispEError(f"macro '{name}' expands without end ({MAX_MACRO_NESTING} nested "
+                                    "expansions)"), self.pos)
+        self._expansions += 1
+        if self._expansions > MAX_MACRO_EXPANSIONS:
+            raise err_at(LispEError(f"macro '{name}': more than {MAX_MACRO_EXPANSIONS} macro expansions "
+                                    "in one top-level form (a macro that grows without end?)"), self.pos)
+        args = list(form[1:])
+        for _, params, body in macro.clauses:
             binding: dict[Symbol, Any] = {}
-            if not _bind_macro(macro.params, args, binding):
-                raise err_at(LispEError(f"Wrong number of arguments in call to: '{macro.name}'"), self.pos)
-            return _substitute(macro.body, binding, form)
-        finally:
-            self._expanding -= 1
+            if _bind_macro(params, args, binding):
+                out = _substitute(body, binding, form)
+                if _tree_size(out, MAX_MACRO_SIZE) > MAX_MACRO_SIZE:
+                    raise err_at(LispEError(f"macro '{name}': the expansion has more than {MAX_MACRO_SIZE} "
+                                            "elements"), self.pos)
+                return out
+        if len(macro.clauses) == 1:
+            raise err_at(LispEError(f"Wrong number of arguments in call to: '{name}'"), self.pos)
+        from .printer import repr_string
+
+        raise err_at(LispEError(f"no definition of the macro '{name}' matches: "
+                                f"{repr_string(to_data(form))[:80]}"), self.pos)
 
     # functions -------------------------------------------------------------------------------
 
@@ -899,6 +936,10 @@ def _dict_from_items(items: list, pos: Any) -> dict:
 
 
 def _bind_macro(params: list, args: list, binding: dict) -> bool:
+    """Match a macro clause's parameters against the argument forms, filling `binding`.
+
+    A symbol binds the form (a second occurrence must be the same form); _ takes any form; $ rest
+    takes the remaining forms; 'x and literals must appear as such; a list destructures a list."""
     i = 0
     for k, p in enumerate(params):
         if p is _DOLLAR:
@@ -908,13 +949,47 @@ def _bind_macro(params: list, args: list, binding: dict) -> bool:
             return False
         if i >= len(args):
             return False
+        a = args[i]
         if isinstance(p, Symbol):
-            binding[p] = args[i]
-        elif isinstance(p, list):
-            if not isinstance(args[i], list) or not _bind_macro(p, list(args[i]), binding):
+            if p is not _UNDERSCORE:
+                if p in binding:
+                    if not _same_form(binding[p], a):
+                        return False
+                else:
+                    binding[p] = a
+        elif isinstance(p, list) and len(p) == 2 and p[0] is _QUOTE:
+            if not _same_form(p[1], a):
                 return False
+        elif isinstance(p, list):
+            if not isinstance(a, list) or not _bind_macro(p, list(a), binding):
+                return False
+        elif not _same_form(p, a):
+            return False
         i += 1
     return i == len(args)
+
+
+def _same_form(x: Any, y: Any) -> bool:
+    """Structural equality of two code forms (symbols by identity, atoms by class and value)."""
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same_form(a, b) for a, b in zip(x, y))
+    if isinstance(x, _Splice) or isinstance(y, _Splice):
+        return False
+    return x.__class__ is y.__class__ and (x is y or x == y)
+
+
+def _tree_size(x: Any, cap: int) -> int:
+    """Elements of a form counted as a tree (shared parts as often as they appear), up to `cap`+1."""
+    n = 0
+    stack = [x]
+    while stack:
+        y = stack.pop()
+        n += 1
+        if n > cap:
+            break
+        if isinstance(y, list):
+            stack.extend(y)
+    return n
 
 
 class _Splice:

@@ -428,7 +428,11 @@ def _break(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("return")
 def _return(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
-    """(return x) leaves the current function at once, which returns x (nil without an argument)."""
+    """(return x) leaves the current function at once, which returns x (nil without an argument).
+
+    Outside any function (at the top level, or in a top-level while, loop or block) it ends the
+    script: the remaining top-level forms do not run and x is the script's value (LispE's root).
+    """
     _need(c, form, 0, 1)
     value = c.comp(form[1], scope, False) if len(form) > 1 else _const(None)
     target = scope.function_scope()
@@ -472,7 +476,9 @@ def _catch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 def _maybe(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(maybe (/ 1 0) "fallback") returns the value of the forms, or the last argument if they fail.
 
-    With one argument, (maybe v) is true when v is the error value catch returned.
+    When the last argument is a function, (maybe (/ 1 0) (lambda (err) (+ "caught: " err))), it is
+    called with the error (a maybe_ value printing as its message) and its value is returned. With
+    one argument, (maybe v) is true when v is the error value catch returned.
     """
     _need(c, form, 1)
     if len(form) == 2:
@@ -485,13 +491,21 @@ def _maybe(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     fallback = c.comp(form[-1], scope, False)
     rt = c.rt
 
+    ctx = c.ctx
+
     def maybe(f: list) -> Any:
         depth = rt.depth
         try:
             return body(f)
-        except (LispEError, RecursionError):
-            rt.depth = depth
-            return fallback(f)
+        except LispEError as exc:
+            error = exc
+        except RecursionError:
+            error = rt.overflow()
+        rt.depth = depth
+        handler = fallback(f)
+        if handler.__class__ is Lambda or handler.__class__ is PatternFunction:
+            return ctx.apply(handler, [ErrorValue(error)])
+        return handler
     return maybe
 
 
@@ -525,6 +539,8 @@ def _eval(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     def eval_(f: list) -> Any:
         try:
             return interp._eval_data(value(f))
+        except ReturnSignal as s:  # (eval '(return 3)): the value of the evaluated code
+            return s.value
         except LispEError as exc:
             raise err_at(exc, pos)
     return eval_
@@ -775,7 +791,9 @@ def _defmacro(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
     A call is replaced by the body, with the parameters replaced by the argument forms. ($ rest) as
     the last parameter gathers the remaining argument forms; $ rest in the body splices them.
-    Hoisted like defun.
+    Parameters are patterns: a list destructures a list form, 'x and literals must appear as such.
+    Several definitions with different parameters are all kept: (defmacro tang (('< x y) $ z) ...)
+    and (defmacro tang (('> x y) $ z) ...); a call uses the first that matches. Hoisted like defun.
     """
     _need(c, form, 3)
     name, params = form[1], form[2]
@@ -783,7 +801,12 @@ def _defmacro(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         raise _fail(c, "defmacro: write (defmacro name (params) body)")
     body = form[3] if len(form) == 4 else Form([Symbol("block"), *form[3:]], getattr(form, "source", None),
                                                 getattr(form, "line", None), getattr(form, "column", None))
-    c.macros[name.name] = Macro(name.name, list(params), body)
+    from .printer import repr_string
+
+    macro = c.macros.get(name.name)
+    if macro is None:
+        macro = c.macros[name.name] = Macro(name.name)
+    macro.add_clause(repr_string(to_data(params)), list(params), body)
     return _const(name)
 
 
