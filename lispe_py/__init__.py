@@ -135,6 +135,7 @@ class Interpreter:
 
         rt = self._rt
         depth = rt.depth
+        self._compiler.declare_functions(forms)
         hoisted = sorted((i for i, f in enumerate(forms) if _hoist_rank(f) is not None),
                          key=lambda i: (_hoist_rank(forms[i]), i))
         done = set(hoisted)

@@ -220,6 +220,15 @@ class Compiler:
         self.classes: dict[str, Any] = {}  # class@ definitions by name (lispe_py.data.ClassDef)
         self.method_names: set[str] = set()  # every class@ method name, for (obj (method ...))
         self.class_stack: list[Scope] = []  # class@ scopes being compiled (for setqi)
+        self.declared_functions: set[str] = set()  # defun/defpat names of the files being run
+
+    def declare_functions(self, forms: list) -> None:
+        """Note the names top-level defun/defpat forms define, so that a defpat predicate pattern
+        may call a function defined further down the file."""
+        for form in forms:
+            if (isinstance(form, list) and len(form) > 1 and form[0].__class__ is Symbol
+                    and form[0].name in ("defun", "defpat") and form[1].__class__ is Symbol):
+                self.declared_functions.add(form[1].name)
         self.pos: Any = None  # position of the innermost form being compiled
         self._expanding = 0  # nested macro expansions being compiled
         self._expansions = 0  # macro expansions while compiling the current top-level form

@@ -165,9 +165,9 @@ class PatternSet:
         return lambda v, out, env: equal_values(p, v)
 
     def _typed(self, tname: str, p: list) -> Matcher:
-        if len(p) != 2:
-            raise self._fail(f"defpat '{self.name}': write ({tname} pattern), one pattern after the type")
-        sub = self._one(p[1])
+        if len(p) < 2:
+            raise self._fail(f"defpat '{self.name}': write ({tname} pattern), a pattern after the type")
+        sub = self._one(p[-1])  # upstream Listargumentlabel unifies the last element
 
         def typed(v: Any, out: list, env: Any) -> bool:
             return type_matches(tname, v) and sub(v, out, env)
@@ -203,7 +203,7 @@ class PatternSet:
             from .runtime import is_function
 
             return is_function(cell.v)
-        return False
+        return name in c.declared_functions
 
     def _pred_var(self, p: list) -> str | None:
         """The variable of a predicate call: its last element, through nested calls, else the last

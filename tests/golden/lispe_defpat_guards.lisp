@@ -23,5 +23,10 @@
 (defpat safe ((integer_ (< 0 (/ 10 n)))) 'positive)
 (defpat safe (n) 'other)
 (println (safe 2) (safe 0) (safe -1))
+; a guard may call a function defined further down the file
+(defpat kind ((small x)) 'small)
+(defpat kind (x) 'big)
+(println (kind 1) (kind 100))
+(defun small (x) (< x 10))
 ; no clause matches: a clear error
 (g 1)
