@@ -820,7 +820,7 @@ def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     structure (Point x y), lists with ($ rest), dictionaries {k:v "key":w $:rest}. Redefining a
     clause with the same patterns replaces it.
     """
-    from .patterns import PatternSet
+    from .patterns import PatternSet, clause_label, data_ancestors
 
     _need(c, form, 2)
     name, patterns = form[1], form[2]
@@ -835,13 +835,15 @@ def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     from .printer import repr_string
 
     key = repr_string(to_data(patterns))
+    label = clause_label(list(patterns), c.data_defs)
+    ancestors = data_ancestors(c.data_defs)
 
     def defpat(f: list) -> Any:
         pf = cell.v
         if not isinstance(pf, PatternFunction):
-            pf = PatternFunction(name.name, rt)
+            pf = PatternFunction(name.name, rt, ancestors)
             cell.v = pf
-        pf.add_clause(key, match, Lambda(code, f, self_value=pf))
+        pf.add_clause(key, match, Lambda(code, f, self_value=pf), label)
         return pf
     return defpat
 

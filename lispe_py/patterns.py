@@ -318,6 +318,34 @@ class PatternSet:
         return match_dict
 
 
+def clause_label(patterns: list, data_defs: dict) -> str | None:
+    """The index label of a defpat clause (LispE `extractlabel` on its parameters): the type name or
+    data@ name its first pattern starts with, or the type of a literal; None for anything else."""
+    if not patterns:
+        return None
+    p = patterns[0]
+    while isinstance(p, list) and not isinstance(p, DictForm):
+        if not p or p[0] is _QUOTE:
+            return None
+        p = p[0]
+    if isinstance(p, Symbol):
+        return p.name if (p.name in TYPE_NAMES or p.name in data_defs) else None
+    if isinstance(p, (int, float, str)) and not isinstance(p, bool):
+        return type_name(p)
+    return None
+
+
+def data_ancestors(data_defs: dict) -> Callable[[str], list[str]]:
+    """A function giving a data@ name and its ancestors ([] for a name that is not a structure)."""
+    def ancestors(name: str) -> list[str]:
+        out: list[str] = []
+        while name is not None and name in data_defs and len(out) < 100:
+            out.append(name)
+            name = data_defs[name].parent
+        return out
+    return ancestors
+
+
 def _key_order(k: Any) -> tuple:
     if isinstance(k, (int, float)) and not isinstance(k, bool):
         return (0, k, "")

@@ -229,27 +229,52 @@ class Lambda:
 
 
 class PatternFunction:
-    """A `defpat` function: clauses tried in definition order; the first whose patterns match runs."""
+    """A `defpat` function: the first clause whose patterns match runs.
 
-    __slots__ = ("name", "clauses", "keys", "rt")
+    As in LispE (`recordingMethod`/`evalpattern`), each clause is indexed by the label of its first
+    pattern (a type such as `integer_` for `(integer_ n)` or `0`, a data@ name for `(Point x y)`, or
+    none); a call first tries, in definition order, the clauses indexed by its first argument's label
+    (its type, or its data@ name and that structure's ancestors), then the others in definition order.
+    """
+
+    __slots__ = ("name", "clauses", "keys", "labels", "rt", "ancestors", "_orders")
     lisp_type = "function_"
 
-    def __init__(self, name: str, rt: RuntimeState):
+    def __init__(self, name: str, rt: RuntimeState, ancestors: Callable[[str], list[str]] | None = None):
         self.name = name
-        self.clauses: list[tuple[Callable[[list], list | None], Lambda]] = []
+        self.clauses: list[tuple[Callable[[list, Any], list | None], Lambda]] = []
         self.keys: list[str] = []
+        self.labels: list[str | None] = []
         self.rt = rt
+        self.ancestors = ancestors  # data@ name -> [name, parent, ...]; [] for other names
+        self._orders: dict[str | None, list] | None = None  # clause order per argument label
 
-    def add_clause(self, key: str, match: Callable[[list], list | None], fn: Lambda) -> None:
+    def add_clause(self, key: str, match: Callable[[list, Any], list | None], fn: Lambda,
+                   label: str | None = None) -> None:
         """Add a clause; a clause with the same patterns (`key`) is replaced where it stands."""
         if key in self.keys:
-            self.clauses[self.keys.index(key)] = (match, fn)
+            k = self.keys.index(key)
+            self.clauses[k] = (match, fn)
+            self.labels[k] = label
         else:
             self.keys.append(key)
             self.clauses.append((match, fn))
+            self.labels.append(label)
+        self._orders = {} if any(lb is not None for lb in self.labels) else None
+
+    def _ordered(self, args: list) -> list:
+        """The clauses in the order a call with `args` tries them."""
+        label = _value_label(args[0], self.ancestors) if args else None
+        order = self._orders.get(label)  # type: ignore[union-attr]
+        if order is None:
+            wanted = (self.ancestors(label) if (label is not None and self.ancestors is not None) else []) or [label]
+            first = [c for c, lb in zip(self.clauses, self.labels) if lb is not None and lb in wanted]
+            order = first + [c for c, lb in zip(self.clauses, self.labels) if lb is None or lb not in wanted]
+            self._orders[label] = order  # type: ignore[index]
+        return order
 
     def select(self, args: list) -> tuple[Lambda, list]:
-        for match, fn in self.clauses:
+        for match, fn in (self.clauses if self._orders is None else self._ordered(args)):
             bound = match(args, fn.env)
             if bound is not None:
                 missing = fn.code.nreq - len(bound)
@@ -272,6 +297,20 @@ class PatternFunction:
 
     def __repr__(self) -> str:
         return f"#<defpat {self.name}>"
+
+
+def _value_label(v: Any, ancestors: Any) -> str | None:
+    """The index label of a defpat argument: a data@ value's name, else the type of the value (or of
+    the first element, through nested lists) as LispE's `extractdynamiclabel` finds it."""
+    while isinstance(v, list):
+        if not v:
+            return None
+        v = v[0]
+        if v.__class__ is Symbol and ancestors is not None and ancestors(v.name):
+            return v.name
+    from .values import type_name
+
+    return type_name(v)
 
 
 def call_builtin(b: Builtin, args: list, ctx: "Context") -> Any:
