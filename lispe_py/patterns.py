@@ -62,7 +62,30 @@ class PatternSet:
     # building ---------------------------------------------------------------------------------
 
     def compile(self, patterns: list) -> Callable[[list, Any], list | None]:
-        seq = self._seq(list(patterns))
+        patterns = list(patterns)
+        if _DOLLAR not in patterns:  # the common case, without the generic sequence matcher
+            items = [self._one(p) for p in patterns]
+            n = len(items)
+            if n == 1:
+                m0 = items[0]
+
+                def match1(args: list, env: Any) -> list | None:
+                    if len(args) != 1:
+                        return None
+                    out: list = []
+                    return out if m0(args[0], out, env) else None
+                return match1
+
+            def matchn(args: list, env: Any) -> list | None:
+                if len(args) != n:
+                    return None
+                out: list = []
+                for m, v in zip(items, args):
+                    if not m(v, out, env):
+                        return None
+                return out
+            return matchn
+        seq = self._seq(patterns)
 
         def match(args: list, env: Any) -> list | None:
             out: list = []
@@ -123,9 +146,14 @@ class PatternSet:
         idx = len(self.slots) - 1
 
         def bind(v: Any, out: list, env: Any) -> bool:
-            while len(out) < idx:
+            n = len(out)
+            if n == idx:
+                out.append(v)
+                return True
+            while n < idx:
                 out.append(UNSET)
-            if len(out) == idx:
+                n += 1
+            if n == idx:
                 out.append(v)
             else:
                 out[idx] = v
@@ -162,6 +190,9 @@ class PatternSet:
                 if self._is_function(head.name):
                     return self._predicate(p)
             return self._seq(list(p))
+        pc = p.__class__
+        if pc is int or pc is str:
+            return lambda v, out, env: (v == p) if v.__class__ is pc else equal_values(p, v)
         return lambda v, out, env: equal_values(p, v)
 
     def _typed(self, tname: str, p: list) -> Matcher:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from .builtins.registry import Builtin, lookup, suggest, visible_names
 from .errors import LispEError
-from .values import Symbol
+from .values import Symbol, type_name
 
 
 class _Unset:
@@ -173,7 +173,7 @@ class FunctionCode:
 class Lambda:
     """A Lisp function value: compiled code plus the frame it closes over."""
 
-    __slots__ = ("code", "env", "body", "nfast", "pad", "name")
+    __slots__ = ("code", "env", "body", "nfast", "pad", "name", "nslots")
 
     def __init__(self, code: FunctionCode, env: list | None, self_value: Any = None):
         self.code = code
@@ -181,6 +181,7 @@ class Lambda:
         self.body = code.body
         self.name = code.name
         self.nfast = code.nreq if (code.nopt == 0 and not code.rest) else -1
+        self.nslots = code.nreq  # for a defpat clause: its pattern variables
         pad = [UNSET] * code.nextra
         if code.self_index >= 0:
             pad[code.self_index - code.nparams - 1] = self if self_value is None else self_value
@@ -262,25 +263,36 @@ class PatternFunction:
             self.labels.append(label)
         self._orders = {} if any(lb is not None for lb in self.labels) else None
 
-    def _ordered(self, args: list) -> list:
-        """The clauses in the order a call with `args` tries them."""
-        label = _value_label(args[0], self.ancestors) if args else None
-        order = self._orders.get(label)  # type: ignore[union-attr]
-        if order is None:
-            wanted = (self.ancestors(label) if (label is not None and self.ancestors is not None) else []) or [label]
-            first = [c for c, lb in zip(self.clauses, self.labels) if lb is not None and lb in wanted]
-            order = first + [c for c, lb in zip(self.clauses, self.labels) if lb is None or lb not in wanted]
-            self._orders[label] = order  # type: ignore[index]
+    def _ordered(self, label: str | None) -> list:
+        """The clauses in the order a call whose first argument has `label` tries them."""
+        wanted = (self.ancestors(label) if (label is not None and self.ancestors is not None) else []) or [label]
+        first = [c for c, lb in zip(self.clauses, self.labels) if lb is not None and lb in wanted]
+        order = first + [c for c, lb in zip(self.clauses, self.labels) if lb is None or lb not in wanted]
+        self._orders[label] = order  # type: ignore[index]
         return order
 
     def select(self, args: list) -> tuple[Lambda, list]:
-        for match, fn in (self.clauses if self._orders is None else self._ordered(args)):
-            bound = match(args, fn.env)
+        orders = self._orders
+        if orders is None:
+            clauses = self.clauses
+        else:
+            if args:
+                a = args[0]
+                label = _FAST_LABELS.get(a.__class__)
+                if label is None:
+                    label = _value_label(a, self.ancestors)
+            else:
+                label = None
+            clauses = orders.get(label)
+            if clauses is None:
+                clauses = self._ordered(label)
+        for match, fn in clauses:
+            env = fn.env
+            bound = match(args, env)
             if bound is not None:
-                missing = fn.code.nreq - len(bound)
-                if missing > 0:  # variables a matched branch did not reach (e.g. after $ _)
-                    bound += [UNSET] * missing
-                fr = [fn.env, *bound]
+                if len(bound) < fn.nslots:  # variables a matched branch did not reach (after $ _)
+                    bound += [UNSET] * (fn.nslots - len(bound))
+                fr = [env, *bound]
                 fr += fn.pad
                 return fn, fr
         from .printer import repr_string
@@ -299,6 +311,9 @@ class PatternFunction:
         return f"#<defpat {self.name}>"
 
 
+_FAST_LABELS = {int: "integer_", str: "string_", float: "number_"}
+
+
 def _value_label(v: Any, ancestors: Any) -> str | None:
     """The index label of a defpat argument: a data@ value's name, else the type of the value (or of
     the first element, through nested lists) as LispE's `extractdynamiclabel` finds it."""
@@ -308,8 +323,6 @@ def _value_label(v: Any, ancestors: Any) -> str | None:
         v = v[0]
         if v.__class__ is Symbol and ancestors is not None and ancestors(v.name):
             return v.name
-    from .values import type_name
-
     return type_name(v)
 
 
