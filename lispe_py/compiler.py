@@ -482,6 +482,10 @@ class Compiler:
             return self.comp_call(form, scope, tail)
         if _is_literal(head) or (isinstance(head, list) and head and _is_literal(head[0])):
             return self.comp_data_list(form, scope)
+        if self.method_names and len(form) > 1 and self._looks_like_method_calls(form):
+            from .data import instance_call
+
+            return instance_call(self, form, scope, tail)
         return self.comp_call(form, scope, tail)
 
     def _looks_like_method_calls(self, form: list) -> bool:
@@ -702,7 +706,7 @@ class Compiler:
                     raise err_at(LispEError(f"macro '{name}': the expansion has more than {MAX_MACRO_SIZE} "
                                             "elements"), self.pos)
                 return out
-        if len(macro.clauses) == 1:
+        if len(macro.clauses) == 1 and not _arity_fits(macro.clauses[0][1], len(args)):
             raise err_at(LispEError(f"Wrong number of arguments in call to: '{name}'"), self.pos)
         from .printer import repr_string
 
@@ -976,6 +980,13 @@ def _bind_macro(params: list, args: list, binding: dict) -> bool:
             return False
         i += 1
     return i == len(args)
+
+
+def _arity_fits(params: list, n: int) -> bool:
+    """Whether `n` argument forms fit the number of a macro clause's parameters."""
+    if _DOLLAR in params:
+        return n >= params.index(_DOLLAR)
+    return n == len(params)
 
 
 def _same_form(x: Any, y: Any) -> bool:

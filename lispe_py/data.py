@@ -313,7 +313,7 @@ def _setqi(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 def instance_call(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """`(obj (method args)...)`: method calls when obj is an instance, else an ordinary call."""
     plain = c.comp_call(form, scope, tail)
-    if c.resolve(form[0].name, scope) is not None:
+    if form[0].__class__ is not Symbol or c.resolve(form[0].name, scope) is not None:
         head = c.comp(form[0], scope, False)
     else:  # a global: an unbound name is left to the ordinary call (unknown function error)
         cell = c.globals.cell(form[0].name)

@@ -261,6 +261,7 @@ class PatternSet:
         entry: list = [p, None]
         self._preds.append(entry)
         owner = self
+        rt = self.c.rt
 
         def predicate(v: Any, out: list, env: Any) -> bool:
             if not bind(v, out, env):
@@ -269,9 +270,11 @@ class PatternSet:
             missing = owner.frame_size - len(frame)
             if missing > 0:
                 frame += [UNSET] * missing
+            depth = rt.depth
             try:
                 r = entry[1](frame)
-            except LispEError:
+            except LispEError:  # as upstream: an error in the guard means no match
+                rt.depth = depth
                 return False
             return r is True or (r is not None and r is not False and _truthy(r))
         return predicate
@@ -283,6 +286,8 @@ class PatternSet:
         rest_given = False
         for k, v in d.pairs:
             if k is _DOLLAR:
+                if rest_given:
+                    raise self._fail(f"defpat '{self.name}': a dictionary pattern has one $:rest entry at most")
                 rest_given = True
                 rest = None if (isinstance(v, Symbol) and v.name == "_") else self._one(v)
                 continue

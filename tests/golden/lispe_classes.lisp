@@ -12,6 +12,8 @@
 (println (k2 (next)) (k (next)))
 (println (k2 (tag "five")))
 (println k2)
+; the instance may come from any expression
+(println ((Counter 100 10) (next) (jump 2)))
 ; an explicit class name after the instance is checked
 (println (k Counter (next)))
 ; calls that look like methods on something else stay ordinary calls
