@@ -247,6 +247,12 @@ class PatternSet:
         for x in reversed(p[1:-1]):
             if isinstance(x, Symbol) and x.name not in ("nil", "true", "false", "_"):
                 return x.name
+        # beyond upstream (which stops here): the variable of a nested call, (= (% x 15) 0) -> x
+        for x in reversed(p[1:]):
+            if isinstance(x, list) and x and isinstance(x[0], Symbol) and self._is_function(x[0].name):
+                v = self._pred_var(x)
+                if v is not None:
+                    return v
         return None
 
     def _predicate(self, p: list) -> Matcher:

@@ -23,6 +23,11 @@
 (defpat safe ((integer_ (< 0 (/ 10 n)))) 'positive)
 (defpat safe (n) 'other)
 (println (safe 2) (safe 0) (safe -1))
+; the variable may sit in a nested call: (= (% x 15) 0) binds x
+(defpat fb ([integer_ (= (% x 15) 0)]) 'fizzbuzz)
+(defpat fb ([integer_ (= (% x 3) 0)]) 'fizz)
+(defpat fb (x) x)
+(println (map 'fb '(3 5 15)))
 ; a guard may call a function defined further down the file
 (defpat kind ((small x)) 'small)
 (defpat kind (x) 'big)
