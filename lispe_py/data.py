@@ -350,3 +350,40 @@ def instance_call(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
                 raise err_at(exc, pos)
         return r
     return node
+
+
+# --- flip (defpat guards use it to reorder a call's arguments) ----------------------------------
+
+@special("flip")
+def _flip(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(flip (- 10 2)) calls the function with its first two arguments swapped: -8.
+
+    A defpat guard uses it to put the pattern variable last: (string_ (flip (in 'word s))). Given a
+    value instead of a call: a list comes back with its first two elements swapped, a dictionary with
+    its keys and values exchanged.
+    """
+    if len(form) != 2:
+        raise err_at(LispEError("Wrong number of arguments in call to: 'flip'"), c.pos)
+    arg = form[1]
+    if isinstance(arg, list) and len(arg) >= 3 and not (isinstance(arg[0], Symbol) and arg[0].name == "quote"):
+        from .reader import Form
+
+        call = Form([arg[0], arg[2], arg[1], *arg[3:]], getattr(arg, "source", None),
+                    getattr(arg, "line", None), getattr(arg, "column", None))
+        return c.comp(call, scope, tail)
+    value = c.comp(arg, scope, False)
+    pos = c.pos
+
+    def flip(f: list) -> Any:
+        from .compiler import _dict_from_items
+        from .values import type_name
+
+        v = value(f)
+        if isinstance(v, list):
+            if len(v) < 2:
+                return v
+            return [v[1], v[0], *v[2:]]
+        if isinstance(v, dict):
+            return _dict_from_items([(x, k) for k, x in v.items()], pos)
+        raise err_at(LispEError(f"flip: expected a call, a list or a dictionary, got {type_name(v)}"), pos)
+    return flip

@@ -28,6 +28,11 @@
 (defpat fb ([integer_ (= (% x 3) 0)]) 'fizz)
 (defpat fb (x) x)
 (println (map 'fb '(3 5 15)))
+; flip puts the variable last: (flip (in 'restaurant s)) runs (in s 'restaurant)
+(defpat parcours ((string_ (flip (in 'restaurant s)))) (list 'ok s))
+(defpat parcours (s) 'no)
+(println (parcours "a good restaurant here") (parcours "nothing"))
+(println (flip (- 10 2)) (flip '(1 2 3)) (flip {"a":1 "b":2}))
 ; a guard may call a function defined further down the file
 (defpat kind ((small x)) 'small)
 (defpat kind (x) 'big)
