@@ -25,7 +25,7 @@ from .values import VOID, Symbol
 __version__ = "0.1.0"
 __all__ = ["Interpreter", "LispEError", "__version__"]
 
-_HOISTED_ORDER = {"use": 0, "defmacro": 1, "data@": 1, "class@": 1, "defun": 2, "defpat": 2}
+_HOISTED_ORDER = {"use": 0, "defmacro": 1, "data@": 1, "data": 1, "class@": 1, "defun": 2, "defpat": 2}
 DEFAULT_MAX_DEPTH = 20000
 
 

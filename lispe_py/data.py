@@ -101,14 +101,14 @@ def _check_field(defs: dict, spec: Any, v: Any) -> bool:
     return equal_values(spec, v)
 
 
-@special("data@")
+@special("data@", "data")
 def _data(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(data@ (Point integer_ integer_) (Circle (Point _ _) _)) declares data structures.
 
     (Point 1 2) then checks its arguments and returns the list (Point 1 2); defpat patterns like
     (Point x y) match it. (data@ Shape (Triangle _) (Square _)) names a common ancestor: the pattern
     (Shape x) matches (Triangle 3). A field is _ or nil (anything), a type (integer_, string_...) or
-    another structure ((Point _ _) or Point). Hoisted; returns true.
+    another structure ((Point _ _) or Point). Hoisted; returns true. data is the same (older name).
     """
     from .compiler import to_data
 
