@@ -101,14 +101,14 @@ def _check_field(defs: dict, spec: Any, v: Any) -> bool:
     return equal_values(spec, v)
 
 
-@special("data@", "data")
+@special("data@")
 def _data(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(data@ (Point integer_ integer_) (Circle (Point _ _) _)) declares data structures.
 
     (Point 1 2) then checks its arguments and returns the list (Point 1 2); defpat patterns like
     (Point x y) match it. (data@ Shape (Triangle _) (Square _)) names a common ancestor: the pattern
     (Shape x) matches (Triangle 3). A field is _ or nil (anything), a type (integer_, string_...) or
-    another structure ((Point _ _) or Point). Hoisted; returns true. data is the same (older name).
+    another structure ((Point _ _) or Point). Hoisted; returns true.
     """
     from .compiler import to_data
 
@@ -131,6 +131,12 @@ def _data(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     if parent is not None and parent not in c.data_defs:
         c.data_defs[parent] = DataDef(parent, [], None)
     return _const(True)
+
+
+@special("data")
+def _data_old_name(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(data (Point _ _) (Circle _)) is data@ under its older name (upstream examples use both)."""
+    return _data(c, form, scope, tail)
 
 
 # --- class@ --------------------------------------------------------------------------------------
