@@ -14,6 +14,7 @@ Pattern kinds (upstream: List::transformargument and the unify methods):
                            is bound to the value, then (fn a... x) runs and must be true; an error
                            in the call means no match
   (p... $ rest)            a list; rest gets the remaining elements (_ ignores them)
+  ((< x 10)+ y* z%)        Kleene operators in a list: see PatternSet._kleene_seq
   {k:v "key":p $:rest}     a dictionary: literal keys must be present; a symbol key binds a key
                            (_ any key); $:rest gets the dictionary of the keys left
 """
@@ -111,6 +112,8 @@ class PatternSet:
         return err_at(LispEError(message), self.c.pos)
 
     def _seq(self, patterns: list) -> Matcher:
+        if any(_kleene_op(p) is not None for p in patterns):
+            return self._kleene_seq(patterns)
         items: list[Matcher] = []
         rest: Matcher | None = None
         k = 0
@@ -136,6 +139,116 @@ class PatternSet:
             if rest is not None:
                 return rest(list(values[n:]), out, env)
             return True
+        return seq
+
+    def _kleene_var(self, p: Any) -> str | None:
+        """The variable a Kleene operator collects into: that of (type_ x) or of a predicate call."""
+        if isinstance(p, list) and p and isinstance(p[0], Symbol):
+            if p[0].name in TYPE_NAMES:
+                sub = p[-1]
+                if isinstance(sub, Symbol):
+                    return sub.name
+                return self._kleene_var(sub)
+            if self._is_function(p[0].name):
+                return self._pred_var(p)
+        return None
+
+    def _kleene_seq(self, patterns: list) -> Matcher:
+        """A list pattern with Kleene operators (upstream Listkleene / Atomekleene): (pattern)+ (one
+        or more), (pattern)* (any number), (pattern)% (optional) collect, greedily and without going
+        back, the values of the pattern's variable into a list (nil for an absent %); x+ x* x% take
+        the elements up to the first one the next pattern matches (all the rest when last)."""
+        entries: list[tuple] = []  # ("one", m) | ("list", m, op, idx) | ("atom", op, idx)
+        rest: Matcher | None = None
+        k = 0
+        while k < len(patterns):
+            p = patterns[k]
+            if p is _DOLLAR and k + 1 < len(patterns):
+                if k + 2 != len(patterns):
+                    raise self._fail(f"defpat '{self.name}': $ must come just before the last pattern")
+                rest = self._one(patterns[k + 1])
+                break
+            op = _kleene_op(p)
+            if op is not None and isinstance(p, Symbol) and len(p.name) == 1:
+                raise self._fail(f"defpat '{self.name}': the Kleene operator {p.name} must follow a pattern "
+                                 "with a variable, like (< x 10)+ or (integer_ x)*")
+            if op is not None:  # x+ x* x%
+                self._var(p.name[:-1])
+                entries.append(("atom", op, self.slots.index(p.name[:-1])))
+                k += 1
+                continue
+            nxt = patterns[k + 1] if k + 1 < len(patterns) else None
+            if isinstance(nxt, Symbol) and nxt.name in ("+", "*", "%"):
+                var = self._kleene_var(p)
+                if var is None:
+                    raise self._fail(f"defpat '{self.name}': the Kleene operator {nxt.name} must follow a "
+                                     "pattern with a variable, like (< x 10)+ or (integer_ x)*")
+                m = self._one(p)
+                entries.append(("list", m, nxt.name, self.slots.index(var)))
+                k += 2
+                continue
+            entries.append(("one", self._one(p)))
+            k += 1
+
+        def put(out: list, idx: int, v: Any) -> None:
+            while len(out) <= idx:
+                out.append(UNSET)
+            out[idx] = v
+
+        def seq(values: Any, out: list, env: Any) -> bool:
+            if not isinstance(values, list):
+                return False
+            i, n = 0, len(values)
+            for e, entry in enumerate(entries):
+                kind = entry[0]
+                if kind == "one":
+                    if i >= n or not entry[1](values[i], out, env):
+                        return False
+                    i += 1
+                elif kind == "list":
+                    _, m, op, idx = entry
+                    if op == "%":
+                        scratch = out[:]
+                        if i < n and m(values[i], scratch, env):
+                            out[:] = scratch
+                            i += 1
+                        else:
+                            put(out, idx, None)
+                        continue
+                    got = []
+                    while i < n:
+                        scratch = out[:]
+                        if not m(values[i], scratch, env):
+                            break
+                        got.append(scratch[idx])
+                        i += 1
+                    if op == "+" and not got:
+                        return False
+                    put(out, idx, got)
+                else:
+                    _, op, idx = entry
+                    last = e == len(entries) - 1 and rest is None
+                    nm = None if last or e + 1 >= len(entries) or entries[e + 1][0] != "one" else entries[e + 1][1]
+                    if last:
+                        j = n
+                    else:
+                        j = i
+                        while j < n and not (nm is not None and nm(values[j], out[:], env)):
+                            j += 1
+                        if nm is not None and j >= n:
+                            return False
+                    if op == "%":
+                        if j - i > 1:
+                            return False
+                        put(out, idx, values[i] if j > i else None)
+                    else:
+                        if op == "+" and j == i:
+                            return False
+                        put(out, idx, list(values[i:j]))
+                    i = j
+            if rest is not None:
+                return rest(list(values[i:]), out, env)
+            return i == n
         return seq
 
     def _var(self, name: str) -> Matcher:
@@ -386,6 +499,17 @@ def data_ancestors(data_defs: dict) -> Callable[[str], list[str]]:
             name = data_defs[name].parent
         return out
     return ancestors
+
+
+def _kleene_op(p: Any) -> str | None:
+    """'+' '*' or '%' for a Kleene operator symbol (alone, or ending a variable name: x+), else None."""
+    if isinstance(p, Symbol):
+        n = p.name
+        if n in ("+", "*", "%"):
+            return n
+        if len(n) > 1 and n[-1] in "+*%" and (n[0].isalpha() or n[0] == "_") and n[:-1].isidentifier():
+            return n[-1]
+    return None
 
 
 def _key_order(k: Any) -> tuple:
