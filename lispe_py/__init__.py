@@ -26,7 +26,7 @@ from .values import VOID, Symbol
 __version__ = "0.1.0"
 __all__ = ["Interpreter", "LispEError", "__version__"]
 
-_HOISTED_ORDER = {"use": 0, "defmacro": 1, "defun": 2, "defpat": 2}
+_HOISTED_ORDER = {"use": 0, "defmacro": 1, "data@": 1, "data": 1, "class@": 1, "defun": 2, "defpat": 2}
 DEFAULT_MAX_DEPTH = 20000
 _LIBRARY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # (use 'name): a library or stdlib/<name>.lisp
 
@@ -149,10 +149,11 @@ class Interpreter:
 
     def _run_forms(self, forms: list) -> Any:
         """Hoist use/defmacro/defun/defpat, then run every other form in order."""
-        from .runtime import BreakSignal
+        from .runtime import BreakSignal, ReturnSignal
 
         rt = self._rt
         depth = rt.depth
+        self._compiler.declare_functions(forms)
         hoisted = sorted((i for i, f in enumerate(forms) if _hoist_rank(f) is not None),
                          key=lambda i: (_hoist_rank(forms[i]), i))
         done = set(hoisted)
@@ -163,6 +164,8 @@ class Interpreter:
                 values[i] = self._run_form(forms[i])
             for i, form in enumerate(forms):
                 result = values[i] if i in done else self._run_form(form)
+        except ReturnSignal as s:  # (return v) outside any function ends the script with v (LispE)
+            result = s.value
         except BreakSignal:
             raise LispEError("break outside of a loop") from None
         except RecursionError:

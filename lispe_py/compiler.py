@@ -168,11 +168,16 @@ def _ns(**extra: Any) -> dict[str, Any]:
 SPECIAL_FORMS: dict[Symbol, Callable[..., Node]] = {}
 
 
-def special(*names: str) -> Callable[[Callable[..., Node]], Callable[..., Node]]:
-    """Register a method as the compiler of special forms `names`."""
+def special(*names: str, wraps: bool = False) -> Callable[[Callable[..., Node]], Callable[..., Node]]:
+    """Register a method as the compiler of special forms `names`. A name registered twice is an
+    error (two modules silently replacing each other's form), unless `wraps`: the new compiler
+    extends the one it replaces and calls it itself."""
 
     def reg(fn: Callable[..., Node]) -> Callable[..., Node]:
         for n in names:
+            known = SPECIAL_FORMS.get(Symbol(n))
+            if known is not None and not wraps and (known.__module__, known.__qualname__) != (fn.__module__, fn.__qualname__):
+                raise RuntimeError(f"special form '{n}' registered twice ({known.__module__}, {fn.__module__})")
             SPECIAL_FORMS[Symbol(n)] = fn
         return fn
 
@@ -180,14 +185,31 @@ def special(*names: str) -> Callable[[Callable[..., Node]], Callable[..., Node]]
 
 
 class Macro:
-    """A `defmacro`: parameters (with `$ rest`) and a body template, substituted at compile time."""
+    """A `defmacro`: one or more clauses, each parameters (with `$ rest`, quoted literals, nested
+    lists) and a body template, substituted at compile time. The first clause whose parameters
+    match the call's argument forms is used."""
 
-    __slots__ = ("name", "params", "body")
+    __slots__ = ("name", "clauses")
 
-    def __init__(self, name: str, params: list, body: Any):
+    def __init__(self, name: str):
         self.name = name
-        self.params = params
-        self.body = body
+        self.clauses: list[tuple[str, list, Any]] = []  # (key, params, body)
+
+    def add_clause(self, key: str, params: list, body: Any) -> None:
+        """Add a clause; one with the same parameters (`key`) is replaced where it stands."""
+        for k, (old, _, _) in enumerate(self.clauses):
+            if old == key:
+                self.clauses[k] = (key, params, body)
+                return
+        self.clauses.append((key, params, body))
+
+
+#: Limits on macro expansion: nested expansions (a macro whose expansion calls it again without
+#: end), expansions while compiling one top-level form (a macro that expands exponentially), and
+#: elements in one expansion.
+MAX_MACRO_NESTING = 200
+MAX_MACRO_EXPANSIONS = 10000
+MAX_MACRO_SIZE = 200000
 
 
 class Compiler:
@@ -199,8 +221,22 @@ class Compiler:
         self.rt: RuntimeState = interp._rt
         self.ctx = interp.ctx
         self.macros: dict[str, Macro] = {}
+        self.data_defs: dict[str, Any] = {}  # data@ structures by name (lispe_py.data.DataDef)
+        self.classes: dict[str, Any] = {}  # class@ definitions by name (lispe_py.data.ClassDef)
+        self.method_names: set[str] = set()  # every class@ method name, for (obj (method ...))
+        self.class_stack: list[Scope] = []  # class@ scopes being compiled (for setqi)
+        self.declared_functions: set[str] = set()  # defun/defpat names of the files being run
+
+    def declare_functions(self, forms: list) -> None:
+        """Note the names top-level defun/defpat forms define, so that a defpat predicate pattern
+        may call a function defined further down the file."""
+        for form in forms:
+            if (isinstance(form, list) and len(form) > 1 and form[0].__class__ is Symbol
+                    and form[0].name in ("defun", "defpat") and form[1].__class__ is Symbol):
+                self.declared_functions.add(form[1].name)
         self.pos: Any = None  # position of the innermost form being compiled
-        self._expanding = 0
+        self._expanding = 0  # nested macro expansions being compiled
+        self._expansions = 0  # macro expansions while compiling the current top-level form
         self._inline_depth = 0
 
     # entry points ----------------------------------------------------------------------------
@@ -209,9 +245,10 @@ class Compiler:
         """Compile one top-level form; returns the node and the size of its frame."""
         scope = Scope(None, "top")
         self.pos = form_pos(form)
+        self._expansions = 0
         node = self.comp(form, scope, False)
-        if scope.has_return:
-            node = _catch_return(node)
+        # a (return v) outside any function is not caught here: it ends the whole script (or eval'd
+        # text) with the value v, as LispE's root block does (see Interpreter._run_forms)
         return node, scope.nslots
 
     # dispatch --------------------------------------------------------------------------------
@@ -443,11 +480,34 @@ class Compiler:
                 return sf(self, form, scope, tail)
             macro = self.macros.get(head.name)
             if macro is not None and self.resolve(head.name, scope) is None:
-                return self.comp(self.expand_macro(macro, form), scope, tail)
+                expanded = self.expand_macro(macro, form)
+                self._expanding += 1
+                try:
+                    return self.comp(expanded, scope, tail)
+                finally:
+                    self._expanding -= 1
+            if self.method_names and len(form) > 1 and self._looks_like_method_calls(form):
+                from .data import instance_call
+
+                return instance_call(self, form, scope, tail)
             return self.comp_call(form, scope, tail)
         if _is_literal(head) or (isinstance(head, list) and head and _is_literal(head[0])):
             return self.comp_data_list(form, scope)
+        if self.method_names and len(form) > 1 and self._looks_like_method_calls(form):
+            from .data import instance_call
+
+            return instance_call(self, form, scope, tail)
         return self.comp_call(form, scope, tail)
+
+    def _looks_like_method_calls(self, form: list) -> bool:
+        """`(obj (m args)...)` where every m is a class@ method name (a class name may come first)."""
+        seen = False
+        for k, x in enumerate(form[1:]):
+            if isinstance(x, list) and x and x[0].__class__ is Symbol and x[0].name in self.method_names:
+                seen = True
+            elif not (k == 0 and x.__class__ is Symbol and x.name in self.classes):
+                return False
+        return seen
 
     def comp_data_list(self, form: list, scope: Scope) -> Node:
         """Decision "literal data lists": `(1 2 (+ 1 2))` is the list of its evaluated elements."""
@@ -638,18 +698,31 @@ class Compiler:
     # macros ----------------------------------------------------------------------------------
 
     def expand_macro(self, macro: Macro, form: list) -> Any:
-        """Substitute the call's argument forms into the macro body (LispE macros are templates)."""
-        self._expanding += 1
-        try:
-            if self._expanding > 200:
-                raise err_at(LispEError(f"macro '{macro.name}' expands without end"), self.pos)
-            args = list(form[1:])
+        """Substitute the call's argument forms into the body of the first matching clause (LispE
+        macros are templates)."""
+        name = macro.name
+        if self._expanding >= MAX_MACRO_NESTING:
+            raise err_at(LispEError(f"macro '{name}' expands without end ({MAX_MACRO_NESTING} nested "
+                                    "expansions)"), self.pos)
+        self._expansions += 1
+        if self._expansions > MAX_MACRO_EXPANSIONS:
+            raise err_at(LispEError(f"macro '{name}': more than {MAX_MACRO_EXPANSIONS} macro expansions "
+                                    "in one top-level form (a macro that grows without end?)"), self.pos)
+        args = list(form[1:])
+        for _, params, body in macro.clauses:
             binding: dict[Symbol, Any] = {}
-            if not _bind_macro(macro.params, args, binding):
-                raise err_at(LispEError(f"Wrong number of arguments in call to: '{macro.name}'"), self.pos)
-            return _substitute(macro.body, binding, form)
-        finally:
-            self._expanding -= 1
+            if _bind_macro(params, args, binding):
+                out = _substitute(body, binding, form)
+                if _tree_size(out, MAX_MACRO_SIZE) > MAX_MACRO_SIZE:
+                    raise err_at(LispEError(f"macro '{name}': the expansion has more than {MAX_MACRO_SIZE} "
+                                            "elements"), self.pos)
+                return out
+        if len(macro.clauses) == 1 and not _arity_fits(macro.clauses[0][1], len(args)):
+            raise err_at(LispEError(f"Wrong number of arguments in call to: '{name}'"), self.pos)
+        from .printer import repr_string
+
+        raise err_at(LispEError(f"no definition of the macro '{name}' matches: "
+                                f"{repr_string(to_data(form))[:80]}"), self.pos)
 
     # functions -------------------------------------------------------------------------------
 
@@ -889,6 +962,10 @@ def _dict_from_items(items: list, pos: Any) -> dict:
 
 
 def _bind_macro(params: list, args: list, binding: dict) -> bool:
+    """Match a macro clause's parameters against the argument forms, filling `binding`.
+
+    A symbol binds the form (a second occurrence must be the same form); _ takes any form; $ rest
+    takes the remaining forms; 'x and literals must appear as such; a list destructures a list."""
     i = 0
     for k, p in enumerate(params):
         if p is _DOLLAR:
@@ -898,13 +975,54 @@ def _bind_macro(params: list, args: list, binding: dict) -> bool:
             return False
         if i >= len(args):
             return False
+        a = args[i]
         if isinstance(p, Symbol):
-            binding[p] = args[i]
-        elif isinstance(p, list):
-            if not isinstance(args[i], list) or not _bind_macro(p, list(args[i]), binding):
+            if p is not _UNDERSCORE:
+                if p in binding:
+                    if not _same_form(binding[p], a):
+                        return False
+                else:
+                    binding[p] = a
+        elif isinstance(p, list) and len(p) == 2 and p[0] is _QUOTE:
+            if not _same_form(p[1], a):
                 return False
+        elif isinstance(p, list):
+            if not isinstance(a, list) or not _bind_macro(p, list(a), binding):
+                return False
+        elif not _same_form(p, a):
+            return False
         i += 1
     return i == len(args)
+
+
+def _arity_fits(params: list, n: int) -> bool:
+    """Whether `n` argument forms fit the number of a macro clause's parameters."""
+    if _DOLLAR in params:
+        return n >= params.index(_DOLLAR)
+    return n == len(params)
+
+
+def _same_form(x: Any, y: Any) -> bool:
+    """Structural equality of two code forms (symbols by identity, atoms by class and value)."""
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same_form(a, b) for a, b in zip(x, y))
+    if isinstance(x, _Splice) or isinstance(y, _Splice):
+        return False
+    return x.__class__ is y.__class__ and (x is y or x == y)
+
+
+def _tree_size(x: Any, cap: int) -> int:
+    """Elements of a form counted as a tree (shared parts as often as they appear), up to `cap`+1."""
+    n = 0
+    stack = [x]
+    while stack:
+        y = stack.pop()
+        n += 1
+        if n > cap:
+            break
+        if isinstance(y, list):
+            stack.extend(y)
+    return n
 
 
 class _Splice:
@@ -942,3 +1060,4 @@ def _substitute(body: Any, binding: dict, call: Any) -> Any:
 
 from . import forms  # noqa: E402,F401  (registers the special forms)
 from . import forms_extra  # noqa: E402,F401  (op= on places, lloop, infix)
+from . import data  # noqa: E402,F401  (data@, class@, setqi)

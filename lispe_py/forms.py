@@ -443,7 +443,11 @@ def _break(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("return")
 def _return(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
-    """(return x) leaves the current function at once, which returns x (nil without an argument)."""
+    """(return x) leaves the current function at once, which returns x (nil without an argument).
+
+    Outside any function (at the top level, or in a top-level while, loop or block) it ends the
+    script: the remaining top-level forms do not run and x is the script's value (LispE's root).
+    """
     _need(c, form, 0, 1)
     value = c.comp(form[1], scope, False) if len(form) > 1 else _const(None)
     target = scope.function_scope()
@@ -487,7 +491,9 @@ def _catch(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 def _maybe(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(maybe (/ 1 0) "fallback") returns the value of the forms, or the last argument if they fail.
 
-    With one argument, (maybe v) is true when v is the error value catch returned.
+    When the last argument is a function, (maybe (/ 1 0) (lambda (err) (+ "caught: " err))), it is
+    called with the error (a maybe_ value printing as its message) and its value is returned. With
+    one argument, (maybe v) is true when v is the error value catch returned.
     """
     _need(c, form, 1)
     if len(form) == 2:
@@ -500,13 +506,21 @@ def _maybe(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     fallback = c.comp(form[-1], scope, False)
     rt = c.rt
 
+    ctx = c.ctx
+
     def maybe(f: list) -> Any:
         depth = rt.depth
         try:
             return body(f)
-        except (LispEError, RecursionError):
-            rt.depth = depth
-            return fallback(f)
+        except LispEError as exc:
+            error = exc
+        except RecursionError:
+            error = rt.overflow()
+        rt.depth = depth
+        handler = fallback(f)
+        if handler.__class__ is Lambda or handler.__class__ is PatternFunction:
+            return ctx.apply(handler, [ErrorValue(error)])
+        return handler
     return maybe
 
 
@@ -540,6 +554,8 @@ def _eval(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     def eval_(f: list) -> Any:
         try:
             return interp._eval_data(value(f))
+        except ReturnSignal as s:  # (eval '(return 3)): the value of the evaluated code
+            return s.value
         except LispEError as exc:
             raise err_at(exc, pos)
     return eval_
@@ -831,7 +847,9 @@ def _defmacro(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
     A call is replaced by the body, with the parameters replaced by the argument forms. ($ rest) as
     the last parameter gathers the remaining argument forms; $ rest in the body splices them.
-    Hoisted like defun.
+    Parameters are patterns: a list destructures a list form, 'x and literals must appear as such.
+    Several definitions with different parameters are all kept: (defmacro tang (('< x y) $ z) ...)
+    and (defmacro tang (('> x y) $ z) ...); a call uses the first that matches. Hoisted like defun.
     """
     _need(c, form, 3)
     name, params = form[1], form[2]
@@ -839,7 +857,12 @@ def _defmacro(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         raise _fail(c, "defmacro: write (defmacro name (params) body)")
     body = form[3] if len(form) == 4 else Form([Symbol("block"), *form[3:]], getattr(form, "source", None),
                                                 getattr(form, "line", None), getattr(form, "column", None))
-    c.macros[name.name] = Macro(name.name, list(params), body)
+    from .printer import repr_string
+
+    macro = c.macros.get(name.name)
+    if macro is None:
+        macro = c.macros[name.name] = Macro(name.name)
+    macro.add_clause(repr_string(to_data(params)), list(params), body)
     return _const(name)
 
 
@@ -849,111 +872,36 @@ def _defpat(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
     With (defpat fact (n) (* n (fact (- n 1)))) too, (fact 5) is 120. Clauses are tried in
     definition order. Patterns: literals, 'sym, _ (anything), a symbol (binds), (integer_ n) (a type
-    check), lists with ($ rest). Redefining a clause with the same patterns replaces it.
+    check), (integer_ (even n)) and (even n) (n is bound, then the call must be true), a data@
+    structure (Point x y), lists with ($ rest), dictionaries {k:v "key":w $:rest}. Redefining a
+    clause with the same patterns replaces it.
     """
+    from .patterns import PatternSet, clause_label, data_ancestors
+
     _need(c, form, 2)
     name, patterns = form[1], form[2]
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
         raise _fail(c, "defpat: write (defpat name (patterns...) body...)")
-    slots: list[str] = []
-    match = _compile_patterns(c, list(patterns), slots)
-    code = c.compile_function(name.name, None, list(form[3:]), scope, "fn", form, pattern_slots=slots)
+    ps = PatternSet(c, name.name)
+    match = ps.compile(list(patterns))
+    ps.finish(scope)
+    code = c.compile_function(name.name, None, list(form[3:]), scope, "fn", form, pattern_slots=ps.slots)
     cell = c.globals.cell(name.name)
     rt = c.rt
     from .printer import repr_string
 
     key = repr_string(to_data(patterns))
+    label = clause_label(list(patterns), c.data_defs)
+    ancestors = data_ancestors(c.data_defs)
 
     def defpat(f: list) -> Any:
         pf = cell.v
         if not isinstance(pf, PatternFunction):
-            pf = PatternFunction(name.name, rt)
+            pf = PatternFunction(name.name, rt, ancestors)
             cell.v = pf
-        pf.add_clause(key, match, Lambda(code, f, self_value=pf))
+        pf.add_clause(key, match, Lambda(code, f, self_value=pf), label)
         return pf
     return defpat
-
-
-_TYPE_NAMES = {"integer_", "number_", "float_", "string_", "list_", "integers_", "floats_", "numbers_",
-               "strings_", "dictionary_", "dictionary_n_", "atom_", "nil_", "true_", "lambda_",
-               "function_", "maybe_", "tensor_"}
-
-
-def _compile_patterns(c: Compiler, patterns: list, slots: list[str]) -> Any:
-    """A matcher `match(args) -> bound values | None` for a defpat parameter list."""
-    seq = _seq_matcher(c, patterns, slots)
-
-    def match(args: list) -> list | None:
-        out: list = []
-        return out if seq(args, out) else None
-    return match
-
-
-def _seq_matcher(c: Compiler, patterns: list, slots: list[str]) -> Any:
-    items = []
-    rest = None
-    k = 0
-    while k < len(patterns):
-        p = patterns[k]
-        if p is _DOLLAR and k + 1 < len(patterns):
-            rest = _matcher(c, patterns[k + 1], slots)
-            break
-        items.append(_matcher(c, p, slots))
-        k += 1
-    n = len(items)
-
-    def seq(values: Any, out: list) -> bool:
-        if not isinstance(values, list):
-            return False
-        if len(values) < n or (rest is None and len(values) != n):
-            return False
-        for m, v in zip(items, values):
-            if not m(v, out):
-                return False
-        if rest is not None:
-            return rest(list(values[n:]), out)
-        return True
-    return seq
-
-
-def _matcher(c: Compiler, p: Any, slots: list[str]) -> Any:
-    if isinstance(p, Symbol):
-        if p.name == "_":
-            return lambda v, out: True
-        if p.name in ("nil", "false"):
-            return lambda v, out: v is None or v is False or (isinstance(v, list) and not v)
-        if p.name == "true":
-            return lambda v, out: v is True
-        if p.name in slots:
-            idx = slots.index(p.name)
-            return lambda v, out: idx < len(out) and equal_values(out[idx], v)
-        slots.append(p.name)
-        idx = len(slots) - 1
-
-        def bind(v: Any, out: list) -> bool:
-            while len(out) < idx:
-                out.append(None)
-            out.append(v)
-            return True
-        return bind
-    if isinstance(p, list):
-        if len(p) == 2 and p[0] is Symbol("quote"):
-            lit = to_data(p[1])
-            return lambda v, out: equal_values(lit, v)
-        if len(p) == 2 and isinstance(p[0], Symbol) and p[0].name in _TYPE_NAMES:
-            tname = p[0].name
-            sub = _matcher(c, p[1], slots)
-
-            def typed(v: Any, out: list) -> bool:
-                t = type_name(v)
-                ok = t == tname or (tname == "number_" and t in ("integer_", "float_")) or (
-                    tname == "list_" and isinstance(v, list)) or (tname == "float_" and t == "number_")
-                return ok and sub(v, out)
-            return typed
-        return _seq_matcher(c, list(p), slots)
-    if isinstance(p, DictForm):
-        raise _fail(c, "defpat: dictionary patterns are not supported")
-    return lambda v, out: equal_values(p, v)
 
 
 # --- libraries and files -------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def _make_update(name: str, op: Callable[[Any, Any], Any], opname: str) -> None:
                       f"on a dictionary value (a missing key starts at 0, or \"\" for a string), "
                       f"({name} (@ m i j) 2)\non a nested element. Several values apply in turn: "
                       f"({name} x 2 3).")
-    special(name)(update)
+    special(name, wraps=True)(update)  # the plain-variable case stays the fast form of forms.py
 
 
 for _name, (_op, _opname) in _OPS.items():

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from .builtins.registry import REGISTRY, Builtin, lookup, suggest, visible_names
 from .errors import LispEError
-from .values import Symbol
+from .values import Symbol, type_name
 
 
 class _Unset:
@@ -174,7 +174,7 @@ class FunctionCode:
 class Lambda:
     """A Lisp function value: compiled code plus the frame it closes over."""
 
-    __slots__ = ("code", "env", "body", "nfast", "pad", "name")
+    __slots__ = ("code", "env", "body", "nfast", "pad", "name", "nslots")
 
     def __init__(self, code: FunctionCode, env: list | None, self_value: Any = None):
         self.code = code
@@ -182,6 +182,7 @@ class Lambda:
         self.body = code.body
         self.name = code.name
         self.nfast = code.nreq if (code.nopt == 0 and not code.rest) else -1
+        self.nslots = code.nreq  # for a defpat clause: its pattern variables
         pad = [UNSET] * code.nextra
         if code.self_index >= 0:
             pad[code.self_index - code.nparams - 1] = self if self_value is None else self_value
@@ -230,30 +231,69 @@ class Lambda:
 
 
 class PatternFunction:
-    """A `defpat` function: clauses tried in definition order; the first whose patterns match runs."""
+    """A `defpat` function: the first clause whose patterns match runs.
 
-    __slots__ = ("name", "clauses", "keys", "rt")
+    As in LispE (`recordingMethod`/`evalpattern`), each clause is indexed by the label of its first
+    pattern (a type such as `integer_` for `(integer_ n)` or `0`, a data@ name for `(Point x y)`, or
+    none); a call first tries, in definition order, the clauses indexed by its first argument's label
+    (its type, or its data@ name and that structure's ancestors), then the others in definition order.
+    """
+
+    __slots__ = ("name", "clauses", "keys", "labels", "rt", "ancestors", "_orders")
     lisp_type = "function_"
 
-    def __init__(self, name: str, rt: RuntimeState):
+    def __init__(self, name: str, rt: RuntimeState, ancestors: Callable[[str], list[str]] | None = None):
         self.name = name
-        self.clauses: list[tuple[Callable[[list], list | None], Lambda]] = []
+        self.clauses: list[tuple[Callable[[list, Any], list | None], Lambda]] = []
         self.keys: list[str] = []
+        self.labels: list[str | None] = []
         self.rt = rt
+        self.ancestors = ancestors  # data@ name -> [name, parent, ...]; [] for other names
+        self._orders: dict[str | None, list] | None = None  # clause order per argument label
 
-    def add_clause(self, key: str, match: Callable[[list], list | None], fn: Lambda) -> None:
+    def add_clause(self, key: str, match: Callable[[list, Any], list | None], fn: Lambda,
+                   label: str | None = None) -> None:
         """Add a clause; a clause with the same patterns (`key`) is replaced where it stands."""
         if key in self.keys:
-            self.clauses[self.keys.index(key)] = (match, fn)
+            k = self.keys.index(key)
+            self.clauses[k] = (match, fn)
+            self.labels[k] = label
         else:
             self.keys.append(key)
             self.clauses.append((match, fn))
+            self.labels.append(label)
+        self._orders = {} if any(lb is not None for lb in self.labels) else None
+
+    def _ordered(self, label: str | None) -> list:
+        """The clauses in the order a call whose first argument has `label` tries them."""
+        wanted = (self.ancestors(label) if (label is not None and self.ancestors is not None) else []) or [label]
+        first = [c for c, lb in zip(self.clauses, self.labels) if lb is not None and lb in wanted]
+        order = first + [c for c, lb in zip(self.clauses, self.labels) if lb is None or lb not in wanted]
+        self._orders[label] = order  # type: ignore[index]
+        return order
 
     def select(self, args: list) -> tuple[Lambda, list]:
-        for match, fn in self.clauses:
-            bound = match(args)
+        orders = self._orders
+        if orders is None:
+            clauses = self.clauses
+        else:
+            if args:
+                a = args[0]
+                label = _FAST_LABELS.get(a.__class__)
+                if label is None:
+                    label = _value_label(a, self.ancestors)
+            else:
+                label = None
+            clauses = orders.get(label)
+            if clauses is None:
+                clauses = self._ordered(label)
+        for match, fn in clauses:
+            env = fn.env
+            bound = match(args, env)
             if bound is not None:
-                fr = [fn.env, *bound]
+                if len(bound) < fn.nslots:  # variables a matched branch did not reach (after $ _)
+                    bound += [UNSET] * (fn.nslots - len(bound))
+                fr = [env, *bound]
                 fr += fn.pad
                 return fn, fr
         from .printer import repr_string
@@ -270,6 +310,21 @@ class PatternFunction:
 
     def __repr__(self) -> str:
         return f"#<defpat {self.name}>"
+
+
+_FAST_LABELS = {int: "integer_", str: "string_", float: "number_"}
+
+
+def _value_label(v: Any, ancestors: Any) -> str | None:
+    """The index label of a defpat argument: a data@ value's name, else the type of the value (or of
+    the first element, through nested lists) as LispE's `extractdynamiclabel` finds it."""
+    while isinstance(v, list):
+        if not v:
+            return None
+        v = v[0]
+        if v.__class__ is Symbol and ancestors is not None and ancestors(v.name):
+            return v.name
+    return type_name(v)
 
 
 def call_builtin(b: Builtin, args: list, ctx: "Context") -> Any:

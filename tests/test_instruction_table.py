@@ -23,10 +23,6 @@ DOC = ROOT / "docs" / "builtins-library.md"
 
 # Names the other lang helpers add on their branches (lang-patterns: data@ and classes; lang-syntax:
 # the \ lambda, the . composition, spaces and threads). The lead empties this list after merging.
-_PENDING_IN_OTHER_BRANCHES = {
-    # lang-patterns
-    "data@", "class@", "defclass", "from@", "withclass", "this", "setqi", "toclean",
-}
 
 # Every unsupported name called once; written out so that each appears as a call in the test sources.
 UNSUPPORTED_CALLS = r"""
@@ -36,7 +32,7 @@ UNSUPPORTED_CALLS = r"""
 (tensor_string) (tensor_short) (tensor_number) (tensor_float) (tensor_integer) (⊃) (to_tensor)
 (atshape) (@@@) (setshape) (set@@@) (rank@) (⍤) (irank@) (ludcmp) (lubksb) (+*) (llist) (to_llist)
 (conspoint) (deflib) (deflibpat) (defprol) (bodies) (atoms) (addr_) (label)
-(setconst) (setfast) (getfast) (getchar)
+(setconst) (setfast) (getfast) (getchar) (toclean) (defclass) (from@) (withclass) (this)
 """
 
 
@@ -64,16 +60,8 @@ def test_table_names_the_upstream_source_and_has_no_duplicates() -> None:
 def test_every_instruction_is_defined_or_unsupported() -> None:
     Interpreter()
     missing = [n for n in _table()
-               if not _defined(n) and n not in UNSUPPORTED and n not in _PENDING_IN_OTHER_BRANCHES]
+               if not _defined(n) and n not in UNSUPPORTED]
     assert not missing, f"instructions neither defined nor listed as unsupported: {missing}"
-
-
-def test_pending_names_are_only_names_still_missing() -> None:
-    """Once a pending name is defined (after merging), it must leave the pending list."""
-    Interpreter()
-    done = sorted(n for n in _PENDING_IN_OTHER_BRANCHES if _defined(n) and n not in UNSUPPORTED)
-    assert not done, f"remove from _PENDING_IN_OTHER_BRANCHES, they are defined now: {done}"
-    assert _PENDING_IN_OTHER_BRANCHES <= set(_table())
 
 
 def test_unsupported_names_are_from_the_table_and_documented() -> None:
@@ -82,7 +70,6 @@ def test_unsupported_names_are_from_the_table_and_documented() -> None:
     doc = DOC.read_text(encoding="utf-8")
     undocumented = [n for n in UNSUPPORTED if f"`{n}`" not in doc]
     assert not undocumented, f"add to the unsupported table of docs/builtins-library.md: {undocumented}"
-    assert not (set(UNSUPPORTED) & _PENDING_IN_OTHER_BRANCHES)
 
 
 def test_every_unsupported_name_is_called_here() -> None:

@@ -21,41 +21,7 @@ def _forms() -> Any:
     return forms
 
 
-@special("flip")
-def _flip(c: Any, form: list, scope: Any, tail: bool) -> Any:
-    """(flip (- 10 2)) calls a function with its first two arguments swapped: -8.
-
-    On a value that is not a call, (flip l) gives a copy of a list with its first two elements
-    swapped, and on a dictionary a new one from values to keys.
-    """
-    f = _forms()
-    f._need(c, form, 1, 1)
-    expr = form[1]
-    if isinstance(expr, list) and len(expr) >= 3 and isinstance(expr[0], Symbol) \
-            and expr[0].name not in ("quote", "lambda", "λ", "\\"):
-        return c.comp([expr[0], expr[2], expr[1], *expr[3:]], scope, tail)
-    value = c.comp(expr, scope, False)
-
-    def flip(fr: list) -> Any:
-        return flip_value(value(fr))
-    return flip
-
-
-def flip_value(v: Any) -> Any:
-    from ._common import fail, like, show
-
-    if isinstance(v, list):
-        if len(v) < 2:
-            return v
-        return like(v, [v[1], v[0], *v[2:]])
-    if isinstance(v, dict):
-        out: dict = {}
-        for k, x in v.items():
-            if isinstance(x, (list, dict)) or x is None or x is True:
-                raise fail("flip", "a dictionary whose values can be keys", x)
-            out[x if isinstance(x, (str, int, float)) else show(x)] = k
-        return out
-    raise fail("flip", "a call, a list or a dictionary", v)
+# flip is a special form of lispe_py/data.py (defpat guards use it too)
 
 
 @special("andvalue")

@@ -56,6 +56,12 @@ UNSUPPORTED: dict[str, str] = {
     "setfast": "the fast-variable slots of LispE's C++ evaluator are not provided; use setq",
     "getfast": "the fast-variable slots of LispE's C++ evaluator are not provided; use a variable",
     "getchar": "reading single raw key presses needs a terminal library that lispe_py does not use",
+    "toclean": "memory is freed by Python's own collector; there is nothing to clean by hand",
+    # classes beyond class@
+    "defclass": "classes are defined with class@",
+    "from@": "class inheritance is not provided; a class@ class stands alone",
+    "withclass": "not provided; call a method on an instance with (instance (method args...))",
+    "this": "not provided; inside a class@ method the fields are plain variables and setqi sets them",
 }
 
 
