@@ -11,6 +11,7 @@ gets `stack overflow (recursion depth N)`.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -629,9 +630,9 @@ def run_with_big_stack(fn: Callable[[], Any], *, stop_wait: float | None = None,
 
 
 def _send_async_exc(ident: int, exc: type[BaseException] | None) -> int:
-    """Raise `exc` in thread `ident` at its next Python instruction (None: cancel a pending one)."""
-    import ctypes
-
+    """Raise `exc` in thread `ident` at its next Python instruction (None: cancel a pending one).
+    ctypes is imported with this module: imported here, a process at its memory limit could not map
+    libffi, and the memory-limit error would become an ImportError."""
     arg = ctypes.py_object(exc) if exc is not None else None
     return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), arg)
 
