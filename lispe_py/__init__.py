@@ -44,7 +44,6 @@ class Interpreter:
         from .runtime import Context, GlobalEnv, RuntimeState
 
         load_all()
-        _lift_int_digit_limit()
         self.sandbox = sandbox
         self.script_dir = os.path.abspath(script_dir) if script_dir else None
         self.libraries: set[str] = set()
@@ -232,13 +231,6 @@ class Interpreter:
         if root is None or os.path.commonpath([root, full]) != root:
             raise LispEError(f"sandbox: access to '{path}' is refused (outside the script folder)")
         return full
-
-
-def _lift_int_digit_limit() -> None:
-    """Lisp integers have no size limit, so neither has printing or parsing them: lift Python's
-    int/str conversion limit (4,300 digits by default). It is a process-wide setting."""
-    if hasattr(sys, "set_int_max_str_digits"):  # Python 3.10.7 and later
-        sys.set_int_max_str_digits(0)
 
 
 def _hoist_rank(form: Any) -> int | None:

@@ -7,11 +7,34 @@ lists `(1 2 3)`, empty `()`; dictionaries `{"a":1 "b":2}` in sorted key order; n
 """
 from __future__ import annotations
 
+import decimal as _decimal
 from typing import Any
 
 from .values import VOID, Symbol, opaque_type
 
 _QUOTE = Symbol("quote")
+
+
+def int_to_str(n: int) -> str:
+    """An integer's decimal digits, however many: Lisp integers have no size limit, but Python's
+    `str(int)` refuses more than `sys.get_int_max_str_digits()` digits (4,300 by default, the guard
+    against CPython's CVE-2020-10735). Past that limit the digits come from `decimal`, whose
+    conversions are not limited, so the process-wide setting stays as the host program left it."""
+    try:
+        return str(n)
+    except ValueError:
+        return str(_decimal.Decimal(int(n)))
+
+
+def str_to_int(text: str) -> int:
+    """`int(text)` for a decimal literal of any length (see `int_to_str`); ValueError if not one."""
+    try:
+        return int(text)
+    except ValueError:
+        body = text.strip().replace("_", "")
+        if not body.lstrip("+-").isdigit() or not body.isascii():
+            raise
+        return int(_decimal.Decimal(body))
 
 
 def format_float(x: float) -> str:
@@ -38,7 +61,10 @@ def _atom(v: Any, quoted: bool) -> str | None:
     if cls is str:
         return _quote_str(v) if quoted else v
     if cls is int:
-        return str(v)
+        try:
+            return str(v)
+        except ValueError:
+            return int_to_str(v)
     if v is None or v is False:
         return "nil"
     if v is True:
@@ -46,7 +72,7 @@ def _atom(v: Any, quoted: bool) -> str | None:
     if isinstance(v, float):
         return format_float(v)
     if isinstance(v, int):
-        return str(int(v))
+        return int_to_str(int(v))
     if isinstance(v, str):
         return _quote_str(v) if quoted else str(v)
     if cls is Symbol:
@@ -93,18 +119,31 @@ def _lambda(fn: Any) -> str:
 
 
 def _render(v: Any, quoted: bool) -> str:
-    """Iterative printer: deep nesting costs no Python recursion."""
+    """Iterative printer: deep nesting costs no Python recursion.
+
+    A list or dictionary that contains itself prints as Common Lisp's `*print-circle*` shows it:
+    `#1=(1 2 #1#)`, the container labelled where it starts and each reference back to it written
+    `#1#`, so printing a cyclic value ends (shared but acyclic parts print in full)."""
     text = _atom(v, quoted)
     if text is not None:
         return text
     out: list[str] = []
     # stack of iterators over (prefix, value) pieces; strings are emitted as-is
     stack: list[Any] = [iter(_pieces(v))]
+    # the containers being printed (the path from `v` down): their ids and where each starts in out
+    active = {id(v)}
+    starts: list[tuple[int, int]] = [(id(v), 0)]
+    labels: dict[int, int] = {}  # id of a container referred to from inside itself -> its label
+    marks: dict[int, int] = {}  # position in out -> label written there as `#n=`
     while stack:
         try:
             item = next(stack[-1])
         except StopIteration:
             stack.pop()
+            key, pos = starts.pop()
+            active.discard(key)
+            if labels and key in labels:
+                marks[pos] = labels[key]
             continue
         if item.__class__ is _Raw:
             out.append(item.text)
@@ -112,8 +151,17 @@ def _render(v: Any, quoted: bool) -> str:
         t = _atom(item, True)
         if t is not None:
             out.append(t)
-        else:
-            stack.append(iter(_pieces(item)))
+            continue
+        key = id(item)
+        if key in active or (labels and key in labels):
+            out.append(f"#{labels.setdefault(key, len(labels) + 1)}#")
+            continue
+        active.add(key)
+        starts.append((key, len(out)))
+        stack.append(iter(_pieces(item)))
+    if marks:
+        for pos in sorted(marks, reverse=True):
+            out.insert(pos, f"#{marks[pos]}=")
     return "".join(out)
 
 

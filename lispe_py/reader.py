@@ -98,7 +98,9 @@ def _number(text: str) -> int | float:
         return int(text, 2)
     if "." in body or "e" in body or "E" in body:
         return float(text)
-    return int(text)
+    from .printer import str_to_int  # any number of digits, without the process-wide int/str limit
+
+    return str_to_int(text)
 
 
 _parser = None

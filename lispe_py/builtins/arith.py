@@ -238,10 +238,10 @@ def equal_values(a: Any, b: Any) -> bool:
         return b is None or b is False or (isinstance(b, list) and not b)
     if b is None or b is False:
         return isinstance(a, list) and not a
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(equal_values(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(equal_values(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list) or isinstance(a, dict) and isinstance(b, dict):
+        from ._common import equal_structures  # iterative; ends on cyclic values
+
+        return equal_structures(a, b, equal_values)
     if (a is True) != (b is True):
         return False
     try:

@@ -12,6 +12,7 @@ import random as _random
 from typing import Any, Callable
 
 from ..errors import LispEError
+from ..printer import str_to_int
 from ..values import Float, Floats, Integers, Numbers, TYPED_LISTS
 from ._common import (describe, expect_int, expect_number, is_int, is_number, lisp_equal, show,
                       show_quoted)
@@ -190,7 +191,7 @@ def _parse_number(name: str, s: str) -> int | float:
         low = text.lower().lstrip("+-")
         if low.startswith(("0x", "0b", "0o")):
             return int(text, 0)
-        return int(text)
+        return str_to_int(text)
     except ValueError:
         pass
     try:
@@ -223,17 +224,28 @@ def number(x: Any) -> float:
     return float(expect_number("number", x))
 
 
-@builtin("random", group=G, min_args=0, max_args=1)
-def random(limit: Any = 1.0) -> float:
+def interp_random(ctx: Any) -> _random.Random:
+    """The random generator of the interpreter running `ctx` (every builtin that draws random
+    numbers uses it): each `Interpreter` has its own, so seeding one never changes another's stream
+    and the host program's `random` module is left alone."""
+    interp = ctx.interp
+    gen = interp.__dict__.get("_random_generator")
+    if gen is None:
+        gen = interp.__dict__.setdefault("_random_generator", _random.Random())
+    return gen
+
+
+@builtin("random", group=G, min_args=0, max_args=1, ctx=True)
+def random(ctx: Any, limit: Any = 1.0) -> float:
     """(random 10) returns a random float between 0 (included) and a limit (excluded, default 1)."""
     v = expect_number("random", limit)
-    return _random.random() * v
+    return interp_random(ctx).random() * v
 
 
-@builtin("random_seed", group=G)
-def random_seed(seed: Any) -> Any:
-    """(random_seed 42) seeds the random generator, so later (random) calls repeat; returns true."""
-    _random.seed(expect_int("random_seed", seed))
+@builtin("random_seed", group=G, ctx=True)
+def random_seed(ctx: Any, seed: Any) -> Any:
+    """(random_seed 42) seeds this interpreter's random generator, so later (random) calls repeat; returns true."""
+    interp_random(ctx).seed(expect_int("random_seed", seed))
     return True
 
 
