@@ -62,9 +62,12 @@ class Interpreter:
     # running code ----------------------------------------------------------------------------
 
     def eval(self, source: str, filename: str = "<string>") -> Any:
-        """Run LispE source text; return the value of its last form (VOID as None)."""
+        """Run LispE source text; return the value of its last form (VOID as None).
+
+        A `source` that is not a str raises TypeError; bad LispE raises LispEError."""
         from .runtime import run_with_big_stack
 
+        _check_source("eval", source)
         return _to_python(run_with_big_stack(lambda: self._run_text(source, filename)))
 
     def run_source(self, source: str, filename: str = "<string>") -> Any:
@@ -76,17 +79,23 @@ class Interpreter:
         """
         from .runtime import run_with_big_stack
 
+        _check_source("run_source", source)
         return run_with_big_stack(lambda: self._run_text(source, filename))
 
     def run_file(self, path: str) -> Any:
-        """Run a .lisp file (its folder becomes `_current` unless a script_dir was given)."""
+        """Run a .lisp file (its folder becomes `_current` unless a script_dir was given).
+
+        A file that cannot be read, or is not UTF-8 text, raises LispEError (invalid UTF-8 with the
+        line and column of the first bad byte)."""
+        from .reader import decode_source
         from .runtime import run_with_big_stack
 
         try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except OSError as exc:
             raise LispEError(f"cannot read {path}: {exc.strerror or exc}") from None
+        text = decode_source(data, os.fspath(path))
         if self.script_dir is None:
             self.script_dir = os.path.dirname(os.path.abspath(path))
             self.globals["_current"] = self._current()
@@ -231,6 +240,12 @@ class Interpreter:
         if root is None or os.path.commonpath([root, full]) != root:
             raise LispEError(f"sandbox: access to '{path}' is refused (outside the script folder)")
         return full
+
+
+def _check_source(method: str, source: Any) -> None:
+    if not isinstance(source, str):
+        raise TypeError(f"Interpreter.{method}() takes LispE source text (a str), "
+                        f"not {type(source).__name__}")
 
 
 def _hoist_rank(form: Any) -> int | None:

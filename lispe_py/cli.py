@@ -165,12 +165,14 @@ def _main(argv: Sequence[str]) -> int:
 
 def _read(path: str) -> str:
     from .errors import LispEError
+    from .reader import decode_source
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LispEError(f"cannot read {path}: {exc}") from None
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise LispEError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return decode_source(data, path)  # invalid UTF-8: an error at its line and column
 
 
 def _repl(interp, vi_mode: bool) -> int:

@@ -208,6 +208,9 @@ def _strip_shebang(text: str) -> str:
 def read(text: str, filename: str = "<string>") -> list[Any]:
     """Parse a whole source text into a list of top-level forms; raise LispEError on bad syntax."""
     source = Source(filename, text)
+    nul = text.find("\x00")
+    if nul >= 0:  # as in Python: a NUL byte means binary data, not source text
+        raise offset_error("the source contains a NUL byte (\\0)", source, text, nul)
     body = _strip_shebang(text)
     parser = _get_parser()
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -224,6 +227,26 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
         raise _unbalanced(body, source) from None
     finally:
         _tls.source = prev
+
+
+def offset_error(message: str, source: Source, text: str, offset: int) -> LispEError:
+    """A LispEError at character `offset` of `text` (line and column counted from 1)."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return position_error(message, source, line, column)
+
+
+def decode_source(data: bytes, filename: str) -> str:
+    """A source file's bytes as text (UTF-8, a leading BOM allowed); invalid UTF-8 is a LispEError
+    at the line and column of the first bad byte (the column counts the characters before it)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = data[:exc.start].decode("utf-8")
+        bad = data[exc.start:exc.start + 1].hex()
+        source = Source(filename, good + data[exc.start:].split(b"\n", 1)[0].decode("utf-8", "replace"))
+        raise offset_error(f"invalid UTF-8 (byte 0x{bad} at byte offset {exc.start})",
+                           source, good, len(good)) from None
 
 
 def _char_error(exc, body: str, source: Source) -> LispEError:
