@@ -599,14 +599,14 @@ class Compiler:
                + "        try:\n"
                + f"            return {call}\n"
                + "        except BaseException as e:\n"
-               + "            raise WRAP(e)\n"
+               + f"            raise WRAP(e, {arglist})\n"
                + f"    return SLOW(CELL.v, {arglist})\n")
         return _instantiate(src, ns)
 
     def _wrap_builtin_error(self, name: str, pos: Any) -> Callable[[BaseException], BaseException]:
         rt = self.rt
 
-        def wrap(e: BaseException) -> BaseException:
+        def wrap(e: BaseException, args: Any = None) -> BaseException:
             if isinstance(e, LispEError):
                 return err_at(e, pos)
             if isinstance(e, (Signal, KeyboardInterrupt, SystemExit, GeneratorExit)):
@@ -614,7 +614,7 @@ class Compiler:
             if isinstance(e, RecursionError):
                 return err_at(rt.overflow(), pos)
             if isinstance(e, Exception):
-                return err_at(wrap_exception(name, e), pos)
+                return err_at(wrap_exception(name, e, args), pos)
             return e
 
         return wrap

@@ -283,13 +283,15 @@ def call_builtin(b: Builtin, args: list, ctx: "Context") -> Any:
     except RecursionError:
         raise ctx.rt.overflow() from None
     except Exception as exc:  # a builtin's Python error becomes a LispE error naming it
-        raise wrap_exception(b.name, exc) from None
+        raise wrap_exception(b.name, exc, args) from None
 
 
-def wrap_exception(name: str, exc: BaseException) -> LispEError:
-    """The LispEError for a Python exception that escaped builtin `name`."""
-    text = str(exc) or type(exc).__name__
-    return LispEError(f"{name}: {text}")
+def wrap_exception(name: str, exc: BaseException, args: Any = None) -> LispEError:
+    """The LispEError for a Python exception that escaped builtin `name` (called with `args`), in
+    LispE's words: the arguments' LispE types and the builtin's usage, not Python's message."""
+    from .builtins.registry import python_error_message
+
+    return LispEError(python_error_message(name, exc, args))
 
 
 def call_python(name: str, fn: Callable[..., Any], args: list, ctx: "Context") -> Any:
@@ -301,7 +303,7 @@ def call_python(name: str, fn: Callable[..., Any], args: list, ctx: "Context") -
     except RecursionError:
         raise ctx.rt.overflow() from None
     except Exception as exc:
-        raise wrap_exception(name, exc) from None
+        raise wrap_exception(name, exc, args) from None
 
 
 _UNDERSCORE = Symbol("_")

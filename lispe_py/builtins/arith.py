@@ -9,6 +9,7 @@ The compiler inlines the int-int case of these operators and calls the `*2` func
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any, Callable
 
 from ..errors import LispEError
@@ -57,14 +58,38 @@ def _elementwise(name: str, op: Callable[[Any, Any], Any], a: Any, b: Any) -> li
     return _typed_result(a, b, items)
 
 
+def _library_op(name: str, pyop: Callable[[Any, Any], Any], v: Any, a: Any, b: Any) -> Any:
+    """`pyop(a, b)` where `v` (a or b) is a library value (a tensor...): the value's own Python
+    operator, after its `lisp_operand_check(name, a, b)` hook if it has one; a failure is a LispE
+    error naming the operator and the operands' LispE types, never Python's message."""
+    check = getattr(v, "lisp_operand_check", None)
+    if check is not None:
+        check(name, a, b)
+    try:
+        return pyop(a, b)
+    except LispEError:
+        raise
+    except RuntimeError as exc:  # e.g. torch's shape mismatch: its message is the useful part
+        from ._common import describe
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if first.startswith("ZeroDivisionError"):
+            raise LispEError(f"{name}: division by zero") from None
+        if re.match(r"[A-Z]\w*(Error|Exception)\b", first):  # a Python exception's name: no help
+            first = ""
+        raise LispEError(f"{name}: cannot apply to {describe(a)} and {describe(b)}"
+                         + (f": {first}" if first else "")) from None
+    except Exception as exc:
+        from .registry import python_error_message
+
+        raise LispEError(python_error_message(name, exc, (a, b))) from None
+
+
 def _fallback(name: str, pyop: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
     """Library values (tensors...) use their own Python operators."""
     for v in (a, b):
         if not (_is_num(v) or isinstance(v, (str, list, dict)) or v is None or v is True or v is False):
-            try:
-                return pyop(a, b)
-            except (TypeError, ValueError, RuntimeError) as exc:
-                raise LispEError(f"{name}: {exc}") from None
+            return _library_op(name, pyop, v, a, b)
     bad = b if _is_num(a) else a
     raise LispEError(f"{name}: expected numbers, got {_describe(bad)}")
 
@@ -197,10 +222,7 @@ def _cmp_values(name: str, pyop: Callable[[Any, Any], bool], a: Any, b: Any) -> 
             raise LispEError(f"{name}: cannot compare {_describe(a)} with {_describe(b)}") from None
     for v in (a, b):
         if not (_is_num(v) or isinstance(v, (str, list, dict)) or v is None or v is True or v is False):
-            try:
-                return pyop(a, b)  # a tensor comparison gives a tensor
-            except (TypeError, RuntimeError) as exc:
-                raise LispEError(f"{name}: {exc}") from None
+            return _library_op(name, pyop, v, a, b)  # a tensor comparison gives a tensor
     raise LispEError(f"{name}: cannot compare {_describe(a)} with {_describe(b)}")
 
 
