@@ -245,6 +245,45 @@ def _pieces(v: Any):
     yield _CLOSE
 
 
+def preview(value: Any, limit: int = 40) -> str:
+    """The printed form of a value (strings quoted) cut to `limit` characters with `...`, for error
+    messages: the work is bounded by `limit`, not by the value's size (a list of ten million
+    elements or one that contains itself costs the same as a short one)."""
+    out: list[str] = []
+    size = 0
+    text = _atom(value, True) if not isinstance(value, str) else _quote_str(value[:limit + 1])
+    if text is not None:
+        return text if len(text) <= limit else text[:limit - 3] + "..."
+    stack: list[Any] = [iter(_pieces(value))]
+    active = {id(value)}
+    keys = [id(value)]
+    while stack and size <= limit:
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            active.discard(keys.pop())
+            continue
+        if item.__class__ is _Raw:
+            t = item.text
+        elif isinstance(item, str):
+            t = _quote_str(item[:limit + 1])
+        else:
+            t = _atom(item, True)
+            if t is None:
+                if id(item) in active:
+                    t = "..."
+                else:
+                    active.add(id(item))
+                    keys.append(id(item))
+                    stack.append(iter(_pieces(item)))
+                    continue
+        out.append(t)
+        size += len(t)
+    text = "".join(out)
+    return text if len(text) <= limit and not stack else text[:limit - 3] + "..."
+
+
 def to_string(value: Any) -> str:
     """The text `print` shows: strings raw at top level, quoted inside containers."""
     return _render(value, False)

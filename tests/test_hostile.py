@@ -293,3 +293,35 @@ def test_second_ctrl_c_while_blocked_in_a_long_call_exits_130(tmp_path: Path, ga
     assert r.returncode == 130
     assert r.stderr == "Interrupted\n"
     assert "not reached" not in r.stdout
+
+
+# ------------------------------------------------------------------------- error wording, bounded
+
+def test_host_function_python_errors_speak_lispe_but_own_messages_pass() -> None:
+    interp = Interpreter()
+    interp.define("inc", lambda x: x + 1)
+
+    def refuse(x):
+        raise ValueError(f"the host refuses {x}")
+
+    interp.define("refuse", refuse)
+    with pytest.raises(LispEError) as info:
+        interp.eval('(inc "a")')
+    assert info.value.message == 'inc: cannot apply to string_ "a"'
+    with pytest.raises(LispEError) as info:
+        interp.eval("(refuse 4)")
+    assert info.value.message == "refuse: the host refuses 4"
+
+
+def test_error_messages_show_a_bounded_preview_of_huge_or_cyclic_values() -> None:
+    interp = Interpreter()
+    interp.eval("(setq big (iota 5000000)) (setq c (list 1 2)) (push c c)")
+    for src in ("(car 5 big)", "(+ 'a big)", "(key big 1)", "(integer c)"):
+        start = time.monotonic()
+        with pytest.raises(LispEError) as info:
+            interp.eval(src)
+        assert time.monotonic() - start < 2, src
+        assert len(info.value.message) < 400, info.value.message
+    with pytest.raises(LispEError) as info:
+        interp.eval("(integer c)")
+    assert "list_ (1 2 ...)" in info.value.message

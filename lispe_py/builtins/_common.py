@@ -29,12 +29,12 @@ def show_quoted(value: Any) -> str:
 
 def describe(value: Any) -> str:
     """`integer_ 3`, `string_ "abc"`: a value's type and a short printed form, for error messages."""
+    from ..printer import preview
+
     try:
-        text = show_quoted(value)
+        text = preview(value, 40)  # bounded work, whatever the value's size (or cycles)
     except Exception:  # a broken library printer must not hide the real error
         text = "?"
-    if len(text) > 40:
-        text = text[:37] + "..."
     return f"{type_name(value)} {text}"
 
 

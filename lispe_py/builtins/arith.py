@@ -18,12 +18,9 @@ from .registry import builtin
 
 
 def _describe(x: Any) -> str:
-    from ..printer import repr_string
+    from ._common import describe
 
-    text = repr_string(x)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type_name(x)} {text}"
+    return describe(x)
 
 
 def _is_num(x: Any) -> bool:

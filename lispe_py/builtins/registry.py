@@ -85,12 +85,24 @@ def builtin(name: str, *aliases: str, group: str = "misc", min_args: int | None 
     return register
 
 
-def python_error_message(name: str, exc: BaseException, args: Any = None) -> str:
+#: Exceptions that come from Python itself (a wrong type, a missing attribute...), never from a
+#: host function's own message: always worded in LispE terms.
+PYTHON_LANGUAGE_ERRORS = (TypeError, AttributeError, NameError, LookupError, ArithmeticError,
+                          MemoryError, UnicodeError, AssertionError, SystemError, RecursionError)
+
+
+def python_error_message(name: str, exc: BaseException, args: Any = None, host: bool = False) -> str:
     """The LispE wording for a Python exception that escaped builtin `name` called with `args`:
     what went wrong in LispE terms, the LispE types and values of the arguments and the builtin's
-    usage line, never Python's own text (operand type lists, class names)."""
+    usage line, never Python's own text (operand type lists, class names).
+
+    `host`: `name` is a function of the host program (`Interpreter.define`); an exception it raises
+    itself (a ValueError("bad value 7"), its own exception class) keeps its text: `name: bad value 7`.
+    """
     from ._common import describe
 
+    if host and not isinstance(exc, PYTHON_LANGUAGE_ERRORS) and str(exc):
+        return f"{name}: {exc}"
     if isinstance(exc, ZeroDivisionError):
         text = f"{name}: division by zero"
     elif isinstance(exc, MemoryError):
