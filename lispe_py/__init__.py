@@ -219,12 +219,14 @@ class Interpreter:
             base = self.script_dir or os.getcwd()
             full = os.path.join(base, path)
         full = self.check_file_access(full)
+        from .reader import decode_source
+
         try:
-            with open(full, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(full, "rb") as fh:
+                data = fh.read()
         except OSError as exc:
             raise LispEError(f"load: cannot read {path}: {exc.strerror or exc}") from None
-        return self._run_text(text, path)
+        return self._run_text(decode_source(data, path), path)
 
     def check_file_access(self, path: str, write: bool = False) -> str:
         """The absolute path if this interpreter may read (or write) it; else a LispEError.

@@ -325,3 +325,12 @@ def test_error_messages_show_a_bounded_preview_of_huge_or_cyclic_values() -> Non
     with pytest.raises(LispEError) as info:
         interp.eval("(integer c)")
     assert "list_ (1 2 ...)" in info.value.message
+
+
+def test_load_of_invalid_utf8_names_the_file_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "bad.lisp").write_bytes(b'(setq x 1)\n(println "\xff")\n')
+    with pytest.raises(LispEError) as info:
+        Interpreter(script_dir=str(tmp_path)).eval('(load "bad.lisp")')
+    exc = info.value
+    assert exc.message == "invalid UTF-8 (byte 0xff at byte offset 21)"
+    assert (exc.filename, exc.line, exc.column) == ("bad.lisp", 2, 11)
