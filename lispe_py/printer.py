@@ -174,32 +174,36 @@ def _render(v: Any, quoted: bool) -> str:
     stack: list[Any] = [iter(_pieces(v))]
     # the containers being printed (the path from `v` down): their ids and where each starts in out
     active = {id(v)}
-    starts: list[tuple[int, int]] = [(id(v), 0)]
+    keys = [id(v)]
+    starts = [0]
     labels: dict[int, int] = {}  # id of a container referred to from inside itself -> its label
     marks: dict[int, int] = {}  # position in out -> label written there as `#n=`
+    emit = out.append
     while stack:
         try:
             item = next(stack[-1])
         except StopIteration:
             stack.pop()
-            key, pos = starts.pop()
+            key = keys.pop()
+            pos = starts.pop()
             active.discard(key)
             if labels and key in labels:
                 marks[pos] = labels[key]
             continue
         if item.__class__ is _Raw:
-            out.append(item.text)
+            emit(item.text)
             continue
         t = _atom(item, True)
         if t is not None:
-            out.append(t)
+            emit(t)
             continue
         key = id(item)
         if key in active or (labels and key in labels):
-            out.append(f"#{labels.setdefault(key, len(labels) + 1)}#")
+            emit(f"#{labels.setdefault(key, len(labels) + 1)}#")
             continue
         active.add(key)
-        starts.append((key, len(out)))
+        keys.append(key)
+        starts.append(len(out))
         stack.append(iter(_pieces(item)))
     if marks:
         for pos in sorted(marks, reverse=True):
