@@ -205,9 +205,8 @@ def _render(v: Any, quoted: bool) -> str:
         keys.append(key)
         starts.append(len(out))
         stack.append(iter(_pieces(item)))
-    if marks:
-        for pos in sorted(marks, reverse=True):
-            out.insert(pos, f"#{marks[pos]}=")
+    for pos, label in marks.items():  # out[pos] is the labelled container's first piece: `(`, `{`, `'`
+        out[pos] = f"#{label}={out[pos]}"
     return "".join(out)
 
 

@@ -334,3 +334,17 @@ def test_load_of_invalid_utf8_names_the_file_line_and_column(tmp_path: Path) -> 
     exc = info.value
     assert exc.message == "invalid UTF-8 (byte 0xff at byte offset 21)"
     assert (exc.filename, exc.line, exc.column) == ("bad.lisp", 2, 11)
+
+
+def test_many_cycles_print_in_linear_time() -> None:
+    from lispe_py.printer import to_string
+
+    many = []
+    for i in range(50000):
+        x = [i]
+        x.append(x)
+        many.append(x)
+    start = time.process_time()
+    text = to_string(many)
+    assert time.process_time() - start < 2
+    assert text.startswith("(#1=(0 #1#) #2=(1 #2#) ") and text.endswith(" #50000=(49999 #50000#))")
