@@ -49,6 +49,9 @@ def _timed(interp: Interpreter, src: str) -> tuple[object, float]:
     ("(flatten c)", "flatten: the list contains itself (a cycle): it has no flat form"),
     ("(json c)", "json: a list that contains itself (a cycle) has no JSON form"),
     ("(json d)", "json: a dictionary that contains itself (a cycle) has no JSON form"),
+    ("(+ c 1)", "+: a list that contains itself (a cycle) cannot be combined element-wise"),
+    ("(* c c2)", "*: a list that contains itself (a cycle) cannot be combined element-wise"),
+    ("(^^ c 2)", "^^: a list that contains itself (a cycle) cannot be combined element-wise"),
 ])
 def test_cyclic_values_end_within_2_seconds(src: str, expected: object) -> None:
     interp = Interpreter()
@@ -75,6 +78,13 @@ def test_deep_nesting_compares_and_prints_without_recursion() -> None:
     assert interp.eval("(= x y)") is True
     assert interp.eval("(eq x y)") is True
     assert interp.eval("(size (string x))") == 2 * 50000 + 1
+
+
+def test_element_wise_arithmetic_on_shared_lists_is_not_a_cycle() -> None:
+    interp = Interpreter()
+    interp.eval("(setq e (list 1 2))")
+    assert interp.eval("(+ (list e e) e)") == [[2, 3], [3, 4]]
+    assert interp.eval("(* (list e e) (list e e))") == [[1, 4], [1, 4]]
 
 
 def test_printing_shared_acyclic_parts_in_full() -> None:

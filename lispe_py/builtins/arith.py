@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 from typing import Any, Callable
 
 from ..errors import LispEError
@@ -43,15 +44,28 @@ def _typed_result(a: Any, b: Any, items: list) -> list:
     return list(items)
 
 
+_combining = threading.local()  # (id, id) pairs being combined element-wise, per thread
+
+
 def _elementwise(name: str, op: Callable[[Any, Any], Any], a: Any, b: Any) -> list:
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            raise LispEError(f"{name}: lists of different sizes ({len(a)} and {len(b)})")
-        items = [op(x, y) for x, y in zip(a, b)]
-    elif isinstance(a, list):
-        items = [op(x, b) for x in a]
-    else:
-        items = [op(a, y) for y in b]
+    active = getattr(_combining, "ids", None)
+    if active is None:
+        active = _combining.ids = set()
+    key = (id(a), id(b))  # met again inside itself: a list that contains itself
+    if key in active:
+        raise LispEError(f"{name}: a list that contains itself (a cycle) cannot be combined element-wise")
+    active.add(key)
+    try:
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                raise LispEError(f"{name}: lists of different sizes ({len(a)} and {len(b)})")
+            items = [op(x, y) for x, y in zip(a, b)]
+        elif isinstance(a, list):
+            items = [op(x, b) for x in a]
+        else:
+            items = [op(a, y) for y in b]
+    finally:
+        active.discard(key)
     return _typed_result(a, b, items)
 
 

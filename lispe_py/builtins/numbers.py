@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random as _random
+import threading
 from typing import Any, Callable
 
 from ..errors import LispEError
@@ -21,17 +22,31 @@ from .registry import builtin
 G = "numbers"
 
 
+_combining = threading.local()  # (id, id) pairs being combined element-wise, per thread
+
+
 def _elementwise(name: str, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
     """Apply a binary numeric op to numbers, or element-wise to lists (list/list or list/scalar)."""
     if isinstance(a, list) or isinstance(b, list):
-        if isinstance(a, list) and isinstance(b, list):
-            if len(a) != len(b):
-                raise LispEError(f"{name}: the lists must have the same size")
-            items = [_elementwise(name, op, x, y) for x, y in zip(a, b)]
-        elif isinstance(a, list):
-            items = [_elementwise(name, op, x, b) for x in a]
-        else:
-            items = [_elementwise(name, op, a, y) for y in b]
+        active = getattr(_combining, "ids", None)
+        if active is None:
+            active = _combining.ids = set()
+        key = (id(a), id(b))  # met again inside itself: a list that contains itself
+        if key in active:
+            raise LispEError(f"{name}: a list that contains itself (a cycle) cannot be combined "
+                             f"element-wise")
+        active.add(key)
+        try:
+            if isinstance(a, list) and isinstance(b, list):
+                if len(a) != len(b):
+                    raise LispEError(f"{name}: the lists must have the same size")
+                items = [_elementwise(name, op, x, y) for x, y in zip(a, b)]
+            elif isinstance(a, list):
+                items = [_elementwise(name, op, x, b) for x in a]
+            else:
+                items = [_elementwise(name, op, a, y) for y in b]
+        finally:
+            active.discard(key)
         src = a if isinstance(a, list) else b
         if type(src) in TYPED_LISTS:
             if all(is_int(x) for x in items) and type(src) is Integers:
