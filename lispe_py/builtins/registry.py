@@ -96,12 +96,15 @@ def python_error_message(name: str, exc: BaseException, args: Any = None, host: 
     what went wrong in LispE terms, the LispE types and values of the arguments and the builtin's
     usage line, never Python's own text (operand type lists, class names).
 
-    `host`: `name` is a function of the host program (`Interpreter.define`); an exception it raises
-    itself (a ValueError("bad value 7"), its own exception class) keeps its text: `name: bad value 7`.
+    An exception of a class defined outside Python's builtins (the library's GenerationError,
+    ModelError...) keeps its text: `name: <message>`, written for users. `host`: `name` is a
+    function of the host program (`Interpreter.define`): an exception it raises itself (a
+    ValueError("bad value 7")) keeps its text too: `name: bad value 7`.
     """
     from ._common import describe
 
-    if host and not isinstance(exc, PYTHON_LANGUAGE_ERRORS) and str(exc):
+    own_class = type(exc).__module__ != "builtins"  # GenerationError, a host's exception class...
+    if str(exc) and (own_class or host and not isinstance(exc, PYTHON_LANGUAGE_ERRORS)):
         return f"{name}: {exc}"
     if isinstance(exc, ZeroDivisionError):
         text = f"{name}: division by zero"
