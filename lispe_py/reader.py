@@ -152,7 +152,11 @@ def _get_parser():
                         return s[1:-1]
 
                     def symbol(self, items):
-                        return Symbol(str(items[0]))
+                        tok = items[0]
+                        if "\x00" in tok:  # binary data, not a name (a string may hold one)
+                            raise position_error("a NUL byte (\\0) outside a string", _tls.source,
+                                                 tok.line, tok.column + tok.index("\x00"))
+                        return Symbol(str(tok))
 
                 text = grammar_path().read_text(encoding="utf-8")
                 _parser = Lark(text, parser="lalr", transformer=_Build(), maybe_placeholders=False,
@@ -208,9 +212,6 @@ def _strip_shebang(text: str) -> str:
 def read(text: str, filename: str = "<string>") -> list[Any]:
     """Parse a whole source text into a list of top-level forms; raise LispEError on bad syntax."""
     source = Source(filename, text)
-    nul = text.find("\x00")
-    if nul >= 0:  # as in Python: a NUL byte means binary data, not source text
-        raise offset_error("the source contains a NUL byte (\\0)", source, text, nul)
     body = _strip_shebang(text)
     parser = _get_parser()
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken

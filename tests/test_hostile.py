@@ -113,12 +113,22 @@ def test_ten_megabyte_symbol_gives_a_short_message() -> None:
     assert len(info.value.format()) < 1024
 
 
-def test_nul_byte_is_an_error_at_its_position() -> None:
+def test_nul_byte_outside_a_string_is_an_error_at_its_position() -> None:
     with pytest.raises(LispEError) as info:
-        Interpreter().eval('(println 1)\n(setq x "a\x00b")', "nul.lisp")
+        Interpreter().eval('(println 1)\n(setq x "a\x00b")\n(setq ab\x00c 1)', "nul.lisp")
     exc = info.value
-    assert exc.message == "the source contains a NUL byte (\\0)"
-    assert (exc.filename, exc.line, exc.column) == ("nul.lisp", 2, 11)
+    assert exc.message == "a NUL byte (\\0) outside a string"
+    assert (exc.filename, exc.line, exc.column) == ("nul.lisp", 3, 9)
+    with pytest.raises(LispEError) as info:
+        Interpreter().eval("\x00")
+    assert (info.value.line, info.value.column) == (1, 1)
+
+
+def test_nul_byte_inside_a_string_is_data_and_its_printed_form_reads_back() -> None:
+    interp = Interpreter()
+    assert interp.eval('(size "a\x00b")') == 3
+    printed = interp.eval('(string (list "a\x00b"))')
+    assert interp.eval(f"(car '{printed})") == "a\x00b"
 
 
 def test_invalid_utf8_is_an_error_at_its_line_and_column(tmp_path: Path) -> None:
