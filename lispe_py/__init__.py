@@ -55,7 +55,6 @@ class Interpreter:
         from .runtime import Context, GlobalEnv, RuntimeState
 
         load_all()
-        _lift_int_digit_limit()
         allow_read, allow_write, allow_net = (_str_list(n, v) for n, v in (
             ("allow_read", allow_read), ("allow_write", allow_write), ("allow_net", allow_net)))
         self.sandbox = bool(sandbox or allow_read or allow_write or allow_net)
@@ -81,9 +80,12 @@ class Interpreter:
     # running code ----------------------------------------------------------------------------
 
     def eval(self, source: str, filename: str = "<string>") -> Any:
-        """Run LispE source text; return the value of its last form (VOID as None)."""
+        """Run LispE source text; return the value of its last form (VOID as None).
+
+        A `source` that is not a str raises TypeError; bad LispE raises LispEError."""
         from .runtime import run_with_big_stack
 
+        _check_source("eval", source)
         return _to_python(run_with_big_stack(lambda: self._run_text(source, filename), limits=self.limits()))
 
     def run_source(self, source: str, filename: str = "<string>") -> Any:
@@ -95,17 +97,23 @@ class Interpreter:
         """
         from .runtime import run_with_big_stack
 
+        _check_source("run_source", source)
         return run_with_big_stack(lambda: self._run_text(source, filename), limits=self.limits())
 
     def run_file(self, path: str) -> Any:
-        """Run a .lisp file (its folder becomes `_current` unless a script_dir was given)."""
+        """Run a .lisp file (its folder becomes `_current` unless a script_dir was given).
+
+        A file that cannot be read, or is not UTF-8 text, raises LispEError (invalid UTF-8 with the
+        line and column of the first bad byte)."""
+        from .reader import decode_source
         from .runtime import run_with_big_stack
 
         try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except OSError as exc:
             raise LispEError(f"cannot read {path}: {exc.strerror or exc}") from None
+        text = decode_source(data, os.fspath(path))
         if self.script_dir is None:
             self.script_dir = os.path.dirname(os.path.abspath(path))
             self.globals["_current"] = self._current()
@@ -276,13 +284,15 @@ class Interpreter:
 
     @staticmethod
     def _read_code(what: str, path: str, full: str) -> str:
+        """The text of a file of code; bytes that are not UTF-8 are an error at their line and column."""
+        from .reader import decode_source
+
         try:
-            with open(full, encoding="utf-8") as fh:
-                return fh.read()
-        except UnicodeDecodeError:
-            raise LispEError(f"{what}: '{path}' is not UTF-8 text") from None
+            with open(full, "rb") as fh:
+                data = fh.read()
         except OSError as exc:
             raise LispEError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+        return decode_source(data, path)
 
     def check_file_access(self, path: str | os.PathLike, write: bool = False) -> str:
         """The resolved absolute path if this interpreter may read (or write) `path`; else a LispEError.
@@ -350,11 +360,10 @@ class Interpreter:
         return Limits(self.max_seconds, self.max_memory)
 
 
-def _lift_int_digit_limit() -> None:
-    """Lisp integers have no size limit, so neither has printing or parsing them: lift Python's
-    int/str conversion limit (4,300 digits by default). It is a process-wide setting."""
-    if hasattr(sys, "set_int_max_str_digits"):  # Python 3.10.7 and later
-        sys.set_int_max_str_digits(0)
+def _check_source(method: str, source: Any) -> None:
+    if not isinstance(source, str):
+        raise TypeError(f"Interpreter.{method}() takes LispE source text (a str), "
+                        f"not {type(source).__name__}")
 
 
 def _str_list(what: str, values: Any) -> list[str]:

@@ -5,14 +5,18 @@
     lispe - | piped stdin     run the program read from stdin
     lispe                     the interactive REPL (on a terminal)
 
-Exit status: 0 success, 1 LispE error (message on stderr, earlier output kept), 2 usage error.
+Exit status: 0 success, 1 LispE error (message on stderr, earlier output kept), 2 usage error,
+130 after Ctrl-C (a second Ctrl-C as well), 141 when the reader of the output went away (a broken
+pipe: `lispe prog.lisp | head -1`, quietly, as a program killed by SIGPIPE), 1 with a one-line
+message when standard output is closed (`lispe prog.lisp >&-`) or cannot be written.
 Imports stay lazy: `lispe -e '(+ 1 2)'` must start fast and never imports torch.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 USAGE = """usage: lispe [options] [FILE | -e CODE | -] [ARGS...]
 
@@ -35,7 +39,8 @@ options:
   --version          print the version and exit
   -h, --help         show this help and exit
 
-Exit status: 0 on success, 1 on a LispE error (reported on stderr), 2 on a usage error.
+Exit status: 0 on success, 1 on a LispE error (reported on stderr), 2 on a usage error,
+130 after Ctrl-C, 141 when the output pipe is closed by its reader (as with SIGPIPE).
 """
 
 
@@ -127,21 +132,165 @@ def _positive_number(name: str, value: str) -> float:
 STOP_WAIT = 1.0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `lispe` console script; returns the exit status (130 after Ctrl-C)."""
+#: Exit status after a broken pipe on standard output: 128 + SIGPIPE, what a shell reports for a
+#: program SIGPIPE killed (`yes | head -1`).
+EXIT_BROKEN_PIPE = 141
+
+
+class OutputClosed(BaseException):
+    """Standard output cannot be written any more. A BaseException, not an Exception: the builtin
+    error wrapping, `catch` and `maybe` let it through, so the program stops at the failed write."""
+
+    def __init__(self, broken_pipe: bool, reason: str):
+        super().__init__(reason)
+        self.broken_pipe = broken_pipe
+        self.reason = reason
+
+
+class _GuardedOutput:
+    """sys.stdout while a program runs: a failed write or flush raises OutputClosed (Python leaves
+    sys.stdout as None when the process starts with descriptor 1 closed)."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def _fail(self, exc: BaseException | None) -> OutputClosed:
+        if isinstance(exc, BrokenPipeError):
+            return OutputClosed(True, "broken pipe")
+        if exc is None or isinstance(exc, ValueError) or getattr(exc, "errno", None) == errno.EBADF:
+            return OutputClosed(False, "standard output is closed")
+        return OutputClosed(False, f"cannot write to standard output: {exc.strerror or exc}")
+
+    def write(self, text: str) -> int:
+        if self._stream is None:
+            raise self._fail(None)
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError) as exc:
+            raise self._fail(exc) from None
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except (OSError, ValueError) as exc:
+            raise self._fail(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._stream is None:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+def _output_closed(exc: OutputClosed, stream: Any) -> int:
+    """Stop quietly after a broken pipe (status 141); one line on stderr otherwise (status 1).
+    Descriptor 1 then points at /dev/null, so the flush at exit cannot fail again (Python's
+    advice in its signal module notes on SIGPIPE)."""
+    if stream is not None:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+    if exc.broken_pipe:
+        return EXIT_BROKEN_PIPE
+    _error_line(f"lispe: {exc.reason}\n")
+    return 1
+
+
+def _error_line(text: str) -> None:
     try:
-        return _main(sys.argv[1:] if argv is None else argv)
-    except KeyboardInterrupt:  # Ctrl-C while starting up or running: no traceback
-        _interrupted()
+        if sys.stderr is not None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lispe` console script; returns the exit status (130 after Ctrl-C).
+
+    After the first Ctrl-C is handled, SIGINT is ignored: a second Ctrl-C (the first one may take a
+    moment to stop a long torch operation) must not end the process through Python's default
+    handling of an uncaught KeyboardInterrupt (killed by SIGINT, status -2) or print a traceback."""
+    stream = sys.stdout
+    try:
+        try:
+            return _main(sys.argv[1:] if argv is None else argv)
+        except KeyboardInterrupt:  # Ctrl-C while starting up or running: no traceback
+            _ignore_sigint()
+            _interrupted()
+            return 130
+        except OutputClosed as exc:
+            return _output_closed(exc, stream)
+    except KeyboardInterrupt:  # a further Ctrl-C while the first one was being reported
+        _ignore_sigint()
         return 130
+    finally:
+        if sys.stdout is not stream and isinstance(sys.stdout, _GuardedOutput):
+            sys.stdout = stream
+
+
+_sigint_state = {"count": 0, "reported": False}
+
+
+def _install_sigint_handler() -> Any:
+    """While a program runs: the first Ctrl-C raises KeyboardInterrupt (the program unwinds, status
+    130); a second one, while the first is still stopping a long operation, exits at once with 130.
+    Returns the previous handler (None when it could not be set: not the main thread)."""
+    import signal
+
+    _sigint_state.update(count=0, reported=False)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        _sigint_state["count"] += 1
+        if _sigint_state["count"] == 1:
+            raise KeyboardInterrupt
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except BaseException:  # a closed or broken output: nothing more to save
+            pass
+        if not _sigint_state["reported"]:
+            _error_line("Interrupted\n")
+        os._exit(130)
+
+    try:
+        return signal.signal(signal.SIGINT, on_sigint)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigint_handler(previous: Any) -> None:
+    import signal
+
+    if previous is None or _sigint_state["count"]:
+        return  # after a Ctrl-C, SIGINT stays ignored until the process ends
+    try:
+        signal.signal(signal.SIGINT, previous)
+    except (ValueError, OSError):
+        pass
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # not the main thread
+        pass
 
 
 def _interrupted() -> None:
+    _sigint_state["reported"] = True
     try:
         sys.stdout.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, OutputClosed):
         pass
-    sys.stderr.write("Interrupted\n")
+    _error_line("Interrupted\n")
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -188,6 +337,9 @@ def _main(argv: Sequence[str]) -> int:
     from .values import VOID
 
     show = opts["print_result"] or opts["code"] is not None
+    stream = sys.stdout
+    sys.stdout = _GuardedOutput(stream)
+    previous_handler = _install_sigint_handler()
     try:
         if opts["code"] is not None:
             value = run_with_big_stack(lambda: interp._run_text(opts["code"], "<command line>"),
@@ -202,18 +354,20 @@ def _main(argv: Sequence[str]) -> int:
         if show and value is not VOID:
             text = run_with_big_stack(lambda: to_string(value), stop_wait=STOP_WAIT, limits=limits)
             sys.stdout.write(text + "\n")
+        sys.stdout.flush()
     except LispEError as exc:
         sys.stdout.flush()
-        sys.stderr.write(exc.format() + "\n")
+        _error_line(exc.format() + "\n")
         return 1
     except KeyboardInterrupt:
+        _ignore_sigint()
         _interrupted()
         return 130
+    except OutputClosed as exc:
+        return _output_closed(exc, stream)
     finally:
-        try:
-            sys.stdout.flush()
-        except (BrokenPipeError, ValueError):
-            pass
+        sys.stdout = stream
+        _restore_sigint_handler(previous_handler)
     return 0
 
 
@@ -257,12 +411,14 @@ def _hard_limits(max_seconds: float | None, max_memory: float | None) -> str | N
 
 def _read(path: str) -> str:
     from .errors import LispEError
+    from .reader import decode_source
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LispEError(f"cannot read {path}: {exc}") from None
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise LispEError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return decode_source(data, path)  # invalid UTF-8: an error at its line and column
 
 
 def _repl(interp, vi_mode: bool) -> int:

@@ -648,7 +648,7 @@ class Compiler:
             return bad_arity
         ops = [self.operand(a, scope) for a in args]
         ns = _ns(CELL=cell, BFN=b.fn, CTX=self.ctx, SLOW=self._slow_call(name, pos, False),
-                 WRAP=self._wrap_builtin_error(b.name, pos))
+                 WRAP=self._wrap_builtin_error(b.name, pos, b.group == "user"))
         prefix = "CTX, " if b.ctx else ""
         if n > 4:
             ns["ARGS"] = [self.comp(a, scope, False) for a in args]
@@ -665,14 +665,15 @@ class Compiler:
                + "        try:\n"
                + f"            return {call}\n"
                + "        except BaseException as e:\n"
-               + "            raise WRAP(e)\n"
+               + f"            raise WRAP(e, {arglist})\n"
                + f"    return SLOW(CELL.v, {arglist})\n")
         return _instantiate(src, ns)
 
-    def _wrap_builtin_error(self, name: str, pos: Any) -> Callable[[BaseException], BaseException]:
+    def _wrap_builtin_error(self, name: str, pos: Any,
+                            host: bool = False) -> Callable[..., BaseException]:
         rt = self.rt
 
-        def wrap(e: BaseException) -> BaseException:
+        def wrap(e: BaseException, args: Any = None) -> BaseException:
             if isinstance(e, LispEError):
                 return err_at(e, pos)
             if isinstance(e, (Signal, KeyboardInterrupt, SystemExit, GeneratorExit)):
@@ -680,7 +681,7 @@ class Compiler:
             if isinstance(e, RecursionError):
                 return err_at(rt.overflow(), pos)
             if isinstance(e, Exception):
-                return err_at(wrap_exception(name, e), pos)
+                return err_at(wrap_exception(name, e, args, host), pos)
             return e
 
         return wrap

@@ -98,7 +98,9 @@ def _number(text: str) -> int | float:
         return int(text, 2)
     if "." in body or "e" in body or "E" in body:
         return float(text)
-    return int(text)
+    from .printer import str_to_int  # any number of digits, without the process-wide int/str limit
+
+    return str_to_int(text)
 
 
 _parser = None
@@ -154,6 +156,9 @@ def _get_parser():
 
                     def symbol(self, items):
                         tok = items[0]
+                        if "\x00" in tok:  # binary data, not a name (a string may hold one)
+                            raise position_error("a NUL byte (\\0) outside a string", _tls.source,
+                                                 tok.line, tok.column + tok.index("\x00"))
                         text = str(tok)
                         if text[0] == "#":
                             _check_hash(text, tok, _tls.source)
@@ -278,6 +283,26 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
         raise _unbalanced(body, source) from None
     finally:
         _tls.source = prev
+
+
+def offset_error(message: str, source: Source, text: str, offset: int) -> LispEError:
+    """A LispEError at character `offset` of `text` (line and column counted from 1)."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return position_error(message, source, line, column)
+
+
+def decode_source(data: bytes, filename: str) -> str:
+    """A source file's bytes as text (UTF-8, a leading BOM allowed); invalid UTF-8 is a LispEError
+    at the line and column of the first bad byte (the column counts the characters before it)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = data[:exc.start].decode("utf-8")
+        bad = data[exc.start:exc.start + 1].hex()
+        source = Source(filename, good + data[exc.start:].split(b"\n", 1)[0].decode("utf-8", "replace"))
+        raise offset_error(f"invalid UTF-8 (byte 0x{bad} at byte offset {exc.start})",
+                           source, good, len(good)) from None
 
 
 def _char_error(exc, body: str, source: Source) -> LispEError:

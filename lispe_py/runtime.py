@@ -340,15 +340,17 @@ def call_builtin(b: Builtin, args: list, ctx: "Context") -> Any:
     except RecursionError:
         raise ctx.rt.overflow() from None
     except Exception as exc:  # a builtin's Python error becomes a LispE error naming it
-        raise wrap_exception(b.name, exc) from None
+        raise wrap_exception(b.name, exc, args, b.group == "user") from None
 
 
-def wrap_exception(name: str, exc: BaseException) -> LispEError:
-    """The LispEError for a Python exception that escaped builtin `name`."""
-    if isinstance(exc, MemoryError):  # a --max-memory cap or a real shortage
-        return LispEError(f"{name}: out of memory")
-    text = str(exc) or type(exc).__name__
-    return LispEError(f"{name}: {text}")
+def wrap_exception(name: str, exc: BaseException, args: Any = None, host: bool = False) -> LispEError:
+    """The LispEError for a Python exception that escaped builtin `name` (called with `args`), in
+    LispE's words: the arguments' LispE types and the builtin's usage, not Python's message.
+    `host`: a function the host program gave (`Interpreter.define`): its own exceptions keep their
+    text (see `python_error_message`)."""
+    from .builtins.registry import python_error_message
+
+    return LispEError(python_error_message(name, exc, args, host))
 
 
 def call_python(name: str, fn: Callable[..., Any], args: list, ctx: "Context") -> Any:
@@ -360,7 +362,7 @@ def call_python(name: str, fn: Callable[..., Any], args: list, ctx: "Context") -
     except RecursionError:
         raise ctx.rt.overflow() from None
     except Exception as exc:
-        raise wrap_exception(name, exc) from None
+        raise wrap_exception(name, exc, args, True) from None
 
 
 _UNDERSCORE = Symbol("_")

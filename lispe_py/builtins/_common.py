@@ -29,12 +29,12 @@ def show_quoted(value: Any) -> str:
 
 def describe(value: Any) -> str:
     """`integer_ 3`, `string_ "abc"`: a value's type and a short printed form, for error messages."""
+    from ..printer import preview
+
     try:
-        text = show_quoted(value)
+        text = preview(value, 40)  # bounded work, whatever the value's size (or cycles)
     except Exception:  # a broken library printer must not hide the real error
         text = "?"
-    if len(text) > 40:
-        text = text[:37] + "..."
     return f"{type_name(value)} {text}"
 
 
@@ -99,16 +99,61 @@ def lisp_equal(a: Any, b: Any) -> bool:
         return a == b
     if isinstance(a, str) and isinstance(b, str):
         return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(lisp_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(lisp_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list) or isinstance(a, dict) and isinstance(b, dict):
+        return equal_structures(a, b, lisp_equal)
     if isinstance(a, Symbol) or isinstance(b, Symbol):
         return False
     try:
         return bool(a == b)
     except Exception:
         return False
+
+
+def _container_pairs(a: Any, b: Any) -> Iterable[tuple[Any, Any]] | None:
+    """The pairs of elements to compare in two lists (or two dictionaries), None if their sizes
+    (or keys) differ."""
+    if isinstance(a, list):
+        return zip(a, b) if len(a) == len(b) else None
+    if a.keys() != b.keys():
+        return None
+    return ((a[k], b[k]) for k in a)
+
+
+def equal_structures(a: Any, b: Any, leaf: Any) -> bool:
+    """Two lists (or two dictionaries) are equal element-wise: `leaf(x, y)` compares elements that
+    are not both lists or both dictionaries; those are compared here, without Python recursion.
+
+    Cyclic values compare as R7RS Scheme's `equal?` does: a pair of containers met again while
+    still being compared counts as equal (nothing seen so far tells them apart), so comparing a
+    list that contains itself ends, and deep nesting costs no Python stack."""
+    pairs = _container_pairs(a, b)
+    if pairs is None:
+        return False
+    stack = [iter(pairs)]
+    key = (id(a), id(b))
+    active = {key}
+    keys = [key]
+    while stack:
+        for x, y in stack[-1]:
+            if isinstance(x, list) and isinstance(y, list) or isinstance(x, dict) and isinstance(y, dict):
+                if x is y:
+                    continue
+                key = (id(x), id(y))
+                if key in active:
+                    continue
+                pairs = _container_pairs(x, y)
+                if pairs is None:
+                    return False
+                active.add(key)
+                keys.append(key)
+                stack.append(iter(pairs))
+                break
+            if not leaf(x, y):
+                return False
+        else:
+            stack.pop()
+            active.discard(keys.pop())
+    return True
 
 
 def _fits(cls: type, x: Any) -> bool:

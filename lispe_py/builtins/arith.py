@@ -9,6 +9,8 @@ The compiler inlines the int-int case of these operators and calls the `*2` func
 from __future__ import annotations
 
 import operator
+import re
+import threading
 from typing import Any, Callable
 
 from ..errors import LispEError
@@ -17,12 +19,9 @@ from .registry import builtin
 
 
 def _describe(x: Any) -> str:
-    from ..printer import repr_string
+    from ._common import describe
 
-    text = repr_string(x)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type_name(x)} {text}"
+    return describe(x)
 
 
 def _is_num(x: Any) -> bool:
@@ -45,26 +44,63 @@ def _typed_result(a: Any, b: Any, items: list) -> list:
     return list(items)
 
 
+_combining = threading.local()  # (id, id) pairs being combined element-wise, per thread
+
+
 def _elementwise(name: str, op: Callable[[Any, Any], Any], a: Any, b: Any) -> list:
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            raise LispEError(f"{name}: lists of different sizes ({len(a)} and {len(b)})")
-        items = [op(x, y) for x, y in zip(a, b)]
-    elif isinstance(a, list):
-        items = [op(x, b) for x in a]
-    else:
-        items = [op(a, y) for y in b]
+    active = getattr(_combining, "ids", None)
+    if active is None:
+        active = _combining.ids = set()
+    key = (id(a), id(b))  # met again inside itself: a list that contains itself
+    if key in active:
+        raise LispEError(f"{name}: a list that contains itself (a cycle) cannot be combined element-wise")
+    active.add(key)
+    try:
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                raise LispEError(f"{name}: lists of different sizes ({len(a)} and {len(b)})")
+            items = [op(x, y) for x, y in zip(a, b)]
+        elif isinstance(a, list):
+            items = [op(x, b) for x in a]
+        else:
+            items = [op(a, y) for y in b]
+    finally:
+        active.discard(key)
     return _typed_result(a, b, items)
+
+
+def _library_op(name: str, pyop: Callable[[Any, Any], Any], v: Any, a: Any, b: Any) -> Any:
+    """`pyop(a, b)` where `v` (a or b) is a library value (a tensor...): the value's own Python
+    operator, after its `lisp_operand_check(name, a, b)` hook if it has one; a failure is a LispE
+    error naming the operator and the operands' LispE types, never Python's message."""
+    check = getattr(v, "lisp_operand_check", None)
+    if check is not None:
+        check(name, a, b)
+    try:
+        return pyop(a, b)
+    except LispEError:
+        raise
+    except RuntimeError as exc:  # e.g. torch's shape mismatch: its message is the useful part
+        from ._common import describe
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if first.startswith("ZeroDivisionError"):
+            raise LispEError(f"{name}: division by zero") from None
+        if re.match(r"[A-Z]\w*(Error|Exception)\b", first):  # a Python exception's name: no help
+            first = ""
+        raise LispEError(f"{name}: cannot apply to {describe(a)} and {describe(b)}"
+                         + (f": {first}" if first else "")) from None
+    except Exception as exc:
+        from .registry import python_error_message
+
+        raise LispEError(python_error_message(name, exc, (a, b))) from None
 
 
 def _fallback(name: str, pyop: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
     """Library values (tensors...) use their own Python operators."""
     for v in (a, b):
         if not (_is_num(v) or isinstance(v, (str, list, dict)) or v is None or v is True or v is False):
-            try:
-                return pyop(a, b)
-            except (TypeError, ValueError, RuntimeError) as exc:
-                raise LispEError(f"{name}: {exc}") from None
+            return _library_op(name, pyop, v, a, b)
     bad = b if _is_num(a) else a
     raise LispEError(f"{name}: expected numbers, got {_describe(bad)}")
 
@@ -197,10 +233,7 @@ def _cmp_values(name: str, pyop: Callable[[Any, Any], bool], a: Any, b: Any) -> 
             raise LispEError(f"{name}: cannot compare {_describe(a)} with {_describe(b)}") from None
     for v in (a, b):
         if not (_is_num(v) or isinstance(v, (str, list, dict)) or v is None or v is True or v is False):
-            try:
-                return pyop(a, b)  # a tensor comparison gives a tensor
-            except (TypeError, RuntimeError) as exc:
-                raise LispEError(f"{name}: {exc}") from None
+            return _library_op(name, pyop, v, a, b)  # a tensor comparison gives a tensor
     raise LispEError(f"{name}: cannot compare {_describe(a)} with {_describe(b)}")
 
 
@@ -238,10 +271,10 @@ def equal_values(a: Any, b: Any) -> bool:
         return b is None or b is False or (isinstance(b, list) and not b)
     if b is None or b is False:
         return isinstance(a, list) and not a
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(equal_values(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(equal_values(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list) or isinstance(a, dict) and isinstance(b, dict):
+        from ._common import equal_structures  # iterative; ends on cyclic values
+
+        return equal_structures(a, b, equal_values)
     if (a is True) != (b is True):
         return False
     try:

@@ -20,6 +20,7 @@ from ..values import Integers, Strings, truthy
 from ._common import (check_size, describe, expect_int, expect_list, expect_number, expect_str, fail,
                       is_number, lisp_equal, like, show, show_quoted, typed_from)
 from .registry import builtin
+from .numbers import interp_random
 from .sets import Heap, LispSet
 
 G = "lists"
@@ -334,24 +335,16 @@ def convert_in_base(value: Any, base: Any, convert_from: Any = None) -> Any:
 
 # ---------------------------------------------------------------- random draws
 
-def generator() -> Any:
-    """The random generator the `random` builtin draws from; random_choice and shuffle use it too,
-    so that (random_seed n) makes all three repeatable."""
-    from . import numbers
-
-    return numbers._random
-
-
-@builtin("shuffle", group="numbers")
-def shuffle(lst: Any) -> list:
+@builtin("shuffle", group="numbers", ctx=True)
+def shuffle(ctx: Any, lst: Any) -> list:
     """(shuffle '(1 2 3 4)) returns a copy of a list with its elements in a random order."""
     items = list(expect_list("shuffle", lst))
-    generator().shuffle(items)
+    interp_random(ctx).shuffle(items)
     return like(lst, items)
 
 
-@builtin("random_choice", group="numbers", min_args=2, max_args=3)
-def random_choice(nb: Any, lst: Any, initial: Any = None) -> list:
+@builtin("random_choice", group="numbers", min_args=2, max_args=3, ctx=True)
+def random_choice(ctx: Any, nb: Any, lst: Any, initial: Any = None) -> list:
     """(random_choice 3 '(a b c d)) draws n elements of a list at random (with repetition).
 
     LispE's optional third argument (a weight for the first elements) is refused.
@@ -365,7 +358,7 @@ def random_choice(nb: Any, lst: Any, initial: Any = None) -> list:
     if not items:
         raise LispEError("random_choice: the list is empty")
     check_size("random_choice", k)
-    g = generator()
+    g = interp_random(ctx)
     return typed_from([items[int(g.random() * len(items)) % len(items)] for _ in range(k)])
 
 

@@ -522,14 +522,21 @@ def flatten(x: Any) -> list:
     expect_list("flatten", x)
     out: list = []
     stack = [iter(x)]
+    path = [id(x)]  # the lists being flattened (their ids): one met again inside itself is a cycle
+    active = {id(x)}
     while stack:
         for item in stack[-1]:
             if isinstance(item, list):
+                if id(item) in active:
+                    raise LispEError("flatten: the list contains itself (a cycle): it has no flat form")
                 stack.append(iter(item))
+                path.append(id(item))
+                active.add(id(item))
                 break
             out.append(item)
         else:
             stack.pop()
+            active.discard(path.pop())
     return typed_from(out) if type(x) in TYPED_LISTS else out
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import random as _random
+import threading
 from typing import Any, Callable
 
 from ..errors import LispEError
+from ..printer import str_to_int
 from ..values import Float, Floats, Integers, Numbers, TYPED_LISTS
 from ._common import (describe, expect_int, expect_number, is_int, is_number, lisp_equal, show,
                       show_quoted)
@@ -20,17 +22,31 @@ from .registry import builtin
 G = "numbers"
 
 
+_combining = threading.local()  # (id, id) pairs being combined element-wise, per thread
+
+
 def _elementwise(name: str, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
     """Apply a binary numeric op to numbers, or element-wise to lists (list/list or list/scalar)."""
     if isinstance(a, list) or isinstance(b, list):
-        if isinstance(a, list) and isinstance(b, list):
-            if len(a) != len(b):
-                raise LispEError(f"{name}: the lists must have the same size")
-            items = [_elementwise(name, op, x, y) for x, y in zip(a, b)]
-        elif isinstance(a, list):
-            items = [_elementwise(name, op, x, b) for x in a]
-        else:
-            items = [_elementwise(name, op, a, y) for y in b]
+        active = getattr(_combining, "ids", None)
+        if active is None:
+            active = _combining.ids = set()
+        key = (id(a), id(b))  # met again inside itself: a list that contains itself
+        if key in active:
+            raise LispEError(f"{name}: a list that contains itself (a cycle) cannot be combined "
+                             f"element-wise")
+        active.add(key)
+        try:
+            if isinstance(a, list) and isinstance(b, list):
+                if len(a) != len(b):
+                    raise LispEError(f"{name}: the lists must have the same size")
+                items = [_elementwise(name, op, x, y) for x, y in zip(a, b)]
+            elif isinstance(a, list):
+                items = [_elementwise(name, op, x, b) for x in a]
+            else:
+                items = [_elementwise(name, op, a, y) for y in b]
+        finally:
+            active.discard(key)
         src = a if isinstance(a, list) else b
         if type(src) in TYPED_LISTS:
             if all(is_int(x) for x in items) and type(src) is Integers:
@@ -190,7 +206,7 @@ def _parse_number(name: str, s: str) -> int | float:
         low = text.lower().lstrip("+-")
         if low.startswith(("0x", "0b", "0o")):
             return int(text, 0)
-        return int(text)
+        return str_to_int(text)
     except ValueError:
         pass
     try:
@@ -223,17 +239,28 @@ def number(x: Any) -> float:
     return float(expect_number("number", x))
 
 
-@builtin("random", group=G, min_args=0, max_args=1)
-def random(limit: Any = 1.0) -> float:
+def interp_random(ctx: Any) -> _random.Random:
+    """The random generator of the interpreter running `ctx` (every builtin that draws random
+    numbers uses it): each `Interpreter` has its own, so seeding one never changes another's stream
+    and the host program's `random` module is left alone."""
+    interp = ctx.interp
+    gen = interp.__dict__.get("_random_generator")
+    if gen is None:
+        gen = interp.__dict__.setdefault("_random_generator", _random.Random())
+    return gen
+
+
+@builtin("random", group=G, min_args=0, max_args=1, ctx=True)
+def random(ctx: Any, limit: Any = 1.0) -> float:
     """(random 10) returns a random float between 0 (included) and a limit (excluded, default 1)."""
     v = expect_number("random", limit)
-    return _random.random() * v
+    return interp_random(ctx).random() * v
 
 
-@builtin("random_seed", group=G)
-def random_seed(seed: Any) -> Any:
-    """(random_seed 42) seeds the random generator, so later (random) calls repeat; returns true."""
-    _random.seed(expect_int("random_seed", seed))
+@builtin("random_seed", group=G, ctx=True)
+def random_seed(ctx: Any, seed: Any) -> Any:
+    """(random_seed 42) seeds this interpreter's random generator, so later (random) calls repeat; returns true."""
+    interp_random(ctx).seed(expect_int("random_seed", seed))
     return True
 
 

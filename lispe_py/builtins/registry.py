@@ -85,6 +85,51 @@ def builtin(name: str, *aliases: str, group: str = "misc", min_args: int | None 
     return register
 
 
+#: Exceptions that come from Python itself (a wrong type, a missing attribute...), never from a
+#: host function's own message: always worded in LispE terms.
+PYTHON_LANGUAGE_ERRORS = (TypeError, AttributeError, NameError, LookupError, ArithmeticError,
+                          MemoryError, UnicodeError, AssertionError, SystemError, RecursionError)
+
+
+def python_error_message(name: str, exc: BaseException, args: Any = None, host: bool = False) -> str:
+    """The LispE wording for a Python exception that escaped builtin `name` called with `args`:
+    what went wrong in LispE terms, the LispE types and values of the arguments and the builtin's
+    usage line, never Python's own text (operand type lists, class names).
+
+    An exception of a class defined outside Python's builtins (the library's GenerationError,
+    ModelError...) keeps its text: `name: <message>`, written for users. `host`: `name` is a
+    function of the host program (`Interpreter.define`): an exception it raises itself (a
+    ValueError("bad value 7")) keeps its text too: `name: bad value 7`.
+    """
+    from ._common import describe
+
+    own_class = type(exc).__module__ != "builtins"  # GenerationError, a host's exception class...
+    if str(exc) and (own_class or host and not isinstance(exc, PYTHON_LANGUAGE_ERRORS)):
+        return f"{name}: {exc}"
+    if isinstance(exc, ZeroDivisionError):
+        text = f"{name}: division by zero"
+    elif isinstance(exc, MemoryError):
+        text = f"{name}: out of memory"
+    else:
+        what = "number out of range with" if isinstance(exc, OverflowError) else "cannot apply to"
+        if args is None:
+            text = f"{name}: {what} these arguments"
+        else:
+            args = list(args)
+            shown = [describe(a) for a in args[:4]] + (["..."] if len(args) > 4 else [])
+            if not shown:
+                listed = "no arguments"
+            elif len(shown) == 1:
+                listed = shown[0]
+            else:
+                listed = ", ".join(shown[:-1]) + " and " + shown[-1]
+            text = f"{name}: {what} {listed}"
+    entry = REGISTRY.get(name)
+    if entry is not None and entry.usage:
+        text += f" (usage: {entry.usage})"
+    return text
+
+
 def lookup(name: str, libraries: set[str] | frozenset[str] = frozenset()) -> Builtin | None:
     """The builtin called `name` if its library (if any) is among the loaded `libraries`."""
     entry = REGISTRY.get(name)

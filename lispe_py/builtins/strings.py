@@ -10,7 +10,7 @@ import unicodedata
 from typing import Any
 
 from ..errors import LispEError
-from ..values import Strings, Symbol
+from ..values import Strings, Symbol, type_name
 from ._common import check_size, expect_int, expect_list, expect_str, fail, lisp_equal, show
 from .registry import builtin
 
@@ -288,26 +288,58 @@ _str_pred("punctuationp",
 
 # ---------------------------------------------------------------- JSON (LispE's string module)
 
-def _to_json_value(name: str, v: Any) -> Any:
+def _to_json_value(name: str, v: Any, active: set[int] | None = None,
+                   big: dict[str, str] | None = None) -> Any:
+    """The Python value `json.dumps` writes for `v`. `active`: ids of the lists and dictionaries
+    being converted (a value that contains itself has no JSON form). `big`: integers longer than
+    Python's int/str digit limit are written through a marker string replaced afterwards."""
     import math as _math
 
     from ..values import VOID
 
+    if active is None:
+        active = set()
     if v is None or v is VOID or v is False:
         return None
-    if v is True or isinstance(v, (int, str)):
+    if v is True or isinstance(v, str):
         return v
+    if isinstance(v, int):
+        try:
+            str(v)
+        except ValueError:  # more digits than sys.get_int_max_str_digits(): see printer.int_to_str
+            from ..printer import int_to_str
+
+            if big is None:
+                raise
+            marker = f"\x00{id(big)}:{len(big)}\x00"
+            big[_json_mod().dumps(marker)] = int_to_str(v)
+            return marker
+        return int(v)
     if isinstance(v, float):
         if _math.isnan(v) or _math.isinf(v):
             raise LispEError(f"{name}: {show(v)} has no JSON form")
         return float(v)
     if isinstance(v, Symbol):
         return v.name
-    if isinstance(v, list):
-        return [_to_json_value(name, x) for x in v]
-    if isinstance(v, dict):
-        return {(k if isinstance(k, str) else show(k)): _to_json_value(name, x) for k, x in v.items()}
+    if isinstance(v, (list, dict)):
+        key = id(v)
+        if key in active:
+            raise LispEError(f"{name}: a {type_name(v)[:-1]} that contains itself (a cycle) has no JSON form")
+        active.add(key)
+        try:
+            if isinstance(v, list):
+                return [_to_json_value(name, x, active, big) for x in v]
+            return {(k if isinstance(k, str) else show(k)): _to_json_value(name, x, active, big)
+                    for k, x in v.items()}
+        finally:
+            active.discard(key)
     raise fail(name, "lists, dictionaries, strings, numbers, true or nil", v)
+
+
+def _json_mod() -> Any:
+    import json as _json
+
+    return _json
 
 
 def _from_json_value(v: Any) -> Any:
@@ -324,7 +356,9 @@ def _parse_json(name: str, text: str) -> Any:
     import json as _json
 
     try:
-        return _from_json_value(_json.loads(text))
+        from ..printer import str_to_int
+
+        return _from_json_value(_json.loads(text, parse_int=str_to_int))
     except ValueError as exc:
         msg = exc.msg if hasattr(exc, "msg") else str(exc)
         where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
@@ -336,7 +370,11 @@ def json(value: Any) -> str:
     """(json {"a":(1 2)}) returns the JSON text of a value: {"a": [1, 2]} (nil is null)."""
     import json as _json
 
-    return _json.dumps(_to_json_value("json", value), ensure_ascii=False)
+    big: dict[str, str] = {}
+    text = _json.dumps(_to_json_value("json", value, None, big), ensure_ascii=False)
+    for marker, digits in big.items():
+        text = text.replace(marker, digits)
+    return text
 
 
 @builtin("json_parse", group=G)

@@ -45,6 +45,10 @@ FUNCTION_KEYS = ("callback", "logits_processor", "stop_when", "on_step")
 FUNCTION_LIST_KEYS = ("logits_processor", "stop_when", "on_step")
 
 
+#: The range of a 64-bit tensor element (torch.long).
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 # ------------------------------------------------------------------------------------ errors
 def arg_error(fname: str, arg: str, what: str, value: Any) -> LispEError:
     """`fname: argument 'arg': expected what, got <type> <value>`."""
@@ -217,6 +221,8 @@ def _nested(fname: str, arg: str, value: Any) -> tuple[list, bool]:
         if isinstance(v, bool) or v is None:
             raise arg_error(fname, arg, "numbers or lists of numbers", v)
         if isinstance(v, int):
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                raise arg_error(fname, arg, "integers that fit 64 bits (-2^63 to 2^63-1)", v)
             return int(v)
         if isinstance(v, float):
             has_float = True
@@ -255,6 +261,8 @@ def to_tensor(fname: str, arg: str, value: Any, dtype: torch.dtype | None = None
     if isinstance(value, torch.Tensor):
         return value if dtype is None else value.to(dtype)
     if is_real(value):
+        if is_int(value) and not _INT64_MIN <= value <= _INT64_MAX:
+            raise arg_error(fname, arg, "an integer that fits 64 bits (-2^63 to 2^63-1)", value)
         return torch.tensor(value, dtype=dtype or (torch.long if is_int(value) else torch.float32))
     if not isinstance(value, list):
         raise arg_error(fname, arg, "numbers, a list of numbers, a matrix or a tensor", value)
@@ -567,6 +575,19 @@ def _tensor_size(self: torch.Tensor) -> int:
     return int(self.shape[0]) if self.dim() else 1
 
 
+def _tensor_operand_check(self: torch.Tensor, name: str, a: Any, b: Any) -> None:
+    """Arithmetic and comparison between a tensor and a Lisp integer: the integer must fit a 64-bit
+    tensor element (-2^63 .. 2^63-1); torch would wrap 2^63 around to -2^63 without a word, and
+    refuse larger ones with a Python OverflowError."""
+    for x in (a, b):
+        if is_int(x) and not _INT64_MIN <= x <= _INT64_MAX:
+            from ..errors import shorten
+            from ..printer import int_to_str
+
+            raise LispEError(f"{name}: the integer {shorten(int_to_str(x), 60)} does not fit a tensor element "
+                             f"(64-bit integers: {_INT64_MIN} to {_INT64_MAX})")
+
+
 def register() -> None:
     """Declare the library's types to the printer and `(type x)`; give tensors `@` and `size`."""
     register_type(torch.Tensor, "tensor_", tensor_repr)
@@ -576,3 +597,5 @@ def register() -> None:
     # `@` and `size` look for these hooks on library values (lispe_py/builtins/lists.py).
     torch.Tensor.lisp_at = _tensor_at
     torch.Tensor.lisp_size = _tensor_size
+    # `+ - * / %` and comparisons call it before a tensor's operator (lispe_py/builtins/arith.py).
+    torch.Tensor.lisp_operand_check = _tensor_operand_check

@@ -1,0 +1,28 @@
+; Values that contain themselves: printed with *print-circle* labels, compared like R7RS equal?,
+; refused by flatten and json.
+(setq c (list 1 2))
+(push c c)
+(println c)
+(println (string c))
+(println (size c) (car c) (type c))
+(setq c2 (list 1 2))
+(push c2 c2)
+(println (= c c2) (eq c c2) (!= c c2))
+(setq c3 (list 1 3))
+(push c3 c3)
+(println (= c c3) (!= c c3))
+; shared but acyclic structure prints in full
+(setq e (list 1))
+(println (list e e))
+; a cycle through two lists: the outer one is labelled
+(setq a (list "a"))
+(setq b (list "b" a))
+(push a b)
+(println a)
+(println (list a a))
+(setq d {"k":1})
+(set@ d "me" d)
+(println d)
+(println (maybe (flatten c) "flatten refused"))
+(println (maybe (json d) "json refused"))
+(json c)
