@@ -735,9 +735,15 @@ def _update(op: Any, name: str, verb: str) -> Any:
 
         def upd(f: list) -> Any:
             try:
-                v = op(read(f), value(f))
+                cur = read(f)
+                v = op(cur, value(f))
             except LispEError as exc:
                 raise err_at(exc, pos)
+            if isinstance(cur, list) and type(v) is type(cur) and v is not cur:
+                # as LispE, (-= l 1) on a list changes that list in place: every variable
+                # sharing it (a caller's argument) sees the change
+                cur[:] = v
+                v = cur
             setv(f, v)
             return v
         return upd
