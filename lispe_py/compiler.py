@@ -29,6 +29,10 @@ Node = Callable[[list], Any]
 
 S = Symbol
 _QUOTE, _DOLLAR, _UNDERSCORE, _INTO = S("quote"), S("$"), S("_"), S("into")
+# builtins taking a partial call '(op v) whose atoms name variables (see _partial_with_locals)
+_PARTIAL_TAKERS = frozenset(("map", "mapcar", "maplist", "↑↑", "¨", "filter", "filterlist", "takelist",
+                             "droplist", "filtercar", "takecar", "dropcar", "takewhile", "dropwhile"))
+_LAMBDA_WORDS = frozenset(("lambda", "λ", "\\", "defun"))
 _NIL_SYMBOLS = {"nil": None, "false": None, "_": None, "true": True}
 
 
@@ -535,6 +539,8 @@ class Compiler:
         pos = self.pos
         name = head.name if head.__class__ is Symbol and head_node is None else None
         ns = _ns(RT=self.rt, OVER=self._overflow(pos), SLOW=self._slow_call(name, pos, tail))
+        if name in _PARTIAL_TAKERS and scope.function_scope() is not None:
+            args = [self._partial_with_locals(a, scope) for a in args]
         n = len(args)
         if name is not None and self.resolve(name, scope) is None:
             cell = self.globals.cell(name)
@@ -581,6 +587,21 @@ class Compiler:
                + run
                + f"    return SLOW(fn, {arglist})\n")
         return _instantiate(src, ns)
+
+    def _partial_with_locals(self, arg: Any, scope: Scope) -> Any:
+        """'(< v) given to filter/map... inside a function, where v is a local variable: LispE
+        evaluates the atoms of a partial call where it runs, so it becomes (list '< v); a quoted
+        list naming no local stays the constant it was."""
+        if not (isinstance(arg, list) and len(arg) == 2 and arg[0] is _QUOTE):
+            return arg
+        lst = arg[1]
+        if not (isinstance(lst, list) and lst) or (lst[0].__class__ is Symbol and lst[0].name in _LAMBDA_WORDS):
+            return arg
+        if not any(x.__class__ is Symbol and x is not _UNDERSCORE and self.resolve(x.name, scope) is not None
+                   for x in lst):
+            return arg
+        return [S("list")] + [x if x.__class__ is Symbol and x is not _UNDERSCORE
+                              and self.resolve(x.name, scope) is not None else [_QUOTE, x] for x in lst]
 
     def _overflow(self, pos: Any) -> Callable[[], LispEError]:
         rt = self.rt

@@ -336,8 +336,31 @@ def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
 @special("for")
 def _for(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
-    """(for x '(1 2 3) (println x)) runs the body with x bound to each element in turn, like loop."""
-    return _loop(c, form, scope, tail)
+    """(for x '(1 2 3 4) (* x x)) binds x to each element in turn and returns the list of the
+    body's values: (1 4 9 16).
+
+    As LispE's for (composing.cxx), which builds a list, unlike loop; (break) stops it and the
+    values so far are returned.
+    """
+    _need(c, form, 2)
+    var = form[1]
+    if not isinstance(var, Symbol):
+        raise _fail(c, "for: the loop variable must be a symbol")
+    seq = c.comp(form[2], scope, False)
+    setv = c.setter(var.name, scope)
+    body = c.comp_body(form[3:], scope, False)
+    pos = c.pos
+
+    def for_(f: list) -> Any:
+        out = []
+        try:
+            for x in _iterable(pos, seq(f), "for"):
+                setv(f, x)
+                out.append(body(f))
+        except BreakSignal:
+            pass
+        return out
+    return for_
 
 
 def _count(pos: Any, v: Any, what: str) -> int:
@@ -735,9 +758,15 @@ def _update(op: Any, name: str, verb: str) -> Any:
 
         def upd(f: list) -> Any:
             try:
-                v = op(read(f), value(f))
+                cur = read(f)
+                v = op(cur, value(f))
             except LispEError as exc:
                 raise err_at(exc, pos)
+            if isinstance(cur, list) and type(v) is type(cur) and v is not cur:
+                # as LispE, (-= l 1) on a list changes that list in place: every variable
+                # sharing it (a caller's argument) sees the change
+                cur[:] = v
+                v = cur
             setv(f, v)
             return v
         return upd

@@ -281,7 +281,9 @@ class PatternSet:
             if n in ("nil", "false"):
                 return lambda v, out, env: v is None or v is False or (isinstance(v, list) and not v)
             if n == "true":
-                return lambda v, out, env: v is True
+                # true is an atom in LispE: as a parameter it unifies with any argument
+                # (Atome::unify records it), so (defpat f (true) ...) is a catch-all clause
+                return lambda v, out, env: True
             return self._var(n)
         if isinstance(p, DictForm):
             return self._dict(p)

@@ -43,12 +43,23 @@ def _is_lambda_list(fn: Any) -> bool:
     return isinstance(fn, list) and bool(fn) and isinstance(fn[0], Symbol) and fn[0].name in _LAMBDA_HEADS
 
 
+def _variable_value(ctx: Any, item: Any) -> Any:
+    """A symbol of a partial call that names a variable holding an operator stands for it, as
+    LispE evaluates the atoms of '(10 a) after (setq a '<=); anything else is kept as written."""
+    if isinstance(item, Symbol) and item.name not in OPERATORS:
+        cell = ctx.globals.cells.get(item.name)
+        if cell is not None and op_name(cell.v) in OPERATORS:
+            return cell.v
+    return item
+
+
 def composed(ctx: Any, fn: Any, *, action: bool) -> Callable[[Any], Any]:
     """The one-argument function a composed builtin applies: `action` for map/for (operators
     double the element), not for the filtering ones (filter, takewhile, dropwhile)."""
     if isinstance(fn, list) and fn and not _is_lambda_list(fn):
         if len(fn) == 2 and _UNDERSCORE not in fn:
             kinds = OPERATORS if action else COMPARATORS
+            fn = [_variable_value(ctx, fn[0]), _variable_value(ctx, fn[1])]
             first, second = op_name(fn[0]), op_name(fn[1])
             if first in kinds:
                 return lambda x: ctx.apply(fn, [x])  # (op x v): the element first

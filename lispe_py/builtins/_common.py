@@ -216,7 +216,10 @@ def check_size(name: str, n: float) -> None:
 
 
 def to_index(name: str, idx: Any, size: int, *, allow_end: bool = False) -> int:
-    """A list/string position: negative counts from the end; out of range is an error."""
+    """A list/string position: negative counts from the end; out of range is an error. A float
+    position is truncated, as LispE's checkInteger does: (@ l (/ 5 2)) reads position 2."""
+    if isinstance(idx, float) and math.isfinite(idx):
+        idx = int(idx)
     i = expect_int(name, idx, "an integer index")
     if i < 0:
         i += size

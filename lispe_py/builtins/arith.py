@@ -173,22 +173,31 @@ def _fold(name: str, op: Callable[[Any, Any], Any], args: tuple) -> Any:
     return acc
 
 
+def _reducible(a: Any) -> bool:
+    """One list argument of + - * / whose elements are numbers or lists: LispE reduces it with the
+    operator, (- '(10 2 3)) is 5 and (+ '((1 2) (3 4))) adds the rows element-wise: (4 6)."""
+    return isinstance(a, list) and bool(a) and all(_is_num(x) or isinstance(x, list) for x in a)
+
+
 @builtin("+", group="numbers", min_args=1)
 def plus(*args: Any) -> Any:
     """(+ 1 2 3) adds numbers (promoting to float), concatenates when the first is a string,
     and works element-wise on lists: (+ (integers 1 2) (integers 3 4)) gives (4 6)."""
     if len(args) == 1:
         a = args[0]
-        if isinstance(a, list) and a and all(_is_num(x) for x in a):
-            return sum(a)  # LispE: (+ '(1 2 3)) sums a list
+        if _reducible(a):
+            return _fold("+", add2, a)  # LispE: (+ '(1 2 3)) sums a list, (+ m) adds its rows
         return a
     return _fold("+", add2, args)
 
 
 @builtin("-", group="numbers", min_args=1)
 def minus(*args: Any) -> Any:
-    """(- 10 2 3) subtracts left to right; (- 5) negates."""
+    """(- 10 2 3) subtracts left to right; (- 5) negates; (- '(10 2 3)) reduces a list: 5."""
     if len(args) == 1:
+        a = args[0]
+        if _reducible(a):
+            return _fold("-", sub2, a)  # LispE: one list argument is reduced, as for +
         return sub2(0, args[0]) if _is_num(args[0]) else _fallback("-", operator.sub, 0, args[0])
     return _fold("-", sub2, args)
 
@@ -198,19 +207,20 @@ def times(*args: Any) -> Any:
     """(* 2 3 4) multiplies; element-wise on lists."""
     if len(args) == 1:
         a = args[0]
-        if isinstance(a, list) and a and all(_is_num(x) for x in a):
-            acc = 1
-            for x in a:
-                acc *= x
-            return acc
+        if _reducible(a):
+            return _fold("*", mul2, a)
         return a
     return _fold("*", mul2, args)
 
 
 @builtin("/", group="numbers", min_args=1)
 def divide(*args: Any) -> Any:
-    """(/ 10 4) divides: 2.5; (/ 10 5) is the int 2; (/ 1 0) is an error."""
+    """(/ 10 4) divides: 2.5; (/ 10 5) is the int 2; (/ 1 0) is an error; (/ '(20 2 5)) reduces
+    a list: 2."""
     if len(args) == 1:
+        a = args[0]
+        if _reducible(a):
+            return _fold("/", div2, a)  # LispE: one list argument is reduced, as for +
         return div2(1, args[0])
     return _fold("/", div2, args)
 

@@ -899,6 +899,18 @@ def _elements(name: str, x: Any) -> list:
     raise fail(name, "a list", x)
 
 
+def _until_break(f: Any, src: Any):
+    """Yield (x, f(x)) for each element until the function runs `(break)`: as LispE's maplist and
+    filterlist, a break in the function ends the walk there (it leaves no enclosing loop)."""
+    from ..runtime import BreakSignal
+    for x in src:
+        try:
+            y = f(x)
+        except BreakSignal:
+            return
+        yield x, y
+
+
 def _keep_type(flag: Any) -> bool:
     return truthy(flag)
 
@@ -925,7 +937,7 @@ def mapcar(ctx: Any, fn: Any, lst: Any) -> list:
     A partial call gets the element at its `_` slot or at its end: '(- 10) computes (- 10 x).
     """
     f = slotted(ctx, fn)
-    return typed_from([f(x) for x in _elements("mapcar", lst)])
+    return typed_from([y for _, y in _until_break(f, _elements("mapcar", lst))])
 
 
 @builtin("maplist", "↑↑", "¨", group=G, ctx=True, min_args=2, max_args=3)
@@ -937,7 +949,7 @@ def maplist(ctx: Any, fn: Any, lst: Any, keep_type: Any = True) -> list:
     argument nil the result is always a plain list.
     """
     f = slotted(ctx, fn)
-    out = [f(x) for x in _elements("maplist", lst)]
+    out = [y for _, y in _until_break(f, _elements("maplist", lst))]
     return typed_from(out) if _keep_type(keep_type) else out
 
 
@@ -959,10 +971,12 @@ def _listwise(name: str, ctx: Any, pred: Any, lst: Any, keep_type: Any, mode: st
     f = slotted(ctx, pred)
     src = _elements(name, lst)
     if mode == "filter":
-        out = [x for x in src if truthy(f(x))]
+        out = [x for x, y in _until_break(f, src) if truthy(y)]
     else:
         i = 0
-        while i < len(src) and truthy(f(src[i])):
+        for _, y in _until_break(f, src):
+            if not truthy(y):
+                break
             i += 1
         out = src[:i] if mode == "take" else src[i:]
     if isinstance(lst, str):

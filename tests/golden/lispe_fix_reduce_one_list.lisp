@@ -1,0 +1,6 @@
+; + - * / given one list reduce it with the operator (a list of rows is added row by row)
+(println (- '(4605 908)) (- (integers 10 2 3)) (* '(1 2 3 4)) (/ '(100 5 2)))
+(setq grid (list (integers 1 2 3) (integers 4 5 6)))
+(println (+ grid) (+ (+ grid)))
+(println (- (flip (minmax '(7 3 9 4)))))
+(println (- 5) (+ 7))
