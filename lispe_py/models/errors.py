@@ -27,3 +27,20 @@ def check_regular_file(path, what: str = "model file") -> None:
             else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
             else "not a regular file")
     raise ModelError(f"{what} {str(path)!r} is {kind}, not a regular file")
+
+
+def read_json_object(path, what: str = "model file") -> dict:
+    """A JSON object read from a regular file; a ModelError naming the file and what is wrong otherwise."""
+    import json
+
+    check_regular_file(path, what)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ModelError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{str(path)!r} is not valid JSON (truncated or damaged?): {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    return data

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 
 from .config import ModelConfig
-from .errors import ModelError, check_regular_file
+from .errors import ModelError, check_regular_file, read_json_object
 from .gpt2 import GPT2Model
 from .layers import DecoderModel
 from .llama import LlamaModel
@@ -291,10 +291,10 @@ def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu",
     from safetensors import safe_open
 
     config_path = folder / "config.json"
-    config = config_from_hf_file(config_path, _read_json(_checked(check_path, config_path)))
+    config = config_from_hf_file(config_path, read_json_object(_checked(check_path, config_path)))
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        weight_map = _read_json(_checked(check_path, index)).get("weight_map")
+        weight_map = read_json_object(_checked(check_path, index)).get("weight_map")
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise ModelError(f"{str(index)!r}: \"weight_map\" must map tensor names to file names")
         files = sorted(set(weight_map.values()))
@@ -323,27 +323,13 @@ def load_hf_folder(folder: Path, dtype: torch.dtype, device: str = "cpu",
     except ModelError as exc:
         raise ModelError(f"{folder}: {exc}") from None
     if (folder / "generation_config.json").exists():
-        generation = _read_json(_checked(check_path, folder / "generation_config.json"))
+        generation = read_json_object(_checked(check_path, folder / "generation_config.json"))
         _apply_generation_ids(model, generation)
     if (folder / "tokenizer.json").exists():
         from .tokenizer import Tokenizer
 
         attach_tokenizer(model, Tokenizer.from_folder(folder, check_path=check_path))
     return model
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a regular file; ModelError naming the file otherwise."""
-    check_regular_file(path, "model file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{str(path)!r} is not valid JSON (truncated or damaged?): {exc}") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{str(path)!r} must hold a JSON object, got {type(data).__name__}")
-    return data
 
 
 _HF_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",

@@ -17,7 +17,7 @@ from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
 
-from .errors import ModelError, check_regular_file
+from .errors import ModelError, check_regular_file, read_json_object
 
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
 
@@ -157,18 +157,18 @@ class Tokenizer:
             return Path(check_path(str(folder / name))) if check_path else folder / name
 
         config_path = folder / "tokenizer_config.json"
-        config = _json_object(checked("tokenizer_config.json")) if config_path.exists() else {}
+        config = read_json_object(checked("tokenizer_config.json"), "tokenizer file") if config_path.exists() else {}
         for name in ("special_tokens_map.json",):
             path = folder / name
             if path.exists():
-                for key, value in _json_object(checked(name)).items():
+                for key, value in read_json_object(checked(name), "tokenizer file").items():
                     config.setdefault(key, value)
         if (folder / "chat_template.jinja").exists():
             template_path = checked("chat_template.jinja")
             check_regular_file(template_path, "tokenizer file")
             config["chat_template"] = template_path.read_text(encoding="utf-8")
         elif (folder / "chat_template.json").exists():
-            template = _json_object(checked("chat_template.json")).get("chat_template")
+            template = read_json_object(checked("chat_template.json"), "tokenizer file").get("chat_template")
             if not isinstance(template, str):
                 raise ModelError(f"{str(folder / 'chat_template.json')!r}: \"chat_template\" must be a string")
             config["chat_template"] = template
@@ -550,15 +550,3 @@ def _gguf_metadata(source: Any) -> dict[str, Any]:
     return {name: field.contents() for name, field in fields.items() if name.startswith("tokenizer.")}
 
 
-def _json_object(path: Path) -> dict[str, Any]:
-    """A JSON object read from a regular file; ModelError naming the file otherwise."""
-    check_regular_file(path, "tokenizer file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{str(path)!r} is not valid JSON (truncated or damaged?): {exc}") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{str(path)!r} must hold a JSON object, got {type(data).__name__}")
-    return data
