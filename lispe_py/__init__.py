@@ -17,7 +17,6 @@ import importlib.util
 import math
 import os
 import re
-import sys
 from typing import Any, Callable, Iterable
 
 from .errors import LispEError

@@ -11,7 +11,7 @@ from .builtins.arith import add2, div2, equal_values, mul2, sub2
 from .compiler import (Compiler, Macro, Node, Scope, _const, _copy_data, _instantiate, _ns, _Operand,
                        err_at, special, to_data)
 from .errors import LispEError, LispEThrow
-from .reader import DictForm, Form
+from .reader import Form
 from .runtime import BreakSignal, ErrorValue, Lambda, PatternFunction, ReturnSignal
 from .values import VOID, Symbol, truthy, type_name
 

@@ -279,7 +279,7 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
         raise _char_error(exc, body, source) from None
     except UnexpectedToken as exc:
         raise _token_error(exc, body, source) from None
-    except UnexpectedInput as exc:  # UnexpectedEOF
+    except UnexpectedInput:  # UnexpectedEOF
         raise _unbalanced(body, source) from None
     finally:
         _tls.source = prev

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable
 
 from ..errors import LispEError
-from ..values import Floats, Integers, Numbers, Strings, type_name
+from ..values import Floats, Integers, Numbers, Strings
 from .registry import builtin
 
 

@@ -11,7 +11,6 @@ Both work with `in`, `size`, `push`/`insert` (add), `pop` (remove a value), `car
 """
 from __future__ import annotations
 
-import bisect
 from typing import Any, Iterable, Iterator
 
 from ..errors import LispEError
