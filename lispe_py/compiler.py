@@ -172,6 +172,7 @@ SPECIAL_FORMS: dict[Symbol, Callable[..., Node]] = {}
 SLOT_CALL_BUILTINS = frozenset(("maplist", "mapcar", "filterlist", "filtercar", "takelist",
                                 "droplist", "dropcar"))
 _LAMBDA_SYM = Symbol("lambda")
+_QUOTE_SYM = Symbol("quote")
 _UNDERSCORE_SYM = Symbol("_")
 _SLOT_PARAM = Symbol("%slot")  # not a name a program can write as a variable
 _NOT_PARTIAL_HEADS = frozenset(("quote", "lambda", "λ", "\\", "defun", "function"))
@@ -646,6 +647,10 @@ class Compiler:
         """Calls to a builtin whose name is not rebound: inline arithmetic, else a direct call."""
         pos = self.pos
         n = len(args)
+        if name in SLOT_CALL_BUILTINS and args and isinstance(args[0], list) and len(args[0]) == 2 \
+                and args[0][0] == _QUOTE_SYM and _is_partial_call(args[0][1]):
+            # '(count x): upstream evaluates a quoted call the same way, x read where maplist runs
+            args = [args[0][1], *args[1:]]
         if name in SLOT_CALL_BUILTINS and args and _is_partial_call(args[0]):
             # (maplist (- 10) l): upstream does not evaluate an unquoted call given as the
             # function; it is a call whose arguments are evaluated for each element, the element

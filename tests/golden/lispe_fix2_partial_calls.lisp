@@ -13,3 +13,6 @@
 (println (apply '+ 1 '(2 3)))
 ; a lambda stays a function
 (println (maplist (lambda (x) (* x x)) '(1 2 3)))
+; a quoted partial call reads its variables where maplist runs, locals included
+(defun counts (s) (maplist '(count s) '("a" "b" "z")))
+(println (counts "abab a"))
