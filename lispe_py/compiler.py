@@ -171,6 +171,21 @@ def _ns(**extra: Any) -> dict[str, Any]:
 
 SPECIAL_FORMS: dict[Symbol, Callable[..., Node]] = {}
 
+# builtins whose first argument, an unquoted call `(op v)`, is a partial call that is not evaluated
+# (List_maplist_eval, List_filterlist_eval, List_takelist_eval, List_droplist_eval in LispE)
+SLOT_CALL_BUILTINS = frozenset(("maplist", "mapcar", "filterlist", "filtercar", "takelist",
+                                "droplist", "dropcar"))
+_LAMBDA_SYM = Symbol("lambda")
+_QUOTE_SYM = Symbol("quote")
+_UNDERSCORE_SYM = Symbol("_")
+_SLOT_PARAM = Symbol("%slot")  # not a name a program can write as a variable
+_NOT_PARTIAL_HEADS = frozenset(("quote", "lambda", "λ", "\\", "defun", "function"))
+
+
+def _is_partial_call(x: Any) -> bool:
+    return (isinstance(x, list) and bool(x) and x[0].__class__ is Symbol
+            and x[0].name not in _NOT_PARTIAL_HEADS)
+
 
 def special(*names: str, wraps: bool = False) -> Callable[[Callable[..., Node]], Callable[..., Node]]:
     """Register a method as the compiler of special forms `names`. A name registered twice is an
@@ -653,6 +668,20 @@ class Compiler:
         """Calls to a builtin whose name is not rebound: inline arithmetic, else a direct call."""
         pos = self.pos
         n = len(args)
+        if name in SLOT_CALL_BUILTINS and args and isinstance(args[0], list) and len(args[0]) == 2 \
+                and args[0][0] == _QUOTE_SYM and _is_partial_call(args[0][1]):
+            # '(count x): upstream evaluates a quoted call the same way, x read where maplist runs
+            args = [args[0][1], *args[1:]]
+        if name in SLOT_CALL_BUILTINS and args and _is_partial_call(args[0]):
+            # (maplist (- 10) l): upstream does not evaluate an unquoted call given as the
+            # function; it is a call whose arguments are evaluated for each element, the element
+            # filling its `_` slot or added at its end (List_maplist_eval): (lambda (x) (- 10 x))
+            call = args[0]
+            if _UNDERSCORE_SYM in call[1:]:
+                call = [call[0], *(_SLOT_PARAM if a == _UNDERSCORE_SYM else a for a in call[1:])]
+            else:
+                call = [*call, _SLOT_PARAM]
+            args = [[_LAMBDA_SYM, [_SLOT_PARAM], call], *args[1:]]
         if n == 2 and name in INLINE_BINARY:
             return self.binop(name, self.operand(args[0], scope), self.operand(args[1], scope), cell)
         try:

@@ -584,9 +584,19 @@ def _eval(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     return eval_
 
 
+def _is_callable(v: Any) -> bool:
+    from .runtime import is_function
+
+    return is_function(v)
+
+
 @special("apply")
 def _apply(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
-    """(apply '+ 1 '(2 3)) calls a function with arguments taken from a list (the last argument): 6."""
+    """(apply '+ 1 '(2 3)) calls a function with arguments taken from a list (the last argument): 6.
+
+    (apply '* g x) with g a function is (apply '* (g x)): the call that maplist's partial call
+    (maplist (apply '* g) l) makes for each element x.
+    """
     _need(c, form, 2)
     fn = c.comp(form[1], scope, False)
     args = [c.comp(x, scope, False) for x in form[2:]]
@@ -594,6 +604,14 @@ def _apply(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
     def apply(f: list) -> Any:
         vals = [a(f) for a in args]
+        if len(vals) >= 2 and _is_callable(vals[0]):
+            # (apply '* g x ...): what maplist's partial call (maplist (apply '* g) l) builds for
+            # each element; g's result is the argument list: (apply '* (g x ...))
+            try:
+                inner = ctx.apply(vals[0], vals[1:])
+            except LispEError as exc:
+                raise err_at(exc, pos)
+            vals = [inner]
         last = vals.pop()
         if not isinstance(last, list):
             raise err_at(LispEError(f"apply: the last argument must be a list, got {type_name(last)}"), pos)

@@ -184,6 +184,8 @@ def fit(name: str, container: list, value: Any) -> Any:
         return value
     if cls is Integers and is_int(value):
         return value
+    if cls is Integers and type(value) is float and value.is_integer():
+        return int(value)  # a number with an integral value (from a matrix of numbers) fits
     if cls is Strings and isinstance(value, str):
         return value
     if cls in (Floats, Numbers) and is_number(value):

@@ -13,7 +13,7 @@ import copy
 from typing import Any
 
 from ..errors import LispEError
-from ..values import Integers, Numbers, TYPED_LISTS
+from ..values import Integers, Numbers, TYPED_LISTS, truthy
 from ._common import (check_size, expect_int, expect_list, expect_number, fail, lisp_equal,
                       like, typed_from)
 from .registry import builtin
@@ -95,7 +95,9 @@ def scanr1(ctx: Any, fn: Any, lst: Any) -> list:
 # ---------------------------------------------------------------- reduce / scan (APL / and \)
 
 def _counts(fn: Any) -> bool:
-    return isinstance(fn, list) and bool(fn) and all(isinstance(x, int) and not isinstance(x, bool) for x in fn)
+    # integral numbers count too: a column of a matrix of numbers (1.0 0.0 ...) is a mask
+    return isinstance(fn, list) and bool(fn) and all(
+        (isinstance(x, int) or (isinstance(x, float) and x.is_integer())) and not isinstance(x, bool) for x in fn)
 
 
 @builtin("reduce", "//", "↗", group=G, ctx=True, min_args=1, max_args=2)
@@ -113,6 +115,7 @@ def reduce_(ctx: Any, fn: Any, lst: Any = _MISSING_ARG) -> Any:
             raise LispEError("reduce: the counts and the list must have the same size")
         out: list = []
         for c, x in zip(fn, items):
+            c = int(c)
             if c < 0:
                 raise LispEError("reduce: a count cannot be negative")
             check_size("reduce", len(out) + c)
@@ -143,6 +146,7 @@ def scan(ctx: Any, fn: Any, lst: Any) -> list:
         items = list(_items("scan", lst))
         out: list = []
         for c in fn:
+            c = int(c)
             if c < 0:
                 raise LispEError("scan: a count cannot be negative")
             if c == 0:
@@ -260,12 +264,42 @@ def transpose(m: Any) -> list:
     return [like(rows[0], [r[j] for r in rows]) for j in range(len(rows[0]))]
 
 
-@builtin("rotate", "⌽", group=G, min_args=1, max_args=2)
-def rotate(lst: Any, n: Any = None) -> Any:
+def _typed_array(x: Any) -> bool:
+    """Whether x is a matrix or tensor as rho builds it: a regular nesting of typed rows."""
+    if not (isinstance(x, list) and x and isinstance(x[0], list)):
+        return False
+    rows = _rows(x)
+    return all(type(r) in TYPED_LISTS for r in rows) and len({len(r) for r in rows}) == 1
+
+
+def _rotate_seq(name: str, lst: Any, k: int) -> Any:
+    if isinstance(lst, str):
+        if not lst:
+            return lst
+        k %= len(lst)
+        return lst[k:] + lst[:k]
+    items = _items(name, lst)
+    if not items:
+        return like(lst, [])
+    k %= len(items)
+    return like(lst, items[k:] + items[:k])
+
+
+def _rotate_last_axis(x: Any, k: int) -> Any:
+    if type(x) in TYPED_LISTS:
+        return _rotate_seq("rotate", x, k)
+    return [_rotate_last_axis(r, k) for r in x]
+
+
+@builtin("rotate", "⌽", group=G, min_args=1, max_args=3)
+def rotate(lst: Any, n: Any = None, first_axis: Any = None) -> Any:
     """(rotate '(1 2 3 4 5) 2) rotates a list (or string) to the left by n: (3 4 5 1 2).
 
     A negative n rotates to the right: (rotate '(1 2 3 4 5) -2) is (4 5 1 2 3); without n, or with
-    nil, by one to the right: (rotate "abcde") is "eabcd"; with true by one to the left.
+    nil, by one to the right: (rotate "abcde") is "eabcd"; with true by one to the left. A matrix
+    (as rho builds it) rotates each of its rows, as LispE's Matrice::rotate; with a third argument
+    true it rotates along its first axis (its rows move, APL's ⊖):
+    (rotate (rho 2 2 (iota 4)) 1 true) is ((3 4) (1 2)).
     """
     if n is None or n is False:
         k = -1
@@ -273,16 +307,9 @@ def rotate(lst: Any, n: Any = None) -> Any:
         k = 1
     else:
         k = expect_int("rotate", n, "an integer count, true or nil")
-    if isinstance(lst, str):
-        if not lst:
-            return lst
-        k %= len(lst)
-        return lst[k:] + lst[:k]
-    items = _items("rotate", lst)
-    if not items:
-        return like(lst, [])
-    k %= len(items)
-    return like(lst, items[k:] + items[:k])
+    if _typed_array(lst) and not truthy(first_axis):
+        return _rotate_last_axis(lst, k)
+    return _rotate_seq("rotate", lst, k)
 
 
 @builtin("tally", "≢", group=G)
@@ -548,3 +575,86 @@ def solve(m: Any, y: Any) -> list:
     sol = _eliminate("solve", a, [[float(v)] for v in ys])[0]
     return Numbers(r[0] for r in sol)
 
+
+
+# ---------------------------------------------------------------- matrix, rank, irank
+
+def _to_numbers(name: str, row: Any) -> Numbers:
+    vals = _items(name, row)
+    out = []
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise fail(name, "a number in the rows of the matrix", v)
+        out.append(float(v))
+    return Numbers(out)
+
+
+@builtin("matrix", group=G, min_args=1, max_args=3)
+def matrix(first: Any, y: Any = None, value: Any = None) -> list:
+    """(matrix '((1 2) (3 4))) makes a matrix of numbers from a list of rows: ((1 2) (3 4)).
+
+    As LispE's matrix (numbers), (matrix 2 3) is a 2x3 matrix of zeros and (matrix 2 3 7) is
+    filled with 7. The rows must have the same size.
+    """
+    if y is None:
+        if value is not None:
+            raise LispEError("matrix: expected a list of rows, or two sizes and a value")
+        rows = _matrix("matrix", first) if isinstance(first, list) and first else first
+        if not isinstance(rows, list) or not rows:
+            raise fail("matrix", "a list of rows", first)
+        return [_to_numbers("matrix", r) for r in rows]
+    nx = expect_int("matrix", first, "an integer number of rows")
+    ny = expect_int("matrix", y, "an integer number of columns")
+    if nx < 0 or ny < 0:
+        raise LispEError("matrix: a size cannot be negative")
+    check_size("matrix", nx * ny)
+    v = 0.0 if value is None else float(expect_number("matrix", value, "a number to fill the matrix"))
+    return [Numbers([v] * ny) for _ in range(nx)]
+
+
+def _rank(name: str, x: Any, positions: list) -> Any:
+    if not positions:
+        return x
+    p, rest = positions[0], positions[1:]
+    if not isinstance(x, list):
+        raise LispEError(f"{name}: too many indexes for this matrix")
+    if p == -1:
+        return typed_from([_rank(name, sub, rest) for sub in x])
+    if p < 0 or p >= len(x):
+        raise LispEError(f"{name}: index {p} out of bounds (size {len(x)})")
+    return _rank(name, x[p], rest)
+
+
+def _positions(name: str, idx: tuple) -> list:
+    out = []
+    for i in idx:
+        k = expect_int(name, i, "an integer index (-1 for a whole axis)")
+        if k < -1:
+            raise LispEError(f"{name}: an index must be -1 (a whole axis) or a position, got {k}")
+        out.append(k)
+    return out
+
+
+@builtin("rank", group=G, min_args=2)
+def rank(m: Any, *idx: Any) -> Any:
+    """(rank '((1 2 3) (4 5 6)) -1 1) extracts a slice of a matrix; -1 takes a whole axis: (2 5).
+
+    (rank m 1) is row 1, (rank m 1 2) one value, (rank m -1 2) column 2, as LispE's rank.
+    """
+    expect_list("rank", m, "a matrix or tensor")
+    return _rank("rank", m, _positions("rank", idx))
+
+
+@builtin("irank", group=G, min_args=2)
+def irank(m: Any, *idx: Any) -> list:
+    """(irank '((1 2) (3 4)) -1) lists the slices along the next axis: the columns ((1 3) (2 4)).
+
+    LispE's irank iterates (rank m i... k) for each k of the axis after the given indexes; here the
+    slices come as a list, to loop over or map.
+    """
+    expect_list("irank", m, "a matrix or tensor")
+    pos = _positions("irank", idx)
+    shape = _shape(m)
+    if len(pos) >= len(shape):
+        raise LispEError(f"irank: {len(pos)} indexes for a {len(shape)}-dimension matrix, no axis left")
+    return [_rank("irank", m, pos + [k]) for k in range(shape[len(pos)])]

@@ -57,9 +57,9 @@ def _elementwise(name: str, op: Callable[[Any, Any], Any], a: Any, b: Any) -> li
     active.add(key)
     try:
         if isinstance(a, list) and isinstance(b, list):
-            if len(a) != len(b):
-                raise LispEError(f"{name}: lists of different sizes ({len(a)} and {len(b)})")
-            items = [op(x, y) for x, y in zip(a, b)]
+            # as LispE (Integers::plus_direct...): the result has the first list's size, its
+            # elements past the end of the second one are kept as they are
+            items = [op(x, y) for x, y in zip(a, b)] + list(a[len(b):])
         elif isinstance(a, list):
             items = [op(x, b) for x in a]
         else:

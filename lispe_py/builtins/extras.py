@@ -344,22 +344,29 @@ def shuffle(ctx: Any, lst: Any) -> list:
 
 
 @builtin("random_choice", group="numbers", min_args=2, max_args=3, ctx=True)
-def random_choice(ctx: Any, nb: Any, lst: Any, initial: Any = None) -> list:
-    """(random_choice 3 '(a b c d)) draws n elements of a list at random (with repetition).
+def random_choice(ctx: Any, nb: Any, lst: Any, initial: Any = None) -> Any:
+    """(random_choice 3 '(a b c d) 10) draws n elements of a list at random (with repetition).
 
-    LispE's optional third argument (a weight for the first elements) is refused.
+    As LispE's (randoms.cxx), one draw gives the element itself, not a list: (random_choice 1
+    '(a b) 10) is a or b. The third argument `initial` gives every element the same weight
+    initial/size, so the draw stays uniform; it must be a number (LispE requires it, lispe_py
+    lets it out).
     """
     k = expect_int("random_choice", nb, "an integer count")
     items = list(_items("random_choice", lst))
     if k < 0:
         raise LispEError("random_choice: the count cannot be negative")
-    if initial is not None:
-        raise LispEError("random_choice: the third argument is not supported in lispe_py")
+    if initial is not None and not is_number(initial):
+        raise fail("random_choice", "a number as third argument (the initial weight)", initial)
     if not items:
         raise LispEError("random_choice: the list is empty")
     check_size("random_choice", k)
     g = interp_random(ctx)
-    return typed_from([items[int(g.random() * len(items)) % len(items)] for _ in range(k)])
+    n = len(items)
+    drawn = [items[int(g.random() * n) % n] for _ in range(k)]
+    if k == 1:
+        return drawn[0]
+    return typed_from(drawn)
 
 
 # ---------------------------------------------------------------- strings

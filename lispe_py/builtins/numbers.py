@@ -217,7 +217,14 @@ def _parse_number(name: str, s: str) -> int | float:
 
 @builtin("integer", group=G)
 def integer(x: Any) -> int:
-    """(integer "42") converts a number or a string to an integer: 42; (integer 3.9) gives 3."""
+    """(integer "42") converts a number or a string to an integer: 42; (integer 3.9) gives 3.
+
+    As LispE, true is 1 and nil is 0: (integer (> 2 1)) is 1.
+    """
+    if x is True:
+        return 1
+    if x is None or x is False:
+        return 0
     if isinstance(x, str):
         x = _parse_number("integer", x)
     return _to_int("integer", math.trunc, x)
