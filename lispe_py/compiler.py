@@ -29,9 +29,9 @@ Node = Callable[[list], Any]
 
 S = Symbol
 _QUOTE, _DOLLAR, _UNDERSCORE, _INTO = S("quote"), S("$"), S("_"), S("into")
-# builtins taking a partial call '(op v) whose atoms name variables (see _partial_with_locals)
-_PARTIAL_TAKERS = frozenset(("map", "mapcar", "maplist", "↑↑", "¨", "filter", "filterlist", "takelist",
-                             "droplist", "filtercar", "takecar", "dropcar", "takewhile", "dropwhile"))
+# builtins taking a partial call '(op v) whose atoms name variables (see _partial_with_locals); those
+# of SLOT_CALL_BUILTINS are left to _inline_builtin, which makes their partial call a lambda
+_PARTIAL_TAKERS = frozenset(("map", "↑↑", "¨", "filter", "takecar", "takewhile", "dropwhile"))
 _LAMBDA_WORDS = frozenset(("lambda", "λ", "\\", "defun"))
 _NIL_SYMBOLS = {"nil": None, "false": None, "_": None, "true": True}
 
@@ -176,8 +176,6 @@ SPECIAL_FORMS: dict[Symbol, Callable[..., Node]] = {}
 SLOT_CALL_BUILTINS = frozenset(("maplist", "mapcar", "filterlist", "filtercar", "takelist",
                                 "droplist", "dropcar"))
 _LAMBDA_SYM = Symbol("lambda")
-_QUOTE_SYM = Symbol("quote")
-_UNDERSCORE_SYM = Symbol("_")
 _SLOT_PARAM = Symbol("%slot")  # not a name a program can write as a variable
 _NOT_PARTIAL_HEADS = frozenset(("quote", "lambda", "λ", "\\", "defun", "function"))
 
@@ -669,7 +667,7 @@ class Compiler:
         pos = self.pos
         n = len(args)
         if name in SLOT_CALL_BUILTINS and args and isinstance(args[0], list) and len(args[0]) == 2 \
-                and args[0][0] == _QUOTE_SYM and _is_partial_call(args[0][1]):
+                and args[0][0] == _QUOTE and _is_partial_call(args[0][1]):
             # '(count x): upstream evaluates a quoted call the same way, x read where maplist runs
             args = [args[0][1], *args[1:]]
         if name in SLOT_CALL_BUILTINS and args and _is_partial_call(args[0]):
@@ -677,8 +675,8 @@ class Compiler:
             # function; it is a call whose arguments are evaluated for each element, the element
             # filling its `_` slot or added at its end (List_maplist_eval): (lambda (x) (- 10 x))
             call = args[0]
-            if _UNDERSCORE_SYM in call[1:]:
-                call = [call[0], *(_SLOT_PARAM if a == _UNDERSCORE_SYM else a for a in call[1:])]
+            if _UNDERSCORE in call[1:]:
+                call = [call[0], *(_SLOT_PARAM if a == _UNDERSCORE else a for a in call[1:])]
             else:
                 call = [*call, _SLOT_PARAM]
             args = [[_LAMBDA_SYM, [_SLOT_PARAM], call], *args[1:]]

@@ -607,7 +607,7 @@ def matrix(first: Any, y: Any = None, value: Any = None) -> list:
     ny = expect_int("matrix", y, "an integer number of columns")
     if nx < 0 or ny < 0:
         raise LispEError("matrix: a size cannot be negative")
-    check_size("matrix", nx * ny)
+    check_size("matrix", max(nx, ny, nx * ny))  # (matrix 1e18 0) would still build 1e18 rows
     v = 0.0 if value is None else float(expect_number("matrix", value, "a number to fill the matrix"))
     return [Numbers([v] * ny) for _ in range(nx)]
 
