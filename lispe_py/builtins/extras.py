@@ -21,22 +21,11 @@ from ._common import (check_size, describe, expect_int, expect_list, expect_numb
                       is_number, lisp_equal, like, show, show_quoted, typed_from)
 from .registry import builtin
 from .numbers import interp_random
+from .apl import _items
 from .sets import Heap, LispSet
 
 G = "lists"
 _NO = object()
-
-
-def _items(name: str, x: Any) -> list:
-    if isinstance(x, list):
-        return x
-    if isinstance(x, (LispSet, Heap)):
-        return list(x)
-    if isinstance(x, str):
-        return list(x)
-    if x is None:
-        return []
-    raise fail(name, "a list", x)
 
 
 # ---------------------------------------------------------------- lists
@@ -587,7 +576,6 @@ def ls(ctx: Any, path: Any = ".") -> list:
         return Strings(sorted(os.listdir(os.path.expanduser(p or "."))))
     except OSError as exc:
         raise LispEError(f"ls: cannot list '{p}': {exc.strerror or 'error'}") from None
-
 
 
 # ---------------------------------------------------------------- more of the instruction table
