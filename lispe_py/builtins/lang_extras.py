@@ -126,6 +126,12 @@ def _number_end(s: str, i: int) -> int:
         k += 1
         while k < n and s[k].isdigit():
             k += 1
+    return _exponent_end(s, k)
+
+
+def _exponent_end(s: str, k: int) -> int:
+    """After a number's digits at k: the end of an exponent `e12`, `E-3` there, else k."""
+    n = len(s)
     if k < n and s[k] in "eE":
         e = k + 1
         if e < n and s[e] in "+-":
@@ -133,7 +139,7 @@ def _number_end(s: str, i: int) -> int:
         if e < n and s[e].isdigit():
             while e < n and s[e].isdigit():
                 e += 1
-            k = e
+            return e
     return k
 
 
@@ -241,14 +247,7 @@ def _segment_number(s: str, i: int, decimal: str) -> int:
         k += 1
         while k < n and s[k].isdigit():
             k += 1
-        if k < n and s[k] in "eE":
-            e = k + 1
-            if e < n and s[e] in "+-":
-                e += 1
-            if e < n and s[e].isdigit():
-                while e < n and s[e].isdigit():
-                    e += 1
-                k = e
+        k = _exponent_end(s, k)
     return k
 
 
