@@ -230,7 +230,7 @@ def test_sandboxed_embedded_model_writes_no_model_cache(project, monkeypatch, ca
 def test_model_cache_setting_of_a_load(monkeypatch, tmp_path) -> None:
     """The model_cache value that reaches load_model: "read" when sandboxed without write permission
     on the cache folder (whatever the script asked), the script's own choice otherwise."""
-    from lispe_py.libs import lispe_torch
+    from lispe_py.libs.lispe_torch import models as lispe_torch_models
 
     seen = []
 
@@ -238,7 +238,7 @@ def test_model_cache_setting_of_a_load(monkeypatch, tmp_path) -> None:
         seen.append(kw["model_cache"])
         raise LispEError("stop here")
 
-    monkeypatch.setattr(lispe_torch, "load_model", fake_load)
+    monkeypatch.setattr(lispe_torch_models, "load_model", fake_load)
     monkeypatch.setenv("LISPE_MODEL_CACHE", str(tmp_path / "cache"))
     (tmp_path / "m.gguf").write_bytes(b"")
     for sandbox, key, expected in ((True, "true", "read"), (False, "true", True), (False, '"read"', "read"),
