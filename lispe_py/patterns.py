@@ -288,8 +288,8 @@ class PatternSet:
         if isinstance(p, DictForm):
             return self._dict(p)
         if isinstance(p, list):
-            if not p:
-                return lambda v, out, env: isinstance(v, list) and not v
+            if not p:  # LispE's List::unify: () matches anything of size 0, nil included
+                return lambda v, out, env: v is None or (isinstance(v, list) and not v)
             head = p[0]
             if head is _QUOTE and len(p) == 2:
                 from .compiler import to_data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import decimal as _decimal
 from typing import Any
 
-from .values import VOID, Symbol, opaque_type
+from .values import VOID, Pair, Symbol, opaque_type
 
 _QUOTE = Symbol("quote")
 
@@ -219,6 +219,7 @@ class _Raw:
 
 _OPEN, _CLOSE, _SPACE, _QMARK = _Raw("("), _Raw(")"), _Raw(" "), _Raw("'")
 _LBRACE, _RBRACE, _COLON = _Raw("{"), _Raw("}"), _Raw(":")
+_DOT = _Raw(" . ")
 
 
 def _pieces(v: Any):
@@ -240,8 +241,11 @@ def _pieces(v: Any):
         return
     yield _OPEN
     first = True
-    for x in v:
-        if not first:
+    dot = len(v) - 1 if v.__class__ is Pair and len(v) > 1 else -1
+    for i, x in enumerate(v):
+        if i == dot:
+            yield _DOT
+        elif not first:
             yield _SPACE
         first = False
         yield x

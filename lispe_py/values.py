@@ -97,6 +97,16 @@ class Strings(list):
 TYPED_LISTS = (Integers, Floats, Numbers, Strings)
 
 
+class Pair(list):
+    """A dotted pair, `(cons 1 2)`: its elements in order, the last one being the tail.
+
+    As in LispE (a pair is a list whose last element is printed after a dot), `(1 2 . 3)` holds
+    [1, 2, 3]: list functions see its elements; `cdr` of a two-element pair is the tail itself."""
+
+    __slots__ = ()
+    lisp_type = "pair_"
+
+
 class OpaqueType:
     """How a library type looks from Lisp: its `(type x)` name and how it prints."""
 
@@ -143,7 +153,7 @@ def type_name(value: Any) -> str:
         return "string_"
     if isinstance(value, Symbol):
         return "atom_"
-    if isinstance(value, TYPED_LISTS):
+    if isinstance(value, TYPED_LISTS) or value.__class__ is Pair:
         return value.lisp_type
     if isinstance(value, list):
         return "list_"

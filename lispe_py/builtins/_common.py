@@ -178,7 +178,8 @@ def like(src: Any, items: Iterable[Any]) -> list:
 
 def fit(name: str, container: list, value: Any) -> Any:
     """`value` converted for storage in `container`: a typed container accepts only its kind
-    (integers: integers; floats/numbers: numbers, stored as floats; strings: strings)."""
+    (integers: integers; floats/numbers: numbers, stored as floats); strings store any value as
+    its text, as LispE does: (push (strings) 2) holds "2"."""
     cls = type(container)
     if cls not in TYPED_LISTS:
         return value
@@ -186,8 +187,11 @@ def fit(name: str, container: list, value: Any) -> Any:
         return value
     if cls is Integers and type(value) is float and value.is_integer():
         return int(value)  # a number with an integral value (from a matrix of numbers) fits
-    if cls is Strings and isinstance(value, str):
-        return value
+    if cls is Strings:  # as LispE's strings container, any value is stored as its text
+        if isinstance(value, str):
+            return value
+        from ..printer import to_string
+        return to_string(value)
     if cls in (Floats, Numbers) and is_number(value):
         return Float(value) if cls is Floats else float(value)
     raise LispEError(f"{name}: cannot put {describe(value)} into {cls.lisp_type[:-1]} "

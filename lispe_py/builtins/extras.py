@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from ..errors import LispEError
-from ..values import Integers, Strings, truthy
+from ..values import Integers, Pair, Strings, truthy
 from ._common import (check_size, describe, expect_int, expect_list, expect_number, expect_str, fail,
                       is_number, lisp_equal, like, show, show_quoted, typed_from)
 from .registry import builtin
@@ -30,37 +30,71 @@ _NO = object()
 
 # ---------------------------------------------------------------- lists
 
+def _tail_pieces(name: str, args: tuple) -> tuple[list, Any]:
+    """The elements nconc/nconcn append after their first argument, and the dotted tail if any.
+
+    Lists are spliced and nil is skipped; an atom as last argument becomes the tail of a dotted
+    pair (LispE's nconc); an atom elsewhere is appended as one element (upstream programs pass
+    markers such as "*" that way)."""
+    items: list = []
+    tail: Any = _NO
+    last = len(args) - 1
+    for i, arg in enumerate(args):
+        if arg is None:
+            continue
+        if isinstance(arg, list):
+            items.extend(arg)
+        elif isinstance(arg, (dict, Heap, LispSet)):
+            raise fail(name, "lists or atoms", arg)
+        elif i == last:
+            tail = arg
+        else:
+            items.append(arg)
+    return items, tail
+
+
 @builtin("nconc", group=G, min_args=0, max_args=None)
 def nconc(*lists: Any) -> Any:
     """(nconc x '(d e)) appends the following lists to the first one, in place, and returns it.
 
-    (nconc) is nil; nil arguments are skipped. A last argument that is not a list would make a
-    dotted pair in LispE, which lispe_py does not have: it is an error.
-    """
-    first = None
-    for lst in lists:
-        if lst is None:
-            continue
-        if not isinstance(lst, list):
-            raise fail("nconc", "lists (dotted pairs are not supported)", lst)
-        if first is None:
-            first = lst
-        else:
-            first.extend(list(lst))
-    return first
+    (nconc) is nil; nil arguments are skipped. An atom as last argument makes a dotted pair, as
+    in LispE: (nconc (list 1 2) 3) is (1 2 . 3), a new value (a list cannot turn into a pair in
+    place)."""
+    args = list(lists)
+    while args and args[0] is None:
+        args.pop(0)
+    if not args:
+        return None
+    first = args[0]
+    if not isinstance(first, list):
+        if len(args) == 1:
+            return first
+        first, args = [], [first, *args[1:]]
+    else:
+        args = args[1:]
+    items, tail = _tail_pieces("nconc", tuple(args))
+    if tail is _NO:
+        if first.__class__ is Pair:
+            return Pair([*first, *items])
+        first.extend(items)
+        return first
+    if not first and not items:
+        return tail
+    return Pair([*first, *items, tail])
 
 
 @builtin("nconcn", group=G, min_args=0, max_args=None)
 def nconcn(*lists: Any) -> Any:
-    """(nconcn x '(d e)) concatenates lists into a new list, leaving the first one unchanged."""
-    out: list | None = None
-    for lst in lists:
-        if lst is None:
-            continue
-        if not isinstance(lst, list):
-            raise fail("nconcn", "lists (dotted pairs are not supported)", lst)
-        out = list(lst) if out is None else out + list(lst)
-    return typed_from(out) if out is not None else None
+    """(nconcn x '(d e)) concatenates lists into a new list, leaving the first one unchanged.
+
+    Atoms are appended as elements, except a last one, which makes a dotted pair when something
+    comes before it: (nconcn '(1 2) 3) is (1 2 . 3); (nconcn () "a") is ("a")."""
+    items, tail = _tail_pieces("nconcn", lists)
+    if tail is not _NO:
+        return Pair([*items, tail]) if items else [tail]
+    if not items and all(x is None for x in lists):
+        return None
+    return typed_from(items)
 
 
 @builtin("swap", group=G, min_args=2, max_args=3)

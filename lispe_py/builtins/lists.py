@@ -21,7 +21,7 @@ import math
 from typing import Any
 
 from ..errors import LispEError
-from ..values import Integers, Numbers, Symbol, TYPED_LISTS, truthy
+from ..values import Integers, Numbers, Pair, Symbol, TYPED_LISTS, truthy
 from ._common import (check_size, dict_key, expect_int, expect_list, expect_number, fail, fit, is_int,
                       is_number, like, lisp_equal, normalize_key, show, to_index, typed_from)
 from ._apply import composed, slotted
@@ -42,12 +42,31 @@ def list_(*items: Any) -> list:
 
 @builtin("cons", group=G)
 def cons(x: Any, lst: Any) -> list:
-    """(cons 1 '(2 3)) puts an element in front of a list: (1 2 3); (cons 1 nil) gives (1)."""
+    """(cons 1 '(2 3)) puts an element in front of a list: (1 2 3); (cons 1 nil) gives (1).
+
+    Onto anything that is not a list it makes a dotted pair: (cons 1 2) is (1 . 2), and
+    (cons 0 (cons 1 2)) is (0 1 . 2)."""
     if lst is None:
         return [x]
+    if lst.__class__ is Pair:
+        return Pair([x, *lst])
     if isinstance(lst, list):
         return like(lst, [x, *lst])
-    raise fail("cons", "a list as second argument (dotted pairs are not supported)", lst)
+    if isinstance(lst, (Lazy, Heap, LispSet)):
+        raise fail("cons", "a list as second argument", lst)
+    return Pair([x, lst])
+
+
+@builtin("conspoint", group=G, min_args=1, max_args=None)
+def conspoint(*items: Any) -> Any:
+    """(conspoint 1 2 3) builds the dotted pair (1 2 . 3): its last argument is the tail.
+
+    With one argument it is that value; a list as last argument is spliced, as with cons:
+    (conspoint 1 '(2 3)) is (1 2 3)."""
+    out: Any = items[-1]
+    for x in reversed(items[:-1]):
+        out = cons(x, out)
+    return out
 
 
 @builtin("consb", group=G)
@@ -86,6 +105,8 @@ def _cdr(name: str, x: Any) -> Any:
     if isinstance(x, list):
         if len(x) <= 1:
             return None
+        if x.__class__ is Pair:  # the tail of a pair is its last element, (cdr '(1 . 2)) is 2
+            return x[1] if len(x) == 2 else Pair(x[1:])
         return like(x, x[1:])
     if isinstance(x, str):
         if not x:
@@ -247,6 +268,7 @@ def pop(container: Any, key: Any = None) -> Any:
     """(pop l) removes the last element of a list (or the one at a position) and returns the list.
 
     (pop d "k") removes a key from a dictionary and returns it; nil when there was nothing to remove.
+    (pop l "x") with a value that is not a position removes the first element equal to it.
     (pop "abc") returns a new string without its last character ("ab"); (pop "abc" 0) gives "bc".
     """
     if isinstance(container, str):
@@ -261,6 +283,14 @@ def pop(container: Any, key: Any = None) -> Any:
             return None
         if key is None:
             container.pop()
+            return container
+        if not is_int(key) and not isinstance(key, float):
+            # a value to remove: LispE turns it into a position (0 for most text, so the first
+            # element goes); here the first element equal to it is removed, nil if there is none
+            i = _find(container, key)
+            if i < 0:
+                return None
+            del container[i]
             return container
         i = expect_int("pop", key, "an integer position")
         if i < 0:
@@ -384,12 +414,18 @@ def extend(lst: Any, other: Any) -> list:
     return lst
 
 
-@builtin("reverse", group=G)
-def reverse(x: Any) -> Any:
-    """(reverse '(1 2 3)) returns a reversed copy: (3 2 1); (reverse "abc") gives "cba"."""
+@builtin("reverse", group=G, min_args=1, max_args=2)
+def reverse(x: Any, in_place: Any = False) -> Any:
+    """(reverse '(1 2 3)) returns a reversed copy: (3 2 1); (reverse "abc") gives "cba".
+
+    (reverse l true) reverses the list itself and returns it (a string, which cannot change,
+    still gives a reversed copy)."""
     if isinstance(x, str):
         return x[::-1]
     if isinstance(x, list):
+        if truthy(in_place):
+            x.reverse()
+            return x
         return like(x, x[::-1])
     if x is None:
         return None
@@ -623,8 +659,8 @@ def extract(container: Any, *bounds: Any) -> Any:
         return _extract_string(container, list(bounds))
     if not isinstance(container, list):
         raise fail("extract", "a list or a string", container)
-    if len(bounds) > 2:
-        raise LispEError("extract: a list takes a start and an optional end position")
+    if len(bounds) > 2 or any(_is_op(b, "+", "-") or isinstance(b, str) for b in bounds):
+        return _extract_list(container, list(bounds))
     n = len(container)
     b = expect_int("extract", bounds[0], "an integer position")
     if b < 0:
@@ -642,6 +678,73 @@ def extract(container: Any, *bounds: Any) -> Any:
     if e < b:
         return None
     return like(container, container[b:e])
+
+
+def _is_op(v: Any, *names: str) -> bool:
+    return v.__class__.__name__ == "Builtin" and getattr(v, "name", None) in names
+
+
+def _find(lst: list, value: Any, start: int = 0) -> int:
+    for i in range(max(start, 0), len(lst)):
+        if lisp_equal(lst[i], value):
+            return i
+    return -1
+
+
+def _rfind(lst: list, value: Any) -> int:
+    for i in range(len(lst) - 1, -1, -1):
+        if lisp_equal(lst[i], value):
+            return i
+    return -1
+
+
+def _extract_list(lst: list, bounds: list) -> Any:
+    """extract on a list with element markers, as LispE's List::extraction: a bound may be an
+    element to look for (the slice starts AT it), `- x` (after its last occurrence, or up to it as
+    the end), `+ x` (keeping it); a lone `-` as the end means up to the end; after a marker start
+    a positive end is a count of elements."""
+    n = len(lst)
+    op, v = _marker(bounds, "first")
+    counted = -1  # -1: the start was a number; else the offset of the counted run after a marker
+    if op is not None or isinstance(v, str):
+        p = _rfind(lst, v) if op == "-" else _find(lst, v)
+        if p < 0:
+            return []
+        start, counted = (p + 1, 0) if op == "-" else (p, 0)
+    elif is_number(v):
+        start = expect_int("extract", v, "an integer position")
+        if start < 0:
+            start += n
+    else:
+        raise fail("extract", "a position or an element to look for", v)
+    if not 0 <= start < n:
+        return []
+    if not bounds:
+        return lst[start]
+    if len(bounds) == 1 and _is_op(bounds[0], "-"):
+        return like(lst, lst[start:])
+    op, w = _marker(bounds, "second")
+    if bounds:
+        raise LispEError("extract: too many arguments")
+    if op is not None or isinstance(w, str):
+        if op == "-":
+            q = _rfind(lst, w)
+        else:
+            q = _find(lst, w, start + max(counted, 0))
+        if q < 0:
+            return []
+        end = q + 1 if op == "+" else q
+    elif is_number(w):
+        end = expect_int("extract", w, "an integer position")
+        if counted != -1 and end > 0:
+            end += start + counted
+        elif end <= 0:
+            end += n
+    else:
+        raise fail("extract", "a position or an element to look for", w)
+    if end <= start:
+        return []
+    return like(lst, lst[start:min(end, n)])
 
 
 def _marker(bounds: list, which: str) -> tuple[str | None, Any]:

@@ -43,7 +43,6 @@ UNSUPPORTED: dict[str, str] = {
     # data structures
     "llist": "linked lists are not provided; lists are arrays (use pushfirst to add in front)",
     "to_llist": "linked lists are not provided; lists are arrays",
-    "conspoint": "dotted pairs are not provided; lists are Python lists",
     # language machinery of LispE's C++ interpreter
     "deflib": "deflib defines functions implemented in C++ libraries, which lispe_py cannot load",
     "deflibpat": "deflibpat defines functions implemented in C++ libraries, which lispe_py cannot load",

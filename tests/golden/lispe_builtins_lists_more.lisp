@@ -35,4 +35,5 @@
 (resetmark m)
 (println (mark m))
 (println (join '(a b c) '/) (loadcode "(+ 1 2)"))
-(nconc '(1) 2)
+(println (nconc '(1) 2) (nconc (list 1) (list 2) 3))
+(nconc '(1) {})
