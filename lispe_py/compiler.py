@@ -61,7 +61,8 @@ class Scope:
     updates it there).
     """
 
-    __slots__ = ("parent", "kind", "names", "sure", "nslots", "self_index", "has_return", "name")
+    __slots__ = ("parent", "kind", "names", "sure", "nslots", "self_index", "has_return", "name",
+                 "nparams", "refs", "passes")
 
     def __init__(self, parent: "Scope | None", kind: str, name: str = ""):
         self.parent = parent
@@ -72,6 +73,9 @@ class Scope:
         self.self_index = -1
         self.has_return = False
         self.name = name
+        self.nparams = 0  # a function scope: its parameters are slots 1..nparams
+        self.refs: dict[int, int] = {}  # parameter slot -> slot keeping what op= gave it
+        self.passes: dict[int, str] = {}  # parameters passed on to a call (slot -> name)
 
     def new_slot(self, name: str | None, sure: bool = False) -> int:
         i = self.nslots
@@ -551,9 +555,9 @@ class Compiler:
         args = form[1:]
         pos = self.pos
         name = head.name if head.__class__ is Symbol and head_node is None else None
-        ns = _ns(RT=self.rt, OVER=self._overflow(pos), SLOW=self._slow_call(name, pos, tail))
         if name in _PARTIAL_TAKERS and scope.function_scope() is not None:
             args = [self._partial_with_locals(a, scope) for a in args]
+        ns = _ns(RT=self.rt, OVER=self._overflow(pos))
         n = len(args)
         if name is not None and self.resolve(name, scope) is None:
             cell = self.globals.cell(name)
@@ -567,6 +571,9 @@ class Compiler:
         else:
             ns["H"] = head_node if head_node is not None else self.comp(head, scope, False)
             head_code = "    fn = H(f)\n"
+        refs = None if name is not None and lookup(name, self.interp.libraries) is not None \
+            else self._ref_setters(args, scope)
+        ns["SLOW"] = self._slow_call(name, pos, tail, refs)
         ops = [self.operand(a, scope) for a in args]
         if n > 4:
             nodes = [self.comp(a, scope, False) for a in args]
@@ -598,7 +605,7 @@ class Compiler:
                + "        if p:\n"
                + "            fr += p\n"
                + run
-               + f"    return SLOW(fn, {arglist})\n")
+               + f"    return SLOW(fn, {arglist}, f)\n")
         return _instantiate(src, ns)
 
     def _partial_with_locals(self, arg: Any, scope: Scope) -> Any:
@@ -624,11 +631,55 @@ class Compiler:
 
         return over
 
-    def _slow_call(self, name: str | None, pos: Any, tail: bool) -> Callable[[Any, list], Any]:
-        """The general call path: builtins, defaults/rest, defpat, Python callables, errors."""
-        interp, ctx, rt = self.interp, self.ctx, self.rt
+    def _ref_setters(self, args: list, scope: Scope) -> list | None:
+        """For each argument that is a variable, a function making its setter (else None): a
+        function whose parameter is changed by += and the like gives the new value back to it."""
+        if not any(a.__class__ is Symbol for a in args):
+            return None
+        made: dict[int, Any] = {}
+        fs = scope.function_scope()
+        for a in args:  # a parameter of this function passed on: keep what comes back for it
+            if a.__class__ is Symbol and fs is not None and fs.kind == "fn":
+                found = self.resolve(a.name, scope)
+                if found is not None and 1 <= found[1] <= fs.nparams and fs.names.get(a.name) == found[1]:
+                    owner = scope
+                    for _ in range(found[0]):
+                        owner = owner.parent
+                    if owner is fs:
+                        fs.passes[found[1]] = a.name
 
-        def slow(fn: Any, args: list) -> Any:
+        def setter_for(k: int) -> Any:
+            if k not in made:
+                a = args[k] if k < len(args) else None
+                s = None
+                if a.__class__ is Symbol and not a.name.startswith(("_", "&")) and a.name not in (
+                        "nil", "true", "false") and not a.name.isdigit():
+                    if self.resolve(a.name, scope) is not None or scope.function_scope() is None:
+                        s = self.setter(a.name, scope)
+                        if ("\x00ref " + a.name) in (fs.names if fs is not None else ()):
+                            both, kept = s, self.setter("\x00ref " + a.name, scope)
+
+                            def s(f: list, v: Any, both=both, kept=kept) -> None:
+                                both(f, v)
+                                kept(f, v)
+                    else:
+                        from .forms import _setter_existing
+                        s = _setter_existing(self, a.name, scope)
+                made[k] = s
+            return made[k]
+        return [setter_for]
+
+    def _slow_call(self, name: str | None, pos: Any, tail: bool,
+                   refs: list | None = None) -> Callable[..., Any]:
+        """The general call path: builtins, defaults/rest, defpat, Python callables, errors.
+
+        refs (from _ref_setters): a function whose parameter is updated in place by `+=` and the
+        like, as LispE's op= changes the number object the caller's variable holds, hands the last
+        such value back to the variable the caller passed (after the call)."""
+        interp, ctx, rt = self.interp, self.ctx, self.rt
+        setter_for = refs[0] if refs else None
+
+        def slow(fn: Any, args: list, f: list | None = None) -> Any:
             try:
                 if fn is UNSET:
                     b = lookup(name, interp.libraries) if name is not None else None
@@ -639,6 +690,16 @@ class Compiler:
                 if cls is Builtin:
                     return call_builtin(fn, args, ctx)
                 if cls is Lambda:
+                    if setter_for is not None and fn.code.refs and f is not None and not tail:
+                        fr = fn.make_frame(args)
+                        r = rt.run(fn.body, fr)
+                        for k, slot in fn.code.refs:
+                            v = fr[slot]
+                            if v is not UNSET:
+                                s = setter_for(k)
+                                if s is not None:
+                                    s(f, v)
+                        return r
                     if tail:
                         return TailCall(fn, fn.make_frame(args))
                     return fn.invoke(args)
@@ -787,7 +848,7 @@ class Compiler:
             code.nreq = len(pattern_slots)
         else:
             self._parse_params(name, params, fs, code, defaults)
-        code.nparams = fs.nslots - 1
+        code.nparams = fs.nparams = fs.nslots - 1
         for pname in self._prescan(body):
             if pname in fs.names:
                 continue
@@ -799,6 +860,11 @@ class Compiler:
         if fs.has_return:
             body_node = _catch_return(body_node)
         code.body = body_node
+        if fs.refs:  # a parameter it passes on may come back changed: hand that back too
+            for slot, pname in fs.passes.items():
+                if slot not in fs.refs:
+                    fs.refs[slot] = fs.new_slot("\x00ref " + pname)
+        code.refs = tuple((slot - 1, kept) for slot, kept in fs.refs.items())
         code.nextra = fs.nslots - 1 - code.nparams
         code.self_index = fs.self_index
         return code

@@ -773,6 +773,7 @@ def _update(op: Any, name: str, verb: str) -> Any:
             else _setter_existing(c, var.name, scope)
         value = c.comp(form[2], scope, False)
         pos = c.pos
+        keep = _param_ref(c, var.name, scope)
 
         def upd(f: list) -> Any:
             try:
@@ -786,11 +787,33 @@ def _update(op: Any, name: str, verb: str) -> Any:
                 cur[:] = v
                 v = cur
             setv(f, v)
+            if keep is not None:
+                keep(f, v)
             return v
         return upd
     update.__doc__ = (f"({name} x 2) {verb} and returns the new value.\n\n"
                       "x is the function's local variable if it has one, else the global.")
     return update
+
+
+def _param_ref(c: Compiler, name: str, scope: Scope) -> Any:
+    """A setter for the hidden slot that keeps what op= gave a parameter of the enclosing function
+    (LispE's `+=` changes the number object itself, which the caller's variable shares: the call
+    site hands the value back, see Compiler._slow_call); None when `name` is no such parameter."""
+    fs = scope.function_scope()
+    found = c.resolve(name, scope)
+    if fs is None or found is None or fs.kind != "fn":
+        return None
+    depth, slot, _sure = found
+    owner = scope
+    for _ in range(depth):
+        owner = owner.parent
+    if owner is not fs or not 1 <= slot <= fs.nparams:
+        return None
+    hidden = "\x00ref " + name
+    if slot not in fs.refs:
+        fs.refs[slot] = fs.new_slot(hidden)
+    return c.setter(hidden, scope)
 
 
 def _setter_existing(c: Compiler, name: str, scope: Scope) -> Any:

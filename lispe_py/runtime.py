@@ -155,7 +155,7 @@ class FunctionCode:
     """What `lambda`/`defun` compile to, once: parameters, body closure, frame layout."""
 
     __slots__ = ("name", "nreq", "nopt", "defaults", "rest", "nparams", "nextra", "self_index",
-                 "body", "source", "rt", "kind")
+                 "body", "source", "rt", "kind", "refs")
 
     def __init__(self, name: str, rt: RuntimeState, source: Any, kind: str = "lambda_"):
         self.name = name
@@ -170,6 +170,9 @@ class FunctionCode:
         self.nextra = 0
         self.self_index = -1
         self.body: Callable[[list], Any] = lambda f: None
+        # (parameter index, frame slot) of parameters the body changes with += -= *= /=: the slot
+        # holds the last value so given; a call site passing a variable there gets it back
+        self.refs: tuple[tuple[int, int], ...] = ()
 
 
 class Lambda:
@@ -182,7 +185,7 @@ class Lambda:
         self.env = env
         self.body = code.body
         self.name = code.name
-        self.nfast = code.nreq if (code.nopt == 0 and not code.rest) else -1
+        self.nfast = code.nreq if (code.nopt == 0 and not code.rest and not code.refs) else -1
         self.nslots = code.nreq  # for a defpat clause: its pattern variables
         pad = [UNSET] * code.nextra
         if code.self_index >= 0:
