@@ -356,11 +356,19 @@ def member(lst: Any, values: Any) -> Any:
 def equal_one_zero(a: Any, b: Any) -> Any:
     """(== '(1 2 3) '(1 5 3)) compares element by element with 1 for equal, 0 otherwise: (1 0 1).
 
-    Two values that are not both lists give one 1 or 0: (== 2 2.0) is 1.
+    A list (or a matrix) and a value compare each element with the value: (== '((4 1) (2 4)) 4)
+    is ((1 0) (0 1)). Two values that are not lists give one 1 or 0: (== 2 2.0) is 1.
     """
     if isinstance(a, list) and isinstance(b, list) and not (a and isinstance(a[0], list)):
         return Integers(1 if lisp_equal(x, y) else 0 for x, y in zip(a, b))
+    if isinstance(a, list) != isinstance(b, list):  # a list (or matrix) and a value: each element
+        return _one_zero_each(a, b) if isinstance(a, list) else _one_zero_each(b, a)
     return 1 if lisp_equal(a, b) else 0
+
+
+def _one_zero_each(lst: list, v: Any) -> list:
+    out = [_one_zero_each(x, v) if isinstance(x, list) else (1 if lisp_equal(x, v) else 0) for x in lst]
+    return Integers(out) if all(type(x) is int for x in out) else out
 
 
 _ONE_ZERO = equal_one_zero.builtin  # type: ignore[attr-defined]

@@ -273,28 +273,57 @@ def random_seed(ctx: Any, seed: Any) -> Any:
 
 # ---------------------------------------------------------------- bit operations
 
-def _bits(name: str, op: Callable[[int, int], int], args: tuple) -> int:
-    acc = expect_int(name, args[0])
+def _bits(name: str, op: Callable[[int, int], int], args: tuple) -> Any:
+    acc = args[0]
+    if not isinstance(acc, list):
+        acc = expect_int(name, acc)
     for b in args[1:]:
-        acc = op(acc, expect_int(name, b))
+        acc = _bits2(name, op, acc, b)
     return acc
 
 
+def _bits2(name: str, op: Callable[[int, int], int], a: Any, b: Any) -> Any:
+    """One bitwise step; lists (vectors, matrices) go element by element, as LispE's list
+    operators: a list and a number pair each element with the number; two lists pair up their
+    elements (of the same size)."""
+    la, lb = isinstance(a, list), isinstance(b, list)
+    if not la and not lb:
+        return op(expect_int(name, a), expect_int(name, b))
+    if la and lb:
+        if len(a) != len(b):
+            raise LispEError(f"{name}: the lists must have the same size ({len(a)} and {len(b)})")
+        out = [_bits2(name, op, x, y) for x, y in zip(a, b)]
+    elif la:
+        out = [_bits2(name, op, x, b) for x in a]
+    else:
+        out = [_bits2(name, op, a, y) for y in b]
+    return Integers(out) if all(type(x) is int for x in out) else out
+
+
 @builtin("&", group=G, min_args=2, max_args=None)
-def bitand(*args: Any) -> int:
-    """(& 12 10) is the bitwise and of integers: 8."""
+def bitand(*args: Any) -> Any:
+    """(& 12 10) is the bitwise and of integers: 8.
+
+    On lists it works element by element: (& '(12 1) 10) pairs each element with 10, and two
+    lists or matrices of the same shape pair up their elements."""
     return _bits("&", lambda a, b: a & b, args)
 
 
 @builtin("|", group=G, min_args=2, max_args=None)
-def bitor(*args: Any) -> int:
-    """(| 12 10) is the bitwise or of integers: 14."""
+def bitor(*args: Any) -> Any:
+    """(| 12 10) is the bitwise or of integers: 14.
+
+    On lists it works element by element: (| '(12 1) 10) pairs each element with 10, and two
+    lists or matrices of the same shape pair up their elements."""
     return _bits("|", lambda a, b: a | b, args)
 
 
 @builtin("^", group=G, min_args=2, max_args=None)
-def bitxor(*args: Any) -> int:
-    """(^ 12 10) is the bitwise exclusive or of integers: 6."""
+def bitxor(*args: Any) -> Any:
+    """(^ 12 10) is the bitwise exclusive or of integers: 6.
+
+    On lists it works element by element: (^ '(12 1) 10) pairs each element with 10, and two
+    lists or matrices of the same shape pair up their elements."""
     return _bits("^", lambda a, b: a ^ b, args)
 
 
