@@ -239,8 +239,8 @@ _ABSENT = object()
 
 
 def dict_key(d: dict, k: Any) -> Any:
-    """The key under which `k` is stored in `d` (str keys accept numbers as their printed form, and
-    numeric keys accept numeric strings), or `k` itself when absent. A value that cannot be a key
+    """The key under which `k` is stored in `d` (str keys accept numbers as their printed form and
+    atoms as their name, numeric keys accept numeric strings), or `k` itself when absent. A value that cannot be a key
     (a list, a dictionary, nil, true) gives a marker that is never present."""
     if isinstance(k, (list, dict, bool)) or k is None:
         return _ABSENT
@@ -249,6 +249,8 @@ def dict_key(d: dict, k: Any) -> Any:
             return k
     except TypeError:  # an unhashable library value
         return _ABSENT
+    if k.__class__ is Symbol:  # an atom reads the key of its name, as LispE's asUString
+        return k.name
     if is_number(k):
         s = show(k)
         if s in d:
