@@ -78,7 +78,7 @@ def test_every_core_builtin_is_called_in_a_test() -> None:
 
 # A call with a wrongly typed argument for every builtin of the library groups that checks types.
 BAD_TYPE = {
-    "cons": "(cons 1 2)", "consb": "(consb 1 2)", "last": "(last 42)", "at": "(at 42 0)",
+    "cons": "(cons 1 (heap '<))", "consb": "(consb 1 2)", "last": "(last 42)", "at": "(at 42 0)",
     "set@": "(set@ 42 0 1)", "push": "(push 42 1)", "pushfirst": "(pushfirst 42 1)",
     "pop": "(pop 42)", "popfirst": "(popfirst 42)", "insert": "(insert 42 1 0)",
     "extend": "(extend 42 '(1))", "reverse": "(reverse 42)", "sort": "(sort '< 42)",
@@ -130,7 +130,7 @@ for _m in ("sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "asin", "
 # Builtins that accept a value of any type: only their argument count can be wrong.
 ANY_TYPE = {"repeat", "list", "clone", "eq", "neq", "string", "type", "input", "nullp", "numberp", "integerp",
             "floatp", "stringp", "atomp", "listp", "consp", "dictionaryp", "symbolp", "zerop",
-            "emptyp", "negativep", "positivep", "functionp"}
+            "emptyp", "negativep", "positivep", "functionp", "conspoint"}
 
 
 def _library_entries() -> list:

@@ -53,10 +53,12 @@ def test_errors_name_the_form(code: str, message: str) -> None:
     assert message in str(info.value)
 
 
-def test_tokenizer_rules_is_not_a_lispe_torch_function() -> None:
+def test_tokenizer_rules_is_lispe_s_string_tokenizer_not_a_lispe_torch_function() -> None:
+    it = Interpreter()
+    assert it.eval('(tokenize_rules (tokenizer_rules) "a<=b")') == ["a", "<=", "b"]
     with pytest.raises(LispEError) as info:
-        Interpreter().eval("(tokenizer_rules)")
-    assert "unknown function: 'tokenizer_rules'" in str(info.value)
+        it.eval("(set_tokenizer_rules (tokenizer_rules) (list))")
+    assert "custom tokenizer rules are not supported" in str(info.value)
     assert "lispe_torch" not in str(info.value)
 
 

@@ -3,6 +3,7 @@
 (println p (type p) (car p) (cdr p) (consp p) (size p))
 (setq q (cons 'j p))
 (println q (cdr q) (cadr q) (cddr q))
+(println (conspoint 1 2 3) (conspoint 1 '(2 3)) (conspoint 'solo))
 (println (cons 3 nil) (cons 3 ()) (cons "s" "t") (join (cons "4" "2") ""))
 (println (nconcn '(x y) 'z) (nconcn () 'z) (nconcn '(x) "|" '(y)))
 (setq base (list 5 6))
