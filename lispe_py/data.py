@@ -168,6 +168,34 @@ class Instance:
     def lisp_type(self) -> str:
         return self.cls.name
 
+    def _slot(self, name: str, idx: Any) -> int:
+        cls = self.cls
+        key = idx.name if isinstance(idx, Symbol) else idx
+        if isinstance(key, str):
+            if key in cls.fields:
+                return 1 + cls.fields.index(key)
+            if key in cls.extras:
+                slot = 1 + len(cls.fields) + cls.extras.index(key)
+                if self.frame[slot] is not UNSET:
+                    return slot
+            raise LispEError(f"{name}: '{key}' is not a field of the class '{cls.name}'")
+        if isinstance(key, int) and not isinstance(key, bool):
+            names = [n for n, _v in self.field_items()]
+            i = key + len(names) if key < 0 else key
+            if 0 <= i < len(names):
+                return self._slot(name, names[i])
+            raise LispEError(f"{name}: field position {key} out of range ({len(names)} fields)")
+        raise LispEError(f"{name}: a field of the class '{cls.name}' is named by an atom, a string "
+                         f"or its position")
+
+    def lisp_at(self, idx: Any) -> Any:
+        """(@ obj 'x) reads a field by name (atom or string) or by position."""
+        return self.frame[self._slot("at", idx)]
+
+    def lisp_set_at(self, idx: Any, value: Any) -> None:
+        """(set@ obj 'x v) sets a field by name or position."""
+        self.frame[self._slot("set@", idx)] = value
+
     def field_items(self) -> list[tuple[str, Any]]:
         cls, fr = self.cls, self.frame
         out = [(n, fr[1 + i]) for i, n in enumerate(cls.fields)]

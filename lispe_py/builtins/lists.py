@@ -205,6 +205,8 @@ def set_at(container: Any, *args: Any) -> Any:
         _dict_set("set@", target, idx, value)
     elif isinstance(target, str):
         raise LispEError("set@: strings cannot be modified in place")
+    elif hasattr(target, "lisp_set_at"):  # a class@ instance: a field by name or position
+        target.lisp_set_at(idx, value)
     else:
         raise fail("set@", "a list or a dictionary", target)
     return container

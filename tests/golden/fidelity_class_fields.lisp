@@ -1,0 +1,13 @@
+; @ and set@ on a class@ instance: a field by name (atom or string) or by position
+(class@ Account (owner (balance 0))
+   (defun deposit (n) (+= balance n) balance)
+   (defun tag () (setqi label (+ owner "!"))))
+(setq a (Account "ann"))
+(println (@ a 'owner) (@ a "balance") (@ a 1) (@ a -2))
+(set@ a 'balance 50)
+(println (a (deposit 5)) (@ a 'balance))
+(a (tag))
+(println (@ a 'label) (@ a 2) a)
+(set@ a 0 "bob")
+(println a)
+(@ a 'missing)
