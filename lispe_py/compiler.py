@@ -233,6 +233,36 @@ MAX_MACRO_EXPANSIONS = 10000
 MAX_MACRO_SIZE = 200000
 
 
+
+class _Back:
+    """Writes a parameter's new value (from += and the like) to the variable the caller passed."""
+
+    __slots__ = ("setter", "frame")
+
+    def __init__(self, setter: Callable[[list, Any], None], frame: list):
+        self.setter = setter
+        self.frame = frame
+
+    def __call__(self, v: Any) -> None:
+        self.setter(self.frame, v)
+
+
+def _chain_back(set_var: Callable[[list, Any], None], where: tuple | None) -> Callable[[list, Any], None]:
+    """A setter that also passes the value on through the hidden slot at `where` (depth, slot)."""
+    if where is None:
+        return set_var
+    depth, slot, _sure = where
+
+    def set_and_pass(f: list, v: Any) -> None:
+        set_var(f, v)
+        fr = f
+        for _ in range(depth):
+            fr = fr[0]
+        back = fr[slot]
+        if back.__class__ is _Back:
+            back(v)
+    return set_and_pass
+
 class Compiler:
     """Compiles forms for one interpreter (its globals, macros, libraries and runtime state)."""
 
@@ -631,7 +661,7 @@ class Compiler:
 
         return over
 
-    def _ref_setters(self, args: list, scope: Scope) -> list | None:
+    def _ref_setters(self, args: list, scope: Scope) -> list | None:  # noqa: C901
         """For each argument that is a variable, a function making its setter (else None): a
         function whose parameter is changed by += and the like gives the new value back to it."""
         if not any(a.__class__ is Symbol for a in args):
@@ -657,11 +687,8 @@ class Compiler:
                     if self.resolve(a.name, scope) is not None or scope.function_scope() is None:
                         s = self.setter(a.name, scope)
                         if ("\x00ref " + a.name) in (fs.names if fs is not None else ()):
-                            both, kept = s, self.setter("\x00ref " + a.name, scope)
-
-                            def s(f: list, v: Any, both=both, kept=kept) -> None:
-                                both(f, v)
-                                kept(f, v)
+                            # the variable is itself a parameter passed by reference: pass it on
+                            s = _chain_back(s, self.resolve("\x00ref " + a.name, scope))
                     else:
                         from .forms import _setter_existing
                         s = _setter_existing(self, a.name, scope)
@@ -673,9 +700,10 @@ class Compiler:
                    refs: list | None = None) -> Callable[..., Any]:
         """The general call path: builtins, defaults/rest, defpat, Python callables, errors.
 
-        refs (from _ref_setters): a function whose parameter is updated in place by `+=` and the
-        like, as LispE's op= changes the number object the caller's variable holds, hands the last
-        such value back to the variable the caller passed (after the call)."""
+        refs (from _ref_setters): when a function changes a parameter with `+=` and the like, LispE
+        changes the number object the caller's variable holds; here the new frame gets, in that
+        parameter's hidden slot, a `_Back` that writes each new value to the caller's variable
+        (and on up, when that variable is itself such a parameter); tail calls keep the chain."""
         interp, ctx, rt = self.interp, self.ctx, self.rt
         setter_for = refs[0] if refs else None
 
@@ -690,16 +718,15 @@ class Compiler:
                 if cls is Builtin:
                     return call_builtin(fn, args, ctx)
                 if cls is Lambda:
-                    if setter_for is not None and fn.code.refs and f is not None and not tail:
+                    if setter_for is not None and fn.code.refs and f is not None:
                         fr = fn.make_frame(args)
-                        r = rt.run(fn.body, fr)
                         for k, slot in fn.code.refs:
-                            v = fr[slot]
-                            if v is not UNSET:
-                                s = setter_for(k)
-                                if s is not None:
-                                    s(f, v)
-                        return r
+                            s = setter_for(k)
+                            if s is not None:  # += on that parameter writes through to the variable
+                                fr[slot] = _Back(s, f)
+                        if tail:
+                            return TailCall(fn, fr)
+                        return rt.run(fn.body, fr)
                     if tail:
                         return TailCall(fn, fn.make_frame(args))
                     return fn.invoke(args)

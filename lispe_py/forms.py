@@ -797,9 +797,9 @@ def _update(op: Any, name: str, verb: str) -> Any:
 
 
 def _param_ref(c: Compiler, name: str, scope: Scope) -> Any:
-    """A setter for the hidden slot that keeps what op= gave a parameter of the enclosing function
-    (LispE's `+=` changes the number object itself, which the caller's variable shares: the call
-    site hands the value back, see Compiler._slow_call); None when `name` is no such parameter."""
+    """For op= on a parameter of the enclosing defun: a function passing each new value to the
+    `_Back` the call site put in the parameter's hidden slot (LispE's `+=` changes the number object
+    the caller's variable shares, see Compiler._slow_call); None when `name` is no such parameter."""
     fs = scope.function_scope()
     found = c.resolve(name, scope)
     if fs is None or found is None or fs.kind != "fn":
@@ -813,7 +813,17 @@ def _param_ref(c: Compiler, name: str, scope: Scope) -> Any:
     hidden = "\x00ref " + name
     if slot not in fs.refs:
         fs.refs[slot] = fs.new_slot(hidden)
-    return c.setter(hidden, scope)
+    from .compiler import _Back
+
+    hdepth, hslot, _sure = c.resolve(hidden, scope)
+
+    def write_through(f: list, v: Any) -> None:
+        for _ in range(hdepth):
+            f = f[0]
+        back = f[hslot]
+        if back.__class__ is _Back:
+            back(v)
+    return write_through
 
 
 def _setter_existing(c: Compiler, name: str, scope: Scope) -> Any:

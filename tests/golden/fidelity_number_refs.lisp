@@ -24,3 +24,12 @@
 (setq b 7)
 (reset b)
 (println b)
+; a tail-recursive accumulator: every level writes through to the caller's variable
+(defun tick (n acc) (if (eq n 0) acc (block (+= acc 1) (tick (- n 1) acc))))
+(setq ticks 0)
+(println (tick 300 ticks) ticks)
+; the change is visible at once, before the call returns
+(defun add-and-peek (k total) (+= total k) (peek))
+(defun peek () seen-total)
+(setq seen-total 10)
+(println (add-and-peek 5 seen-total) seen-total)
