@@ -669,7 +669,7 @@ class Compiler:
         made: dict[int, Any] = {}
         fs = scope.function_scope()
         for a in args:  # a parameter of this function passed on: keep what comes back for it
-            if a.__class__ is Symbol and fs is not None and fs.kind == "fn":
+            if a.__class__ is Symbol and fs is not None and fs.kind in ("fn", "lambda"):
                 found = self.resolve(a.name, scope)
                 if found is not None and 1 <= found[1] <= fs.nparams and fs.names.get(a.name) == found[1]:
                     owner = scope

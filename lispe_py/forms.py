@@ -802,7 +802,7 @@ def _param_ref(c: Compiler, name: str, scope: Scope) -> Any:
     the caller's variable shares, see Compiler._slow_call); None when `name` is no such parameter."""
     fs = scope.function_scope()
     found = c.resolve(name, scope)
-    if fs is None or found is None or fs.kind != "fn":
+    if fs is None or found is None or fs.kind not in ("fn", "lambda"):
         return None
     depth, slot, _sure = found
     owner = scope

@@ -33,3 +33,7 @@
 (defun peek () seen-total)
 (setq seen-total 10)
 (println (add-and-peek 5 seen-total) seen-total)
+; a lambda's parameter too
+(setq c 2)
+((lambda (x) (+= x 10)) c)
+(println c (maplist (\(x) (+= x 1)) '(1 2 3)))
