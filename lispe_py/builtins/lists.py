@@ -270,7 +270,8 @@ def pop(container: Any, key: Any = None) -> Any:
     """(pop l) removes the last element of a list (or the one at a position) and returns the list.
 
     (pop d "k") removes a key from a dictionary and returns it; nil when there was nothing to remove.
-    (pop l "x") with a value that is not a position removes the first element equal to it.
+    (pop l "x") with a value that is not a position (numeric text such as "2" is one) removes the
+    first element equal to it.
     (pop "abc") returns a new string without its last character ("ab"); (pop "abc" 0) gives "bc".
     """
     if isinstance(container, str):
@@ -286,6 +287,8 @@ def pop(container: Any, key: Any = None) -> Any:
         if key is None:
             container.pop()
             return container
+        if isinstance(key, str) and key.strip().lstrip("+-").isdigit():
+            key = int(key)  # numeric text is a position, as LispE reads it
         if not is_int(key) and not isinstance(key, float):
             # a value to remove: LispE turns it into a position (0 for most text, so the first
             # element goes); here the first element equal to it is removed, nil if there is none

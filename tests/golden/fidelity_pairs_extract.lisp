@@ -20,6 +20,7 @@
 (setq s (strings "+" "*" "#"))
 (pop s "*")
 (println s (pop s "none"))
+(println (pop (strings "a" "b" "c") "2") (pop (list 1 2 3) -1))
 (setq r (list 1 2 3))
 (println (reverse r) r)
 (reverse r true)
