@@ -31,7 +31,7 @@ S = Symbol
 _QUOTE, _DOLLAR, _UNDERSCORE, _INTO = S("quote"), S("$"), S("_"), S("into")
 # builtins taking a partial call '(op v) whose atoms name variables (see _partial_with_locals); those
 # of SLOT_CALL_BUILTINS are left to _inline_builtin, which makes their partial call a lambda
-_PARTIAL_TAKERS = frozenset(("map", "↑↑", "¨", "filter", "takecar", "takewhile", "dropwhile"))
+_PARTIAL_TAKERS = frozenset(("map", "↑↑", "↑", "¨", "filter", "takecar", "takewhile", "dropwhile"))
 _LAMBDA_WORDS = frozenset(("lambda", "λ", "\\", "defun"))
 _NIL_SYMBOLS = {"nil": None, "false": None, "_": None, "true": True}
 

@@ -1048,7 +1048,7 @@ def mapcar(ctx: Any, fn: Any, lst: Any) -> list:
     return typed_from([y for _, y in _until_break(f, _elements("mapcar", lst))])
 
 
-@builtin("maplist", "↑↑", "¨", group=G, ctx=True, min_args=2, max_args=3)
+@builtin("maplist", "↑↑", "↑", "¨", group=G, ctx=True, min_args=2, max_args=3)
 def maplist(ctx: Any, fn: Any, lst: Any, keep_type: Any = True) -> list:
     """(maplist '(- 10) '(1 2)) applies a function to each element: (9 8).
 

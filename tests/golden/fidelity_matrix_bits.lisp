@@ -5,4 +5,6 @@
 (println (& (== grid 4) alive))
 (println (| (& (== grid 4) alive) (== grid 3)))
 (println (& '(12 7) 10) (^ 6 '(3 5)) (& 12 10 8))
+; ↑ is the spelling of ↑↑ (maplist) in LispE's README
+(println (↑ (λ (x) (* x 2)) '(1 2 3)) (↑ (λ (k) (rotate '(1 2 3) k)) '(1 0 -1)))
 (& '(1 2) '(1 2 3))
