@@ -314,7 +314,7 @@ class Terminal(pexpect.spawn):
             raise AssertionError(f"timed out waiting for {pattern!r}; the terminal showed:\n"
                                  + self.transcript()) from None
 
-    def command(self, line: str, reply: str) -> None:
+    def do(self, line: str, reply: str) -> None:
         self.send(line + "\r")
         self.expect_exact(reply)
         self.expect_exact(PROMPT)
@@ -332,8 +332,8 @@ def start(env: dict[str, str], *args: str) -> Terminal:
 def test_pty_session_streams_answers_and_runs_the_commands(tiny_model: Path, env: dict[str, str],
                                                            tmp_path: Path) -> None:
     child = start(env, str(tiny_model), "--system", "Be brief.", "--verbose")
-    child.command("/config strategy greedy", '(strategy = "greedy")')
-    child.command("/config max_length 10", "(max_length = 10)")
+    child.do("/config strategy greedy", '(strategy = "greedy")')
+    child.do("/config max_length 10", "(max_length = 10)")
     child.send("Hello there\r")
     child.expect(r"\[prompt (\d+) tokens, 0 reused from the cache; 10 new tokens")
     first_prompt = int(child.match.group(1))
@@ -345,46 +345,57 @@ def test_pty_session_streams_answers_and_runs_the_commands(tiny_model: Path, env
     child.send("/config max_lenght 3\r")
     child.expect_exact("Error: torch_generator_config: unknown generation config key 'max_lenght'")
     child.expect_exact(PROMPT)
-    child.command("/system Answer in one word.", "(system prompt set)")
+    child.do("/system Answer in one word.", "(system prompt set)")
     saved = tmp_path / "chat.json"
-    child.command(f"/save {saved}", f"(saved 5 messages to {saved})")
+    child.do(f"/save {saved}", f"(saved 5 messages to {saved})")
     data = json.loads(saved.read_text(encoding="utf-8"))
     assert [m["role"] for m in data["messages"]] == ["system", "user", "assistant", "user", "assistant"]
     assert data["messages"][0]["content"] == "Answer in one word."
     assert all(m["content"] for m in data["messages"])
     assert not any("<|im_" in m["content"] for m in data["messages"])
-    child.command("/reset", "(conversation cleared)")
+    child.do("/reset", "(conversation cleared)")
     child.send("Again\r")
     child.expect(r"\[prompt \d+ tokens, \d+ reused from the cache; 10 new tokens")
     child.expect_exact(PROMPT)
-    child.command(f"/save {saved}", f"(saved 3 messages to {saved})")
+    child.do(f"/save {saved}", f"(saved 3 messages to {saved})")
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
 
 
+def first_words(model: Path, question: str, tokens: int) -> str:
+    """The start of the tiny model's greedy answer to `question` (what the terminal must show)."""
+    c = Chat(str(model), out=io.StringIO())
+    c.handle("/config strategy greedy")
+    c.handle(f"/config max_length {tokens}")
+    return c.ask(question).strip()
+
+
 def test_pty_ctrl_c_stops_an_answer_and_keeps_the_chat(tiny_model: Path, env: dict[str, str],
                                                       tmp_path: Path) -> None:
+    opening = first_words(tiny_model, "Tell me everything", 4)
+    assert len(opening) > 8
     child = start(env, str(tiny_model))
-    child.command("/config strategy greedy", '(strategy = "greedy")')
-    child.command("/config max_length 8000", "(max_length = 8000)")
+    child.do("/config strategy greedy", '(strategy = "greedy")')
+    child.do("/config max_length 8000", "(max_length = 8000)")
     child.send("Tell me everything\r")
-    child.expect(r"Tell me everything\r\n\S+")  # the answer has started streaming
+    child.expect_exact(opening)  # the answer is streaming
     child.sendintr()
     child.expect_exact("[stopped]")
     child.expect_exact(PROMPT)
     saved = tmp_path / "partial.json"
-    child.command(f"/save {saved}", f"(saved 2 messages to {saved})")
+    child.do(f"/save {saved}", f"(saved 2 messages to {saved})")
     partial = json.loads(saved.read_text(encoding="utf-8"))["messages"][1]
-    assert partial["role"] == "assistant" and partial["content"]
-    child.command("/config max_length 4", "(max_length = 4)")
+    assert partial["role"] == "assistant" and partial["content"].strip().startswith(opening)
+    child.do("/config max_length 4", "(max_length = 4)")
     child.send("Shorter please\r")
-    child.expect_exact("Shorter please\r\n")
-    child.expect_exact(PROMPT)
-    child.command(f"/save {saved}", f"(saved 4 messages to {saved})")
+    child.do(f"/save {saved}", f"(saved 4 messages to {saved})")  # typed while the answer streams
+    messages = json.loads(saved.read_text(encoding="utf-8"))["messages"]
+    assert messages[:2] == [{"role": "user", "content": "Tell me everything"}, partial]
+    assert messages[2] == {"role": "user", "content": "Shorter please"} and messages[3]["content"]
     child.sendintr()  # at the prompt: the input is dropped, the chat goes on
-    child.command("/quit", "")
+    child.send("/quit\r")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -410,8 +421,8 @@ def test_piped_input_reads_plain_lines(tiny_model: Path, env: dict[str, str]) ->
 @pytest.mark.slow
 def test_pty_smollm2_answers_and_reuses_the_whole_first_turn(env: dict[str, str]) -> None:
     child = start(env, "--verbose")
-    child.command("/config strategy greedy", '(strategy = "greedy")')
-    child.command("/config max_length 12", "(max_length = 12)")
+    child.do("/config strategy greedy", '(strategy = "greedy")')
+    child.do("/config max_length 12", "(max_length = 12)")
     child.send("What is the capital of France?\r")
     child.expect(r"\[prompt (\d+) tokens, 0 reused from the cache; (\d+) new tokens")
     first, new = int(child.match.group(1)), int(child.match.group(2))
