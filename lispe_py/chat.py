@@ -132,6 +132,7 @@ class Chat:
         self.system = system
         self.messages: list[dict[str, str]] = []
         self.last_stats: dict[str, Any] = {}
+        self._stop_requested = False
 
     # ---------------------------------------------------------------------------- conversation
     def conversation(self) -> list[dict[str, str]]:
@@ -139,16 +140,27 @@ class Chat:
         head = [{"role": "system", "content": self.system}] if self.system is not None else []
         return head + [dict(m) for m in self.messages]
 
+    def request_stop(self) -> None:
+        """Ctrl-C during an answer (the SIGINT handler of `lispe chat` calls this): the answer stops
+        before its next piece is shown. A second request before the answer has stopped (a long prompt
+        still running through the model) raises KeyboardInterrupt at once."""
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
     def ask(self, text: str) -> str:
         """Add the user's message, stream the answer to `out`, keep it in the conversation; return it.
 
-        Ctrl-C (KeyboardInterrupt) stops the answer: what was shown stays in the conversation (an
-        answer stopped before its first token is dropped with its question) and the interrupt is not
-        raised further. A generation error drops the question and raises a LispEError."""
+        `request_stop()` (Ctrl-C) ends the answer between two tokens: what was shown stays in the
+        conversation (an answer stopped before its first piece is dropped with its question), and the
+        KV cache holds exactly the tokens run so far. A KeyboardInterrupt (a second Ctrl-C) stops it
+        at once, in the middle of a step: the prompt cache then forgets the slot being written. A
+        generation error drops the question and raises a LispEError."""
         from .errors import LispEError
         from .generation import GenerationError, stream
         from .models import ModelError
 
+        self._stop_requested = False
         self.messages.append({"role": "user", "content": text})
         ids = self.tokenizer.apply_chat_template(self.conversation(), add_generation_prompt=True)
         model = self.model
@@ -160,28 +172,23 @@ class Chat:
         try:
             events = stream(model, ids, self.generator.config, tokenizer=self.tokenizer)
             for _token, piece in events:
+                if self._stop_requested:
+                    break
                 produced += 1
                 if piece:
                     self._write(piece)
-                    pieces.append(piece)  # after the write: the conversation keeps what was shown
+                    pieces.append(piece)
         except KeyboardInterrupt:
-            if events is not None:
-                events.close()
             _forget_unfinished(model, reused if produced == 0 else len(ids) + produced - 1)
-            answer = "".join(pieces)
-            self._write("\n[stopped]\n" if answer else "[stopped]\n")
-            if answer:
-                self.messages.append({"role": "assistant", "content": answer})
-            else:
-                self.messages.pop()
-            self.last_stats = {}
-            return answer
+            return self._stopped(events, pieces, produced)
         except (GenerationError, ModelError) as exc:
             self.messages.pop()
             raise LispEError(f"chat: {exc}") from None
         except LispEError:
             self.messages.pop()
             raise
+        if self._stop_requested:
+            return self._stopped(events, pieces, produced)
         answer = "".join(pieces)
         self.messages.append({"role": "assistant", "content": answer})
         seconds = time.perf_counter() - started
@@ -192,6 +199,20 @@ class Chat:
             rate = produced / seconds if seconds > 0 else 0.0
             self._write(f"[prompt {len(ids)} tokens, {model.last_prefill_start} reused from the cache; "
                         f"{produced} new tokens in {seconds:.2f} s, {rate:.1f} tokens/s]\n")
+        return answer
+
+    def _stopped(self, events: Any, pieces: list[str], produced: int) -> str:
+        """End a stopped answer: keep what was shown (drop the question when nothing was)."""
+        self._stop_requested = False
+        if events is not None:
+            events.close()
+        answer = "".join(pieces)
+        self._write("\n[stopped]\n" if answer else "[stopped]\n")
+        if answer:
+            self.messages.append({"role": "assistant", "content": answer})
+        else:
+            self.messages.pop()
+        self.last_stats = {"new_tokens": produced, "stopped": True}
         return answer
 
     def reset(self) -> None:
@@ -320,12 +341,13 @@ def _forget_unfinished(model: Any, keep: int) -> None:
 
 # -------------------------------------------------------------------------------- the terminal loop
 @contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt while an answer is generated (the main thread only)."""
+def _stop_on_sigint(chat: Chat) -> Iterator[None]:
+    """While a line is handled, SIGINT asks the answer to stop (`Chat.request_stop`): a second one
+    raises KeyboardInterrupt. Only the main thread can set signal handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: chat.request_stop())
     try:
         yield
     finally:
@@ -403,11 +425,12 @@ def run_chat(argv: Sequence[str]) -> int:
         except KeyboardInterrupt:  # Ctrl-C at the prompt: the input is dropped
             continue
         try:
-            with _interruptible():
+            with _stop_on_sigint(chat):
                 if not chat.handle(line):
                     return 0
         except LispEError as exc:
             _error_line(exc.format(), _isatty(sys.stderr))
-        except KeyboardInterrupt:  # Ctrl-C during a command other than an answer
+        except KeyboardInterrupt:  # a second Ctrl-C during a command other than an answer
             sys.stdout.write("\n[stopped]\n")
             sys.stdout.flush()
+        chat._stop_requested = False  # a Ctrl-C during a command does not stop the next answer

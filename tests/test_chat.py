@@ -164,7 +164,40 @@ def test_ctrl_c_keeps_the_partial_answer_and_the_chat_goes_on(chat: Chat) -> Non
     chat.handle("/config max_length 200")
 
     class StopAfter(io.StringIO):
-        """An output on which the user presses Ctrl-C after five pieces."""
+        """An output on which the user presses Ctrl-C (request_stop) while the fifth piece shows."""
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def write(self, text: str) -> int:
+            self.n += 1
+            if self.n == 5:
+                chat.request_stop()
+            return super().write(text)
+
+    chat.out = StopAfter()
+    partial = chat.ask("Tell me a long story")
+    shown = chat.out.getvalue()
+    assert shown.endswith("\n[stopped]\n") and partial == shown[:-len("\n[stopped]\n")]
+    assert chat.messages[-1] == {"role": "assistant", "content": partial}  # exactly what was shown
+    # stopped between two steps: the cache holds the prompt and every token shown (the next one was
+    # chosen, never shown nor run)
+    prompt = chat.tokenizer.apply_chat_template(chat.conversation()[:1])
+    assert chat.last_stats == {"new_tokens": 5, "stopped": True}
+    assert chat.model._cached_len == len(prompt) + 5
+    chat.handle("/config max_length 5")
+    chat.out = io.StringIO()
+    again = chat.ask("Go on")
+    assert again and chat.last_stats["new_tokens"] == 5
+    assert chat.model.last_prefill_start >= len(prompt)
+    assert [m["role"] for m in chat.messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_cache_forgets_the_cut_step(chat: Chat) -> None:
+    chat.handle("/config max_length 200")
+
+    class Interrupted(io.StringIO):
+        """KeyboardInterrupt (a second Ctrl-C) while the sixth piece is written."""
         def __init__(self) -> None:
             super().__init__()
             self.n = 0
@@ -175,22 +208,34 @@ def test_ctrl_c_keeps_the_partial_answer_and_the_chat_goes_on(chat: Chat) -> Non
                 raise KeyboardInterrupt
             return super().write(text)
 
-    chat.out = StopAfter()
+    chat.out = Interrupted()
     partial = chat.ask("Tell me a long story")
-    assert partial and chat.out.n == 7 and chat.out.getvalue().endswith("[stopped]\n")
+    assert partial and chat.out.getvalue() == partial + "\n[stopped]\n"
     assert chat.messages[-1] == {"role": "assistant", "content": partial}
-    # the cache vouches only for complete slots: the prompt and the tokens before the interrupted step
     prompt = chat.tokenizer.apply_chat_template(chat.conversation()[:1])
     assert chat.model._cached_len <= len(prompt) + 5
     chat.handle("/config max_length 5")
     chat.out = io.StringIO()
-    again = chat.ask("Go on")
-    assert again and chat.last_stats["new_tokens"] == 5
-    assert chat.model.last_prefill_start >= len(prompt)
-    assert [m["role"] for m in chat.messages] == ["user", "assistant", "user", "assistant"]
+    assert chat.ask("Go on") and chat.model.last_prefill_start >= len(prompt)
 
 
-def test_ctrl_c_before_the_first_token_drops_the_question(chat: Chat, monkeypatch) -> None:
+def test_ctrl_c_before_the_first_piece_drops_the_question(chat: Chat, monkeypatch) -> None:
+    chat.ask("Hi")
+    before = list(chat.messages)
+    prefill = chat.model.prefill
+
+    def ctrl_c_during_prefill(*args: Any, **kwargs: Any) -> Any:
+        chat.request_stop()  # Ctrl-C while the prompt runs through the model
+        return prefill(*args, **kwargs)
+
+    monkeypatch.setattr(chat.model, "prefill", ctrl_c_during_prefill)
+    chat.out = io.StringIO()
+    assert chat.ask("Hello?") == ""
+    assert chat.messages == before
+    assert chat.out.getvalue() == "[stopped]\n"
+
+
+def test_an_interrupted_prefill_drops_the_question(chat: Chat, monkeypatch) -> None:
     chat.ask("Hi")
     cached = chat.model._cached_len
     ask_before = list(chat.messages)
