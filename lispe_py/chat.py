@@ -128,7 +128,10 @@ class Chat:
             raise LispEError(f"chat: the model {self.model_name!r} has no chat template; lispe chat needs "
                              f"an instruct (chat) model whose tokenizer has one")
         self.generator = self.interp.call("torch_generator_create", self.model)
-        self.interp.call("torch_generator_config", self.generator, dict(DEFAULT_CONFIG))
+        defaults = dict(DEFAULT_CONFIG)
+        context = self.model.config.max_position_embeddings
+        defaults["max_length"] = min(defaults["max_length"], max(1, context // 2))  # small contexts
+        self.interp.call("torch_generator_config", self.generator, defaults)
         self.system = system
         self.messages: list[dict[str, str]] = []
         self.last_stats: dict[str, Any] = {}
@@ -170,7 +173,14 @@ class Chat:
         started = time.perf_counter()
         events = None
         try:
-            events = stream(model, ids, self.generator.config, tokenizer=self.tokenizer)
+            config = self.generator.config
+            room = model.config.max_position_embeddings - len(ids)
+            if room < 1:
+                raise LispEError(f"chat: the conversation ({len(ids)} tokens) fills the model's context of "
+                                 f"{model.config.max_position_embeddings} tokens: /reset starts a new one")
+            if config.max_length > room:  # a long conversation: the answer gets what is left
+                config = config.update({"max_length": room})
+            events = stream(model, ids, config, tokenizer=self.tokenizer)
             for _token, piece in events:
                 if self._stop_requested:
                     break

@@ -271,6 +271,23 @@ def test_bad_model_and_bad_arguments() -> None:
             parse_args(bad)
 
 
+def test_a_long_conversation_gets_what_is_left_of_the_context(tmp_path: Path) -> None:
+    small = write_tiny_chat_model(tmp_path / "small", context=64)
+    c = Chat(str(small), out=io.StringIO())
+    c.handle("/config strategy greedy")
+    question = "Please tell me a long story about dragons and knights"
+    prompt = c.tokenizer.apply_chat_template([{"role": "user", "content": question}])
+    assert c.generator.config.max_length == 32  # the default 512, at most half the context
+    c.ask(question)  # max_length 32 does not fit after the prompt: the answer fills the context
+    assert c.last_stats["new_tokens"] == 64 - len(prompt) < 32
+    assert c.generator.config.max_length == 32  # the setting itself is unchanged
+    with pytest.raises(LispEError, match=r"fills the model's context of 64 tokens: /reset starts a new one"):
+        c.ask("More")
+    assert [m["role"] for m in c.messages] == ["user", "assistant"]
+    c.handle("/reset")
+    assert c.ask("Hi again")
+
+
 def test_a_model_without_chat_template_is_refused(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 
-def write_tiny_chat_model(folder: Path) -> Path:
+def write_tiny_chat_model(folder: Path, context: int = 8192) -> Path:
     """A random one-layer Llama as a Hugging Face folder (config.json, model.safetensors), with the
     SmolLM2 tokenizer (tokenizer.json, tokenizer_config.json holding its chat template)."""
     from safetensors.torch import save_file
@@ -41,7 +41,7 @@ def write_tiny_chat_model(folder: Path) -> Path:
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
         "intermediate_size": inter, "num_hidden_layers": 1, "num_attention_heads": heads,
-        "num_key_value_heads": kv, "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
+        "num_key_value_heads": kv, "max_position_embeddings": context, "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0, "vocab_size": vocab, "tie_word_embeddings": True,
         "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}))
     tok.save(folder)

@@ -103,8 +103,15 @@ class LispEKernel(Kernel):
         finally:
             sys.stdout, sys.stderr = saved
         if not silent and value is not VOID and value is not None:
+            try:
+                data = display_bundle(value)
+            except LispEError as exc:  # a value whose printing fails (too large, a broken object)
+                return self._error(exc, parent, "LispEError", _evalue(exc), exc.format().splitlines())
+            except Exception as exc:
+                message = f"internal error: cannot show the value: {type(exc).__name__}: {exc}"
+                return self._error(None, parent, "LispEError", message, [f"Error: {message}"])
             self.session.send(self.iopub_socket, "execute_result",
-                              {"execution_count": count, "data": display_bundle(value), "metadata": {}},
+                              {"execution_count": count, "data": data, "metadata": {}},
                               parent, ident=self._topic("execute_result"))
         return {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}
 
@@ -172,7 +179,7 @@ class LispEKernel(Kernel):
 # ---------------------------------------------------------------------------------- helpers
 def _evalue(exc: Any) -> str:
     """The message, with the position when there is one: `msg (at <cell 3>:2:5)`."""
-    if exc.has_position():
+    if exc.has_position:
         return f"{exc.message} (at {exc.filename}:{exc.line}:{exc.column})"
     return exc.message
 
