@@ -443,6 +443,7 @@ def test_piped_input_reads_plain_lines(tiny_model: Path, env: dict[str, str]) ->
 @pytest.mark.slow
 def test_pty_smollm2_answers_and_reuses_the_whole_first_turn(env: dict[str, str]) -> None:
     child = start(env, "--verbose")
+    child.timeout = 5 * TIMEOUT  # SmolLM2 on a shared CPU: a few tokens per second at worst
     child.do("/config strategy greedy", '(strategy = "greedy")')
     child.do("/config max_length 12", "(max_length = 12)")
     child.send("What is the capital of France?\r")
