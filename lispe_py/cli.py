@@ -436,7 +436,12 @@ def _repl(interp, vi_mode: bool) -> int:
 def _chat(argv: list[str]) -> int:
     from .chat import run_chat
 
-    return run_chat(argv)
+    stream = sys.stdout
+    sys.stdout = _GuardedOutput(stream)  # a closed pipe (`lispe chat | head`): 141, quietly (main)
+    try:
+        return run_chat(argv)
+    finally:
+        sys.stdout = stream
 
 
 def _kernel(argv: list[str]) -> int:

@@ -434,9 +434,22 @@ def test_piped_input_reads_plain_lines(tiny_model: Path, env: dict[str, str]) ->
     bad = subprocess.run(lispe_command() + ["chat", "--bogus"], env=env, capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
+    helped = subprocess.run(lispe_command() + ["chat", "--help"], env=env, capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: lispe chat [MODEL]")
     missing = subprocess.run(lispe_command() + ["chat", "/no/such/model.gguf"], env=env, input="",
                              capture_output=True, text=True, timeout=TIMEOUT)
     assert missing.returncode == 1 and "Error: torch_hf_load_model: no model at" in missing.stderr
+    # a reader that goes away: status 141 as after SIGPIPE, no traceback
+    lines = "/config strategy greedy\n/config max_length 300\nHello\nAgain\n"
+    piped = subprocess.Popen(lispe_command() + ["chat", str(tiny_model)], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    piped.stdin.write(lines)
+    piped.stdin.close()
+    piped.stdout.read(40)
+    piped.stdout.close()
+    assert piped.wait(timeout=TIMEOUT) == 141
+    assert "Traceback" not in piped.stderr.read()
 
 
 @pytest.mark.smollm2
