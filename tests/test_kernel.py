@@ -91,6 +91,8 @@ def test_kernelspec_is_written_by_lispe_kernel_install(prefix: Path, child_env: 
     assert spec["interrupt_mode"] == "signal"
     bad = lispe("kernel", "install", "--user", "--prefix", str(tmp_path), env=child_env)
     assert bad.returncode == 2 and "--user and --prefix cannot be combined" in bad.stderr
+    helped = lispe("kernel", "--help", env=child_env)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: lispe kernel install")
     unknown = lispe("kernel", "start", env=child_env)
     assert unknown.returncode == 2 and "unknown kernel command 'start'" in unknown.stderr
     named = lispe("kernel", "install", "--prefix", str(tmp_path), "--name=other", "--display-name", "Lisp!",
@@ -117,6 +119,8 @@ def test_execute_streams_output_and_keeps_state_between_cells(kernel) -> None:
     assert reply["status"] == "ok" and result_of(out) == {"text/plain": "82"}
     reply, out = run(kc, '(println "only printed")')
     assert stdout_of(out) == "only printed\n" and not [t for t, _ in out if t == "execute_result"]
+    reply, out = run(kc, '(input "name? ")')  # no terminal: the end of the input, at once
+    assert reply["status"] == "ok" and stdout_of(out) == "name? " and result_of(out) == {"text/plain": "nil"}
     reply, out = run(kc, '(loop i (iota 3) (print i " "))')  # several writes: several stream messages
     assert stdout_of(out) == "1 2 3 "
     assert len([t for t, _ in out if t == "stream"]) >= 3

@@ -13,6 +13,7 @@ generation callback prints appear as they are produced); the value of the cell's
 from __future__ import annotations
 
 import html
+import io
 import re
 import sys
 from typing import Any
@@ -87,9 +88,10 @@ class LispEKernel(Kernel):
 
         parent = self.get_parent("shell")
         count = self.execution_count
-        saved = sys.stdout, sys.stderr
+        saved = sys.stdout, sys.stderr, sys.stdin
         sys.stdout = _CellOutput(self, "stdout", parent)  # type: ignore[assignment]
         sys.stderr = _CellOutput(self, "stderr", parent)  # type: ignore[assignment]
+        sys.stdin = io.StringIO("")  # `input` reads the end of the input (nil), never blocks the cell
         try:
             value = self.interp.run_source(code, f"<cell {count}>")
         except LispEError as exc:
@@ -101,8 +103,8 @@ class LispEKernel(Kernel):
             message = f"internal error: {type(exc).__name__}: {exc}"
             return self._error(None, parent, "LispEError", message, [f"Error: {message}"])
         finally:
-            sys.stdout, sys.stderr = saved
-        if not silent and value is not VOID and value is not None:
+            sys.stdout, sys.stderr, sys.stdin = saved
+        if not silent and value is not VOID:  # nil shows as nil, as at the REPL
             try:
                 data = display_bundle(value)
             except LispEError as exc:  # a value whose printing fails (too large, a broken object)
