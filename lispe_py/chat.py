@@ -423,24 +423,27 @@ def run_chat(argv: Sequence[str]) -> int:
         sys.stdout.flush()
     read_line = _line_reader(tty)
     while True:
-        try:
-            if not tty:
-                sys.stdout.write(PROMPT)
+        try:  # a Ctrl-C between two lines (no handler of ours is set there) is ignored too
+            try:
+                if not tty:
+                    sys.stdout.write(PROMPT)
+                    sys.stdout.flush()
+                line = read_line()
+            except EOFError:
+                if not tty:
+                    sys.stdout.write("\n")
+                return 0
+            except KeyboardInterrupt:  # Ctrl-C at the prompt: the input is dropped
+                continue
+            try:
+                with _stop_on_sigint(chat):
+                    if not chat.handle(line):
+                        return 0
+            except LispEError as exc:
+                _error_line(exc.format(), _isatty(sys.stderr))
+            except KeyboardInterrupt:  # a second Ctrl-C during a command other than an answer
+                sys.stdout.write("\n[stopped]\n")
                 sys.stdout.flush()
-            line = read_line()
-        except EOFError:
-            if not tty:
-                sys.stdout.write("\n")
-            return 0
-        except KeyboardInterrupt:  # Ctrl-C at the prompt: the input is dropped
+            chat._stop_requested = False  # a Ctrl-C during a command does not stop the next answer
+        except KeyboardInterrupt:
             continue
-        try:
-            with _stop_on_sigint(chat):
-                if not chat.handle(line):
-                    return 0
-        except LispEError as exc:
-            _error_line(exc.format(), _isatty(sys.stderr))
-        except KeyboardInterrupt:  # a second Ctrl-C during a command other than an answer
-            sys.stdout.write("\n[stopped]\n")
-            sys.stdout.flush()
-        chat._stop_requested = False  # a Ctrl-C during a command does not stop the next answer

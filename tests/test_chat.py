@@ -309,8 +309,7 @@ def lispe_command() -> list[str]:
 def env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1",
-                "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-                "LISPE_MODEL_CACHE": str(tmp_path / "cache")})
+                "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     return env
 
 
@@ -342,10 +341,10 @@ class Terminal(pexpect.spawn):
         self.expect_exact(PROMPT)
 
 
-def start(env: dict[str, str], *args: str) -> Terminal:
+def start(env: dict[str, str], *args: str, timeout: float = TIMEOUT) -> Terminal:
     command = lispe_command()
     child = Terminal(command[0], command[1:] + ["chat", *args], env=env, encoding="utf-8",
-                     timeout=TIMEOUT, dimensions=(30, 200))
+                     timeout=timeout, dimensions=(30, 200))
     child.expect_exact("Chatting with")
     child.expect_exact(PROMPT)
     return child
@@ -455,8 +454,8 @@ def test_piped_input_reads_plain_lines(tiny_model: Path, env: dict[str, str]) ->
 @pytest.mark.smollm2
 @pytest.mark.slow
 def test_pty_smollm2_answers_and_reuses_the_whole_first_turn(env: dict[str, str]) -> None:
-    child = start(env, "--verbose")
-    child.timeout = 5 * TIMEOUT  # SmolLM2 on a shared CPU: a few tokens per second at worst
+    # SmolLM2 on a shared CPU: the first load fills the model cache, then a few tokens per second
+    child = start(env, "--verbose", timeout=5 * TIMEOUT)
     child.do("/config strategy greedy", '(strategy = "greedy")')
     child.do("/config max_length 12", "(max_length = 12)")
     child.send("What is the capital of France?\r")

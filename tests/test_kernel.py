@@ -180,6 +180,10 @@ def test_completion_offers_builtins_user_names_and_config_keys(kernel) -> None:
     assert reply["matches"] == ["max_length"] and reply["cursor_start"] == len(code) - 6
     code = '(torch_hf_load_model "m" {"quant'
     assert kc.complete(code, len(code), reply=True, timeout=TIMEOUT)["content"]["matches"] == ["quantize"]
+    code = '(println "max_'  # a string that is not a dictionary key: no config keys
+    assert kc.complete(code, len(code), reply=True, timeout=TIMEOUT)["content"]["matches"] == []
+    code = '{"temperature":0.5 "top'
+    assert kc.complete(code, len(code), reply=True, timeout=TIMEOUT)["content"]["matches"] == ["top_k", "top_p"]
 
 
 def test_inspection_shows_usage_and_help(kernel) -> None:

@@ -124,13 +124,14 @@ class LispEKernel(Kernel):
 
     # ------------------------------------------------------------------------------ complete
     def do_complete(self, code: str, cursor_pos: int) -> dict:
-        from ..repl.lexer import in_string_or_comment
+        from ..repl.lexer import in_string_or_comment, unclosed_brackets
 
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         before = code[:cursor_pos]
         if in_string_or_comment(code, cursor_pos):
             match = re.search(r'"([A-Za-z_]*)$', before)
-            if match is None:
+            open_ = unclosed_brackets(before[:match.start()]) if match else []
+            if not open_ or open_[-1][1] != "{":  # config keys: a string key of a dictionary
                 return _completions([], cursor_pos, cursor_pos)
             prefix = match.group(1)
             names = [k for k in config_keys() if k.startswith(prefix)]
