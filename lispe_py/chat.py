@@ -165,7 +165,11 @@ class Chat:
 
         self._stop_requested = False
         self.messages.append({"role": "user", "content": text})
-        ids = self.tokenizer.apply_chat_template(self.conversation(), add_generation_prompt=True)
+        try:
+            ids = self.tokenizer.apply_chat_template(self.conversation(), add_generation_prompt=True)
+        except ModelError as exc:  # a template that refuses the conversation (e.g. no system role)
+            self.messages.pop()
+            raise LispEError(f"chat: {exc}") from None
         model = self.model
         reused = model.cached_prefix(_long(ids))
         pieces: list[str] = []
@@ -441,6 +445,8 @@ def run_chat(argv: Sequence[str]) -> int:
                         return 0
             except LispEError as exc:
                 _error_line(exc.format(), _isatty(sys.stderr))
+            except Exception as exc:  # a bug of ours: one line, no traceback, and the chat goes on
+                _error_line(f"Error: internal error: {type(exc).__name__}: {exc}", _isatty(sys.stderr))
             except KeyboardInterrupt:  # a second Ctrl-C during a command other than an answer
                 sys.stdout.write("\n[stopped]\n")
                 sys.stdout.flush()

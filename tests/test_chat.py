@@ -288,6 +288,17 @@ def test_a_long_conversation_gets_what_is_left_of_the_context(tmp_path: Path) ->
     assert c.ask("Hi again")
 
 
+def test_a_template_that_refuses_the_conversation_is_a_lisp_error(chat: Chat, monkeypatch) -> None:
+    monkeypatch.setattr(chat.tokenizer, "chat_template", (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+        "supported') }}{% endif %}{{ m['content'] }}{% endfor %}"))
+    assert chat.ask("Hi")
+    chat.handle("/system Be brief.")
+    with pytest.raises(LispEError, match="chat: chat template error: System role not supported"):
+        chat.ask("Again")
+    assert [m["role"] for m in chat.messages] == ["user", "assistant"]
+
+
 def test_a_model_without_chat_template_is_refused(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
