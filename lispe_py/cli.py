@@ -26,6 +26,8 @@ Run LispE programs.
   -e, --eval CODE    run CODE and print the value of its last form
   -                  read the program from stdin (also when stdin is not a terminal)
   (nothing)          start the interactive REPL
+  chat [MODEL]       chat with an instruct model (lispe chat --help; docs/chat.md)
+  kernel install     register the LispE Jupyter kernel (lispe kernel --help; docs/jupyter.md)
 
 options:
   --print-result     after running FILE or stdin, print the value of the last form
@@ -294,6 +296,8 @@ def _interrupted() -> None:
 
 
 def _main(argv: Sequence[str]) -> int:
+    if argv and argv[0] in _SUBCOMMANDS:  # `lispe -- chat` runs a file named chat
+        return _SUBCOMMANDS[argv[0]](list(argv[1:]))
     try:
         opts = _parse(argv)
     except _Usage as exc:
@@ -427,6 +431,27 @@ def _repl(interp, vi_mode: bool) -> int:
 
     run_repl(interp, vi_mode=True if vi_mode else None)  # None: LISPE_EDITING_MODE decides
     return 0
+
+
+def _chat(argv: list[str]) -> int:
+    from .chat import run_chat
+
+    stream = sys.stdout
+    sys.stdout = _GuardedOutput(stream)  # a closed pipe (`lispe chat | head`): 141, quietly (main)
+    try:
+        return run_chat(argv)
+    finally:
+        sys.stdout = stream
+
+
+def _kernel(argv: list[str]) -> int:
+    from .kernel.install import run_kernel_command
+
+    return run_kernel_command(argv)
+
+
+#: `lispe WORD ...` subcommands: WORD -> function(rest of argv) -> exit status.
+_SUBCOMMANDS = {"chat": _chat, "kernel": _kernel}
 
 
 if __name__ == "__main__":
