@@ -30,23 +30,28 @@ import httpx
 from ..generation import GenerationConfig, GenerationError
 from .base import BatchError, Engine, EngineError
 
-KINDS = ("lispe", "vllm", "llamacpp", "tgi")
+KINDS = ("lispe", "vllm", "llamacpp", "llama-cpp-python", "tgi")
 
 # What each kind of server does (docs/scale-out.md has the same table in words).
 #   prompt_ids: takes a prompt as a list of token ids;  token_ids: returns the new ids
 #   structured: the guided keys it maps (choices/regex/json_schema/grammar)
 _COMMON = dict(logits_processor=False, on_step=False, beam_search=False, embeddings=False,
-               no_repeat_ngram_size=False, logprobs=True)
+               no_repeat_ngram_size=False, logprobs=True, n=True)
 CAPABILITIES: dict[str, dict[str, Any]] = {
     "lispe": dict(_COMMON, prompt_ids=True, token_ids=True, top_k=True, min_p=True, typical_p=False,
-                  repetition_penalty=True, min_new_tokens=True, eos_token_id=True, allowed_tokens=False,
+                  repetition_penalty=True, min_new_tokens=True, eos_token_id=False, allowed_tokens=False,
                   bad_words=False, structured=("choices", "regex", "json_schema", "grammar")),
     "vllm": dict(_COMMON, prompt_ids=True, token_ids=True, top_k=True, min_p=True, typical_p=False,
                  repetition_penalty=True, min_new_tokens=True, eos_token_id=True, allowed_tokens=True,
                  bad_words=True, structured=("choices", "regex", "json_schema", "grammar")),
-    "llamacpp": dict(_COMMON, prompt_ids=True, token_ids=False, top_k=True, min_p=True, typical_p=True,
-                     repetition_penalty=True, min_new_tokens=False, eos_token_id=False,
+    "llamacpp": dict(_COMMON, prompt_ids=True, token_ids=True, top_k=True, min_p=True, typical_p=True,
+                     repetition_penalty=True, min_new_tokens=False, eos_token_id=False, n=False,
                      allowed_tokens=False, bad_words=False, structured=("choices", "json_schema", "grammar")),
+    # python -m llama_cpp.server: text prompts only, no ids back, `n` ignored, grammars (GBNF) only
+    "llama-cpp-python": dict(_COMMON, prompt_ids=False, token_ids=False, top_k=True, min_p=True,
+                             typical_p=True, repetition_penalty=True, min_new_tokens=True,
+                             eos_token_id=False, n=False, allowed_tokens=False, bad_words=False,
+                             structured=("choices", "grammar")),
     "tgi": dict(_COMMON, prompt_ids=False, token_ids=False, top_k=False, min_p=False, typical_p=False,
                 repetition_penalty=False, min_new_tokens=False, eos_token_id=False, allowed_tokens=False,
                 bad_words=False, structured=()),
@@ -89,6 +94,7 @@ class _Replica:
                                     max_retries=0)
         self.http = httpx.Client(base_url=self.root, headers=headers, timeout=timeout)
         self.down_until = 0.0
+        self.requests = 0          # attempts sent to this replica (torch_model_info's "requests")
 
     def close(self) -> None:
         self.http.close()
@@ -223,6 +229,7 @@ class RemoteEngine(Engine):
                 i = self._pick(tried)
                 tried.add(i)
                 rep = self._replicas[i]
+                rep.requests += 1
                 try:
                     return fn(rep)
                 except _Failure as f:
@@ -255,6 +262,8 @@ class RemoteEngine(Engine):
         if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
             cause = exc.__cause__ or exc
             return _Failure(rep.url, None, f"cannot connect ({_short(cause)})", True)
+        if isinstance(exc, openai.APIError):          # an error event inside an SSE stream
+            return _Failure(rep.url, None, f"the server reported an error: {_short(exc)}", False)
         raise exc
 
     def _http(self, method: str, path: str, body: Any = None, root: bool = True) -> Any:
@@ -295,7 +304,9 @@ class RemoteEngine(Engine):
             return model, "lispe"
         if "vllm" in owner:
             return model, "vllm"
-        if "llama" in owner or owner in ("me",):   # llama.cpp's server: "llamacpp"; llama-cpp-python: "me"
+        if owner == "me":                            # python -m llama_cpp.server
+            return model, "llama-cpp-python"
+        if "llama" in owner:                         # llama.cpp's llama-server: "llamacpp"
             return model, "llamacpp"
         if owner == "tgi" or "text-generation" in owner or "huggingface" in owner:
             return model, "tgi"
@@ -318,6 +329,7 @@ class RemoteEngine(Engine):
                 "context_length": self.context_length, "timeout": self.timeout, "retries": self.retries,
                 "max_concurrency": self.max_concurrency, "keep_partial": flag(self.keep_partial),
                 "api_key_env": self.api_key_env, "local_tokenizer": flag(self._local_tokenizer is not None),
+                "requests": {r.url: r.requests for r in self._replicas},
                 "capabilities": {k: flag(v) for k, v in self.capabilities().items()}}
 
     def capabilities(self) -> dict[str, Any]:
@@ -352,6 +364,8 @@ class RemoteEngine(Engine):
             raise self._refuse("top_k", "use strategy \"top_p\"")
         if config.repetition_penalty != 1.0 and not caps["repetition_penalty"]:
             raise self._refuse("repetition_penalty")
+        if config.num_return_sequences > 1 and not caps["n"]:
+            raise self._refuse("num_return_sequences", "the server returns one sequence per request")
         if config.min_new_tokens and not caps["min_new_tokens"]:
             raise self._refuse("min_new_tokens")
         if config.eos_token_id is not None and not caps["eos_token_id"]:
@@ -412,7 +426,7 @@ class RemoteEngine(Engine):
         if config.frequency_penalty:
             kw["frequency_penalty"] = config.frequency_penalty
         if config.repetition_penalty != 1.0:
-            extra["repeat_penalty" if kind == "llamacpp" else "repetition_penalty"] = config.repetition_penalty
+            extra["repeat_penalty" if kind.startswith("llama") else "repetition_penalty"] = config.repetition_penalty
         if config.min_new_tokens:
             extra["min_tokens"] = config.min_new_tokens
         if config.eos_token_id is not None:
@@ -426,7 +440,7 @@ class RemoteEngine(Engine):
         if logprobs is not None:
             kw["logprobs"] = logprobs
         if caps["token_ids"]:
-            extra["return_token_ids"] = True
+            extra["return_tokens" if kind == "llamacpp" else "return_token_ids"] = True
         self._structured(config, extra)
         return kw, extra
 
@@ -438,7 +452,7 @@ class RemoteEngine(Engine):
                 v = getattr(config, key)
                 if v is not None:
                     extra["structured_outputs"] = {field: _plain(v)}
-        elif self.kind == "llamacpp":
+        elif self.kind in ("llamacpp", "llama-cpp-python"):
             if config.json_schema is not None:
                 extra["json_schema"] = _plain(config.json_schema)
             elif config.grammar is not None:
@@ -665,7 +679,7 @@ class RemoteTokenizer:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         e = self.engine
-        if e.kind == "llamacpp":
+        if e.kind in ("llamacpp", "llama-cpp-python"):
             data = self._llamacpp("tokenize", {"content": text, "add_special": add_special_tokens},
                                   {"input": text})
         elif e.kind == "tgi":
@@ -681,7 +695,7 @@ class RemoteTokenizer:
         if e.kind == "tgi":
             raise EngineError(f"the remote engine tgi ({e.urls[0]}) has no /detokenize: give the remote "
                               f"model a local \"tokenizer\"")
-        if e.kind == "llamacpp":
+        if e.kind in ("llamacpp", "llama-cpp-python"):
             data = self._llamacpp("detokenize", {"tokens": list(ids)}, {"tokens": list(ids)})
             return data.get("content", data.get("text", ""))
         return self._post("/detokenize", {"model": e.model, "tokens": list(ids)})["prompt"]
