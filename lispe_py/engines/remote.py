@@ -400,19 +400,19 @@ class RemoteEngine(Engine):
         kw: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": config.max_length,
                               "stream": stream}
         extra: dict[str, Any] = {}
-        if config.is_greedy:
-            kw["temperature"] = 0.0
-        else:
-            kw["temperature"] = config.temperature
-            s = config.strategy
-            kw["top_p"] = config.top_p if s in ("top_p", "sample") else 1.0
-            if caps["top_k"]:
-                top_k = config.top_k if s in ("top_k", "sample") and config.top_k > 0 else 0
-                extra["top_k"] = top_k if top_k or kind != "vllm" else -1
-            if s == "sample" and config.min_p > 0.0:
-                extra["min_p"] = config.min_p
-            if s == "sample" and config.typical_p < 1.0:
-                extra["typical_p"] = config.typical_p
+        # Every sampling value is sent, defaults included: servers have other defaults (vLLM takes the
+        # model's generation_config.json; llama-cpp-python top_k 40, top_p 0.95, min_p 0.05, repeat 1.1).
+        s = config.strategy
+        sampling = not config.is_greedy
+        kw["temperature"] = config.temperature if sampling else 0.0
+        kw["top_p"] = config.top_p if sampling and s in ("top_p", "sample") else 1.0
+        if caps["top_k"]:
+            top_k = config.top_k if sampling and s in ("top_k", "sample") and config.top_k > 0 else 0
+            extra["top_k"] = top_k if top_k or kind != "vllm" else -1
+        if caps["min_p"]:
+            extra["min_p"] = config.min_p if sampling and s == "sample" else 0.0
+        if caps["typical_p"]:
+            extra["typical_p"] = config.typical_p if sampling and s == "sample" else 1.0
         if config.num_return_sequences > 1:
             kw["n"] = config.num_return_sequences
         if config.seed is not None:
@@ -425,7 +425,7 @@ class RemoteEngine(Engine):
             kw["presence_penalty"] = config.presence_penalty
         if config.frequency_penalty:
             kw["frequency_penalty"] = config.frequency_penalty
-        if config.repetition_penalty != 1.0:
+        if caps["repetition_penalty"]:
             extra["repeat_penalty" if kind.startswith("llama") else "repetition_penalty"] = config.repetition_penalty
         if config.min_new_tokens:
             extra["min_tokens"] = config.min_new_tokens
