@@ -1,0 +1,167 @@
+"""Faults, replicas, keys and the sandbox for remote models, against real `lispe serve` processes."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("openai")
+
+from lispe_py import Interpreter, LispEError  # noqa: E402
+
+from servers import free_port, start_lispe  # noqa: E402
+
+pytestmark = [pytest.mark.smollm2, pytest.mark.slow]
+
+PROMPT = "The capital of France is"
+
+
+def _lisp(**kw) -> Interpreter:
+    interp = Interpreter(**kw)
+    interp.eval("(use 'lispe_torch)")
+    return interp
+
+
+def test_server_down_names_the_url_after_retries() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    lisp = _lisp()
+    start = time.monotonic()
+    with pytest.raises(LispEError) as err:
+        lisp.eval(f'(torch_remote_model "{url}" {{"retries":2 "backoff":0.2}})')
+    msg = str(err.value)
+    assert "torch_remote_model: no server answered after 3 attempt(s)" in msg
+    assert url in msg and "cannot connect" in msg
+    assert time.monotonic() - start >= 0.2 + 0.4          # backoff 0.2 then 0.4 between the rounds
+
+
+def test_unknown_served_model_and_4xx_are_not_retried(lispe_server) -> None:
+    lisp = _lisp()
+    with pytest.raises(LispEError, match=r'does not serve the model "nope"; it serves "SmolLM2-135M-Instruct"'):
+        lisp.eval(f'(torch_remote_model "{lispe_server.url}" {{"model":"nope"}})')
+    lisp.eval(f'(setq rm (torch_remote_model "{lispe_server.url}" {{"model":"SmolLM2-135M-Instruct"}}))')
+    lisp.eval("(setq rg (torch_generator_create rm))")
+    before = sum(lisp.eval("(torch_model_info rm)")["requests"].values())
+    with pytest.raises(LispEError, match=rf"torch_generate_text: the server refused the request: "
+                                         rf"{lispe_server.url} \(status 400\): .*context"):
+        lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":100000}})')
+    assert sum(lisp.eval("(torch_model_info rm)")["requests"].values()) == before + 1
+
+
+def test_slow_server_past_the_timeout(lispe_server) -> None:
+    lisp = _lisp()
+    lisp.eval(f'(setq rm (torch_remote_model "{lispe_server.url}" {{"timeout":600}}))')
+    lisp.eval('(setq slow (torch_remote_model (list "{0}") {{"timeout":0.3 "retries":0}}))'.format(lispe_server.url))
+    lisp.eval("(setq rg (torch_generator_create slow))")
+    with pytest.raises(LispEError, match=rf"torch_generate_text: no server answered after 1 attempt\(s\): "
+                                         rf"{lispe_server.url} \(no answer\): timed out after 0.3 s"):
+        lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":300}})')
+
+
+def test_one_of_two_replicas_down(lispe_server) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    lisp = _lisp()
+    lisp.eval(f'(setq rm (torch_remote_model (list "{dead}" "{lispe_server.url}") {{"backoff":0.1}}))')
+    lisp.eval("(setq rg (torch_generator_create rm))")
+    texts = [lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":3}})') for _ in range(3)]
+    assert texts[0] and texts.count(texts[0]) == 3
+    assert len(lisp.eval('(torch_generate_batch rg (list "A" "B" "C") {"max_length":2})')) == 3
+    requests = lisp.eval("(torch_model_info rm)")["requests"]
+    assert requests[lispe_server.url] >= 1 + 3 + 3
+    assert requests[dead] >= 1          # tried once, then skipped while marked down
+
+
+def test_requests_are_spread_over_replicas(lispe_server) -> None:
+    other = lispe_server.url.replace("127.0.0.1", "localhost")
+    lisp = _lisp()
+    lisp.eval(f'(setq rm (torch_remote_model (list "{lispe_server.url}" "{other}") {{"max_concurrency":2}}))')
+    lisp.eval("(setq rg (torch_generator_create rm))")
+    texts = lisp.eval('(torch_generate_batch rg (list "A" "B" "C" "D") {"max_length":2})')
+    assert len(texts) == 4
+    requests = lisp.eval("(torch_model_info rm)")["requests"]
+    assert requests[lispe_server.url] >= 2 and requests[other] >= 2
+
+
+def test_server_killed_mid_batch() -> None:
+    server = start_lispe()
+    try:
+        lisp = _lisp()
+        lisp.eval(f'(setq rm (torch_remote_model "{server.url}" {{"retries":0 "max_concurrency":1 "timeout":600 '
+                  f'"keep_partial":true}}))')
+        lisp.eval("(setq rg (torch_generator_create rm))")
+        lisp.eval(f'(setq g2 (torch_generator_create (torch_remote_model "{server.url}" {{"retries":0}})))')
+        start = time.monotonic()
+        lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":6}})')
+        one = time.monotonic() - start
+        timer = threading.Timer(1.5 * one, server.stop)
+        timer.start()
+        out = lisp.eval(f'(torch_generate_batch rg (list "{PROMPT}" "The sky is" "One, two," "Hello") '
+                        f'{{"max_length":6}})')
+        timer.join()
+        assert isinstance(out[0], str) and out[0]         # finished before the kill: kept
+        assert out[-1] is None                             # after it: nil
+        # without keep_partial the error says which prompt failed
+        with pytest.raises(LispEError, match=r"torch_generate_batch: prompt 0 failed \(and 1 more\): no server "
+                                             rf"answered after 1 attempt\(s\): {server.url} \(no answer\): cannot connect"):
+            lisp.eval('(torch_generate_batch g2 (list "A" "B"))')
+    finally:
+        server.stop()
+
+
+def test_api_key_from_an_environment_variable(monkeypatch) -> None:
+    secret = "sk-test-8f2d1c"
+    server = start_lispe("--api-key-env", "LISPE_TEST_KEY", env_extra={"LISPE_TEST_KEY": secret})
+    try:
+        lisp = _lisp()
+        monkeypatch.delenv("LISPE_TEST_KEY", raising=False)
+        with pytest.raises(LispEError, match=r'"api_key_env": the environment variable LISPE_TEST_KEY is not set'):
+            lisp.eval(f'(torch_remote_model "{server.url}" {{"api_key_env":"LISPE_TEST_KEY"}})')
+        with pytest.raises(LispEError, match=rf"the server refused the request: {server.url} \(status 401\)"):
+            lisp.eval(f'(torch_remote_model "{server.url}")')
+        monkeypatch.setenv("LISPE_TEST_KEY", secret)
+        lisp.eval(f'(setq rm (torch_remote_model "{server.url}" {{"api_key_env":"LISPE_TEST_KEY"}}))')
+        assert lisp.eval(f'(torch_generate_text (torch_generator_create rm) "{PROMPT}" {{"max_length":2}})')
+        shown = str(lisp.eval("(torch_model_info rm)")) + lisp.eval("(string rm)") + repr(lisp.eval("rm").info())
+        assert secret not in shown and "LISPE_TEST_KEY" in shown
+    finally:
+        server.stop()
+
+
+def test_sandbox_refuses_hosts_not_allowed(lispe_server) -> None:
+    port = lispe_server.url.split(":")[2].split("/")[0]
+    with pytest.raises(LispEError, match=r"torch_remote_model: sandbox: network access to '127.0.0.1:\d+' is not allowed"):
+        _lisp(sandbox=True).eval(f'(torch_remote_model "{lispe_server.url}")')
+    with pytest.raises(LispEError, match="is not allowed"):
+        _lisp(allow_net=["127.0.0.1:1"]).eval(f'(torch_remote_model "{lispe_server.url}")')
+    ok = _lisp(allow_net=[f"127.0.0.1:{port}"])
+    ok.eval(f'(setq rm (torch_remote_model "{lispe_server.url}"))')
+    assert ok.eval(f'(torch_generate_text (torch_generator_create rm) "{PROMPT}" {{"max_length":2}})')
+
+
+def test_bad_arguments_are_lispe_errors() -> None:
+    lisp = _lisp()
+    with pytest.raises(LispEError, match="torch_remote_model: argument 'url'"):
+        lisp.eval("(torch_remote_model 12)")
+    with pytest.raises(LispEError, match='bad server URL "ftp://x"'):
+        lisp.eval('(torch_remote_model "ftp://x")')
+    with pytest.raises(LispEError, match='unknown remote model config key "timout"; valid keys: "model"'):
+        lisp.eval('(torch_remote_model "http://127.0.0.1:1/v1" {"timout":3})')
+    with pytest.raises(LispEError, match='"retries" must be an integer >= 0'):
+        lisp.eval('(torch_remote_model "http://127.0.0.1:1/v1" {"retries":-1})')
+    with pytest.raises(LispEError, match='"engine": unknown engine'):
+        lisp.eval('(torch_remote_model "http://127.0.0.1:1/v1" {"engine":"sglangx"})')
+
+
+def test_python_api(lispe_server) -> None:
+    from lispe_py.engines import RemoteEngine, engine_for
+    from lispe_py.generation import GenerationConfig
+    from lispe_py.models import load_model
+
+    remote = RemoteEngine(lispe_server.url, {"timeout": 600})
+    assert engine_for(remote) is remote and remote.kind == "lispe"
+    cfg = GenerationConfig.from_dict({"max_length": 4})
+    local = engine_for(load_model("SmolLM2-135M-Instruct"))
+    assert remote.generate_text(PROMPT, cfg) == local.generate_text(PROMPT, cfg)
+    assert "".join(p for _, p in remote.stream(PROMPT, cfg)) == local.generate_text(PROMPT, cfg)
+    assert remote.generate_batch(["A", PROMPT], cfg) == local.generate_batch(["A", PROMPT], cfg)
