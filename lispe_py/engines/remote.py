@@ -43,15 +43,15 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
                   bad_words=False, structured=("choices", "regex", "json_schema", "grammar")),
     "vllm": dict(_COMMON, prompt_ids=True, token_ids=True, top_k=True, min_p=True, typical_p=False,
                  repetition_penalty=True, min_new_tokens=True, eos_token_id=True, allowed_tokens=True,
-                 bad_words=True, structured=("choices", "regex", "json_schema", "grammar")),
+                 bad_words=True, structured=("choices", "regex", "json_schema")),
     "llamacpp": dict(_COMMON, prompt_ids=True, token_ids=True, top_k=True, min_p=True, typical_p=True,
                      repetition_penalty=True, min_new_tokens=False, eos_token_id=False, n=False,
-                     allowed_tokens=False, bad_words=False, structured=("choices", "json_schema", "grammar")),
-    # python -m llama_cpp.server: text prompts only, no ids back, `n` ignored, grammars (GBNF) only
+                     allowed_tokens=False, bad_words=False, structured=("choices", "json_schema")),
+    # python -m llama_cpp.server: text prompts only, no ids back, `n` ignored, GBNF grammars only
     "llama-cpp-python": dict(_COMMON, prompt_ids=False, token_ids=False, top_k=True, min_p=True,
                              typical_p=True, repetition_penalty=True, min_new_tokens=True,
                              eos_token_id=False, n=False, allowed_tokens=False, bad_words=False,
-                             structured=("choices", "grammar")),
+                             structured=("choices",)),
     "tgi": dict(_COMMON, prompt_ids=False, token_ids=False, top_k=False, min_p=False, typical_p=False,
                 repetition_penalty=False, min_new_tokens=False, eos_token_id=False, allowed_tokens=False,
                 bad_words=False, structured=()),
@@ -382,9 +382,9 @@ class RemoteEngine(Engine):
                 raise self._refuse("allowed_tokens", "give token ids")
         for key in ("choices", "regex", "json_schema", "grammar"):
             if getattr(config, key) is not None and key not in caps["structured"]:
-                raise self._refuse(key, "the server has no structured output of this kind")
-        if config.grammar is not None and self.kind != "lispe" and not isinstance(config.grammar, str):
-            raise self._refuse("grammar", "this server takes a grammar in its own text form")
+                why = ("our s-expression grammars run locally and on lispe serve; this server has its own "
+                       "grammar syntax") if key == "grammar" else "the server has no structured output of this kind"
+                raise self._refuse(key, why)
         tok = self._local_tokenizer
         if tok is not None and config.eos_token_id is not None:
             ids = config.eos_token_id if isinstance(config.eos_token_id, tuple) else (config.eos_token_id,)
@@ -455,9 +455,7 @@ class RemoteEngine(Engine):
         elif self.kind in ("llamacpp", "llama-cpp-python"):
             if config.json_schema is not None:
                 extra["json_schema"] = _plain(config.json_schema)
-            elif config.grammar is not None:
-                extra["grammar"] = config.grammar
-            elif config.choices is not None:
+            elif config.choices is not None:           # a GBNF alternation of the literal strings
                 extra["grammar"] = "root ::= " + " | ".join(json.dumps(c) for c in config.choices)
 
     def _prompt(self, prompt: Any, tokenizer: Any) -> Any:
@@ -728,7 +726,10 @@ class RemoteTokenizer:
 
 # ---------------------------------------------------------------------------- helpers
 def _plain(v: Any) -> Any:
-    """Tuples as lists (JSON)."""
+    """JSON data: tuples as lists, Lisp symbols (a grammar's operators and rule names) as their names."""
+    if not isinstance(v, (str, int, float, bool, type(None), list, tuple, dict)) and isinstance(
+            getattr(v, "name", None), str):
+        return v.name
     if isinstance(v, tuple):
         return [_plain(x) for x in v]
     if isinstance(v, list):

@@ -169,6 +169,17 @@ def test_guided_regex_and_json_schema(lisp: Interpreter, server) -> None:
         assert _requests(lisp) == before
 
 
+def test_guided_grammar(lisp: Interpreter, server) -> None:
+    call = ("(torch_generate_text rg \"Answer yes or no:\" {\"grammar\": "
+            "'(grammar (root (alt \"yes\" \"no\" (seq \"maybe \" (regex \"[0-9]\"))))) \"max_length\":6})")
+    if server.kind == "lispe":
+        assert re.fullmatch(r"yes|no|maybe [0-9]", lisp.eval(call))
+    else:
+        with pytest.raises(LispEError, match=r'"grammar" cannot run on the remote engine llama-cpp-python .*: '
+                                             r"our s-expression grammars run locally and on lispe serve"):
+            lisp.eval(call)
+
+
 def test_tokenizer_functions(lisp: Interpreter, local: Interpreter, server) -> None:
     ids = lisp.eval('(tokenizer_encode rm "Hello world, how are you?")')
     assert list(ids) == list(local.eval('(tokenizer_encode lm "Hello world, how are you?")'))
