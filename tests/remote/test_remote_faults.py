@@ -165,3 +165,54 @@ def test_python_api(lispe_server) -> None:
     assert remote.generate_text(PROMPT, cfg) == local.generate_text(PROMPT, cfg)
     assert "".join(p for _, p in remote.stream(PROMPT, cfg)) == local.generate_text(PROMPT, cfg)
     assert remote.generate_batch(["A", PROMPT], cfg) == local.generate_batch(["A", PROMPT], cfg)
+
+
+def test_request_mapping_for_vllm_and_tgi(lispe_server) -> None:
+    """The fields sent to vLLM and TGI (no such server here: the engine kind is forced on lispe serve's
+    discovery, and the request bodies are checked before they would be sent)."""
+    from lispe_py.engines import RemoteEngine
+    from lispe_py.generation import GenerationConfig
+
+    vllm = RemoteEngine(lispe_server.url, {"engine": "vllm"})
+    cfg = GenerationConfig.from_dict({"max_length": 7, "strategy": "top_p", "temperature": 0.7, "top_p": 0.9,
+                                      "seed": 5, "stop": ["\n"], "repetition_penalty": 1.2, "min_new_tokens": 2,
+                                      "eos_token_id": 2, "num_return_sequences": 2, "regex": "[a-z]+"})
+    kw, extra = vllm._body([1, 2, 3], cfg)
+    assert kw == {"model": "SmolLM2-135M-Instruct", "prompt": [1, 2, 3], "max_tokens": 7, "stream": False,
+                  "temperature": 0.7, "top_p": 0.9, "n": 2, "seed": 5, "stop": ["\n"]}
+    assert extra == {"top_k": -1, "min_p": 0.0, "include_stop_str_in_output": True, "repetition_penalty": 1.2,
+                     "min_tokens": 2, "stop_token_ids": [2], "ignore_eos": True, "return_token_ids": True,
+                     "structured_outputs": {"regex": "[a-z]+"}}
+    greedy = GenerationConfig.from_dict({"max_length": 3, "json_schema": {"type": "object"}})
+    kw, extra = vllm._body("Hi", greedy, logprobs=4)
+    assert kw["temperature"] == 0.0 and kw["top_p"] == 1.0 and kw["logprobs"] == 4
+    assert extra["top_k"] == -1 and extra["structured_outputs"] == {"json": {"type": "object"}}
+
+    tgi = RemoteEngine(lispe_server.url, {"engine": "tgi"})
+    for key, value in (("top_k", {"strategy": "top_k"}), ("min_new_tokens", {"min_new_tokens": 1}),
+                       ("choices", {"choices": ["a", "b"]}), ("eos_token_id", {"eos_token_id": 2})):
+        with pytest.raises(Exception, match=rf'"{key}" cannot run on the remote engine tgi'):
+            tgi.check_config(GenerationConfig.from_dict(value))
+    kw, extra = tgi._body("Hi", GenerationConfig.from_dict({"strategy": "top_p", "top_p": 0.8}))
+    assert "top_k" not in extra and kw["top_p"] == 0.8
+
+
+def test_cli_sandbox_allow_net(lispe_server, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from servers import ROOT
+
+    script = tmp_path / "remote.lisp"
+    script.write_text(f'(use \'lispe_torch)\n(setq m (torch_remote_model "{lispe_server.url}"))\n'
+                      f'(println (torch_model_info m))\n')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "lispe_py", "--sandbox", str(script)]
+    refused = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode != 0
+    assert "torch_remote_model: sandbox: network access to '127.0.0.1:" in refused.stderr + refused.stdout
+    allowed = subprocess.run(cmd[:4] + ["--allow-net", "127.0.0.1"] + cmd[4:], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "SmolLM2-135M-Instruct" in allowed.stdout and "lispe" in allowed.stdout
