@@ -497,8 +497,11 @@ class RemoteEngine(Engine):
             if not one:
                 raise GenerationError("callback and stop_when need a single prompt")
             ids = input_ids.view(-1).tolist()
-            new = [t for t, _ in self._streamed(ids, config, tokenizer)[1]]
-            out = torch.tensor(ids + [t for t in new if t is not None], dtype=torch.long)
+            text, events = self._streamed(ids, config, tokenizer)
+            new = [t for t, _ in events]
+            if any(t is None for t in new):        # the server streams no ids: the text's own
+                new = list((tokenizer or self._tokenizer).encode(text, add_special_tokens=False)) if text else []
+            out = torch.tensor(ids + new, dtype=torch.long)
             return out if input_ids.dim() == 1 else out.view(1, -1)
         rows = input_ids.tolist() if isinstance(input_ids, torch.Tensor) else input_ids
         one_d = isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1

@@ -91,6 +91,18 @@ def test_streaming_callback_pieces_join_to_the_text(lisp: Interpreter, server) -
         assert list(lisp.eval("ids")) == new
 
 
+def test_torch_generate_streams_with_a_callback(lisp: Interpreter) -> None:
+    lisp.eval("(setq seen ())")
+    lisp.eval("(setq g3 (torch_generator_create rm))")
+    lisp.eval(f'(torch_generator_config g3 {{"max_length":{N} "callback": (lambda (i p) (push seen p))}})')
+    ids = f'(tokenizer_encode rm "{PROMPT}")'
+    out = lisp.eval(f"(torch_generate g3 {ids})")
+    assert out.tolist() == lisp.eval(f"(torch_generate rg {ids})").tolist()
+    assert "".join(lisp.eval("seen")) == lisp.eval(f'(torch_generate_text rg "{PROMPT}")')
+    with pytest.raises(LispEError, match="callback and stop_when need a single prompt"):
+        lisp.eval(f"(torch_generate_batch g3 (list \"A\" \"B\"))")
+
+
 def test_stop_when_cancels_the_stream(lisp: Interpreter, local: Interpreter, server) -> None:
     full = lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":12}})')
     cut = lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":12 "stop_when": (lambda (t) (> (size t) 6))}})')
