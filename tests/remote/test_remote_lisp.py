@@ -80,6 +80,16 @@ def test_generate_text(lisp: Interpreter, local: Interpreter, server) -> None:
     assert lisp.eval(f'(torch_generate_text rg (tokenizer_encode rm "{PROMPT}"))') == text
 
 
+def test_stop_strings(lisp: Interpreter, local: Interpreter, server) -> None:
+    call = '(torch_generate_text {} "One, two, three, four, five," {{"stop": (list " seven") "max_length":8}})'
+    out = lisp.eval(call.format("rg"))
+    if server.kind == "lispe":           # as locally: the text ends with the stop string
+        assert out == local.eval(call.format("lg")) and out.endswith(" seven")
+    else:                                # llama.cpp's servers leave it out
+        full = lisp.eval('(torch_generate_text rg "One, two, three, four, five," {"max_length":8})')
+        assert " seven" in full and out == full[:full.index(" seven")]
+
+
 def test_streaming_callback_pieces_join_to_the_text(lisp: Interpreter, server) -> None:
     lisp.eval("(setq pieces ())")
     lisp.eval("(setq ids ())")
