@@ -243,8 +243,9 @@ class RemoteEngine(Engine):
         last = {}
         for f in failures:
             last[f.url] = f
-        raise EngineError(f"no server answered after {self.retries + 1} attempt(s): "
-                          + "; ".join(f.describe() for f in last.values()))
+        tries = (f"{self.retries + 1} attempt(s)" if len(self._replicas) == 1 else
+                 f"{self.retries + 1} round(s) over {len(self._replicas)} replicas")
+        raise EngineError(f"no server answered after {tries}: " + "; ".join(f.describe() for f in last.values()))
 
     @staticmethod
     def _failure(rep: _Replica, exc: Exception) -> _Failure:
@@ -264,12 +265,14 @@ class RemoteEngine(Engine):
             return _Failure(rep.url, None, f"cannot connect ({_short(cause)})", True)
         if isinstance(exc, openai.APIError):          # an error event inside an SSE stream
             return _Failure(rep.url, None, f"the server reported an error: {_short(exc)}", False)
+        if isinstance(exc, httpx.HTTPError):          # redirects, undecodable bodies, ...
+            return _Failure(rep.url, None, _short(exc), False)
         raise exc
 
     def _http(self, method: str, path: str, body: Any = None, root: bool = True) -> Any:
         """A JSON request to a root endpoint (/tokenize...) or a /v1 one (root=False), with retries."""
         def call(rep: _Replica) -> Any:
-            url = path if root else "/v1" + path if rep.url.endswith("/v1") else path
+            url = path if root else "/v1" + path          # rep.http's base is the server's root
             try:
                 r = rep.http.request(method, url, json=body)
                 r.raise_for_status()
@@ -507,7 +510,7 @@ class RemoteEngine(Engine):
         one_d = isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1
         if one_d:
             rows = [rows]
-        results = self._map(rows, lambda p: self._ids_row(p, config, tokenizer), "torch_generate")
+        results = self._map(rows, lambda p: self._ids_row(p, config, tokenizer))
         n = config.num_return_sequences
         flat = [(rows[i], new) for i, seqs in enumerate(results) for new in seqs]
         pad = config.pad_token_id
@@ -528,7 +531,7 @@ class RemoteEngine(Engine):
         resp = self._complete(self._prompt(prompt, tokenizer), config)
         return [c.text or "" for c in sorted(resp.choices, key=lambda c: c.index)]
 
-    def _map(self, prompts: list, fn: Callable[[Any], Any], what: str) -> list:
+    def _map(self, prompts: list, fn: Callable[[Any], Any]) -> list:
         """fn over the prompts with up to max_concurrency requests in flight; one failure does not lose
         the others (BatchError holds them)."""
         results: list[Any] = [None] * len(prompts)
@@ -624,7 +627,7 @@ class RemoteEngine(Engine):
         self.check_config(config)
         n = config.num_return_sequences
         try:
-            results = self._map(list(prompts), lambda p: self._texts(p, config, tokenizer), "generate_batch")
+            results = self._map(list(prompts), lambda p: self._texts(p, config, tokenizer))
         except BatchError as exc:
             if not self.keep_partial:
                 raise

@@ -34,6 +34,10 @@ def test_server_down_names_the_url_after_retries() -> None:
     assert "torch_remote_model: no server answered after 3 attempt(s)" in msg
     assert url in msg and "cannot connect" in msg
     assert time.monotonic() - start >= 0.2 + 0.4          # backoff 0.2 then 0.4 between the rounds
+    other = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(LispEError, match=r"no server answered after 1 round\(s\) over 2 replicas: ") as err:
+        lisp.eval(f'(torch_remote_model (list "{url}" "{other}") {{"retries":0}})')
+    assert url in str(err.value) and other in str(err.value)
 
 
 def test_unknown_served_model_and_4xx_are_not_retried(lispe_server) -> None:
