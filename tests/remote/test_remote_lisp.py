@@ -71,6 +71,29 @@ def test_greedy_ids(lisp: Interpreter, local: Interpreter, server) -> None:
         assert two.tolist() == [want.tolist(), want.tolist()]
 
 
+def test_eos_ends_generation_as_locally(lisp: Interpreter, local: Interpreter, server) -> None:
+    chat = "(tokenizer_chat {} '((\"user\" \"What is 2+2? Answer with one number.\")))"
+    if server.kind != "lispe":      # no chat template through its tokenizer endpoints: a local tokenizer
+        lisp.eval(f'(setq rmt (torch_remote_model "{server.url}" {{"tokenizer":"SmolLM2-135M-Instruct"}}))')
+        assert lisp.eval("(torch_model_info rmt)")["local_tokenizer"] is True
+        assert list(lisp.eval(chat.format("rmt"))) == list(local.eval(chat.format("lm")))
+        text = lisp.eval(f'(torch_generate_text (torch_generator_create rmt) {chat.format("rmt")} {{"max_length":20}})')
+        assert text and "<|im_end|>" not in text
+        return
+    text = lisp.eval(f'(torch_generate_text rg {chat.format("rm")} {{"max_length":20}})')
+    assert "4" in text and "<|im_end|>" not in text
+    if server.kind == "lispe":
+        assert text == local.eval(f'(torch_generate_text lg {chat.format("lm")} {{"max_length":20}})')
+        lisp.eval('(setq g20 (torch_generator_create rm))')
+        lisp.eval('(torch_generator_config g20 {"max_length":20})')
+        local.eval('(setq g20 (torch_generator_create lm))')
+        local.eval('(torch_generator_config g20 {"max_length":20})')
+        out = lisp.eval(f'(torch_generate g20 {chat.format("rm")})').tolist()
+        assert out == local.eval(f'(torch_generate g20 {chat.format("lm")})').tolist()
+        prompt = len(lisp.eval(chat.format("rm")))
+        assert out[-1] == 2 and len(out) - prompt < 20     # <|im_end|> (id 2) ends it, kept as locally
+
+
 def test_generate_text(lisp: Interpreter, local: Interpreter, server) -> None:
     text = lisp.eval(f'(torch_generate_text rg "{PROMPT}")')
     assert isinstance(text, str) and text
