@@ -48,7 +48,8 @@ class Engine(ABC):
 
     @abstractmethod
     def info(self) -> dict[str, Any]:
-        """What torch_model_info shows (no secrets)."""
+        """A dictionary describing the engine and its model (no secrets): "engine" (its kind), ...;
+        torch_model_info shows a remote engine's as it is."""
 
     @abstractmethod
     def capabilities(self) -> dict[str, bool]:

@@ -32,27 +32,11 @@ class LocalEngine(Engine):
         return f"{self.model.config.arch} {_human_count(self.model.num_parameters())}"
 
     def info(self) -> dict[str, Any]:
-        """torch_model_info's dictionary (true/None flags, as Lisp shows them)."""
-        from ..models.quantize import model_kernels
-
-        m = self.model
-        c = m.config
-        quantized = getattr(m, "quantization", None)
-        return {
-            "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": m.num_parameters(),
-            "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device),
-            "vocab_size": c.vocab_size, "context_length": c.max_position_embeddings,
-            "hidden_size": c.hidden_size, "num_layers": c.num_layers, "num_heads": c.num_heads,
-            "num_kv_heads": c.num_kv_heads, "has_tokenizer": True if m.tokenizer is not None else None,
-            "has_chat_template": True if m.chat_template else None,
-            "prompt_cache": True if m.prompt_cache else None, "prefill_chunk_size": m.prefill_chunk_size,
-            "packed_weights": True if m.packed_weights else None,
-            "cuda_graphs": True if m.cuda_graphs else None,
-            "quantization": quantized.mode if quantized is not None else None,
-            "quantization_group_size": quantized.group_size if quantized is not None else None,
-            "quantized_kernels": model_kernels(m),
-            "model_cache": m.model_cache_entry,
-        }
+        """The engine and its model's main sizes (torch_model_info gives the full local dictionary)."""
+        m, c = self.model, self.model.config
+        return {"engine": "local", "architecture": c.arch, "parameters": m.num_parameters(),
+                "vocab_size": c.vocab_size, "context_length": c.max_position_embeddings,
+                "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device)}
 
     def capabilities(self) -> dict[str, bool]:
         return dict(token_ids=True, prompt_ids=True, logprobs=True, structured=True, grammar=True,

@@ -26,7 +26,8 @@ import torch
 
 from ..builtins._common import describe
 from ..errors import LispEError
-from ..generation import GenerationConfig, GenerationError
+from ..generation import GenerationConfig, GenerationError, resolve_special_tokens
+from ..generation.config import check_model_bounds
 from ..models import DecoderModel, ModelError
 from ..models.tokenizer import Tokenizer
 from ..values import Floats, Integers, Numbers, Strings, register_type
@@ -477,26 +478,21 @@ class TorchGenerator:
 
     lisp_type = "torch_generator_"
 
-    def __init__(self, model: Any, device: Any, config: GenerationConfig | None = None):
-        self.model = model      # a DecoderModel, or an engine (lispe_py.engines: a remote model)
+    def __init__(self, model: DecoderModel, device: torch.device, config: GenerationConfig | None = None):
+        self.model = model
         self.device = device
         self.config = config or GenerationConfig()
-
-    @property
-    def engine(self) -> Any:
-        """The generation engine the bindings call (lispe_py.engines.engine_for)."""
-        from ..engines import engine_for
-
-        return engine_for(self.model)
 
     def configure(self, pairs: list[tuple[str, Any]]) -> None:
         """Apply config pairs (later pairs win); raises GenerationError and changes nothing on error.
 
-        The engine checks the config now: special token ids against a local model (an id outside the
-        vocabulary warns), what a remote server cannot run (an error naming the key).
+        The model's engine checks it now (an id outside the vocabulary warns; a remote model refuses
+        what its server cannot run). `model` is a DecoderModel or an engine (a remote model).
         """
+        from ..engines import engine_for
+
         config = self.config.update(pairs)
-        self.engine.check_config(config)
+        engine_for(self.model).check_config(config)
         self.config = config
 
 
@@ -522,7 +518,9 @@ def model_repr(model: DecoderModel) -> str:
 
 def generator_repr(gen: TorchGenerator) -> str:
     cfg = gen.config
-    parts = [f"model={gen.engine.describe()}",
+    from ..engines import engine_for
+
+    parts = [f"model={engine_for(gen.model).describe()}",
              f"strategy={cfg.strategy}", f"max_length={cfg.max_length}",
              f"temperature={cfg.temperature:g}", f"top_k={cfg.top_k}", f"top_p={cfg.top_p:g}"]
     defaults = GenerationConfig()

@@ -134,7 +134,7 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
     """
     fname = "torch_generate"
     gen = _generator(fname, generator)
-    model, engine = gen.model, gen.engine
+    model, engine = gen.model, _engine(fname, gen)
     embeds = None
     if isinstance(input_ids, torch.Tensor) and input_ids.is_floating_point():
         ids: Any = None
@@ -176,7 +176,7 @@ def torch_generate_text(ctx: Any, generator: Any, prompt: Any, config: Any = Non
     cfg, progress = _with_progress(cfg, True)
     try:
         with core_errors(fname):
-            out = gen.engine.generate_text(p, cfg, tokenizer=tok)
+            out = _engine(fname, gen).generate_text(p, cfg, tokenizer=tok)
     finally:
         if progress is not None:
             progress.close()
@@ -212,7 +212,7 @@ def torch_generate_batch(ctx: Any, generator: Any, prompts: Any, config: Any = N
     if tok is None:
         raise LispEError(f"{fname}: the model has no tokenizer and none is loaded: use (tokenizer_load path)")
     with core_errors(fname):
-        texts = gen.engine.generate_batch(items, cfg, tokenizer=tok)
+        texts = _engine(fname, gen).generate_batch(items, cfg, tokenizer=tok)
     return Strings(texts) if None not in texts else list(texts)   # keep_partial: nil for failed prompts
 
 

@@ -16,7 +16,7 @@ from ...values import Integers
 from ..torch_values import (arg_error, config_pairs, core_errors, expect_int, expect_real, expect_tensor,
                             ids_to_list)
 
-from ._common import _model, _generator, _model_tokenizer, _call_config, LIB, G_GEN
+from ._common import _engine, _model, _generator, _model_tokenizer, _call_config, LIB, G_GEN
 
 
 def _one_prompt(fname: str, prompt: Any) -> Any:
@@ -53,7 +53,7 @@ def torch_generate_scored(ctx: Any, generator: Any, prompt: Any, config: Any = N
     n = expect_int(fname, "top_n", top_n, 0)
     cfg = _call_config(fname, gen, config, ctx)
     with core_errors(fname):
-        r = gen.engine.generate_scored(p, cfg, top_n=n, tokenizer=_tokenizer_or_none(ctx, gen.model))
+        r = _engine(fname, gen).generate_scored(p, cfg, top_n=n, tokenizer=_tokenizer_or_none(ctx, gen.model))
     tokens = []
     for t in r["tokens"]:
         d = {"id": t["id"], "text": t["text"], "logprob": t["logprob"], "raw_logprob": t["raw_logprob"]}

@@ -11,11 +11,13 @@ from ...builtins.registry import builtin
 from ...errors import LispEError
 from ...models import DecoderModel, create_model, load_model
 from ...models.loading import EMBEDDED_MODELS, resolve_dtype
+from ...models.quantize import model_kernels
 from .. import torch_values as tv
 from ..torch_values import (TorchGenerator, arg_error, config_pairs, core_errors, device_arg, expect_int,
                             expect_str)
 
 from ._common import _engine, _model, _set_default_tokenizer, LIB, G_MODEL, G_TENSOR
+from ...engines import LocalEngine
 
 
 _MODEL_KEYS = {
@@ -258,11 +260,31 @@ def torch_model_info(model: Any) -> dict:
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
     quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
     "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
-    to at load, else nil). A remote model (torch_remote_model): engine, remote, model, urls,
-    context_length, timeout, retries, max_concurrency, keep_partial, api_key_env (the variable's name,
-    never the key), local_tokenizer, capabilities.
+    to at load, else nil). A remote model (torch_remote_model) answers with its engine's info: engine,
+    remote, model, urls, context_length, timeout, retries, max_concurrency, keep_partial,
+    api_key_env (the variable's name, never the key), local_tokenizer, requests, capabilities.
     """
-    return _engine("torch_model_info", model).info()
+    engine = _engine("torch_model_info", model)
+    if not isinstance(engine, LocalEngine):   # weights, dtype, cache: only a local model has them
+        return engine.info()
+    m = engine.model
+    c = m.config
+    quantized = getattr(m, "quantization", None)
+    return {
+        "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": m.num_parameters(),
+        "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device),
+        "vocab_size": c.vocab_size, "context_length": c.max_position_embeddings,
+        "hidden_size": c.hidden_size, "num_layers": c.num_layers, "num_heads": c.num_heads,
+        "num_kv_heads": c.num_kv_heads, "has_tokenizer": True if m.tokenizer is not None else None,
+        "has_chat_template": True if m.chat_template else None,
+        "prompt_cache": True if m.prompt_cache else None, "prefill_chunk_size": m.prefill_chunk_size,
+        "packed_weights": True if m.packed_weights else None,
+        "cuda_graphs": True if m.cuda_graphs else None,
+        "quantization": quantized.mode if quantized is not None else None,
+        "quantization_group_size": quantized.group_size if quantized is not None else None,
+        "quantized_kernels": model_kernels(m),
+        "model_cache": m.model_cache_entry,
+    }
 
 
 @builtin("torch_cuda_is_available", group=G_MODEL, library=LIB)
