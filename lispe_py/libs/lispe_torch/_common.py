@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ...engines import Engine, engine_for
+from ...engines import Engine, LocalEngine, engine_for
 from ...errors import LispEError
 from ...generation import GenerationConfig
 from ...models import DecoderModel
@@ -51,6 +51,20 @@ def _generator(fname: str, value: Any) -> TorchGenerator:
     if not isinstance(value, TorchGenerator):
         raise arg_error(fname, "generator", "a generator (from torch_generator_create)", value)
     return value
+
+
+def _engine_info(fn: Any) -> Any:
+    """torch_model_info for any engine: a model whose engine is not the local one (a remote model)
+    answers with its engine's info(); a local model's dictionary is `fn`'s."""
+    import functools
+
+    @functools.wraps(fn)
+    def info(model: Any) -> dict:
+        engine = _engine("torch_model_info", model)
+        if not isinstance(engine, LocalEngine):
+            return engine.info()
+        return fn(model)
+    return info
 
 
 def _set_default_tokenizer(ctx: Any, tok: Tokenizer) -> None:

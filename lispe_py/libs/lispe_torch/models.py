@@ -16,8 +16,7 @@ from .. import torch_values as tv
 from ..torch_values import (TorchGenerator, arg_error, config_pairs, core_errors, device_arg, expect_int,
                             expect_str)
 
-from ._common import _engine, _model, _set_default_tokenizer, LIB, G_MODEL, G_TENSOR
-from ...engines import LocalEngine
+from ._common import _engine_info, _model, _set_default_tokenizer, LIB, G_MODEL, G_TENSOR
 
 
 _MODEL_KEYS = {
@@ -251,6 +250,7 @@ def torch_model_to_device(model: Any, device: Any) -> Any:
 
 
 @builtin("torch_model_info", group=G_MODEL, library=LIB)
+@_engine_info
 def torch_model_info(model: Any) -> dict:
     """(torch_model_info model)
 
@@ -260,14 +260,9 @@ def torch_model_info(model: Any) -> dict:
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
     quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
     "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
-    to at load, else nil). A remote model (torch_remote_model) answers with its engine's info: engine,
-    remote, model, urls, context_length, timeout, retries, max_concurrency, keep_partial,
-    api_key_env (the variable's name, never the key), local_tokenizer, requests, capabilities.
+    to at load, else nil).
     """
-    engine = _engine("torch_model_info", model)
-    if not isinstance(engine, LocalEngine):   # weights, dtype, cache: only a local model has them
-        return engine.info()
-    m = engine.model
+    m = _model("torch_model_info", model)
     c = m.config
     quantized = getattr(m, "quantization", None)
     return {
