@@ -313,7 +313,16 @@ class RemoteEngine(Engine):
             return model, "llamacpp"
         if owner == "tgi" or "text-generation" in owner or "huggingface" in owner:
             return model, "tgi"
-        return model, "vllm"                            # the most common OpenAI-compatible field set
+        return model, self._probe_tgi()
+
+    def _probe_tgi(self) -> str:
+        """An unknown `owned_by`: TGI answers GET /info with its model_id and router; anything else is
+        taken as vLLM-compatible (the most common OpenAI field set)."""
+        try:
+            info = self._http("GET", "/info")
+        except EngineError:
+            return "vllm"
+        return "tgi" if isinstance(info, dict) and "model_id" in info and "router" in info else "vllm"
 
     # ------------------------------------------------------------------ Engine: description
     @property
