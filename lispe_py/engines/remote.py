@@ -106,7 +106,7 @@ def parse_urls(urls: Any) -> list[str]:
     items = [urls] if isinstance(urls, str) else list(urls) if isinstance(urls, (list, tuple)) else None
     if not items or not all(isinstance(u, str) for u in items):
         raise EngineError(f"a remote model's URL is a string like \"http://127.0.0.1:8000/v1\" or a list "
-                          f"of them, got {urls!r}")
+                          f"of them, got {_show(urls)}")
     out = []
     for u in items:
         parts = urlsplit(u.strip())
@@ -133,7 +133,7 @@ class RemoteEngine(Engine):
     config keys: model (served name; default the only one /v1/models lists), api_key_env (the NAME of
     an environment variable holding the key), timeout (seconds per request, 60), retries (rounds
     retried after every replica failed, 2), max_concurrency (requests in flight for a batch, 8),
-    engine ("lispe", "vllm", "llamacpp", "tgi"; default: detected), tokenizer (a local Tokenizer
+    engine ("lispe", "vllm", "llamacpp", "llama-cpp-python", "tgi"; default: detected), tokenizer (a local Tokenizer
     used instead of the server's /tokenize and /detokenize), keep_partial (a batch with failed
     prompts returns the finished rows and None for the failed ones, with a warning), backoff (first
     retry delay in seconds, 0.5; doubled each round).
@@ -154,7 +154,7 @@ class RemoteEngine(Engine):
         self.keep_partial = cfg.get("keep_partial") is True
         if cfg.get("keep_partial") not in (None, True, False):
             raise EngineError(f"remote model config \"keep_partial\" must be true or nil, got "
-                              f"{cfg['keep_partial']!r}")
+                              f"{_show(cfg['keep_partial'])}")
         self.api_key_env = cfg.get("api_key_env")
         api_key = None
         if self.api_key_env is not None:
@@ -167,12 +167,12 @@ class RemoteEngine(Engine):
                                   f"{self.api_key_env} is not set")
         kind = cfg.get("engine")
         if kind is not None and kind not in KINDS:
-            raise EngineError(f"remote model config \"engine\": unknown engine {kind!r}; valid: "
+            raise EngineError(f"remote model config \"engine\": unknown engine {_show(kind)}; valid: "
                               + ", ".join(f'"{k}"' for k in KINDS))
         self._local_tokenizer = cfg.get("tokenizer")
         model = cfg.get("model")
         if model is not None and not isinstance(model, str):
-            raise EngineError(f"remote model config \"model\" must be a string, got {model!r}")
+            raise EngineError(f"remote model config \"model\" must be a string, got {_show(model)}")
         if check_host is not None:
             for u in self.urls:
                 check_host(url_host(u))
@@ -181,7 +181,7 @@ class RemoteEngine(Engine):
         self._lock = threading.Lock()
         self._tokenize_path: str | None = None
         self.context_length: int | None = None
-        self.model, detected = self._discover(model)
+        self.model, detected = self._discover(model, probe=kind is None)
         self.kind = kind or detected
         self.caps = CAPABILITIES[self.kind]
         self._tokenizer = self._local_tokenizer or RemoteTokenizer(self)
@@ -194,7 +194,7 @@ class RemoteEngine(Engine):
             return default
         if not _is_real(v) or v < 0 or (positive and v == 0):
             raise EngineError(f"remote model config \"{key}\" must be a {'positive' if positive else 'non-negative'} "
-                              f"number of seconds, got {v!r}")
+                              f"number of seconds, got {_show(v)}")
         return float(v)
 
     @staticmethod
@@ -203,7 +203,7 @@ class RemoteEngine(Engine):
         if v is None:
             return default
         if not _is_int(v) or v < lo:
-            raise EngineError(f"remote model config \"{key}\" must be an integer >= {lo}, got {v!r}")
+            raise EngineError(f"remote model config \"{key}\" must be an integer >= {lo}, got {_show(v)}")
         return v
 
     # ------------------------------------------------------------------ requests with retries
@@ -284,7 +284,7 @@ class RemoteEngine(Engine):
         return self._call(call)
 
     # ------------------------------------------------------------------ discovery
-    def _discover(self, model: str | None) -> tuple[str, str]:
+    def _discover(self, model: str | None, probe: bool = True) -> tuple[str, str]:
         """The served model's name and the engine kind, from /v1/models (and /info for TGI)."""
         data = self._http("GET", "/models", root=False)
         entries = data.get("data") if isinstance(data, dict) else None
@@ -313,7 +313,7 @@ class RemoteEngine(Engine):
             return model, "llamacpp"
         if owner == "tgi" or "text-generation" in owner or "huggingface" in owner:
             return model, "tgi"
-        return model, self._probe_tgi()
+        return model, self._probe_tgi() if probe else "vllm"
 
     def _probe_tgi(self) -> str:
         """An unknown `owned_by`: TGI answers GET /info with its model_id and router; anything else is
@@ -752,6 +752,11 @@ def _plain(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     return v
+
+
+def _show(v: Any) -> str:
+    """A value in an error message: strings in double quotes, as Lisp writes them."""
+    return json.dumps(v) if isinstance(v, str) else "nil" if v is None else str(v)
 
 
 def _short(exc: BaseException) -> str:
