@@ -1,8 +1,10 @@
 """Faults, replicas, keys and the sandbox for remote models, against real `lispe serve` processes."""
 from __future__ import annotations
 
+import re
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -87,6 +89,12 @@ def test_requests_are_spread_over_replicas(lispe_server) -> None:
     assert requests[lispe_server.url] >= 2 and requests[other] >= 2
 
 
+def _finished(url: str) -> int:
+    """Sequences lispe serve has finished (its Prometheus /metrics)."""
+    text = urllib.request.urlopen(url[:-3] + "/metrics", timeout=60).read().decode()
+    return sum(int(float(m)) for m in re.findall(r'request_success_total\{[^}]*\} (\S+)', text))
+
+
 def test_server_killed_mid_batch() -> None:
     server = start_lispe()
     try:
@@ -95,14 +103,19 @@ def test_server_killed_mid_batch() -> None:
                   f'"keep_partial":true}}))')
         lisp.eval("(setq rg (torch_generator_create rm))")
         lisp.eval(f'(setq g2 (torch_generator_create (torch_remote_model "{server.url}" {{"retries":0}})))')
-        start = time.monotonic()
-        lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":6}})')
-        one = time.monotonic() - start
-        timer = threading.Timer(1.5 * one, server.stop)
-        timer.start()
+        done = _finished(server.url)
+
+        def kill_after_the_first_row() -> None:      # max_concurrency 1: prompts go one after another
+            deadline = time.monotonic() + 600
+            while _finished(server.url) < done + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)                           # its answer reaches the client; prompt 1 runs
+            server.stop()
+        killer = threading.Thread(target=kill_after_the_first_row)
+        killer.start()
         out = lisp.eval(f'(torch_generate_batch rg (list "{PROMPT}" "The sky is" "One, two," "Hello") '
-                        f'{{"max_length":6}})')
-        timer.join()
+                        f'{{"max_length":12}})')
+        killer.join()
         assert isinstance(out[0], str) and out[0]         # finished before the kill: kept
         assert out[-1] is None                             # after it: nil
         # without keep_partial the error says which prompt failed
