@@ -58,10 +58,10 @@ def test_unknown_served_model_and_4xx_are_not_retried(lispe_server) -> None:
 def test_slow_server_past_the_timeout(lispe_server) -> None:
     lisp = _lisp()
     lisp.eval(f'(setq rm (torch_remote_model "{lispe_server.url}" {{"timeout":600}}))')
-    lisp.eval('(setq slow (torch_remote_model (list "{0}") {{"timeout":0.3 "retries":0}}))'.format(lispe_server.url))
+    lisp.eval('(setq slow (torch_remote_model (list "{0}") {{"timeout":1.5 "retries":0}}))'.format(lispe_server.url))
     lisp.eval("(setq rg (torch_generator_create slow))")
     with pytest.raises(LispEError, match=rf"torch_generate_text: no server answered after 1 attempt\(s\): "
-                                         rf"{lispe_server.url} \(no answer\): timed out after 0.3 s"):
+                                         rf"{lispe_server.url} \(no answer\): timed out after 1.5 s"):
         lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":300}})')
 
 
