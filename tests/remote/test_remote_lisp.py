@@ -94,6 +94,19 @@ def test_eos_ends_generation_as_locally(lisp: Interpreter, local: Interpreter, s
         assert out[-1] == 2 and len(out) - prompt < 20     # <|im_end|> (id 2) ends it, kept as locally
 
 
+def test_penalties_and_min_new_tokens(lisp: Interpreter, local: Interpreter, server) -> None:
+    chat = "(tokenizer_chat {} '((\"user\" \"What is 2+2? Answer with one number.\")))"
+    cfg = '{"max_length":14 "min_new_tokens":12 "repetition_penalty":1.3 "presence_penalty":0.5 "frequency_penalty":0.3}'
+    if server.kind == "lispe":
+        out = lisp.eval(f"(torch_generate_text rg {chat.format('rm')} {cfg})")
+        assert out == local.eval(f"(torch_generate_text lg {chat.format('lm')} {cfg})")
+        ids = lisp.eval(f"(torch_generate_scored rg {chat.format('rm')} {cfg})")["ids"]
+        assert len(ids) >= 12 and 2 not in ids[:12]        # no end token before min_new_tokens
+    else:
+        out = lisp.eval(f'(torch_generate_text rg "{PROMPT}" {cfg})')
+        assert isinstance(out, str) and out
+
+
 def test_generate_text(lisp: Interpreter, local: Interpreter, server) -> None:
     text = lisp.eval(f'(torch_generate_text rg "{PROMPT}")')
     assert isinstance(text, str) and text
