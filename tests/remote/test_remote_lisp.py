@@ -185,11 +185,16 @@ def test_scored(lisp: Interpreter, local: Interpreter, server) -> None:
             assert abs(a["logprob"] - b["raw_logprob"]) < 1e-3
 
 
-def test_seeded_sampling_is_reproducible(lisp: Interpreter) -> None:
+def test_seeded_sampling_is_reproducible(lisp: Interpreter, local: Interpreter, server) -> None:
     cfg = '{"strategy":"sample" "temperature":1.5 "top_k":0 "seed":11}'
     a = lisp.eval(f'(torch_generate_text rg "{PROMPT}" {cfg})')
     b = lisp.eval(f'(torch_generate_text rg "{PROMPT}" {cfg})')
     assert a == b and isinstance(a, str)
+    if server.kind == "lispe":
+        for c in (cfg, '{"strategy":"top_k" "top_k":5 "temperature":0.8 "seed":3}',
+                  '{"strategy":"top_p" "top_p":0.7 "seed":4}', '{"strategy":"sample" "min_p":0.1 "seed":5}'):
+            assert lisp.eval(f'(torch_generate_text rg "{PROMPT}" {c})') == \
+                local.eval(f'(torch_generate_text lg "{PROMPT}" {c})'), c
 
 
 def test_num_return_sequences(lisp: Interpreter, server) -> None:
