@@ -486,11 +486,13 @@ class TorchGenerator:
     def configure(self, pairs: list[tuple[str, Any]]) -> None:
         """Apply config pairs (later pairs win); raises GenerationError and changes nothing on error.
 
-        Special token ids are checked against the model now (an id outside the vocabulary warns).
+        The model's engine checks it now (an id outside the vocabulary warns; a remote model refuses
+        what its server cannot run). `model` is a DecoderModel or an engine (a remote model).
         """
+        from ..engines import engine_for
+
         config = self.config.update(pairs)
-        check_model_bounds(config, self.model.config.vocab_size, self.model.config.max_position_embeddings)
-        resolve_special_tokens(config, self.model.special_tokens, self.model.config.vocab_size)
+        engine_for(self.model).check_config(config)
         self.config = config
 
 
@@ -516,7 +518,9 @@ def model_repr(model: DecoderModel) -> str:
 
 def generator_repr(gen: TorchGenerator) -> str:
     cfg = gen.config
-    parts = [f"model={gen.model.config.arch} {human_count(gen.model.num_parameters())}",
+    from ..engines import engine_for
+
+    parts = [f"model={engine_for(gen.model).describe()}",
              f"strategy={cfg.strategy}", f"max_length={cfg.max_length}",
              f"temperature={cfg.temperature:g}", f"top_k={cfg.top_k}", f"top_p={cfg.top_p:g}"]
     defaults = GenerationConfig()

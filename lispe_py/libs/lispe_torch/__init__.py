@@ -12,7 +12,7 @@ Importing this package imports torch; the interpreter imports it only when a scr
 from __future__ import annotations
 
 from ..torch_values import TorchGenerator
-from . import compat, generation, metrics, models, tensors, tokenizers  # noqa: F401  (register builtins)
+from . import compat, generation, metrics, models, remote, tensors, tokenizers  # noqa: F401  (register builtins)
 from ._common import _DEFAULT_TOKENIZER, G_COMPAT, G_GEN, G_MODEL, G_TENSOR, G_TOK, LIB, _model  # noqa: F401
 from .compat import KVContext
 from .models import _LOAD_KEYS  # noqa: F401

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ...engines import Engine, LocalEngine, engine_for
 from ...errors import LispEError
 from ...generation import GenerationConfig
 from ...models import DecoderModel
@@ -25,18 +26,45 @@ _DEFAULT_TOKENIZER: "weakref.WeakKeyDictionary[Any, Tokenizer]" = weakref.WeakKe
 
 # ===================================================================================== helpers
 def _model(fname: str, value: Any, arg: str = "model") -> DecoderModel:
-    """A model argument: a model, or a generator (its model)."""
+    """A model argument: a model, or a generator (its model). A remote model is refused: only the
+    functions that go through its engine (`_engine`) run on a server."""
+    if isinstance(value, TorchGenerator):
+        value = value.model
     if isinstance(value, DecoderModel):
         return value
-    if isinstance(value, TorchGenerator):
-        return value.model
+    if isinstance(value, Engine):
+        raise LispEError(f"{fname}: argument '{arg}': {value.describe()} runs only generation and "
+                         f"tokenizer calls; {fname} needs a local model")
     raise arg_error(fname, arg, "a model (from torch_model_create or torch_hf_load_model)", value)
+
+
+def _engine(fname: str, value: Any, arg: str = "model") -> Engine:
+    """The generation engine of a model, a remote model or a generator (lispe_py.engines)."""
+    if isinstance(value, TorchGenerator):
+        value = value.model
+    if isinstance(value, (DecoderModel, Engine)):
+        return engine_for(value)
+    raise arg_error(fname, arg, "a model (from torch_hf_load_model or torch_remote_model)", value)
 
 
 def _generator(fname: str, value: Any) -> TorchGenerator:
     if not isinstance(value, TorchGenerator):
         raise arg_error(fname, "generator", "a generator (from torch_generator_create)", value)
     return value
+
+
+def _engine_info(fn: Any) -> Any:
+    """torch_model_info for any engine: a model whose engine is not the local one (a remote model)
+    answers with its engine's info(); a local model's dictionary is `fn`'s."""
+    import functools
+
+    @functools.wraps(fn)
+    def info(model: Any) -> dict:
+        engine = _engine("torch_model_info", model)
+        if not isinstance(engine, LocalEngine):
+            return engine.info()
+        return fn(model)
+    return info
 
 
 def _set_default_tokenizer(ctx: Any, tok: Tokenizer) -> None:
@@ -58,11 +86,11 @@ def _split_tokenizer(fname: str, ctx: Any, args: tuple, arity: int) -> tuple[Tok
         first = args[0]
         if isinstance(first, Tokenizer):
             return first, args[1:]
-        if isinstance(first, (DecoderModel, TorchGenerator)):
-            model = _model(fname, first, "tokenizer")
-            if model.tokenizer is None:
+        if isinstance(first, (DecoderModel, TorchGenerator, Engine)):
+            tok = _engine(fname, first, "tokenizer").tokenizer
+            if tok is None:
                 raise LispEError(f"{fname}: argument 'tokenizer': this model has no tokenizer")
-            return model.tokenizer, args[1:]
+            return tok, args[1:]
         raise arg_error(fname, "tokenizer", "a tokenizer (from tokenizer_load)", first)
     return _default_tokenizer(fname, ctx), args
 

@@ -8,14 +8,15 @@ import torch
 from ...builtins._common import describe
 from ...builtins.registry import builtin
 from ...errors import LispEError
-from ...generation import GenerationConfig, GenerationError, active_chain, generate, generate_batch, generate_text
+from ...engines import LocalEngine
+from ...generation import GenerationConfig, GenerationError, active_chain
 from ...generation import sequence_logprobs
 from ...values import Integers, Strings
 from .. import torch_values as tv
 from ..torch_values import (TorchGenerator, arg_error, config_pairs, core_errors, device_arg, ids_arg,
                             ids_to_list, tensor_to_lisp)
 
-from ._common import (_model, _generator, _model_tokenizer, _call_config, _with_progress, _prompt_embeddings,
+from ._common import (_engine, _model, _generator, _model_tokenizer, _call_config, _with_progress, _prompt_embeddings,
                       LIB, G_GEN)
 
 
@@ -28,7 +29,13 @@ def torch_generator_create(model: Any, device: Any = None) -> TorchGenerator:
     max_length 50 new tokens, temperature 1, top_k 50, top_p 1).
     """
     fname = "torch_generator_create"
-    m = _model(fname, model)
+    engine = _engine(fname, model)
+    if not isinstance(engine, LocalEngine):     # a remote model: it runs where its server is
+        if device is not None:
+            raise LispEError(f"{fname}: argument 'device': {engine.describe()} runs on its server; "
+                             f"give no device")
+        return TorchGenerator(engine, "remote")
+    m = engine.model
     dev = m.device if device is None else device_arg(fname, "device", device)
     if m.device != dev:
         with core_errors(fname):
@@ -112,7 +119,7 @@ def torch_generator_chain(generator: Any, strategy: Any = None) -> str:
     gen = _generator(fname, generator)
     cfg = _with_strategy(fname, gen.config, strategy)
     with core_errors(fname):
-        return active_chain(gen.model, cfg).describe()
+        return active_chain(_model(fname, gen), cfg).describe()
 
 
 @builtin("torch_generate", group=G_GEN, library=LIB, min_args=2, max_args=3, ctx=True)
@@ -127,11 +134,11 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
     """
     fname = "torch_generate"
     gen = _generator(fname, generator)
-    model = gen.model
+    model, engine = gen.model, _engine(fname, gen)
     embeds = None
     if isinstance(input_ids, torch.Tensor) and input_ids.is_floating_point():
         ids: Any = None
-        embeds = _prompt_embeddings(fname, model, input_ids)
+        embeds = _prompt_embeddings(fname, _model(fname, gen, "input_ids"), input_ids)
     else:
         ids = ids_arg(fname, "input_ids", input_ids)
     cfg = _with_strategy(fname, gen.config, strategy)
@@ -140,7 +147,7 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
     cfg, progress = _with_progress(cfg, single)
     try:
         with core_errors(fname):
-            return generate(model, ids, cfg, tokenizer=_model_tokenizer(ctx, model), inputs_embeds=embeds)
+            return engine.generate(ids, cfg, tokenizer=_model_tokenizer(ctx, model), inputs_embeds=embeds)
     finally:
         if progress is not None:
             progress.close()
@@ -169,7 +176,7 @@ def torch_generate_text(ctx: Any, generator: Any, prompt: Any, config: Any = Non
     cfg, progress = _with_progress(cfg, True)
     try:
         with core_errors(fname):
-            out = generate_text(gen.model, p, cfg, tokenizer=tok)
+            out = _engine(fname, gen).generate_text(p, cfg, tokenizer=tok)
     finally:
         if progress is not None:
             progress.close()
@@ -205,7 +212,8 @@ def torch_generate_batch(ctx: Any, generator: Any, prompts: Any, config: Any = N
     if tok is None:
         raise LispEError(f"{fname}: the model has no tokenizer and none is loaded: use (tokenizer_load path)")
     with core_errors(fname):
-        return Strings(generate_batch(gen.model, items, cfg, tokenizer=tok))
+        texts = _engine(fname, gen).generate_batch(items, cfg, tokenizer=tok)
+    return Strings(texts) if None not in texts else list(texts)   # keep_partial: nil for failed prompts
 
 
 @builtin("torch_sequence_logprobs", group=G_GEN, library=LIB)

@@ -7,7 +7,7 @@ import torch
 
 from ...builtins.registry import builtin
 from ...errors import LispEError
-from ...generation import evaluate, generate_scored, generate_trace, perplexity, replay
+from ...generation import evaluate, generate_trace, perplexity, replay
 from ...generation import trace_diff
 from ...generation.trace import Trace
 from ...models import DecoderModel
@@ -16,7 +16,7 @@ from ...values import Integers
 from ..torch_values import (arg_error, config_pairs, core_errors, expect_int, expect_real, expect_tensor,
                             ids_to_list)
 
-from ._common import _model, _generator, _model_tokenizer, _call_config, LIB, G_GEN
+from ._common import _engine, _model, _generator, _model_tokenizer, _call_config, LIB, G_GEN
 
 
 def _one_prompt(fname: str, prompt: Any) -> Any:
@@ -53,7 +53,7 @@ def torch_generate_scored(ctx: Any, generator: Any, prompt: Any, config: Any = N
     n = expect_int(fname, "top_n", top_n, 0)
     cfg = _call_config(fname, gen, config, ctx)
     with core_errors(fname):
-        r = generate_scored(gen.model, p, cfg, top_n=n, tokenizer=_tokenizer_or_none(ctx, gen.model))
+        r = _engine(fname, gen).generate_scored(p, cfg, top_n=n, tokenizer=_tokenizer_or_none(ctx, gen.model))
     tokens = []
     for t in r["tokens"]:
         d = {"id": t["id"], "text": t["text"], "logprob": t["logprob"], "raw_logprob": t["raw_logprob"]}
@@ -120,7 +120,7 @@ def torch_generate_trace(ctx: Any, generator: Any, prompt: Any, config: Any = No
     p = _one_prompt(fname, prompt)
     cfg = _call_config(fname, gen, config, ctx)
     with core_errors(fname):
-        return generate_trace(gen.model, p, cfg, tokenizer=_tokenizer_or_none(ctx, gen.model)).to_sexp()
+        return generate_trace(_model(fname, gen), p, cfg, tokenizer=_tokenizer_or_none(ctx, gen.model)).to_sexp()
 
 
 def _trace_arg(fname: str, arg: str, value: Any) -> Trace:
@@ -145,7 +145,7 @@ def torch_replay(ctx: Any, generator: Any, trace: Any, config: Any = None) -> li
     t = _trace_arg(fname, "trace", trace)
     pairs = dict(config_pairs(fname, "config", config, ctx))
     with core_errors(fname):
-        return replay(gen.model, t, pairs, tokenizer=_tokenizer_or_none(ctx, gen.model)).to_sexp()
+        return replay(_model(fname, gen), t, pairs, tokenizer=_tokenizer_or_none(ctx, gen.model)).to_sexp()
 
 
 @builtin("torch_trace_diff", group=G_GEN, library=LIB)

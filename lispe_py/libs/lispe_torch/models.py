@@ -16,7 +16,7 @@ from .. import torch_values as tv
 from ..torch_values import (TorchGenerator, arg_error, config_pairs, core_errors, device_arg, expect_int,
                             expect_str)
 
-from ._common import _model, _set_default_tokenizer, LIB, G_MODEL, G_TENSOR
+from ._common import _engine_info, _model, _set_default_tokenizer, LIB, G_MODEL, G_TENSOR
 
 
 _MODEL_KEYS = {
@@ -250,6 +250,7 @@ def torch_model_to_device(model: Any, device: Any) -> Any:
 
 
 @builtin("torch_model_info", group=G_MODEL, library=LIB)
+@_engine_info
 def torch_model_info(model: Any) -> dict:
     """(torch_model_info model)
 

@@ -73,7 +73,7 @@ def tokenizer_decode(ctx: Any, *args: Any) -> Any:
     rows = ids_to_list(fname, "ids", ids)
     vocab = tok.vocab_size
     flat = [x for r in rows for x in (r if isinstance(r, list) else [r])]
-    bad = [x for x in flat if not 0 <= x < vocab]
+    bad = [x for x in flat if not 0 <= x < vocab] if vocab is not None else []   # None: a server checks
     if bad:
         raise LispEError(f"{fname}: argument 'ids': token ids {bad[:5]} are outside the tokenizer's "
                          f"vocabulary (0..{vocab - 1})")
