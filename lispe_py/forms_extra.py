@@ -273,6 +273,13 @@ def _infix(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         except LispEError as exc:
             raise err_at(exc, c.pos)
         return c.comp(prefix, scope, tail)
+    if len(form) == 2 and isinstance(form[1], list) and len(form[1]) == 2 and form[1][0] is Symbol("quote") \
+            and isinstance(form[1][1], list) and form[1][1]:
+        # LispE's List::eval_infix reads (quote (...)) as the infix expression `quote (...)`: two
+        # operands in a row
+        raise err_at(LispEError(f"{form[0].name}: malformed infix expression (a quoted list is data, not an "
+                                f"infix expression: write ({form[0].name} a + b) or pass the list in a variable)"),
+                     c.pos)
     if len(form) == 2:
         value = c.comp(form[1], scope, False)
         interp, pos = c.interp, c.pos

@@ -38,6 +38,9 @@ def test_infix_grouping(text: str, prefix: str) -> None:
 @pytest.mark.parametrize("code, message", [
     ("(• 1 +)", "malformed infix expression"),
     ("(• 1 2 3)", "expected an operator"),
+    ("(• '(1 + 2))", "a quoted list is data, not an infix expression"),
+    ("(• (1 +) * 3)", "malformed infix expression"),
+    ("(• 2 * (1 2))", "malformed infix expression"),
     ("(defpred p 3 true)", "defpred: write"),
     ("(set@@ '(1 2) 0)", "Wrong number of arguments"),
     ("(+= (@ '(1)) 1)", "a place is written"),
