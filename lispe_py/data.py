@@ -153,6 +153,12 @@ class ClassDef:
         self.codes: list[tuple[int, Any]] = []  # (slot, FunctionCode)
         self.nslots = 1
         self.scope: Scope | None = None
+        # what a class deriving from this one with (from@ Name) takes over
+        self.param_forms: list = []
+        # (name, defun form, class whose definition holds it): the visible methods, then the
+        # "Parent::method" versions that (from@ Parent (method)) calls
+        self.method_forms: list[tuple[str, list, str]] = []
+        self.hidden_forms: list[tuple[str, list, str]] = []
 
 
 class Instance:
@@ -270,8 +276,16 @@ def _class(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     name = form[1].name
     cls = ClassDef(name)
     cs = Scope(scope, "fn", name)
+    params, body, parent = list(form[2]), list(form[3:]), None
+    if _is_from(form[2]):
+        parent = _parent_class(c, name, form[2])
+        params = list(parent.param_forms)
+    elif len(form) > 3 and _is_from(form[3]):
+        parent = _parent_class(c, name, form[3])
+        params = list(form[2]) + list(parent.param_forms)
+        body = list(form[4:])
     default_forms = []
-    for p in form[2]:
+    for p in params:
         if isinstance(p, Symbol):
             cls.fields.append(p.name)
             default_forms.append(None)
@@ -284,27 +298,44 @@ def _class(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
             raise err_at(LispEError(f"class@ '{name}': bad field {repr_string(to_data(p))}"), c.pos)
         cs.new_slot(cls.fields[-1])
-    methods = []
-    for m in form[3:]:
+    own = []
+    for m in body:
         if not (isinstance(m, list) and len(m) >= 3 and m[0] is Symbol("defun") and isinstance(m[1], Symbol)):
             raise err_at(LispEError(f"class@ '{name}': the body holds method definitions (defun name (params) ...)"),
                          c.pos)
-        methods.append(m)
-    for extra in _setqi_targets(methods):
+        own.append((m[1].name, m, name))
+    hidden: list[tuple[str, list, str]] = []
+    visible = own
+    if parent is not None:  # the parent's methods the class does not redefine, then its own
+        names = {n for n, _m, _o in own}
+        visible = [e for e in parent.method_forms if e[0] not in names] + own
+        hidden = list(parent.hidden_forms) + [(f"{parent.name}::{n}", m, o) for n, m, o in parent.method_forms]
+    cls.param_forms, cls.method_forms, cls.hidden_forms = params, visible, hidden
+    every = visible + hidden
+    for extra in _setqi_targets([m for _n, m, _o in every]):
         if extra not in cls.fields:
             cls.extras.append(extra)
             cs.new_slot(extra)
-    for m in methods:
-        cls.methods[m[1].name] = cs.new_slot(m[1].name)
+    slots = []
+    for n, _m, _o in visible:
+        cls.methods[n] = cs.new_slot(n)
+        slots.append(cls.methods[n])
+    for n, _m, _o in hidden:
+        slots.append(cs.new_slot(n))
     c.classes[name] = cls
     c.method_names.update(cls.methods)
     cls.defaults = [None if d is None else c.comp(d, cs, False) for d in default_forms]
     c.class_stack.append(cs)
+    own_names = dict(cs.names)
     try:
-        for m in methods:
+        for slot, (_n, m, owner) in zip(slots, every):
+            # as in LispE, a method calls the methods its own class saw when it was defined: an
+            # inherited one is bound to the versions of the class that wrote it, not to redefinitions
+            cs.names = own_names if owner == name else _owner_view(c, cs, own_names, owner)
             code = c.compile_function(m[1].name, m[2], list(m[3:]), cs, "fn", m)
-            cls.codes.append((cls.methods[m[1].name], code))
+            cls.codes.append((slot, code))
     finally:
+        cs.names = own_names
         c.class_stack.pop()
     cls.nslots = cs.nslots
     cls.scope = cs
@@ -314,6 +345,76 @@ def _class(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         cell.v = ClassConstructor(cls, f)
         return cell.v
     return define
+
+
+def _is_from(x: Any) -> bool:
+    return isinstance(x, list) and len(x) >= 1 and x[0] is Symbol("from@")
+
+
+def _parent_class(c: Compiler, name: str, spec: list) -> ClassDef:
+    """The class a (from@ Parent) in class@ Name's definition derives from (defined before it)."""
+    if len(spec) != 2 or not isinstance(spec[1], Symbol):
+        raise err_at(LispEError(f"class@ '{name}': write (from@ Parent) with the name of a class@ class"), c.pos)
+    parent = c.classes.get(spec[1].name)
+    if parent is None:
+        raise err_at(LispEError(f"class@ '{name}': unknown class '{spec[1].name}' in (from@ {spec[1].name})"),
+                     c.pos)
+    return parent
+
+
+def _owner_view(c: Compiler, cs: Scope, names: dict[str, int], owner: str) -> dict[str, int]:
+    """The class scope's names with each method of `owner` (an ancestor) bound to owner's version."""
+    view = dict(names)
+    for n, _m, _o in c.classes[owner].method_forms:
+        slot = names.get(f"{owner}::{n}")
+        if slot is not None:
+            view[n] = slot
+    return view
+
+
+@special("from@")
+def _from(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(from@ Person (greet)) inside a method of a class deriving from Person calls Person's greet.
+
+    The call runs on the same instance, even when the deriving class redefines greet; with several
+    calls (from@ Person (m1) (m2 x)) the value is the last one's. In a class@ header, (from@ Person)
+    makes the class derive from Person: it takes Person's fields (after its own) and methods.
+    """
+    if len(form) < 3 or not isinstance(form[1], Symbol):
+        raise err_at(LispEError("from@: write (from@ Parent (method args...)) inside a class@ method"), c.pos)
+    if not c.class_stack:
+        raise err_at(LispEError("from@: used outside a class@ method"), c.pos)
+    cs = c.class_stack[-1]
+    depth = 0
+    s: Scope | None = scope
+    while s is not None and s is not cs:
+        s = s.parent
+        depth += 1
+    pname = form[1].name
+    calls = []
+    for sub in form[2:]:
+        if not (isinstance(sub, list) and sub and isinstance(sub[0], Symbol)):
+            raise err_at(LispEError(f"from@: write (from@ {pname} (method args...))"), c.pos)
+        slot = cs.names.get(f"{pname}::{sub[0].name}")
+        if slot is None or s is None:
+            raise err_at(LispEError(f"from@: '{sub[0].name}' is not a method of a class '{pname}' this class "
+                                    f"derives from"), c.pos)
+        calls.append((slot, [c.comp(a, scope, False) for a in sub[1:]]))
+    ctx, pos = c.ctx, c.pos
+
+    def from_parent(f: list) -> Any:
+        fr = f
+        for _ in range(depth):
+            fr = fr[0]
+        r = None
+        for slot, args in calls:
+            vals = [a(f) for a in args]
+            try:
+                r = ctx.apply(fr[slot], vals)
+            except LispEError as exc:
+                raise err_at(exc, pos)
+        return r
+    return from_parent
 
 
 @special("setqi")

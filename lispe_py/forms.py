@@ -311,10 +311,15 @@ def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
 
     A string gives its characters, a dictionary its keys (in insertion order). Returns the body's
     last value; (break) leaves the loop. At top level the variable is a global that stays bound
-    after the loop.
+    after the loop. With a list of variables, (loop (x y) '(1 2 3) '(10 20) (println (+ x y)))
+    walks the containers in step and stops with the shortest, as mloop (LispE's multiloop).
     """
     _need(c, form, 2)
     var = form[1]
+    if isinstance(var, list) and var and form[0].name == "loop":
+        from .builtins.forms_extra import _parallel
+
+        return _parallel("loop")(c, form, scope, tail)
     if not isinstance(var, Symbol):
         raise _fail(c, f"{form[0].name}: the loop variable must be a symbol")
     seq = c.comp(form[2], scope, False)

@@ -193,6 +193,26 @@ def _grouping(op: str, root: str) -> int:
     return int(op in ("+", "-") or op in _COMPARATORS or op in _LOGICALS)
 
 
+def _is_infix_list(x: list) -> bool:
+    return len(x) >= 3 and len(x) % 2 == 1 and all(
+        isinstance(x[k], Symbol) and x[k].name in _OPERATORS for k in range(1, len(x), 2))
+
+
+def _infix_operand(x: Any, what: str) -> Any:
+    """An operand of an infix expression, as LispE's List::eval_infix reads it: a parenthesized
+    `value op value ...` is an infix sub-expression, `(1 + 2) * 3` is 9; a call keeps its head and
+    its arguments are read the same way, `(f (1 + 2))`; a quoted list stays data."""
+    if not isinstance(x, list) or len(x) < 2:
+        return x
+    head = x[0]
+    if isinstance(head, Symbol) and head.name in ("quote", "•", "infix", "§"):
+        return x
+    if _is_infix_list(x) or not isinstance(head, Symbol) or (
+            isinstance(x[1], Symbol) and x[1].name in _OPERATORS and head.name not in _OPERATORS):
+        return infix_to_prefix(list(x), what)  # a malformed one, (1 +), is an error
+    return [head] + [_infix_operand(a, what) for a in x[1:]]
+
+
 def infix_to_prefix(items: list, what: str = "infix") -> Any:
     """`x op y op z...` as a prefix expression, grouped as LispE does.
 
@@ -207,7 +227,7 @@ def infix_to_prefix(items: list, what: str = "infix") -> Any:
     for k in range(1, len(items), 2):
         if not isinstance(items[k], Symbol):
             raise LispEError(f"{what}: expected an operator in this infix expression, got {type_name(items[k])}")
-    liste = [None] + list(items)
+    liste = [None] + [_infix_operand(x, what) if k % 2 == 0 else x for k, x in enumerate(items)]
     op = liste[2]
     root: list = [op]
     operations = root
@@ -243,9 +263,23 @@ def _infix(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(• 1 + 2 * 3) reads an infix expression: (+ 1 (* 2 3)), 7; infix is the same form.
 
     Operators alternate with operands; a run of one operator is one call, * / % ^^ bind tighter than
-    + -, comparisons looser, and/or/xor loosest. (• expr) with one argument evaluates it: a list value
-    is read as an infix expression and run.
+    + -, comparisons looser, and/or/xor loosest. A parenthesized operand is an infix expression too:
+    (• (1 + 2) * 3) is 9, and the arguments of a call are read the same way: (• (sqrt (8 * 2)) + 1)
+    is 5. (• expr) with one argument evaluates it: a list value is read as an infix expression and run.
     """
+    if len(form) == 2 and isinstance(form[1], list) and _is_infix_list(form[1]):
+        try:  # (• (1 + 2)): one parenthesized infix expression
+            prefix = infix_to_prefix(list(form[1]), form[0].name)
+        except LispEError as exc:
+            raise err_at(exc, c.pos)
+        return c.comp(prefix, scope, tail)
+    if len(form) == 2 and isinstance(form[1], list) and len(form[1]) == 2 and form[1][0] is Symbol("quote") \
+            and isinstance(form[1][1], list) and form[1][1]:
+        # LispE's List::eval_infix reads (quote (...)) as the infix expression `quote (...)`: two
+        # operands in a row
+        raise err_at(LispEError(f"{form[0].name}: malformed infix expression (a quoted list is data, not an "
+                                f"infix expression: write ({form[0].name} a + b) or pass the list in a variable)"),
+                     c.pos)
     if len(form) == 2:
         value = c.comp(form[1], scope, False)
         interp, pos = c.interp, c.pos

@@ -32,7 +32,7 @@ UNSUPPORTED_CALLS = r"""
 (tensor_string) (tensor_short) (tensor_number) (tensor_float) (tensor_integer) (⊃) (to_tensor)
 (atshape) (@@@) (setshape) (set@@@) (rank@) (⍤) (irank@) (ludcmp) (lubksb) (+*) (llist) (to_llist)
 (deflib) (deflibpat) (defprol) (bodies) (atoms) (addr_) (label)
-(setconst) (setfast) (getfast) (getchar) (toclean) (defclass) (from@) (withclass) (this)
+(setconst) (setfast) (getfast) (getchar) (toclean) (defclass) (withclass) (this)
 """
 
 

@@ -38,6 +38,9 @@ def test_infix_grouping(text: str, prefix: str) -> None:
 @pytest.mark.parametrize("code, message", [
     ("(• 1 +)", "malformed infix expression"),
     ("(• 1 2 3)", "expected an operator"),
+    ("(• '(1 + 2))", "a quoted list is data, not an infix expression"),
+    ("(• (1 +) * 3)", "malformed infix expression"),
+    ("(• 2 * (1 2))", "malformed infix expression"),
     ("(defpred p 3 true)", "defpred: write"),
     ("(set@@ '(1 2) 0)", "Wrong number of arguments"),
     ("(+= (@ '(1)) 1)", "a place is written"),
@@ -78,3 +81,28 @@ def test_a_failing_predicate_names_the_first_error_once() -> None:
     assert "no clause of the predicate 's' succeeded (the last one failed with: car: expected a list" in message
     assert message.count("no clause") == 1
     assert it.eval("(defpred t (x) (< x 0)) (catch (t 5))") is not None
+
+
+@pytest.mark.parametrize("code, message", [
+    ("(class@ B (x) (from@ Nowhere))", "unknown class 'Nowhere' in (from@ Nowhere)"),
+    ("(class@ B (x) (from@ 3))", "write (from@ Parent)"),
+    ("(from@ A (m))", "from@: used outside a class@ method"),
+    ("(class@ A (x) (defun m () x)) (class@ B (y) (from@ A) (defun k () (from@ A (nope))))",
+     "'nope' is not a method of a class 'A'"),
+    ("(class@ A (x) (defun m () x)) (class@ B (y) (defun k () (from@ A (m))))",
+     "'m' is not a method of a class 'A'"),
+])
+def test_class_inheritance_errors_name_the_cause(code: str, message: str) -> None:
+    with pytest.raises(LispEError) as exc:
+        Interpreter().eval(code)
+    assert message in str(exc.value)
+
+
+def test_an_inherited_method_calls_the_methods_of_the_class_that_wrote_it() -> None:
+    """As in LispE, where a call inside a method is bound when that method is compiled, in its class's
+    space: an inherited method keeps calling its own class's versions, not the redefinitions."""
+    it = Interpreter()
+    code = """(class@ A (x) (defun name () "A") (defun hello () (+ "I am " (name))))
+              (class@ B (from@ A) (defun name () "B"))
+              (list ((A 1) (hello)) ((B 1) (hello)) (@ (B 7) 'x))"""
+    assert it.eval(code) == ["I am A", "I am A", 7]

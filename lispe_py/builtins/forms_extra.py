@@ -101,7 +101,7 @@ def _parallel(kind: str) -> Any:
         pos = c.pos
 
         def items(v: Any) -> list:
-            if kind == "mloop" and isinstance(v, dict):
+            if kind in ("mloop", "loop") and isinstance(v, dict):
                 from .dicts import values
 
                 return list(values(v))  # in key order, as values@ and the printer

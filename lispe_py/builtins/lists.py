@@ -1080,13 +1080,19 @@ def _listwise(name: str, ctx: Any, pred: Any, lst: Any, keep_type: Any, mode: st
     src = _elements(name, lst)
     if mode == "filter":
         out = [x for x, y in _until_break(f, src) if truthy(y)]
-    else:
+    elif mode == "take":
         i = 0
         for _, y in _until_break(f, src):
             if not truthy(y):
                 break
             i += 1
-        out = src[:i] if mode == "take" else src[i:]
+        out = src[:i]
+    else:  # drop: LispE's droplist keeps everything from the first element the predicate accepts
+        out = []
+        for i, (_, y) in enumerate(_until_break(f, src)):
+            if truthy(y):
+                out = src[i:]
+                break
     if isinstance(lst, str):
         return "".join(out) if _keep_type(keep_type) else list(out)
     return like(lst, out) if _keep_type(keep_type) else list(out)
@@ -1113,9 +1119,10 @@ def takelist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
 
 @builtin("droplist", group=G, ctx=True, min_args=2, max_args=3)
 def droplist(ctx: Any, pred: Any, lst: Any, keep_type: Any = True) -> Any:
-    """(droplist '(> 10) '(1 4 12 3)) skips the leading elements while a predicate holds: (12 3).
+    """(droplist '(< 10) '(1 4 12 3)) drops the elements before the first one a predicate accepts: (12 3).
 
-    The element goes at the `_` slot of a partial call or at its end: '(> 10) tests (> 10 x).
+    As LispE's droplist: everything from the first accepted element on is kept (none accepted: ()).
+    The element goes at the `_` slot of a partial call or at its end: '(< 10) tests (< 10 x).
     """
     return _listwise("droplist", ctx, pred, lst, keep_type, "drop")
 
@@ -1134,7 +1141,7 @@ def takecar(ctx: Any, pred: Any, lst: Any) -> Any:
 
 @builtin("dropcar", group=G, ctx=True)
 def dropcar(ctx: Any, pred: Any, lst: Any) -> Any:
-    """(dropcar '(> 10) '(1 4 12 3)) is droplist always giving a plain list: (12 3)."""
+    """(dropcar '(< 10) '(1 4 12 3)) is droplist always giving a plain list: (12 3)."""
     return _listwise("dropcar", ctx, pred, lst, None, "drop")
 
 

@@ -3,8 +3,9 @@
 `(rgx "%d+%C")` compiles LispE's syntax: %d digit, %x hexadecimal digit, %p punctuation, %c
 lowercase letter, %C uppercase letter, %a letter, %h Greek letter, %H Asian character, %s space,
 %r carriage return, %n non-breaking space, ? any character, %? %% \\x literal characters, \\ddd and
-\\xFFFF character codes, {...} a choice of characters or classes, {a-z} a range, [...] a sequence,
-~ negates the next element, + and * repeat it, ^ and $ anchor. `(prgx "\\w+")` compiles the usual
+\\xFFFF character codes, {...} a choice of characters, classes or sub-expressions ({[do][don't]}
+is "do" or "don't"), {a-z} a range, [...] a sequence, (...) an optional part, ~ negates the next
+element, + and * repeat it, ^ and $ anchor. `(prgx "\\w+")` compiles the usual
 syntax (Python's `re`, close to the ECMAScript/posix syntax LispE uses through C++ std::regex).
 
 Both families share their functions: `_match` (the whole string), `_find` (the first match, "" if
@@ -111,8 +112,12 @@ def translate(src: str) -> str:
         if ch == "{":
             j = i + 1
             parts: list[str] = []
+            alts: list[str] = []  # sub-expressions [...], {...}, (...) among the choices
             while j < n and src[j] != "}":
-                if src[j] == "%" and j + 1 < n:
+                if src[j] in "[{(":
+                    text, j, _neg = element(j)
+                    alts.append(text)
+                elif src[j] == "%" and j + 1 < n:
                     m = src[j + 1]
                     if m == "a":
                         parts.append(_class_of("lower") + _class_of("upper"))
@@ -133,9 +138,27 @@ def translate(src: str) -> str:
             if j >= n:
                 raise LispEError("rgx: '{' without its '}'")
             inner = "".join(parts)
-            if not inner:
+            if not inner and not alts:
                 raise LispEError("rgx: empty '{}' choice")
+            if alts:  # LispE's automaton: each sequence or character is one branch of the choice
+                choice = "(?:" + "|".join(alts + ([f"[{inner}]"] if inner else [])) + ")"
+                return choice, j + 1, f"(?:(?!{choice}).)"
             return f"[{inner}]", j + 1, f"[^{inner}]"
+        if ch == "(":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                if src[j] in "\\%":
+                    j += 2
+                    continue
+                depth += src[j] == "("
+                depth -= src[j] == ")"
+                j += 1
+            if depth:
+                raise LispEError("rgx: '(' without its ')'")
+            if j - 1 == i + 1:
+                raise LispEError("rgx: empty '()' optional part")
+            text = f"(?:{translate(src[i + 1:j - 1])})?"
+            return text, j, text
         if ch == "[":
             depth, j = 1, i + 1
             while j < n and depth:

@@ -367,11 +367,14 @@ def _parse_json(name: str, text: str) -> Any:
 
 @builtin("json", group=G)
 def json(value: Any) -> str:
-    """(json {"a":(1 2)}) returns the JSON text of a value: {"a": [1, 2]} (nil is null)."""
+    """(json {"a":(1 2)}) returns the compact JSON text of a value: {"a":[1,2]} (nil is null).
+
+    As LispE's jsonString, no blank follows the commas and colons.
+    """
     import json as _json
 
     big: dict[str, str] = {}
-    text = _json.dumps(_to_json_value("json", value, None, big), ensure_ascii=False)
+    text = _json.dumps(_to_json_value("json", value, None, big), ensure_ascii=False, separators=(",", ":"))
     for marker, digits in big.items():
         text = text.replace(marker, digits)
     return text

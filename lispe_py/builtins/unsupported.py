@@ -58,7 +58,6 @@ UNSUPPORTED: dict[str, str] = {
     "toclean": "memory is freed by Python's own collector; there is nothing to clean by hand",
     # classes beyond class@
     "defclass": "classes are defined with class@",
-    "from@": "class inheritance is not provided; a class@ class stands alone",
     "withclass": "not provided; call a method on an instance with (instance (method args...))",
     "this": "not provided; inside a class@ method the fields are plain variables and setqi sets them",
 }

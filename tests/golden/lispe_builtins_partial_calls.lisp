@@ -9,10 +9,10 @@
 (println (takewhile '(< 5) '(1 4 5 1)) (takewhile '(5 >) '(1 4 5 1)) (dropwhile '(< 5) '(1 4 5 1)))
 ; filterlist / takelist / droplist / maplist / mapcar: the element at the _ slot, or at the end
 (println (filterlist '(< 10) '(1 4 5 10 11 20)) (filterlist '(< _ 10) '(1 4 5 10 11 20)))
-(println (takelist '(> 10) '(1 4 12 3)) (droplist '(> 10) '(1 4 12 3)))
+(println (takelist '(> 10) '(1 4 12 3)) (droplist '(< 10) '(1 4 12 3)))
 (println (maplist '(- 10) '(1 2)) (maplist '(- _ 10) '(1 2)) (maplist '+ '(1 2)) (mapcar '(- 10) '(1 2)))
 ; folds: (op acc x) from the left, (op x acc) from the right
 (println (foldl '- 10 '(1 2 3)) (foldr '- 10 '(1 2 3)) (scanl '- 10 '(1 2 3)))
 ; filtercar / takecar / dropcar: as filterlist / takelist / droplist, always giving a plain list
-(println (filtercar '(< 10) (integers 1 4 5 10 11 20)) (takecar '(> 10) '(1 4 12 3)) (dropcar '(> 10) '(1 4 12 3)))
+(println (filtercar '(< 10) (integers 1 4 5 10 11 20)) (takecar '(> 10) '(1 4 12 3)) (dropcar '(< 10) '(1 4 12 3)))
 (println (type (filtercar '(< 10) (integers 1 20))) (type (filterlist '(< 10) (integers 1 20))) (type (filterlist '(< 10) (integers 1 20) false)))

@@ -8,7 +8,6 @@
 (println (• 1 < 2 and 3 < 2))
 (setq v 5)
 (println (infix v * v - 1))
-(println (• '(2 * 3 + 4)))
 (println (• v))
 ; defpred: every instruction is a test; a failing clause gives way to the next one
 (defpred walk ([])

@@ -4,7 +4,7 @@
 (println (maplist (- _ 10) '(1 2 3)))
 (println (filterlist (< 1) '(0 1 2 3)))
 (println (takelist (> 3) '(1 2 5 1)))
-(println (droplist (> 3) '(1 2 5 1)))
+(println (droplist (< 3) '(1 2 5 1)))
 (defun shift (k l) (mapcar (+ k) l))
 (println (shift 100 '(1 2)))
 ; (apply op g x) is (apply op (g x)): what (maplist (apply '* g) l) computes

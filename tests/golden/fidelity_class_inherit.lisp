@@ -1,0 +1,18 @@
+; class@ with (from@ Parent): the parent's fields come after the class's own, its methods are
+; taken over unless redefined, and (from@ Parent (method)) calls the parent's version
+(class@ Shape (label (sides 0))
+   (defun describe () (+ label " with " (string sides) " sides"))
+   (defun grow () (setqi sides (+ sides 1)) sides))
+(class@ Square (length) (from@ Shape)
+   (defun area () (* length length))
+   (defun describe () (+ "square " (from@ Shape (describe)) ", area " (string (area)))))
+(class@ Tagged (from@ Shape))
+(setq q (Square 3 "q" 4))
+(println q)
+(println (q (describe)))
+(println (q (grow)) (@ q 'sides))
+(setq t (Tagged "t"))
+(println t (t (describe)))
+(class@ Cube (depth) (from@ Square)
+   (defun describe () (+ "cube " (from@ Square (describe)) " / " (from@ Shape (describe)))))
+(println ((Cube 2 5 "c" 6) (describe)))
