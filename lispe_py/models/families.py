@@ -223,6 +223,7 @@ class FamilyModel(DecoderModel):
         self._prefill_top = 0
         self.register_buffer("_cos_long", torch.zeros(0), persistent=False)
         self.register_buffer("_sin_long", torch.zeros(0), persistent=False)
+        self._slot_ids = torch.zeros(0, 0, dtype=torch.long)  # LongRoPE: the token of each cache slot
 
     # ----- embeddings and head -----
     def _embed(self, input_ids: torch.Tensor | None, positions: torch.Tensor,
@@ -319,13 +320,57 @@ class FamilyModel(DecoderModel):
         finally:
             self._prefill_top = 0
 
-    # ----- captured decode steps -----
+    # ----- LongRoPE: the switch to the long factors re-encodes the sequence, as transformers' Phi-3 -----
+    def forward(self, input_ids, input_pos, position_ids=None, kv_mask=None, last_only=False, inputs_embeds=None):
+        if self._long_from is not None:
+            self._record_ids(input_ids, int(input_pos[0]), inputs_embeds)
+        return super().forward(input_ids, input_pos, position_ids, kv_mask, last_only, inputs_embeds)
+
+    def _record_ids(self, input_ids, start: int, inputs_embeds) -> None:
+        """Which token each cache slot holds (row by row), for the re-encoding in `decode`; rows fed
+        embeddings are unknown (-1)."""
+        b, t = self._input_shape(input_ids, inputs_embeds)
+        ids = self._slot_ids
+        if ids.shape[0] < self.max_batch_size or ids.shape[1] < self.max_seq_len:
+            grown = torch.full((self.max_batch_size, self.max_seq_len), -1, dtype=torch.long, device=self.device)
+            grown[:ids.shape[0], :ids.shape[1]] = ids.to(self.device)
+            self._slot_ids = ids = grown
+        ids[:b, start:start + t] = -1 if input_ids is None else input_ids
+
+    def reorder_cache(self, index: torch.Tensor) -> None:
+        super().reorder_cache(index)
+        if self._long_from is not None and self._slot_ids.numel():
+            b = index.shape[0]
+            self._slot_ids[:b] = self._slot_ids.index_select(0, index.to(self._slot_ids.device))
+
     def decode(self, tokens, slot, position_ids=None, kv_mask=None, steps_left=None) -> torch.Tensor:
-        if self._long_from is not None and position_ids is not None:
-            # rows at other positions: the set is chosen by the largest (see _rope), not per row
-            return self._eager_step(tokens, slot, position_ids, kv_mask)
+        if self._long_from is not None:
+            if slot == self._long_from:
+                return self._reencode(tokens, slot, position_ids, kv_mask)
+            if position_ids is not None:
+                # rows at other positions: the set is chosen by the largest (see _rope), not per row
+                return self._eager_step(tokens, slot, position_ids, kv_mask)
         return super().decode(tokens, slot, position_ids, kv_mask, steps_left)
 
+    def _reencode(self, tokens: torch.Tensor, slot: int, position_ids: torch.Tensor | None,
+                  kv_mask: torch.Tensor | None) -> torch.Tensor:
+        """The step that makes the sequence longer than LongRoPE's original context. transformers' Phi-3
+        drops its cache there (prepare_inputs_for_generation) and runs the whole sequence again, now with
+        the long factors; so does this, from the token ids the cache slots hold."""
+        b = tokens.shape[0]
+        ids = self._slot_ids[:b, :slot + 1].clone() if self._slot_ids.shape[1] > slot else None
+        if ids is None or bool((ids[:, :slot] < 0).any()):  # embeddings were fed: cannot re-encode
+            return self._eager_step(tokens, slot, position_ids, kv_mask)
+        ids[:, slot] = tokens.view(-1)
+        positions = None if kv_mask is None else self._positions(kv_mask, slot + 1)
+        logits = self(ids, self._slots[:slot + 1], position_ids=positions, kv_mask=kv_mask, last_only=True)
+        return logits[:, -1]
+
+    @staticmethod
+    def _positions(kv_mask: torch.Tensor, end: int) -> torch.Tensor:
+        return (kv_mask[:, :end].long().cumsum(-1) - 1).clamp(min=0)
+
+    # ----- captured decode steps -----
     def _graphs_apply(self) -> bool:
         return not self.moe and super()._graphs_apply()
 

@@ -127,8 +127,11 @@ def _gemma(hf: dict[str, Any], model_type: str) -> ModelConfig:
 
 
 def _phi3(hf: dict[str, Any]) -> ModelConfig:
-    params = _rope_params(hf) or {}
+    params = dict(_rope_params(hf) or {})
     factor = params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0))
+    if params.get("rope_type", params.get("type")) == "yarn":  # Phi-3's legacy name, LongRoPE for transformers
+        params["rope_type"] = "longrope"
+        params.pop("type", None)
     theta, scaling = _rope(params, hf)
     window = hf.get("sliding_window")
     return ModelConfig(**_base(hf, "phi3", rope_theta=theta, rope_scaling=scaling, partial_rotary_factor=float(factor),
