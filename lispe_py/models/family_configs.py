@@ -159,11 +159,13 @@ def _moe(hf: dict[str, Any], model_type: str) -> ModelConfig:
     theta, scaling = _rope(_rope_params(hf), hf)
     extra: dict[str, Any] = dict(rope_theta=theta, rope_scaling=scaling,
                                  num_experts_per_tok=hf.get("num_experts_per_tok", 2))
+    # transformers 5 writes num_local_experts for every family; the Hub's Qwen configs say num_experts
+    experts = hf.get("num_local_experts") or hf.get("num_experts") or (8 if model_type == "mixtral" else 60)
     if model_type == "mixtral":
-        extra.update(num_experts=hf.get("num_local_experts", 8), norm_topk_prob=True,
+        extra.update(num_experts=experts, norm_topk_prob=True,
                      sliding_window=hf.get("sliding_window"))
     else:
-        extra.update(num_experts=hf.get("num_experts", 60), norm_topk_prob=bool(hf.get("norm_topk_prob", False)),
+        extra.update(num_experts=experts, norm_topk_prob=bool(hf.get("norm_topk_prob", False)),
                      moe_intermediate_size=hf.get("moe_intermediate_size"),
                      decoder_sparse_step=hf.get("decoder_sparse_step", 1) or 1,
                      mlp_only_layers=list(hf.get("mlp_only_layers") or []))
