@@ -130,3 +130,17 @@ def check_padded_batch(hf, ours, new: int = 10) -> None:
     theirs = hf_generate(hf, ids, attention_mask=mask, max_new_tokens=new, do_sample=False, eos_token_id=2)
     mine = generate(ours, ids, attention_mask=mask, max_length=new, eos_token_id=2, pad_token_id=PAD)
     assert mine.tolist() == theirs.tolist()
+
+
+def check_bf16(hf, folder, slack: float = 2.0) -> None:
+    """bfloat16: our logits are as close to the float32 reference as transformers' own bfloat16 model's
+    (within `slack` times its error)."""
+    import copy
+
+    ids = prompts(2, 16, 8)
+    with torch.no_grad():
+        ref = hf(ids).logits
+        theirs = copy.deepcopy(hf).to(torch.bfloat16)(ids).logits.float()
+        ours = load_model(folder, dtype="bfloat16").forward_full(ids)
+    err_theirs, err_ours = rel(theirs, ref), rel(ours, ref)
+    assert err_ours <= slack * err_theirs + 1e-3, (err_ours, err_theirs)

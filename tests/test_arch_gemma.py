@@ -59,3 +59,8 @@ def test_batch_rows_equal_rows_alone(pair):
 
 def test_quantized_models_run(pair):
     ac.check_quantized(pair[2], pair[1])
+
+
+def test_bfloat16_as_close_as_transformers_own(pair):
+    hf, _, folder = pair
+    ac.check_bf16(hf, folder)

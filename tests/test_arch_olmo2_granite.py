@@ -56,3 +56,8 @@ def test_granite_multipliers_are_read():
 
     c = ModelConfig.from_hf_config(_granite().config.to_dict())
     assert (c.embed_scale, c.residual_multiplier, c.attn_scale, c.logits_scaling) == (6.0, 0.4, 0.09, 3.0)
+
+
+def test_bfloat16_as_close_as_transformers_own(pair):
+    hf, _, folder = pair
+    ac.check_bf16(hf, folder)

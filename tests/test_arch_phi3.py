@@ -98,3 +98,8 @@ def test_longrope_padded_batch_matches_transformers(phi4):
 
 def test_longrope_quantized_models_run(phi4):
     ac.check_quantized(phi4[2], phi4[1])
+
+
+def test_bfloat16_as_close_as_transformers_own(phi3, phi4):
+    ac.check_bf16(phi3[0], phi3[2])
+    ac.check_bf16(phi4[0], phi4[2])

@@ -64,8 +64,8 @@ class FeedForward(nn.Module):
 class SparseMoE(nn.Module):
     """Top-k routed experts (Mixtral, Qwen2-MoE, Qwen3-MoE), as transformers computes them: softmax over
     the router logits in float32, the top k, optionally renormalised to sum to 1, each chosen expert run
-    on its tokens and its weighted output added in expert order; Qwen2-MoE adds a shared expert gated by
-    a sigmoid. The router and the shared gate are plain parameters, not Linear layers, so quantization
+    on its tokens, the weighted outputs summed over the k choices; Qwen2-MoE adds a shared expert gated
+    by a sigmoid. The router and the shared gate are plain parameters, not Linear layers, so quantization
     leaves the routing exact."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -92,11 +92,14 @@ class SparseMoE(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         weights, ids = self.route(flat)
-        out = torch.zeros_like(flat)
-        for e in torch.unique(ids).tolist():  # ascending, as transformers' loop over the hit experts
+        # each (token, choice) row's weighted expert output, then the sum over the choices in float32
+        # (torch's sum accumulates low precisions in float32) rounded once: transformers' default
+        # "grouped_mm" experts compute it this way
+        out = flat.new_empty((*ids.shape, shape[-1]), dtype=torch.promote_types(flat.dtype, weights.dtype))
+        for e in torch.unique(ids).tolist():
             token, slot = torch.where(ids == e)
-            y = self.experts[e](flat[token]) * weights[token, slot, None]
-            out.index_add_(0, token, y.to(out.dtype))
+            out[token, slot] = self.experts[e](flat[token]) * weights[token, slot, None]
+        out = out.sum(dim=1).to(flat.dtype)
         if self.shared is not None:
             out = out + torch.sigmoid(F.linear(flat, self.shared_gate)) * self.shared(flat)
         return out.view(shape)
