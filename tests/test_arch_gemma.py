@@ -64,3 +64,29 @@ def test_quantized_models_run(pair):
 def test_bfloat16_as_close_as_transformers_own(pair):
     hf, _, folder = pair
     ac.check_bf16(hf, folder)
+
+
+def test_gemma3_multimodal_folder_loads_its_text_model(tmp_path):
+    """Gemma 3 4B+ ship as Gemma3ForConditionalGeneration (model_type "gemma3", a text_config, the
+    language model's tensors under language_model.*): the text model loads and answers text prompts as
+    transformers' multimodal model does; the vision tower is not read."""
+    text = dict(vocab_size=ac.VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=128, sliding_window=4,
+                query_pre_attn_scalar=24, sliding_window_pattern=2, bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                       image_token_index=150, boi_token_index=151, eoi_token_index=152)
+    torch.manual_seed(0)
+    hf = transformers.Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0, 0.15) if p.dim() > 1 else p.uniform_(-0.4, 0.4)
+    ours = ac.save_and_load(hf, tmp_path)
+    assert ours.arch == "gemma3" and ours.config.layer_types[:2] == ["sliding_attention", "full_attention"]
+    ids = ac.prompts(2, 12, 3)
+    with torch.no_grad():
+        assert ac.max_diff(ours.forward_full(ids), hf(input_ids=ids).logits) <= ac.TOL
+    prompt = ac.prompts(1, 6, 4)
+    theirs = ac.hf_generate(hf, prompt, max_new_tokens=10, do_sample=False, eos_token_id=2)
+    assert ac.generate(ours, prompt, max_length=10, eos_token_id=2, pad_token_id=ac.PAD).tolist() == theirs.tolist()
