@@ -144,3 +144,16 @@ def check_bf16(hf, folder, slack: float = 2.0) -> None:
         ours = load_model(folder, dtype="bfloat16").forward_full(ids)
     err_theirs, err_ours = rel(theirs, ref), rel(ours, ref)
     assert err_ours <= slack * err_theirs + 1e-3, (err_ours, err_theirs)
+
+
+def check_traced_decode(hf, ours, length: int = 16) -> None:
+    """A single row's decode steps as the CPU trace runs them (where it applies: no sliding window, not
+    MoE) give transformers' logits, and the trace was really made."""
+    ids = prompts(1, length, 11)
+    with torch.no_grad():
+        ref = hf(ids).logits
+        ours.setup_cache(1, length)
+        ours.prefill(ids[:, :4])
+        for t in range(4, length):
+            assert max_diff(ours.decode(ids[:, t], t), ref[:, t]) <= TOL, f"traced step at slot {t}"
+    assert ours._has_trace() == ours._trace_applies(1, None, None)

@@ -90,3 +90,7 @@ def test_gemma3_multimodal_folder_loads_its_text_model(tmp_path):
     prompt = ac.prompts(1, 6, 4)
     theirs = ac.hf_generate(hf, prompt, max_new_tokens=10, do_sample=False, eos_token_id=2)
     assert ac.generate(ours, prompt, max_length=10, eos_token_id=2, pad_token_id=ac.PAD).tolist() == theirs.tolist()
+
+
+def test_traced_decode_steps(pair):
+    ac.check_traced_decode(pair[0], pair[1])

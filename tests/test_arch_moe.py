@@ -101,3 +101,7 @@ def test_bfloat16_experts_equal_transformers(pair):
     with torch.no_grad():
         for theirs, ours in zip(hb.model.layers, ob.layers):
             assert torch.equal(theirs.mlp(x), ours.mlp(x))
+
+
+def test_decode_steps_op_by_op(pair):
+    ac.check_traced_decode(pair[0], pair[1])

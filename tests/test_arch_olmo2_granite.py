@@ -61,3 +61,7 @@ def test_granite_multipliers_are_read():
 def test_bfloat16_as_close_as_transformers_own(pair):
     hf, _, folder = pair
     ac.check_bf16(hf, folder)
+
+
+def test_traced_decode_steps(pair):
+    ac.check_traced_decode(pair[0], pair[1])

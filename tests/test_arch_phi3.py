@@ -103,3 +103,8 @@ def test_longrope_quantized_models_run(phi4):
 def test_bfloat16_as_close_as_transformers_own(phi3, phi4):
     ac.check_bf16(phi3[0], phi3[2])
     ac.check_bf16(phi4[0], phi4[2])
+
+
+def test_traced_decode_steps(phi3, phi4):
+    ac.check_traced_decode(phi4[0], phi4[1], length=ORIGINAL)  # no sliding window: traced
+    ac.check_traced_decode(phi3[0], phi3[1])  # sliding window: op by op
