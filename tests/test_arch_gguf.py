@@ -53,6 +53,16 @@ def _qwen3_moe():
                     moe_intermediate_size=32, norm_topk_prob=True, head_dim=16)
 
 
+def _mixtral():
+    return ac.build(transformers.MixtralConfig, transformers.MixtralForCausalLM, num_local_experts=6,
+                    num_experts_per_tok=2)
+
+
+def _llama_permute(t, heads):
+    """llama.cpp's interleaving of a llama's rotary halves in attn_q/attn_k rows."""
+    return t.reshape(heads, 2, t.shape[0] // heads // 2, *t.shape[1:]).swapaxes(1, 2).reshape(t.shape)
+
+
 def write_gguf(path, hf, arch: str) -> None:
     """The model's tensors and metadata under llama.cpp's names (float32 tensors)."""
     cfg = hf.config
@@ -87,10 +97,11 @@ def write_gguf(path, hf, arch: str) -> None:
             w.add_uint32("phi3.rope.scaling.original_context_length", cfg.original_max_position_embeddings)
             for kind in ("short", "long"):
                 w.add_tensor(f"rope_factors_{kind}.weight", np.array(cfg.rope_parameters[f"{kind}_factor"], np.float32))
-    if arch.endswith("moe"):
+    if arch.endswith("moe") or cfg.model_type == "mixtral":
         w.add_expert_count(cfg.num_experts)
         w.add_expert_used_count(cfg.num_experts_per_tok)
-        w.add_expert_feed_forward_length(cfg.moe_intermediate_size)
+        if arch != "llama":
+            w.add_expert_feed_forward_length(cfg.moe_intermediate_size)
         if arch == "qwen2moe":
             w.add_expert_shared_feed_forward_length(cfg.shared_expert_intermediate_size)
 
@@ -114,7 +125,10 @@ def write_gguf(path, hf, arch: str) -> None:
         for kind in ("weight", "bias"):
             for n in ("q", "k", "v", "o"):
                 if p + f"self_attn.{n}_proj.{kind}" in sd:
-                    add(b + ("attn_output" if n == "o" else f"attn_{n}") + f".{kind}", sd[p + f"self_attn.{n}_proj.{kind}"])
+                    t = sd[p + f"self_attn.{n}_proj.{kind}"]
+                    if arch == "llama" and n in "qk":
+                        t = _llama_permute(t, cfg.num_attention_heads if n == "q" else cfg.num_key_value_heads)
+                    add(b + ("attn_output" if n == "o" else f"attn_{n}") + f".{kind}", t)
         if p + "self_attn.qkv_proj.weight" in sd:
             add(b + "attn_qkv.weight", sd[p + "self_attn.qkv_proj.weight"])
         m = p + "mlp."
@@ -143,10 +157,10 @@ def write_gguf(path, hf, arch: str) -> None:
 CASES = {"gemma": (lambda: _gemma("gemma"), "gemma", False), "gemma2": (lambda: _gemma("gemma2"), "gemma2", True),
          "gemma3": (lambda: _gemma("gemma3"), "gemma3", True), "phi3": (_phi3, "phi3", True),
          "phi4_longrope": (_phi4_longrope, "phi3", False), "qwen2_moe": (_qwen2_moe, "qwen2moe", False),
-         "qwen3_moe": (_qwen3_moe, "qwen3moe", False)}
+         "qwen3_moe": (_qwen3_moe, "qwen3moe", False), "mixtral": (_mixtral, "llama", False)}
 # transformers cannot read back: Gemma 1 GGUFs (no reader), Phi-3 LongRoPE factors (not read from the
 # rope_factors tensors), and the Qwen MoE expert sizes (expert_feed_forward_length is not read: its reader
-# builds 1408/5632-wide experts); those files are checked against the model they were written from.
+# builds 1408/5632-wide experts), Mixtral (a llama with experts, which it reads as a dense llama); those files are checked against the model they were written from.
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

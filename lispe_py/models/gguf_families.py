@@ -1,7 +1,7 @@
 """GGUF files of the families of `families.py`, as llama.cpp's converter writes them: Gemma 1/2/3 (norm
 weights stored as 1 + weight), Phi-3 (fused attn_qkv and gate/up in ffn_up, LongRoPE factors as the
 rope_factors_short/long tensors), Qwen2-MoE and Qwen3-MoE (experts stacked in ffn_*_exps, the shared
-expert in ffn_*_shexp). `gguf_loader` hands these architectures to `config_from_gguf_family` and
+expert in ffn_*_shexp), Mixtral (a llama with llama.expert_count and stacked experts). `gguf_loader` hands these architectures to `config_from_gguf_family` and
 `state_dict_from_gguf_family`."""
 from __future__ import annotations
 
@@ -37,9 +37,12 @@ def config_from_gguf_family(meta: dict[str, Any], rope_factors: dict[str, list[f
     """ModelConfig from the metadata of a GGUF file of one of GGUF_FAMILIES, None for other
     architectures. rope_factors: Phi-3's {"short": [...], "long": [...]} from the file's tensors."""
     arch = meta.get("general.architecture")
-    if arch not in GGUF_FAMILIES:
+    if arch == "llama" and meta.get("llama.expert_count"):
+        ours = "mixtral"  # llama.cpp writes Mixtral as a llama with experts
+    elif arch in GGUF_FAMILIES:
+        ours = GGUF_FAMILIES[arch]
+    else:
         return None
-    ours = GGUF_FAMILIES[arch]
     p = f"{arch}."
     hidden, heads = _int(meta, p + "embedding_length"), _int(meta, p + "attention.head_count")
     layers = _int(meta, p + "block_count")
@@ -88,6 +91,9 @@ def config_from_gguf_family(meta: dict[str, Any], rope_factors: dict[str, list[f
             values["rope_scaling"] = {"rope_type": "longrope", "short_factor": rope_factors["short"],
                                       "long_factor": rope_factors["long"], "original_max_position_embeddings": original,
                                       "attention_factor": attn}
+    elif ours == "mixtral":
+        values.update(num_experts=_int(meta, p + "expert_count"), num_experts_per_tok=_int(meta, p + "expert_used_count"),
+                      norm_topk_prob=True, norm_eps=float(meta.get(p + "attention.layer_norm_rms_epsilon", 1e-5)))
     else:  # Qwen2-MoE, Qwen3-MoE
         values.update(num_experts=_int(meta, p + "expert_count"), num_experts_per_tok=_int(meta, p + "expert_used_count"),
                       moe_intermediate_size=_int(meta, p + "expert_feed_forward_length"),
@@ -110,6 +116,7 @@ def rope_factors(tensors: dict, dequantize) -> dict[str, list[float]] | None:
 def state_dict_from_gguf_family(config: ModelConfig, get, names: set[str]) -> dict[str, torch.Tensor]:
     """Our state dict (FamilyModel's names) from a GGUF file's tensors; `get(name)` dequantizes one."""
     from .families import _permute_heads, _rotary_order
+    from .gguf_loader import _unpermute
 
     gemma = config.norm_offset
     def norm(name: str) -> torch.Tensor:  # noqa: E306
@@ -132,6 +139,8 @@ def state_dict_from_gguf_family(config: ModelConfig, get, names: set[str]) -> di
                 wq, wk, wv = (get(b + f"attn_{n}.{kind}") for n in "qkv")
             if order is not None:
                 wq, wk = _permute_heads(wq, config.num_heads, order), _permute_heads(wk, config.num_kv_heads, order)
+            if config.arch == "mixtral":  # llama.cpp interleaves a llama's rotary halves: undone
+                wq, wk = _unpermute(wq, config.num_heads), _unpermute(wk, config.num_kv_heads)
             out[q + f"attn.wqkv.{kind}"] = torch.cat([wq, wk, wv])
         out[q + "attn.wo.weight"] = get(b + "attn_output.weight")
         if config.qk_norm:

@@ -216,8 +216,9 @@ def config_from_gguf(meta: dict[str, Any], factors: dict | None = None) -> Model
     supported = ("llama", "mistral", "qwen2", "qwen3", "gpt2")
     from .gguf_families import GGUF_FAMILIES, config_from_gguf_family  # Gemma, Phi-3, Qwen MoE (arch19)
 
-    if arch in GGUF_FAMILIES:
-        return config_from_gguf_family(meta, factors)
+    family = config_from_gguf_family(meta, factors)
+    if family is not None:
+        return family
     if arch not in supported:
         raise ModelError(f"unsupported GGUF architecture {arch!r}; supported: {', '.join(supported + tuple(GGUF_FAMILIES))}")
 
