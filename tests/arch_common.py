@@ -57,7 +57,7 @@ def check_logits(hf, ours, length: int = 20, seed: int = 7) -> None:
     """Full-sequence logits, and the same through the KV cache: a prefill of part of the prompt, then
     one decode step per token (sliding windows shorter than `length` are crossed)."""
     ids = prompts(2, length, seed)
-    with torch.no_grad():
+    with torch.inference_mode():  # as generate runs (the cache may hold inference tensors from it)
         ref = hf(ids).logits
         assert max_diff(ours.forward_full(ids), ref) <= TOL
         ours.setup_cache(2, length)
@@ -150,7 +150,7 @@ def check_traced_decode(hf, ours, length: int = 16) -> None:
     """A single row's decode steps as the CPU trace runs them (where it applies: no sliding window, not
     MoE) give transformers' logits, and the trace was really made."""
     ids = prompts(1, length, 11)
-    with torch.no_grad():
+    with torch.inference_mode():  # as generate runs (the cache may hold inference tensors from it)
         ref = hf(ids).logits
         ours.setup_cache(1, length)
         ours.prefill(ids[:, :4])

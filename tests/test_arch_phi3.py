@@ -66,7 +66,7 @@ def test_longrope_short_context_logits(phi4):
 def test_longrope_long_context_uses_long_factors(phi4):
     hf, ours, _ = phi4
     ids = ac.prompts(2, ORIGINAL + 9, 4)
-    with torch.no_grad():
+    with torch.inference_mode():
         ref = hf(ids).logits
         assert ac.max_diff(ours.forward_full(ids), ref) <= ac.TOL
         ours.setup_cache(2, ids.shape[1])
