@@ -142,8 +142,8 @@ class FamilyAttention(Attention):
         if rope is not None:
             cos, sin = rope
             if self.rope_half is not None:
-                d = self.head_dim
-                cos, sin = cos[..., self.rope_half * d:(self.rope_half + 1) * d], sin[..., self.rope_half * d:(self.rope_half + 1) * d]
+                lo, hi = self.rope_half * self.head_dim, (self.rope_half + 1) * self.head_dim
+                cos, sin = cos[..., lo:hi], sin[..., lo:hi]
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = v.reshape(b, t, self.n_kv, self.head_dim).transpose(1, 2)

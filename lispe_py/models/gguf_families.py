@@ -1,8 +1,8 @@
 """GGUF files of the families of `families.py`, as llama.cpp's converter writes them: Gemma 1/2/3 (norm
 weights stored as 1 + weight), Phi-3 (fused attn_qkv and gate/up in ffn_up, LongRoPE factors as the
 rope_factors_short/long tensors), Qwen2-MoE and Qwen3-MoE (experts stacked in ffn_*_exps, the shared
-expert in ffn_*_shexp), Mixtral (a llama with llama.expert_count and stacked experts). `gguf_loader` hands these architectures to `config_from_gguf_family` and
-`state_dict_from_gguf_family`."""
+expert in ffn_*_shexp), Mixtral (a llama with llama.expert_count and stacked experts). `gguf_loader`
+hands these architectures to `config_from_gguf_family` and `state_dict_from_gguf_family`."""
 from __future__ import annotations
 
 import math
@@ -92,10 +92,12 @@ def config_from_gguf_family(meta: dict[str, Any], rope_factors: dict[str, list[f
                                       "long_factor": rope_factors["long"], "original_max_position_embeddings": original,
                                       "attention_factor": attn}
     elif ours == "mixtral":
-        values.update(num_experts=_int(meta, p + "expert_count"), num_experts_per_tok=_int(meta, p + "expert_used_count"),
-                      norm_topk_prob=True, norm_eps=float(meta.get(p + "attention.layer_norm_rms_epsilon", 1e-5)))
+        values.update(num_experts=_int(meta, p + "expert_count"),
+                      num_experts_per_tok=_int(meta, p + "expert_used_count"), norm_topk_prob=True,
+                      norm_eps=float(meta.get(p + "attention.layer_norm_rms_epsilon", 1e-5)))
     else:  # Qwen2-MoE, Qwen3-MoE
-        values.update(num_experts=_int(meta, p + "expert_count"), num_experts_per_tok=_int(meta, p + "expert_used_count"),
+        values.update(num_experts=_int(meta, p + "expert_count"),
+                      num_experts_per_tok=_int(meta, p + "expert_used_count"),
                       moe_intermediate_size=_int(meta, p + "expert_feed_forward_length"),
                       norm_topk_prob=ours == "qwen3_moe")  # llama.cpp renormalises for Qwen3-MoE only
         if ours == "qwen2_moe":
