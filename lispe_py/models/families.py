@@ -30,20 +30,26 @@ from .layers import Attention, DecoderModel, Linear, RMSNorm, activation, apply_
 
 class GemmaRMSNorm(nn.Module):
     """Gemma's RMSNorm: normalised in float32, times (1 + weight) in float32, then rounded to the input
-    dtype once (transformers' GemmaRMSNorm; the stored weight is the offset from 1)."""
+    dtype once (transformers' GemmaRMSNorm; the stored weight is the offset from 1). With `offset` 0 it
+    is OLMo 2's (the weight also multiplies in float32: bfloat16 results differ from Llama's RMSNorm)."""
 
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, offset: float = 1.0) -> None:
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.zeros(dim))
+        self.eps, self.offset = eps, offset
+        self.weight = nn.Parameter(torch.zeros(dim) if offset else torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.rms_norm(x.float(), self.weight.shape, None, self.eps) * (1.0 + self.weight.float())
+        w = self.weight.float()
+        y = F.rms_norm(x.float(), self.weight.shape, None, self.eps) * (w + self.offset if self.offset else w)
         return y.to(x.dtype)
 
 
 def _norm(config: ModelConfig, dim: int) -> nn.Module:
-    return GemmaRMSNorm(dim, config.norm_eps) if config.norm_offset else RMSNorm(dim, config.norm_eps)
+    if config.norm_offset:
+        return GemmaRMSNorm(dim, config.norm_eps)
+    if config.arch == "olmo2":
+        return GemmaRMSNorm(dim, config.norm_eps, offset=0.0)
+    return RMSNorm(dim, config.norm_eps)
 
 
 class FeedForward(nn.Module):
