@@ -177,3 +177,16 @@ def test_gguf_of_the_family_loads_exactly(tmp_path, case):
             theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf").eval()
             assert ac.max_diff(ours.forward_full(ids), theirs(ids).logits) <= ac.TOL
     ac.check_generation(hf, ours, seeds=(1,))
+
+
+@pytest.mark.parametrize("case", ["gemma2", "qwen3_moe"])
+def test_gguf_of_the_family_loads_quantized(tmp_path, case):
+    """"quantize" on such a file: the float weights quantized after loading (its tensors are float32)."""
+    build, arch, _ = CASES[case]
+    hf = build()
+    write_gguf(tmp_path / "m.gguf", hf, arch)
+    q = load_model(tmp_path / "m.gguf", quantize="int8", model_cache=False)
+    assert q.quantization.mode == "int8" and q.arch == case
+    ids = ac.prompts(1, 12, 6)
+    with torch.no_grad():
+        assert ac.rel(q.forward_full(ids), hf(ids).logits) < 0.2
