@@ -7,11 +7,18 @@ from typing import Any
 
 from .errors import ModelError
 
-ARCHS = ("llama", "gpt2")
+#: The families of `families.py` (FamilyModel): each names a Hugging Face weight layout; what the
+#: blocks compute is set by the config's fields (norms, soft-caps, multipliers, experts, RoPE).
+FAMILY_ARCHS = ("gemma", "gemma2", "gemma3", "phi3", "olmo2", "granite", "mixtral", "qwen2_moe", "qwen3_moe")
+ARCHS = ("llama", "gpt2") + FAMILY_ARCHS
 # Hugging Face model_type -> our arch. SmolLM(2) ships as model_type "llama".
-HF_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gpt2": "gpt2"}
+HF_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gpt2": "gpt2",
+                  "gemma": "gemma", "gemma2": "gemma2", "gemma3_text": "gemma3", "gemma3": "gemma3",
+                  "phi3": "phi3", "olmo2": "olmo2", "granite": "granite", "mixtral": "mixtral",
+                  "qwen2_moe": "qwen2_moe", "qwen3_moe": "qwen3_moe"}
 ACTIVATIONS = ("silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
-ROPE_TYPES = ("default", "linear", "llama3")
+ROPE_TYPES = ("default", "linear", "llama3", "longrope")
+NORM_PLACEMENTS = ("pre", "sandwich", "post")
 
 
 @dataclass
@@ -49,6 +56,25 @@ class ModelConfig:
     model_type: str | None = None  # Hugging Face model_type, for the record
     init_std: float = 0.02
     seed: int = 0
+    # ----- the families of FAMILY_ARCHS (ignored by llama/gpt2) -----
+    embed_scale: float | None = None  # token embeddings times this (Gemma: sqrt(hidden); Granite: embedding_multiplier)
+    norm_offset: bool = False  # Gemma RMSNorm: x_normed * (1 + weight), in float32
+    norm_placement: str = "pre"  # "pre" (Llama), "sandwich" (Gemma 2/3: pre and post), "post" (OLMo 2)
+    attn_scale: float | None = None  # attention scale (default head_dim**-0.5): query_pre_attn_scalar**-0.5, attention_multiplier
+    attn_softcap: float | None = None  # Gemma 2: scores = cap * tanh(scores / cap)
+    final_softcap: float | None = None  # Gemma 2: logits = cap * tanh(logits / cap)
+    residual_multiplier: float = 1.0  # Granite: x + f(x) * residual_multiplier
+    logits_scaling: float = 1.0  # Granite: logits / logits_scaling
+    qk_norm_full: bool = False  # OLMo 2: RMSNorm over the whole q and k projections (not per head)
+    rope_local_theta: float | None = None  # Gemma 3: RoPE base of the sliding-window layers (unscaled)
+    partial_rotary_factor: float = 1.0  # Phi-4-mini: RoPE on this fraction of head_dim
+    num_experts: int = 0  # mixture of experts: experts per MoE layer (0: dense)
+    num_experts_per_tok: int = 0  # top-k
+    moe_intermediate_size: int | None = None  # each expert's intermediate size (default intermediate_size)
+    shared_expert_intermediate_size: int = 0  # Qwen2-MoE: a shared expert with a sigmoid gate
+    norm_topk_prob: bool = False  # renormalise the top-k routing weights to sum to 1 (Mixtral: always)
+    decoder_sparse_step: int = 1  # MoE on layers with (layer + 1) % step == 0 ...
+    mlp_only_layers: list[int] | None = None  # ... except these (dense MLP of intermediate_size)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -73,18 +99,20 @@ class ModelConfig:
                     f"model config: hidden_size ({self.hidden_size}) is not a multiple of num_heads ({self.num_heads})"
                 )
             self.head_dim = self.hidden_size // self.num_heads
-        if self.arch == "llama" and self.head_dim % 2:
+        if self.arch != "gpt2" and self.head_dim % 2:
             raise ModelError(f"model config: head_dim must be even for RoPE, got {self.head_dim}")
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
         if self.hidden_act is None:
-            self.hidden_act = "silu" if self.arch == "llama" else "gelu_new"
+            self.hidden_act = "gelu_new" if self.arch == "gpt2" else "silu"
         if self.hidden_act not in ACTIVATIONS:
             raise ModelError(f"model config: unsupported hidden_act {self.hidden_act!r}; supported: {ACTIVATIONS}")
         if self.rope_scaling is not None:
             kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type", "default"))
             if kind not in ROPE_TYPES:
                 raise ModelError(f"model config: unsupported rope scaling {kind!r}; supported: {ROPE_TYPES}")
+            if kind == "longrope" and self.arch not in FAMILY_ARCHS:
+                raise ModelError(f"model config: longrope scaling is for the phi3 architecture, not {self.arch}")
             if kind == "default":
                 self.rope_scaling = None
             else:
@@ -94,6 +122,31 @@ class ModelConfig:
                     self.rope_scaling.setdefault("original_max_position_embeddings", self.max_position_embeddings)
         if self.layer_types is not None and len(self.layer_types) != self.num_layers:
             raise ModelError(f"model config: layer_types has {len(self.layer_types)} entries for {self.num_layers} layers")
+        if self.norm_placement not in NORM_PLACEMENTS:
+            raise ModelError(f"model config: norm_placement must be one of {NORM_PLACEMENTS}, got {self.norm_placement!r}")
+        if self.num_experts:
+            if self.arch not in FAMILY_ARCHS:
+                raise ModelError(f"model config: the {self.arch} architecture has no mixture of experts")
+            if not 0 < self.num_experts_per_tok <= self.num_experts:
+                raise ModelError(f"model config: num_experts_per_tok must be 1..{self.num_experts}, "
+                                 f"got {self.num_experts_per_tok!r}")
+            if self.moe_intermediate_size is None:
+                self.moe_intermediate_size = self.intermediate_size
+        rotary = int(self.head_dim * self.partial_rotary_factor)
+        if not 0 < self.partial_rotary_factor <= 1 or rotary <= 0 or rotary % 2:
+            raise ModelError(f"model config: partial_rotary_factor {self.partial_rotary_factor} must give an even "
+                             f"number of the head's {self.head_dim} dimensions")
+
+    @property
+    def rotary_dim(self) -> int:
+        """Head dimensions that RoPE rotates (all but Phi-4-mini's partial rotary)."""
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    def is_moe_layer(self, layer: int) -> bool:
+        """Whether `layer`'s feed-forward is a mixture of experts (Qwen2-MoE's decoder_sparse_step and
+        mlp_only_layers; every layer for Mixtral and Qwen3-MoE)."""
+        return (self.num_experts > 0 and layer not in (self.mlp_only_layers or ())
+                and (layer + 1) % self.decoder_sparse_step == 0)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -126,6 +179,10 @@ class ModelConfig:
             )
         if HF_MODEL_TYPES[model_type] == "gpt2":
             return _gpt2_from_hf(hf)
+        if HF_MODEL_TYPES[model_type] in FAMILY_ARCHS:
+            from .family_configs import family_from_hf
+
+            return family_from_hf(hf, model_type)
         return _llama_from_hf(hf, model_type)
 
 

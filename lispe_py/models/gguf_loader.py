@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ModelConfig
+from .config import FAMILY_ARCHS, ModelConfig
 from .errors import ModelError, check_regular_file
 
 # GGUF metadata value types.
@@ -210,12 +210,17 @@ def _dequant_blocks(raw: torch.Tensor, kind: str, out: torch.Tensor) -> None:
 
 # ----- config and weights -----
 
-def config_from_gguf(meta: dict[str, Any]) -> ModelConfig:
+def config_from_gguf(meta: dict[str, Any], factors: dict | None = None) -> ModelConfig:
     """ModelConfig from GGUF metadata (llama, mistral, qwen2, qwen3, gpt2 architectures)."""
     arch = meta.get("general.architecture")
     supported = ("llama", "mistral", "qwen2", "qwen3", "gpt2")
+    from .gguf_families import GGUF_FAMILIES, config_from_gguf_family  # Gemma, Phi-3, Qwen MoE (arch19)
+
+    family = config_from_gguf_family(meta, factors)
+    if family is not None:
+        return family
     if arch not in supported:
-        raise ModelError(f"unsupported GGUF architecture {arch!r}; supported: {', '.join(supported)}")
+        raise ModelError(f"unsupported GGUF architecture {arch!r}; supported: {', '.join(supported + tuple(GGUF_FAMILIES))}")
 
     def get(key: str, default: Any = None) -> Any:
         return meta.get(f"{arch}.{key}", default)
@@ -276,6 +281,10 @@ def _unpermute(w: torch.Tensor, n_head: int) -> torch.Tensor:
 def state_dict_from_gguf(g: GGUFFile, config: ModelConfig) -> dict[str, torch.Tensor]:
     """Our state dict (float32) from a GGUF file's tensors; fused weights are dequantized in place."""
     names = set(g.tensors)
+    if config.arch in FAMILY_ARCHS:  # Gemma, Phi-3, Qwen MoE: gguf_families.py
+        from .gguf_families import state_dict_from_gguf_family
+
+        return state_dict_from_gguf_family(config, g.dequantize, names)
 
     expected = _expected_shapes(config)
 
@@ -397,7 +406,9 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
         return model
     g = GGUFFile(path)
     try:
-        config = config_from_gguf(g.metadata)
+        from .gguf_families import rope_factors
+
+        config = config_from_gguf(g.metadata, rope_factors(g.tensors, g.dequantize))
     except ModelError as exc:
         raise ModelError(f"{str(path)!r}: {exc}") from None
     except (TypeError, ValueError, AttributeError, OverflowError):

