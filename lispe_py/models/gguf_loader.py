@@ -3,7 +3,8 @@
 `gguf.GGUFReader` parses every metadata array element into its own numpy view, which takes ~4 s on
 SmolLM2's 49k-token vocabulary here; `GGUFFile` reads the same layout directly (strings in one pass,
 numeric arrays with `np.frombuffer`, tensor data memory-mapped) in a few tens of milliseconds.
-Q4_0/Q4_1/Q8_0 blocks are dequantized with vectorized torch code; other types go through
+Q4_0/Q4_1/Q8_0 and the K-quant (Q4_K/Q5_K/Q6_K, `kquants.py`) blocks are dequantized with vectorized
+torch code (values bit-identical to `gguf.quants.dequantize`); other types go through
 `gguf.quants.dequantize`.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import kquants
 from .config import ModelConfig
 from .errors import ModelError, check_regular_file
 
@@ -180,6 +182,8 @@ def dequantize(t: GGUFTensor, out: torch.Tensor | None = None) -> torch.Tensor:
     if kind in ("Q4_0", "Q4_1", "Q8_0"):
         _dequant_blocks(raw, kind, out.view(-1, 32))
         return out
+    if kind in kquants.KINDS:  # the same float32 operations as gguf.quants, vectorized in torch
+        return out.copy_(kquants.dequantize(kind, raw.view(-1, kquants.BLOCK_BYTES[kind])).reshape(t.shape))
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize as gguf_dequantize
 
