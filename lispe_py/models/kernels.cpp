@@ -12,10 +12,11 @@
 //       y[m, n] ~= sum_k w[n, k] * x[m, k]                                     (float32 [M, N])
 //       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|).
 //   lispe::int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor
-//       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G a multiple of 32
+//       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G 16 or a multiple of 32
 //       w[n, k] = q[n, k] * so[n, 0, g] + so[n, 1, g], g = k / G (a scale and an offset per group)
 //       y[m, n] = sum_g (so[n, 0, g] * sum_{k in g} q[n, k] x[m, k] + so[n, 1, g] * sum_{k in g} x[m, k])
-//       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly.
+//       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly, and so
+//       are the sub-blocks of Q5_K (32 columns) and Q6_K (16 columns).
 //   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
 //       x float32 [..., D] contiguous, weight float32 [D]:
 //       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
@@ -200,24 +201,32 @@ std::vector<float> block_sums(const float* x, int64_t M, int64_t K) {
   return xs;
 }
 
+// Sums of x per 16 columns: xs[m * H + h] = sum of x[m, 16 h .. 16 h + 15], H = K / 16.
+std::vector<float> half_block_sums(const float* x, int64_t M, int64_t K) {
+  std::vector<float> xs(M * K / 16);
+  for (int64_t h = 0; h < M * K / 16; ++h) xs[h] = hsum(_mm256_add_ps(load8(x + 16 * h), load8(x + 16 * h + 8)));
+  return xs;
+}
+
 inline float to_float(c10::Half v) { return _cvtsh_ss(v.x); }
 inline __m256 load8(const c10::Half* p) {  // F16C: exact widening
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// One block of 32 int8 weights times M rows of x, scaled by s (the block's scale in every lane).
+// One block of 32 int8 weights times M rows of x, columns 0..15 scaled by s0 and 16..31 by s1 (the
+// scales in every lane; the same one for groups of 32 or more).
 template <int M, int A>
-inline void int8_block(const int8_t* w, const float* x, int64_t K, int64_t b, __m256 s, __m256 (*acc)[A]) {
+inline void int8_block(const int8_t* w, const float* x, int64_t K, int64_t b, __m256 s0, __m256 s1, __m256 (*acc)[A]) {
   __m256 f[4];
   for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j)));
   if (M == 1) {  // 6 operations per block: sum the products, then scale the two sums
     const float* xm = x + 32 * b;
     const __m256 v0 = _mm256_fmadd_ps(f[1], load8(xm + 8), _mm256_mul_ps(f[0], load8(xm)));
     const __m256 v1 = _mm256_fmadd_ps(f[3], load8(xm + 24), _mm256_mul_ps(f[2], load8(xm + 16)));
-    acc[0][0] = _mm256_fmadd_ps(s, v0, acc[0][0]);
-    acc[0][A - 1] = _mm256_fmadd_ps(s, v1, acc[0][A - 1]);
+    acc[0][0] = _mm256_fmadd_ps(s0, v0, acc[0][0]);
+    acc[0][A - 1] = _mm256_fmadd_ps(s1, v1, acc[0][A - 1]);
   } else {  // scale the weights once for all rows: then 4 FMAs per block and row
-    for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], s);
+    for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], j < 2 ? s0 : s1);
     for (int m = 0; m < M; ++m) {
       const float* xm = x + m * K + 32 * b;
       for (int j = 0; j < 4; ++j) acc[m][j % A] = _mm256_fmadd_ps(f[j], load8(xm + 8 * j), acc[m][j % A]);
@@ -242,15 +251,52 @@ inline void int8_block_row(const float* x, const float* xs, int64_t K, const int
   for (; b0 + 8 <= B; b0 += 8) {
     const __m256 s8 = load8(sb + b0), o8 = load8(ob + b0);
     for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m][0]);
-    for (int i = 0; i < 8; ++i)  // lane i of the 8 scales in every lane: one shuffle, no store and reload
-      int8_block<M, A>(w, x, K, b0 + i, _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(i)), acc);
+    for (int i = 0; i < 8; ++i) {  // lane i of the 8 scales in every lane: one shuffle, no store and reload
+      const __m256 si = _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(i));
+      int8_block<M, A>(w, x, K, b0 + i, si, si, acc);
+    }
   }
   float tail[M] = {};
   for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
-    int8_block<M, A>(w, x, K, b, _mm256_set1_ps(to_float(sb[b])), acc);
+    const __m256 sb1 = _mm256_set1_ps(to_float(sb[b]));
+    int8_block<M, A>(w, x, K, b, sb1, sb1, acc);
     for (int m = 0; m < M; ++m) tail[m] += to_float(ob[b]) * xs[m * B + b];
   }
   for (int m = 0; m < M; ++m) y[m * N] = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + tail[m];
+}
+
+// The same with a scale and an offset per group of 16 columns (H = K / 16 of each per row, xs16 the
+// sums of x per 16 columns): two scales per block of 32, 8 groups (4 blocks) per load of the planes.
+template <int M, typename S>
+inline void int8_g16_row(const float* x, const float* xs16, int64_t K, const int8_t* w, const S* sb, const S* ob,
+                         float* y, int64_t N) {
+  constexpr int A = M <= 2 ? 2 : 1;
+  const int64_t B = K / 32, H = K / 16;
+  __m256 acc[M][A];
+  for (int m = 0; m < M; ++m)
+    for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
+  int64_t b0 = 0;
+  for (; b0 + 4 <= B; b0 += 4) {
+    const __m256 s8 = load8(sb + 2 * b0), o8 = load8(ob + 2 * b0);
+    for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs16 + m * H + 2 * b0), acc[m][0]);
+    for (int i = 0; i < 4; ++i)
+      int8_block<M, A>(w, x, K, b0 + i, _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(2 * i)),
+                       _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(2 * i + 1)), acc);
+  }
+  float tail[M] = {};
+  for (int64_t b = b0; b < B; ++b) {  // the last B % 4 blocks
+    int8_block<M, A>(w, x, K, b, _mm256_set1_ps(to_float(sb[2 * b])), _mm256_set1_ps(to_float(sb[2 * b + 1])), acc);
+    for (int m = 0; m < M; ++m)
+      tail[m] += to_float(ob[2 * b]) * xs16[m * H + 2 * b] + to_float(ob[2 * b + 1]) * xs16[m * H + 2 * b + 1];
+  }
+  for (int m = 0; m < M; ++m) y[m * N] = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + tail[m];
+}
+
+template <int M, typename S>
+void int8_g16_rows(const float* x, const float* xs16, int64_t K, const int8_t* q, const S* so, float* y, int64_t N,
+                   int64_t n0, int64_t n1) {
+  const int64_t H = K / 16;
+  for (int64_t n = n0; n < n1; ++n) int8_g16_row<M>(x, xs16, K, q + n * K, so + n * 2 * H, so + n * 2 * H + H, y + n, N);
 }
 
 // Rows n0..n1 of int8_block_linear. Groups of 32 columns read the planes as they are; wider groups
@@ -353,17 +399,23 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
               (so.scalar_type() == at::kFloat || so.scalar_type() == at::kHalf),
               "int8_block_linear: so must be contiguous float32 or float16 [N, 2, groups]");
   const int64_t groups = so.size(2);
-  TORCH_CHECK(K % groups == 0 && (K / groups) % 32 == 0, "int8_block_linear: the group size K / groups must be a ",
-              "multiple of 32, got K = ", K, " and ", groups, " groups");
+  TORCH_CHECK(K % 32 == 0 && K % groups == 0 && ((K / groups) % 32 == 0 || K / groups == 16),
+              "int8_block_linear: the group size K / groups must be 16 or a multiple of 32, got K = ", K, " and ",
+              groups, " groups");
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
-  const std::vector<float> xs = block_sums(xp, M, K);
+  const bool g16 = K / groups == 16;
+  const std::vector<float> xs = g16 ? half_block_sums(xp, M, K) : block_sums(xp, M, K);
   const int8_t* qp = q.data_ptr<int8_t>();
   float* yp = y.data_ptr<float>();
   const int64_t B = K / 32;
   auto run = [&](auto* sp) {
     by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
-      LISPE_DISPATCH_ROWS(rows, int8_block_rows, xp + r * K, xs.data() + r * B, K, qp, sp, groups, yp + r * N, N, n0, n1)
+      if (g16) {
+        LISPE_DISPATCH_ROWS(rows, int8_g16_rows, xp + r * K, xs.data() + r * 2 * B, K, qp, sp, yp + r * N, N, n0, n1)
+      } else {
+        LISPE_DISPATCH_ROWS(rows, int8_block_rows, xp + r * K, xs.data() + r * B, K, qp, sp, groups, yp + r * N, N, n0, n1)
+      }
     });
   };
   if (so.scalar_type() == at::kFloat) run(so.data_ptr<float>());
