@@ -81,10 +81,24 @@ def model_weights(model: Any) -> Callable[[str], torch.Tensor]:
     return get
 
 
+def placeholder_vocab(size: int) -> tuple[list[str], list[str]]:
+    """(tokens, merges) of a byte-level BPE vocabulary of `size` tokens for a model with random weights:
+    the 256 byte symbols, one merge, then "<|tN|>" tokens, so that llama.cpp and our loader accept the
+    file (ids are fed directly; text encodes to the byte tokens)."""
+    from .tokenizer import bytes_to_unicode
+
+    alphabet = list(bytes_to_unicode().values())
+    tokens = alphabet + ["\u0120t"]
+    tokens += [f"<|t{i}|>" for i in range(len(tokens), size)]
+    return tokens[:size], ["\u0120 t"]
+
+
 def write_llama_gguf(path: str | Path, model_or_config: Any, file_type: str,
-                     weights: Callable[[str], torch.Tensor] | None = None, tied: bool | None = None) -> Path:
-    """Write a llama-architecture GGUF (no tokenizer: `llama.vocab_size` gives the vocabulary size).
-    `model_or_config`: our llama model (its weights) or a ModelConfig with `weights(name)`."""
+                     weights: Callable[[str], torch.Tensor] | None = None, tied: bool | None = None,
+                     vocab: bool = False) -> Path:
+    """Write a llama-architecture GGUF; without `vocab` no tokenizer (`llama.vocab_size` gives the
+    vocabulary size), with it `placeholder_vocab`. `model_or_config`: our llama model (its weights)
+    or a ModelConfig with `weights(name)`."""
     from gguf import GGUFWriter
 
     config: ModelConfig = getattr(model_or_config, "config", model_or_config)
@@ -105,6 +119,13 @@ def write_llama_gguf(path: str | Path, model_or_config: Any, file_type: str,
         w.add_bos_token_id(config.bos_token_id)
     if isinstance(config.eos_token_id, int):
         w.add_eos_token_id(config.eos_token_id)
+    if vocab:
+        tokens, merges = placeholder_vocab(config.vocab_size)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("default")
+        w.add_token_list(tokens)
+        w.add_token_types([1] * len(tokens))
+        w.add_token_merges(merges)
 
     def add(name: str, t: torch.Tensor) -> None:
         if t.dim() == 1:

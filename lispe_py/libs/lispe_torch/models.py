@@ -299,12 +299,19 @@ def torch_model_info(model: Any) -> dict:
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
     quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
     "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
-    to at load, else nil).
+    to at load, else nil), weights_mb (memory held by the weights, shared tensors once), mapped_mb (weights
+    read from a memory-mapped file, e.g. a quantized GGUF load's embedding blocks), resident_mb and
+    peak_resident_mb (the process's resident memory now and at its highest).
     """
+    from ...models.memory import memory_report
+
     m = _model("torch_model_info", model)
     c = m.config
     quantized = getattr(m, "quantization", None)
+    mem = {key: (None if v is None else round(v / 2 ** 20, 1)) for key, v in memory_report(m).items()}
     return {
+        "weights_mb": mem["weights_bytes"], "mapped_mb": mem["mapped_bytes"],
+        "resident_mb": mem["rss_bytes"], "peak_resident_mb": mem["peak_rss_bytes"],
         "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": m.num_parameters(),
         "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device),
         "vocab_size": c.vocab_size, "context_length": c.max_position_embeddings,
