@@ -17,6 +17,7 @@ from lispe_py.models import create_model, kquants, load_model  # noqa: E402
 from lispe_py.models.gguf_embedding import GGUFEmbedding  # noqa: E402
 from lispe_py.models.gguf_loader import GGUFFile, dequantize  # noqa: E402
 from lispe_py.models.gguf_writer import mix_type, write_llama_gguf  # noqa: E402
+from lispe_py.models.kquant_linear import KQuantLinear  # noqa: E402
 from lispe_py.models.quantize import (Int4Linear, Int8Linear, gguf_parts, int8_from_gguf,  # noqa: E402
                                       load_gguf_quantized)
 
@@ -93,11 +94,15 @@ def test_quantized_engines_take_the_blocks_as_they_are(files, file_type, mode, k
     float_w = _float_weights(ref)
     kinds = set()
     for name, layer in model.named_modules():
-        if isinstance(layer, (Int4Linear, Int8Linear)) and not (per_channel_head and name == "lm_head"):
+        if isinstance(layer, (Int4Linear, Int8Linear, KQuantLinear)) and not (per_channel_head and name == "lm_head"):
             kinds.add((type(layer).__name__, layer.group_size))
             assert torch.equal(layer.dequantized_weight(), float_w[name + ".weight"]), name
-    if mode == "int4" and file_type == "Q4_K_M":  # Q4_K layers int4; layers with a Q6_K part int8 groups of 16
+    if mode == "int4" and file_type == "Q4_K_M" and kernels == "native":  # the file's blocks, mapped
+        assert kinds == {("KQuantLinear", 256)}
+    elif mode == "int4" and file_type == "Q4_K_M":  # Q4_K layers int4; layers with a Q6_K part int8 groups of 16
         assert kinds == {("Int4Linear", 32), ("Int8Linear", 16)}
+    elif mode == "int4":  # Q5_K_M: Q5_K parts have no K-quant kernel: int8 groups, as Q6_K ones without it
+        assert ("Int8Linear", 16) in kinds
     elif mode == "int8":
         assert kinds <= {("Int8Linear", 32), ("Int8Linear", 16)} and ("Int8Linear", 16) in kinds
     assert isinstance(model.embed, GGUFEmbedding)  # no float table
@@ -113,7 +118,10 @@ def test_quantized_engines_take_the_blocks_as_they_are(files, file_type, mode, k
 
 
 def test_q4_k_scales_are_kept_in_float32(files):
-    model = load_gguf_quantized(files["Q4_K"], "int4")
+    from lispe_py.models import native
+
+    with native.switched_off():  # without the K-quant kernels: int4 groups of 32
+        model = load_gguf_quantized(files["Q4_K"], "int4")
     layer = model.layers[0].attn.wqkv
     assert isinstance(layer, Int4Linear) and layer.scales_and_zeros.dtype == torch.float32
     t = GGUFFile(files["Q4_K"]).tensors["blk.0.attn_output.weight"]
@@ -140,3 +148,34 @@ def test_generation_from_a_q4_k_m_file_follows_the_float_model(files):
     prompt = [3, 17, 40, 99]
     opts = {"strategy": "greedy", "max_length": 8, "min_new_tokens": 8}
     assert generate(model, prompt, opts).tolist()[:6] == generate(ref, prompt, opts).tolist()[:6]
+
+
+def test_native_k_quant_layers_read_the_mapped_file(files, kernels):
+    if kernels != "native":
+        pytest.skip("the K-quant kernels are native only")
+    from lispe_py.models.memory import memory_report
+
+    model = load_gguf_quantized(files["Q4_K_M"], "int4")
+    layers = [m for m in model.modules() if isinstance(m, KQuantLinear)]
+    assert len(layers) == 4 * CONFIG["num_layers"] + 1 and model.quantization.exact_from_gguf == len(layers)
+    assert model.lm_head.kinds == ["Q6_K"] and model.layers[0].attn.wqkv.kinds == ["Q4_K", "Q4_K", "Q6_K"]
+    report = memory_report(model)
+    assert report["mapped_bytes"] > 0.9 * files["Q4_K_M"].stat().st_size
+    assert report["weights_bytes"] < 0.1 * files["Q4_K_M"].stat().st_size  # norms only: no copy of the blocks
+    # long prompts multiply by the dequantized weight: the same logits as the kernel within its tolerance
+    ref = load_model(files["Q4_K_M"], model_cache=False)
+    long = torch.arange(70)[None] % CONFIG["vocab_size"]
+    with torch.inference_mode():
+        diff = (model.forward_full(long) - ref.forward_full(long)).abs().max().item()
+    assert diff < 1e-3
+
+
+def test_lisp_loads_a_k_quant_file_and_reports_memory(files):
+    from lispe_py import Interpreter
+
+    interp = Interpreter()
+    interp.eval("(use 'lispe_torch)")
+    interp.eval(f'(setq m (torch_hf_load_model "{files["Q4_K_M"]}" {{"quantize":"int4"}}))')
+    info = interp.eval("(torch_model_info m)")
+    assert info["quantization"] == "int4" and info["peak_resident_mb"] >= info["resident_mb"] > 0
+    assert info["weights_mb"] + info["mapped_mb"] > 0

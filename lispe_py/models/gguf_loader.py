@@ -163,6 +163,28 @@ class GGUFFile:
             return value
         raise ModelError(f"{self.path}: unknown GGUF metadata type {vtype}")
 
+    def release(self, tensor: GGUFTensor, start: int = 0, length: int | None = None) -> None:
+        """Let the kernel drop the pages of `tensor`'s bytes (all, or `length` bytes from `start`) from
+        this process's resident memory (they
+        are read again from the file if touched): after a loader has copied a tensor into its own
+        layout, the file's copy would otherwise stay resident alongside it. A no-op where the platform
+        has no madvise."""
+        import mmap
+
+        handle = getattr(self._buf, "_mmap", None)
+        if handle is None or not hasattr(handle, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        base = self._buf.ctypes.data
+        length = tensor.data.nbytes - start if length is None else length
+        start += tensor.data.ctypes.data - base
+        first = (start + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE  # whole pages inside the range
+        end = (start + length) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > first:
+            try:
+                handle.madvise(mmap.MADV_DONTNEED, first + self._buf.offset, end - first)
+            except (OSError, ValueError):
+                pass
+
     def dequantize(self, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
         """The tensor `name` as float32 (torch order: [out_features, in_features] for matrices),
         written into `out` when given."""

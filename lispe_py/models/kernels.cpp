@@ -17,6 +17,13 @@
 //       y[m, n] = sum_g (so[n, 0, g] * sum_{k in g} q[n, k] x[m, k] + so[n, 1, g] * sum_{k in g} x[m, k])
 //       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly, and so
 //       are the sub-blocks of Q5_K (32 columns) and Q6_K (16 columns).
+//   lispe::q4k_linear(Tensor x, Tensor raw) -> Tensor
+//   lispe::q6k_linear(Tensor x, Tensor raw) -> Tensor
+//       x float32 [M, K], K a multiple of 256; raw uint8 [N, K / 256 * 144 (Q4_K) or 210 (Q6_K)]: each
+//       row's llama.cpp super-blocks as a GGUF file holds them (a memory-mapped file's bytes, no copy).
+//       Q4_K: w = (d * sc_j) * q - dmin * m_j per sub-block j of 32; Q6_K: w = (d * sc_j) * (q - 32)
+//       per sub-block of 16 (d * sc_j and dmin * m_j in float32, as gguf's dequantization computes them)
+//       y[m, n] ~= sum_k w[n, k] * x[m, k], x rounded to 16 bits per block of 32 as for int4_linear.
 //   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
 //       x float32 [..., D] contiguous, weight float32 [D]:
 //       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
@@ -41,6 +48,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -423,6 +431,143 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
   return y;
 }
 
+// ----- K-quant super-blocks (Q4_K, Q6_K) read as the file holds them -----
+
+inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// 32 unsigned (Q4_K) or signed (Q6_K) byte weights of one block of 32 columns times M rows of int16
+// activations: exact int32 pair sums (vpmaddwd), then one FMA with the factor f[m] (weight scale times
+// the row's activation scale). With `halves`, the two 16-column halves have their own factors.
+template <int M, bool Signed>
+inline void kq_block(__m256i v, const int16_t* xq, int64_t K, int64_t b, const float* f0, const float* f1,
+                     __m256* acc) {
+  const __m256i w0 = Signed ? _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)) : _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
+  const __m256i w1 = Signed ? _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1))
+                            : _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1));
+  for (int m = 0; m < M; ++m) {
+    const int16_t* xm = xq + m * K + 32 * b;
+    const __m256i p0 = _mm256_madd_epi16(w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm)));
+    const __m256i p1 = _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+    if (f0 == f1) {
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), _mm256_set1_ps(f0[m]), acc[m]);
+    } else {
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f0[m]), acc[m]);
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f1[m]), acc[m]);
+    }
+  }
+}
+
+template <int M>
+void q4k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+  const int64_t S = K / 256, B = K / 32, row_bytes = S * 144;
+  const int16_t* xq = xb.xq.data();
+  const float* xd = xb.xd.data();
+  const float* xs = xb.xs.data();
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  float f[M];
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = raw + n * row_bytes;
+    __m256 acc[M];
+    float constant[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps(), constant[m] = 0.0f;
+    for (int64_t s = 0; s < S; ++s) {
+      const uint8_t* blk = row + 144 * s;
+      const float d = half_at(blk), dmin = half_at(blk + 2);
+      const uint8_t* sc = blk + 4;
+      float ws[8], wm[8];
+      for (int j = 0; j < 4; ++j) {
+        ws[j] = d * static_cast<float>(sc[j] & 63);
+        wm[j] = dmin * static_cast<float>(sc[j + 4] & 63);
+        ws[j + 4] = d * static_cast<float>((sc[j + 8] & 0x0F) | ((sc[j] >> 6) << 4));
+        wm[j + 4] = dmin * static_cast<float>((sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4));
+      }
+      for (int c = 0; c < 4; ++c) {  // 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high ones
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c));
+        for (int half = 0; half < 2; ++half) {
+          const int j = 2 * c + half;
+          const int64_t b = 8 * s + j;
+          const __m256i v = _mm256_and_si256(half ? _mm256_srli_epi16(bytes, 4) : bytes, low4);
+          for (int m = 0; m < M; ++m) {
+            f[m] = ws[j] * xd[m * B + b];
+            constant[m] += wm[j] * xs[m * B + b];
+          }
+          kq_block<M, false>(v, xq, K, b, f, f, acc);
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) - constant[m];
+  }
+}
+
+template <int M>
+void q6k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+  const int64_t S = K / 256, B = K / 32, row_bytes = S * 210;
+  const int16_t* xq = xb.xq.data();
+  const float* xd = xb.xd.data();
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), bias = _mm256_set1_epi8(32);
+  float f0[M], f1[M];
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = raw + n * row_bytes;
+    __m256 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < S; ++s) {
+      const uint8_t* blk = row + 210 * s;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      const float d = half_at(blk + 208);
+      for (int h = 0; h < 2; ++h) {  // 128 values: ql bytes 64 h.., qh bytes 32 h..
+        const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+        const __m256i low[4] = {_mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4)};
+        const __m256i high[4] = {_mm256_and_si256(qh, low2), _mm256_and_si256(_mm256_srli_epi16(qh, 2), low2),
+                                 _mm256_and_si256(_mm256_srli_epi16(qh, 4), low2),
+                                 _mm256_and_si256(_mm256_srli_epi16(qh, 6), low2)};
+        for (int r = 0; r < 4; ++r) {  // 32 values: block 8 s + 4 h + r, sub-blocks 2 (4 h + r) and + 1
+          const int idx = 4 * h + r;
+          const int64_t b = 8 * s + idx;
+          const __m256i v = _mm256_sub_epi8(_mm256_or_si256(low[r], _mm256_slli_epi16(high[r], 4)), bias);
+          const float s0 = d * static_cast<float>(sc[2 * idx]), s1 = d * static_cast<float>(sc[2 * idx + 1]);
+          for (int m = 0; m < M; ++m) f0[m] = s0 * xd[m * B + b], f1[m] = s1 * xd[m * B + b];
+          kq_block<M, true>(v, xq, K, b, f0, f1, acc);
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]);
+  }
+}
+
+template <bool Q6>
+at::Tensor kquant_linear(const at::Tensor& x, const at::Tensor& raw, const char* op) {
+  const int64_t bytes = Q6 ? 210 : 144;
+  TORCH_CHECK(raw.dim() == 2 && raw.scalar_type() == at::kByte && raw.is_contiguous() && raw.size(1) % bytes == 0,
+              op, ": raw must be contiguous uint8 [N, K / 256 * ", bytes, "]");
+  const int64_t N = raw.size(0), K = raw.size(1) / bytes * 256, M = x.size(0);
+  check_x(x, K, op);
+  at::Tensor y = at::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  std::vector<Blocks> passes;
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+  const uint8_t* rp = raw.data_ptr<uint8_t>();
+  float* yp = y.data_ptr<float>();
+  by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+    if (Q6) {
+      LISPE_DISPATCH_ROWS(rows, q6k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, n0, n1)
+    } else {
+      LISPE_DISPATCH_ROWS(rows, q4k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, n0, n1)
+    }
+  });
+  return y;
+}
+
+at::Tensor q4k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_linear<false>(x, raw, "q4k_linear"); }
+at::Tensor q6k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_linear<true>(x, raw, "q6k_linear"); }
+
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   TORCH_CHECK(x.dim() >= 1 && x.scalar_type() == at::kFloat && x.is_contiguous(),
               "rms_norm: x must be a contiguous float32 tensor, got ", x.sizes(), " ", x.scalar_type());
@@ -555,6 +700,8 @@ TORCH_LIBRARY(lispe, m) {
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
   m.def("int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor");
   m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
+  m.def("q4k_linear(Tensor x, Tensor raw) -> Tensor");
+  m.def("q6k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
 }
@@ -563,6 +710,8 @@ TORCH_LIBRARY_IMPL(lispe, CPU, m) {
   m.impl("int8_linear", &int8_linear);
   m.impl("int4_linear", &int4_linear);
   m.impl("int8_block_linear", &int8_block_linear);
+  m.impl("q4k_linear", &q4k_linear);
+  m.impl("q6k_linear", &q6k_linear);
   m.impl("rms_norm", &rms_norm);
   m.impl("decode_attention", &decode_attention);
 }

@@ -6,7 +6,8 @@ bench/models.py).
 
 weights_bytes: the bytes of the model's parameters and buffers (each storage counted once: tied and
 shared tensors are not counted twice), without those that are views of a memory-mapped file (a
-quantized GGUF load's embedding blocks, `gguf_embedding.py`), which are `mapped_bytes`: the kernel
+quantized GGUF load's embedding blocks, `gguf_embedding.py`, and K-quant layers, `kquant_linear.py`),
+which are `mapped_bytes`: the kernel
 reads only the pages used and may drop them again. rss_bytes / peak_rss_bytes: the process's resident
 memory now and at its highest (Linux /proc and getrusage; None where the platform does not say).
 """
@@ -21,8 +22,14 @@ import torch
 
 def _storages(model: Any) -> tuple[int, int]:
     from .gguf_embedding import GGUFEmbedding
+    from .kquant_linear import KQuantLinear
 
-    mapped_ptrs = {m.raw.untyped_storage().data_ptr() for m in model.modules() if isinstance(m, GGUFEmbedding)}
+    mapped_ptrs = set()
+    for m in model.modules():
+        if isinstance(m, GGUFEmbedding):
+            mapped_ptrs.add(m.raw.untyped_storage().data_ptr())
+        elif isinstance(m, KQuantLinear):
+            mapped_ptrs.update(raw.untyped_storage().data_ptr() for _, raw, _ in m._parts())
     seen: set[int] = set()
     weights = mapped = 0
     tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.numel()]

@@ -304,9 +304,11 @@ class Int8Linear(nn.Module):
     values are float16 numbers (GGUF blocks, `int8_group_params`), else float32, and keeps that dtype
     when the layer is cast: `compute_dtype` is then only the dtype of the reference matmul."""
 
-    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor | None,
                  compute_dtype: torch.dtype = torch.bfloat16, offset: torch.Tensor | None = None,
-                 group_size: int | None = None) -> None:
+                 group_size: int | None = None, planes: torch.Tensor | None = None) -> None:
+        """planes: the [N, 2, K/G] scales and offsets as they are (instead of scale and offset; kept in
+        their dtype, no copy): what the GGUF K-quant loader builds in place."""
         super().__init__()
         self.out_features, self.in_features = q.shape
         self.group_size = group_size
@@ -315,12 +317,14 @@ class Int8Linear(nn.Module):
             self.register_buffer("scales", scale.to(compute_dtype).contiguous())
             self.scales_and_offsets = None
         else:
-            if self.in_features % group_size or (group_size % 32 and group_size != 16) or offset is None:
+            if self.in_features % group_size or (group_size % 32 and group_size != 16) or (offset is None and planes is None):
                 raise ModelError(f"int8: group_size {group_size} must be 16 or a multiple of 32 dividing in_features "
                                  f"{self.in_features}, with an offset per group")
-            planes = torch.stack((scale.float(), offset.float()), dim=1)  # [N, 2, K/G]
-            exact16 = torch.equal(planes.half().float(), planes)
-            self.register_buffer("scales_and_offsets", planes.to(torch.float16 if exact16 else torch.float32).contiguous())
+            if planes is None:
+                planes = torch.stack((scale.float(), offset.float()), dim=1)  # [N, 2, K/G]
+                exact16 = torch.equal(planes.half().float(), planes)
+                planes = planes.to(torch.float16 if exact16 else torch.float32)
+            self.register_buffer("scales_and_offsets", planes.contiguous())
             self.scales = None
         self.compute_dtype = compute_dtype
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -516,7 +520,9 @@ class Int4Linear(nn.Module):
                 f"compute={self.scales_and_zeros.dtype}, {path}")
 
 
-QuantizedLinear = (Int8Linear, Int4Linear)
+from .kquant_linear import KINDS as KQUANT_KERNELS, KQuantLinear  # noqa: E402  (GGUF Q4_K / Q6_K, mapped)
+
+QuantizedLinear = (Int8Linear, Int4Linear, KQuantLinear)
 
 
 def _pack_int4(q: torch.Tensor, kind: str) -> torch.Tensor:
@@ -750,6 +756,8 @@ def layer_kernel(layer: nn.Module) -> str:
     weight-packed kernels) or "reference" (the weight dequantized on each call)."""
     if isinstance(layer, Int4Linear):
         return {"native": "native", "cpu": "torch", "cuda": "torch"}.get(layer.layout or "", "reference")
+    if isinstance(layer, KQuantLinear):
+        return "native"
     device = layer.qweight.device.type
     if not layer.use_kernel:
         return "reference"
@@ -807,11 +815,13 @@ class GGUFParts:
     group: int  # 32, or 16 (Q6_K)
     low: int | None  # 4-bit types: the smallest value (q - low is 0..15); None for wider ones
     kind: str
+    planes: torch.Tensor | None = None  # K-quants: [N, 2, K / group], whose views scale and offset are
 
 
-def gguf_parts(tensor, rows: int = 4096) -> GGUFParts | None:
+def gguf_parts(tensor, rows: int = 4096, release=None) -> GGUFParts | None:
     """The exact parts of a Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K matrix (None for other types), read
-    from the blocks a few thousand rows at a time: no float weight is built."""
+    from the blocks a few thousand rows at a time: no float weight is built. release(tensor, start,
+    length): called on each K-quant chunk's bytes once read (`GGUFFile.release`)."""
     kind = tensor.type_name
     if len(tensor.shape) != 2:
         return None
@@ -826,15 +836,16 @@ def gguf_parts(tensor, rows: int = 4096) -> GGUFParts | None:
     size, group = kquants.BLOCK_BYTES[kind], kquants.SUB_BLOCK[kind]
     raw = torch.from_numpy(tensor.data).view(n, k // kquants.QK_K * size)
     q = torch.empty(n, k, dtype=torch.int8)
-    scale = torch.empty(n, k // group)
-    offset = torch.empty(n, k // group)
+    planes = torch.empty(n, 2, k // group)  # Int8Linear's layout: the int8 layer takes it without a copy
     for i in range(0, n, rows):
         part = raw[i:i + rows]
         qq, ss, oo = kquants.parts(kind, part.reshape(-1, size))
         c = part.shape[0]
         q[i:i + c] = qq.reshape(c, k).to(torch.int8)
-        scale[i:i + c], offset[i:i + c] = ss.reshape(c, -1), oo.reshape(c, -1)
-    return GGUFParts(q, scale, offset, group, 0 if kind == "Q4_K" else None, kind)
+        planes[i:i + c, 0], planes[i:i + c, 1] = ss.reshape(c, -1), oo.reshape(c, -1)
+        if release is not None:
+            release(tensor, i * raw.shape[1], c * raw.shape[1])
+    return GGUFParts(q, planes[:, 0], planes[:, 1], group, 0 if kind == "Q4_K" else None, kind, planes)
 
 
 def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -874,7 +885,8 @@ def int8_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Te
 
 
 def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: int | None,
-                compute_dtype: torch.dtype, device: str | torch.device) -> tuple[nn.Module, bool]:
+                compute_dtype: torch.dtype, device: str | torch.device, release=None,
+                kquant_native: bool = False) -> tuple[nn.Module, bool]:
     """One quantized layer whose rows are the GGUF matrices `tensors` stacked (fused q/k/v, gate/up);
     group_size resolved (None: int8 per channel)."""
     from .gguf_loader import dequantize
@@ -887,7 +899,7 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
             parts.append(w if n_head is None else w[rope_unpermute_index(w.shape[0], n_head)])
         q, scale = quantize_int8(torch.cat(parts))
         return Int8Linear(q.to(device), scale.to(device), None, compute_dtype), False
-    exact_layer = _exact_gguf_layer(tensors, heads, mode, group, compute_dtype, device)
+    exact_layer = _exact_gguf_layer(tensors, heads, mode, group, compute_dtype, device, release, kquant_native)
     if exact_layer is not None:
         return exact_layer, True
     from_gguf = int8_from_gguf if mode == "int8" else int4_from_gguf
@@ -911,14 +923,19 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
 
 
 def _exact_gguf_layer(tensors: list, heads: list[int | None], mode: str, group: int, compute_dtype: torch.dtype,
-                      device: str | torch.device) -> nn.Module | None:
+                      device: str | torch.device, release=None, kquant_native: bool = False) -> nn.Module | None:
     """The layer holding the GGUF matrices' values as they are, or None where the blocks do not fit
     the mode (then `_gguf_layer` re-quantizes). int4: every part 4-bit (Q4_0, Q4_1, Q4_K), groups of
     32; K-quant scales and zeros in float32 unless `compute_dtype` holds them exactly. int8 (or int4
     for a layer with Q5_K/Q6_K parts, as a Q4_K_M file has): groups of 32, or 16 with a Q6_K part."""
     if group != 32:
         return None
-    parts = [gguf_parts(t) for t in tensors]
+    if kquant_native and all(t.type_name in KQUANT_KERNELS for t in tensors):
+        # Q4_K / Q6_K matrices (a Q4_K_M file's): the native K-quant kernels read the mapped blocks
+        return KQuantLinear([(t.type_name, torch.from_numpy(t.data).view(t.shape[0], -1),
+                              None if n_head is None else rope_unpermute_index(t.shape[0], n_head))
+                             for t, n_head in zip(tensors, heads)])
+    parts = [gguf_parts(t, release=release) for t in tensors]
     if any(p is None for p in parts):
         return None
     kquant = any(p.kind in kquants.KINDS for p in parts)
@@ -936,9 +953,13 @@ def _exact_gguf_layer(tensors: list, heads: list[int | None], mode: str, group: 
         v, s, z = zip(*(_int4_of(p) for p in parts))
         scale, zero = rows(list(s)), rows(list(z))
         keeps = torch.equal(scale.to(compute_dtype).float(), scale) and torch.equal(zero.to(compute_dtype).float(), zero)
+        exact_planes = kquant and not keeps and torch.device(device).type == "cpu"  # GPUs' int4 kernel: bfloat16
         return Int4Linear(rows(list(v)).to(device), scale, zero, None, 32, compute_dtype,
-                          None if keeps or not kquant else torch.float32)
+                          torch.float32 if exact_planes else None)
     common = min(p.group for p in parts)
+    if len(parts) == 1 and heads[0] is None and parts[0].planes is not None:  # one matrix: its planes as they are
+        return Int8Linear(parts[0].q.to(device), None, None, compute_dtype, None, common,
+                          planes=parts[0].planes.to(device))
 
     def widen(x: torch.Tensor, p: GGUFParts) -> torch.Tensor:
         return x if p.group == common else x.repeat_interleave(p.group // common, dim=1)
@@ -977,6 +998,7 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int | 
     head_group = group if head == mode else resolve_group_size(head, None, device) if head else None
     with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
         model = _llama_from_gguf(g, config, mode, group, (head, head_group), dtype, device, compute_dtype)
+    _return_freed_memory()
     if "tokenizer.ggml.tokens" in g.metadata:
         from .loading import attach_tokenizer
         from .tokenizer import Tokenizer
@@ -1002,6 +1024,9 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
         return dequantize(tensor(name)).to(device=device, dtype=dtype)
 
     config.tie_word_embeddings = "output.weight" not in names
+    # int4 from a K-quant file: Q4_K and Q6_K matrices (head included) stay the file's mapped blocks,
+    # multiplied by the native K-quant kernels (kquant_linear.py)
+    kquant_native = mode == "int4" and torch.device(device).type == "cpu" and native.available()
     with torch.device("meta"):
         model = MODEL_CLASSES[config.arch](config)
     permuted = config.model_type in ("llama", "mistral")
@@ -1023,7 +1048,10 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
             "mlp.w_down": ([b + "ffn_down.weight"], [None]),
         }
         for ours, (theirs, heads) in fused.items():
-            layer, ok = _gguf_layer([tensor(n) for n in theirs], heads, mode, group_size, compute_dtype, device)
+            layer, ok = _gguf_layer([tensor(n) for n in theirs], heads, mode, group_size, compute_dtype, device,
+                                    g.release, kquant_native)
+            for n in theirs:  # the layer holds its own copy: the file's pages need not stay resident
+                g.release(tensor(n))
             _set_module(model, p + ours, layer)
             exact, layers = exact + ok, layers + 1
         state[p + "attn_norm.weight"] = real(b + "attn_norm.weight")
@@ -1037,7 +1065,9 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
         q, scale = quantize_int8(state["embed.weight"] if "embed.weight" in state else real(head_name))
         model.lm_head, layers = Int8Linear(q, scale, None, compute_dtype), layers + 1
     elif head is not None:
-        model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, head_group, compute_dtype, device)
+        model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, head_group, compute_dtype, device,
+                                        g.release, kquant_native)
+        g.release(tensor(head_name))  # a GGUFEmbedding of the same tensor reads only the rows it looks up
         exact, layers = exact + ok, layers + 1
     elif not config.tie_word_embeddings or not isinstance(model.embed, nn.Embedding):
         state["lm_head.weight"] = real(head_name)  # a float head (tied: the embedding has no float table)
@@ -1051,6 +1081,19 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
         layers, source="gguf", exact_from_gguf=exact,
     )
     return model
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap's free memory back to the system (glibc keeps freed blocks below its mmap threshold
+    for reuse: after a load's temporaries they would count as resident memory for the process's life)."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _materialize_empty_buffers(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> None:
