@@ -787,35 +787,26 @@ def rope_unpermute_index(rows: int, n_head: int) -> torch.Tensor:
     return torch.arange(rows).reshape(n_head, dim, 2).transpose(1, 2).reshape(rows)
 
 
-def _gguf_blocks(tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
-    """(values [N, K], d float16 [N, K/32], m float16 [N, K/32] or None) of a Q8_0, Q4_0 or Q4_1 matrix,
-    whose weights are d * v (Q8_0: v int8), d * (v - 8) (Q4_0: v in 0..15) or d * v + m (Q4_1); None for
-    other types. Read straight from the blocks: no float weight is built."""
-    n, k = tensor.shape
-    kind = tensor.type_name
-    if kind not in ("Q8_0", "Q4_0", "Q4_1"):
-        return None
-    size, header = {"Q8_0": (34, 2), "Q4_0": (18, 2), "Q4_1": (20, 4)}[kind]
-    blocks = torch.from_numpy(tensor.data).view(-1, size)
-    d = blocks[:, :2].contiguous().view(torch.float16).reshape(n, k // 32)
-    m = blocks[:, 2:4].contiguous().view(torch.float16).reshape(n, k // 32) if kind == "Q4_1" else None
-    qs = blocks[:, header:]
-    if kind == "Q8_0":
-        return qs.contiguous().view(torch.int8).reshape(n, k), d, m
-    return torch.cat((qs & 0x0F, qs >> 4), dim=1).reshape(n, k), d, m  # low nibbles: values 0..15 of a block
-
-
 @dataclass
 class GGUFParts:
     """A GGUF matrix as integer values and a float32 scale and offset per group: w = q * scale + offset."""
 
     q: torch.Tensor  # int8 [N, K]: the file's integer values (Q4_0: v - 8; Q6_K: q - 32)
-    scale: torch.Tensor  # float32 [N, K / group]
-    offset: torch.Tensor  # float32 [N, K / group]
+    planes: torch.Tensor  # [N, 2, K / group]: scales then offsets; float16 (Q8_0/Q4_0/Q4_1: the file's
+    # own d and m) or float32 (K-quants: d * sc and -dmin * m)
     group: int  # 32, or 16 (Q6_K)
     low: int | None  # 4-bit types: the smallest value (q - low is 0..15); None for wider ones
     kind: str
-    planes: torch.Tensor | None = None  # K-quants: [N, 2, K / group], whose views scale and offset are
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """float32 [N, K / group]"""
+        return self.planes[:, 0].float()
+
+    @property
+    def offset(self) -> torch.Tensor:
+        """float32 [N, K / group]"""
+        return self.planes[:, 1].float()
 
 
 def gguf_parts(tensor, rows: int = 4096, release=None) -> GGUFParts | None:
@@ -827,10 +818,26 @@ def gguf_parts(tensor, rows: int = 4096, release=None) -> GGUFParts | None:
         return None
     n, k = tensor.shape
     if kind in ("Q8_0", "Q4_0", "Q4_1"):
-        q, d, m = _gguf_blocks(tensor)
-        q = q.to(torch.int8) - 8 if kind == "Q4_0" else q.to(torch.int8)
-        offset = torch.zeros(d.shape) if m is None else m.float()
-        return GGUFParts(q, d.float(), offset, 32, {"Q4_0": -8, "Q4_1": 0}.get(kind), kind)
+        size, header = {"Q8_0": (34, 2), "Q4_0": (18, 2), "Q4_1": (20, 4)}[kind]
+        raw = torch.from_numpy(tensor.data).view(n, k // 32 * size)
+        q = torch.empty(n, k, dtype=torch.int8)
+        planes = torch.zeros(n, 2, k // 32, dtype=torch.float16)
+        for i in range(0, n, rows):
+            part = raw[i:i + rows]
+            c = part.shape[0]
+            blocks = part.reshape(-1, size)
+            planes[i:i + c, 0] = blocks[:, :2].contiguous().view(torch.float16).reshape(c, -1)
+            if kind == "Q4_1":
+                planes[i:i + c, 1] = blocks[:, 2:4].contiguous().view(torch.float16).reshape(c, -1)
+            qs = blocks[:, header:]
+            if kind == "Q8_0":
+                q[i:i + c] = qs.contiguous().view(torch.int8).reshape(c, k)
+            else:  # low nibbles: values 0..15 of a block, high nibbles 16..31
+                values = torch.cat((qs & 0x0F, qs >> 4), dim=1).reshape(c, k).view(torch.int8)
+                q[i:i + c] = values - 8 if kind == "Q4_0" else values
+            if release is not None:
+                release(tensor, i * raw.shape[1], c * raw.shape[1])
+        return GGUFParts(q, planes, 32, {"Q4_0": -8, "Q4_1": 0}.get(kind), kind)
     if kind not in kquants.KINDS:
         return None
     size, group = kquants.BLOCK_BYTES[kind], kquants.SUB_BLOCK[kind]
@@ -845,7 +852,7 @@ def gguf_parts(tensor, rows: int = 4096, release=None) -> GGUFParts | None:
         planes[i:i + c, 0], planes[i:i + c, 1] = ss.reshape(c, -1), oo.reshape(c, -1)
         if release is not None:
             release(tensor, i * raw.shape[1], c * raw.shape[1])
-    return GGUFParts(q, planes[:, 0], planes[:, 1], group, 0 if kind == "Q4_K" else None, kind, planes)
+    return GGUFParts(q, planes, group, 0 if kind == "Q4_K" else None, kind)
 
 
 def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -864,8 +871,9 @@ def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Te
 
 def _int4_of(p: GGUFParts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(v uint8 0..15, scale, zero) with w = (v - 8) * scale + zero, of 4-bit parts."""
-    v = (p.q.to(torch.int16) - p.low).to(torch.uint8)
-    return v, p.scale, (p.offset if p.low == -8 else p.offset + float(8 + p.low) * p.scale)
+    v = (p.q - p.low).view(torch.uint8)  # q - low is 0..15: no int8 overflow
+    scale, offset = p.scale, p.offset
+    return v, scale, (offset if p.low == -8 else offset + float(8 + p.low) * scale)
 
 
 def int8_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -957,7 +965,7 @@ def _exact_gguf_layer(tensors: list, heads: list[int | None], mode: str, group: 
         return Int4Linear(rows(list(v)).to(device), scale, zero, None, 32, compute_dtype,
                           torch.float32 if exact_planes else None)
     common = min(p.group for p in parts)
-    if len(parts) == 1 and heads[0] is None and parts[0].planes is not None:  # one matrix: its planes as they are
+    if len(parts) == 1 and heads[0] is None:  # one matrix: its planes as they are
         return Int8Linear(parts[0].q.to(device), None, None, compute_dtype, None, common,
                           planes=parts[0].planes.to(device))
 
