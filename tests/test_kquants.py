@@ -179,3 +179,21 @@ def test_lisp_loads_a_k_quant_file_and_reports_memory(files):
     info = interp.eval("(torch_model_info m)")
     assert info["quantization"] == "int4" and info["peak_resident_mb"] >= info["resident_mb"] > 0
     assert info["weights_mb"] + info["mapped_mb"] > 0
+
+
+def test_bench_models_measures_our_engine_on_a_file(files):
+    # bench/models.py's per-engine run (a fresh process, JSON back) on a small K-quant file
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.models import child
+
+    r = child("ours", str(files["Q4_K_M"]), [3, 17, 40, 99], 4, 1, sys.executable)
+    assert len(r["tokens"]) == 4 and r["decode_tok_s"] > 0 and r["ttft_s"] > 0 and r["load_s"] > 0
+    assert r["peak_mb"] >= r["start_mb"] > 0
+    ref = load_model(files["Q4_K_M"], model_cache=False)
+    from lispe_py.generation import generate
+
+    want = generate(ref, [3, 17, 40, 99], {"strategy": "greedy", "max_length": 4, "min_new_tokens": 4}).tolist()[4:]
+    assert r["tokens"][:2] == want[:2]
