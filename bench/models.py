@@ -113,8 +113,8 @@ def run_ours(path: str, prompt: list[int], new_tokens: int) -> dict:
     return {"load_s": load_s, "ttft_s": stamps[0] - t0, **_speeds(stamps),
             "tokens": out[len(prompt):].tolist(), "peak_mb": _hwm_mb(), "start_mb": before,
             "weights_mb": mem["weights_bytes"] / 2**20,
-            "threads": torch.get_num_threads(), "kernels": sorted({type(m).__name__ for m in model.modules()
-                                                                   if "Int" in type(m).__name__})}
+            "threads": torch.get_num_threads(), "layers": sorted({type(m).__name__ for m in model.modules()
+                                                                  if type(m).__name__.endswith("Linear")})}
 
 
 def run_llama_cpp(path: str, prompt: list[int], new_tokens: int, threads: int) -> dict:
