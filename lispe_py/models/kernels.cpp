@@ -440,11 +440,13 @@ inline float half_at(const uint8_t* p) {
 }
 
 // 32 unsigned (Q4_K) or signed (Q6_K) byte weights of one block of 32 columns times M rows of int16
-// activations: exact int32 pair sums (vpmaddwd), then one FMA with the factor f[m] (weight scale times
-// the row's activation scale). With `halves`, the two 16-column halves have their own factors.
+// activations: exact int32 pair sums (vpmaddwd), then one FMA with the factor of row m (weight scale
+// times the row's activation scale); Q6_K's two 16-column halves have their own factors.
 template <int M, bool Signed>
 inline void kq_block(__m256i v, const int16_t* xq, int64_t K, int64_t b, const float* f0, const float* f1,
                      __m256* acc) {
+  // f0[stride * m] / f1[stride * m]: row m's factors for columns 0..15 / 16..31 (the same pointer: one)
+  constexpr int stride = Signed ? 16 : 8;
   const __m256i w0 = Signed ? _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)) : _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
   const __m256i w1 = Signed ? _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1))
                             : _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1));
@@ -452,11 +454,11 @@ inline void kq_block(__m256i v, const int16_t* xq, int64_t K, int64_t b, const f
     const int16_t* xm = xq + m * K + 32 * b;
     const __m256i p0 = _mm256_madd_epi16(w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm)));
     const __m256i p1 = _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
-    if (f0 == f1) {
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), _mm256_set1_ps(f0[m]), acc[m]);
+    if (!Signed) {
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), _mm256_broadcast_ss(f0 + stride * m), acc[m]);
     } else {
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f0[m]), acc[m]);
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f1[m]), acc[m]);
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_broadcast_ss(f0 + stride * m), acc[m]);
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_broadcast_ss(f1 + stride * m), acc[m]);
     }
   }
 }
@@ -468,38 +470,38 @@ void q4k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t
   const float* xd = xb.xd.data();
   const float* xs = xb.xs.data();
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  float f[M];
+  alignas(32) float f[8 * M];  // per row of x, the factors d * sc_j * activation scale of the 8 sub-blocks
+  alignas(8) uint8_t sc8[8], mn8[8];
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* row = raw + n * row_bytes;
-    __m256 acc[M];
-    float constant[M];
-    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps(), constant[m] = 0.0f;
+    __m256 acc[M], constant[M];
+    for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
     for (int64_t s = 0; s < S; ++s) {
       const uint8_t* blk = row + 144 * s;
-      const float d = half_at(blk), dmin = half_at(blk + 2);
       const uint8_t* sc = blk + 4;
-      float ws[8], wm[8];
       for (int j = 0; j < 4; ++j) {
-        ws[j] = d * static_cast<float>(sc[j] & 63);
-        wm[j] = dmin * static_cast<float>(sc[j + 4] & 63);
-        ws[j + 4] = d * static_cast<float>((sc[j + 8] & 0x0F) | ((sc[j] >> 6) << 4));
-        wm[j + 4] = dmin * static_cast<float>((sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4));
+        sc8[j] = sc[j] & 63;
+        mn8[j] = sc[j + 4] & 63;
+        sc8[j + 4] = (sc[j + 8] & 0x0F) | ((sc[j] >> 6) << 4);
+        mn8[j + 4] = (sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4);
+      }
+      // d * sc_j and dmin * m_j for the 8 sub-blocks at once (float32 products, as gguf's)
+      const __m256 ws = _mm256_mul_ps(_mm256_set1_ps(half_at(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc8)))));
+      const __m256 wm = _mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn8)))));
+      for (int m = 0; m < M; ++m) {
+        _mm256_store_ps(f + 8 * m, _mm256_mul_ps(ws, _mm256_loadu_ps(xd + m * B + 8 * s)));
+        constant[m] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(xs + m * B + 8 * s), constant[m]);
       }
       for (int c = 0; c < 4; ++c) {  // 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high ones
         const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c));
-        for (int half = 0; half < 2; ++half) {
-          const int j = 2 * c + half;
-          const int64_t b = 8 * s + j;
-          const __m256i v = _mm256_and_si256(half ? _mm256_srli_epi16(bytes, 4) : bytes, low4);
-          for (int m = 0; m < M; ++m) {
-            f[m] = ws[j] * xd[m * B + b];
-            constant[m] += wm[j] * xs[m * B + b];
-          }
-          kq_block<M, false>(v, xq, K, b, f, f, acc);
-        }
+        kq_block<M, false>(_mm256_and_si256(bytes, low4), xq, K, 8 * s + 2 * c, f + 2 * c, f + 2 * c, acc);
+        kq_block<M, false>(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), xq, K, 8 * s + 2 * c + 1,
+                           f + 2 * c + 1, f + 2 * c + 1, acc);
       }
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) - constant[m];
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) - hsum(constant[m]);
   }
 }
 
@@ -509,15 +511,23 @@ void q6k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t
   const int16_t* xq = xb.xq.data();
   const float* xd = xb.xd.data();
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), bias = _mm256_set1_epi8(32);
-  float f0[M], f1[M];
+  const __m256i dup_lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), dup_hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+  alignas(32) float f[16 * M];  // per row of x, d * sc_g * activation scale of the 16 sub-blocks
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* row = raw + n * row_bytes;
     __m256 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
     for (int64_t s = 0; s < S; ++s) {
       const uint8_t* blk = row + 210 * s;
-      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-      const float d = half_at(blk + 208);
+      const __m256 d = _mm256_set1_ps(half_at(blk + 208));
+      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
+      const __m256 s_lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+      const __m256 s_hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
+      for (int m = 0; m < M; ++m) {
+        const __m256 x8 = _mm256_loadu_ps(xd + m * B + 8 * s);
+        _mm256_store_ps(f + 16 * m, _mm256_mul_ps(s_lo, _mm256_permutevar8x32_ps(x8, dup_lo)));
+        _mm256_store_ps(f + 16 * m + 8, _mm256_mul_ps(s_hi, _mm256_permutevar8x32_ps(x8, dup_hi)));
+      }
       for (int h = 0; h < 2; ++h) {  // 128 values: ql bytes 64 h.., qh bytes 32 h..
         const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
         const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
@@ -530,11 +540,8 @@ void q6k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t
                                  _mm256_and_si256(_mm256_srli_epi16(qh, 6), low2)};
         for (int r = 0; r < 4; ++r) {  // 32 values: block 8 s + 4 h + r, sub-blocks 2 (4 h + r) and + 1
           const int idx = 4 * h + r;
-          const int64_t b = 8 * s + idx;
           const __m256i v = _mm256_sub_epi8(_mm256_or_si256(low[r], _mm256_slli_epi16(high[r], 4)), bias);
-          const float s0 = d * static_cast<float>(sc[2 * idx]), s1 = d * static_cast<float>(sc[2 * idx + 1]);
-          for (int m = 0; m < M; ++m) f0[m] = s0 * xd[m * B + b], f1[m] = s1 * xd[m * B + b];
-          kq_block<M, true>(v, xq, K, b, f0, f1, acc);
+          kq_block<M, true>(v, xq, K, 8 * s + idx, f + 2 * idx, f + 2 * idx + 1, acc);
         }
       }
     }
