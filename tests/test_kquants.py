@@ -197,3 +197,32 @@ def test_bench_models_measures_our_engine_on_a_file(files):
 
     want = generate(ref, [3, 17, 40, 99], {"strategy": "greedy", "max_length": 4, "min_new_tokens": 4}).tolist()[4:]
     assert r["tokens"][:2] == want[:2]
+
+
+@pytest.mark.parametrize("file_type", ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q4_1", "F16", "F32"])
+def test_embedding_rows_equal_the_float_table_and_trace(tmp_path, file_type):
+    # GGUFEmbedding reads rows from the file's blocks with no dtype view, so a decode step traces
+    path = write_llama_gguf(tmp_path / "e.gguf", create_model({**CONFIG, "num_layers": 1}), file_type)
+    g = GGUFFile(path)
+    emb = GGUFEmbedding(g.tensors["token_embd.weight"])
+    ids = torch.tensor([[5, 0, 159, 77]])
+    ref = g.dequantize("token_embd.weight")[ids]
+    assert torch.equal(emb(ids), ref)
+    traced = torch.jit.trace(lambda t: emb(t), (torch.tensor([[1]]),), check_trace=False)
+    assert torch.equal(traced(ids), ref)
+
+
+def test_a_k_quant_model_decodes_with_a_traced_step(files):
+    import warnings
+
+    from lispe_py.generation import generate
+
+    opts = {"strategy": "greedy", "max_length": 40, "min_new_tokens": 40}
+    traced = load_model(files["Q4_K_M"], quantize="int4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a failed trace warns
+        ids = generate(traced, [3, 17, 40], opts).tolist()
+    assert len(traced._graphs) == 1
+    plain = load_model(files["Q4_K_M"], quantize="int4")
+    plain.traced_decode = False
+    assert generate(plain, [3, 17, 40], opts).tolist() == ids

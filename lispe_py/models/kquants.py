@@ -44,22 +44,40 @@ def _scale_min(scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sc, mn
 
 
-def parts(kind: str, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _int8_of(u: torch.Tensor) -> torch.Tensor:
+    """The signed values of uint8 bytes, as int16, by arithmetic (no dtype view: torch.jit traces it)."""
+    v = u.to(torch.int16)
+    return v - ((v >> 7) << 8)
+
+
+def half_scales(kind: str, raw: torch.Tensor) -> torch.Tensor:
+    """float32 [nb, 2]: each super-block's d and dmin (Q6_K: d, 0), read from its float16 bytes."""
+    if kind == "Q6_K":
+        d = _f16(raw[:, 208:210])
+        return torch.cat((d, torch.zeros_like(d)), dim=1)
+    return torch.cat((_f16(raw[:, 0:2]), _f16(raw[:, 2:4])), dim=1)
+
+
+def parts(kind: str, raw: torch.Tensor, scales: torch.Tensor | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(q [nb, 256] uint8 (Q4_K 0..15, Q5_K 0..31) or int8 (Q6_K -32..31), scale float32 [nb, S],
     offset float32 [nb, S]) of the super-blocks `raw` (uint8 [nb, BLOCK_BYTES[kind]]), S = 256 /
-    SUB_BLOCK[kind]: w = q * scale + offset per sub-block."""
+    SUB_BLOCK[kind]: w = q * scale + offset per sub-block. scales: `half_scales(kind, raw)` when
+    already known (then no dtype view is taken: the computation can be traced)."""
     if kind not in BLOCK_BYTES:
         raise ModelError(f"not a K-quant type: {kind}")
     nb = raw.shape[0]
+    if scales is None:
+        scales = half_scales(kind, raw)
     if kind == "Q6_K":
-        ql, qh, sc, d = raw[:, :128], raw[:, 128:192], raw[:, 192:208], raw[:, 208:210]
+        ql, qh, sc, d = raw[:, :128], raw[:, 128:192], raw[:, 192:208], scales[:, 0:1]
         low = torch.stack((ql.reshape(nb, 2, 64) & 0x0F, ql.reshape(nb, 2, 64) >> 4), dim=2)  # [nb, h, nib, 64]
         high = torch.stack([(qh.reshape(nb, 2, 32) >> s) & 0x03 for s in (0, 2, 4, 6)], dim=2)  # [nb, h, s, 32]
         q = (low.reshape(nb, 8, 32) | (high.reshape(nb, 8, 32) << 4)).reshape(nb, QK_K).to(torch.int8) - 32
-        scale = _f16(d) * sc.contiguous().view(torch.int8).float()
+        scale = d * _int8_of(sc).float()
         return q, scale, torch.zeros_like(scale)
-    d, dmin, scales = _f16(raw[:, 0:2]), _f16(raw[:, 2:4]), raw[:, 4:16]
-    sc, mn = _scale_min(scales)
+    d, dmin = scales[:, 0:1], scales[:, 1:2]
+    sc, mn = _scale_min(raw[:, 4:16])
     qs = raw[:, -128:].reshape(nb, 4, 1, 32)
     q = torch.cat((qs & 0x0F, qs >> 4), dim=2).reshape(nb, 8, 32)
     if kind == "Q5_K":
@@ -68,9 +86,10 @@ def parts(kind: str, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     return q.reshape(nb, QK_K), d * sc.float(), -(dmin * mn.float())
 
 
-def dequantize(kind: str, raw: torch.Tensor) -> torch.Tensor:
-    """float32 [nb * 256] values of the super-blocks `raw`, equal to `gguf.quants.dequantize`'s."""
-    q, scale, offset = parts(kind, raw)
+def dequantize(kind: str, raw: torch.Tensor, scales: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 [nb * 256] values of the super-blocks `raw`, equal to `gguf.quants.dequantize`'s
+    (scales: see `parts`)."""
+    q, scale, offset = parts(kind, raw, scales)
     sub = SUB_BLOCK[kind]
     w = q.float().reshape(raw.shape[0], -1, sub) * scale[..., None] + offset[..., None]
     return w.reshape(-1)
