@@ -75,7 +75,8 @@ def test_int8_op_is_the_float_matmul(rows, k, scale_dtype):
 
 @needs_native
 @pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 33])
-@pytest.mark.parametrize("k, group", [(576, 32), (416, 32), (448, 64), (384, 128), (576, 192), (96, 96)])
+@pytest.mark.parametrize("k, group", [(576, 32), (416, 32), (448, 64), (384, 128), (576, 192), (96, 96),
+                                      (576, 16), (416, 16), (96, 16)])  # 16: Q6_K sub-blocks; runs of 4 blocks + tails
 @pytest.mark.parametrize("so_dtype", [torch.float32, torch.float16])
 def test_int8_block_op_is_the_float_matmul(rows, k, group, so_dtype):
     # 576 / 416 columns: 18 / 13 blocks of 32, runs of 8 offsets and a tail; 192 and 96: groups of 6
@@ -225,8 +226,8 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
      "K must be a multiple of 32"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8),
                                                torch.ones(4, 2, 2).bfloat16()), "so must be contiguous float32 or float16"),
-    (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 4)),
-     "the group size K / groups must be a multiple of 32, got K = 64 and 4 groups"),
+    (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 8)),
+     "the group size K / groups must be 16 or a multiple of 32, got K = 64 and 8 groups"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(3, 2, 2)),
      r"so must be contiguous float32 or float16 \[N, 2, groups\]"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 32), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 2)),

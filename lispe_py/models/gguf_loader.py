@@ -3,7 +3,8 @@
 `gguf.GGUFReader` parses every metadata array element into its own numpy view, which takes ~4 s on
 SmolLM2's 49k-token vocabulary here; `GGUFFile` reads the same layout directly (strings in one pass,
 numeric arrays with `np.frombuffer`, tensor data memory-mapped) in a few tens of milliseconds.
-Q4_0/Q4_1/Q8_0 blocks are dequantized with vectorized torch code; other types go through
+Q4_0/Q4_1/Q8_0 and the K-quant (Q4_K/Q5_K/Q6_K, `kquants.py`) blocks are dequantized with vectorized
+torch code (values bit-identical to `gguf.quants.dequantize`); other types go through
 `gguf.quants.dequantize`.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import kquants
 from .config import FAMILY_ARCHS, ModelConfig
 from .errors import ModelError, check_regular_file
 
@@ -161,6 +163,28 @@ class GGUFFile:
             return value
         raise ModelError(f"{self.path}: unknown GGUF metadata type {vtype}")
 
+    def release(self, tensor: GGUFTensor, start: int = 0, length: int | None = None) -> None:
+        """Let the kernel drop the pages of `tensor`'s bytes (all, or `length` bytes from `start`) from
+        this process's resident memory (they
+        are read again from the file if touched): after a loader has copied a tensor into its own
+        layout, the file's copy would otherwise stay resident alongside it. A no-op where the platform
+        has no madvise."""
+        import mmap
+
+        handle = getattr(self._buf, "_mmap", None)
+        if handle is None or not hasattr(handle, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        base = self._buf.ctypes.data
+        length = tensor.data.nbytes - start if length is None else length
+        start += tensor.data.ctypes.data - base
+        first = (start + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE  # whole pages inside the range
+        end = (start + length) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > first:
+            try:
+                handle.madvise(mmap.MADV_DONTNEED, first + self._buf.offset, end - first)
+            except (OSError, ValueError):
+                pass
+
     def dequantize(self, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
         """The tensor `name` as float32 (torch order: [out_features, in_features] for matrices),
         written into `out` when given."""
@@ -180,6 +204,8 @@ def dequantize(t: GGUFTensor, out: torch.Tensor | None = None) -> torch.Tensor:
     if kind in ("Q4_0", "Q4_1", "Q8_0"):
         _dequant_blocks(raw, kind, out.view(-1, 32))
         return out
+    if kind in kquants.KINDS:  # the same float32 operations as gguf.quants, vectorized in torch
+        return out.copy_(kquants.dequantize(kind, raw.view(-1, kquants.BLOCK_BYTES[kind])).reshape(t.shape))
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize as gguf_dequantize
 

