@@ -26,6 +26,7 @@ Run LispE programs.
   -e, --eval CODE    run CODE and print the value of its last form
   -                  read the program from stdin (also when stdin is not a terminal)
   (nothing)          start the interactive REPL
+  serve MODEL ...    serve a model over the OpenAI HTTP API (lispe serve --help)
 
 options:
   --print-result     after running FILE or stdin, print the value of the last form
@@ -294,6 +295,10 @@ def _interrupted() -> None:
 
 
 def _main(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "serve":  # `lispe serve MODEL ...`: the OpenAI-compatible server
+        from .serve.cli import main as serve_main
+
+        return serve_main(argv[1:])
     try:
         opts = _parse(argv)
     except _Usage as exc:
