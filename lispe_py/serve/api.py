@@ -411,7 +411,10 @@ def _legacy_logprobs(server: Server, o: Output, entries: list, tokens: list[int]
         s = server.token_text(t)
         toks.append(s)
         lps.append(lp)
-        tops.append({server.token_text(i): v for i, v in top} if top else None)
+        best: dict[str, float] = {}
+        for i, v in top:                 # best first; tokens of the same text keep the best value
+            best.setdefault(server.token_text(i), v)
+        tops.append(best if top else None)
         offsets.append(pos)
         pos += len(s)
     return {"tokens": toks, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}

@@ -1,0 +1,163 @@
+"""The continuous-batching engine in-process (no HTTP): requests admitted at different steps, with
+prompts of different lengths, through cache growth and timeline shifts, give exactly the tokens of a
+lone `generate` for each; seeded sampling is reproducible inside any batch; cancelled rows free."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lispe_py.generation import GenerationConfig, generate  # noqa: E402
+from lispe_py.serve import engine as engine_mod  # noqa: E402
+from lispe_py.serve.engine import Engine, Request, build_request_plan  # noqa: E402
+
+
+def _request(model, ids, cfg, n=1, **kw):
+    events = []
+    config = GenerationConfig.from_dict(cfg)
+    plan = build_request_plan(model, ids, config)
+    return Request(ids, config, plan, n, events.append, **kw), events
+
+
+def _run(engine, schedule, max_iterations=10_000):
+    """schedule: {iteration: [requests]}; steps the engine by hand until everything is done."""
+    it = 0
+    pending = dict(schedule)
+    while pending or engine.active or engine.pending:
+        for req in pending.pop(it, []):
+            engine.submit(req)
+        engine._drain_waiting()
+        with torch.inference_mode():
+            engine._iteration()
+        it += 1
+        assert it < max_iterations
+    return it
+
+
+def _eos(model):
+    e = model.special_tokens["eos_token_id"]
+    return set(e if isinstance(e, (list, tuple)) else [e])
+
+
+def _cut(model, row):
+    """New tokens of an output row up to and including its first EOS (generate pads after it)."""
+    eos = _eos(model)
+    for i, t in enumerate(row):
+        if t in eos:
+            return row[:i + 1]
+    return row
+
+
+def _local(model, ids, cfg):
+    out = generate(model, ids, cfg)
+    return _cut(model, out[len(ids):].tolist())
+
+
+@pytest.fixture()
+def small_slots(monkeypatch):
+    # start the cache tiny so that growth and shifts happen within a short test
+    monkeypatch.setattr(engine_mod, "MIN_SLOTS", 8)
+
+
+def test_staggered_greedy_requests_equal_lone_generate(tiny_model, small_slots):
+    model = tiny_model
+    rng = random.Random(1)
+    vocab = model.config.vocab_size
+    prompts = [[1] + [rng.randrange(3, vocab) for _ in range(rng.randrange(1, 40))] for _ in range(10)]
+    lengths = [rng.randrange(1, 30) for _ in prompts]
+    eng = Engine(model, max_batch=4, max_model_len=80)
+    reqs, schedule = [], {}
+    for i, (p, m) in enumerate(zip(prompts, lengths)):
+        req, _ = _request(model, p, {"max_length": m})
+        reqs.append(req)
+        schedule.setdefault(rng.randrange(0, 25), []).append(req)
+    _run(eng, schedule)
+    assert eng.slots > 8                  # the cache grew while requests ran
+    for p, m, req in zip(prompts, lengths, reqs):
+        want = _local(model, p, {"max_length": m})
+        assert req.outputs[0].tokens == want
+        assert req.outputs[0].finish_reason == ("length" if len(want) == m and want[-1] not in _eos(model)
+                                                else "stop")
+
+
+def test_timeline_shifts_left_and_right(tiny_model, small_slots):
+    """With max_model_len reached, the shared timeline shifts left; a long prompt arriving when the
+    timeline is short shifts the running rows right. Both keep every row exact."""
+    model = tiny_model
+    rng = random.Random(7)
+    eng = Engine(model, max_batch=3, max_model_len=48)
+    short = [1, 5, 6]
+    long_prompt = [1] + [rng.randrange(3, 300) for _ in range(30)]
+    a, _ = _request(model, short, {"max_length": 44})       # runs long: forces left shifts at 48 slots
+    b, _ = _request(model, long_prompt, {"max_length": 10})  # longer than the timeline when it arrives
+    c, _ = _request(model, [1, 9, 9, 9], {"max_length": 40})
+    shifts = []
+    orig = eng._shift
+
+    def spy(d):
+        shifts.append(d)
+        orig(d)
+    eng._shift = spy
+    _run(eng, {0: [a], 2: [b], 20: [c]})
+    assert any(d > 0 for d in shifts) and any(d < 0 for d in shifts)
+    for req, p, m in ((a, short, 44), (b, long_prompt, 10), (c, [1, 9, 9, 9], 40)):
+        assert req.outputs[0].tokens == _local(model, p, {"max_length": m})
+
+
+def test_seeded_sampling_is_the_same_alone_and_in_a_batch(tiny_model):
+    model = tiny_model
+    cfg = {"strategy": "sample", "temperature": 1.0, "top_k": 0, "seed": 11, "max_length": 12}
+    prompt = [1, 40, 41, 42]
+    want = generate(model, [prompt], {**cfg, "num_return_sequences": 3})[:, len(prompt):].tolist()
+    eng = Engine(model, max_batch=8)
+    others = [_request(model, [1, 7 + i, 8], {**cfg, "seed": i})[0] for i in range(3)]
+    req, _ = _request(model, prompt, cfg, n=3)
+    _run(eng, {0: others[:2], 3: [req], 4: others[2:]})
+    assert len({tuple(o.tokens) for o in req.outputs}) > 1     # the copies really sample
+    for j, o in enumerate(req.outputs):
+        assert o.tokens == _cut(model, want[j])
+
+
+def test_cancel_frees_rows(tiny_model):
+    model = tiny_model
+    eng = Engine(model, max_batch=2)
+    a, ev_a = _request(model, [1, 5, 6], {"max_length": 200, "eos_token_id": 0}, ignore_eos=True)
+    b, ev_b = _request(model, [1, 7, 8], {"max_length": 5})
+    c, ev_c = _request(model, [1, 9], {"max_length": 5})
+    eng.submit(a)
+    eng.submit(b)
+    eng.submit(c)          # waits: two rows only
+    eng._drain_waiting()
+    with torch.inference_mode():
+        for _ in range(3):
+            eng._iteration()
+        assert len(eng.rows) == 2 and c in eng.pending
+        a.cancel()
+        for _ in range(20):
+            eng._iteration()
+    assert a.outputs[0].finish_reason == "abort"
+    assert ev_a[-1] == ("done", None)
+    assert c.finished and b.finished
+    assert not eng.rows and eng.cur == 0
+    assert eng.metrics.finished.get("abort") == 1
+
+
+def test_stop_strings_cut_the_text_and_end_the_row(tiny_model):
+    model = tiny_model
+    tok = model.tokenizer
+    prompt = tok.encode("Hello world")
+    full = _local(model, prompt, {"max_length": 30})
+    text = tok.decode(full, skip_special_tokens=True)
+    if len(text) < 6:
+        pytest.skip("the random model ends too early to pick a stop string")
+    stop = text[3:5]
+    req, _ = _request(model, prompt, {"max_length": 30, "stop": [stop]})
+    _run(Engine(model), {0: [req]})
+    o = req.outputs[0]
+    assert o.finish_reason == "stop"
+    assert o.text == text[:text.find(stop)]
+    req2, _ = _request(model, prompt, {"max_length": 30, "stop": [stop]}, include_stop=True)
+    _run(Engine(model), {0: [req2]})
+    assert req2.outputs[0].text == text[:text.find(stop) + len(stop)]
