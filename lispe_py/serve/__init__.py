@@ -6,6 +6,7 @@
 `engine.Engine` is the scheduler (one worker thread, the model's KV cache rows as the batch),
 `api` the Starlette application, `cli.main` the command. See docs/serving.md.
 """
+from .cli import serve_model
 from .engine import Engine, Request
 
-__all__ = ["Engine", "Request"]
+__all__ = ["Engine", "Request", "serve_model"]

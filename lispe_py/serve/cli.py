@@ -66,8 +66,6 @@ def main(argv: Sequence[str]) -> int:
     import torch
 
     from ..models import ModelError, load_model
-    from .api import Server, build_app
-    from .engine import Engine
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,12 +74,27 @@ def main(argv: Sequence[str]) -> int:
     except (ModelError, ValueError, OSError) as exc:
         sys.stderr.write(f"lispe serve: cannot load {args.model!r}: {exc}\n")
         return 1
+    return serve_model(model, args.served_model_name or args.model, host=args.host, port=args.port,
+                       api_key=api_key, max_batch=args.max_batch, max_model_len=args.max_model_len,
+                       source=str(args.model))
+
+
+def serve_model(model, name: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+                max_batch: int = 16, max_model_len: int | None = None, source: str | None = None) -> int:
+    """Serve an already loaded model (any `lispe_py.models` model: `load_model`, `model_from_hf`,
+    `create_model`) under `name` until Ctrl-C / SIGTERM; returns the exit status (0 after a drain).
+
+        from lispe_py.models import load_model
+        from lispe_py.serve import serve_model
+        serve_model(load_model("SmolLM2-135M-Instruct", quantize="int4"), "smol", port=8000)
+    """
+    from .api import Server, build_app
+    from .engine import Engine
+
     model.prompt_cache = False
-    engine = Engine(model, max_batch=args.max_batch, max_model_len=args.max_model_len)
-    name = args.served_model_name or args.model
-    server = Server(engine, name, str(args.model), api_key)
-    app = build_app(server)
-    return _run(app, engine, name, args.host, args.port)
+    engine = Engine(model, max_batch=max_batch, max_model_len=max_model_len)
+    server = Server(engine, name, source or name, api_key)
+    return _run(build_app(server), engine, name, host, port)
 
 
 def _run(app, engine, name: str, host: str, port: int) -> int:

@@ -374,8 +374,11 @@ class Engine:
         k = len(outs)
         step = req.step
         p = len(req.prompt)
-        hist = req.history[[o.index for o in outs], :p + step] if k != req.n else req.history[:, :p + step]
-        scores = plan.chain(hist, logits) if len(plan.chain) else logits
+        rows = slice(None) if k == req.n else [o.index for o in outs]
+        if len(plan.chain):
+            scores = plan.chain(req.history[rows, :p + step], logits)
+        else:
+            scores = logits
         if plan.greedy:
             nxt = scores.argmax(dim=-1)
         else:
@@ -383,11 +386,12 @@ class Engine:
         lps = None
         if req.top is not None:
             lps = torch.log_softmax(logits.float(), dim=-1)
-        req.history[[o.index for o in outs], p + step] = nxt
-        new_hist = req.history[[o.index for o in outs], :p + step + 1]
+        req.history[rows, p + step] = nxt
         stopped = torch.zeros(k, dtype=torch.bool)
-        for criterion in plan.stopping:
-            stopped = stopped | criterion(new_hist, nxt).to(torch.bool).cpu()
+        if plan.stopping:
+            new_hist = req.history[rows, :p + step + 1]
+            for criterion in plan.stopping:
+                stopped = stopped | criterion(new_hist, nxt).to(torch.bool).cpu()
         req.step += 1
         if req.first_token_time is None:
             req.first_token_time = time.monotonic()
