@@ -161,3 +161,30 @@ def test_stop_strings_cut_the_text_and_end_the_row(tiny_model):
     req2, _ = _request(model, prompt, {"max_length": 30, "stop": [stop]}, include_stop=True)
     _run(Engine(model), {0: [req2]})
     assert req2.outputs[0].text == text[:text.find(stop) + len(stop)]
+
+
+@pytest.mark.parametrize("extra", [
+    {"arch": "gpt2"},                                    # learned absolute positions: position_ids
+    {"arch": "llama", "sliding_window": 12},             # a sliding window counted in slots
+    {"arch": "llama", "num_kv_heads": 1, "attention_bias": True},
+], ids=["gpt2", "sliding-window", "mqa-bias"])
+def test_other_architectures_staggered(extra, small_slots):
+    """Random models without a tokenizer (ids only): staggered requests equal lone generate."""
+    from lispe_py.models import create_model
+
+    config = {"vocab_size": 97, "hidden_size": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
+              "intermediate_size": 64, "max_position_embeddings": 64, "init_std": 0.3, "seed": 3,
+              "eos_token_id": 96, **extra}
+    model = create_model(config)
+    rng = random.Random(5)
+    eng = Engine(model, max_batch=3, max_model_len=64)
+    reqs, schedule = [], {}
+    for i in range(7):
+        p = [rng.randrange(0, 96) for _ in range(rng.randrange(1, 20))]
+        m = rng.randrange(1, 30)
+        req, _ = _request(model, p, {"max_length": m})
+        reqs.append((req, p, m))
+        schedule.setdefault(rng.randrange(0, 20), []).append(req)
+    _run(eng, schedule)
+    for req, p, m in reqs:
+        assert req.outputs[0].tokens == _local(model, p, {"max_length": m})
