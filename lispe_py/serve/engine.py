@@ -5,9 +5,10 @@ Rows of the model's static KV cache are the batch. Every iteration of the worker
 1. drops rows whose client went away (`Request.cancel()`), and retires them;
 2. runs ONE decode step for every active row together (`model.decode`), then lets each request pick
    its rows' next tokens with its own logits processors, sampler and stop rules;
-3. admits waiting requests into free rows: each new prompt is prefilled alone (into a one-row scratch
-   cache swapped in for the call, so the numbers are those of a lone `generate`), its keys/values are
-   copied into the shared cache and its first token is chosen from the prefill's logits.
+3. admits waiting requests into free rows: their prompts are prefilled into a scratch cache swapped in
+   for the call (one prompt alone: the very call a lone `generate` makes; several arriving together:
+   one left-padded batch, as `generate_batch` runs it), their keys/values are copied into the shared
+   cache and each first token is chosen from the prefill's logits.
 
 All rows share the cache slot written by a step (`cur`); a row's prompt is written so that it ends at
 `cur`, i.e. it is LEFT-PADDED inside the shared timeline: its `pad` slots before are hidden by the
@@ -125,9 +126,11 @@ class EngineMetrics:
 class Engine:
     """The scheduler and decode loop. `submit(request)` from any thread; `start()`/`stop()`."""
 
-    def __init__(self, model: Any, max_batch: int = 16, max_model_len: int | None = None):
+    def __init__(self, model: Any, max_batch: int = 16, max_model_len: int | None = None,
+                 max_prefill_batch: int = 8):
         self.model = model
         self.max_batch = max(1, int(max_batch))
+        self.max_prefill_batch = max(1, int(max_prefill_batch))
         context = int(model.config.max_position_embeddings)
         self.max_model_len = min(context, int(max_model_len)) if max_model_len else context
         self.tokenizer = getattr(model, "tokenizer", None)
@@ -271,16 +274,19 @@ class Engine:
             raise GenerationError("the KV cache is full")
 
     @contextlib.contextmanager
-    def _scratch_cache(self, length: int):
-        """Swap a one-row cache of at least `length` slots into the model's layers for a lone prefill."""
+    def _scratch_cache(self, length: int, rows: int):
+        """Swap a cache of `rows` rows and at least `length` slots into the model's layers for a prefill
+        (the shared cache is left alone)."""
         model = self.model
-        if self.scratch is None or self.scratch[0].k.shape[2] < length:
+        have = self.scratch[0].k.shape if self.scratch is not None else None
+        if have is None or have[2] < length or have[0] < rows:
+            rows = max(rows, have[0] if have is not None else 1)
             c = model.config
             size = MIN_SLOTS
             while size < length:
                 size *= 2
             self.scratch = None
-            self.scratch = [KVCache(1, c.num_kv_heads, size, c.head_dim, model.dtype, model.device)
+            self.scratch = [KVCache(rows, c.num_kv_heads, size, c.head_dim, model.dtype, model.device)
                             for _ in model.layers]
         saved = self._caches()
         for block, cache in zip(model.layers, self.scratch):
@@ -293,50 +299,69 @@ class Engine:
 
     # ------------------------------------------------------------------ admission
     def _admit(self) -> None:
-        while self.pending:
-            req = self.pending[0]
-            if len(self.rows) + req.n > self.max_batch:
-                return
-            self.pending.pop(0)
-            try:
-                self._start(req)
-            except GenerationError as exc:
-                req.emit(("error", str(exc)))
+        """Admit waiting requests (oldest first) while their rows fit; their prompts are prefilled
+        together (left-padded, as `generate_batch` runs a ragged batch), or alone when only one."""
+        batch: list[Request] = []
+        free = self.max_batch - len(self.rows)
+        while self.pending and self.pending[0].n <= free and len(batch) < self.max_prefill_batch:
+            req = self.pending.pop(0)
+            free -= req.n
+            batch.append(req)
+        if not batch:
+            return
+        try:
+            self._start(batch)
+        except GenerationError as exc:
+            for req in batch:
+                if req not in self.active:
+                    req.emit(("error", str(exc)))
 
-    def _start(self, req: Request) -> None:
-        p = len(req.prompt)
+    def _start(self, batch: list[Request]) -> None:
+        lengths = [len(r.prompt) for r in batch]
+        p = max(lengths)
         self._ensure_slots(p + 1)
         if not self.rows:
             self.cur = p
         elif self.cur < p:
-            top = max(self.cur + 1, p + 1)
-            if top > self.slots:
-                self._ensure_slots(top)
             self._shift(p - self.cur)
-        ids = torch.tensor([req.prompt], dtype=torch.long, device=self.device)
-        with self._scratch_cache(p) as scratch:
-            logits = self.model.prefill(ids)
-        base = len(self.rows)
-        start = self.cur - p
-        for j, o in enumerate(req.outputs):
-            r = base + j
-            for cache, sc in zip(self._caches(), scratch):
-                cache.k[r, :, start:self.cur] = sc.k[0, :, :p]
-                cache.v[r, :, start:self.cur] = sc.v[0, :, :p]
-            o.row, o.pad = r, start
-            self.rows.append(o)
-            self.owner[id(o)] = req
-            if self.tokenizer is not None:
-                o.decoder = IncrementalDecoder(self.tokenizer, req.prompt)
-            if not req.plan.greedy:
-                seed = req.config.seed
-                o.sampler = _Sampler(1, None if seed is None else seed + j, 1, self.device)
-        req.history = torch.empty((req.n, p + req.max_new), dtype=torch.long, device=self.device)
-        req.history[:, :p] = ids[0]
-        self.active.append(req)
-        with self.metrics.lock:
-            self.metrics.prompt_tokens += p
-        self._choose(req, req.outputs, logits.expand(req.n, -1))
+        b = len(batch)
+        if b == 1:    # exactly the call `generate` makes for this prompt alone
+            ids = torch.tensor([batch[0].prompt], dtype=torch.long, device=self.device)
+            with self._scratch_cache(p, 1) as scratch:
+                logits = self.model.prefill(ids)
+        else:
+            pads = torch.tensor([p - n for n in lengths], dtype=torch.long, device=self.device)
+            ids = torch.tensor([[r.plan.special.input_pad] * (p - len(r.prompt)) + r.prompt for r in batch],
+                               dtype=torch.long, device=self.device)
+            pos = torch.arange(p, device=self.device)
+            kv_mask = pos[None, :] >= pads[:, None]
+            position_ids = (pos[None, :] - pads[:, None]).clamp(min=0)
+            with self._scratch_cache(p, b) as scratch:
+                logits = self.model.prefill(ids, position_ids=position_ids, kv_mask=kv_mask)
+        for i, req in enumerate(batch):
+            n = lengths[i]
+            base = len(self.rows)
+            start = self.cur - n
+            for j, o in enumerate(req.outputs):
+                r = base + j
+                for cache, sc in zip(self._caches(), scratch):
+                    cache.k[r, :, start:self.cur] = sc.k[i, :, p - n:p]
+                    cache.v[r, :, start:self.cur] = sc.v[i, :, p - n:p]
+                o.row, o.pad = r, start
+                self.rows.append(o)
+                self.owner[id(o)] = req
+                if self.tokenizer is not None:
+                    o.decoder = IncrementalDecoder(self.tokenizer, req.prompt)
+                if not req.plan.greedy:
+                    seed = req.config.seed
+                    o.sampler = _Sampler(1, None if seed is None else seed + j, 1, self.device)
+            req.history = torch.empty((req.n, n + req.max_new), dtype=torch.long, device=self.device)
+            req.history[:, :n] = torch.tensor(req.prompt, dtype=torch.long, device=self.device)
+            self.active.append(req)
+            with self.metrics.lock:
+                self.metrics.prompt_tokens += n
+        for i, req in enumerate(batch):
+            self._choose(req, req.outputs, logits[i:i + 1].expand(req.n, -1))
 
     # ------------------------------------------------------------------ decoding
     def _decode_step(self) -> None:
