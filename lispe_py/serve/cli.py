@@ -122,6 +122,8 @@ def _run(app, engine, name: str, host: str, port: int) -> int:
     engine.start()
     try:
         srv.run()
+    except SystemExit:  # uvicorn gives up on a port it cannot bind (it has said why on stderr)
+        pass
     finally:
         engine.stop(timeout=30)
     if not srv.started:

@@ -373,3 +373,23 @@ def test_usage_errors(tiny_folder):
     assert r.returncode == 2 and "SERVE_TEST_UNSET_KEY" in r.stderr
     r = run("/no/such/model")
     assert r.returncode == 1 and "cannot load" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(tiny_folder):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "lispe_py", "serve", str(tiny_folder), "--port", str(port)],
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 1
+    assert str(port) in r.stderr and "Traceback" not in r.stderr
+    assert "lispe serve:" not in r.stdout
