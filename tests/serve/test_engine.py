@@ -188,3 +188,25 @@ def test_other_architectures_staggered(extra, small_slots):
     _run(eng, schedule)
     for req, p, m in reqs:
         assert req.outputs[0].tokens == _local(model, p, {"max_length": m})
+
+
+@pytest.mark.parametrize("variant", ["bfloat16", "int8", "int4"])
+def test_lone_requests_in_other_dtypes_equal_generate(tiny_folder, variant):
+    """A request alone takes the very calls of a lone `generate` (prefill, then unmasked steps), so it
+    is exact in any dtype or quantization; two at once still finish with their own lengths."""
+    from lispe_py.models import load_model
+
+    if variant == "bfloat16":
+        model = load_model(tiny_folder, dtype="bfloat16")
+    else:
+        model = load_model(tiny_folder, quantize=variant)
+    tok = model.tokenizer
+    for text, m in (("Hello world", 12), ("The quick brown", 7)):
+        ids = tok.encode(text)
+        req, _ = _request(model, ids, {"max_length": m})
+        _run(Engine(model), {0: [req]})
+        assert req.outputs[0].tokens == _local(model, ids, {"max_length": m})
+    a, _ = _request(model, tok.encode("yes no"), {"max_length": 9}, ignore_eos=True)
+    b, _ = _request(model, tok.encode("def f(x):"), {"max_length": 4}, ignore_eos=True)
+    _run(Engine(model), {0: [a], 2: [b]})
+    assert [len(a.outputs[0].tokens), len(b.outputs[0].tokens)] == [9, 4]
