@@ -5,7 +5,8 @@ Every client is a thread with its own official `openai` client; it sends `--roun
 completion requests one after the other (greedy, `--max-tokens` new tokens, distinct prompts).
 Aggregate tokens/s = all completion tokens / wall time of the level; TTFT = time from sending a
 request to its first streamed text. Both servers run at once (idle between their turns), and each
-level alternates between them, so the machine's background load hits both alike.
+level alternates between them (`--repeats N`: N interleaved runs, the best kept), so the machine's
+background load hits both alike.
 
     python bench/serve.py                                   # SmolLM2 Q4_1 GGUF, lispe serve --quantize int4
     python bench/serve.py --quantize none                   # lispe serve in float32 (llama.cpp stays Q4_1)
@@ -183,6 +184,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="requests per client at each level")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs per level and server, interleaved; the best is kept (noisy machines)")
     ap.add_argument("--llama-python", default=None)
     ap.add_argument("--no-llama", action="store_true", help="measure lispe serve only")
     args = ap.parse_args()
@@ -210,11 +213,15 @@ def main() -> None:
             level(url, min(4, max(levels)), 1, 8)
         table: dict[str, dict[int, dict]] = {name: {} for name in servers}
         for c in levels:
-            for name, url in servers.items():
-                table[name][c] = r = level(url, c, args.rounds, args.max_tokens)
-                print(f"  {name:32s} clients={c:2d}  {r['tokens_per_s']:7.1f} tok/s  TTFT p50 "
-                      f"{r['ttft_p50'] * 1000:7.0f} ms  p95 {r['ttft_p95'] * 1000:7.0f} ms  "
-                      f"({r['tokens']} tokens in {r['wall']:.1f} s)", flush=True)
+            for rep in range(args.repeats):   # interleaved; the best run of each is kept
+                for name, url in servers.items():
+                    r = level(url, c, args.rounds, args.max_tokens)
+                    best = table[name].get(c)
+                    if best is None or r["tokens_per_s"] > best["tokens_per_s"]:
+                        table[name][c] = r
+                    print(f"  {name:32s} clients={c:2d}  {r['tokens_per_s']:7.1f} tok/s  TTFT p50 "
+                          f"{r['ttft_p50'] * 1000:7.0f} ms  p95 {r['ttft_p95'] * 1000:7.0f} ms  "
+                          f"({r['tokens']} tokens in {r['wall']:.1f} s)", flush=True)
     finally:
         for p in procs:
             p.terminate()
