@@ -131,6 +131,10 @@ class Engine:
         self.model = model
         self.max_batch = max(1, int(max_batch))
         self.max_prefill_batch = max(1, int(max_prefill_batch))
+        # padded prompt rows one batched prefill may hold: quantized layers run up to NATIVE_MAX_ROWS
+        # rows through their kernels, more through a float32 copy of the weight made on each call
+        from ..models.quantize import NATIVE_MAX_ROWS, quantized_layers
+        self.prefill_rows = NATIVE_MAX_ROWS if any(True for _ in quantized_layers(model)) else 1024
         context = int(model.config.max_position_embeddings)
         self.max_model_len = min(context, int(max_model_len)) if max_model_len else context
         self.tokenizer = getattr(model, "tokenizer", None)
@@ -303,8 +307,14 @@ class Engine:
         together (left-padded, as `generate_batch` runs a ragged batch), or alone when only one."""
         batch: list[Request] = []
         free = self.max_batch - len(self.rows)
+        longest = 0
         while self.pending and self.pending[0].n <= free and len(batch) < self.max_prefill_batch:
-            req = self.pending.pop(0)
+            req = self.pending[0]
+            longest2 = max(longest, len(req.prompt))
+            if batch and longest2 * (len(batch) + 1) > self.prefill_rows:
+                break   # the next step admits it
+            self.pending.pop(0)
+            longest = longest2
             free -= req.n
             batch.append(req)
         if not batch:

@@ -210,3 +210,26 @@ def test_lone_requests_in_other_dtypes_equal_generate(tiny_folder, variant):
     b, _ = _request(model, tok.encode("def f(x):"), {"max_length": 4}, ignore_eos=True)
     _run(Engine(model), {0: [a], 2: [b]})
     assert [len(a.outputs[0].tokens), len(b.outputs[0].tokens)] == [9, 4]
+
+
+def test_batched_prefill_stays_within_the_quantized_kernels_rows(tiny_folder):
+    from lispe_py.models import load_model
+    from lispe_py.models.quantize import NATIVE_MAX_ROWS
+
+    model = load_model(tiny_folder, quantize="int4")
+    eng = Engine(model, max_batch=8)
+    assert eng.prefill_rows == NATIVE_MAX_ROWS
+    sizes = []
+    orig = eng._start
+
+    def spy(batch):
+        sizes.append([len(r.prompt) for r in batch])
+        orig(batch)
+    eng._start = spy
+    prompts = [[1] + [5 + (i + j) % 300 for j in range(29)] for i in range(5)]   # 30 tokens each
+    reqs = [_request(model, p, {"max_length": 3})[0] for p in prompts]
+    _run(eng, {0: reqs})
+    assert all(max(s) * len(s) <= NATIVE_MAX_ROWS for s in sizes) and sum(len(s) for s in sizes) == 5
+    assert max(len(s) for s in sizes) == 2
+    for req, p in zip(reqs, prompts):
+        assert req.outputs[0].tokens == _local(model, p, {"max_length": 3})
