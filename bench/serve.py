@@ -183,7 +183,10 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4,8,16")
     ap.add_argument("--rounds", type=int, default=2, help="requests per client at each level")
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads of each server")
+    ap.add_argument("--lispe-threads", type=int, default=None,
+                    help="lispe serve's torch threads (default --threads): on a machine whose cores are "
+                         "busy with other work, torch's intra-op threads wait for each other, and 1 can win")
     ap.add_argument("--repeats", type=int, default=1,
                     help="runs per level and server, interleaved; the best is kept (noisy machines)")
     ap.add_argument("--llama-python", default=None)
@@ -196,16 +199,17 @@ def main() -> None:
     servers = {}
     procs = []
     try:
-        proc, url = start_lispe(str(gguf), quantize, args.threads, max(levels))
+        lispe_threads = args.lispe_threads or args.threads
+        proc, url = start_lispe(str(gguf), quantize, lispe_threads, max(levels))
         procs.append(proc)
-        servers["lispe serve" + (f" ({quantize})" if quantize else " (float32)")] = url
+        servers["lispe serve" + (f" ({quantize}" if quantize else " (float32") + f", {lispe_threads} thr)"] = url
         note = "llama.cpp's server not measured (--no-llama)"
         if not args.no_llama:
             py, note = llama_python(args.llama_python)
             if py is not None:
                 proc, url = start_llama(py, gguf, args.threads, n_ctx=2048)
                 procs.append(proc)
-                servers["llama.cpp server (" + gguf.name.rsplit(".", 2)[-2] + ")"] = url
+                servers["llama.cpp server (" + gguf.name.rsplit(".", 2)[-2] + f", {args.threads} thr)"] = url
         print(f"model: {gguf.name}; {args.threads} threads; {args.max_tokens} new tokens per request, "
               f"{args.rounds} requests per client; {note}", flush=True)
         for url in servers.values():   # warm up: first calls pack weights, trace steps, fill caches
