@@ -27,6 +27,7 @@ Run LispE programs.
   -                  read the program from stdin (also when stdin is not a terminal)
   (nothing)          start the interactive REPL
   chat [MODEL]       chat with an instruct model (lispe chat --help; docs/chat.md)
+  serve MODEL ...    serve a model over the OpenAI HTTP API (lispe serve --help; docs/serving.md)
   kernel install     register the LispE Jupyter kernel (lispe kernel --help; docs/jupyter.md)
 
 options:
@@ -444,6 +445,12 @@ def _chat(argv: list[str]) -> int:
         sys.stdout = stream
 
 
+def _serve(argv: list[str]) -> int:
+    from .serve.cli import main as serve_main
+
+    return serve_main(argv)
+
+
 def _kernel(argv: list[str]) -> int:
     from .kernel.install import run_kernel_command
 
@@ -451,7 +458,7 @@ def _kernel(argv: list[str]) -> int:
 
 
 #: `lispe WORD ...` subcommands: WORD -> function(rest of argv) -> exit status.
-_SUBCOMMANDS = {"chat": _chat, "kernel": _kernel}
+_SUBCOMMANDS = {"chat": _chat, "serve": _serve, "kernel": _kernel}
 
 
 if __name__ == "__main__":
