@@ -178,8 +178,8 @@ def test_completion_offers_builtins_user_names_and_config_keys(kernel) -> None:
     code = '(torch_generator_config g {"max_le'
     reply = kc.complete(code, len(code), reply=True, timeout=TIMEOUT)["content"]
     assert reply["matches"] == ["max_length"] and reply["cursor_start"] == len(code) - 6
-    code = '(torch_hf_load_model "m" {"quant'
-    assert kc.complete(code, len(code), reply=True, timeout=TIMEOUT)["content"]["matches"] == ["quantize"]
+    code = '(torch_hf_load_model "m" {"quant'  # the GGUF repo key "quant" and the engine key "quantize"
+    assert kc.complete(code, len(code), reply=True, timeout=TIMEOUT)["content"]["matches"] == ["quant", "quantize"]
     code = '(println "max_'  # a string that is not a dictionary key: no config keys
     assert kc.complete(code, len(code), reply=True, timeout=TIMEOUT)["content"]["matches"] == []
     code = '{"temperature":0.5 "top'

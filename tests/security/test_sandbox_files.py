@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, Project, refused, run_api, run_cli
+from sandbox_support import SECRET, Project, refused, run_api, run_cli
 
 from lispe_py import Interpreter, LispEError
 
@@ -173,7 +173,7 @@ def test_eval_program_root_is_the_working_directory(project: Project) -> None:
     import subprocess
     import sys
 
-    from conftest import cli_env
+    from sandbox_support import cli_env
 
     for code in ('(fread "../outside/secret.txt")', f'(fread {lisp_str(project.home / "secret.txt")})',
                  '(fread "~/secret.txt")'):

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import cli_env
+from sandbox_support import cli_env
 
 from lispe_py import Interpreter, LispEError
 from lispe_py.cli import ALARM_MARGIN

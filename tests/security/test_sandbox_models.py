@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Project, refused, run_api, run_cli
+from sandbox_support import ROOT, Project, refused, run_api, run_cli
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
