@@ -21,8 +21,9 @@
 
 ; [added] apply it; first see what greedy decoding writes without an EOS it can reach
 (torch_generator_config generator config)
-(println "Special tokens of this tokenizer: 0 =" (tokenizer_decode (integers 0)) " 1 =" (tokenizer_decode (integers 1))
-         " 2 =" (tokenizer_decode (integers 2)))
+; (tokenizer_decode leaves special tokens out of the text unless told otherwise: false keeps them)
+(println "Special tokens of this tokenizer: 0 =" (tokenizer_decode (integers 0) false) " 1 =" (tokenizer_decode (integers 1) false)
+         " 2 =" (tokenizer_decode (integers 2) false))
 (torch_generator_config generator {"max_length":8})
 (setq prompt (tokenizer_encode "Hello there"))
 (setq out (torch_generate generator prompt "greedy"))

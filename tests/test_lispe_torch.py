@@ -584,6 +584,24 @@ def test_tokenizer_functions(smol_tokenizer) -> None:
     assert interp.eval('(tokenizer_decode tok (tokenizer_encode tok "Hello world"))') == "Hello world"
     assert interp.eval('(tokenizer_decode tok (torch_tensor (integers (19556 905) (19556 905))))') == ["Hello world"] * 2
     assert interp.eval("(tokenizer_vocab_size tok)") == 49152
+    # special tokens are left out unless the last argument says to keep them
+    chat_ids = smol_tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}])
+    interp.eval(f"(setq chat_ids (integers {' '.join(map(str, chat_ids))}))")
+    assert interp.eval("(tokenizer_decode tok chat_ids)") == smol_tokenizer.decode(chat_ids, skip_special_tokens=True)
+    assert "<|im_start|>" not in interp.eval("(tokenizer_decode chat_ids)")
+    kept = smol_tokenizer.decode(chat_ids)
+    assert "<|im_start|>" in kept
+    assert interp.eval("(tokenizer_decode chat_ids false)") == kept
+    assert interp.eval("(tokenizer_decode tok chat_ids nil)") == kept
+    assert interp.eval("(tokenizer_decode tok chat_ids true)") == interp.eval("(tokenizer_decode chat_ids)")
+    assert interp.eval("(tokenizer_decode (list chat_ids chat_ids) false)") == [kept, kept]
+    # ids cut inside a character (the first 3 of the 4 bytes of an emoji): clean text leaves it out
+    cut = smol_tokenizer.encode("Hi 🤗")
+    cut = cut[:-1] if smol_tokenizer.decode(cut[:-1]).endswith("\ufffd") else cut
+    assert smol_tokenizer.decode(cut).endswith("\ufffd"), "the test needs ids that end inside a character"
+    interp.eval(f"(setq cut (integers {' '.join(map(str, cut))}))")
+    assert interp.eval("(tokenizer_decode cut)") == smol_tokenizer.decode(cut).rstrip("\ufffd")
+    assert interp.eval("(tokenizer_decode cut false)") == smol_tokenizer.decode(cut)
     chat = interp.eval("(tokenizer_chat tok '((\"user\" \"Hi\")))")
     assert chat == smol_tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}])
     assert interp.eval('(tokenizer_chat tok (list {"role":"user" "content":"Hi"}))') == chat

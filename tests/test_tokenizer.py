@@ -124,12 +124,29 @@ def test_stream_decoder_pieces_rebuild_text(backend_json, text):
     assert "".join([keep.push(i) for i in ids] + [keep.flush()]) == tok.decode(ids)
 
 
-def test_stream_decoder_flushes_incomplete_character(backend_json):
+def test_stream_decoder_drops_an_incomplete_character_at_the_end(backend_json):
     tok = make(backend_json)
     byte_token = tok.token_to_id(bytes_to_unicode()[0xF0])  # first byte of a 4-byte character
     stream = tok.stream_decoder()
+    assert stream.push(tok.encode("Hello")[0]) == "Hello"
     assert stream.push(byte_token) == ""
-    assert stream.flush() == "\ufffd"
+    assert stream.flush() == ""
+
+
+def test_incremental_decoder_holds_back_a_cut_character(backend_json):
+    """generate_text's decoder: a generation cut inside a character (max_length between two bytes of
+    🤗) ends with the text before it, never with U+FFFD; a completed character comes out whole."""
+    from lispe_py.generation.detok import IncrementalDecoder
+    from lispe_py.generation.generate import new_text
+
+    tok = make(backend_json)
+    prompt = tok.encode("Hello")
+    bytes_of = [tok.token_to_id(bytes_to_unicode()[b]) for b in "🤗".encode("utf-8")]
+    dec = IncrementalDecoder(tok, prompt)
+    assert [dec.push(t) for t in tok.encode(" world") + bytes_of[:2]][-2:] == ["", ""]
+    assert dec.flush() == "" and dec.text == " world"
+    assert new_text(tok, prompt, tok.encode(" world") + bytes_of[:3], None) == " world"
+    assert new_text(tok, prompt, tok.encode(" world") + bytes_of, None) == " world🤗"
 
 
 def test_from_file_reads_tokenizer_config(tmp_path, backend_json):

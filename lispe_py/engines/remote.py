@@ -711,7 +711,9 @@ class RemoteTokenizer:
         if e.kind in ("llamacpp", "llama-cpp-python"):
             data = self._llamacpp("detokenize", {"tokens": list(ids)}, {"tokens": list(ids)})
             return data.get("content", data.get("text", ""))
-        return self._post("/detokenize", {"model": e.model, "tokens": list(ids)})["prompt"]
+        # lispe serve and vLLM take skip_special_tokens here; llama.cpp's /detokenize keeps them all
+        return self._post("/detokenize", {"model": e.model, "tokens": list(ids),
+                                          "skip_special_tokens": bool(skip_special_tokens)})["prompt"]
 
     def _llamacpp(self, what: str, body: dict, extras_body: dict) -> Any:
         """llama.cpp's server (/tokenize) or llama-cpp-python's (/extras/tokenize), found on first use."""

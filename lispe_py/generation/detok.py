@@ -50,10 +50,12 @@ class IncrementalDecoder:
         return ""
 
     def flush(self) -> str:
-        """Text still held back at the end (an incomplete character is emitted as decoded)."""
+        """Text still held back at the end. A character the last tokens leave incomplete (generation
+        stopped between two bytes of one UTF-8 character) is left out rather than shown as U+FFFD."""
         prefix_text = self._decode(self.ids[self.prefix_offset:self.read_offset])
         new_text = self._decode(self.ids[self.prefix_offset:])
         piece = new_text[len(prefix_text):] if len(new_text) > len(prefix_text) else ""
+        piece = piece.rstrip("\ufffd")
         self.read_offset = len(self.ids)
         self.text += piece
         return piece

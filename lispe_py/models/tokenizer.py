@@ -430,10 +430,11 @@ class StreamDecoder:
         return data[:cut].decode("utf-8", errors="replace")
 
     def flush(self) -> str:
-        """Whatever is still held back (an incomplete character decodes to U+FFFD)."""
+        """Whatever is still held back, less a character the stream left incomplete (the stream was
+        cut between two bytes of it): it is dropped, never shown as U+FFFD."""
         if self.byte_level:
             data, self._pending = self._pending, b""
-            return data.decode("utf-8", errors="replace")
+            return data.decode("utf-8", errors="replace").rstrip("\ufffd")
         return ""
 
 

@@ -517,8 +517,11 @@ def build_app(server: Server) -> Starlette:
         bad = [t for t in tokens if not 0 <= t < server.vocab]
         if bad:
             raise APIError(400, f"token id {bad[0]} is outside the vocabulary (0..{server.vocab - 1})", "tokens")
+        skip = body.get("skip_special_tokens", False)
+        if not isinstance(skip, bool):
+            raise APIError(400, "skip_special_tokens must be true or false", "skip_special_tokens")
         tok = server.need_tokenizer("/detokenize")
-        return JSONResponse({"prompt": tok.decode(tokens)})
+        return JSONResponse({"prompt": tok.decode(tokens, skip_special_tokens=skip)})
 
     async def metrics(request: HTTPRequest) -> Response:
         return PlainTextResponse(prometheus_text(engine.metrics, server.served_name),

@@ -251,6 +251,11 @@ def test_tokenizer_functions(lisp: Interpreter, local: Interpreter, server) -> N
     chat = "(tokenizer_chat rm '((\"user\" \"Hi!\")))"
     if server.kind == "lispe":
         assert list(lisp.eval(chat)) == list(local.eval("(tokenizer_chat lm '((\"user\" \"Hi!\")))"))
+        ids = " ".join(map(str, lisp.eval(chat)))   # a chat prompt holds special tokens
+        for keep in ("", " false"):
+            clean = lisp.eval(f"(tokenizer_decode rm (integers {ids}){keep})")
+            assert clean == local.eval(f"(tokenizer_decode lm (integers {ids}){keep})")
+            assert ("<|" in clean) == bool(keep)
     else:
         with pytest.raises(LispEError, match="cannot render a chat template"):
             lisp.eval(chat)

@@ -261,6 +261,12 @@ def test_models_health_tokenize_detokenize(server, tiny_model):
     assert r == {"tokens": ids, "count": len(ids), "max_model_len": 256}
     r = post(server, "/detokenize", {"model": "tiny", "tokens": ids}).json()
     assert r == {"prompt": tiny_model.tokenizer.decode(ids)}
+    tok = tiny_model.tokenizer
+    marked = [tok.bos_token_id] + ids + [tok.eos_token_id]
+    r = post(server, "/detokenize", {"model": "tiny", "tokens": marked}).json()
+    assert r == {"prompt": tok.decode(marked)} and r["prompt"] != "café 東京"
+    r = post(server, "/detokenize", {"model": "tiny", "tokens": marked, "skip_special_tokens": True}).json()
+    assert r == {"prompt": "café 東京"}
 
 
 # ---------------------------------------------------------------------------- errors
@@ -311,6 +317,7 @@ def test_bad_requests_through_the_client_and_other_routes(server):
     _error(httpx.get(server.base + "/nowhere"), 404)
     _error(httpx.get(server.base + "/completions"), 405)
     _error(post(server, "/detokenize", {"tokens": [1, -3]}), 400)
+    _error(post(server, "/detokenize", {"tokens": [1], "skip_special_tokens": "yes"}), 400)
     _error(post(server, "/tokenize", {"prompt": 3}), 400)
     _error(post(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}), 400)
 

@@ -9,11 +9,16 @@ from ...builtins.registry import builtin
 from ...errors import LispEError
 from ...models.loading import EMBEDDED_MODELS, embedded_model_path
 from ...models.tokenizer import Tokenizer
-from ...values import Integers, Strings
-from ..torch_values import arg_error, core_errors, expect_str, ids_to_list
+from ...engines import Engine
+from ...models import DecoderModel
+from ...values import Integers, Strings, truthy
+from ..torch_values import TorchGenerator, arg_error, core_errors, expect_str, ids_to_list
 
 from ._common import _set_default_tokenizer, _split_tokenizer, LIB, G_TOK
 from .models import _path_check, _resolve_path
+
+# what may stand for a tokenizer as a first argument
+_TOKENIZER_OWNERS = (Tokenizer, DecoderModel, TorchGenerator, Engine)
 
 
 @builtin("tokenizer_load", group=G_TOK, library=LIB, ctx=True)
@@ -61,14 +66,20 @@ def tokenizer_encode(ctx: Any, *args: Any) -> Integers:
         return Integers(tok.encode(text))
 
 
-@builtin("tokenizer_decode", "torch_decode", group=G_TOK, library=LIB, min_args=1, max_args=2, ctx=True)
+@builtin("tokenizer_decode", "torch_decode", group=G_TOK, library=LIB, min_args=1, max_args=3, ctx=True)
 def tokenizer_decode(ctx: Any, *args: Any) -> Any:
     """(tokenizer_decode ids)
 
     The text of token ids: integers, a list, or a 1-D tensor -> a string; a 2-D tensor or a list of
-    lists -> a list of strings (one per row). Special tokens are kept (decode round-trips encode).
+    lists -> a list of strings (one per row). Special tokens (<|im_end|>, </s>, ...) and a character cut
+    in half at the end are left out, so a generated answer reads cleanly; (tokenizer_decode ids false)
+    keeps everything (decode then undoes encode).
+    A tokenizer, model or generator may come first: (tokenizer_decode tok ids).
     """
     fname = "tokenizer_decode"
+    skip = True
+    if len(args) == 3 or (len(args) == 2 and not isinstance(args[0], _TOKENIZER_OWNERS)):
+        args, skip = args[:-1], truthy(args[-1])
     tok, (ids,) = _split_tokenizer(fname, ctx, args, 1)
     rows = ids_to_list(fname, "ids", ids)
     vocab = tok.vocab_size
@@ -79,8 +90,15 @@ def tokenizer_decode(ctx: Any, *args: Any) -> Any:
                          f"vocabulary (0..{vocab - 1})")
     with core_errors(fname):
         if rows and isinstance(rows[0], list):
-            return Strings(tok.decode(r) for r in rows)
-        return tok.decode(rows)
+            return Strings(_text(tok, r, skip) for r in rows)
+        return _text(tok, rows, skip)
+
+
+def _text(tok: Any, ids: list[int], clean: bool) -> str:
+    """Decoded ids; clean text also leaves out a character cut in half at the end (ids that stop
+    between two bytes of one UTF-8 character, as generation does at max_length) instead of U+FFFD."""
+    text = tok.decode(ids, skip_special_tokens=clean)
+    return text.rstrip("\ufffd") if clean else text
 
 
 def _messages(fname: str, value: Any) -> list[dict[str, str]]:
