@@ -65,7 +65,8 @@ def test_greedy_scores_match_transformers_raw_and_processed(pair):
     assert r["sequence_logprob"] == pytest.approx(sum(t["logprob"] for t in r["tokens"]))
     assert r["raw_sequence_logprob"] == pytest.approx(sum(t["raw_logprob"] for t in r["tokens"]))
     assert r["perplexity"] == pytest.approx(math.exp(-r["raw_sequence_logprob"] / 8))
-    assert r["text"] == ours.tokenizer.decode(theirs, skip_special_tokens=True)
+    # the text leaves out a character the last ids cut in half (this random model ends on lone bytes)
+    assert r["text"] == ours.tokenizer.decode(theirs, skip_special_tokens=True).rstrip("\ufffd")
 
 
 def test_sampled_scores_match_the_model_and_the_filtered_distribution(pair):

@@ -102,7 +102,7 @@ def test_tokenizer_in_the_script_folder_loads_from_any_cwd(project, model_files,
             '(println (tokenizer_decode (tokenizer_encode (tokenizer_load "tiny.gguf") "Hello")))\n')
     for cwd in (project.proj, project.elsewhere):
         r = api(project, code, monkeypatch, cwd=cwd)
-        assert r.ok and r.out == "<s>Hello world\n<s>Hello\n", r
+        assert r.ok and r.out == "Hello world\nHello\n", r
 
 
 # --- model folders -----------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_model_folder_in_the_script_folder_loads_from_another_cwd(project, model
     code = ('(setq m (torch_hf_load_model "m"))\n'
             '(println (tokenizer_decode (tokenizer_encode m "Hello")))\n')
     r = api(project, code, monkeypatch, cwd=project.elsewhere)
-    assert r.ok and r.out == "<s>Hello\n", r
+    assert r.ok and r.out == "Hello\n", r
 
 
 # --- the caches ---------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_sandboxed_gguf_load_writes_no_model_cache(project, model_files, monkeyp
     shutil.copy(model_files / "tiny.gguf", project.proj / "tiny.gguf")
     code = '(setq m (torch_hf_load_model "tiny.gguf"))\n(println (tokenizer_decode (tokenizer_encode m "Hi")))\n'
     r = api(project, code, monkeypatch)
-    assert r.ok and r.out == "<s>Hi\n", r
+    assert r.ok and r.out == "Hi\n", r
     assert list(cache.iterdir()) == []
     # allowed to write the cache folder: the entry is written; unsandboxed too (the test can fail)
     r = api(project, code, monkeypatch, allow_write=[str(cache)])
@@ -179,7 +179,7 @@ def test_sandboxed_cli_load_writes_no_model_cache(project, model_files, cache) -
     s = project.script("(use 'lispe_torch)\n(setq m (torch_hf_load_model \"tiny.gguf\"))\n"
                        "(println (tokenizer_decode (tokenizer_encode m \"Hi\")))\n(tokenizer_load \"link.json\")\n")
     r = run_cli(project, s, ["--sandbox"], cwd=project.elsewhere, timeout=300)  # $LISPE_MODEL_CACHE: `cache`
-    assert r.out == "<s>Hi\n", r
+    assert r.out == "Hi\n", r
     refused(r, "tokenizer_load", "sandbox", "link.json")
     assert list(cache.iterdir()) == []
 
@@ -195,7 +195,7 @@ def test_sandboxed_quantized_load_builds_no_native_kernels(project, model_files,
     code = ('(setq m (torch_hf_load_model "m" {"quantize":"int8"}))\n'
             '(println (tokenizer_decode (tokenizer_encode m "Hi")))\n')
     r = api(project, code, monkeypatch)
-    assert r.ok and r.out == "<s>Hi\n", r
+    assert r.ok and r.out == "Hi\n", r
     assert list(kernels.iterdir()) == [] and native._state.get("ok") is False
     assert "sandbox" in native.reason()
 
