@@ -854,9 +854,14 @@ class Compiler:
                     raise err_at(LispEError(f"macro '{name}': the expansion has more than {MAX_MACRO_SIZE} "
                                             "elements"), self.pos)
                 return out
-        if len(macro.clauses) == 1 and not _arity_fits(macro.clauses[0][1], len(args)):
-            raise err_at(LispEError(f"Wrong number of arguments in call to: '{name}'"), self.pos)
         from .printer import repr_string
+
+        if len(macro.clauses) == 1 and not _arity_fits(macro.clauses[0][1], len(args)):
+            params = macro.clauses[0][1]
+            n = params.index(_DOLLAR) if _DOLLAR in params else len(params)
+            count = f"{'at least ' if _DOLLAR in params else ''}{n} argument{'' if n == 1 else 's'}"
+            raise err_at(LispEError(f"Wrong number of arguments in call to: '{name}': expects {count} "
+                                    f"{repr_string(params)}, got {len(args)}"), self.pos)
 
         raise err_at(LispEError(f"no definition of the macro '{name}' matches: "
                                 f"{repr_string(to_data(form))[:80]}"), self.pos)
@@ -868,6 +873,7 @@ class Compiler:
         """Compile a lambda/defun body once into a FunctionCode."""
         fs = Scope(parent, "lambda" if kind == "lambda" else "fn", name)
         code = FunctionCode(name, self.rt, source, "lambda_" if kind == "lambda" else "function_")
+        code.params = params
         defaults: list[Any] = []
         if pattern_slots is not None:
             for pname in pattern_slots:

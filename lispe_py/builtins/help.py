@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import LispEError
 from ..values import VOID, Symbol, type_name
-from .registry import REGISTRY, Builtin, builtin, suggest, visible_names
+from ..hints import did_you_mean
+from .registry import REGISTRY, Builtin, builtin, visible_names
 
 
 @builtin("help", group="help", ctx=True, min_args=0, max_args=1)
@@ -71,9 +72,7 @@ def describe(name: str, interp: Any = None, libraries: set[str] | None = None) -
         return "\n".join(lines)
     candidates = visible_names(libraries or set()) + list(forms)
     candidates += list(env) if isinstance(env, Mapping) else []
-    close = suggest(name, candidates)
-    hint = f" (did you mean '{close}'?)" if close else ""
-    raise LispEError(f"help: no builtin or definition named '{name}'{hint}")
+    raise LispEError(f"help: no builtin or definition named '{name}'{did_you_mean(name, candidates)}")
 
 
 def summarize(value: Any) -> str:

@@ -109,8 +109,10 @@ class GenerationConfig:
                 raise GenerationError(f"generation config keys are strings, got {key!r}")
             name = ALIASES.get(key, key)
             if name not in _VALIDATORS:
-                raise GenerationError(
-                    f"unknown generation config key {key!r}; valid keys: {', '.join(valid_keys())}")
+                from ..hints import did_you_mean
+
+                raise GenerationError(f"unknown generation config key {key!r}"
+                                      f"{did_you_mean(key, valid_keys())}; valid keys: {', '.join(valid_keys())}")
             changes[name] = None if value is None and name in _NULLABLE else (
                 _DEFAULTS[name] if value is None else _VALIDATORS[name](name, value))
         new = replace(self, **changes)
