@@ -39,7 +39,7 @@ class Source:
 class Form(list):
     """A list read from source: a plain Lisp list that also carries its source position."""
 
-    __slots__ = ("source", "line", "column")
+    __slots__ = ("source", "line", "column", "atoms")
 
     def __init__(self, items: Any = (), source: Source | None = None, line: int | None = None,
                  column: int | None = None):
@@ -47,18 +47,48 @@ class Form(list):
         self.source = source
         self.line = line
         self.column = column
+        # {index: (line, column)} of the symbols among the items, as read (None when not read from
+        # source): an error about a symbol (an unbound variable) points at the symbol itself
+        self.atoms: dict[int, tuple[int, int]] | None = None
+
+    def atom_position(self, name: str) -> tuple[int, int] | None:
+        """(line, column) of the first symbol called `name` among the items, then inside the lists
+        among them (binding lists and other forms compiled without a position of their own)."""
+        stack: list[Any] = [self]
+        while stack:
+            form = stack.pop(0)
+            atoms = getattr(form, "atoms", None) or {}
+            if isinstance(form, DictForm):
+                for (i, side), where in sorted(atoms.items()):
+                    item = form.pairs[i][side] if i < len(form.pairs) else None
+                    if item.__class__ is Symbol and item.name == name:
+                        return where
+                stack.extend(x for pair in form.pairs for x in pair if isinstance(x, (list, DictForm)))
+            elif isinstance(form, list):
+                for i, where in sorted(atoms.items()):
+                    item = form[i] if i < len(form) else None
+                    if item.__class__ is Symbol and item.name == name:
+                        return where
+                stack.extend(x for x in form if isinstance(x, (list, DictForm)))
+        return None
 
 
 class DictForm:
     """A `{k:v ...}` literal: key and value forms, evaluated when the literal is."""
 
-    __slots__ = ("pairs", "source", "line", "column")
+    __slots__ = ("pairs", "source", "line", "column", "atoms")
 
     def __init__(self, pairs: list[tuple[Any, Any]], source: Source | None, line: int, column: int):
         self.pairs = pairs
         self.source = source
         self.line = line
         self.column = column
+        # {(pair index, 0 for the key or 1 for the value): (line, column)} of the symbols read
+        self.atoms: dict[tuple[int, int], tuple[int, int]] | None = None
+
+    def atom_position(self, name: str) -> tuple[int, int] | None:
+        """(line, column) of the first symbol called `name` in the literal (see `Form.atom_position`)."""
+        return Form.atom_position(self, name)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return "{" + " ".join(f"{k!r}:{v!r}" for k, v in self.pairs) + "}"
@@ -126,18 +156,30 @@ def _get_parser():
 
                     def list(self, items):
                         tok = items[0]
-                        return Form(items[1:-1], _tls.source, tok.line, tok.column)
+                        form = Form(items[1:-1], _tls.source, tok.line, tok.column)
+                        n = sum(1 for x in form if x.__class__ is Symbol)
+                        if n:
+                            where = _take_atoms(n)
+                            form.atoms = {i: where.pop(0) for i, x in enumerate(form) if x.__class__ is Symbol}
+                        return form
 
                     def quote(self, items):
                         tok = items[0]
                         item = items[1]
+                        if item.__class__ is Symbol:
+                            _take_atoms(1)
                         if getattr(item, "type", None) == "COLON":
                             item = Symbol(":")
                         return Form((_QUOTE, item), _tls.source, tok.line, tok.column)
 
                     def dict(self, items):
                         tok = items[0]
-                        return DictForm(items[1:-1], _tls.source, tok.line, tok.column)
+                        form = DictForm(items[1:-1], _tls.source, tok.line, tok.column)
+                        keys = [(i, side) for i, pair in enumerate(form.pairs) for side in (0, 1)
+                                if pair[side].__class__ is Symbol]
+                        if keys:
+                            form.atoms = dict(zip(keys, _take_atoms(len(keys))))
+                        return form
 
                     def pair(self, items):
                         return (items[0], items[2])
@@ -162,12 +204,22 @@ def _get_parser():
                         text = str(tok)
                         if text[0] == "#":
                             _check_hash(text, tok, _tls.source)
+                        _tls.atoms.append((tok.line, tok.column))
                         return Symbol(text)
 
                 text = grammar_path().read_text(encoding="utf-8")
                 _parser = Lark(text, parser="lalr", transformer=_Build(), maybe_placeholders=False,
                                cache=_cache_file())
     return _parser
+
+
+def _take_atoms(n: int) -> list[tuple[int, int]]:
+    """The positions of the last `n` symbols read (the reader reduces bottom-up, so those of a list's
+    own symbols are the last ones not taken yet by an inner list)."""
+    atoms = _tls.atoms
+    taken = atoms[len(atoms) - n:]
+    del atoms[len(atoms) - n:]
+    return taken
 
 
 def _import_lark_without_regex() -> None:
@@ -271,8 +323,8 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
     parser = _get_parser()
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-    prev = getattr(_tls, "source", None)
-    _tls.source = source
+    prev, prev_atoms = getattr(_tls, "source", None), getattr(_tls, "atoms", None)
+    _tls.source, _tls.atoms = source, []
     try:
         return parser.parse(body)
     except UnexpectedCharacters as exc:
@@ -282,7 +334,7 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
     except UnexpectedInput:  # UnexpectedEOF
         raise _unbalanced(body, source) from None
     finally:
-        _tls.source = prev
+        _tls.source, _tls.atoms = prev, prev_atoms
 
 
 def offset_error(message: str, source: Source, text: str, offset: int) -> LispEError:
@@ -315,6 +367,10 @@ def _char_error(exc, body: str, source: Source) -> LispEError:
     return position_error(f"unexpected character {ch!r}", source, exc.line, exc.column)
 
 
+#: The hint for JSON-style commas in a dictionary literal (here and for an atom like `1,` in one).
+DICT_COMMAS_HINT = "LispE dictionaries separate their pairs with spaces, not commas: {\"a\":1 \"b\":2}"
+
+
 def _token_error(exc, body: str, source: Source) -> LispEError:
     tok = exc.token
     if tok.type == "$END":
@@ -324,7 +380,11 @@ def _token_error(exc, body: str, source: Source) -> LispEError:
     if tok.type == "COLON" and "COLON" not in exc.expected and "RBRACE" not in exc.expected:
         return position_error("unexpected ':'", source, tok.line, tok.column)
     if "COLON" in exc.expected or tok.type == "COLON":
-        return position_error("a dictionary is written {key:value ...}", source, tok.line, tok.column)
+        message = "a dictionary is written {key:value ...}"
+        start = getattr(tok, "start_pos", None)
+        if str(tok).startswith(",") or (start is not None and body[:start].rstrip().endswith(",")):
+            message += f" ({DICT_COMMAS_HINT})"
+        return position_error(message, source, tok.line, tok.column)
     return position_error(f"unexpected {str(tok)!r}", source, tok.line, tok.column)
 
 
