@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .builtins.arith import COMPARISONS, INLINE_BINARY
 from .builtins.registry import Builtin, lookup
 from .errors import LispEError
-from .reader import DICT_COMMAS_HINT, DictForm, Form, compose_dots
+from .reader import DICT_COMMAS_HINT, DictForm, Form, atom_position, compose_dots
 from .runtime import (UNSET, Cell, FunctionCode, Lambda, PatternFunction, ReturnSignal, RuntimeState,
                       Signal, TailCall, call_builtin, is_function, unknown_function, wrap_exception)
 from .values import Symbol, truthy, type_name
@@ -286,7 +286,7 @@ class Compiler:
                     and form[0].name in ("defun", "defpat") and form[1].__class__ is Symbol):
                 self.declared_functions.add(form[1].name)
         self.pos: Any = None  # position of the innermost form being compiled
-        self.form: Any = None  # that form (its `atoms` locate the symbols in it)
+        self.form: Any = None  # that form (`atom_position` finds a symbol in its source text)
         self._expanding = 0  # nested macro expansions being compiled
         self._expansions = 0  # macro expansions while compiling the current top-level form
         self._inline_depth = 0
@@ -1154,8 +1154,7 @@ def _bind_macro(params: list, args: list, binding: dict) -> bool:
 
 def _atom_pos(form: Any, name: str) -> Any:
     """(source, line, column) of the symbol `name` as read in `form`, or None."""
-    finder = getattr(form, "atom_position", None)
-    where = finder(name) if finder is not None else None
+    where = atom_position(form, name)
     return None if where is None else (form.source, where[0], where[1])
 
 

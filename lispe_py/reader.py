@@ -39,7 +39,7 @@ class Source:
 class Form(list):
     """A list read from source: a plain Lisp list that also carries its source position."""
 
-    __slots__ = ("source", "line", "column", "atoms")
+    __slots__ = ("source", "line", "column")
 
     def __init__(self, items: Any = (), source: Source | None = None, line: int | None = None,
                  column: int | None = None):
@@ -47,48 +47,18 @@ class Form(list):
         self.source = source
         self.line = line
         self.column = column
-        # {index: (line, column)} of the symbols among the items, as read (None when not read from
-        # source): an error about a symbol (an unbound variable) points at the symbol itself
-        self.atoms: dict[int, tuple[int, int]] | None = None
-
-    def atom_position(self, name: str) -> tuple[int, int] | None:
-        """(line, column) of the first symbol called `name` among the items, then inside the lists
-        among them (binding lists and other forms compiled without a position of their own)."""
-        stack: list[Any] = [self]
-        while stack:
-            form = stack.pop(0)
-            atoms = getattr(form, "atoms", None) or {}
-            if isinstance(form, DictForm):
-                for (i, side), where in sorted(atoms.items()):
-                    item = form.pairs[i][side] if i < len(form.pairs) else None
-                    if item.__class__ is Symbol and item.name == name:
-                        return where
-                stack.extend(x for pair in form.pairs for x in pair if isinstance(x, (list, DictForm)))
-            elif isinstance(form, list):
-                for i, where in sorted(atoms.items()):
-                    item = form[i] if i < len(form) else None
-                    if item.__class__ is Symbol and item.name == name:
-                        return where
-                stack.extend(x for x in form if isinstance(x, (list, DictForm)))
-        return None
 
 
 class DictForm:
     """A `{k:v ...}` literal: key and value forms, evaluated when the literal is."""
 
-    __slots__ = ("pairs", "source", "line", "column", "atoms")
+    __slots__ = ("pairs", "source", "line", "column")
 
     def __init__(self, pairs: list[tuple[Any, Any]], source: Source | None, line: int, column: int):
         self.pairs = pairs
         self.source = source
         self.line = line
         self.column = column
-        # {(pair index, 0 for the key or 1 for the value): (line, column)} of the symbols read
-        self.atoms: dict[tuple[int, int], tuple[int, int]] | None = None
-
-    def atom_position(self, name: str) -> tuple[int, int] | None:
-        """(line, column) of the first symbol called `name` in the literal (see `Form.atom_position`)."""
-        return Form.atom_position(self, name)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return "{" + " ".join(f"{k!r}:{v!r}" for k, v in self.pairs) + "}"
@@ -156,30 +126,18 @@ def _get_parser():
 
                     def list(self, items):
                         tok = items[0]
-                        form = Form(items[1:-1], _tls.source, tok.line, tok.column)
-                        n = sum(1 for x in form if x.__class__ is Symbol)
-                        if n:
-                            where = _take_atoms(n)
-                            form.atoms = {i: where.pop(0) for i, x in enumerate(form) if x.__class__ is Symbol}
-                        return form
+                        return Form(items[1:-1], _tls.source, tok.line, tok.column)
 
                     def quote(self, items):
                         tok = items[0]
                         item = items[1]
-                        if item.__class__ is Symbol:
-                            _take_atoms(1)
                         if getattr(item, "type", None) == "COLON":
                             item = Symbol(":")
                         return Form((_QUOTE, item), _tls.source, tok.line, tok.column)
 
                     def dict(self, items):
                         tok = items[0]
-                        form = DictForm(items[1:-1], _tls.source, tok.line, tok.column)
-                        keys = [(i, side) for i, pair in enumerate(form.pairs) for side in (0, 1)
-                                if pair[side].__class__ is Symbol]
-                        if keys:
-                            form.atoms = dict(zip(keys, _take_atoms(len(keys))))
-                        return form
+                        return DictForm(items[1:-1], _tls.source, tok.line, tok.column)
 
                     def pair(self, items):
                         return (items[0], items[2])
@@ -204,22 +162,12 @@ def _get_parser():
                         text = str(tok)
                         if text[0] == "#":
                             _check_hash(text, tok, _tls.source)
-                        _tls.atoms.append((tok.line, tok.column))
                         return Symbol(text)
 
                 text = grammar_path().read_text(encoding="utf-8")
                 _parser = Lark(text, parser="lalr", transformer=_Build(), maybe_placeholders=False,
                                cache=_cache_file())
     return _parser
-
-
-def _take_atoms(n: int) -> list[tuple[int, int]]:
-    """The positions of the last `n` symbols read (the reader reduces bottom-up, so those of a list's
-    own symbols are the last ones not taken yet by an inner list)."""
-    atoms = _tls.atoms
-    taken = atoms[len(atoms) - n:]
-    del atoms[len(atoms) - n:]
-    return taken
 
 
 def _import_lark_without_regex() -> None:
@@ -323,8 +271,8 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
     parser = _get_parser()
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-    prev, prev_atoms = getattr(_tls, "source", None), getattr(_tls, "atoms", None)
-    _tls.source, _tls.atoms = source, []
+    prev = getattr(_tls, "source", None)
+    _tls.source = source
     try:
         return parser.parse(body)
     except UnexpectedCharacters as exc:
@@ -334,7 +282,40 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
     except UnexpectedInput:  # UnexpectedEOF
         raise _unbalanced(body, source) from None
     finally:
-        _tls.source, _tls.atoms = prev, prev_atoms
+        _tls.source = prev
+
+
+def atom_position(form: Any, name: str) -> tuple[int, int] | None:
+    """(line, column) of the first symbol `name` in the source text of `form` (a list or dictionary
+    read from source), quoted ones left out; None when not found or `form` has no position.
+
+    Only errors call it (an unbound variable's caret points at the atom itself): the text of the form
+    is lexed again from its opening bracket, so reading keeps no position per symbol.
+    """
+    source, line, column = getattr(form, "source", None), getattr(form, "line", None), getattr(form, "column", None)
+    if source is None or line is None or column is None:
+        return None
+    first = source.line(line)
+    if first is None:
+        return None
+    rest = source._lines[line:] if source._lines is not None else []
+    text = "\n".join([first[column - 1:], *rest])
+    depth, quoted = 0, False
+    try:
+        for tok in _get_parser().lex(text):
+            kind = tok.type
+            if kind in ("LPAR", "LBRACE"):
+                depth += 1
+            elif kind in ("RPAR", "RBRACE"):
+                depth -= 1
+                if depth <= 0:
+                    return None
+            elif kind in ("SYMBOL", "OPPREFIX") and str(tok) == name and not quoted:
+                return line + tok.line - 1, tok.column + (column - 1 if tok.line == 1 else 0)
+            quoted = kind == "QUOTE"
+    except Exception:  # a lexing error further on: no better position than the form's
+        return None
+    return None
 
 
 def offset_error(message: str, source: Source, text: str, offset: int) -> LispEError:
