@@ -13,7 +13,6 @@ model path or a bad `/config` key gets the same LispE error as in a program. See
 """
 from __future__ import annotations
 
-import difflib
 import json
 import signal
 import sys
@@ -21,6 +20,8 @@ import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence, TextIO
+
+from .hints import closest
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 
@@ -303,8 +304,8 @@ class Chat:
         elif word == "/config":
             self._config_command(rest)
         else:
-            near = difflib.get_close_matches(word, list(COMMANDS) + ["/exit"], n=1)
-            hint = f"; did you mean {near[0]}?" if near else ""
+            near = closest(word, list(COMMANDS) + ["/exit"])
+            hint = f"; did you mean {near}?" if near else ""
             raise _error(f"unknown command {word}{hint} (/help lists the commands)")
         return True
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .builtins.arith import COMPARISONS, INLINE_BINARY
 from .builtins.registry import Builtin, lookup
 from .errors import LispEError
-from .reader import DictForm, Form, compose_dots
+from .reader import DICT_COMMAS_HINT, DictForm, Form, atom_position, compose_dots
 from .runtime import (UNSET, Cell, FunctionCode, Lambda, PatternFunction, ReturnSignal, RuntimeState,
                       Signal, TailCall, call_builtin, is_function, unknown_function, wrap_exception)
 from .values import Symbol, truthy, type_name
@@ -286,6 +286,7 @@ class Compiler:
                     and form[0].name in ("defun", "defpat") and form[1].__class__ is Symbol):
                 self.declared_functions.add(form[1].name)
         self.pos: Any = None  # position of the innermost form being compiled
+        self.form: Any = None  # that form (`atom_position` finds a symbol in its source text)
         self._expanding = 0  # nested macro expansions being compiled
         self._expansions = 0  # macro expansions while compiling the current top-level form
         self._inline_depth = 0
@@ -296,6 +297,7 @@ class Compiler:
         """Compile one top-level form; returns the node and the size of its frame."""
         scope = Scope(None, "top")
         self.pos = form_pos(form)
+        self.form = form if self.pos is not None else None
         self._expansions = 0
         node = self.comp(form, scope, False)
         # a (return v) outside any function is not caught here: it ends the whole script (or eval'd
@@ -312,16 +314,21 @@ class Compiler:
         if isinstance(x, list):
             if not x:
                 return lambda f: []
-            outer = self.pos
+            outer, outer_form = self.pos, self.form
             p = form_pos(x)
             if p is not None:
-                self.pos = p
+                self.pos, self.form = p, x
             try:
                 return self.comp_list(x, scope, tail)
             finally:
-                self.pos = outer
+                self.pos, self.form = outer, outer_form
         if cls is DictForm:
-            return self.comp_dict(x, scope)
+            outer_form = self.form
+            self.form = x
+            try:
+                return self.comp_dict(x, scope)
+            finally:
+                self.form = outer_form
         return _const(x)
 
     def operand(self, x: Any, scope: Scope) -> _Operand:
@@ -337,7 +344,7 @@ class Compiler:
             if found is not None and found[0] == 0 and found[2]:
                 return _Operand("slot", found[1])
             if found is None:
-                return _Operand("global", (self.globals.cell(name), self._missing_global(name)))
+                return _Operand("global", (self.globals.cell(name), self._missing_global(name, scope)))
         parts = self.binop_parts(x, scope)
         if parts is not None:
             return _Operand("binop", parts)
@@ -355,10 +362,10 @@ class Compiler:
             return None
         if self._inline_depth >= 3:  # deeper nesting stays separate nodes: templates stay small
             return None
-        outer = self.pos
+        outer, outer_form = self.pos, self.form
         p = form_pos(x)
         if p is not None:
-            self.pos = p
+            self.pos, self.form = p, x
         self._inline_depth += 1
         try:
             a = self.operand(x[1], scope)
@@ -366,7 +373,7 @@ class Compiler:
             return (name, a, b, self._slow_binop(name))
         finally:
             self._inline_depth -= 1
-            self.pos = outer
+            self.pos, self.form = outer, outer_form
 
     def _slow_binop(self, name: str) -> Callable[[Any, Any], Any]:
         slow = INLINE_BINARY[name][1]
@@ -394,15 +401,17 @@ class Compiler:
             depth += 1
         return None
 
-    def _missing_global(self, name: str) -> Callable[[], Any]:
-        """What reading an unbound global does: a builtin of that name as a value, else an error."""
-        interp, pos = self.interp, self.pos
+    def _missing_global(self, name: str, scope: Scope) -> Callable[[], Any]:
+        """What reading an unbound global does: a builtin of that name as a value, else an error at
+        the symbol itself, naming the closest visible variable or builtin."""
+        interp, pos, form = self.interp, self.pos, self.form
+        local_names = _visible_locals(scope)  # now: a `let` forgets its names once compiled
 
         def missing() -> Any:
             b = lookup(name, interp.libraries)
             if b is not None:
                 return b
-            raise err_at(LispEError(f"Unbound atom: '{name}'"), pos)
+            raise err_at(unbound_error(name, local_names, interp, form), _atom_pos(form, name) or pos)
 
         return missing
 
@@ -413,7 +422,7 @@ class Compiler:
         found = self.resolve(name, scope)
         if found is None:
             cell = self.globals.cell(name)
-            missing = self._missing_global(name)
+            missing = self._missing_global(name, scope)
 
             def read_global(f: list) -> Any:
                 v = cell.v
@@ -426,7 +435,7 @@ class Compiler:
         if depth == 0 and sure:
             return lambda f: f[i]
         cell = self.globals.cell(name)
-        missing = self._missing_global(name)
+        missing = self._missing_global(name, scope)
 
         def read_local(f: list) -> Any:
             for _ in range(depth):
@@ -854,9 +863,14 @@ class Compiler:
                     raise err_at(LispEError(f"macro '{name}': the expansion has more than {MAX_MACRO_SIZE} "
                                             "elements"), self.pos)
                 return out
-        if len(macro.clauses) == 1 and not _arity_fits(macro.clauses[0][1], len(args)):
-            raise err_at(LispEError(f"Wrong number of arguments in call to: '{name}'"), self.pos)
         from .printer import repr_string
+
+        if len(macro.clauses) == 1 and not _arity_fits(macro.clauses[0][1], len(args)):
+            params = macro.clauses[0][1]
+            n = params.index(_DOLLAR) if _DOLLAR in params else len(params)
+            count = f"{'at least ' if _DOLLAR in params else ''}{n} argument{'' if n == 1 else 's'}"
+            raise err_at(LispEError(f"Wrong number of arguments in call to: '{name}': expects {count} "
+                                    f"{repr_string(params)}, got {len(args)}"), self.pos)
 
         raise err_at(LispEError(f"no definition of the macro '{name}' matches: "
                                 f"{repr_string(to_data(form))[:80]}"), self.pos)
@@ -868,6 +882,7 @@ class Compiler:
         """Compile a lambda/defun body once into a FunctionCode."""
         fs = Scope(parent, "lambda" if kind == "lambda" else "fn", name)
         code = FunctionCode(name, self.rt, source, "lambda_" if kind == "lambda" else "function_")
+        code.params = params
         defaults: list[Any] = []
         if pattern_slots is not None:
             for pname in pattern_slots:
@@ -1135,6 +1150,43 @@ def _bind_macro(params: list, args: list, binding: dict) -> bool:
             return False
         i += 1
     return i == len(args)
+
+
+def _atom_pos(form: Any, name: str) -> Any:
+    """(source, line, column) of the symbol `name` as read in `form`, or None."""
+    where = atom_position(form, name)
+    return None if where is None else (form.source, where[0], where[1])
+
+
+def _visible_locals(scope: Scope | None) -> tuple[str, ...]:
+    """The names of the lexical variables visible from `scope` (parameters, let, locals)."""
+    names: list[str] = []
+    while scope is not None:
+        names.extend(n for n in scope.names if not n.startswith("\x00"))
+        scope = scope.parent
+    return tuple(names)
+
+
+def unbound_error(name: str, local_names: Any, interp: Any, form: Any = None) -> LispEError:
+    """`Unbound atom: 'x'`, with the closest name among the lexical variables `local_names`, the
+    globals and the builtins, or a hint when the atom ends with a comma (JSON-style separators)."""
+    from .builtins.registry import REGISTRY, visible_names
+    from .hints import did_you_mean
+
+    msg = f"Unbound atom: '{name}'"
+    if name.endswith(",") and len(name) > 1:
+        return LispEError(msg + comma_hint(form))
+    names: set[str] = set(local_names)
+    names.update(n for n, c in interp.globals.cells.items() if c.v is not UNSET)
+    names.update(n for n in visible_names(interp.libraries) if REGISTRY[n].group != "unsupported")
+    return LispEError(msg + did_you_mean(name, names))
+
+
+def comma_hint(form: Any) -> str:
+    """What to say about a comma glued to an atom: in a dictionary literal, JSON's separators."""
+    if isinstance(form, DictForm):
+        return f" ({DICT_COMMAS_HINT})"
+    return " (LispE separates items with spaces, not commas)"
 
 
 def _arity_fits(params: list, n: int) -> bool:

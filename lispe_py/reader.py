@@ -285,6 +285,39 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
         _tls.source = prev
 
 
+def atom_position(form: Any, name: str) -> tuple[int, int] | None:
+    """(line, column) of the first symbol `name` in the source text of `form` (a list or dictionary
+    read from source), quoted ones left out; None when not found or `form` has no position.
+
+    Only errors call it (an unbound variable's caret points at the atom itself): the text of the form
+    is lexed again from its opening bracket, so reading keeps no position per symbol.
+    """
+    source, line, column = getattr(form, "source", None), getattr(form, "line", None), getattr(form, "column", None)
+    if source is None or line is None or column is None:
+        return None
+    first = source.line(line)
+    if first is None:
+        return None
+    rest = source._lines[line:] if source._lines is not None else []
+    text = "\n".join([first[column - 1:], *rest])
+    depth, quoted = 0, False
+    try:
+        for tok in _get_parser().lex(text):
+            kind = tok.type
+            if kind in ("LPAR", "LBRACE"):
+                depth += 1
+            elif kind in ("RPAR", "RBRACE"):
+                depth -= 1
+                if depth <= 0:
+                    return None
+            elif kind in ("SYMBOL", "OPPREFIX") and str(tok) == name and not quoted:
+                return line + tok.line - 1, tok.column + (column - 1 if tok.line == 1 else 0)
+            quoted = kind == "QUOTE"
+    except Exception:  # a lexing error further on: no better position than the form's
+        return None
+    return None
+
+
 def offset_error(message: str, source: Source, text: str, offset: int) -> LispEError:
     """A LispEError at character `offset` of `text` (line and column counted from 1)."""
     line = text.count("\n", 0, offset) + 1
@@ -315,6 +348,10 @@ def _char_error(exc, body: str, source: Source) -> LispEError:
     return position_error(f"unexpected character {ch!r}", source, exc.line, exc.column)
 
 
+#: The hint for JSON-style commas in a dictionary literal (here and for an atom like `1,` in one).
+DICT_COMMAS_HINT = "LispE dictionaries separate their pairs with spaces, not commas: {\"a\":1 \"b\":2}"
+
+
 def _token_error(exc, body: str, source: Source) -> LispEError:
     tok = exc.token
     if tok.type == "$END":
@@ -324,7 +361,11 @@ def _token_error(exc, body: str, source: Source) -> LispEError:
     if tok.type == "COLON" and "COLON" not in exc.expected and "RBRACE" not in exc.expected:
         return position_error("unexpected ':'", source, tok.line, tok.column)
     if "COLON" in exc.expected or tok.type == "COLON":
-        return position_error("a dictionary is written {key:value ...}", source, tok.line, tok.column)
+        message = "a dictionary is written {key:value ...}"
+        start = getattr(tok, "start_pos", None)
+        if str(tok).startswith(",") or (start is not None and body[:start].rstrip().endswith(",")):
+            message += f" ({DICT_COMMAS_HINT})"
+        return position_error(message, source, tok.line, tok.column)
     return position_error(f"unexpected {str(tok)!r}", source, tok.line, tok.column)
 
 

@@ -19,8 +19,9 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator
 
-from .builtins.registry import REGISTRY, Builtin, lookup, suggest, visible_names
+from .builtins.registry import REGISTRY, Builtin, lookup, visible_names
 from .errors import LispEError
+from .hints import did_you_mean
 from .values import Symbol, type_name
 
 
@@ -155,7 +156,7 @@ class FunctionCode:
     """What `lambda`/`defun` compile to, once: parameters, body closure, frame layout."""
 
     __slots__ = ("name", "nreq", "nopt", "defaults", "rest", "nparams", "nextra", "self_index",
-                 "body", "source", "rt", "kind", "refs")
+                 "body", "source", "rt", "kind", "refs", "params")
 
     def __init__(self, name: str, rt: RuntimeState, source: Any, kind: str = "lambda_"):
         self.name = name
@@ -173,6 +174,33 @@ class FunctionCode:
         # (parameter index, frame slot) of parameters the body changes with += -= *= /=: the slot
         # holds the last value so given; a call site passing a variable there gets it back
         self.refs: tuple[tuple[int, int], ...] = ()
+        self.params: Any = None  # the parameter list as written, for error messages
+
+    def arity_text(self) -> str:
+        """How many arguments it takes, in words: `2 arguments`, `1 to 3 arguments`, `at least 1
+        argument`, `at most 2 arguments`."""
+        nreq, nopt = self.nreq, self.nopt
+        if self.rest:
+            n, words = nreq, f"at least {nreq}"
+        elif nopt == 0:
+            n, words = nreq, str(nreq)
+        elif nreq == 0:
+            n, words = nopt, f"at most {nopt}"
+        else:
+            n, words = nreq + nopt, f"{nreq} to {nreq + nopt}"
+        return f"{words} argument{'' if n == 1 else 's'}"
+
+    def accepts(self, n: int) -> bool:
+        """Whether a call with `n` arguments binds (the check `Lambda.make_frame` makes)."""
+        return n >= self.nreq and (self.rest or n <= self.nreq + self.nopt)
+
+    def params_text(self) -> str:
+        """The parameter list as written, `(x (y 2) $ rest)`; "" when there is none to show."""
+        if not isinstance(self.params, list):
+            return ""
+        from .printer import repr_string
+
+        return repr_string(self.params)
 
 
 class Lambda:
@@ -196,8 +224,12 @@ class Lambda:
     def lisp_type(self) -> str:
         return self.code.kind
 
-    def arity_error(self) -> LispEError:
-        return LispEError(f"Wrong number of arguments in call to: '{self.name}'")
+    def arity_error(self, given: int) -> LispEError:
+        """`Wrong number of arguments in call to: 'f': expects 2 arguments (x y), got 3`."""
+        code = self.code
+        params = code.params_text()
+        return LispEError(f"Wrong number of arguments in call to: '{self.name}': expects "
+                          f"{code.arity_text()}{' ' + params if params else ''}, got {given}")
 
     def make_frame(self, args: list) -> list:
         """Bind arguments to a new frame (defaults and rest parameter included)."""
@@ -209,7 +241,7 @@ class Lambda:
             return fr
         nreq, nopt = code.nreq, code.nopt
         if n < nreq or (not code.rest and n > nreq + nopt):
-            raise self.arity_error()
+            raise self.arity_error(n)
         fr = [self.env]
         fr.extend(args[:nreq + nopt])
         missing = nreq + nopt - len(fr) + 1
@@ -465,10 +497,7 @@ def unknown_function(name: str, interp: Any) -> LispEError:
     library = library_for(name)
     if library is not None and library not in interp.libraries:
         return LispEError(msg + f" (functions like it come with (use '{library}))")
-    best = suggest(name, candidates)
-    if best:
-        msg += f" (did you mean '{best}'?)"
-    return LispEError(msg)
+    return LispEError(msg + did_you_mean(name, candidates))
 
 
 # --- a big stack for deep recursion -------------------------------------------------------------

@@ -177,7 +177,7 @@ def test_error_positions_and_filename():
     with pytest.raises(LispEError) as info:
         interp.eval("(setq a 1)\n(println (+ a\n   zzz))", filename="prog.lisp")
     err = info.value
-    assert (err.filename, err.line, err.column) == ("prog.lisp", 2, 10)
+    assert (err.filename, err.line, err.column) == ("prog.lisp", 3, 4)  # the atom, not its form
     assert err.message == "Unbound atom: 'zzz'"
     assert "^" in err.format()
 

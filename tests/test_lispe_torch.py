@@ -443,7 +443,7 @@ BAD_CONFIGS = [
     ('{"logits_processor":"f"}', "logits_processor must be a function"),
     ('{"num_return_sequences":2 "strategy":"greedy"}', "num_return_sequences=2 needs sampling"),
     ('{"min_new_tokens":60 "max_length":50}', "min_new_tokens (60) is larger than max_length (50)"),
-    ('{"max_lenght":20}', "unknown generation config key 'max_lenght'; valid keys: allowed_tokens, bad_words"),
+    ('{"max_lenght":20}', "unknown generation config key 'max_lenght' (did you mean 'max_length'?); valid keys: allowed_tokens, bad_words"),
     ('(("max_length" 20) ("tempreature" 0.5))', "unknown generation config key 'tempreature'"),
     ('(("max_length"))', "a config is a dictionary"),
     ("'((1 2))", "a config is a dictionary"),

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import LispEError
 from ..values import VOID, Symbol, type_name
-from .registry import REGISTRY, Builtin, builtin, suggest, visible_names
+from ..hints import did_you_mean
+from .registry import REGISTRY, Builtin, builtin, visible_names
 
 
 @builtin("help", group="help", ctx=True, min_args=0, max_args=1)
@@ -22,6 +23,8 @@ def help_(ctx: Any, name: Any = None) -> Any:
 
     With no argument, lists the builtins by group. The name may be quoted (`'car`) or a string
     (`"car"`); `(help car)` works too for a builtin, since `car` evaluates to the builtin itself.
+    A generation config key that names no function is documented too: `(help "max_length")` gives
+    its type, default and meaning.
     """
     interp = getattr(ctx, "interp", None)
     libraries = set(getattr(interp, "libraries", ()) or ())
@@ -69,11 +72,23 @@ def describe(name: str, interp: Any = None, libraries: set[str] | None = None) -
         if summary != type_name(value):
             lines.append("  " + summary)
         return "\n".join(lines)
-    candidates = visible_names(libraries or set()) + list(forms)
+    keys = _config_keys()
+    text = keys.get("describe", lambda _: None)(name)
+    if text is not None:
+        return text
+    candidates = visible_names(libraries or set()) + list(forms) + keys.get("names", [])
     candidates += list(env) if isinstance(env, Mapping) else []
-    close = suggest(name, candidates)
-    hint = f" (did you mean '{close}'?)" if close else ""
-    raise LispEError(f"help: no builtin or definition named '{name}'{hint}")
+    raise LispEError(f"help: no builtin or definition named '{name}'{did_you_mean(name, candidates)}")
+
+
+def _config_keys() -> dict[str, Any]:
+    """The generation config keys' documentation (`describe`) and names, when the generation layer
+    can be imported (it needs torch); else an empty dict."""
+    try:
+        from ..generation.config import ALIASES, KEY_DOCS, describe_key
+    except ImportError:
+        return {}
+    return {"describe": describe_key, "names": list(KEY_DOCS) + list(ALIASES)}
 
 
 def summarize(value: Any) -> str:

@@ -11,7 +11,6 @@ Builtins of a library (`library="lispe_torch"`) are visible only after `(use 'li
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -141,9 +140,3 @@ def lookup(name: str, libraries: set[str] | frozenset[str] = frozenset()) -> Bui
 def visible_names(libraries: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Every builtin name visible with these libraries loaded (for completion and suggestions)."""
     return sorted(n for n, e in REGISTRY.items() if e.library is None or e.library in libraries)
-
-
-def suggest(name: str, candidates: list[str]) -> str | None:
-    """The closest known name to an unknown one, for "did you mean" messages."""
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return close[0] if close else None

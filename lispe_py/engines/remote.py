@@ -145,8 +145,10 @@ class RemoteEngine(Engine):
         cfg = dict(config or {})
         bad = [k for k in cfg if k not in CONFIG_KEYS]
         if bad:
-            raise EngineError(f"unknown remote model config key \"{bad[0]}\"; valid keys: "
-                              + ", ".join(f'"{k}"' for k in CONFIG_KEYS))
+            from ..hints import did_you_mean
+
+            raise EngineError(f"unknown remote model config key \"{bad[0]}\"{did_you_mean(bad[0], CONFIG_KEYS)}; "
+                              "valid keys: " + ", ".join(f'"{k}"' for k in CONFIG_KEYS))
         self.timeout = self._number(cfg, "timeout", 60.0, positive=True)
         self.backoff = self._number(cfg, "backoff", 0.5)
         self.retries = self._integer(cfg, "retries", 2, 0)

@@ -109,8 +109,10 @@ class GenerationConfig:
                 raise GenerationError(f"generation config keys are strings, got {key!r}")
             name = ALIASES.get(key, key)
             if name not in _VALIDATORS:
-                raise GenerationError(
-                    f"unknown generation config key {key!r}; valid keys: {', '.join(valid_keys())}")
+                from ..hints import did_you_mean
+
+                raise GenerationError(f"unknown generation config key {key!r}"
+                                      f"{did_you_mean(key, valid_keys())}; valid keys: {', '.join(valid_keys())}")
             changes[name] = None if value is None and name in _NULLABLE else (
                 _DEFAULTS[name] if value is None else _VALIDATORS[name](name, value))
         new = replace(self, **changes)
@@ -360,6 +362,69 @@ _DEFAULTS = {f.name: f.default for f in fields(GenerationConfig)}
 _NULLABLE = {k for k, d in _DEFAULTS.items() if d is None}
 assert set(_VALIDATORS) == set(_DEFAULTS), "every config field needs a validator"
 
+
+#: What `(help "key")` says about each config key: (its type, its default, its meaning), as in the
+#: configuration table of docs/lispe_torch.md.
+KEY_DOCS: dict[str, tuple[str, str, str]] = {
+    "max_length": ("integer", "50", "maximum number of new tokens (alias max_new_tokens); at most the "
+                   "model's context and never above 2^24"),
+    "min_new_tokens": ("integer", "0", "the EOS is forbidden before this many new tokens"),
+    "strategy": ("string", '"greedy"', '"greedy", "top_k", "top_p", "sample" (temperature, top_k, top_p, '
+                 'min_p, typical_p together) or "beam_search"'),
+    "temperature": ("number", "1.0", "> 0 divides the scores (sampling strategies); 0 means greedy"),
+    "top_k": ("integer", "50", "keep the k best tokens (0: off)"),
+    "top_p": ("number", "1.0", "keep the smallest set of tokens reaching this probability mass, in (0, 1]"),
+    "min_p": ("number", "0", "drop tokens below min_p x the best token's probability"),
+    "typical_p": ("number", "1.0", "locally typical sampling mass, in (0, 1]"),
+    "repetition_penalty": ("number", "1.0", "> 0; scores of tokens already in the text are divided "
+                           "(positive) or multiplied (negative) by it"),
+    "presence_penalty": ("number", "0", "OpenAI-style penalty on tokens already generated"),
+    "frequency_penalty": ("number", "0", "OpenAI-style penalty growing with how often a token was generated"),
+    "no_repeat_ngram_size": ("integer", "0", "no n-gram of this size appears twice"),
+    "bad_words": ("list", "nil", "token ids, strings, or id lists that are never generated"),
+    "do_sample": ("true/nil", "true", "false (or nil) turns a sampling strategy into argmax over its "
+                  "filtered scores"),
+    "num_beams": ("integer", "4 for beam search", 'beams of "beam_search"'),
+    "length_penalty": ("number", "1.0", "beam search: score / length^penalty"),
+    "early_stopping": ("true/nil or \"never\"", "false", "beam search: when to stop (as transformers)"),
+    "num_return_sequences": ("integer", "1", "sequences per prompt (sampling or beam search)"),
+    "eos_token_id": ("integer or list", "the model's", "an id or a list of ids that end a row (kept in "
+                     "the output)"),
+    "pad_token_id": ("integer", "the model's, else the first EOS", "fills finished rows and left padding "
+                     "in outputs"),
+    "bos_token_id": ("integer", "the model's", "starts an empty prompt; must lie inside the model's "
+                     "vocabulary"),
+    "stop": ("string or strings", "nil", "text that ends generation (kept up to and including it)"),
+    "seed": ("integer", "nil", "same seed, same tokens (alone or in a batch)"),
+    "callback": ("function", "nil", "(lambda (token-id text-piece) ...), called for each new token"),
+    "logits_processor": ("function or list", "nil", "(lambda (ids scores) ...) returning the changed "
+                         "scores tensor"),
+    "stop_when": ("function or list", "nil", "(lambda (text) ...): true ends that row (its new text so "
+                  "far is given)"),
+    "on_step": ("function or list", "nil", "(lambda (step params) ...), called after every step; returns "
+                'nil or changes like {"temperature":0.3} that apply from the next step (keys: '
+                + ", ".join(STEP_KEYS) + ")"),
+    "allowed_tokens": ("list", "nil", "a constraint: only these tokens are generated (one constraint per "
+                       "call, see guided.md)"),
+    "choices": ("list of strings", "nil", "a constraint: the output is one of these strings"),
+    "regex": ("string", "nil", "a constraint: the output matches this regular expression"),
+    "grammar": ("string", "nil", "a constraint: the output follows this grammar"),
+    "json_schema": ("dictionary or string", "nil", "a constraint: the output is JSON valid for this schema"),
+}
+assert set(KEY_DOCS) == set(_VALIDATORS), "every config key needs its KEY_DOCS entry"
+
+
+def describe_key(key: str) -> str | None:
+    """The help text of a generation config key (or alias): type, default and meaning; else None."""
+    name = ALIASES.get(key, key)
+    doc = KEY_DOCS.get(name)
+    if doc is None:
+        return None
+    kind, default, meaning = doc
+    alias = f" (alias of {name})" if name != key else ""
+    return (f"{key}{alias}  [generation config key]\n  type: {kind}\n  default: {default}\n"
+            f"  {meaning}\n  Set it in a config: {{\"{name}\":value}} (torch_generator_config, "
+            "torch_generate_text ...).")
 
 # ---------------------------------------------------------------------- special tokens
 @dataclass(frozen=True)

@@ -410,25 +410,86 @@ def _is_partial_call(v: list) -> bool:
     return bool(v) and isinstance(v[0], Symbol)
 
 
+#: What each function key is called with: (the signature it needs, its number of arguments).
+FUNCTION_SIGNATURES = {
+    "callback": ("(lambda (token-id text-piece) ...)", 2),
+    "logits_processor": ("(lambda (ids scores) ...)", 2),
+    "stop_when": ("(lambda (text) ...)", 1),
+    "on_step": ("(lambda (step params) ...)", 2),
+}
+
+
+def _check_signature(key: str, fn: Any, ctx: Any) -> None:
+    """A user function that cannot take the arguments `key` passes is an error now, before any
+    generation: it names the key, the signature needed and what `fn` takes."""
+    from ..runtime import Lambda
+    from ..values import Symbol
+
+    target = fn
+    if isinstance(fn, Symbol):
+        try:
+            target = ctx.function_named(fn.name)
+        except LispEError:
+            return  # an unknown name is reported when called, by the call itself
+    if target.__class__ is not Lambda:
+        return  # builtins and partial calls check their own arguments when called
+    signature, n = FUNCTION_SIGNATURES[key]
+    code = target.code
+    if code.accepts(n):
+        return
+    params = code.params_text()
+    what = "a lambda" if code.kind == "lambda_" else f"the function '{target.name}'"
+    raise GenerationError(f"{key}: expected a function like {signature}, got {what} of "
+                          f"{code.arity_text().replace('argument', 'parameter')}"
+                          f"{' ' + params if params else ''}")
+
+
+def _in_function_key(key: str, exc: LispEError) -> LispEError:
+    """An error raised inside the function given as `key`, its message prefixed with the key and
+    the signature that key needs; its position (inside the function) is kept."""
+    from ..errors import LispEThrow
+
+    if isinstance(exc, LispEThrow):  # (throw ...) out of a callback is the user's own signal
+        return exc
+    prefix = f"in {key} {FUNCTION_SIGNATURES[key][0]}: "
+    if exc.message.startswith(prefix):
+        return exc
+    out = LispEError(prefix + exc.message, exc.filename, exc.line, exc.column, exc.source_line)
+    out.__cause__ = exc.__cause__
+    return out
+
+
 def lisp_function(key: str, fn: Any, ctx: Any) -> Callable[..., Any]:
-    """A Python callable that runs a Lisp function value (lambda, builtin, quoted name, partial call)."""
+    """A Python callable that runs a Lisp function value (lambda, builtin, quoted name, partial call).
+
+    A user function whose parameters cannot take the arguments `key` passes is refused here; an
+    error raised while it runs names `key` and the signature it needs (FUNCTION_SIGNATURES).
+    """
     from ..runtime import is_function
     from ..values import Symbol
 
     if not (is_function(fn) or isinstance(fn, Symbol) or (isinstance(fn, list) and _is_partial_call(fn))):
-        raise GenerationError(f"{key} must be a function, got {describe(fn)}")
+        raise GenerationError(f"{key} must be a function like {FUNCTION_SIGNATURES[key][0]}, "
+                              f"got {describe(fn)}")
+    _check_signature(key, fn, ctx)
+
+    def run(*args: Any) -> Any:
+        try:
+            return ctx.call(fn, *args)
+        except LispEError as exc:
+            raise _in_function_key(key, exc) from None
 
     if key == "stop_when":
         from ..values import truthy
 
         def call(text: str) -> bool:                    # (lambda (text) ...) -> true ends the row
-            return truthy(ctx.call(fn, text))
+            return truthy(run(text))
     elif key == "on_step":
         def call(step: int, params: dict) -> Any:       # (lambda (step params) ...) -> nil or changes
-            return ctx.call(fn, step, step_params_to_lisp(params))
+            return run(step, step_params_to_lisp(params))
     else:
         def call(*args: Any) -> Any:
-            return ctx.call(fn, *args)
+            return run(*args)
 
     call.lisp_name = getattr(fn, "name", None) or (fn.name if isinstance(fn, Symbol) else "lambda")
     call.__name__ = str(call.lisp_name)

@@ -154,7 +154,11 @@ class ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ModelError(f"model config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+            from ..hints import did_you_mean
+
+            hint = did_you_mean(unknown[0], names) if len(unknown) == 1 else ""
+            raise ModelError(f"model config: unknown key(s) {', '.join(unknown)}{hint}; "
+                             f"known: {', '.join(sorted(names))}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

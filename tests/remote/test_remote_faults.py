@@ -162,7 +162,7 @@ def test_bad_arguments_are_lispe_errors() -> None:
         lisp.eval("(torch_remote_model 12)")
     with pytest.raises(LispEError, match='bad server URL "ftp://x"'):
         lisp.eval('(torch_remote_model "ftp://x")')
-    with pytest.raises(LispEError, match='unknown remote model config key "timout"; valid keys: "model"'):
+    with pytest.raises(LispEError, match=r'unknown remote model config key "timout" \(did you mean \'timeout\'\?\); valid keys: "model"'):
         lisp.eval('(torch_remote_model "http://127.0.0.1:1/v1" {"timout":3})')
     with pytest.raises(LispEError, match='"retries" must be an integer >= 0'):
         lisp.eval('(torch_remote_model "http://127.0.0.1:1/v1" {"retries":-1})')

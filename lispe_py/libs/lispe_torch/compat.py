@@ -7,6 +7,7 @@ import torch
 
 from ...builtins.registry import builtin
 from ...errors import LispEError
+from ...hints import did_you_mean
 from ...generation import GenerationConfig, generate
 from ...models import DecoderModel
 from ...values import Integers, register_type
@@ -136,7 +137,8 @@ def torch_hf_generate(ctx: Any, model: Any, input_ids: Any, eos_id: Any, max_len
     opts = dict(config_pairs(fname, "options", options, ctx))
     for key in opts:
         if key not in _HF_OPTION_KEYS:
-            raise LispEError(f"{fname}: unknown option \"{key}\"; valid options: "
+            raise LispEError(f"{fname}: unknown option \"{key}\"{did_you_mean(key, _HF_OPTION_KEYS)}; "
+                             "valid options: "
                              + ", ".join(f'"{k}"' for k in _HF_OPTION_KEYS))
     cfg: dict[str, Any] = {"strategy": "sample", "top_k": 0, "max_length": n, "eos_token_id": eos}
     if "topk" in opts:

@@ -9,6 +9,7 @@ import torch
 from ...builtins._common import describe
 from ...builtins.registry import builtin
 from ...errors import LispEError
+from ...hints import did_you_mean
 from ...models import DecoderModel, create_model, load_model
 from ...models.loading import EMBEDDED_MODELS, resolve_dtype
 from ...models.quantize import model_kernels
@@ -55,8 +56,8 @@ def torch_model_create(ctx: Any, kind: Any, config: Any = None) -> DecoderModel:
     dtype, device = None, "cpu"
     for key, v in config_pairs(fname, "config", config, ctx):
         if key not in _MODEL_KEYS:
-            raise LispEError(f"{fname}: unknown config key \"{key}\"; valid keys: "
-                             + ", ".join(sorted(_MODEL_KEYS)))
+            raise LispEError(f"{fname}: unknown config key \"{key}\"{did_you_mean(key, _MODEL_KEYS)}; "
+                             "valid keys: " + ", ".join(sorted(_MODEL_KEYS)))
         if key == "dtype":
             dtype = _model_dtype(fname, v)
         elif key == "device":
@@ -158,8 +159,8 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
                                  f"(or nil for one pass), got {describe(v)}")
             chunk = v
         else:
-            raise LispEError(f"{fname}: unknown config key \"{key}\"; valid keys: "
-                             + ", ".join(f'"{k}"' for k in _LOAD_KEYS))
+            raise LispEError(f"{fname}: unknown config key \"{key}\"{did_you_mean(key, _LOAD_KEYS)}; "
+                             "valid keys: " + ", ".join(f'"{k}"' for k in _LOAD_KEYS))
     quantize, group_size = load_options(fname, quantize, group_size)
     check = _path_check(ctx, fname)
     shown = path
