@@ -510,10 +510,21 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def model_repr(model: DecoderModel) -> str:
+    """`#<torch_model llama 134.5M vocab=... float32 cpu>`; a quantized model adds its quantization and
+    what holds its parameters: `quantization=int4 storage=int4:106.2M+Q8_0:28.3M+float32:35.1K`."""
+    from ..models.footprint import footprint
+
     c = model.config
-    return (f"#<torch_model {c.arch} {human_count(model.num_parameters())} vocab={c.vocab_size} "
+    counts = footprint(model)
+    text = (f"#<torch_model {c.arch} {human_count(counts['parameters'])} vocab={c.vocab_size} "
             f"layers={c.num_layers} hidden={c.hidden_size} context={c.max_position_embeddings} "
-            f"{_dtype_name(model.dtype)} {model.device}>")
+            f"{_dtype_name(model.dtype)} {model.device}")
+    quantized = getattr(model, "quantization", None)
+    if quantized is not None or len(counts["by_storage"]) > 1:
+        if quantized is not None:
+            text += f" quantization={quantized.mode}"
+        text += " storage=" + "+".join(f"{k}:{human_count(n)}" for k, n in counts["by_storage"].items())
+    return text + ">"
 
 
 def generator_repr(gen: TorchGenerator) -> str:
