@@ -77,9 +77,10 @@ def core_errors(fname: str) -> Iterator[None]:
 _WARNED: set[str] = set()
 
 
-def warn(message: str, fname: str | None = None) -> None:
-    """A `Warning: fname: message` line on stderr, once per distinct message."""
-    if message not in _WARNED:
+def warn(message: str, fname: str | None = None, once: bool = True) -> None:
+    """A `Warning: fname: message` line on stderr, once per distinct message (every time with
+    once=False: the caller decides, e.g. once per generator)."""
+    if not once or message not in _WARNED:
         _WARNED.add(message)
         print(f"Warning: {fname + ': ' if fname else ''}{message}", file=sys.stderr, flush=True)
 
@@ -571,10 +572,21 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def model_repr(model: DecoderModel) -> str:
+    """`#<torch_model llama 134.5M vocab=... float32 cpu>`; a quantized model adds its quantization and
+    what holds its parameters: `quantization=int4 storage=int4:106.2M+Q8_0:28.3M+float32:35.1K`."""
+    from ..models.footprint import footprint
+
     c = model.config
-    return (f"#<torch_model {c.arch} {human_count(model.num_parameters())} vocab={c.vocab_size} "
+    counts = footprint(model)
+    text = (f"#<torch_model {c.arch} {human_count(counts['parameters'])} vocab={c.vocab_size} "
             f"layers={c.num_layers} hidden={c.hidden_size} context={c.max_position_embeddings} "
-            f"{_dtype_name(model.dtype)} {model.device}>")
+            f"{_dtype_name(model.dtype)} {model.device}")
+    quantized = getattr(model, "quantization", None)
+    if quantized is not None or len(counts["by_storage"]) > 1:
+        if quantized is not None:
+            text += f" quantization={quantized.mode}"
+        text += " storage=" + "+".join(f"{k}:{human_count(n)}" for k, n in counts["by_storage"].items())
+    return text + ">"
 
 
 def generator_repr(gen: TorchGenerator) -> str:
@@ -582,7 +594,7 @@ def generator_repr(gen: TorchGenerator) -> str:
     from ..engines import engine_for
 
     parts = [f"model={engine_for(gen.model).describe()}",
-             f"strategy={cfg.strategy}", f"max_length={cfg.max_length}",
+             f"strategy={_strategy_note(cfg)}", f"max_length={cfg.max_length}",
              f"temperature={cfg.temperature:g}", f"top_k={cfg.top_k}", f"top_p={cfg.top_p:g}"]
     defaults = GenerationConfig()
     for key in ("repetition_penalty", "num_beams", "min_new_tokens", "min_p", "typical_p",
@@ -601,6 +613,21 @@ def generator_repr(gen: TorchGenerator) -> str:
             parts.append(f"{key}={len(getattr(cfg, key))}")
     parts.append(f"device={gen.device}")
     return "#<generator " + " ".join(parts) + ">"
+
+
+def _strategy_note(cfg: GenerationConfig) -> str:
+    """The strategy a call decodes with, and what it leaves aside: `greedy`, `greedy (ignores
+    temperature top_k top_p)`, `greedy (top_p with do_sample=false)`, `top_k (ignores top_p)`."""
+    from ..generation.advice import effective_strategy, greedy_because, ignored_sampling
+
+    notes = []
+    why = greedy_because(cfg)
+    if why is not None:
+        notes.append(f"{cfg.strategy} with {why}")
+    ignored = ignored_sampling(cfg)
+    if ignored:
+        notes.append("ignores " + " ".join(ignored))
+    return effective_strategy(cfg) + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _short(v: Any) -> str:

@@ -491,8 +491,11 @@ class DecoderModel(nn.Module):
         return self._kv_len
 
     def num_parameters(self) -> int:
-        """Number of distinct parameters (tied embeddings counted once)."""
-        return sum(p.numel() for p in self.parameters())
+        """Number of distinct parameters (tied embeddings counted once); a quantized layer counts its
+        logical weights, however packed (`footprint.py`), so a quantized model has its float count."""
+        from .footprint import footprint
+
+        return footprint(self)["parameters"]
 
     # ----- the static KV cache -----
     def setup_cache(self, batch_size: int, max_seq_len: int) -> None:

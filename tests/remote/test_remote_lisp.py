@@ -294,3 +294,20 @@ def test_local_only_functions_name_the_remote_model(lisp: Interpreter) -> None:
         lisp.eval("(torch_generator_chain rg)")
     with pytest.raises(LispEError, match="torch_generator_create: argument 'device'"):
         lisp.eval('(torch_generator_create rm "cpu")')
+
+
+def test_sampling_parameters_on_a_greedy_remote_generator_warn_once(lisp: Interpreter, capfd) -> None:
+    # the same config, so the same advice as a local generator: greedy, the sampling values ignored
+    lisp.eval("(setq advised (torch_generator_create rm))")
+    lisp.eval(f"(torch_set_generation_params advised {N} 1.5 40 0.9)")
+    info = lisp.eval("(torch_generator_info advised)")
+    assert info["effective_strategy"] == "greedy"
+    assert list(info["ignored_parameters"]) == ["temperature", "top_k", "top_p"]
+    assert "strategy=greedy (ignores temperature top_k top_p)" in lisp.eval("(string advised)")
+    capfd.readouterr()
+    first = lisp.eval(f'(torch_generate_text advised "{PROMPT}")')
+    second = lisp.eval(f'(torch_generate_text advised "{PROMPT}")')
+    err = capfd.readouterr().err
+    assert err.count("Warning: torch_generate_text: sampling parameters temperature=1.5 top_k=40 "
+                     "top_p=0.9 are ignored") == 1
+    assert first == second                                   # greedy: temperature 0 sent to the server

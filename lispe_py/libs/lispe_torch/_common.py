@@ -9,6 +9,7 @@ import torch
 from ...engines import Engine, LocalEngine, engine_for
 from ...errors import LispEError
 from ...generation import GenerationConfig
+from ...generation.advice import sampling_warning
 from ...models import DecoderModel
 from ...models.tokenizer import Tokenizer
 from .. import torch_values as tv
@@ -101,10 +102,30 @@ def _model_tokenizer(ctx: Any, model: DecoderModel) -> Tokenizer | None:
 
 
 def _call_config(fname: str, gen: TorchGenerator, config: Any, ctx: Any) -> GenerationConfig:
-    """The generator's config with a per-call Lisp config applied (the generator is not changed)."""
+    """The generator's config with a per-call Lisp config applied (the generator is not changed);
+    warns (once per generator) when the call ignores sampling parameters (`_advise_sampling`)."""
     pairs = config_pairs(fname, "config", config, ctx)
     with core_errors(fname):
-        return gen.config.update(pairs) if pairs else gen.config
+        cfg = gen.config.update(pairs) if pairs else gen.config
+    _advise_sampling(fname, gen, cfg)
+    return cfg
+
+
+# Generators already warned about sampling parameters their calls ignore.
+_ADVISED: "weakref.WeakSet[TorchGenerator]" = weakref.WeakSet()
+
+
+def _advise_sampling(fname: str, gen: TorchGenerator, cfg: GenerationConfig) -> None:
+    """A `Warning:` line on stderr, once per generator, when a generation call decodes without sampling
+    (greedy or beam search) while sampling parameters are set (temperature, top_k, top_p, min_p,
+    typical_p): transformers warns so too. The call runs as configured; torch_generator_info's
+    "effective_strategy" and "ignored_parameters" say the same at any time."""
+    if gen in _ADVISED:
+        return
+    message = sampling_warning(cfg)
+    if message is not None:
+        _ADVISED.add(gen)
+        tv.warn(message, fname, once=False)
 
 
 def _with_progress(cfg: GenerationConfig, single: bool) -> tuple[GenerationConfig, tv.TokenProgress | None]:

@@ -11,12 +11,14 @@ from ...errors import LispEError
 from ...engines import LocalEngine
 from ...generation import GenerationConfig, GenerationError, active_chain
 from ...generation import sequence_logprobs
+from ...generation.advice import effective_strategy, ignored_sampling
 from ...values import Integers, Strings
 from .. import torch_values as tv
 from ..torch_values import (TorchGenerator, arg_error, config_pairs, core_errors, device_arg, ids_arg,
                             ids_to_list, tensor_to_lisp)
 
 from ._common import (_engine, _model, _generator, _model_tokenizer, _call_config, _with_progress, _prompt_embeddings,
+                      _advise_sampling,
                       LIB, G_GEN)
 
 
@@ -81,7 +83,11 @@ def torch_set_generation_params(generator: Any, max_length: Any = None, temperat
 def torch_generator_info(generator: Any) -> dict:
     """(torch_generator_info generator)
 
-    The generator's settings as a dictionary (every config key; unset ones are nil), plus "device".
+    The generator's settings as a dictionary (every config key; unset ones are nil), plus "device",
+    "effective_strategy" (the strategy a call without a strategy argument decodes with: "greedy" for a
+    sampling strategy with do_sample nil or temperature 0) and "ignored_parameters" (the sampling
+    parameters set away from their defaults that this strategy does not use, e.g. ("temperature"
+    "top_k" "top_p") for a greedy generator; nil when none).
     """
     gen = _generator("torch_generator_info", generator)
     out: dict[str, Any] = {}
@@ -92,6 +98,9 @@ def torch_generator_info(generator: Any) -> dict:
             v = None
         out[key] = Integers(v) if isinstance(v, list) and all(tv.is_int(x) for x in v) else v
     out["device"] = str(gen.device)
+    ignored = ignored_sampling(gen.config)
+    out["effective_strategy"] = effective_strategy(gen.config)
+    out["ignored_parameters"] = Strings(ignored) if ignored else None
     return out
 
 
@@ -142,6 +151,7 @@ def torch_generate(ctx: Any, generator: Any, input_ids: Any, strategy: Any = Non
     else:
         ids = ids_arg(fname, "input_ids", input_ids)
     cfg = _with_strategy(fname, gen.config, strategy)
+    _advise_sampling(fname, gen, cfg)
     prompt = ids if embeds is None else embeds[..., 0]
     single = isinstance(prompt, torch.Tensor) and (prompt.dim() == 1 or prompt.shape[0] == 1)
     cfg, progress = _with_progress(cfg, single)

@@ -295,7 +295,11 @@ def torch_model_to_device(model: Any, device: Any) -> Any:
 def torch_model_info(model: Any) -> dict:
     """(torch_model_info model)
 
-    A dictionary: architecture, parameters, dtype, device, vocab_size, context_length, hidden_size,
+    A dictionary: architecture, parameters (the true count: a quantized layer counts its logical
+    weights, however packed), storage ("float32", or e.g. "int4+Q8_0+float32": what holds the
+    parameters, most first), parameters_by_storage ({"int4":106168320 ...}), weight_bytes (the bytes
+    holding them, scales included), dtype (the dtype the model computes in: its embedding's), device,
+    vocab_size, context_length, hidden_size,
     num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template, prompt_cache,
     prefill_chunk_size, packed_weights, cuda_graphs, quantization ("int8", "int4" or nil),
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
@@ -305,16 +309,20 @@ def torch_model_info(model: Any) -> dict:
     read from a memory-mapped file, e.g. a quantized GGUF load's embedding blocks), resident_mb and
     peak_resident_mb (the process's resident memory now and at its highest).
     """
+    from ...models.footprint import footprint
     from ...models.memory import memory_report
 
     m = _model("torch_model_info", model)
     c = m.config
     quantized = getattr(m, "quantization", None)
     mem = {key: (None if v is None else round(v / 2 ** 20, 1)) for key, v in memory_report(m).items()}
+    counts = footprint(m)
     return {
         "weights_mb": mem["weights_bytes"], "mapped_mb": mem["mapped_bytes"],
         "resident_mb": mem["rss_bytes"], "peak_resident_mb": mem["peak_rss_bytes"],
-        "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": m.num_parameters(),
+        "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": counts["parameters"],
+        "storage": counts["storage"], "parameters_by_storage": dict(counts["by_storage"]),
+        "weight_bytes": counts["weight_bytes"],
         "dtype": str(m.dtype).removeprefix("torch."), "device": str(m.device),
         "vocab_size": c.vocab_size, "context_length": c.max_position_embeddings,
         "hidden_size": c.hidden_size, "num_layers": c.num_layers, "num_heads": c.num_heads,
