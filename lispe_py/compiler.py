@@ -1178,8 +1178,11 @@ def unbound_error(name: str, local_names: Any, interp: Any, form: Any = None) ->
         return LispEError(msg + comma_hint(form))
     names: set[str] = set(local_names)
     names.update(n for n, c in interp.globals.cells.items() if c.v is not UNSET)
-    names.update(n for n in visible_names(interp.libraries) if REGISTRY[n].group != "unsupported")
-    return LispEError(msg + did_you_mean(name, names))
+    hint = did_you_mean(name, names)
+    if not hint:  # a builtin only when it is a close match: 'factr' is not a misspelt 'float'
+        builtins = (n for n in visible_names(interp.libraries) if REGISTRY[n].group != "unsupported")
+        hint = did_you_mean(name, builtins, cutoff=0.75)
+    return LispEError(msg + hint)
 
 
 def comma_hint(form: Any) -> str:

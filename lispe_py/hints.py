@@ -24,7 +24,7 @@ def closest(name: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | 
     return close[0] if close else None
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def did_you_mean(name: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:
     """` (did you mean 'best'?)` for the closest candidate, or "" when none is close enough."""
-    best = closest(name, candidates)
+    best = closest(name, candidates, cutoff)
     return f" (did you mean '{best}'?)" if best else ""
