@@ -26,8 +26,7 @@ import torch
 
 from ..builtins._common import describe
 from ..errors import LispEError
-from ..generation import GenerationConfig, GenerationError, resolve_special_tokens
-from ..generation.config import check_model_bounds
+from ..generation import GenerationConfig, GenerationError
 from ..models import DecoderModel, ModelError
 from ..models.tokenizer import Tokenizer
 from ..values import Floats, Integers, Numbers, Strings, register_type
