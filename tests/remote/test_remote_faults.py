@@ -62,7 +62,8 @@ def test_slow_server_past_the_timeout(lispe_server) -> None:
     lisp.eval("(setq rg (torch_generator_create slow))")
     with pytest.raises(LispEError, match=rf"torch_generate_text: no server answered after 1 attempt\(s\): "
                                          rf"{lispe_server.url} \(no answer\): timed out after 1.5 s"):
-        lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":300}})')
+        # min_new_tokens: an early end token must not let a fast server answer inside the timeout
+        lisp.eval(f'(torch_generate_text rg "{PROMPT}" {{"max_length":600 "min_new_tokens":600}})')
 
 
 def test_one_of_two_replicas_down(lispe_server) -> None:
