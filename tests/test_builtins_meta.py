@@ -127,8 +127,10 @@ for _ops in [o for n in (2, 3, 4) for o in itertools.product("ad", repeat=n)]:
 BAD_TYPE["car"], BAD_TYPE["cdr"] = "(car 42)", "(cdr 42)"
 
 for _m in ("sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan",
-           "sinh", "cosh", "tanh"):
+           "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "cbrt", "erf", "erfc", "exp2", "expm1",
+           "lgamma", "tgamma", "log1p", "logb", "nearbyint", "rint", "radian", "degree"):
     BAD_TYPE[_m] = f"({_m} \"a\")"
+BAD_TYPE["gcd"] = "(gcd \"a\" 4)"
 
 # Builtins that accept a value of any type: only their argument count can be wrong.
 ANY_TYPE = {"repeat", "list", "clone", "eq", "neq", "string", "type", "input", "nullp", "numberp", "integerp",
