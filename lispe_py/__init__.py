@@ -77,6 +77,7 @@ class Interpreter:
         self.globals["_tau"] = self.globals["τ"] = math.tau
         self.globals["ℯ"] = math.e
         self.globals["_phi"] = (1 + math.sqrt(5)) / 2
+        self.globals["cut_"] = Symbol("cut_")  # defprol's cut marker, an atom standing for itself
 
     def _current(self) -> str:
         return (self.script_dir or os.getcwd()).rstrip(os.sep) + "/"

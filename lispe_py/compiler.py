@@ -33,7 +33,7 @@ _QUOTE, _DOLLAR, _UNDERSCORE, _INTO = S("quote"), S("$"), S("_"), S("into")
 # of SLOT_CALL_BUILTINS are left to _inline_builtin, which makes their partial call a lambda
 _PARTIAL_TAKERS = frozenset(("map", "↑↑", "↑", "¨", "filter", "takecar", "takewhile", "dropwhile"))
 _LAMBDA_WORDS = frozenset(("lambda", "λ", "\\", "defun"))
-_NIL_SYMBOLS = {"nil": None, "false": None, "_": None, "true": True}
+_NIL_SYMBOLS = {"nil": None, "false": None, "fail_": None, "_": None, "true": True}
 
 
 def err_at(exc: LispEError, pos: Any) -> LispEError:
