@@ -587,8 +587,17 @@ def invert(m: Any) -> list:
 
 @builtin("solve", group=G)
 def solve(m: Any, y: Any) -> list:
-    """(solve '((2 1) (1 3)) '(3 5)) solves the linear system m·x = y: (0.8 1.4)."""
+    """(solve '((2 1) (1 3)) '(3 5)) solves the linear system m·x = y: (0.8 1.4).
+
+    With a matrix y of the same size (LispE's form, Matrice::solve) it solves m·X = y column by
+    column and gives the matrix X: (solve m (matrix '((1 0) (0 1)))) is the inverse of m.
+    """
     a = _square("solve", m)
+    if isinstance(y, list) and y and all(isinstance(r, list) for r in y):
+        b = _square("solve", y)
+        if len(b) != len(a):
+            raise LispEError("solve: the two matrices must have the same size")
+        return [Numbers(r) for r in _eliminate("solve", a, b)[0]]
     ys = expect_list("solve", y)
     if len(ys) != len(a):
         raise LispEError("solve: the vector must have as many values as the matrix has rows")
