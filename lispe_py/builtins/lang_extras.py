@@ -187,14 +187,24 @@ def _tokenize_lispe(s: str, keepblanks: bool) -> list[str]:
     return out
 
 
-@builtin("tokenize", group=G)
-def tokenize(s: Any) -> Strings:
+@builtin("tokenize", group=G, min_args=1, max_args=3)
+def tokenize(s: Any, text: Any = None, types: Any = None) -> Any:
     """(tokenize "(+ a1 2.5)") splits a string into LispE-style tokens: ("(" "+" "a1" "2.5" ")").
 
     Blanks separate tokens and are dropped; words of letters, digits and _ stay whole; numbers
     (with a sign glued to them, decimals, exponent, 0x hexadecimal) are one token; every other
-    character is a token by itself. tokenizee keeps the blanks.
+    character is a token by itself. tokenizee keeps the blanks. Given a tokenizer first, as in
+    LispE's string module, (tokenize (tokenizer) text) is (tokenize_rules (tokenizer) text).
     """
+    from .rule_tokenizer import RuleTokenizer, tokenize_rules
+
+    if isinstance(s, RuleTokenizer):
+        if text is None:
+            raise LispEError("tokenize: write (tokenize rules text), the text is missing")
+        return tokenize_rules(s, text, types)
+    if text is not None:
+        raise LispEError("tokenize: with a string first it takes no other argument; "
+                         "(tokenize (tokenizer) text) uses a rule tokenizer")
     return Strings(_tokenize_lispe(expect_str("tokenize", s), False))
 
 
