@@ -363,11 +363,10 @@ class PredicateFunction:
         self.rt = rt
 
     def add_clause(self, key: str, match: Any, fn: Any) -> None:
-        if key in self.keys:
-            self.clauses[self.keys.index(key)] = (match, fn)
-        else:
-            self.keys.append(key)
-            self.clauses.append((match, fn))
+        # clauses with the same patterns are all kept, in order: each is one more alternative
+        # (LispE appends every body to the function's list; the wiki's non_unif example needs it)
+        self.keys.append(key)
+        self.clauses.append((match, fn))
 
     def invoke(self, args: list) -> Any:
         from .values import truthy
@@ -423,6 +422,21 @@ def _test_instruction(x: Any) -> Any:
     return x
 
 
+def _copying_matcher(match: Any, patterns: list) -> Any:
+    """defpred/defprol run each clause on copies of the list and dictionary arguments, so that a
+    clause that fails leaves them as they were for the next one (LispE unifies a fullcopy of each
+    argument); a parameter written `name@` is not unifiable: it gets the caller's value itself."""
+    from .compiler import _copy_data
+
+    shared = {i for i, p in enumerate(patterns)
+              if isinstance(p, Symbol) and len(p.name) > 1 and p.name.endswith("@")}
+
+    def match_copies(args: list, env: Any) -> Any:
+        return match([a if i in shared or not isinstance(a, (list, dict)) else _copy_data(a)
+                      for i, a in enumerate(args)], env)
+    return match_copies
+
+
 def _pattern_matcher(c: Compiler, name: str, patterns: list, scope: Scope) -> tuple[Any, list[str]]:
     """defpat's matcher for a clause's patterns: `match(args, env) -> bound values | None`, slot names."""
     try:
@@ -458,6 +472,7 @@ def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
         raise _fail(c, "defpred: write (defpred name (patterns...) test...)")
     match, slots = _pattern_matcher(c, name.name, list(patterns), scope)
+    match = _copying_matcher(match, list(patterns))
     tests = [_test_instruction(x) for x in form[3:]]
     body = tests[-1] if len(tests) == 1 else [Symbol("if"), [Symbol("and"), *tests[:-1]], tests[-1]]
     code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
@@ -487,11 +502,6 @@ class PrologFunction(PredicateFunction):
     nil, so it fails the clause. An error fails the clause. No clause succeeding gives ()."""
 
     lisp_type = "prolog_"
-
-    def add_clause(self, key: str, match: Any, fn: Any) -> None:
-        # clauses with the same patterns are all kept: each is one more alternative
-        self.keys.append(key)
-        self.clauses.append((match, fn))
 
     def invoke(self, args: list) -> Any:
         rt = self.rt
@@ -573,6 +583,7 @@ def _defprol(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
         raise _fail(c, "defprol: write (defprol name (patterns...) instruction...)")
     match, slots = _pattern_matcher(c, name.name, list(patterns), scope)
+    match = _copying_matcher(match, list(patterns))
     body = [Symbol("%prolog_body"), *[_test_instruction(x) for x in form[3:]]]
     code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
     cell = c.globals.cell(name.name)

@@ -284,6 +284,9 @@ class PatternSet:
                 # true is an atom in LispE: as a parameter it unifies with any argument
                 # (Atome::unify records it), so (defpat f (true) ...) is a catch-all clause
                 return lambda v, out, env: True
+            if len(n) > 1 and n.endswith("@"):
+                # defpred's non-unifiable parameter `b@` binds b (the caller's value, not a copy)
+                return self._var(n[:-1])
             return self._var(n)
         if isinstance(p, DictForm):
             return self._dict(p)
