@@ -72,6 +72,12 @@ class Interpreter:
         self.globals["_current"] = self._current()
         self.globals["_pi"] = math.pi
         self.globals["_e"] = math.e
+        # the other constants of LispE's math module (src/maths.cxx, moduleMaths)
+        self.globals["π"] = math.pi
+        self.globals["_tau"] = self.globals["τ"] = math.tau
+        self.globals["ℯ"] = math.e
+        self.globals["_phi"] = (1 + math.sqrt(5)) / 2
+        self.globals["cut_"] = Symbol("cut_")  # defprol's cut marker, an atom standing for itself
 
     def _current(self) -> str:
         return (self.script_dir or os.getcwd()).rstrip(os.sep) + "/"

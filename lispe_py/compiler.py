@@ -33,7 +33,7 @@ _QUOTE, _DOLLAR, _UNDERSCORE, _INTO = S("quote"), S("$"), S("_"), S("into")
 # of SLOT_CALL_BUILTINS are left to _inline_builtin, which makes their partial call a lambda
 _PARTIAL_TAKERS = frozenset(("map", "↑↑", "↑", "¨", "filter", "takecar", "takewhile", "dropwhile"))
 _LAMBDA_WORDS = frozenset(("lambda", "λ", "\\", "defun"))
-_NIL_SYMBOLS = {"nil": None, "false": None, "_": None, "true": True}
+_NIL_SYMBOLS = {"nil": None, "false": None, "fail_": None, "_": None, "true": True}
 
 
 def err_at(exc: LispEError, pos: Any) -> LispEError:
@@ -593,6 +593,9 @@ class Compiler:
         head = form[0]
         args = form[1:]
         pos = self.pos
+        if any(a.__class__ is Form and len(a) == 3 and a[0].__class__ is Symbol and a[0].name == "?"
+               and a[1].__class__ is Symbol for a in args):
+            return self._named_call(form, scope, head_node)
         name = head.name if head.__class__ is Symbol and head_node is None else None
         if name in _PARTIAL_TAKERS and scope.function_scope() is not None:
             args = [self._partial_with_locals(a, scope) for a in args]
@@ -661,6 +664,46 @@ class Compiler:
             return arg
         return [S("list")] + [x if x.__class__ is Symbol and x is not _UNDERSCORE
                               and self.resolve(x.name, scope) is not None else [_QUOTE, x] for x in lst]
+
+    def _named_call(self, form: list, scope: Scope, head_node: Node | None) -> Node:
+        """A call with arguments given by name, `(f 10 (? d 4))` (LispE's `?`): the named values go
+        to the parameters (or class@ fields) of that name; skipped optional ones take their default."""
+        from .runtime import bind_named
+
+        head = form[0]
+        pos = self.pos
+        if head_node is not None:
+            hnode = head_node
+        elif head.__class__ is Symbol and self.resolve(head.name, scope) is None:
+            cell = self.globals.cell(head.name)
+
+            def hnode(f: list) -> Any:
+                return cell.v
+        else:
+            hnode = self.comp(head, scope, False)
+        positional: list[Node] = []
+        named: list[tuple[str, Node]] = []
+        for a in form[1:]:
+            if a.__class__ is Form and len(a) == 3 and a[0].__class__ is Symbol and a[0].name == "?" \
+                    and a[1].__class__ is Symbol:
+                if any(n == a[1].name for n, _ in named):
+                    raise err_at(LispEError(f"'?': the argument '{a[1].name}' is given twice"), pos)
+                named.append((a[1].name, self.comp(a[2], scope, False)))
+            elif named:
+                raise err_at(LispEError("'?': arguments given by name come after the positional ones"), pos)
+            else:
+                positional.append(self.comp(a, scope, False))
+        name = head.name if head.__class__ is Symbol else "function"
+
+        def named_call(f: list) -> Any:
+            fn = hnode(f)
+            vals = [a(f) for a in positional]
+            kw = {k: v(f) for k, v in named}
+            try:
+                return bind_named(fn, name, vals, kw)
+            except LispEError as exc:
+                raise err_at(exc, pos)
+        return named_call
 
     def _overflow(self, pos: Any) -> Callable[[], LispEError]:
         rt = self.rt

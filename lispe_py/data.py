@@ -246,6 +246,32 @@ class ClassConstructor:
         return Instance(cls, frame)
 
 
+def _call_named(self: ClassConstructor, args: list, named: dict) -> Instance:
+    """`(Name 10 (? z 2))`: fields given by name; the others left out take their default."""
+    cls = self.cls
+    nf = len(cls.fields)
+    if len(args) > nf:
+        raise LispEError(f"'{cls.name}': {len(args)} arguments for {nf} fields")
+    frame = [self.env, *args] + [UNSET] * (cls.nslots - 1 - len(args))
+    for k, v in named.items():
+        if k not in cls.fields:
+            raise LispEError(f"'{cls.name}' has no field named '{k}'")
+        i = cls.fields.index(k)
+        if i < len(args):
+            raise LispEError(f"'{cls.name}': the field '{k}' is given twice")
+        frame[1 + i] = v
+    for i in range(nf):
+        if frame[1 + i] is UNSET:
+            d = cls.defaults[i]
+            if d is None:
+                raise LispEError(f"'{cls.name}': missing argument for the field '{cls.fields[i]}'")
+            frame[1 + i] = d(frame)
+    for slot, code in cls.codes:
+        frame[slot] = Lambda(code, frame)
+    return Instance(cls, frame)
+
+
+ClassConstructor.call_named = _call_named  # type: ignore[attr-defined]
 register_type(ClassConstructor, "class_", lambda k: k.cls.name)
 
 

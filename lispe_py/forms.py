@@ -589,6 +589,89 @@ def _eval(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     return eval_
 
 
+def _fstring_pieces(text: str) -> list:
+    """The pieces of an f_ template: plain text (str) and the code inside each {...} (a list
+    holding the form). '%{' and '%}' are a literal brace; braces nest inside a section."""
+    from .reader import read, read_one
+
+    pieces: list = []
+    buf: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "%" and i + 1 < n and text[i + 1] in "{}":
+            buf.append(text[i + 1])
+            i += 2
+            continue
+        if ch == "{":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                if text[j] == "{":
+                    depth += 1
+                elif text[j] == "}":
+                    depth -= 1
+                j += 1
+            if depth:
+                raise LispEError(f"f_: a '{{' is not closed in \"{text}\"")
+            code = text[i + 1:j - 1].strip()
+            if not code:
+                raise LispEError(f"f_: an empty {{}} section in \"{text}\"")
+            if buf:
+                pieces.append("".join(buf))
+                buf = []
+            forms = read(code, "<f_>")
+            # one element is read as it is; several are a call: {+ b 10} is (+ b 10)
+            pieces.append([forms[0] if len(forms) == 1 else read_one("(" + code + ")", "<f_>")])
+            i = j
+            continue
+        buf.append(ch)
+        i += 1
+    if buf:
+        pieces.append("".join(buf))
+    return pieces
+
+
+def _fstring_join(values: list) -> str:
+    from .printer import to_string
+
+    return "".join(v if isinstance(v, str) else to_string(v) for v in values)
+
+
+@special("f_")
+def _f_(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(f_ "A={a} and B={+ b 10}") inserts the values of the {...} sections into a string.
+
+    A section holding one element is that element's value ({a}); several elements are a call
+    ({+ b 10} is (+ b 10)). '%{' and '%}' are literal braces: (f_ "%{{a}%}") gives "{0}" when a is 0.
+    """
+    _need(c, form, 1, 1)
+    pos = c.pos
+    if isinstance(form[1], str):
+        try:
+            pieces = _fstring_pieces(form[1])
+        except LispEError as exc:
+            raise err_at(exc, pos)
+        parts = [p if isinstance(p, str) else c.comp(p[0], scope, False) for p in pieces]
+
+        def f_(f: list) -> Any:
+            return _fstring_join([p if isinstance(p, str) else p(f) for p in parts])
+        return f_
+    template = c.comp(form[1], scope, False)
+    interp = c.interp
+
+    def f_dynamic(f: list) -> Any:
+        text = template(f)
+        if not isinstance(text, str):
+            raise err_at(LispEError(f"f_: expected a string, got {type_name(text)}"), pos)
+        try:
+            pieces = _fstring_pieces(text)
+            # a template built at run time reads its sections in the global scope, as eval does
+            return _fstring_join([p if isinstance(p, str) else interp._eval_data(p[0]) for p in pieces])
+        except LispEError as exc:
+            raise err_at(exc, pos)
+    return f_dynamic
+
+
 def _is_callable(v: Any) -> bool:
     from .runtime import is_function
 

@@ -363,11 +363,10 @@ class PredicateFunction:
         self.rt = rt
 
     def add_clause(self, key: str, match: Any, fn: Any) -> None:
-        if key in self.keys:
-            self.clauses[self.keys.index(key)] = (match, fn)
-        else:
-            self.keys.append(key)
-            self.clauses.append((match, fn))
+        # clauses with the same patterns are all kept, in order: each is one more alternative
+        # (LispE appends every body to the function's list; the wiki's non_unif example needs it)
+        self.keys.append(key)
+        self.clauses.append((match, fn))
 
     def invoke(self, args: list) -> Any:
         from .values import truthy
@@ -423,6 +422,21 @@ def _test_instruction(x: Any) -> Any:
     return x
 
 
+def _copying_matcher(match: Any, patterns: list) -> Any:
+    """defpred/defprol run each clause on copies of the list and dictionary arguments, so that a
+    clause that fails leaves them as they were for the next one (LispE unifies a fullcopy of each
+    argument); a parameter written `name@` is not unifiable: it gets the caller's value itself."""
+    from .compiler import _copy_data
+
+    shared = {i for i, p in enumerate(patterns)
+              if isinstance(p, Symbol) and len(p.name) > 1 and p.name.endswith("@")}
+
+    def match_copies(args: list, env: Any) -> Any:
+        return match([a if i in shared or not isinstance(a, (list, dict)) else _copy_data(a)
+                      for i, a in enumerate(args)], env)
+    return match_copies
+
+
 def _pattern_matcher(c: Compiler, name: str, patterns: list, scope: Scope) -> tuple[Any, list[str]]:
     """defpat's matcher for a clause's patterns: `match(args, env) -> bound values | None`, slot names."""
     try:
@@ -458,6 +472,7 @@ def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
         raise _fail(c, "defpred: write (defpred name (patterns...) test...)")
     match, slots = _pattern_matcher(c, name.name, list(patterns), scope)
+    match = _copying_matcher(match, list(patterns))
     tests = [_test_instruction(x) for x in form[3:]]
     body = tests[-1] if len(tests) == 1 else [Symbol("if"), [Symbol("and"), *tests[:-1]], tests[-1]]
     code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
@@ -473,6 +488,116 @@ def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
         pf.add_clause(key, match, Lambda(code, f, self_value=pf))
         return pf
     return defpred
+
+
+# --- defprol -------------------------------------------------------------------------------------
+
+_CUT = Symbol("cut_")
+
+
+class PrologFunction(PredicateFunction):
+    """A `defprol` function: like defpred, but every clause whose patterns match runs, and the call
+    returns the list of the values of the clauses whose instructions all succeeded (LispE's
+    List_prolog_eval). An instruction `cut_` stops the search after the current clause; `fail_` is
+    nil, so it fails the clause. An error fails the clause. No clause succeeding gives ()."""
+
+    lisp_type = "prolog_"
+
+    def invoke(self, args: list) -> Any:
+        rt = self.rt
+        results: list = []
+        for match, fn in list(self.clauses):
+            bound = match(args, fn.env)
+            if bound is None:
+                continue
+            missing = getattr(fn, "nslots", 0) - len(bound)
+            if missing > 0:
+                from .runtime import UNSET
+                bound = bound + [UNSET] * missing
+            frame = [fn.env, *bound]
+            frame += fn.pad
+            depth = rt.depth
+            try:
+                ok, value, cut = rt.run(fn.body, frame)
+            except LispEError:
+                rt.depth = depth
+                continue
+            except RecursionError:
+                rt.depth = depth
+                raise rt.overflow() from None
+            if ok:
+                results.append(value)
+            if cut:
+                break
+        return results
+
+    def __repr__(self) -> str:
+        return f"#<defprol {self.name}>"
+
+
+@special("%prolog_body")
+def _prolog_body(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(%prolog_body instruction...) is the body defprol builds for a clause (internal).
+
+    The instructions run in turn until one is false; `cut_` marks the clause as the last one tried.
+    Gives (succeeded, last value, cut) to the defprol function.
+    """
+    from .values import truthy
+
+    items = form[1:]
+    single = len(items) == 1
+    nodes = [None if (not single and isinstance(x, Symbol) and x.name == "cut_") else c.comp(x, scope, False)
+             for x in items]
+
+    def prolog_body(f: list) -> Any:
+        cut = False
+        value: Any = True
+        for node in nodes:
+            if node is None:
+                cut, value = True, _CUT
+                continue
+            value = node(f)
+            if value is None or value is False or not truthy(value):
+                return False, value, cut
+        return True, value, cut
+    return prolog_body
+
+
+@special("defprol")
+def _defprol(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
+    """(defprol name (patterns) instruction...) adds a clause to a Prolog-like function.
+
+    Patterns are those of defpat. A call runs every clause whose patterns match, in definition
+    order; a clause succeeds when none of its instructions is false (or fails with an error), and
+    the call returns the list of the last values of the clauses that succeeded. `cut_` among the
+    instructions stops the search after this clause; `fail_` (nil) fails the clause.
+    (defprol t (a b) (< a b) (+ a b)) (defprol t (a b) (> b 0) (* a b)) then (t 2 3) is (5 6).
+    """
+    from .compiler import to_data
+    from .printer import repr_string
+    from .runtime import Lambda
+
+    if len(form) < 4:
+        raise _fail(c, "Wrong number of arguments in call to: 'defprol'")
+    name, patterns = form[1], form[2]
+    if not isinstance(name, Symbol) or not isinstance(patterns, list):
+        raise _fail(c, "defprol: write (defprol name (patterns...) instruction...)")
+    match, slots = _pattern_matcher(c, name.name, list(patterns), scope)
+    match = _copying_matcher(match, list(patterns))
+    body = [Symbol("%prolog_body"), *[_test_instruction(x) for x in form[3:]]]
+    code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
+    cell = c.globals.cell(name.name)
+    rt = c.rt
+    key = repr_string(to_data(patterns))
+
+    def defprol(f: list) -> Any:
+        pf = cell.v
+        if not isinstance(pf, PrologFunction):
+            pf = PrologFunction(name.name, rt)
+            cell.v = pf
+        pf.add_clause(key, match, Lambda(code, f, self_value=pf))
+        return pf
+    return defprol
 
 
 @special("§")

@@ -284,6 +284,9 @@ class PatternSet:
                 # true is an atom in LispE: as a parameter it unifies with any argument
                 # (Atome::unify records it), so (defpat f (true) ...) is a catch-all clause
                 return lambda v, out, env: True
+            if len(n) > 1 and n.endswith("@"):
+                # defpred's non-unifiable parameter `b@` binds b (the caller's value, not a copy)
+                return self._var(n[:-1])
             return self._var(n)
         if isinstance(p, DictForm):
             return self._dict(p)
@@ -302,6 +305,8 @@ class PatternSet:
                 data = self.c.data_defs.get(head.name)
                 if data is not None:
                     return self._data(head.name, p)
+                if head.name in getattr(self.c, "classes", {}):
+                    return self._instance(head.name, p)
                 if self._is_function(head.name):
                     return self._predicate(p)
             return self._seq(list(p))
@@ -335,6 +340,25 @@ class PatternSet:
                     return False
             return True
         return data
+
+    def _instance(self, cname: str, p: list) -> Matcher:
+        """[Name x y z] matches an instance of the class@ Name: its field values, in order (the
+        fields a setqi added come last), one pattern each."""
+        fields = [self._one(x) for x in p[1:]]
+        n = len(fields)
+
+        def instance(v: Any, out: list, env: Any) -> bool:
+            cls = getattr(v, "cls", None)
+            if cls is None or getattr(cls, "name", None) != cname or not hasattr(v, "field_items"):
+                return False
+            values = [x for _k, x in v.field_items()]
+            if len(values) != n:
+                return False
+            for m, x in zip(fields, values):
+                if not m(x, out, env):
+                    return False
+            return True
+        return instance
 
     def _is_function(self, name: str) -> bool:
         from .compiler import SPECIAL_FORMS

@@ -139,6 +139,20 @@ def _get_parser():
                         tok = items[0]
                         return DictForm(items[1:-1], _tls.source, tok.line, tok.column)
 
+                    def setlit(self, items):
+                        # {1 2 3} is a set (LispE's set literal): a set of integers, numbers or
+                        # strings when every element written is one, else a set of any values
+                        tok = items[0]
+                        elems = items[1:-1]
+                        kind = "set"
+                        if elems and all(e.__class__ is int for e in elems):
+                            kind = "seti"
+                        elif elems and all(e.__class__ in (int, float) for e in elems):
+                            kind = "setn"
+                        elif elems and all(e.__class__ is str for e in elems):
+                            kind = "sets"
+                        return Form((Symbol(kind), *elems), _tls.source, tok.line, tok.column)
+
                     def pair(self, items):
                         return (items[0], items[2])
 
@@ -356,6 +370,10 @@ def _token_error(exc, body: str, source: Source) -> LispEError:
     tok = exc.token
     if tok.type == "$END":
         return _unbalanced(body, source)
+    if tok.type == "RBRACE" and "COLON" in exc.expected:
+        # {"a":1 "b"}: pairs and a lone element mixed
+        return position_error("a dictionary is written {key:value ...}, a set {v1 v2 ...}; this one "
+                              "mixes both", source, tok.line, tok.column)
     if tok.type in ("RPAR", "RBRACE"):
         return position_error("parentheses do not balance", source, tok.line, tok.column)
     if tok.type == "COLON" and "COLON" not in exc.expected and "RBRACE" not in exc.expected:

@@ -266,6 +266,52 @@ class Lambda:
         return f"#<{self.code.kind[:-1]} {self.name}>"
 
 
+def _param_name(p: Any) -> str | None:
+    from .values import Symbol
+
+    if isinstance(p, Symbol):
+        return p.name
+    if isinstance(p, list) and p and isinstance(p[0], Symbol):
+        return p[0].name
+    return None
+
+
+def bind_named(fn: Any, name: str, positional: list, named: dict) -> Any:
+    """Call `fn` with positional arguments and arguments given by name (LispE's `(? x 10)`):
+    a defun/lambda binds them to its parameters of that name, a class@ constructor to its fields;
+    an optional parameter left out takes its default, a required one left out is an error."""
+    if isinstance(fn, Lambda):
+        code = fn.code
+        names = [_param_name(p) for p in (code.params or [])]
+        total = code.nreq + code.nopt
+        fr = [fn.env, *positional[:total]]
+        fr.extend([UNSET] * (total + 1 - len(fr)))
+        for k, v in named.items():
+            if k not in names[:total]:
+                raise LispEError(f"'{name}' has no parameter named '{k}'")
+            i = names.index(k)
+            if i < len(positional):
+                raise LispEError(f"'{name}': the parameter '{k}' is given twice")
+            fr[1 + i] = v
+        for i in range(code.nreq):
+            if fr[1 + i] is UNSET:
+                raise LispEError(f"'{name}': missing argument for the parameter '{names[i]}'")
+        if len(positional) > total and not code.rest:
+            raise fn.arity_error(len(positional) + len(named))
+        if code.rest:
+            fr.append(list(positional[total:]))
+        fr += fn.pad
+        for i in range(code.nopt):
+            if fr[1 + code.nreq + i] is UNSET:
+                fr[1 + code.nreq + i] = code.defaults[i](fr)
+        return code.rt.run(fn.body, fr)
+    call_named = getattr(fn, "call_named", None)
+    if call_named is not None:
+        return call_named(positional, named)
+    raise LispEError(f"'{name}': arguments given by name, (? name value), need a defun, a lambda "
+                     f"or a class@ name")
+
+
 class PatternFunction:
     """A `defpat` function: the first clause whose patterns match runs.
 

@@ -116,6 +116,9 @@ BAD_TYPE = {
     "takelist": "(takelist 'car 42)", "droplist": "(droplist 'car 42)",
     "filtercar": "(filtercar 'car 42)", "takecar": "(takecar 'car 42)", "dropcar": "(dropcar 'car 42)",
     "poplast": "(poplast 42)", "pushlast": "(pushlast 42 1)", "pushtrue": "(pushtrue 42 1)",
+    # the rest of LispE's string module (strings.py)
+    "trim0": "(trim0 1)", "fill": "(fill 1 2)", "ngrams": "(ngrams \"ab\" \"x\")",
+    "vowelp": "(vowelp 1)", "consonantp": "(consonantp 1)", "emojip": "(emojip 1)",
 }
 del BAD_TYPE["repeat"]
 for _ops in [o for n in (2, 3, 4) for o in itertools.product("ad", repeat=n)]:
@@ -124,13 +127,15 @@ for _ops in [o for n in (2, 3, 4) for o in itertools.product("ad", repeat=n)]:
 BAD_TYPE["car"], BAD_TYPE["cdr"] = "(car 42)", "(cdr 42)"
 
 for _m in ("sqrt", "exp", "log", "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan",
-           "sinh", "cosh", "tanh"):
+           "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "cbrt", "erf", "erfc", "exp2", "expm1",
+           "lgamma", "tgamma", "log1p", "logb", "nearbyint", "rint", "radian", "degree"):
     BAD_TYPE[_m] = f"({_m} \"a\")"
+BAD_TYPE["gcd"] = "(gcd \"a\" 4)"
 
 # Builtins that accept a value of any type: only their argument count can be wrong.
 ANY_TYPE = {"repeat", "list", "clone", "eq", "neq", "string", "type", "input", "nullp", "numberp", "integerp",
             "floatp", "stringp", "atomp", "listp", "consp", "dictionaryp", "symbolp", "zerop",
-            "emptyp", "negativep", "positivep", "functionp", "conspoint"}
+            "emptyp", "negativep", "positivep", "functionp", "conspoint", "editdistance"}
 
 
 def _library_entries() -> list:

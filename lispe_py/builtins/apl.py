@@ -338,6 +338,7 @@ def tally(x: Any) -> int:
 def member(lst: Any, values: Any) -> Any:
     """(member '(1 2 5) '(2 3 5)) marks with 1 the elements found in a second list: (0 1 1).
 
+    Sub-lists are marked element by element: (∈ '((1 2) (3 4)) '(1 4)) is ((1 0) (0 1)).
     A single value (not a list) gives 1 or 0 for itself.
     """
     pool = _items("member", values) if isinstance(values, (list, LispSet, Heap)) else [values]
@@ -347,9 +348,16 @@ def member(lst: Any, values: Any) -> Any:
             return 1 if x in values else 0
         return 1 if any(lisp_equal(x, y) for y in pool) else 0
 
-    if isinstance(lst, list):
-        return Integers(found(x) for x in lst)
-    return found(lst)
+    def mark(x: Any) -> Any:
+        # a sub-list is marked element by element (List::check_member recurses): a matrix gives
+        # a matrix of 1 and 0
+        if isinstance(x, list):
+            if any(isinstance(e, list) for e in x):
+                return [mark(e) for e in x]
+            return Integers(found(e) for e in x)
+        return found(x)
+
+    return mark(lst)
 
 
 @builtin("==", group=G)
@@ -471,8 +479,14 @@ def list_xor(*args: Any) -> Any:
 def outer(ctx: Any, fn: Any, a: Any, b: Any) -> list:
     """(° '* '(1 2) '(10 20 30)) applies an operator to every pair: ((10 20 30) (20 40 60)).
 
+    LispE's own order, the operator between the lists, is read too: (° '(1 2) '* '(10 20 30)).
     `=` gives 1 or 0, as `==`: (° '= '(1 2) '(1 2)) is ((1 0) (0 1)).
     """
+    from ._apply import _is_lambda_list
+
+    if (isinstance(fn, list) and not _is_lambda_list(fn)
+            and (not isinstance(a, list) or _is_lambda_list(a))):
+        fn, a = a, fn  # (° l1 op l2): List_outerproduct_eval reads the operator second
     if getattr(fn, "name", None) == "=":
         fn = _ONE_ZERO
     xs, ys = _items("outer", a), _items("outer", b)
@@ -573,8 +587,17 @@ def invert(m: Any) -> list:
 
 @builtin("solve", group=G)
 def solve(m: Any, y: Any) -> list:
-    """(solve '((2 1) (1 3)) '(3 5)) solves the linear system m·x = y: (0.8 1.4)."""
+    """(solve '((2 1) (1 3)) '(3 5)) solves the linear system m·x = y: (0.8 1.4).
+
+    With a matrix y of the same size (LispE's form, Matrice::solve) it solves m·X = y column by
+    column and gives the matrix X: (solve m (matrix '((1 0) (0 1)))) is the inverse of m.
+    """
     a = _square("solve", m)
+    if isinstance(y, list) and y and all(isinstance(r, list) for r in y):
+        b = _square("solve", y)
+        if len(b) != len(a):
+            raise LispEError("solve: the two matrices must have the same size")
+        return [Numbers(r) for r in _eliminate("solve", a, b)[0]]
     ys = expect_list("solve", y)
     if len(ys) != len(a):
         raise LispEError("solve: the vector must have as many values as the matrix has rows")

@@ -670,11 +670,12 @@ def dictionarytreen(*pairs: Any) -> dict:
 _PRINTF = re.compile(r"%([-+ #0]*)(\d+)?(?:\.(\d+))?([diouxXeEfFgGcs%])")
 
 
-@builtin("stringf", group="strings")
+@builtin("stringf", "sprintf", group="strings")
 def stringf(value: Any, fmt: Any) -> str:
     """(stringf 123 "0x%X") formats a number with a C printf format: "0x7B"; (stringf 3.14159 "%.2f") is "3.14".
 
     The format holds one conversion (d i o u x X e E f F g G c s), with flags, width and precision.
+    sprintf is the name LispE's string module gives it: (sprintf 7 "%03d") is "007".
     """
     f = expect_str("stringf", fmt, "a format string")
     convs = [m for m in _PRINTF.finditer(f) if m.group(4) != "%"]

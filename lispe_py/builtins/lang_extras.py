@@ -187,14 +187,24 @@ def _tokenize_lispe(s: str, keepblanks: bool) -> list[str]:
     return out
 
 
-@builtin("tokenize", group=G)
-def tokenize(s: Any) -> Strings:
+@builtin("tokenize", group=G, min_args=1, max_args=3)
+def tokenize(s: Any, text: Any = None, types: Any = None) -> Any:
     """(tokenize "(+ a1 2.5)") splits a string into LispE-style tokens: ("(" "+" "a1" "2.5" ")").
 
     Blanks separate tokens and are dropped; words of letters, digits and _ stay whole; numbers
     (with a sign glued to them, decimals, exponent, 0x hexadecimal) are one token; every other
-    character is a token by itself. tokenizee keeps the blanks.
+    character is a token by itself. tokenizee keeps the blanks. Given a tokenizer first, as in
+    LispE's string module, (tokenize (tokenizer) text) is (tokenize_rules (tokenizer) text).
     """
+    from .rule_tokenizer import RuleTokenizer, tokenize_rules
+
+    if isinstance(s, RuleTokenizer):
+        if text is None:
+            raise LispEError("tokenize: write (tokenize rules text), the text is missing")
+        return tokenize_rules(s, text, types)
+    if text is not None:
+        raise LispEError("tokenize: with a string first it takes no other argument; "
+                         "(tokenize (tokenizer) text) uses a rule tokenizer")
     return Strings(_tokenize_lispe(expect_str("tokenize", s), False))
 
 
@@ -207,7 +217,7 @@ def tokenizee(s: Any) -> Strings:
 def _segment(name: str, s: Any, keepblanks: Any, point: Any) -> Strings:
     s = expect_str(name, s)
     keep = keepblanks is not None and keepblanks is not False
-    decimal = "," if point is not None and point is not False else "."
+    decimal = _decimal_marks(name, point)
     out: list[str] = []
     i, n = 0, len(s)
     while i < n:
@@ -233,6 +243,18 @@ def _segment(name: str, s: Any, keepblanks: Any, point: Any) -> Strings:
     return Strings(out)
 
 
+def _decimal_marks(name: str, point: Any) -> str:
+    """LispE's `point` argument of segment: 0 (or nil) a decimal point, 1 (or true) a decimal comma,
+    2 either of them (strings.cxx: tokenize(str, keepblanks, point))."""
+    if point is None or point is False or point == 0:
+        return "."
+    if point is True or point == 1:
+        return ","
+    if point == 2:
+        return ".,"
+    raise LispEError(f"{name}: point is 0 (decimal point), 1 (decimal comma) or 2 (both), got {show(point)}")
+
+
 def _segment_number(s: str, i: int, decimal: str) -> int:
     n = len(s)
     j = i
@@ -243,7 +265,7 @@ def _segment_number(s: str, i: int, decimal: str) -> int:
         k += 1
     if k == j:
         return i
-    if k + 1 < n and s[k] == decimal and s[k + 1].isdigit():
+    if k + 1 < n and s[k] in decimal and s[k + 1].isdigit():
         k += 1
         while k < n and s[k].isdigit():
             k += 1
@@ -251,16 +273,16 @@ def _segment_number(s: str, i: int, decimal: str) -> int:
     return k
 
 
-@builtin("segment", group=G, min_args=1, max_args=3)
-def segment(s: Any, keepblanks: Any = None, point: Any = None) -> Strings:
+@builtin("segment", group=G, min_args=1, max_args=2)
+def segment(s: Any, point: Any = None) -> Strings:
     """(segment "Dr. Li paid 12.5 euros, didn't he?") splits text into words, numbers and signs.
 
     Gives ("Dr" "." "Li" "paid" "12.5" "euros" "," "didn't" "he" "?"). Words keep inner hyphens and
     apostrophes; a number keeps its sign, decimals and exponent; #tag and $var stay whole; every other
-    character is a token. With keepblanks true the blanks are tokens too; with point true the decimal
-    separator is a comma.
+    character is a token. LispE's point argument: 0 (the default) reads "." as the decimal separator,
+    1 reads ",", 2 either: (segment "10,5 and 2.5" 2) is ("10,5" "and" "2.5").
     """
-    return _segment("segment", s, keepblanks, point)
+    return _segment("segment", s, None, point)
 
 
 @builtin("segment_e", group=G, min_args=1, max_args=2)

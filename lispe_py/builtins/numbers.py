@@ -111,7 +111,7 @@ def compare(a: Any, b: Any) -> int:
 # ---------------------------------------------------------------- math functions
 
 def _math1(name: str, fn: Callable[[float], float], domain: Callable[[float], bool] | None,
-           domain_msg: str, doc: str) -> None:
+           domain_msg: str, doc: str, *aliases: str) -> None:
     def f(x: Any) -> float:
         v = expect_number(name, x)
         if domain is not None and not domain(v):
@@ -125,11 +125,11 @@ def _math1(name: str, fn: Callable[[float], float], domain: Callable[[float], bo
 
     f.__name__ = name
     f.__doc__ = doc
-    builtin(name, group=G)(f)
+    builtin(name, *aliases, group=G)(f)
 
 
 _math1("sqrt", math.sqrt, lambda v: v >= 0, "expected a non-negative number",
-       "(sqrt 16) returns the square root of a number: 4.")
+       "(sqrt 16) returns the square root of a number: 4.", "√")
 _math1("exp", math.exp, None, "", "(exp 1) returns e raised to a power: 2.71828.")
 _math1("log", math.log, lambda v: v > 0, "expected a positive number",
        "(log _e) returns the natural logarithm of a positive number: 1.")
@@ -148,6 +148,45 @@ _math1("atan", math.atan, None, "", "(atan 1) returns the arc tangent in radians
 _math1("sinh", math.sinh, None, "", "(sinh 0) returns the hyperbolic sine: 0.")
 _math1("cosh", math.cosh, None, "", "(cosh 0) returns the hyperbolic cosine: 1.")
 _math1("tanh", math.tanh, None, "", "(tanh 0) returns the hyperbolic tangent: 0.")
+
+# the rest of LispE's math module (src/maths.cxx, moduleMaths); each returns a float as upstream
+_math1("asinh", math.asinh, None, "", "(asinh 0) returns the hyperbolic arc sine: 0.")
+_math1("acosh", math.acosh, lambda v: v >= 1, "expected a number of at least 1",
+       "(acosh 1) returns the hyperbolic arc cosine: 0.")
+_math1("atanh", math.atanh, lambda v: -1 < v < 1, "expected a number between -1 and 1 (excluded)",
+       "(atanh 0) returns the hyperbolic arc tangent: 0.")
+
+
+def _cbrt(v: float) -> float:
+    r = abs(v) ** (1.0 / 3.0)
+    if round(r) ** 3 == abs(v):  # exact cubes give exact roots, as C's cbrt
+        r = round(r)
+    return math.copysign(r, v)
+
+
+_math1("cbrt", _cbrt, None, "", "(cbrt 27) returns the cube root of a number: 3; (cbrt -8) gives -2.", "∛")
+_math1("erf", math.erf, None, "", "(erf 0) returns the error function: 0.")
+_math1("erfc", math.erfc, None, "", "(erfc 0) returns the complementary error function: 1.")
+_math1("exp2", lambda v: 2.0 ** v, None, "", "(exp2 10) returns 2 raised to a power: 1024.")
+_math1("expm1", math.expm1, None, "", "(expm1 0) returns e raised to a power, minus 1: 0.")
+_math1("lgamma", math.lgamma, lambda v: not (v <= 0 and v == int(v)), "undefined for zero and negative integers",
+       "(lgamma 5) returns the logarithm of the absolute value of the gamma function: 3.17805.")
+_math1("tgamma", math.gamma, lambda v: not (v <= 0 and v == int(v)), "undefined for zero and negative integers",
+       "(tgamma 5) returns the gamma function: 24.")
+_math1("log1p", math.log1p, lambda v: v > -1, "expected a number above -1",
+       "(log1p 0) returns the natural logarithm of 1 plus a number: 0.")
+_math1("logb", lambda v: math.frexp(v)[1] - 1, lambda v: v != 0 and not math.isinf(v),
+       "expected a finite non-zero number", "(logb 8) returns the binary exponent of a number: 3.")
+_math1("nearbyint", round, None, "", "(nearbyint 2.5) rounds to the nearest integer, halves to even: 2.")
+_math1("rint", round, None, "", "(rint 3.5) rounds to the nearest integer, halves to even: 4.")
+_math1("radian", math.radians, None, "", "(radian 180) converts degrees to radians: 3.14159.")
+_math1("degree", math.degrees, None, "", "(degree _pi) converts radians to degrees: 180.")
+
+
+@builtin("gcd", "hcf", group=G)
+def gcd(a: Any, b: Any) -> int:
+    """(gcd 12 18) returns the greatest common divisor of two integers: 6 (hcf is another name)."""
+    return math.gcd(expect_int("gcd", a), expect_int("gcd", b))
 
 
 @builtin("abs", group=G)

@@ -199,7 +199,7 @@ def rule_tokenize(s: str) -> tuple[list[str], list[int]]:
     return out, kinds
 
 
-@builtin("tokenizer_rules", group=G)
+@builtin("tokenizer_rules", "tokenizer", group=G)
 def tokenizer_rules() -> RuleTokenizer:
     """(tokenizer_rules) gives a tokenizer with LispE's default rules, for tokenize_rules.
 

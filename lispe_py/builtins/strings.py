@@ -395,3 +395,82 @@ def json_read(ctx: Any, path: Any) -> Any:
     from .io import read_text
 
     return _parse_json("json_read", read_text(ctx, "json_read", path))
+
+
+# ---------------------------------------------------------------- the rest of LispE's string module
+# (src/strings.cxx, moduleChaines: trim0 fill ngrams editdistance vowelp consonantp emojip)
+
+@builtin("trim0", group=G)
+def trim0(s: Any) -> str:
+    """(trim0 "2.500") removes the '0' characters at the end of a string: "2.5"."""
+    return expect_str("trim0", s).rstrip("0")
+
+
+@builtin("fill", group=G)
+def fill(s: Any, n: Any) -> str:
+    """(fill "ab" 3) repeats a string a number of times: "ababab" ("" when the count is 0 or less)."""
+    text = expect_str("fill", s)
+    k = expect_int("fill", n)
+    if k <= 0:
+        return ""
+    check_size("fill", k * len(text))
+    return text * k
+
+
+@builtin("ngrams", group=G)
+def ngrams(s: Any, n: Any) -> Strings:
+    """(ngrams "abcd" 2) lists the substrings of a given length, in order: ("ab" "bc" "cd")."""
+    text = s if isinstance(s, str) else show(s)
+    k = n if isinstance(n, int) and not isinstance(n, bool) else None
+    if k is None and isinstance(n, float):
+        k = int(n)
+    if k is None:
+        raise LispEError(f"ngrams: expected a number, got {type_name(n)}")
+    if k <= 0:
+        raise LispEError("ngrams: nb should be a positive value")
+    return Strings(text[i:i + k] for i in range(len(text) - k + 1))
+
+
+@builtin("editdistance", group=G)
+def editdistance(a: Any, b: Any) -> int:
+    """(editdistance "kitten" "sitting") is the Levenshtein distance between two strings: 3."""
+    s1 = a if isinstance(a, str) else show(a)
+    s2 = b if isinstance(b, str) else show(b)
+    column = list(range(len(s1) + 1))
+    for x in range(1, len(s2) + 1):
+        column[0] = x
+        lastdiag = x - 1
+        for y in range(1, len(s1) + 1):
+            olddiag = column[y]
+            column[y] = min(column[y] + 1, column[y - 1] + 1,
+                            lastdiag + (0 if s1[y - 1] == s2[x - 1] else 1))
+            lastdiag = olddiag
+    return column[len(s1)]
+
+
+def _base_letter(ch: str) -> str:
+    return unicodedata.normalize("NFD", ch)[0].lower()
+
+
+def _is_vowel(ch: str) -> bool:
+    return ch.isalpha() and _base_letter(ch) in "aeiouy"
+
+
+def _is_consonant(ch: str) -> bool:
+    return ch.isalpha() and _base_letter(ch) not in "aeiouy"
+
+
+def _is_emoji(ch: str) -> bool:
+    o = ord(ch)
+    return (0x1F000 <= o <= 0x1FAFF or 0x2600 <= o <= 0x27BF or 0x2300 <= o <= 0x23FF
+            or 0x2B00 <= o <= 0x2BFF or o in (0x200D, 0xFE0F, 0x20E3, 0x00A9, 0x00AE, 0x203C, 0x2049,
+                                               0x2122, 0x2139, 0x3030, 0x303D, 0x3297, 0x3299)
+            or 0xE0020 <= o <= 0xE007F)
+
+
+_str_pred("vowelp", lambda t: all(_is_vowel(c) for c in t),
+          '(vowelp "aé") is true when a non-empty string has only vowels (accented ones too).')
+_str_pred("consonantp", lambda t: all(_is_consonant(c) for c in t),
+          '(consonantp "bcd") is true when a non-empty string has only consonants.')
+_str_pred("emojip", lambda t: all(_is_emoji(c) for c in t),
+          '(emojip "👍") is true when a non-empty string has only emoji characters.')

@@ -46,7 +46,6 @@ UNSUPPORTED: dict[str, str] = {
     # language machinery of LispE's C++ interpreter
     "deflib": "deflib defines functions implemented in C++ libraries, which lispe_py cannot load",
     "deflibpat": "deflibpat defines functions implemented in C++ libraries, which lispe_py cannot load",
-    "defprol": "Prolog-like functions (defprol) are not provided",
     "bodies": "function bodies are compiled into closures; their source lists are not kept",
     "atoms": "the interpreter's table of atoms is not exposed",
     "addr_": "memory addresses of values are not exposed",

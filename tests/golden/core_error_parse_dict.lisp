@@ -1,1 +1,1 @@
-(println {"a" 1})
+(println {"a":1 "b"})

@@ -25,7 +25,7 @@
 (println (tokenize "a.b . c+d .5 -.25"))
 (println (tokenizee "a  b"))
 (println (segment "Dr. Li paid 12.5 euros, didn't he? #tag -3"))
-(println (segment "3,5 kg" nil true))
+(println (segment "3,5 kg" 1))
 (println (segment_e "a b"))
 (println (size (segment "")))
 (tokenize 42)

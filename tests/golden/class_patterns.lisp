@@ -1,0 +1,15 @@
+; defpat patterns [Name x y ...] match class@ instances field by field (fields added with setqi
+; come last), as LispE's wiki shows; another class or another field count does not match.
+(class@ Pt (x y) (defun grow () (setqi tag 'big)))
+(class@ Box (w h (d 1)))
+(defpat describe ([Pt a b]) (list 'point a b))
+(defpat describe ([Pt a b t]) (list 'tagged-point a b t))
+(defpat describe ([Box w h _]) (list 'box (* w h)))
+(defpat describe (other) 'unknown)
+(setq p (Pt 3 4))
+(println (describe p))
+(p (grow))
+(println (describe p))
+(println (describe (Box 2 5)))
+(println (describe '(Pt 3 4)))
+(println (map 'describe (list (Pt 1 1) (Box 1 2 3))))

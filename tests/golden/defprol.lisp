@@ -1,0 +1,17 @@
+; defprol: every clause whose patterns match runs; the call gives the list of the values of the
+; clauses whose instructions all hold. cut_ ends the search after its clause, fail_ (nil) fails it.
+(defprol grade (n) (>= n 90) 'excellent)
+(defprol grade (n) (>= n 50) 'pass)
+(defprol grade (n) (< n 50) cut_ 'fail)
+(defprol grade (n) (numberp n) 'scored)
+(println (grade 95) (grade 60) (grade 10))
+(defprol pick (a b) (< a b) (+ a b))
+(defprol pick (a b) (= (- b a) 2) cut_ (* a b))
+(defprol pick (a b) (< (+ a b) 100) (- b a))
+(println (pick 3 5) (pick 3 9) (pick 9 3))
+(defprol route ((integer_ x)) fail_ 'never)
+(defprol route ((integer_ x)) (> x 0) (println "positive" x) x)
+(defprol route ((string_ s)) (+ s "!"))
+(defprol route (x) (car x))
+(println (route 4) (route "hey") (route -1))
+(println (emptyp (pick 50 60)))

@@ -1,0 +1,17 @@
+; The rest of LispE's string module: fill, ngrams, editdistance, trim0, vowelp, consonantp,
+; emojip, tokenizer (another name of tokenizer_rules), and f_ templates.
+(println (fill "-=" 4) "|" (fill "x" 0) "|")
+(println (ngrams "lisp" 3) (ngrams "ab" 5))
+(println (editdistance "flaw" "lawn") (editdistance "" "abc") (editdistance "same" "same"))
+(println (trim0 "3.1400") (trim0 "100"))
+(println (vowelp "ouï") (vowelp "oui!") (consonantp "str") (consonantp "sta"))
+(println (emojip "🙂🎉") (emojip "🙂x"))
+(println (tokenize_rules (tokenizer) "(f 1.5)"))
+(setq qty 3)
+(setq item "pears")
+(println (f_ "{qty} {item}, {* qty 2} halves"))
+(defun label(n) (f_ "n={n} n²={(* n n)} %{literal%}"))
+(println (label 7))
+(setq tpl "qty is {qty}")
+(println (f_ tpl))
+(println (maybe (ngrams "abc" 0) "refused"))
