@@ -360,10 +360,15 @@ def convert_in_base(value: Any, base: Any, convert_from: Any = None) -> Any:
 
 @builtin("shuffle", group="numbers", ctx=True)
 def shuffle(ctx: Any, lst: Any) -> list:
-    """(shuffle '(1 2 3 4)) returns a copy of a list with its elements in a random order."""
+    """(shuffle l) puts the elements of a list in a random order, in place, and returns the list.
+
+    As LispE's Proc_shuffle (randoms.cxx), which swaps the list's own elements: after
+    (shuffle cards) the variable cards holds the shuffled order.
+    """
     items = list(expect_list("shuffle", lst))
     interp_random(ctx).shuffle(items)
-    return like(lst, items)
+    lst[:] = items
+    return lst
 
 
 @builtin("random_choice", group="numbers", min_args=2, max_args=3, ctx=True)
