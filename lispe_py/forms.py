@@ -288,7 +288,7 @@ def _iterable(pos: Any, v: Any, what: str) -> Any:
 def _while(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(while (< i 3) (println i) (+= i 1)) runs the body as long as the test is true.
 
-    Returns the body's last value; (break) leaves the loop.
+    Returns the body's last value; (break) leaves the loop and gives nil.
     """
     _need(c, form, 1)
     test = _truth(c.comp(form[1], scope, False))
@@ -300,7 +300,7 @@ def _while(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
             while test(f):
                 r = body(f)
         except BreakSignal:
-            pass
+            return None  # LispE: a loop left by (break) gives nil (isBreak → null_)
         return r
     return while_
 
@@ -310,7 +310,7 @@ def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     """(loop x '(1 2 3) (println x)) runs the body with x bound to each element in turn.
 
     A string gives its characters, a dictionary its keys (in insertion order). Returns the body's
-    last value; (break) leaves the loop. At top level the variable is a global that stays bound
+    last value; (break) leaves the loop and gives nil. At top level the variable is a global that stays bound
     after the loop. With a list of variables, (loop (x y) '(1 2 3) '(10 20) (println (+ x y)))
     walks the containers in step and stops with the shortest, as mloop (LispE's multiloop).
     """
@@ -334,7 +334,7 @@ def _loop(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
                 setv(f, x)
                 r = body(f)
         except BreakSignal:
-            pass
+            return None
         return r
     return loop
 

@@ -118,7 +118,7 @@ def _parallel(kind: str) -> Any:
                         setv(fr, v)
                     r = body(fr)
             except f.BreakSignal:
-                pass
+                return None  # as every LispE loop: (break) gives nil
             return r
         return run
     return compile_
@@ -159,6 +159,6 @@ def _whilein(c: Any, form: list, scope: Any, tail: bool) -> Any:
                     break
                 r = body(fr)
         except f.BreakSignal:
-            pass
+            return None  # List_whilein_eval: isBreak → null_
         return r
     return whilein
