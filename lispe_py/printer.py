@@ -122,7 +122,7 @@ def _atom(v: Any, quoted: bool) -> str | None:
     if isinstance(v, (list, dict)):
         return None
     if v is VOID:
-        return "nil"
+        return ""  # LispE: print functions give emptyatom_, an atom whose name is ""
     return _other(v)
 
 

@@ -8,7 +8,8 @@
     numbers_      Numbers(list)               strings_  Strings(list)
     dictionary_   dict with str keys          dictionary_n_  dict with int/float keys
     atom_         Symbol (interned)           lambda_ / function_  see runtime / registry
-    void          VOID: what print functions return; never echoed by the REPL or `lispe -e`
+    void          VOID: what print functions return; never echoed by the REPL or `lispe -e`;
+                  printed as nothing, like LispE's emptyatom_ (an atom named ""); false as nil
 
 Library values (tensors, models, generators, tokenizers) are plain Python objects whose LispE type
 name and printed form are declared with `register_type`.
