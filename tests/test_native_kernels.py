@@ -140,6 +140,55 @@ def test_decode_attention_op_is_softmax_attention(b, kv, r, s, d):
 
 
 @needs_native
+@pytest.mark.parametrize("kv, r, s, d, starts", [(3, 3, 40, 64, [0, 5, 39]), (2, 1, 9, 128, [8, 0]),
+                                                 (1, 8, 33, 64, [3, 32, 0, 17]), (4, 2, 1, 128, [0])])
+def test_decode_attention_from_is_sdpa_with_a_left_padding_mask(kv, r, s, d, starts):
+    b = len(starts)
+    g = _gen(b * s + d)
+    q = torch.randn(b, kv, r, d, generator=g) * 2
+    cache_k, cache_v = torch.randn(b + 1, kv, s + 7, d, generator=g) * 2, torch.randn(b + 1, kv, s + 7, d, generator=g)
+    k, v = cache_k[:b, :, :s], cache_v[:b, :, :s]
+    first = torch.tensor(starts)
+    y = torch.ops.lispe.decode_attention_from(q, k, v, d ** -0.5, first)
+    mask = (torch.arange(s)[None, :] >= first[:, None])[:, None, None, :]  # row i sees slots starts[i]..
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask, scale=d ** -0.5)
+    assert y.shape == (b, kv, r, d) and (y.double() - ref).abs().max().item() < 1e-5
+    y0 = torch.ops.lispe.decode_attention_from(q, k, v, d ** -0.5, torch.zeros(b, dtype=torch.long))
+    assert torch.equal(y0, torch.ops.lispe.decode_attention(q, k, v, d ** -0.5))
+
+
+@needs_native
+def test_a_padded_batch_decode_step_attends_natively_and_agrees_with_sdpa():
+    from lispe_py.models.layers import Attention
+
+    model = quantize_model(create_model(dict(TINY, hidden_size=256, intermediate_size=512)), "int4")
+    attns = [m for m in model.modules() if isinstance(m, Attention)]
+    pads, slot = torch.tensor([0, 3, 7, 12]), 12
+    model.setup_cache(4, 32)
+    g = _gen(11)
+    with torch.inference_mode():
+        for a in attns:
+            a.kv_cache.k.copy_(torch.randn(a.kv_cache.k.shape, generator=g))
+            a.kv_cache.v.copy_(torch.randn(a.kv_cache.v.shape, generator=g))
+        kv_mask = torch.arange(32)[None, :] >= pads[:, None]
+        tokens, position_ids = torch.tensor([5, 9, 2, 40]), (slot - pads)[:, None]
+        masks = model._masks(slot, slot + 1, kv_mask, model._slots)
+        assert torch.equal(masks[("starts", None)], pads.clamp(max=slot))
+        calls = []
+        with torch.profiler.profile() as prof:
+            native_logits = model.decode(tokens, slot, position_ids, kv_mask)
+        calls = [e.name for e in prof.events()]
+        assert calls.count("lispe::decode_attention_from") == len(attns)
+        for a in attns:
+            a.native = False
+        sdpa_logits = model.decode(tokens, slot, position_ids, kv_mask)
+    assert torch.allclose(native_logits, sdpa_logits, rtol=1e-4, atol=1e-4)
+    not_suffix = torch.ones(2, 8, dtype=torch.bool)
+    not_suffix[1, 4] = False  # a hole, not left padding: the masked SDPA
+    assert model._suffix_starts(8, not_suffix) is None
+    assert model._suffix_starts(8, torch.ones(2, 8, dtype=torch.bool)).tolist() == [0, 0]
+
+@needs_native
 def test_quantized_models_norm_and_attend_natively_and_float_models_as_transformers():
     from lispe_py.models.layers import RMSNorm
 
@@ -242,6 +291,12 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
      "decode_attention: k and v must be float32 .* with contiguous rows"),
     (lambda: torch.ops.lispe.decode_attention(torch.randn(1, 2, 1, 64), torch.randn(1, 3, 4, 64), torch.randn(1, 3, 4, 64), 1.0),
      "decode_attention: k and v must be float32 \\[1, 2, S, 64\\]"),
+    (lambda: torch.ops.lispe.decode_attention_from(torch.randn(2, 2, 1, 64), torch.randn(2, 2, 4, 64),
+                                                   torch.randn(2, 2, 4, 64), 1.0, torch.tensor([0, 4])),
+     r"decode_attention_from: starts\[1\] = 4 is not in 0..3"),
+    (lambda: torch.ops.lispe.decode_attention_from(torch.randn(2, 2, 1, 64), torch.randn(2, 2, 4, 64),
+                                                   torch.randn(2, 2, 4, 64), 1.0, torch.tensor([0, 1, 2])),
+     r"decode_attention_from: starts must be a contiguous int64 \[B\] tensor"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2).half()),
      "sz must be contiguous float32 or bfloat16"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 1, 2)),

@@ -32,6 +32,9 @@
 //       q float32 [B, KV, R, D] contiguous (R query heads per key/value head), k and v float32
 //       [B, KV, S, D] with contiguous rows (a KV cache's view), D 64 or 128: softmax(scale * q k^T) v over all S,
 //       float32 [B, KV, R, D]; one decode step's attention without a mask.
+//   lispe::decode_attention_from(Tensor q, Tensor k, Tensor v, float scale, Tensor starts) -> Tensor
+//       the same, row b over keys starts[b] .. S - 1 only (starts int64 [B], each in 0..S-1): a decode
+//       step of left-padded rows (the pad slots before starts[b] hidden), without building a mask.
 //
 // Weights are read once per pass of up to 8 rows of x (each row of x is multiplied by a decoded block
 // before the next block is read), output rows are split over torch's intra-op threads, and every sum
@@ -669,18 +672,23 @@ void attend_head(const float* q, const float* kh, const float* vh, int64_t S, in
   }
 }
 
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
+// Row b attends to keys starts[b] .. S - 1 of k and v (starts null: all S keys).
+at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                          const int64_t* starts, const char* op) {
   TORCH_CHECK(q.dim() == 4 && q.scalar_type() == at::kFloat && q.is_contiguous(),
-              "decode_attention: q must be a contiguous float32 [B, KV, R, D] tensor, got ", q.sizes());
+              op, ": q must be a contiguous float32 [B, KV, R, D] tensor, got ", q.sizes());
   const int64_t B = q.size(0), KV = q.size(1), R = q.size(2), D = q.size(3);
-  TORCH_CHECK(D == 64 || D == 128, "decode_attention: head size must be 64 or 128, got ", D);
+  TORCH_CHECK(D == 64 || D == 128, op, ": head size must be 64 or 128, got ", D);
   for (const at::Tensor* t : {&k, &v})
     TORCH_CHECK(t->dim() == 4 && t->scalar_type() == at::kFloat && t->size(0) == B && t->size(1) == KV &&
                 t->size(3) == D && t->stride(3) == 1 && (t->stride(2) == D || t->size(2) == 1) && t->size(2) == k.size(2),
-                "decode_attention: k and v must be float32 [", B, ", ", KV, ", S, ", D, "] with contiguous rows, got ",
+                op, ": k and v must be float32 [", B, ", ", KV, ", S, ", D, "] with contiguous rows, got ",
                 t->sizes(), " strides ", t->strides());
   const int64_t S = k.size(2);
-  TORCH_CHECK(S > 0, "decode_attention: no keys");
+  TORCH_CHECK(S > 0, op, ": no keys");
+  if (starts)
+    for (int64_t b = 0; b < B; ++b)
+      TORCH_CHECK(starts[b] >= 0 && starts[b] < S, op, ": starts[", b, "] = ", starts[b], " is not in 0..", S - 1);
   at::Tensor y = at::empty({B, KV, R, D}, q.options());
   const float* qp = q.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
@@ -691,14 +699,27 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
   at::parallel_for(0, B * KV, std::max<int64_t>(1, 8192 / (S * R)), [&](int64_t h0, int64_t h1) {
     std::vector<float> p(S);
     for (int64_t h = h0; h < h1; ++h) {
-      const int64_t b = h / KV, g = h % KV;
-      const float* kh = kp + b * k.stride(0) + g * k.stride(1);
-      const float* vh = vp + b * v.stride(0) + g * v.stride(1);
-      if (D == 64) attend_head<8>(qp + h * R * D, kh, vh, S, R, sc, p.data(), yp + h * R * D);
-      else attend_head<16>(qp + h * R * D, kh, vh, S, R, sc, p.data(), yp + h * R * D);
+      const int64_t b = h / KV, g = h % KV, t0 = starts ? starts[b] : 0;
+      const float* kh = kp + b * k.stride(0) + g * k.stride(1) + t0 * D;
+      const float* vh = vp + b * v.stride(0) + g * v.stride(1) + t0 * D;
+      if (D == 64) attend_head<8>(qp + h * R * D, kh, vh, S - t0, R, sc, p.data(), yp + h * R * D);
+      else attend_head<16>(qp + h * R * D, kh, vh, S - t0, R, sc, p.data(), yp + h * R * D);
     }
   });
   return y;
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
+  return attention_rows(q, k, v, scale, nullptr, "decode_attention");
+}
+
+at::Tensor decode_attention_from(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                                 const at::Tensor& starts) {
+  TORCH_CHECK(starts.dim() == 1 && starts.scalar_type() == at::kLong && starts.is_contiguous() &&
+              starts.size(0) == q.size(0),
+              "decode_attention_from: starts must be a contiguous int64 [B] tensor, got ", starts.sizes(), " ",
+              starts.scalar_type());
+  return attention_rows(q, k, v, scale, starts.data_ptr<int64_t>(), "decode_attention_from");
 }
 
 }  // namespace
@@ -711,6 +732,7 @@ TORCH_LIBRARY(lispe, m) {
   m.def("q6k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
+  m.def("decode_attention_from(Tensor q, Tensor k, Tensor v, float scale, Tensor starts) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lispe, CPU, m) {
@@ -721,4 +743,5 @@ TORCH_LIBRARY_IMPL(lispe, CPU, m) {
   m.impl("q6k_linear", &q6k_linear);
   m.impl("rms_norm", &rms_norm);
   m.impl("decode_attention", &decode_attention);
+  m.impl("decode_attention_from", &decode_attention_from);
 }

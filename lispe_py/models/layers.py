@@ -254,7 +254,8 @@ class Attention(nn.Module):
         self.transformers_dispatch = False
         # True (set by quantization where the native kernels run, like RMSNorm.native): a float32
         # decode step without a mask on the CPU runs `lispe::decode_attention` (~2x faster than SDPA
-        # for one query row; another summation order, so not bit-identical to SDPA).
+        # for one query row; another summation order, so not bit-identical to SDPA), and a step of
+        # left-padded rows `lispe::decode_attention_from` (see DecoderModel._masks).
         self.native = False
 
     def forward(self, x: torch.Tensor, rope, mask, start: int | torch.Tensor | None) -> torch.Tensor:
@@ -280,11 +281,15 @@ class Attention(nn.Module):
         if start is not None:
             k, v = self.kv_cache.update(start, k, v)
         attn_mask, is_causal = mask[self.window]
-        if (t == 1 and attn_mask is None and self.native and q.dtype == torch.float32 and q.device.type == "cpu"
+        starts = mask.get(("starts", self.window)) if attn_mask is not None else None
+        if (t == 1 and (attn_mask is None or starts is not None) and self.native and q.dtype == torch.float32 and q.device.type == "cpu"
                 and self.head_dim in (64, 128) and not self.transformers_dispatch
                 and not (torch.is_grad_enabled() and q.requires_grad)):
             q = q.reshape(b, self.n_kv, self.n_heads // self.n_kv, self.head_dim).contiguous()
-            y = torch.ops.lispe.decode_attention(q, k, v, self.scale)
+            if starts is None:
+                y = torch.ops.lispe.decode_attention(q, k, v, self.scale)
+            else:  # left-padded rows: row i attends to slots starts[i].. only, as attn_mask says
+                y = torch.ops.lispe.decode_attention_from(q, k, v, self.scale, starts)
             return self.wo(y.reshape(b, 1, self.q_size))
         gqa = self.n_kv != self.n_heads
         if gqa and t == 1 and (attn_mask is not None or not self.transformers_dispatch):
@@ -551,9 +556,14 @@ class DecoderModel(nn.Module):
 
     # ----- masks and rope for one call -----
     def _masks(self, start: int, end: int, kv_mask: torch.Tensor | None, slots: torch.Tensor) -> dict:
-        """{window: (attn_mask or None, is_causal)} for queries at slots start..end-1 over slots 0..end-1."""
+        """{window: (attn_mask or None, is_causal)} for queries at slots start..end-1 over slots 0..end-1.
+
+        For a decode step (one query) of left-padded rows on the CPU, also {("starts", window): starts}
+        where that window's mask is exactly "row i sees slots starts[i]..end-1" (int64 [B]): the
+        native decode attention then skips the pad slots instead of reading a mask."""
         t = end - start
         masks = {}
+        starts = self._suffix_starts(end, kv_mask) if t == 1 and kv_mask is not None else None
         for window in self._windows:
             if kv_mask is None and (window is None or window >= end):
                 if t == 1:
@@ -571,7 +581,21 @@ class DecoderModel(nn.Module):
                 # Left padding: hide pad slots; a pad query still sees itself so no row is all -inf.
                 m = m[None, None] & (kv_mask[:, None, None, :end].bool() | (k == q))
             masks[window] = (m, False)
+            if starts is not None and (window is None or window >= end):
+                masks[("starts", window)] = starts
         return masks
+
+    @staticmethod
+    def _suffix_starts(end: int, kv_mask: torch.Tensor) -> torch.Tensor | None:
+        """The first visible slot of each row when kv_mask[:, :end] hides a prefix of each row (left
+        padding), the query slot end-1 being visible anyway (as `_masks` keeps it); else None."""
+        if kv_mask.device.type != "cpu":
+            return None
+        kv = kv_mask[:, :end].bool()
+        starts = (end - kv.sum(-1)).clamp(max=end - 1)
+        if not bool((kv[:, :-1] == (torch.arange(end - 1) >= starts[:, None])).all()):
+            return None
+        return starts.contiguous()
 
     def _rope(self, position_ids: torch.Tensor | None, start: int, end: int):
         if not self.uses_rope:

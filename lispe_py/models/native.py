@@ -1,6 +1,6 @@
 """The native CPU kernels of `kernels.cpp`: built once per machine with the system C++ compiler, loaded
-as the torch operators `torch.ops.lispe.int8_linear`, `int8_block_linear`, `int4_linear`, `rms_norm`
-and `decode_attention`.
+as the torch operators `torch.ops.lispe.int8_linear`, `int8_block_linear`, `int4_linear`, `rms_norm`,
+`decode_attention` and `decode_attention_from`.
 
     from lispe_py.models import native
     if native.available():            # builds on the first call (~20 s), then loads from the cache
@@ -12,7 +12,7 @@ row, or a scale and an offset per group of 32+ columns) keep float32 activations
 multiplies the 4-bit values by activations rounded to 16 bits per block of 32 with exact integer sums;
 all stream the weights at memory speed, 1.8-2.5x torch's on this project's 2-core machine
 (docs/performance.md). A quantized model also runs its RMSNorms and decode-step attention on
-`rms_norm` / `decode_attention` (one op each instead of several; not bit-identical to transformers).
+`rms_norm` / `decode_attention` (`decode_attention_from` for left-padded rows; one op each instead of several; not bit-identical to transformers).
 They are used where all of these hold, and torch's kernels
 otherwise, for the same quantized values:
 - an x86-64 CPU with AVX2 and FMA (torch.backends.cpu.get_cpu_capability() says AVX2 or AVX512);
@@ -155,7 +155,7 @@ def _load() -> tuple[bool, str | None]:
     why = _cpu_fits()
     if why:
         return False, why
-    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "decode_attention"):
+    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "decode_attention_from"):
         return True, None  # loaded by another copy of this module (a test's reload)
     cxx = compiler()
     if cxx is None:
