@@ -37,8 +37,6 @@ UNSUPPORTED: dict[str, str] = {
     "rank@": "rank selection in matrices and tensors is not provided; use @ on nested lists",
     "⍤": "rank selection in matrices and tensors is not provided; use @ on nested lists",
     "irank@": "rank iteration over matrices and tensors is not provided; use loop on nested lists",
-    "ludcmp": "the LU decomposition steps are not provided; use solve or invert",
-    "lubksb": "the LU decomposition steps are not provided; use solve or invert",
     "+*": "the fused multiply-add on matrices is not provided; use inner",
     # data structures
     "llist": "linked lists are not provided; lists are arrays (use pushfirst to add in front)",
