@@ -784,17 +784,18 @@ def _positions(name: str, idx: tuple) -> list:
     return out
 
 
-@builtin("rank", group=G, min_args=2)
+@builtin("rank", "rank@", "⍤", group=G, min_args=2)
 def rank(m: Any, *idx: Any) -> Any:
     """(rank '((1 2 3) (4 5 6)) -1 1) extracts a slice of a matrix; -1 takes a whole axis: (2 5).
 
-    (rank m 1) is row 1, (rank m 1 2) one value, (rank m -1 2) column 2, as LispE's rank.
+    (rank m 1) is row 1, (rank m 1 2) one value, (rank m -1 2) column 2, as LispE's rank; rank@
+    and ⍤ are the names of LispE's current instruction table (Matrix::rank, Tensor::rank).
     """
     expect_list("rank", m, "a matrix or tensor")
     return _rank("rank", m, _positions("rank", idx))
 
 
-@builtin("irank", group=G, min_args=2)
+@builtin("irank", "irank@", group=G, min_args=2)
 def irank(m: Any, *idx: Any) -> list:
     """(irank '((1 2) (3 4)) -1) lists the slices along the next axis: the columns ((1 3) (2 4)).
 

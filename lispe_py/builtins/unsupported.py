@@ -32,9 +32,6 @@ UNSUPPORTED: dict[str, str] = {
     "tensor_stringbyte": _TENSORS, "tensor_string": _TENSORS, "tensor_short": _TENSORS,
     "tensor_number": _TENSORS, "tensor_float": _TENSORS, "tensor_integer": _TENSORS,
     "⊃": _TENSORS, "to_tensor": _TENSORS,
-    "rank@": "rank selection in matrices and tensors is not provided; use @ on nested lists",
-    "⍤": "rank selection in matrices and tensors is not provided; use @ on nested lists",
-    "irank@": "rank iteration over matrices and tensors is not provided; use loop on nested lists",
     "+*": "the fused multiply-add on matrices is not provided; use inner",
     # data structures
     "llist": "linked lists are not provided; lists are arrays (use pushfirst to add in front)",
