@@ -109,7 +109,7 @@ _tls = threading.local()
 
 
 def _get_parser():
-    global _parser
+    global _parser, _parser_closing
     if _parser is None:
         with _parser_lock:
             if _parser is None:
@@ -181,7 +181,56 @@ def _get_parser():
                 text = grammar_path().read_text(encoding="utf-8")
                 _parser = Lark(text, parser="lalr", transformer=_Build(), maybe_placeholders=False,
                                cache=_cache_file())
+                _parser_closing = lambda: Lark(text, parser="lalr", transformer=_Build(),  # noqa: E731
+                                               maybe_placeholders=False, postlex=_CloseAll(),
+                                               cache=_cache_file())
     return _parser
+
+
+_parser_closing: Any = None  # after _get_parser: a function building the parser of _CloseAll
+
+
+def _get_closing_parser():
+    """The parser for texts holding a `]` (built on first use: most texts have none)."""
+    global _parser_closing
+    _get_parser()
+    if not hasattr(_parser_closing, "parse"):
+        with _parser_lock:
+            if not hasattr(_parser_closing, "parse"):
+                _parser_closing = _parser_closing()
+    return _parser_closing
+
+
+class _CloseAll:
+    """A `]` with no `[` left open closes every parenthesis still open, as in LispE.
+
+    LispE's segmenter (LispE::segmenting) counts the `[` still open: a `]` closes one level while
+    that count is not zero (`[` and `]` are then plain parentheses); otherwise it closes all the
+    parentheses of the current top-level form, so `(defun f (x) (+ x 1]` is a whole definition.
+    Braces are not closed by it. A `]` with nothing open is skipped, as LispE skips it.
+    """
+
+    always_accept = ()
+
+    def process(self, stream):
+        parens = 0
+        brackets = 0
+        for tok in stream:
+            kind = tok.type
+            if kind == "LPAR":
+                parens += 1
+                if tok == "[":
+                    brackets += 1
+            elif kind == "RPAR":
+                if tok == "]":
+                    if not brackets:
+                        for _ in range(parens):
+                            yield tok
+                        parens = 0
+                        continue
+                    brackets -= 1
+                parens -= 1
+            yield tok
 
 
 def _import_lark_without_regex() -> None:
@@ -283,6 +332,8 @@ def read(text: str, filename: str = "<string>") -> list[Any]:
     source = Source(filename, text)
     body = _strip_shebang(text)
     parser = _get_parser()
+    if "]" in body:  # a `]` may close several parentheses (_CloseAll); other texts skip that pass
+        parser = _get_closing_parser()
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
     prev = getattr(_tls, "source", None)
@@ -391,7 +442,8 @@ def _unbalanced(body: str, source: Source) -> LispEError:
     """`parentheses do not balance`, pointing at the innermost opening bracket left unclosed."""
     stack = []
     try:
-        for tok in _get_parser().lex(body):
+        parser = _get_closing_parser() if "]" in body else _get_parser()
+        for tok in parser.lex(body):
             if tok.type in ("LPAR", "LBRACE"):
                 stack.append(tok)
             elif tok.type in ("RPAR", "RBRACE") and stack:
@@ -420,6 +472,7 @@ def is_complete(text: str) -> bool:
     an unexpected closing bracket is complete too, so the REPL shows the error at once.
     """
     depth = 0
+    brackets = 0  # `[` still open: a `]` with none closes every parenthesis (see _CloseAll)
     i, n = 0, len(text)
     if text.startswith("#!"):
         nl = text.find("\n")
@@ -465,7 +518,13 @@ def is_complete(text: str) -> bool:
             continue
         if c in "([{":
             depth += 1
+            if c == "[":
+                brackets += 1
+        elif c == "]" and not brackets:
+            depth = 0
         elif c in ")]}":
+            if c == "]":
+                brackets -= 1
             depth -= 1
             if depth < 0:
                 return True

@@ -101,7 +101,7 @@ BAD_TYPE = {
     "trimright": "(trimright 1)", "upper": "(upper 1)", "lower": "(lower 1)",
     "replace": "(replace 1 \"a\" \"b\")", "join": "(join 1)", "format": "(format 1)",
     "rfind": "(rfind 1 \"a\")", "startwith": "(startwith 1 \"a\")", "endwith": "(endwith 1 \"a\")",
-    "explode": "(explode 1)", "atom": "(atom 1)", "ord": "(ord 1)", "chr": "(chr \"a\")",
+    "atom": "(atom 1)", "atshape": "(atshape 1 '(2) 0)", "setshape": "(setshape 1 '(2) 0 5)", "ord": "(ord 1)", "chr": "(chr \"a\")",
     "left": "(left 1 2)", "right": "(right 1 2)", "middle": "(middle 1 0 1)",
     "padding": "(padding \"a\" 1 3)", "lowerp": "(lowerp 1)", "upperp": "(upperp 1)",
     "alphap": "(alphap 1)", "digitp": "(digitp 1)", "punctuationp": "(punctuationp 1)",
@@ -135,7 +135,7 @@ BAD_TYPE["gcd"] = "(gcd \"a\" 4)"
 # Builtins that accept a value of any type: only their argument count can be wrong.
 ANY_TYPE = {"repeat", "list", "clone", "eq", "neq", "string", "type", "input", "nullp", "numberp", "integerp",
             "floatp", "stringp", "atomp", "listp", "consp", "dictionaryp", "symbolp", "zerop",
-            "emptyp", "negativep", "positivep", "functionp", "conspoint", "editdistance"}
+            "emptyp", "negativep", "positivep", "functionp", "conspoint", "editdistance", "explode"}
 
 
 def _library_entries() -> list:

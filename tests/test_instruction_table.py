@@ -30,7 +30,7 @@ UNSUPPORTED_CALLS = r"""
 (stringbyte) (stringbytes) (int16_t) (shorts) (complex) (real) (imaginary) (matrix_stringbyte)
 (matrix_string) (matrix_short) (matrix_integer) (matrix_number) (matrix_float) (tensor_stringbyte)
 (tensor_string) (tensor_short) (tensor_number) (tensor_float) (tensor_integer) (⊃) (to_tensor)
-(atshape) (@@@) (setshape) (set@@@) (rank@) (⍤) (irank@) (ludcmp) (lubksb) (+*) (llist) (to_llist)
+(+*) (llist) (to_llist)
 (deflib) (deflibpat) (bodies) (atoms) (addr_) (label)
 (setconst) (setfast) (getfast) (getchar) (toclean) (defclass) (withclass) (this)
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import LispEError
 from ..values import Integers, Numbers, TYPED_LISTS, truthy
-from ._common import (check_size, expect_int, expect_list, expect_number, fail, lisp_equal,
+from ._common import (check_size, expect_int, expect_list, expect_number, fail, lisp_equal, show_quoted,
                       like, typed_from)
 from .registry import builtin
 from .sets import Heap, LispSet
@@ -608,6 +608,124 @@ def solve(m: Any, y: Any) -> list:
 
 
 
+_LU_TINY = 1.5e-16  # LispE's TINY (tensors.cxx): a row whose values all stay below it is singular
+
+
+def _lu_matrix(name: str, m: Any) -> list:
+    """A square numeric matrix, whose rows become Numbers in place (ludcmp and lubksb write in it)."""
+    rows = _matrix(name, m)
+    if len(rows) != len(rows[0]):
+        raise LispEError(f"{name}: expected a square matrix, got {len(rows)}x{len(rows[0])}")
+    for i, r in enumerate(rows):
+        for x in r:
+            expect_number(name, x, "a numeric matrix")
+        if type(r) is not Numbers:
+            rows[i] = Numbers(float(x) for x in r)
+    return rows
+
+
+def _lu_solve(a: list, perm: list, b: list) -> None:
+    """Solves a·x = b in place in b, with a and perm as _lu_decompose leaves them."""
+    n = len(a)
+    first = -1  # the first nonzero element of b: the forward sums start there
+    for i in range(n):
+        k = perm[i]
+        total = b[k]
+        b[k] = b[i]
+        if first >= 0:
+            row = a[i]
+            for j in range(first, i):
+                total -= row[j] * b[j]
+        elif total != 0.0:
+            first = i
+        b[i] = total
+    for i in range(n - 1, -1, -1):
+        row = a[i]
+        total = b[i]
+        for j in range(i + 1, n):
+            total -= row[j] * b[j]
+        b[i] = total / row[i]
+
+
+def _lu_decompose(a: list) -> list | None:
+    """Crout's LU decomposition with implicit scaled partial pivoting, in place in the rows of a.
+
+    Returns the row permutation (perm[j] is the row swapped with row j at step j), or None when a
+    row is all zeros (below LispE's TINY). A zero pivot becomes TINY, as in LispE's LUDCMP.
+    """
+    n = len(a)
+    scale = []
+    for row in a:
+        big = max(abs(x) for x in row)
+        if big < _LU_TINY:
+            return None
+        scale.append(1.0 / big)
+    perm = []
+    for j in range(n):
+        for i in range(j):
+            row = a[i]
+            row[j] = row[j] - sum(row[k] * a[k][j] for k in range(i))
+        best, pivot = 0.0, j
+        for i in range(j, n):
+            row = a[i]
+            row[j] = row[j] - sum(row[k] * a[k][j] for k in range(j))
+            weight = scale[i] * abs(row[j])
+            if weight >= best:  # the last row of the largest weight, as LispE's test `>=` picks
+                best, pivot = weight, i
+        if pivot != j:
+            a[pivot][:], a[j][:] = list(a[j]), list(a[pivot])
+            scale[pivot] = scale[j]
+        perm.append(pivot)
+        if abs(a[j][j]) < _LU_TINY:
+            a[j][j] = _LU_TINY
+        if j != n - 1:
+            inv = 1.0 / a[j][j]
+            for i in range(j + 1, n):
+                a[i][j] *= inv
+    return perm
+
+
+@builtin("ludcmp", group=G)
+def ludcmp(m: Any) -> Any:
+    """(ludcmp m) replaces the square matrix m by its LU decomposition and returns the row permutation.
+
+    As LispE's ludcmp (Matrice::ludcmp, LUDCMP in tensors.cxx): m is changed in place (L below
+    the diagonal, its unit diagonal left out, U on and above it, rows permuted), the value is the
+    integers_ list of the rows swapped at each step, for lubksb; a singular m (a row of zeros) gives ().
+    """
+    a = _lu_matrix("ludcmp", m)
+    perm = _lu_decompose(a)
+    return [] if perm is None else Integers(perm)
+
+
+@builtin("lubksb", group=G, min_args=2, max_args=3)
+def lubksb(m: Any, idxs: Any, y: Any = None) -> list:
+    """(lubksb m idxs [y]) solves with the LU decomposition left in m by (setq idxs (ludcmp m)).
+
+    Without y it gives the inverse of the original matrix; with a square matrix y of the same size
+    it solves original·X = y column by column, writing X in y and returning y (Matrice::lubksb).
+    """
+    a = _lu_matrix("lubksb", m)
+    if type(idxs) is not Integers:
+        raise fail("lubksb", "an integers_ list of row indexes (as ludcmp returns)", idxs)
+    n = len(a)
+    if len(idxs) != n or any(not 0 <= k < n for k in idxs):
+        raise LispEError(f"lubksb: expected {n} row indexes between 0 and {n - 1}, got {show_quoted(idxs)}")
+    if y is None:
+        out = [Numbers(1.0 if i == j else 0.0 for j in range(n)) for i in range(n)]
+    else:
+        out = _lu_matrix("lubksb", y)
+        if len(out) != n:
+            raise LispEError("lubksb: the matrices must have the same size")
+    perm = list(idxs)
+    for j in range(n):
+        col = [out[i][j] for i in range(n)]
+        _lu_solve(a, perm, col)
+        for i in range(n):
+            out[i][j] = col[i]
+    return out if y is None else y
+
+
 # ---------------------------------------------------------------- matrix, rank, irank
 
 def _to_numbers(name: str, row: Any) -> Numbers:
@@ -666,17 +784,18 @@ def _positions(name: str, idx: tuple) -> list:
     return out
 
 
-@builtin("rank", group=G, min_args=2)
+@builtin("rank", "rank@", "⍤", group=G, min_args=2)
 def rank(m: Any, *idx: Any) -> Any:
     """(rank '((1 2 3) (4 5 6)) -1 1) extracts a slice of a matrix; -1 takes a whole axis: (2 5).
 
-    (rank m 1) is row 1, (rank m 1 2) one value, (rank m -1 2) column 2, as LispE's rank.
+    (rank m 1) is row 1, (rank m 1 2) one value, (rank m -1 2) column 2, as LispE's rank; rank@
+    and ⍤ are the names of LispE's current instruction table (Matrix::rank, Tensor::rank).
     """
     expect_list("rank", m, "a matrix or tensor")
     return _rank("rank", m, _positions("rank", idx))
 
 
-@builtin("irank", group=G, min_args=2)
+@builtin("irank", "irank@", group=G, min_args=2)
 def irank(m: Any, *idx: Any) -> list:
     """(irank '((1 2) (3 4)) -1) lists the slices along the next axis: the columns ((1 3) (2 4)).
 

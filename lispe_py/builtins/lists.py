@@ -212,6 +212,116 @@ def set_at(container: Any, *args: Any) -> Any:
     return container
 
 
+# ---------------------------------------------------------------- a flat list seen through a shape
+
+def _shape_of(name: str, shape: Any, nidx: int) -> list[int]:
+    if not isinstance(shape, list) or not shape or len(shape) < nidx:
+        raise LispEError(f"{name}: expected as second argument a list of sizes with at least as "
+                         f"many values as there are indexes ({nidx})")
+    return [expect_int(name, d) for d in shape]
+
+
+def _prod(sizes: list[int]) -> int:
+    out = 1
+    for d in sizes:
+        out *= d
+    return out
+
+
+def _offset(name: str, dims: list[int], idxs: list[int], stop: int) -> int:
+    """Row-major offset of the indexes after position `stop` within the indexed sizes."""
+    offset, stride = 0, 1
+    for p in range(len(idxs) - 1, stop, -1):
+        if idxs[p] >= dims[p]:
+            raise LispEError(f"{name}: index {idxs[p]} does not fit the shape's size {dims[p]}")
+        offset += idxs[p] * stride
+        stride *= dims[p]
+    return offset
+
+
+def _cell(name: str, flat: list, i: int) -> Any:
+    if not 0 <= i < len(flat):
+        raise LispEError(f"{name}: index out of bounds: {i} in a list of {len(flat)} values")
+    return flat[i]
+
+
+@builtin("atshape", "@@@", group=G, min_args=3, max_args=None)
+def atshape(flat: Any, shape: Any, *indexes: Any) -> Any:
+    """(atshape l shape i j ...) reads the flat list l as an array of that shape: (@@@ l '(2 3) 1 2).
+
+    As LispE's atshape (List_at_shape_eval): as many indexes as sizes give one element, fewer
+    give the block they select as a flat list; an index -1 takes every value along its axis
+    ((@@@ (iota0 6) '(2 3) -1 1) is (1 4)), a lower negative index the same values axis by axis.
+    """
+    flat = expect_list("atshape", flat)
+    idxs = [expect_int("atshape", i) for i in indexes]
+    dims = _shape_of("atshape", shape, len(idxs))
+    k = len(idxs)
+    neg = next((p for p in range(k - 1, -1, -1) if idxs[p] < 0), None)
+    offset = _offset("atshape", dims, idxs, -1 if neg is None else neg)
+    if neg is None:
+        if k == len(dims):
+            return _cell("atshape", flat, offset)
+        block = _prod(dims[k:])
+        offset *= block
+        return like(flat, [_cell("atshape", flat, i) for i in range(offset, offset + block)])
+    # the indexes before the first negative one select a block, as LispE computes it
+    begin, stride, q = 0, 1, 0
+    while q < neg and idxs[q] >= 0:
+        begin += idxs[q] * stride
+        stride *= dims[q]
+        q += 1
+    if q:
+        tail = _prod(dims[q:])
+        begin *= tail
+        end = begin + tail
+    else:
+        end = len(flat)
+    step = _prod(dims[neg + 1:])
+    rest = _prod(dims[k:])  # the sizes no index was given for
+    out: list = []
+    if idxs[neg] == -1:
+        starts = [(i + offset * rest) for i in range(begin, end, step)]
+    else:
+        size = dims[neg]
+        stride = step if rest == 1 else rest
+        starts = [offset * rest + j * stride + i for j in range(size) for i in range(begin, end, step * size)]
+    for s0 in starts:
+        out.extend(_cell("atshape", flat, s) for s in range(s0, s0 + rest))
+    return like(flat, out)
+
+
+@builtin("setshape", "set@@@", group=G, min_args=4, max_args=None)
+def setshape(flat: Any, shape: Any, *args: Any) -> Any:
+    """(setshape l shape i j ... value) writes in the flat list l read through shape; returns l.
+
+    As LispE's setshape (List_set_shape_eval): as many indexes as sizes replace one element; fewer
+    replace the block they select with the first values of the list `value`. Negative indexes are
+    refused.
+    """
+    *indexes, value = args
+    flat = expect_list("setshape", flat)
+    idxs = [expect_int("setshape", i) for i in indexes]
+    dims = _shape_of("setshape", shape, len(idxs))
+    if any(i < 0 for i in idxs):
+        raise LispEError("setshape: cannot modify this value (a negative index)")
+    offset = _offset("setshape", dims, idxs, -1)
+    k = len(idxs)
+    if k == len(dims):
+        _cell("setshape", flat, offset)
+        flat[offset] = fit("setshape", flat, value)
+        return flat
+    block = _prod(dims[k:])
+    offset *= block
+    if not isinstance(value, list) or len(value) < block:
+        raise LispEError(f"setshape: cannot store this value in this container (a list of at least "
+                         f"{block} values is needed)")
+    _cell("setshape", flat, offset + block - 1)
+    for i in range(block):
+        flat[offset + i] = fit("setshape", flat, value[i])
+    return flat
+
+
 def _dict_set(name: str, d: dict, k: Any, value: Any) -> None:
     """Store `value` under `k`, keeping the dictionary's keys all strings or all numbers."""
     k = normalize_key(name, k)

@@ -188,9 +188,13 @@ def endwith(s: Any, suffix: Any) -> Any:
 
 
 @builtin("explode", group=G)
-def explode(s: Any) -> Strings:
-    """(explode "abc") splits a string into its characters: ("a" "b" "c")."""
-    return Strings(expect_str("explode", s))
+def explode(value: Any) -> list:
+    """(explode "abc") splits a value's text into one atom per character: (a b c).
+
+    As LispE's explode (List::evall_atomise, Delegation::atomise): the elements are atoms, not
+    strings, and any value is taken through its text, so (explode 12) is the atoms 1 and 2.
+    """
+    return [Symbol(c) for c in show(value)]
 
 
 @builtin("atom", group=G)

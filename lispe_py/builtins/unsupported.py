@@ -16,7 +16,6 @@ _FILES = "file handles are not provided; read and write whole files with fread, 
 _BYTES = "byte strings and 16-bit integer containers are not provided (strings are Unicode, integers unbounded)"
 _TENSORS = ("typed matrices and tensors are not provided; lispe_py uses lists of typed rows "
             "(build them with rho, transpose them with transpose)")
-_SHAPE = "indexing a flat list through a shape is not provided; use rho to build nested lists and @"
 
 UNSUPPORTED: dict[str, str] = {
     # files and bytes
@@ -33,12 +32,6 @@ UNSUPPORTED: dict[str, str] = {
     "tensor_stringbyte": _TENSORS, "tensor_string": _TENSORS, "tensor_short": _TENSORS,
     "tensor_number": _TENSORS, "tensor_float": _TENSORS, "tensor_integer": _TENSORS,
     "⊃": _TENSORS, "to_tensor": _TENSORS,
-    "atshape": _SHAPE, "@@@": _SHAPE, "setshape": _SHAPE, "set@@@": _SHAPE,
-    "rank@": "rank selection in matrices and tensors is not provided; use @ on nested lists",
-    "⍤": "rank selection in matrices and tensors is not provided; use @ on nested lists",
-    "irank@": "rank iteration over matrices and tensors is not provided; use loop on nested lists",
-    "ludcmp": "the LU decomposition steps are not provided; use solve or invert",
-    "lubksb": "the LU decomposition steps are not provided; use solve or invert",
     "+*": "the fused multiply-add on matrices is not provided; use inner",
     # data structures
     "llist": "linked lists are not provided; lists are arrays (use pushfirst to add in front)",

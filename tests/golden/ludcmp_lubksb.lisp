@@ -1,0 +1,22 @@
+; LU decomposition in place (Matrice::ludcmp, LUDCMP), then back-substitution (lubksb)
+(setq m (rho 3 3 (numbers 2 1 1 4 -6 0 -2 7 2)))
+(setq orig (clone m))
+(setq idx (ludcmp m))
+(println idx (type idx))
+(println m)
+; without a third argument: the inverse of the original matrix
+(println (lubksb m idx))
+(println (invert orig))
+; with a matrix y: solves orig . X = y column by column, in y
+(setq y (rho 3 3 (numbers 5 1 4 -2 4 -2 9 -2 9)))
+(setq r (lubksb m idx y))
+(println r (eq r y))
+; rows are swapped when a later row has the larger scaled pivot
+(setq w (list (integers 1 2) (integers 3 4)))
+(setq iw (ludcmp w))
+(println iw w)
+(println (lubksb w iw))
+; a row of zeros: singular, ()
+(setq z (rho 2 2 (numbers 0 0 1 2)))
+(println (ludcmp z))
+(lubksb w (integers 0 1 2))

@@ -1,0 +1,11 @@
+; rank@ and ⍤, the current names of rank (Matrix::rank, Tensor::rank); irank@ of irank
+(setq m (rho 2 3 (iota 6)))
+(println (rank@ m 1))
+(println (rank@ m 1 2))
+(println (rank@ m -1 2))
+(println (⍤ m 0 -1))
+(setq t (rho 2 3 4 (iota0 24)))
+(println (rank@ t 1 -1 2))
+(println (rank@ t -1 1))
+(println (irank@ m -1))
+(rank@ m 2)
