@@ -369,6 +369,10 @@ def config_pairs(fname: str, arg: str, value: Any, ctx: Any) -> list[tuple[str, 
                     f"(\"key\" value) pairs; got the entry {describe(item)}")
             items.append((item[0], item[1]))
     else:
+        from ..builtins.sets import LispSet
+        if isinstance(value, LispSet):  # {"max_length" 30}: braces without key:value read as a set
+            raise LispEError(f"{fname}: argument '{arg}': a config is a dictionary, got {describe(value)}; "
+                             f"a dictionary writes each pair as key:value, e.g. {{\"max_length\":30}}")
         raise arg_error(fname, arg, "a config: a dictionary or a list of (\"key\" value) pairs", value)
     out = []
     for key, v in items:

@@ -8,4 +8,6 @@
 (help 'repetition_penalty)
 (help "max_new_tokens")
 (println (catch (help "temprature")))
+; braces without key:value read as a set, which is not a config
+(println (catch (torch_generator_config generator {"max_length" 4})))
 (torch_generator_config generator {"max_lenght":4})
