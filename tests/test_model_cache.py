@@ -456,14 +456,9 @@ def test_two_lispe_processes_share_the_entry(gguf_file, cache, tmp_path):
 # ----- SmolLM2 -----
 
 @pytest.mark.smollm2
-def test_smollm2_from_the_cache(cache):
+def test_smollm2_from_the_cache(cache, smollm2_gguf):
     from lispe_py.generation import generate
-    from lispe_py.models.loading import embedded_model_path
 
-    try:
-        embedded_model_path("SmolLM2-135M-Instruct")
-    except ModelError as exc:
-        pytest.skip(str(exc))
     start = time.perf_counter()
     uncached = load_model("SmolLM2-135M-Instruct", model_cache=False)
     uncached_s = time.perf_counter() - start
@@ -483,17 +478,11 @@ def test_smollm2_from_the_cache(cache):
 
 
 @pytest.mark.smollm2
-def test_the_startup_bench_script_runs_the_quickstart_lines(capsys):
+def test_the_startup_bench_script_runs_the_quickstart_lines(capsys, smollm2_gguf):
     """bench/startup.py cuts examples/quickstart.lisp at its first generation; if the quickstart changes
     shape, the bench must notice rather than time something else."""
     import importlib.util
 
-    from lispe_py.models.loading import embedded_model_path
-
-    try:
-        embedded_model_path("SmolLM2-135M-Instruct")
-    except ModelError as exc:
-        pytest.skip(str(exc))
     spec = importlib.util.spec_from_file_location("bench_startup", ROOT / "bench" / "startup.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -388,17 +388,13 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def smollm2():
+def smollm2(smollm2_gguf):
     """(path, float32 model, its perplexity on the fixed text, its greedy continuations, the text ids)."""
     from pathlib import Path
 
     from lispe_py.models import load_model
-    from lispe_py.models.loading import embedded_model_path
 
-    try:
-        path = embedded_model_path("SmolLM2-135M-Instruct")
-    except ModelError as exc:
-        pytest.skip(str(exc))
+    path = smollm2_gguf
     ref = load_model(path)
     text = (Path(__file__).resolve().parent.parent / "bench" / "data" / "perplexity.txt").read_text()
     ids = ref.tokenizer.encode(text)[:TEXT_TOKENS]

@@ -228,14 +228,7 @@ def test_load_config_quantize_key_errors():
 
 
 @pytest.mark.smollm2
-def test_load_config_quantize_int4_keeps_the_gguf_blocks():
-    from lispe_py.models.loading import embedded_model_path
-    from lispe_py.models import ModelError
-
-    try:
-        embedded_model_path("SmolLM2-135M-Instruct")
-    except ModelError as exc:
-        pytest.skip(str(exc))
+def test_load_config_quantize_int4_keeps_the_gguf_blocks(smollm2_gguf):
     lisp = Interpreter()
     lisp.eval("(use 'lispe_torch)")
     lisp.eval('(setq model (torch_hf_load_model "SmolLM2-135M-Instruct" {"quantize":"int4"}))')
