@@ -16,6 +16,7 @@ a new one); methods call each other by name. An instance prints as `(Name "x":1 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .compiler import Compiler, Node, Scope, _const, err_at, special
@@ -231,47 +232,33 @@ class ClassConstructor:
         self.__name__ = cls.name
 
     def __call__(self, *args: Any) -> Instance:
+        return self.call_named(args, {})
+
+    def call_named(self, args: Sequence[Any], named: dict) -> Instance:
+        """`(Name 10 (? z 2))`: fields given in order, then by name; the others take their default."""
         cls = self.cls
         nf = len(cls.fields)
         if len(args) > nf:
             raise LispEError(f"'{cls.name}': {len(args)} arguments for {nf} fields")
         frame = [self.env, *args] + [UNSET] * (cls.nslots - 1 - len(args))
+        for k, v in named.items():
+            if k not in cls.fields:
+                raise LispEError(f"'{cls.name}' has no field named '{k}'")
+            i = cls.fields.index(k)
+            if i < len(args):
+                raise LispEError(f"'{cls.name}': the field '{k}' is given twice")
+            frame[1 + i] = v
         for i in range(len(args), nf):
-            d = cls.defaults[i]
-            if d is None:
-                raise LispEError(f"'{cls.name}': missing argument for the field '{cls.fields[i]}'")
-            frame[1 + i] = d(frame)
+            if frame[1 + i] is UNSET:
+                d = cls.defaults[i]
+                if d is None:
+                    raise LispEError(f"'{cls.name}': missing argument for the field '{cls.fields[i]}'")
+                frame[1 + i] = d(frame)
         for slot, code in cls.codes:
             frame[slot] = Lambda(code, frame)
         return Instance(cls, frame)
 
 
-def _call_named(self: ClassConstructor, args: list, named: dict) -> Instance:
-    """`(Name 10 (? z 2))`: fields given by name; the others left out take their default."""
-    cls = self.cls
-    nf = len(cls.fields)
-    if len(args) > nf:
-        raise LispEError(f"'{cls.name}': {len(args)} arguments for {nf} fields")
-    frame = [self.env, *args] + [UNSET] * (cls.nslots - 1 - len(args))
-    for k, v in named.items():
-        if k not in cls.fields:
-            raise LispEError(f"'{cls.name}' has no field named '{k}'")
-        i = cls.fields.index(k)
-        if i < len(args):
-            raise LispEError(f"'{cls.name}': the field '{k}' is given twice")
-        frame[1 + i] = v
-    for i in range(nf):
-        if frame[1 + i] is UNSET:
-            d = cls.defaults[i]
-            if d is None:
-                raise LispEError(f"'{cls.name}': missing argument for the field '{cls.fields[i]}'")
-            frame[1 + i] = d(frame)
-    for slot, code in cls.codes:
-        frame[slot] = Lambda(code, frame)
-    return Instance(cls, frame)
-
-
-ClassConstructor.call_named = _call_named  # type: ignore[attr-defined]
 register_type(ClassConstructor, "class_", lambda k: k.cls.name)
 
 

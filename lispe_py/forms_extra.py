@@ -462,32 +462,40 @@ def _defpred(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     value of the first clause whose tests all succeed; nil when no further clause matches; an
     error when the last clause fails. Print instructions count as true.
     """
+    def body(tests: list) -> Any:
+        return tests[-1] if len(tests) == 1 else [Symbol("if"), [Symbol("and"), *tests[:-1]], tests[-1]]
+    return _clause_definition(c, form, scope, "defpred", "test", PredicateFunction, body)
+
+
+def _clause_definition(c: Compiler, form: list, scope: Scope, word: str, what: str, cls: type,
+                       body_of: Callable[[list], Any]) -> Node:
+    """`(WORD name (patterns...) instruction...)` for defpred and defprol: compiles one clause (its
+    instructions as tests, combined by `body_of`) and adds it to the `cls` function named `name`."""
     from .compiler import to_data
     from .printer import repr_string
     from .runtime import Lambda
 
     if len(form) < 4:
-        raise _fail(c, "Wrong number of arguments in call to: 'defpred'")
+        raise _fail(c, f"Wrong number of arguments in call to: '{word}'")
     name, patterns = form[1], form[2]
     if not isinstance(name, Symbol) or not isinstance(patterns, list):
-        raise _fail(c, "defpred: write (defpred name (patterns...) test...)")
+        raise _fail(c, f"{word}: write ({word} name (patterns...) {what}...)")
     match, slots = _pattern_matcher(c, name.name, list(patterns), scope)
     match = _copying_matcher(match, list(patterns))
-    tests = [_test_instruction(x) for x in form[3:]]
-    body = tests[-1] if len(tests) == 1 else [Symbol("if"), [Symbol("and"), *tests[:-1]], tests[-1]]
+    body = body_of([_test_instruction(x) for x in form[3:]])
     code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
     cell = c.globals.cell(name.name)
     rt = c.rt
     key = repr_string(to_data(patterns))
 
-    def defpred(f: list) -> Any:
+    def define(f: list) -> Any:
         pf = cell.v
-        if not isinstance(pf, PredicateFunction):
-            pf = PredicateFunction(name.name, rt)
+        if not isinstance(pf, cls):
+            pf = cls(name.name, rt)
             cell.v = pf
         pf.add_clause(key, match, Lambda(code, f, self_value=pf))
         return pf
-    return defpred
+    return define
 
 
 # --- defprol -------------------------------------------------------------------------------------
@@ -573,31 +581,8 @@ def _defprol(c: Compiler, form: list, scope: Scope, tail: bool) -> Node:
     instructions stops the search after this clause; `fail_` (nil) fails the clause.
     (defprol t (a b) (< a b) (+ a b)) (defprol t (a b) (> b 0) (* a b)) then (t 2 3) is (5 6).
     """
-    from .compiler import to_data
-    from .printer import repr_string
-    from .runtime import Lambda
-
-    if len(form) < 4:
-        raise _fail(c, "Wrong number of arguments in call to: 'defprol'")
-    name, patterns = form[1], form[2]
-    if not isinstance(name, Symbol) or not isinstance(patterns, list):
-        raise _fail(c, "defprol: write (defprol name (patterns...) instruction...)")
-    match, slots = _pattern_matcher(c, name.name, list(patterns), scope)
-    match = _copying_matcher(match, list(patterns))
-    body = [Symbol("%prolog_body"), *[_test_instruction(x) for x in form[3:]]]
-    code = c.compile_function(name.name, None, [body], scope, "fn", form, pattern_slots=slots)
-    cell = c.globals.cell(name.name)
-    rt = c.rt
-    key = repr_string(to_data(patterns))
-
-    def defprol(f: list) -> Any:
-        pf = cell.v
-        if not isinstance(pf, PrologFunction):
-            pf = PrologFunction(name.name, rt)
-            cell.v = pf
-        pf.add_clause(key, match, Lambda(code, f, self_value=pf))
-        return pf
-    return defprol
+    return _clause_definition(c, form, scope, "defprol", "instruction", PrologFunction,
+                              lambda tests: [Symbol("%prolog_body"), *tests])
 
 
 @special("§")
