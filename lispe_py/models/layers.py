@@ -563,7 +563,9 @@ class DecoderModel(nn.Module):
         native decode attention then skips the pad slots instead of reading a mask."""
         t = end - start
         masks = {}
-        starts = self._suffix_starts(end, kv_mask) if t == 1 and kv_mask is not None else None
+        # (only models whose attention runs the native kernel use the starts: float models keep SDPA)
+        starts = (self._suffix_starts(end, kv_mask)
+                  if t == 1 and kv_mask is not None and self.layers[0].attn.native else None)
         for window in self._windows:
             if kv_mask is None and (window is None or window >= end):
                 if t == 1:
