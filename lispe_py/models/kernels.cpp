@@ -21,9 +21,13 @@
 //   lispe::q6k_linear(Tensor x, Tensor raw) -> Tensor
 //       x float32 [M, K], K a multiple of 256; raw uint8 [N, K / 256 * 144 (Q4_K) or 210 (Q6_K)]: each
 //       row's llama.cpp super-blocks as a GGUF file holds them (a memory-mapped file's bytes, no copy).
-//       Q4_K: w = (d * sc_j) * q - dmin * m_j per sub-block j of 32; Q6_K: w = (d * sc_j) * (q - 32)
-//       per sub-block of 16 (d * sc_j and dmin * m_j in float32, as gguf's dequantization computes them)
-//       y[m, n] ~= sum_k w[n, k] * x[m, k], x rounded to 16 bits per block of 32 as for int4_linear.
+//       Q4_K: w = d * sc_j * q - dmin * m_j per sub-block j of 32; Q6_K: w = d * sc_j * (q - 32)
+//       per sub-block of 16 (dmin * m_j in float32, as gguf's dequantization computes it).
+//       y[m, n] ~= sum_k w[n, k] * x[m, k], x rounded to 16 bits per super-block of 256 (to 1/65534 of
+//       its largest |x|): the 16-bit values are split into a signed high and an unsigned low byte, which
+//       vpmaddubsw multiplies by the weight bytes as they are; sum_j sc_j * sum q x is exact in int32
+//       per super-block (with AVX512-VNNI or AVX-VNNI, where the build has them, vpdpwssd adds it up),
+//       then scaled once by d * the activations' scale: the same numbers with or without VNNI.
 //   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
 //       x float32 [..., D] contiguous, weight float32 [D]:
 //       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
@@ -36,6 +40,7 @@
 //       the same, row b over keys starts[b] .. S - 1 only (starts int64 [B], each in 0..S-1): a decode
 //       step of left-padded rows (the pad slots before starts[b] hidden), without building a mask.
 //
+// The build adds -mavx512f/bw/vl/vnni or -mavxvnni where the CPU has them (native.py).
 // Weights are read once per pass of up to 8 rows of x (each row of x is multiplied by a decoded block
 // before the next block is read), output rows are split over torch's intra-op threads, and every sum
 // runs in a fixed order: the result does not depend on the number of threads. Built and loaded by
@@ -144,7 +149,20 @@ struct Blocks {
 // and multiplied into int32 pair sums by vpmaddwd (exact), converted once, and scaled by
 // weight scale * activation scale; the constant part c = zero - 8 * scale multiplies the block's sum
 // of x. sz holds, per output row, the B = K / 32 block scales and then the B block zeros.
+// Accumulators per row of x: a chain of FMAs into one register waits on the FMA's latency (4 cycles)
+// at every block, which with one or two rows of x is what limits the kernels (1.75x slower per product
+// than 8 rows); blocks go round-robin over A chains per row (acc[A * m + slot]), summed in a fixed order.
 template <int M>
+constexpr int chains() { return M >= 4 ? 1 : M >= 2 ? 2 : 4; }
+
+template <int M, int A>
+inline __m256 sum_chains(const __m256* acc, int m) {
+  __m256 total = acc[A * m];
+  for (int a = 1; a < A; ++a) total = _mm256_add_ps(total, acc[A * m + a]);
+  return total;
+}
+
+template <int M, int A>
 inline void int4_block(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b, const float* f, __m256* acc) {
   const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b));
@@ -155,7 +173,7 @@ inline void int4_block(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b
     const __m256i p = _mm256_add_epi32(
         _mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
         _mm256_madd_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16))));
-    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 8 * m), acc[m]);
+    acc[A * m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 8 * m), acc[A * m]);
   }
 }
 
@@ -179,8 +197,10 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
     const uint8_t* w = q + n * (K / 2);
     const S* scale = sz + n * 2 * B;
     const S* zero = scale + B;
-    __m256 acc[M], constant[M];  // one FMA per block and row: the chain's latency does not limit this
-    for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
+    constexpr int A = chains<M>();
+    __m256 acc[M * A], constant[M];
+    for (int i = 0; i < M * A; ++i) acc[i] = _mm256_setzero_ps();
+    for (int m = 0; m < M; ++m) constant[m] = _mm256_setzero_ps();
     int64_t b0 = 0;
     for (; b0 + 8 <= B; b0 += 8) {
       const __m256 s8 = load8(scale + b0), c8 = _mm256_fnmadd_ps(eight, s8, load8(zero + b0));
@@ -188,16 +208,16 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
         _mm256_store_ps(f + 8 * m, _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0)));
         constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
       }
-      for (int i = 0; i < 8; ++i) int4_block<M>(w, xq, K, b0 + i, f + i, acc);
+      for (int i = 0; i < 8; ++i) int4_block<M, A>(w, xq, K, b0 + i, f + i, acc + i % A);
     }
     for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
       const float sb = to_float(scale[b]), cb = to_float(zero[b]) - 8.0f * sb;
       for (int m = 0; m < M; ++m) f[8 * m] = sb * xd[m * B + b];
-      int4_block<M>(w, xq, K, b, f, acc);
+      int4_block<M, A>(w, xq, K, b, f, acc + b % A);
       for (int m = 0; m < M; ++m)
         constant[m] = _mm256_add_ps(constant[m], _mm256_setr_ps(cb * xs[m * B + b], 0, 0, 0, 0, 0, 0, 0));
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + hsum(constant[m]);
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(sum_chains<M, A>(acc, m)) + hsum(constant[m]);
   }
 }
 
@@ -442,38 +462,121 @@ inline float half_at(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// 32 unsigned (Q4_K) or signed (Q6_K) byte weights of one block of 32 columns times M rows of int16
-// activations: exact int32 pair sums (vpmaddwd), then one FMA with the factor of row m (weight scale
-// times the row's activation scale); Q6_K's two 16-column halves have their own factors.
-template <int M, bool Signed>
-inline void kq_block(__m256i v, const int16_t* xq, int64_t K, int64_t b, const float* f0, const float* f1,
-                     __m256* acc) {
-  // f0[stride * m] / f1[stride * m]: row m's factors for columns 0..15 / 16..31 (the same pointer: one)
-  constexpr int stride = Signed ? 16 : 8;
-  const __m256i w0 = Signed ? _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)) : _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v));
-  const __m256i w1 = Signed ? _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1))
-                            : _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1));
-  for (int m = 0; m < M; ++m) {
-    const int16_t* xm = xq + m * K + 32 * b;
-    const __m256i p0 = _mm256_madd_epi16(w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm)));
-    const __m256i p1 = _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
-    if (!Signed) {
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1)), _mm256_broadcast_ss(f0 + stride * m), acc[m]);
-    } else {
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_broadcast_ss(f0 + stride * m), acc[m]);
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_broadcast_ss(f1 + stride * m), acc[m]);
+// Rows of x for the K-quant kernels, per super-block of 256 columns: int16 values x16 = round(x / d),
+// d = the super-block's largest |x| / 32767 (d[m * S + s]), each split into two bytes x16 = 256 hi + lo
+// (hi signed, lo unsigned), so that vpmaddubsw multiplies them by the weights' bytes without widening;
+// per 16 columns the sums of hi and of lo (sh, sl: Q6_K's -32 offset), per 32 columns the float32 sums of
+// x (xs: Q4_K's mins).
+struct SuperBlocks {
+  std::vector<int8_t> hi;
+  std::vector<uint8_t> lo;
+  std::vector<int16_t> sh, sl;
+  std::vector<float> d, xs;
+  SuperBlocks(const float* x, int64_t M, int64_t K)
+      : hi(M * K), lo(M * K), sh(M * K / 16), sl(M * K / 16), d(M * K / 256), xs(block_sums(x, M, K)) {
+    const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i byte = _mm256_set1_epi16(0xFF);
+    for (int64_t s = 0; s < M * K / 256; ++s) {
+      const float* v = x + 256 * s;
+      __m256 amax = _mm256_setzero_ps(), sum = _mm256_setzero_ps();
+      for (int j = 0; j < 32; ++j) {
+        const __m256 f = _mm256_loadu_ps(v + 8 * j);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(f, no_sign));
+        sum = _mm256_add_ps(sum, f);
+      }
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      const float top = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+      const bool finite = std::isfinite(hsum(sum)) && std::isfinite(top);  // else the products are NaN
+      const __m256 inv = _mm256_set1_ps(finite && top > 0.0f ? 32767.0f / top : 0.0f);
+      d[s] = finite ? top / 32767.0f : NAN;
+      for (int j = 0; j < 8; ++j) {  // 32 columns at a time
+        const float* w = v + 32 * j;
+        __m256i i[4];
+        for (int k = 0; k < 4; ++k) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + 8 * k), inv));
+        // packs works per 128-bit lane; the permutes restore the column order
+        const __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[0], i[1]), 0xD8);  // columns 0..15
+        const __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[2], i[3]), 0xD8);  // 16..31
+        const __m256i ha = _mm256_srai_epi16(a, 8), hb = _mm256_srai_epi16(b, 8);
+        const __m256i la = _mm256_and_si256(a, byte), lb = _mm256_and_si256(b, byte);
+        const int64_t at = 256 * s + 32 * j;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[at]),
+                            _mm256_permute4x64_epi64(_mm256_packs_epi16(ha, hb), 0xD8));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(&lo[at]),
+                            _mm256_permute4x64_epi64(_mm256_packus_epi16(la, lb), 0xD8));
+      }
+      for (int g = 0; g < 16; ++g) {
+        int th = 0, tl = 0;
+        for (int k = 0; k < 16; ++k) {
+          th += hi[256 * s + 16 * g + k];
+          tl += lo[256 * s + 16 * g + k];
+        }
+        sh[16 * s + g] = static_cast<int16_t>(th);
+        sl[16 * s + g] = static_cast<int16_t>(tl);
+      }
     }
+  }
+};
+
+// acc + the pair sums of a * b (int16 lanes into int32): one VNNI instruction where the CPU has it.
+inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(acc, a, b);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+// One block of 32 columns (unsigned weight bytes w: Q4_K's 4-bit values, Q6_K's 6-bit ones before the
+// -32) times the M rows' hi and lo bytes of those columns: vpmaddubsw gives exact int16 pair sums
+// (|w hi| pairs <= 2 * 63 * 128, w lo pairs <= 2 * 63 * 255: no saturation), which the int16 scales sv
+// (the sub-blocks' 6-bit or 8-bit scales, one per 128-bit lane) multiply into the int32 accumulators of
+// the high and the low bytes (A chains per row: ih[A * m]).
+template <int M, int A>
+inline void kq_block(__m256i w, const int8_t* hi, const uint8_t* lo, int64_t K, int64_t col, __m256i sv,
+                     __m256i* ih, __m256i* il) {
+  for (int m = 0; m < M; ++m) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi + m * K + col));
+    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo + m * K + col));
+    ih[A * m] = dot_add(ih[A * m], _mm256_maddubs_epi16(w, h), sv);
+    il[A * m] = dot_add(il[A * m], _mm256_maddubs_epi16(l, w), sv);
   }
 }
 
+// The A chains of row m's high and low sums as one float: 256 * hi + lo.
+template <int A>
+inline __m256 kq_total(const __m256i* ih, const __m256i* il, int m) {
+  __m256i h = ih[A * m], l = il[A * m];
+  for (int a = 1; a < A; ++a) {
+    h = _mm256_add_epi32(h, ih[A * m + a]);
+    l = _mm256_add_epi32(l, il[A * m + a]);
+  }
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_set1_ps(256.0f), _mm256_cvtepi32_ps(l));
+}
+
+// vpshufb controls: element e of the eight int16 values of a 128-bit lane, in every element of the
+// lane; kq_pick(e0, e1) picks e0 in the low lane and e1 in the high one.
+inline __m256i kq_pick(int e0, int e1) {
+  const char a0 = static_cast<char>(2 * e0), b0 = static_cast<char>(2 * e0 + 1);
+  const char a1 = static_cast<char>(2 * e1), b1 = static_cast<char>(2 * e1 + 1);
+  return _mm256_setr_epi8(a0, b0, a0, b0, a0, b0, a0, b0, a0, b0, a0, b0, a0, b0, a0, b0,
+                          a1, b1, a1, b1, a1, b1, a1, b1, a1, b1, a1, b1, a1, b1, a1, b1);
+}
+
 template <int M>
-void q4k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+constexpr int kq_chains() { return M == 1 ? 4 : M <= 3 ? 2 : 1; }
+
+// Q4_K: per super-block, y += d * xd * sum_j sc_j * sum_k q x16 - dmin * sum_j m_j * xs_j, the first sum
+// exact in int32 (|sum| < 2^31: 32 columns per lane, 15 * 128 * 63 per column for hi), scaled once.
+template <int M>
+void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+  constexpr int A = kq_chains<M>();
   const int64_t S = K / 256, B = K / 32, row_bytes = S * 144;
-  const int16_t* xq = xb.xq.data();
-  const float* xd = xb.xd.data();
-  const float* xs = xb.xs.data();
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  alignas(32) float f[8 * M];  // per row of x, the factors d * sc_j * activation scale of the 8 sub-blocks
+  __m256i pick[8];
+  for (int j = 0; j < 8; ++j) pick[j] = kq_pick(j, j);
   alignas(8) uint8_t sc8[8], mn8[8];
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* row = raw + n * row_bytes;
@@ -481,57 +584,68 @@ void q4k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t
     for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
     for (int64_t s = 0; s < S; ++s) {
       const uint8_t* blk = row + 144 * s;
-      const uint8_t* sc = blk + 4;
-      for (int j = 0; j < 4; ++j) {
-        sc8[j] = sc[j] & 63;
-        mn8[j] = sc[j + 4] & 63;
-        sc8[j + 4] = (sc[j + 8] & 0x0F) | ((sc[j] >> 6) << 4);
-        mn8[j + 4] = (sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4);
-      }
-      // d * sc_j and dmin * m_j for the 8 sub-blocks at once (float32 products, as gguf's)
-      const __m256 ws = _mm256_mul_ps(_mm256_set1_ps(half_at(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc8)))));
+      // the 12 bytes of 6-bit scales and mins as three little-endian words, 4 bytes at a time
+      uint32_t a, b, c;
+      std::memcpy(&a, blk + 4, 4);
+      std::memcpy(&b, blk + 8, 4);
+      std::memcpy(&c, blk + 12, 4);
+      const uint32_t s03 = a & 0x3F3F3F3Fu, m03 = b & 0x3F3F3F3Fu;
+      const uint32_t s47 = (c & 0x0F0F0F0Fu) | (((a >> 6) & 0x03030303u) << 4);
+      const uint32_t m47 = ((c >> 4) & 0x0F0F0F0Fu) | (((b >> 6) & 0x03030303u) << 4);
+      std::memcpy(sc8, &s03, 4);
+      std::memcpy(sc8 + 4, &s47, 4);
+      std::memcpy(mn8, &m03, 4);
+      std::memcpy(mn8 + 4, &m47, 4);
+      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc8)));
+      const __m256i scales = _mm256_broadcastsi128_si256(sc16);
+      // dmin * m_j for the 8 sub-blocks (float32 products, as gguf's) times the sums of x
       const __m256 wm = _mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
                                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn8)))));
-      for (int m = 0; m < M; ++m) {
-        _mm256_store_ps(f + 8 * m, _mm256_mul_ps(ws, _mm256_loadu_ps(xd + m * B + 8 * s)));
-        constant[m] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(xs + m * B + 8 * s), constant[m]);
+      for (int m = 0; m < M; ++m) constant[m] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(xb.xs.data() + m * B + 8 * s), constant[m]);
+      __m256i ih[M * A], il[M * A];
+      for (int i = 0; i < M * A; ++i) ih[i] = il[i] = _mm256_setzero_si256();
+      for (int c4 = 0; c4 < 4; ++c4) {  // 32 bytes: sub-block 2 c4 in the low nibbles, 2 c4 + 1 in the high ones
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c4));
+        const int j0 = 2 * c4, j1 = 2 * c4 + 1;
+        kq_block<M, A>(_mm256_and_si256(bytes, low4), xb.hi.data(), xb.lo.data(), K, 256 * s + 32 * j0,
+                       _mm256_shuffle_epi8(scales, pick[j0]), ih + j0 % A, il + j0 % A);
+        kq_block<M, A>(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), xb.hi.data(), xb.lo.data(), K,
+                       256 * s + 32 * j1, _mm256_shuffle_epi8(scales, pick[j1]), ih + j1 % A, il + j1 % A);
       }
-      for (int c = 0; c < 4; ++c) {  // 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high ones
-        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c));
-        kq_block<M, false>(_mm256_and_si256(bytes, low4), xq, K, 8 * s + 2 * c, f + 2 * c, f + 2 * c, acc);
-        kq_block<M, false>(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), xq, K, 8 * s + 2 * c + 1,
-                           f + 2 * c + 1, f + 2 * c + 1, acc);
-      }
+      const float dw = half_at(blk);
+      for (int m = 0; m < M; ++m)
+        acc[m] = _mm256_fmadd_ps(kq_total<A>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
     }
     for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) - hsum(constant[m]);
   }
 }
 
+// Q6_K: w = d * sc_g * (q - 32) per group g of 16 columns: the kernel multiplies the unsigned q and takes
+// 32 * sum_g sc_g * sum_{k in g} x16 off (sh, sl), all in int32 per super-block.
 template <int M>
-void q6k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
-  const int64_t S = K / 256, B = K / 32, row_bytes = S * 210;
-  const int16_t* xq = xb.xq.data();
-  const float* xd = xb.xd.data();
-  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), bias = _mm256_set1_epi8(32);
-  const __m256i dup_lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), dup_hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
-  alignas(32) float f[16 * M];  // per row of x, d * sc_g * activation scale of the 16 sub-blocks
+void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+  constexpr int A = kq_chains<M>();
+  const int64_t S = K / 256, row_bytes = S * 210;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  __m256i pick[4];
+  for (int r = 0; r < 4; ++r) pick[r] = kq_pick(2 * r, 2 * r + 1);
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* row = raw + n * row_bytes;
     __m256 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
     for (int64_t s = 0; s < S; ++s) {
       const uint8_t* blk = row + 210 * s;
-      const __m256 d = _mm256_set1_ps(half_at(blk + 208));
-      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
-      const __m256 s_lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
-      const __m256 s_hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
-      for (int m = 0; m < M; ++m) {
-        const __m256 x8 = _mm256_loadu_ps(xd + m * B + 8 * s);
-        _mm256_store_ps(f + 16 * m, _mm256_mul_ps(s_lo, _mm256_permutevar8x32_ps(x8, dup_lo)));
-        _mm256_store_ps(f + 16 * m + 8, _mm256_mul_ps(s_hi, _mm256_permutevar8x32_ps(x8, dup_hi)));
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
+      __m256i ih[M * A], il[M * A];
+      for (int i = 0; i < M * A; ++i) ih[i] = il[i] = _mm256_setzero_si256();
+      for (int m = 0; m < M; ++m) {  // the offset: -32 * sum_g sc_g * (sum of hi, of lo over group g)
+        const __m256i th = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&xb.sh[m * K / 16 + 16 * s])));
+        const __m256i tl = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&xb.sl[m * K / 16 + 16 * s])));
+        ih[A * m] = _mm256_sub_epi32(ih[A * m], _mm256_slli_epi32(th, 5));
+        il[A * m] = _mm256_sub_epi32(il[A * m], _mm256_slli_epi32(tl, 5));
       }
-      for (int h = 0; h < 2; ++h) {  // 128 values: ql bytes 64 h.., qh bytes 32 h..
+      for (int h = 0; h < 2; ++h) {  // 128 values: ql bytes 64 h.., qh bytes 32 h..; groups 8 h .. 8 h + 7
+        const __m256i scales = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
         const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
         const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
         const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
@@ -541,12 +655,16 @@ void q6k_rows(const Blocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t
         const __m256i high[4] = {_mm256_and_si256(qh, low2), _mm256_and_si256(_mm256_srli_epi16(qh, 2), low2),
                                  _mm256_and_si256(_mm256_srli_epi16(qh, 4), low2),
                                  _mm256_and_si256(_mm256_srli_epi16(qh, 6), low2)};
-        for (int r = 0; r < 4; ++r) {  // 32 values: block 8 s + 4 h + r, sub-blocks 2 (4 h + r) and + 1
+        for (int r = 0; r < 4; ++r) {  // 32 values: block 8 s + 4 h + r, groups 2 (4 h + r) and + 1
           const int idx = 4 * h + r;
-          const __m256i v = _mm256_sub_epi8(_mm256_or_si256(low[r], _mm256_slli_epi16(high[r], 4)), bias);
-          kq_block<M, true>(v, xq, K, 8 * s + idx, f + 2 * idx, f + 2 * idx + 1, acc);
+          const __m256i q = _mm256_or_si256(low[r], _mm256_slli_epi16(high[r], 4));
+          kq_block<M, A>(q, xb.hi.data(), xb.lo.data(), K, 256 * s + 32 * idx, _mm256_shuffle_epi8(scales, pick[r]),
+                         ih + idx % A, il + idx % A);
         }
       }
+      const float dw = half_at(blk + 208);
+      for (int m = 0; m < M; ++m)
+        acc[m] = _mm256_fmadd_ps(kq_total<A>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
     }
     for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]);
   }
@@ -561,7 +679,7 @@ at::Tensor kquant_linear(const at::Tensor& x, const at::Tensor& raw, const char*
   check_x(x, K, op);
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
-  std::vector<Blocks> passes;
+  std::vector<SuperBlocks> passes;
   for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
   const uint8_t* rp = raw.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();

@@ -44,6 +44,10 @@ from ..resources import user_cache_dir
 SOURCE = Path(__file__).with_name("kernels.cpp")
 KEEP_BUILDS = 4  # builds kept in the cache (several torch versions may share one machine)
 FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-w"]
+# Instruction sets the K-quant kernels use where the CPU has them (its /proc/cpuinfo flags): one VNNI
+# instruction for a multiply-add of int16 pairs, and the AVX-512 encodings (32 vector registers) it needs.
+OPTIONAL_FLAGS = {"-mavx512f": ("avx512f",), "-mavx512bw": ("avx512bw",), "-mavx512vl": ("avx512vl",),
+                  "-mavx512vnni": ("avx512_vnni", "avx512f", "avx512vl", "avx512bw"), "-mavxvnni": ("avx_vnni",)}
 
 _state: dict[str, object] = {}  # "ok": bool once decided, "reason": why not
 
@@ -75,18 +79,36 @@ def _cpu_fits() -> str | None:
     return None
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def flags() -> list[str]:
+    """The compiler flags for this machine: FLAGS and the OPTIONAL_FLAGS whose CPU features it has
+    (part of the build's cache key, so a machine with other features builds its own)."""
+    have = _cpu_flags()
+    return FLAGS + [flag for flag, needs in OPTIONAL_FLAGS.items() if all(n in have for n in needs)]
+
+
 def _command(cxx: str, output: Path) -> list[str]:
     from torch.utils.cpp_extension import include_paths
 
     torch_lib = Path(torch.__file__).parent / "lib"
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    return ([cxx, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + [f"-I{p}" for p in include_paths()]
+    return ([cxx, *flags(), f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + [f"-I{p}" for p in include_paths()]
             + [str(SOURCE), "-o", str(output), f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}"])
 
 
 def library_path(cxx: str) -> Path:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), torch.__version__.encode(), cxx.encode()):
+    for part in (SOURCE.read_bytes(), " ".join(flags()).encode(), torch.__version__.encode(), cxx.encode()):
         key.update(part)
     return cache_dir() / key.hexdigest()[:16] / "lispe_kernels.so"
 
