@@ -149,20 +149,18 @@ struct Blocks {
 // and multiplied into int32 pair sums by vpmaddwd (exact), converted once, and scaled by
 // weight scale * activation scale; the constant part c = zero - 8 * scale multiplies the block's sum
 // of x. sz holds, per output row, the B = K / 32 block scales and then the B block zeros.
-// Accumulators per row of x: a chain of FMAs into one register waits on the FMA's latency (4 cycles)
-// at every block, which with one or two rows of x is what limits the kernels (1.75x slower per product
-// than 8 rows); blocks go round-robin over A chains per row (acc[A * m + slot]), summed in a fixed order.
-template <int M>
-constexpr int chains() { return M >= 4 ? 1 : M >= 2 ? 2 : 4; }
-
-template <int M, int A>
-inline __m256 sum_chains(const __m256* acc, int m) {
-  __m256 total = acc[A * m];
-  for (int a = 1; a < A; ++a) total = _mm256_add_ps(total, acc[A * m + a]);
-  return total;
+// acc + the pair sums of a * b (int16 lanes into int32): one VNNI instruction where the CPU has it.
+inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(acc, a, b);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
 }
 
-template <int M, int A>
+template <int M>
 inline void int4_block(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b, const float* f, __m256* acc) {
   const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b));
@@ -170,10 +168,9 @@ inline void int4_block(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b
   const __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
   for (int m = 0; m < M; ++m) {
     const int16_t* xm = xq + m * K + 32 * b;
-    const __m256i p = _mm256_add_epi32(
-        _mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
-        _mm256_madd_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16))));
-    acc[A * m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 8 * m), acc[A * m]);
+    const __m256i p = dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                              hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 8 * m), acc[m]);
   }
 }
 
@@ -197,10 +194,9 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
     const uint8_t* w = q + n * (K / 2);
     const S* scale = sz + n * 2 * B;
     const S* zero = scale + B;
-    constexpr int A = chains<M>();
-    __m256 acc[M * A], constant[M];
-    for (int i = 0; i < M * A; ++i) acc[i] = _mm256_setzero_ps();
-    for (int m = 0; m < M; ++m) constant[m] = _mm256_setzero_ps();
+    // one FMA chain per row, whatever M: a row's sums run in the same order alone or in a batch
+    __m256 acc[M], constant[M];
+    for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
     int64_t b0 = 0;
     for (; b0 + 8 <= B; b0 += 8) {
       const __m256 s8 = load8(scale + b0), c8 = _mm256_fnmadd_ps(eight, s8, load8(zero + b0));
@@ -208,16 +204,16 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
         _mm256_store_ps(f + 8 * m, _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0)));
         constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
       }
-      for (int i = 0; i < 8; ++i) int4_block<M, A>(w, xq, K, b0 + i, f + i, acc + i % A);
+      for (int i = 0; i < 8; ++i) int4_block<M>(w, xq, K, b0 + i, f + i, acc);
     }
     for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
       const float sb = to_float(scale[b]), cb = to_float(zero[b]) - 8.0f * sb;
       for (int m = 0; m < M; ++m) f[8 * m] = sb * xd[m * B + b];
-      int4_block<M, A>(w, xq, K, b, f, acc + b % A);
+      int4_block<M>(w, xq, K, b, f, acc);
       for (int m = 0; m < M; ++m)
         constant[m] = _mm256_add_ps(constant[m], _mm256_setr_ps(cb * xs[m * B + b], 0, 0, 0, 0, 0, 0, 0));
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(sum_chains<M, A>(acc, m)) + hsum(constant[m]);
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + hsum(constant[m]);
   }
 }
 
@@ -518,16 +514,6 @@ struct SuperBlocks {
   }
 };
 
-// acc + the pair sums of a * b (int16 lanes into int32): one VNNI instruction where the CPU has it.
-inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  return _mm256_dpwssd_epi32(acc, a, b);
-#elif defined(__AVXVNNI__)
-  return _mm256_dpwssd_avx_epi32(acc, a, b);
-#else
-  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
-#endif
-}
 
 // One block of 32 columns (unsigned weight bytes w: Q4_K's 4-bit values, Q6_K's 6-bit ones before the
 // -32) times the M rows' hi and lo bytes of those columns: vpmaddubsw gives exact int16 pair sums
