@@ -1,6 +1,7 @@
 """`DecoderModel.decode` on CPU: a single row's decode step runs as a torch.jit trace, which must give
 exactly (bit for bit) the logits of the op-by-op step, for every architecture, dtype and quantization,
-follow the model through changes, and fall back to op-by-op steps where it cannot apply."""
+follow the model through changes, and fall back to op-by-op steps where it cannot apply. A quantized
+model's steps of several (left-padded) rows run as one more trace, for every batch size."""
 from __future__ import annotations
 
 import warnings
@@ -152,3 +153,48 @@ def test_a_failed_trace_falls_back_to_op_by_op_steps(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning
         assert generate(model, [5, 9, 13], max_length=8).tolist() == expected
+
+
+def _padded_steps(model, rows, steps: int, traced: bool):
+    """Logits of `steps` greedy decode steps after a left-padded prefill of `rows`, traced or op by op."""
+    model.traced_decode = traced
+    b, p = len(rows), max(len(r) for r in rows)
+    pads = torch.tensor([p - len(r) for r in rows])
+    ids = torch.tensor([[0] * (p - len(r)) + r for r in rows])
+    slots = torch.arange(64)
+    kv_mask = slots[None, :] >= pads[:, None]
+    model.setup_cache(b, 64)
+    out = []
+    with torch.inference_mode():
+        logits = model.prefill(ids, position_ids=(slots[None, :p] - pads[:, None]).clamp(min=0), kv_mask=kv_mask[:, :p])
+        tokens = logits.argmax(-1)  # prefill: the last position's logits [B, V]
+        for slot in range(p, p + steps):
+            logits = model.decode(tokens, slot, (slot - pads)[:, None], kv_mask[:, :slot + 1])
+            out.append(logits)
+            tokens = logits.argmax(-1)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_padded_batch_steps_of_quantized_models_run_one_trace_for_every_batch_size(mode):
+    from lispe_py.models import native
+
+    if not native.available():
+        pytest.skip(f"the native decode attention reads the rows' starts: {native.reason()}")
+    model = quantize_model(_model("llama_gqa", head_dim=64), mode)
+    batches = [[[5, 9, 13, 2, 40], [7, 8], [3, 4, 5]], [[1, 2], [9, 9, 9, 9, 9, 9]], [[4, 5, 6]] * 4]
+    for rows in batches:
+        eager = _padded_steps(model, rows, 5, traced=False)
+        traced = _padded_steps(model, rows, 5, traced=True)
+        assert all(torch.equal(a, b) for a, b in zip(eager, traced)), rows
+    assert [k[0] for k in model._graphs] == ["rows"]  # batches of 3, 2 and 4 rows: one trace
+    model.reset_decode_graphs()
+    with torch.inference_mode():
+        model.decode(torch.tensor([1, 2]), 6, steps_left=1)  # a short batch makes no trace (threshold 2 here)
+    assert not model._graphs
+
+
+def test_padded_batch_steps_of_float_models_run_op_by_op():
+    model = _model("llama_gqa")  # float linears: batches run on oneDNN-packed copies, never traced
+    _padded_steps(model, [[5, 9, 13], [7]], 3, traced=True)
+    assert not model._graphs

@@ -174,11 +174,14 @@ def test_a_padded_batch_decode_step_attends_natively_and_agrees_with_sdpa():
         tokens, position_ids = torch.tensor([5, 9, 2, 40]), (slot - pads)[:, None]
         masks = model._masks(slot, slot + 1, kv_mask, model._slots)
         assert torch.equal(masks[("starts", None)], pads.clamp(max=slot))
-        calls = []
+        eager_logits = model._eager_step(tokens, slot, position_ids, kv_mask)
+        model.decode(tokens, slot, position_ids, kv_mask)  # the first step traces the padded step
+        assert any(key[0] == "rows" for key in model._graphs)
         with torch.profiler.profile() as prof:
             native_logits = model.decode(tokens, slot, position_ids, kv_mask)
         calls = [e.name for e in prof.events()]
         assert calls.count("lispe::decode_attention_from") == len(attns)
+        assert torch.equal(native_logits, eager_logits)  # the trace runs the op-by-op step's ops
         for a in attns:
             a.native = False
         sdpa_logits = model.decode(tokens, slot, position_ids, kv_mask)

@@ -386,6 +386,10 @@ class FamilyModel(DecoderModel):
     def _trace_applies(self, rows, position_ids, kv_mask) -> bool:
         return not self.moe and super()._trace_applies(rows, position_ids, kv_mask)
 
+    def _rows_trace_applies(self, rows, position_ids, kv_mask) -> bool:
+        # (LongRoPE picks its tables by the largest position, a value a trace would freeze)
+        return not self.moe and self._long_from is None and super()._rows_trace_applies(rows, position_ids, kv_mask)
+
 
 # ----- Hugging Face weight names -> ours -----
 
