@@ -1018,7 +1018,7 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int | 
 def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tuple[str | None, int | None],
                      dtype: torch.dtype, device: str | torch.device, compute_dtype: torch.dtype) -> nn.Module:
     from .gguf_loader import dequantize
-    from .loading import MODEL_CLASSES
+    from .loading import MODEL_CLASSES, _skip_init
 
     head, head_group = head_kind
     names = set(g.tensors)
@@ -1035,7 +1035,9 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
     # int4 from a K-quant file: Q4_K and Q6_K matrices (head included) stay the file's mapped blocks,
     # multiplied by the native K-quant kernels (kquant_linear.py)
     kquant_native = mode == "int4" and torch.device(device).type == "cpu" and native.available()
-    with torch.device("meta"):
+    # no random initialisation: on the meta device it would run torch's reference ops, whose first call
+    # imports torch._dynamo (sympy, mpmath...: ~90 MB of modules kept for the process's life)
+    with _skip_init(), torch.device("meta"):
         model = MODEL_CLASSES[config.arch](config)
     permuted = config.model_type in ("llama", "mistral")
     rope_heads = [config.num_heads, config.num_kv_heads, None] if permuted else [None, None, None]
