@@ -73,7 +73,8 @@ def build_file(folder: Path, file_type: str, layers: int) -> Path:
 
 
 def _status_mb(field: str = "VmHWM") -> float:
-    """VmHWM (peak) or VmRSS (now) of this process, MB."""
+    """VmHWM (peak), VmRSS (now) or RssAnon (now, the process's own memory: not file pages) of this
+    process, MB."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -112,7 +113,7 @@ def run_ours(path: str, prompt: list[int], new_tokens: int) -> dict:
     mem = memory_report(model)
     return {"load_s": load_s, "ttft_s": stamps[0] - t0, **_speeds(stamps),
             "tokens": out[len(prompt):].tolist(), "peak_mb": _hwm_mb(), "start_mb": before,
-            "weights_mb": mem["weights_bytes"] / 2**20,
+            "weights_mb": mem["weights_bytes"] / 2**20, "anon_mb": _status_mb("RssAnon"),
             "threads": torch.get_num_threads(), "layers": sorted({type(m).__name__ for m in model.modules()
                                                                   if type(m).__name__.endswith("Linear")})}
 
@@ -216,7 +217,8 @@ def _table_row(row: dict) -> str:
             parts.append(f"{engine}: load {r['load_s']:.2f} s, TTFT {r['ttft_s']:.2f} s, "
                          f"{r['decode_tok_s']:.2f} tok/s (median step {r['median_tok_s']:.2f}), peak RSS {r['peak_mb']:.0f} MB "
                          f"({r['peak_over_file']:.2f}x file; {r['peak_mb'] - r['start_mb']:.0f} MB above the "
-                         f"process before the load: {r['model_over_file']:.2f}x)")
+                         f"process before the load: {r['model_over_file']:.2f}x)"
+                         + (f", anonymous {r['anon_mb']:.0f} MB" if "anon_mb" in r else ""))
     if "speed_ratio" in row:
         parts.append(f"ours/llama.cpp decode speed {row['speed_ratio']:.2f}x (median steps "
                      f"{row['median_speed_ratio']:.2f}x); greedy ids agree for "

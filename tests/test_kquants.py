@@ -178,6 +178,7 @@ def test_lisp_loads_a_k_quant_file_and_reports_memory(files):
     interp.eval(f'(setq m (torch_hf_load_model "{files["Q4_K_M"]}" {{"quantize":"int4"}}))')
     info = interp.eval("(torch_model_info m)")
     assert info["quantization"] == "int4" and info["peak_resident_mb"] >= info["resident_mb"] > 0
+    assert 0 < info["anonymous_mb"] < info["resident_mb"]
     assert info["weights_mb"] + info["mapped_mb"] > 0
 
 

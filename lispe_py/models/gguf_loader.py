@@ -26,9 +26,10 @@ from .errors import ModelError, check_regular_file
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?", 10: "<u8", 11: "<i8", 12: "<f8"}
 _STRING, _ARRAY = 8, 9
-# ggml tensor types read without importing the `gguf` package: id -> (name, values per block, bytes per block).
+# ggml tensor types read without importing the `gguf` package (numpy.typing, yaml...: ~10 MB of modules):
+# id -> (name, values per block, bytes per block).
 _TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 8: ("Q8_0", 32, 34),
-          30: ("BF16", 1, 2)}
+          12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 30: ("BF16", 1, 2)}
 
 
 def _type_info(ggml_type: int) -> tuple[str, int, int]:

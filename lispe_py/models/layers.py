@@ -339,7 +339,7 @@ class DecoderModel(nn.Module):
         self.max_seq_len = 0
         self._kv_len = 0
         self._windows = sorted({config.layer_window(i) for i in range(config.num_layers)}, key=lambda w: w or 0)
-        self.register_buffer("_slots", torch.arange(0), persistent=False)
+        self.register_buffer("_slots", torch.empty(0, dtype=torch.long), persistent=False)
         self.register_buffer("_cos", torch.zeros(0), persistent=False)
         self.register_buffer("_sin", torch.zeros(0), persistent=False)
         self._rope_len = 0

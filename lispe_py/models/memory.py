@@ -2,7 +2,8 @@
 bench/models.py).
 
     from lispe_py.models.memory import memory_report
-    memory_report(model)   # {"weights_bytes": ..., "mapped_bytes": ..., "rss_bytes": ..., "peak_rss_bytes": ...}
+    memory_report(model)   # {"weights_bytes": ..., "mapped_bytes": ..., "rss_bytes": ..., "peak_rss_bytes": ...,
+                           #  "anon_rss_bytes": ...}
 
 weights_bytes: the bytes of the model's parameters and buffers (each storage counted once: tied and
 shared tensors are not counted twice), without those that are views of a memory-mapped file (a
@@ -10,6 +11,9 @@ quantized GGUF load's embedding blocks, `gguf_embedding.py`, and K-quant layers,
 which are `mapped_bytes`: the kernel
 reads only the pages used and may drop them again. rss_bytes / peak_rss_bytes: the process's resident
 memory now and at its highest (Linux /proc and getrusage; None where the platform does not say).
+anon_rss_bytes: the part of rss_bytes that is the process's own memory (Linux's RssAnon: heap, tensors,
+the interpreter), as opposed to pages of files (a mapped model, libraries) the system can drop and
+read again; None outside Linux.
 """
 from __future__ import annotations
 
@@ -60,6 +64,18 @@ def rss_bytes() -> int | None:
         return None
 
 
+def anon_rss_bytes() -> int | None:
+    """The process's resident anonymous memory now (Linux's RssAnon), None where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int | None:
     """The process's highest resident memory so far: Linux's VmHWM (the process's own address space;
     getrusage's ru_maxrss can start from the RSS of the parent it was forked from), else getrusage."""
@@ -81,4 +97,4 @@ def peak_rss_bytes() -> int | None:
 def memory_report(model: Any) -> dict[str, int | None]:
     weights, mapped = _storages(model)
     return {"weights_bytes": weights, "mapped_bytes": mapped, "rss_bytes": rss_bytes(),
-            "peak_rss_bytes": peak_rss_bytes()}
+            "peak_rss_bytes": peak_rss_bytes(), "anon_rss_bytes": anon_rss_bytes()}

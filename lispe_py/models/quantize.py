@@ -1006,19 +1006,20 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int | 
     head_group = group if head == mode else resolve_group_size(head, None, device) if head else None
     with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
         model = _llama_from_gguf(g, config, mode, group, (head, head_group), dtype, device, compute_dtype)
-    _return_freed_memory()
     if "tokenizer.ggml.tokens" in g.metadata:
         from .loading import attach_tokenizer
         from .tokenizer import Tokenizer
 
         attach_tokenizer(model, Tokenizer.from_gguf(g))
+    del g  # the metadata (the vocabulary's strings): the model's tensors keep only the mapped file
+    _return_freed_memory()  # after the tokenizer too: building it frees ~20 MB of temporaries (1B, 128k tokens)
     return model.eval()
 
 
 def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tuple[str | None, int | None],
                      dtype: torch.dtype, device: str | torch.device, compute_dtype: torch.dtype) -> nn.Module:
     from .gguf_loader import dequantize
-    from .loading import MODEL_CLASSES
+    from .loading import MODEL_CLASSES, _skip_init
 
     head, head_group = head_kind
     names = set(g.tensors)
@@ -1035,7 +1036,9 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
     # int4 from a K-quant file: Q4_K and Q6_K matrices (head included) stay the file's mapped blocks,
     # multiplied by the native K-quant kernels (kquant_linear.py)
     kquant_native = mode == "int4" and torch.device(device).type == "cpu" and native.available()
-    with torch.device("meta"):
+    # no random initialisation: on the meta device it would run torch's reference ops, whose first call
+    # imports torch._dynamo (sympy, mpmath...: ~90 MB of modules kept for the process's life)
+    with _skip_init(), torch.device("meta"):
         model = MODEL_CLASSES[config.arch](config)
     permuted = config.model_type in ("llama", "mistral")
     rope_heads = [config.num_heads, config.num_kv_heads, None] if permuted else [None, None, None]
@@ -1043,7 +1046,7 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
     from .gguf_embedding import TYPES as EMBED_TYPES, GGUFEmbedding
 
     if tensor("token_embd.weight").type_name in EMBED_TYPES:  # rows read from the file's blocks
-        model.embed = GGUFEmbedding(tensor("token_embd.weight"), dtype, device)
+        model.embed = GGUFEmbedding(tensor("token_embd.weight"), dtype, device, g.release)
     else:
         state["embed.weight"] = real("token_embd.weight")
     exact = layers = 0

@@ -216,9 +216,9 @@ class Tokenizer:
                    for t, ty in zip(tokens, types) if ty == _CONTROL and control_ok(t)]
         if control:
             backend.add_special_tokens(control)
-        vocab = backend.get_vocab()
+        # token_to_id, not get_vocab(): that builds a dict of the whole vocabulary (Llama 3: 128k strings)
         user = [AddedToken(t, special=False, normalized=False)
-                for t, ty in zip(tokens, types) if ty == _USER_DEFINED and t in vocab]
+                for t, ty in zip(tokens, types) if ty == _USER_DEFINED and backend.token_to_id(t) is not None]
         if user:
             backend.add_tokens(user)
 

@@ -307,7 +307,8 @@ def torch_model_info(model: Any) -> dict:
     "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
     to at load, else nil), weights_mb (memory held by the weights, shared tensors once), mapped_mb (weights
     read from a memory-mapped file, e.g. a quantized GGUF load's embedding blocks), resident_mb and
-    peak_resident_mb (the process's resident memory now and at its highest).
+    peak_resident_mb (the process's resident memory now and at its highest), anonymous_mb (the part of
+    resident_mb that is the process's own memory, not pages of mapped files; nil outside Linux).
     """
     from ...models.footprint import footprint
     from ...models.memory import memory_report
@@ -320,6 +321,7 @@ def torch_model_info(model: Any) -> dict:
     return {
         "weights_mb": mem["weights_bytes"], "mapped_mb": mem["mapped_bytes"],
         "resident_mb": mem["rss_bytes"], "peak_resident_mb": mem["peak_rss_bytes"],
+        "anonymous_mb": mem["anon_rss_bytes"],
         "architecture": c.arch, "model_type": c.model_type or c.arch, "parameters": counts["parameters"],
         "storage": counts["storage"], "parameters_by_storage": dict(counts["by_storage"]),
         "weight_bytes": counts["weight_bytes"],
