@@ -12,6 +12,7 @@ from lispe_py.models import kquants, native
 pytestmark = pytest.mark.skipif(not native.available(), reason=f"no native kernels: {native.reason()}")
 
 OPS = {"Q4_K": "q4k_linear", "Q6_K": "q6k_linear"}
+IN_ORDER = torch.empty(0, dtype=torch.long)  # lispe::kquant_linear's "no index" for a part
 
 
 def _op(kind):
@@ -111,3 +112,34 @@ def test_optional_instruction_sets_follow_the_cpu(monkeypatch):
     assert "-mavx512vnni" not in native.flags()
     monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx_vnni"})
     assert native.flags()[-1] == "-mavxvnni"
+
+
+@pytest.mark.parametrize("rows", [1, 3, 9])
+def test_one_call_for_stacked_parts_equals_the_parts_one_by_one(rows):
+    """lispe::kquant_linear: Q4_K and Q6_K parts stacked by rows, some read in a permuted order, give
+    exactly the single-matrix ops' outputs, concatenated and permuted."""
+    parts = [("Q4_K", _random_raw("Q4_K", 64, 512, 1)), ("Q4_K", _random_raw("Q4_K", 32, 512, 2)),
+             ("Q6_K", _random_raw("Q6_K", 48, 512, 3))]
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(4))
+    indexes = [perm, IN_ORDER, torch.arange(47, -1, -1)]
+    x = torch.randn(rows, 512, generator=torch.Generator().manual_seed(5))
+    y = torch.ops.lispe.kquant_linear(x, [r for _, r in parts], [0, 0, 1], indexes)
+    expected = []
+    for (kind, raw), index in zip(parts, indexes):
+        part = _op(kind)(x, raw)
+        expected.append(part if index is IN_ORDER else part.index_select(1, index))
+    assert torch.equal(y, torch.cat(expected, dim=1))
+
+
+@pytest.mark.parametrize("args, message", [
+    (lambda raw: ([raw], [2], [IN_ORDER]), "kind must be 0 \\(Q4_K\\) or 1 \\(Q6_K\\), got 2"),
+    (lambda raw: ([raw], [0, 1], [IN_ORDER]), "one kind and one index \\(empty: none\\) per part"),
+    (lambda raw: ([raw], [1], [IN_ORDER]), "raw must be contiguous uint8 \\[N, K / 256 \\* 210\\]"),
+    (lambda raw: ([raw, raw[:, :144].contiguous()], [0, 0], [IN_ORDER, IN_ORDER]), "the parts must have the same K, got 512 and 256"),
+    (lambda raw: ([raw], [0], [torch.arange(7)]), "index must be a contiguous int64 \\[8\\] tensor"),
+    (lambda raw: ([raw], [0], [torch.arange(8) + 1]), "index\\[7\\] = 8 is not in 0..7"),
+])
+def test_stacked_parts_with_bad_arguments_are_refused_with_a_message(args, message):
+    raw = _random_raw("Q4_K", 8, 512, 6)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.lispe.kquant_linear(torch.randn(2, 512), *args(raw))

@@ -28,6 +28,10 @@
 //       vpmaddubsw multiplies by the weight bytes as they are; sum_j sc_j * sum q x is exact in int32
 //       per super-block (with AVX512-VNNI or AVX-VNNI, where the build has them, vpdpwssd adds it up),
 //       then scaled once by d * the activations' scale: the same numbers with or without VNNI.
+//   lispe::kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes) -> Tensor
+//       the row-stack of several such matrices (kinds: 0 Q4_K, 1 Q6_K), part p's outputs permuted by
+//       indexes[p] (output j = raw row index[j]; an empty tensor: in order): one call for a fused
+//       q/k/v or gate/up.
 //   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
 //       x float32 [..., D] contiguous, weight float32 [D]:
 //       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
@@ -571,15 +575,15 @@ constexpr int kq_chains() { return M == 1 ? 4 : M <= 3 ? 2 : 1; }
 // Q4_K: per super-block, y += d * xd * sum_j sc_j * sum_k q x16 - dmin * sum_j m_j * xs_j, the first sum
 // exact in int32 (|sum| < 2^31: 32 columns per lane, 15 * 128 * 63 per column for hi), scaled once.
 template <int M>
-void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, float* y, int64_t N, int64_t n0, int64_t n1) {
   constexpr int A = kq_chains<M>();
-  const int64_t S = K / 256, B = K / 32, row_bytes = S * 144;
+  const int64_t S = K / 256, B = K / 32;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256i pick[8];
   for (int j = 0; j < 8; ++j) pick[j] = kq_pick(j, j);
   alignas(8) uint8_t sc8[8], mn8[8];
   for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* row = raw + n * row_bytes;
+    const uint8_t* row = rows[n];
     __m256 acc[M], constant[M];
     for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
     for (int64_t s = 0; s < S; ++s) {
@@ -624,14 +628,14 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* raw, float* y, in
 // Q6_K: w = d * sc_g * (q - 32) per group g of 16 columns: the kernel multiplies the unsigned q and takes
 // 32 * sum_g sc_g * sum_{k in g} x16 off (sh, sl), all in int32 per super-block.
 template <int M>
-void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* raw, float* y, int64_t N, int64_t n0, int64_t n1) {
+void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, float* y, int64_t N, int64_t n0, int64_t n1) {
   constexpr int A = kq_chains<M>();
-  const int64_t S = K / 256, row_bytes = S * 210;
+  const int64_t S = K / 256;
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   __m256i pick[4];
   for (int r = 0; r < 4; ++r) pick[r] = kq_pick(2 * r, 2 * r + 1);
   for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* row = raw + n * row_bytes;
+    const uint8_t* row = rows[n];
     __m256 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
     for (int64_t s = 0; s < S; ++s) {
@@ -672,31 +676,72 @@ void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* raw, float* y, in
   }
 }
 
-template <bool Q6>
-at::Tensor kquant_linear(const at::Tensor& x, const at::Tensor& raw, const char* op) {
-  const int64_t bytes = Q6 ? 210 : 144;
-  TORCH_CHECK(raw.dim() == 2 && raw.scalar_type() == at::kByte && raw.is_contiguous() && raw.size(1) % bytes == 0,
-              op, ": raw must be contiguous uint8 [N, K / 256 * ", bytes, "]");
-  const int64_t N = raw.size(0), K = raw.size(1) / bytes * 256, M = x.size(0);
+// Parts stacked by rows: part p (Q4_K or Q6_K blocks, raw uint8 [n_p, K / 256 * bytes]) gives output
+// columns base_p .. base_p + n_p - 1; with an index (int64 [n_p], a permutation of 0..n_p - 1) column
+// base_p + j is raw row index[j] (llama.cpp's interleaved q/k rows put back in order), read where it
+// lies. One pass over all the parts' rows: one fork/join per call, no concatenation afterwards.
+at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws, const std::vector<int64_t>& kinds,
+                        const std::vector<at::Tensor>& indexes, const char* op) {
+  TORCH_CHECK(!raws.empty() && raws.size() == kinds.size() && raws.size() == indexes.size(),
+              op, ": one kind and one index (empty: none) per part");
+  int64_t N = 0, K = -1;
+  for (size_t p = 0; p < raws.size(); ++p) {
+    TORCH_CHECK(kinds[p] == 0 || kinds[p] == 1, op, ": kind must be 0 (Q4_K) or 1 (Q6_K), got ", kinds[p]);
+    const int64_t bytes = kinds[p] ? 210 : 144;
+    const at::Tensor& raw = raws[p];
+    TORCH_CHECK(raw.dim() == 2 && raw.scalar_type() == at::kByte && raw.is_contiguous() && raw.size(1) % bytes == 0,
+                op, ": raw must be contiguous uint8 [N, K / 256 * ", bytes, "]");
+    const int64_t k = raw.size(1) / bytes * 256;
+    TORCH_CHECK(K < 0 || k == K, op, ": the parts must have the same K, got ", K, " and ", k);
+    K = k;
+    if (indexes[p].defined() && indexes[p].numel() > 0) {
+      const at::Tensor& index = indexes[p];
+      TORCH_CHECK(index.dim() == 1 && index.scalar_type() == at::kLong && index.is_contiguous() &&
+                  index.size(0) == raw.size(0), op, ": index must be a contiguous int64 [", raw.size(0), "] tensor");
+    }
+    N += raw.size(0);
+  }
+  const int64_t M = x.size(0);
   check_x(x, K, op);
+  std::vector<const uint8_t*> rows(N);
+  std::vector<int64_t> bounds{0};  // part p's columns: bounds[p] .. bounds[p + 1] - 1
+  for (size_t p = 0; p < raws.size(); ++p) {
+    const int64_t n = raws[p].size(0), row_bytes = raws[p].size(1), base = bounds.back();
+    const uint8_t* rp = raws[p].data_ptr<uint8_t>();
+    const int64_t* index = indexes[p].defined() && indexes[p].numel() > 0 ? indexes[p].data_ptr<int64_t>() : nullptr;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t r = index ? index[j] : j;
+      TORCH_CHECK(r >= 0 && r < n, op, ": index[", j, "] = ", r, " is not in 0..", n - 1);
+      rows[base + j] = rp + r * row_bytes;
+    }
+    bounds.push_back(base + n);
+  }
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
   std::vector<SuperBlocks> passes;
   for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
-  const uint8_t* rp = raw.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();
-  by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
-    if (Q6) {
-      LISPE_DISPATCH_ROWS(rows, q6k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, n0, n1)
-    } else {
-      LISPE_DISPATCH_ROWS(rows, q4k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, n0, n1)
+  const uint8_t* const* rp = rows.data();
+  by_passes(M, N, [&](int64_t r, int64_t count, int64_t n0, int64_t n1) {
+    for (size_t p = 0; p < raws.size(); ++p) {
+      const int64_t a = std::max(n0, bounds[p]), b = std::min(n1, bounds[p + 1]);
+      if (a >= b) continue;
+      if (kinds[p]) {
+        LISPE_DISPATCH_ROWS(count, q6k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, a, b)
+      } else {
+        LISPE_DISPATCH_ROWS(count, q4k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, a, b)
+      }
     }
   });
   return y;
 }
 
-at::Tensor q4k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_linear<false>(x, raw, "q4k_linear"); }
-at::Tensor q6k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_linear<true>(x, raw, "q6k_linear"); }
+at::Tensor q4k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_parts(x, {raw}, {0}, {at::Tensor()}, "q4k_linear"); }
+at::Tensor q6k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_parts(x, {raw}, {1}, {at::Tensor()}, "q6k_linear"); }
+// (indexes as a plain tensor list, an empty one for none: torch.jit.trace takes no Tensor?[] input)
+at::Tensor kquant_linear(const at::Tensor& x, at::TensorList raws, at::IntArrayRef kinds, at::TensorList indexes) {
+  return kquant_parts(x, raws.vec(), kinds.vec(), indexes.vec(), "kquant_linear");
+}
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   TORCH_CHECK(x.dim() >= 1 && x.scalar_type() == at::kFloat && x.is_contiguous(),
@@ -850,6 +895,7 @@ TORCH_LIBRARY(lispe, m) {
   m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
   m.def("q4k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("q6k_linear(Tensor x, Tensor raw) -> Tensor");
+  m.def("kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes) -> Tensor");
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
   m.def("decode_attention_from(Tensor q, Tensor k, Tensor v, float scale, Tensor starts) -> Tensor");
@@ -861,6 +907,7 @@ TORCH_LIBRARY_IMPL(lispe, CPU, m) {
   m.impl("int8_block_linear", &int8_block_linear);
   m.impl("q4k_linear", &q4k_linear);
   m.impl("q6k_linear", &q6k_linear);
+  m.impl("kquant_linear", &kquant_linear);
   m.impl("rms_norm", &rms_norm);
   m.impl("decode_attention", &decode_attention);
   m.impl("decode_attention_from", &decode_attention_from);

@@ -3,9 +3,10 @@
 `KQuantLinear` holds, for each matrix it stacks (fused q/k/v or gate/up), the uint8 rows of its
 super-blocks as a view of the memory-mapped file: no copy, no float weight, nothing decoded at load
 (the kernel reads pages as it needs them, and the system may drop them again). Each call runs the
-native `lispe::q4k_linear` / `lispe::q6k_linear` kernel (kernels.cpp) per part and concatenates the
-outputs; a part whose rows llama.cpp's converter interleaved for its RoPE (attn_q, attn_k) gets its
-outputs put back in order instead (y = (W x)[index]: the same numbers as un-permuting the rows).
+native `lispe::kquant_linear` kernel (kernels.cpp) once over all the parts' rows (Q4_K and Q6_K
+mixed) into one output; a part whose rows llama.cpp's converter interleaved for its RoPE (attn_q,
+attn_k) has its rows read in the model's order instead (y = (W x)[index]: the same numbers as
+un-permuting the rows, without a copy).
 
 Calls of more than NATIVE_MAX_ROWS rows (long prompts) multiply by the dequantized weight in float32
 (`kquants.dequantize`, built per call). Where the native kernels do not run (another device, no AVX2
@@ -20,8 +21,11 @@ from torch import nn
 
 from . import kquants
 
-#: K-quant types with a native kernel reading their blocks
+#: K-quant types with a native kernel reading their blocks (`lispe::q4k_linear` / `q6k_linear` for one
+#: matrix, `lispe::kquant_linear` with their codes for a row-stack of several)
 KINDS = {"Q4_K": "q4k_linear", "Q6_K": "q6k_linear"}
+KIND_CODES = {"Q4_K": 0, "Q6_K": 1}
+_IN_ORDER = torch.empty(0, dtype=torch.long)  # a part without an output index (the op's "none")
 
 
 class KQuantLinear(nn.Module):
@@ -61,12 +65,13 @@ class KQuantLinear(nn.Module):
         h = x.reshape(-1, self.in_features).float().contiguous()
         if h.shape[0] > NATIVE_MAX_ROWS:
             y = F.linear(h, self.dequantized_weight())
-        else:
-            ys = []
+        else:  # one native call for all the parts, each read where it lies, q/k rows in the model's order
+            raws, kinds, indexes = [], [], []
             for kind, raw, index in self._parts():
-                part = getattr(torch.ops.lispe, KINDS[kind])(h, raw)
-                ys.append(part if index is None else part.index_select(1, index))
-            y = torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]
+                raws.append(raw)
+                kinds.append(KIND_CODES[kind])
+                indexes.append(_IN_ORDER if index is None else index)
+            y = torch.ops.lispe.kquant_linear(h, raws, kinds, indexes)
         return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
