@@ -138,6 +138,7 @@ def test_one_call_for_stacked_parts_equals_the_parts_one_by_one(rows):
     (lambda raw: ([raw, raw[:, :144].contiguous()], [0, 0], [IN_ORDER, IN_ORDER]), "the parts must have the same K, got 512 and 256"),
     (lambda raw: ([raw], [0], [torch.arange(7)]), "index must be a contiguous int64 \\[8\\] tensor"),
     (lambda raw: ([raw], [0], [torch.arange(8) + 1]), "index\\[7\\] = 8 is not in 0..7"),
+    (lambda raw: ([raw], [0], [torch.tensor([0, 1, 2, 3, 4, 5, 6, 6])]), "index is not a permutation \\(6 appears twice\\)"),
 ])
 def test_stacked_parts_with_bad_arguments_are_refused_with_a_message(args, message):
     raw = _random_raw("Q4_K", 8, 512, 6)

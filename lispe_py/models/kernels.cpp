@@ -575,13 +575,13 @@ constexpr int kq_chains() { return M == 1 ? 4 : M <= 3 ? 2 : 1; }
 // Q4_K: per super-block, y += d * xd * sum_j sc_j * sum_k q x16 - dmin * sum_j m_j * xs_j, the first sum
 // exact in int32 (|sum| < 2^31: 32 columns per lane, 15 * 128 * 63 per column for hi), scaled once.
 template <int M>
-void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, float* y, int64_t N, int64_t n0, int64_t n1) {
+void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
+              int64_t n0, int64_t n1) {
   constexpr int A = kq_chains<M>();
   const int64_t S = K / 256, B = K / 32;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256i pick[8];
   for (int j = 0; j < 8; ++j) pick[j] = kq_pick(j, j);
-  alignas(8) uint8_t sc8[8], mn8[8];
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* row = rows[n];
     __m256 acc[M], constant[M];
@@ -597,15 +597,13 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, floa
       const uint32_t s03 = a & 0x3F3F3F3Fu, m03 = b & 0x3F3F3F3Fu;
       const uint32_t s47 = (c & 0x0F0F0F0Fu) | (((a >> 6) & 0x03030303u) << 4);
       const uint32_t m47 = ((c >> 4) & 0x0F0F0F0Fu) | (((b >> 6) & 0x03030303u) << 4);
-      std::memcpy(sc8, &s03, 4);
-      std::memcpy(sc8 + 4, &s47, 4);
-      std::memcpy(mn8, &m03, 4);
-      std::memcpy(mn8 + 4, &m47, 4);
-      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc8)));
-      const __m256i scales = _mm256_broadcastsi128_si256(sc16);
+      // (the 8 bytes assembled in registers: two 4-byte stores read back as one 8-byte load would
+      // stall on store forwarding at every super-block)
+      const __m128i sc = _mm_cvtsi64_si128(static_cast<long long>(s03 | static_cast<uint64_t>(s47) << 32));
+      const __m128i mn = _mm_cvtsi64_si128(static_cast<long long>(m03 | static_cast<uint64_t>(m47) << 32));
+      const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc));
       // dmin * m_j for the 8 sub-blocks (float32 products, as gguf's) times the sums of x
-      const __m256 wm = _mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn8)))));
+      const __m256 wm = _mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn)));
       for (int m = 0; m < M; ++m) constant[m] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(xb.xs.data() + m * B + 8 * s), constant[m]);
       __m256i ih[M * A], il[M * A];
       for (int i = 0; i < M * A; ++i) ih[i] = il[i] = _mm256_setzero_si256();
@@ -621,14 +619,15 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, floa
       for (int m = 0; m < M; ++m)
         acc[m] = _mm256_fmadd_ps(kq_total<A>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) - hsum(constant[m]);
+    for (int m = 0; m < M; ++m) y[m * N + cols[n]] = hsum(acc[m]) - hsum(constant[m]);
   }
 }
 
 // Q6_K: w = d * sc_g * (q - 32) per group g of 16 columns: the kernel multiplies the unsigned q and takes
 // 32 * sum_g sc_g * sum_{k in g} x16 off (sh, sl), all in int32 per super-block.
 template <int M>
-void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, float* y, int64_t N, int64_t n0, int64_t n1) {
+void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
+              int64_t n0, int64_t n1) {
   constexpr int A = kq_chains<M>();
   const int64_t S = K / 256;
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
@@ -672,14 +671,15 @@ void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, floa
       for (int m = 0; m < M; ++m)
         acc[m] = _mm256_fmadd_ps(kq_total<A>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]);
+    for (int m = 0; m < M; ++m) y[m * N + cols[n]] = hsum(acc[m]);
   }
 }
 
 // Parts stacked by rows: part p (Q4_K or Q6_K blocks, raw uint8 [n_p, K / 256 * bytes]) gives output
 // columns base_p .. base_p + n_p - 1; with an index (int64 [n_p], a permutation of 0..n_p - 1) column
-// base_p + j is raw row index[j] (llama.cpp's interleaved q/k rows put back in order), read where it
-// lies. One pass over all the parts' rows: one fork/join per call, no concatenation afterwards.
+// base_p + j is raw row index[j] (llama.cpp's interleaved q/k rows put back in order). The rows are read
+// in memory order (a permuted order defeats the prefetchers: q/k ran at half speed) and each result
+// written to its column (cols). One pass over all the parts' rows: one fork/join per call.
 at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws, const std::vector<int64_t>& kinds,
                         const std::vector<at::Tensor>& indexes, const char* op) {
   TORCH_CHECK(!raws.empty() && raws.size() == kinds.size() && raws.size() == indexes.size(),
@@ -704,15 +704,18 @@ at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws
   const int64_t M = x.size(0);
   check_x(x, K, op);
   std::vector<const uint8_t*> rows(N);
-  std::vector<int64_t> bounds{0};  // part p's columns: bounds[p] .. bounds[p + 1] - 1
+  std::vector<int64_t> cols(N, -1);
+  std::vector<int64_t> bounds{0};  // part p's rows: bounds[p] .. bounds[p + 1] - 1
   for (size_t p = 0; p < raws.size(); ++p) {
     const int64_t n = raws[p].size(0), row_bytes = raws[p].size(1), base = bounds.back();
     const uint8_t* rp = raws[p].data_ptr<uint8_t>();
     const int64_t* index = indexes[p].defined() && indexes[p].numel() > 0 ? indexes[p].data_ptr<int64_t>() : nullptr;
+    for (int64_t r = 0; r < n; ++r) rows[base + r] = rp + r * row_bytes;
     for (int64_t j = 0; j < n; ++j) {
       const int64_t r = index ? index[j] : j;
       TORCH_CHECK(r >= 0 && r < n, op, ": index[", j, "] = ", r, " is not in 0..", n - 1);
-      rows[base + j] = rp + r * row_bytes;
+      TORCH_CHECK(cols[base + r] < 0, op, ": index is not a permutation (", r, " appears twice)");
+      cols[base + r] = base + j;
     }
     bounds.push_back(base + n);
   }
@@ -722,14 +725,15 @@ at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws
   for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
   float* yp = y.data_ptr<float>();
   const uint8_t* const* rp = rows.data();
+  const int64_t* cp = cols.data();
   by_passes(M, N, [&](int64_t r, int64_t count, int64_t n0, int64_t n1) {
     for (size_t p = 0; p < raws.size(); ++p) {
       const int64_t a = std::max(n0, bounds[p]), b = std::min(n1, bounds[p + 1]);
       if (a >= b) continue;
       if (kinds[p]) {
-        LISPE_DISPATCH_ROWS(count, q6k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, a, b)
+        LISPE_DISPATCH_ROWS(count, q6k_rows, passes[r / kMaxRows], K, rp, cp, yp + r * N, N, a, b)
       } else {
-        LISPE_DISPATCH_ROWS(count, q4k_rows, passes[r / kMaxRows], K, rp, yp + r * N, N, a, b)
+        LISPE_DISPATCH_ROWS(count, q4k_rows, passes[r / kMaxRows], K, rp, cp, yp + r * N, N, a, b)
       }
     }
   });
