@@ -29,6 +29,7 @@ import contextlib
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -178,6 +179,7 @@ class Engine:
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
+        self._warm_up()
         while True:
             self._drain_waiting()
             if not self.active and not self.pending:
@@ -191,6 +193,26 @@ class Engine:
                     self._iteration()
             except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the server
                 self._fail_all(exc)
+
+    def _warm_up(self) -> None:
+        """Make the CPU decode steps' traces before the first request (requests wait in the queue): a
+        lone request then runs the traced step from its first token whatever its length (a generation
+        alone traces only from TRACE_MIN_STEPS steps on), and batches run theirs where the model has one
+        (DecoderModel.decode). Costs ~0.5-2 s once; a failure here only leaves the steps op by op."""
+        model = self.model
+        if self.device.type != "cpu" or not getattr(model, "traced_decode", False) or not hasattr(model, "decode"):
+            return
+        try:
+            with torch.inference_mode():
+                self._ensure_slots(MIN_SLOTS)
+                tokens = torch.zeros(min(2, self.max_batch), dtype=torch.long, device=self.device)
+                model.decode(tokens[:1], 1)  # nothing reads these slots: admissions overwrite them
+                if len(tokens) == 2:  # rows at different starts, as continuous batching runs them
+                    pads = torch.tensor([0, 1], dtype=torch.long, device=self.device)
+                    kv_mask = model._slots[None, :self.slots] >= pads[:, None]
+                    model.decode(tokens, 2, (2 - pads)[:, None], kv_mask)
+        except Exception as exc:  # noqa: BLE001 - the server runs without the traces then
+            warnings.warn(f"lispe serve: warming the decode steps up failed ({exc})", RuntimeWarning, stacklevel=1)
 
     def _drain_waiting(self) -> None:
         while True:

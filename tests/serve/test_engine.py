@@ -233,3 +233,25 @@ def test_batched_prefill_stays_within_the_quantized_kernels_rows(tiny_folder):
     assert max(len(s) for s in sizes) == 2
     for req, p in zip(reqs, prompts):
         assert req.outputs[0].tokens == _local(model, p, {"max_length": 3})
+
+
+def test_the_worker_traces_the_steps_before_the_first_request(tiny_folder):
+    """A lone short request (fewer steps than a generation alone would trace for) and a batch of
+    left-padded rows run traced steps made at start-up, and give the tokens of a lone generate."""
+    from lispe_py.models import load_model
+
+    model = load_model(tiny_folder, quantize="int4")
+    model.prompt_cache = False
+    eng = Engine(model, max_batch=4)
+    eng._warm_up()
+    kinds = {key[0] for key in model._graphs}
+    assert "trace" in kinds
+    # (the padded-rows trace where the model runs the native decode attention: tests/test_decode_step.py)
+    padded = model._rows_trace_applies(2, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 8, dtype=torch.bool))
+    assert ("rows" in kinds) == padded
+    traced = set(model._graphs)
+    reqs = [_request(model, p, {"max_length": 4})[0] for p in ([1, 5, 9], [1, 7, 8, 9, 10, 11], [1, 4])]
+    _run(eng, {0: reqs[:1], 2: reqs[1:]})
+    assert set(model._graphs) == traced  # the steps ran on the traces made at start-up, none new
+    for req, p in zip(reqs, ([1, 5, 9], [1, 7, 8, 9, 10, 11], [1, 4])):
+        assert req.outputs[0].tokens == _local(model, p, {"max_length": 4})
