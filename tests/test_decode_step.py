@@ -198,3 +198,16 @@ def test_padded_batch_steps_of_float_models_run_op_by_op():
     model = _model("llama_gqa")  # float linears: batches run on oneDNN-packed copies, never traced
     _padded_steps(model, [[5, 9, 13], [7]], 3, traced=True)
     assert not model._graphs
+
+
+def test_padded_batch_steps_of_a_family_with_its_own_attention_stay_masked():
+    """OLMo 2's attention (q/k norms over the whole projections) attends with SDPA and the mask, never
+    with the native decode attention: its padded steps are not traced, and equal the op-by-op ones."""
+    model = quantize_model(create_model(dict(arch="olmo2", vocab_size=96, hidden_size=128, intermediate_size=128,
+                                             num_layers=2, num_heads=2, num_kv_heads=1, head_dim=64,
+                                             qk_norm_full=True, max_position_embeddings=128, seed=3)), "int4")
+    rows = [[5, 9, 13, 2, 40], [7, 8]]
+    eager = _padded_steps(model, rows, 4, traced=False)
+    traced = _padded_steps(model, rows, 4, traced=True)
+    assert not any(key[0] == "rows" for key in model._graphs)
+    assert all(torch.equal(a, b) for a, b in zip(eager, traced))

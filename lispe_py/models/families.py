@@ -133,6 +133,10 @@ class FamilyAttention(Attention):
             self.rope_half = 1 if self.window is not None else 0
         self.custom = self.full_qk_norm or self.softcap is not None or self.rope_half is not None
 
+    def native_decode(self, dtype: torch.dtype, device: torch.device) -> bool:
+        # the custom forward (soft-capping, full q/k norms, Gemma 3's halves) attends with SDPA and a mask
+        return not self.custom and super().native_decode(dtype, device)
+
     def forward(self, x: torch.Tensor, rope, mask, start) -> torch.Tensor:
         if not self.custom:
             return super().forward(x, rope, mask, start)
