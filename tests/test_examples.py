@@ -63,7 +63,7 @@ EXPECT: dict[str, list[str]] = {
     "batch_processing": [r"Input shape \(2 2\) -> output shape \(2 14\)", r"Row 1: \S", r"  -> +\S"],
     "custom_tokens": [r"0 = <\|endoftext\|>", r"EOS = \d+ : \(19556 \d+ \d+ \d+ \d+\) \(stops after it\)",
                       r"tensor\(\[\[19556,.*0,\s+0\]"],
-    "speed_precision": [r"float32: \{\"architecture\":\"llama\"", r"float16: float16 on cpu|Using the GPU",
+    "speed_precision": [r"float32: \{[^\n]*\"architecture\":\"llama\"", r"float16: float16 on cpu|Using the GPU",
                         r"float16 text: Speed matters because"],
     "usecase_chatbot": [r"Bot:\s+\S+( \S+){3,}"],
     "usecase_creative_writing": [r"strategy=top_k max_length=200 temperature=1 top_k=50",
