@@ -570,7 +570,7 @@ inline __m256i kq_pick(int e0, int e1) {
 }
 
 template <int M>
-constexpr int kq_chains() { return M == 1 ? 4 : M <= 3 ? 2 : 1; }
+constexpr int kq_chains() { return M <= 3 ? 2 : 1; }
 
 // Q4_K: per super-block, y += d * xd * sum_j sc_j * sum_k q x16 - dmin * sum_j m_j * xs_j, the first sum
 // exact in int32 (|sum| < 2^31: 32 columns per lane, 15 * 128 * 63 per column for hi), scaled once.
