@@ -144,3 +144,27 @@ def test_stacked_parts_with_bad_arguments_are_refused_with_a_message(args, messa
     raw = _random_raw("Q4_K", 8, 512, 6)
     with pytest.raises(RuntimeError, match=message):
         torch.ops.lispe.kquant_linear(torch.randn(2, 512), *args(raw))
+
+
+def test_a_compiler_refusing_the_optional_flags_still_builds_the_avx2_kernels(monkeypatch, tmp_path, capsys):
+    import subprocess
+    from pathlib import Path
+
+    monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"})
+    monkeypatch.setenv("LISPE_KERNEL_CACHE", str(tmp_path))
+    commands = []
+
+    def fake_run(cmd, **kw):
+        commands.append(cmd)
+        if "-mavx512vnni" in cmd:
+            return subprocess.CompletedProcess(cmd, 1, "", "unrecognized command-line option '-mavx512vnni'")
+        Path(cmd[cmd.index("-o") + 1]).write_bytes(b"built")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(native.subprocess, "run", fake_run)
+    target = tmp_path / "key" / "lispe_kernels.so"
+    native.build("c++", target)
+    assert len(commands) == 2 and "-mavx512vnni" in commands[0]
+    assert not any(flag in commands[1] for flag in native.OPTIONAL_FLAGS)
+    assert target.read_bytes() == b"built"
+    assert "refused -mavx512f -mavx512bw -mavx512vl -mavx512vnni" in capsys.readouterr().err

@@ -97,12 +97,12 @@ def flags() -> list[str]:
     return FLAGS + [flag for flag, needs in OPTIONAL_FLAGS.items() if all(n in have for n in needs)]
 
 
-def _command(cxx: str, output: Path) -> list[str]:
+def _command(cxx: str, output: Path, flag_list: list[str] | None = None) -> list[str]:
     from torch.utils.cpp_extension import include_paths
 
     torch_lib = Path(torch.__file__).parent / "lib"
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    return ([cxx, *flags(), f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + [f"-I{p}" for p in include_paths()]
+    return ([cxx, *(flags() if flag_list is None else flag_list), f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + [f"-I{p}" for p in include_paths()]
             + [str(SOURCE), "-o", str(output), f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}"])
 
 
@@ -120,7 +120,13 @@ def build(cxx: str, target: Path) -> None:
     os.close(fd)
     try:
         print("lispe: building the native int8/int4 CPU kernels (once per machine, ~20 s)", file=sys.stderr, flush=True)
-        done = subprocess.run(_command(cxx, Path(tmp)), capture_output=True, text=True)
+        wanted = flags()
+        done = subprocess.run(_command(cxx, Path(tmp), wanted), capture_output=True, text=True)
+        if done.returncode != 0 and wanted != FLAGS:
+            # an older compiler may not know the optional instruction sets: the AVX2 kernels then
+            print(f"lispe: {cxx} refused {' '.join(wanted[len(FLAGS):])}; building the AVX2 kernels only",
+                  file=sys.stderr, flush=True)
+            done = subprocess.run(_command(cxx, Path(tmp), FLAGS), capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{cxx} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-2000:]}")
         os.replace(tmp, target)
