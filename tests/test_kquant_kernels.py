@@ -168,3 +168,37 @@ def test_a_compiler_refusing_the_optional_flags_still_builds_the_avx2_kernels(mo
     assert not any(flag in commands[1] for flag in native.OPTIONAL_FLAGS)
     assert target.read_bytes() == b"built"
     assert "refused -mavx512f -mavx512bw -mavx512vl -mavx512vnni" in capsys.readouterr().err
+
+
+_AVX2_ONLY = """
+import sys, torch
+import lispe_py.models.native as native
+native._cpu_flags = lambda: {"avx2", "fma", "f16c"}
+assert native.available(), native.reason()
+inputs = torch.load(sys.argv[1])
+torch.save([getattr(torch.ops.lispe, op)(*args) for op, args in inputs], sys.argv[2])
+"""
+
+
+def test_the_avx2_build_gives_the_same_numbers_as_the_vnni_build(tmp_path):
+    """Where this machine's build uses VNNI (vpdpwssd), a build without the optional flags (what an
+    AVX2-only CPU gets: vpmaddwd + add) computes the very same integers, so the same outputs."""
+    import os
+    import subprocess
+    import sys
+
+    if native.flags() == native.FLAGS:
+        pytest.skip("this machine's build has no optional instruction sets to compare against")
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(5, 512, generator=g)
+    inputs = [("q4k_linear", (x, _random_raw("Q4_K", 24, 512, 1))), ("q6k_linear", (x, _random_raw("Q6_K", 24, 512, 2))),
+              ("int4_linear", (x, torch.randint(0, 255, (24, 256), dtype=torch.uint8, generator=g),
+                               torch.randn(24, 2, 16, generator=g)))]
+    torch.save(inputs, tmp_path / "in.pt")
+    env = {**os.environ, "LISPE_KERNEL_CACHE": str(tmp_path / "kernels")}
+    done = subprocess.run([sys.executable, "-c", _AVX2_ONLY, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = torch.load(tmp_path / "out.pt")
+    for (op, args), other in zip(inputs, theirs):
+        assert torch.equal(getattr(torch.ops.lispe, op)(*args), other), op
