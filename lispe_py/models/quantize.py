@@ -405,19 +405,33 @@ class Int4Linear(nn.Module):
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None,
                  group_size: int, compute_dtype: torch.dtype = torch.bfloat16,
-                 scale_dtype: torch.dtype | None = None) -> None:
+                 scale_dtype: torch.dtype | None = None, native_bytes: bool = False) -> None:
         """scale_dtype: the dtype the scales and zeros are kept in (default `compute_dtype`; float32
-        holds GGUF K-quant scales d * sc and zeros exactly, which bfloat16 cannot)."""
+        holds GGUF K-quant scales d * sc and zeros exactly, which bfloat16 cannot). native_bytes: q is
+        already uint8 [N, K / 2] in the native kernel's layout (a GGUF Q4_0/Q4_1 matrix's value bytes;
+        only where that kernel runs)."""
         super().__init__()
-        n, k = q.shape
+        n, k = q.shape[0], q.shape[1] * (2 if native_bytes else 1)
         if k % group_size or k % 2:
             raise ModelError(f"int4: in_features {k} must be even and a multiple of group_size {group_size}")
         self.out_features, self.in_features, self.group_size = n, k, group_size
         q = q.to(torch.uint8)
-        self.layout = None
-        self.register_buffer("qweight", (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous())
         sz = torch.stack((scale.float().t(), zero.float().t()), dim=-1)  # [K/G, N, 2]
-        self.register_buffer("scales_and_zeros", sz.to(device=q.device, dtype=scale_dtype or compute_dtype).contiguous())
+        sz = sz.to(device=q.device, dtype=scale_dtype or compute_dtype).contiguous()
+        self.layout = self._kernel_for(q.device, sz.dtype)
+        if native_bytes:
+            if self.layout != "native":
+                raise ModelError("int4: bytes in the native layout need the native kernel")
+            packed = q
+        elif self.layout == "native":  # straight to the kernel's layout, a few thousand rows at a time: no
+            packed = torch.empty(n, k // 2, dtype=torch.uint8, device=q.device)  # full-size temporaries
+            for i in range(0, n, 8192):  # (a 128k-row head would otherwise pass through ~1 GB of them)
+                packed[i:i + 8192] = _pack_int4(q[i:i + 8192], "native")
+        else:
+            self.layout = None
+            packed = (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous()
+        self.register_buffer("qweight", packed)
+        self.register_buffer("scales_and_zeros", sz)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         self._pack()
 
@@ -871,7 +885,7 @@ def int4_from_gguf(tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Te
 
 def _int4_of(p: GGUFParts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(v uint8 0..15, scale, zero) with w = (v - 8) * scale + zero, of 4-bit parts."""
-    v = (p.q - p.low).view(torch.uint8)  # q - low is 0..15: no int8 overflow
+    v = (p.q if p.low == 0 else p.q - p.low).view(torch.uint8)  # q - low is 0..15: no int8 overflow
     scale, offset = p.scale, p.offset
     return v, scale, (offset if p.low == -8 else offset + float(8 + p.low) * scale)
 
@@ -930,6 +944,42 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
     return layer, exact
 
 
+def _int4_from_q4_bytes(tensors: list, heads: list[int | None], compute_dtype: torch.dtype, release=None,
+                        rows: int = 8192) -> "Int4Linear":
+    """The int4 layer of Q4_0/Q4_1 matrices for the native kernel: a block's 16 bytes of values (byte j =
+    v[j] | v[j + 16] << 4) are that kernel's layout already, so they are copied as they are (no
+    unpacking, no full-size temporaries), with the same scales and zeros as `_int4_of` gives
+    (Q4_0: d and 0; Q4_1: d and m + 8 d, in float32)."""
+    packed, scales, zeros = [], [], []
+    for t, n_head in zip(tensors, heads):
+        n, k = t.shape
+        size, header = (18, 2) if t.type_name == "Q4_0" else (20, 4)
+        raw = torch.from_numpy(t.data).view(n, k // 32, size)
+        values = torch.empty(n, k // 2, dtype=torch.uint8)
+        d = torch.empty(n, k // 32, dtype=torch.float16)
+        m = torch.zeros(n, k // 32, dtype=torch.float16)
+        for i in range(0, n, rows):
+            part = raw[i:i + rows]
+            c = part.shape[0]
+            values[i:i + c] = part[:, :, header:].reshape(c, k // 2)
+            d[i:i + c] = part[:, :, 0:2].contiguous().view(torch.float16).reshape(c, -1)
+            if header == 4:
+                m[i:i + c] = part[:, :, 2:4].contiguous().view(torch.float16).reshape(c, -1)
+            if release is not None:
+                release(t, i * raw.shape[1] * size, c * raw.shape[1] * size)
+        scale = d.float()
+        zero = m.float() + 8.0 * scale if header == 4 else m.float()
+        if n_head is not None:
+            index = rope_unpermute_index(n, n_head)
+            values, scale, zero = values[index], scale[index], zero[index]
+        packed.append(values), scales.append(scale), zeros.append(zero)
+
+    def cat(parts: list[torch.Tensor]) -> torch.Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    return Int4Linear(cat(packed), cat(scales), cat(zeros), None, 32, compute_dtype, native_bytes=True)
+
+
 def _exact_gguf_layer(tensors: list, heads: list[int | None], mode: str, group: int, compute_dtype: torch.dtype,
                       device: str | torch.device, release=None, kquant_native: bool = False) -> nn.Module | None:
     """The layer holding the GGUF matrices' values as they are, or None where the blocks do not fit
@@ -943,6 +993,9 @@ def _exact_gguf_layer(tensors: list, heads: list[int | None], mode: str, group: 
         return KQuantLinear([(t.type_name, torch.from_numpy(t.data).view(t.shape[0], -1),
                               None if n_head is None else rope_unpermute_index(t.shape[0], n_head))
                              for t, n_head in zip(tensors, heads)])
+    if (mode == "int4" and all(t.type_name in ("Q4_0", "Q4_1") for t in tensors)
+            and torch.device(device).type == "cpu" and native.available()):
+        return _int4_from_q4_bytes(tensors, heads, compute_dtype, release)
     parts = [gguf_parts(t, release=release) for t in tensors]
     if any(p is None for p in parts):
         return None
@@ -1003,6 +1056,12 @@ def load_gguf_quantized(path: str | Path, mode: str = "int4", group_size: int | 
         model = load_gguf(path, dtype, device)
         return quantize_model(model, mode, group_size, lm_head, compute_dtype)
     head = _head_mode(mode, lm_head)
+    head_name = "output.weight" if "output.weight" in g.tensors else "token_embd.weight"  # tied without one
+    if (mode == "int4" and lm_head in (True, "auto") and head_name in g.tensors
+            and g.tensors[head_name].type_name in ("Q4_0", "Q4_1") and group == 32):
+        # a head the file holds in 4-bit blocks: int4 keeps them exactly, as int8 would, at half the memory
+        # (the int8 default is for heads rounded here; these were rounded by whoever wrote the file)
+        head = "int4"
     head_group = group if head == mode else resolve_group_size(head, None, device) if head else None
     with single_thread():  # elementwise and memory-bound: one thread is as fast and immune to busy cores
         model = _llama_from_gguf(g, config, mode, group, (head, head_group), dtype, device, compute_dtype)
