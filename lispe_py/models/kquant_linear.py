@@ -5,8 +5,9 @@ super-blocks as a view of the memory-mapped file: no copy, no float weight, noth
 (the kernel reads pages as it needs them, and the system may drop them again). Each call runs the
 native `lispe::kquant_linear` kernel (kernels.cpp) once over all the parts' rows (Q4_K and Q6_K
 mixed) into one output; a part whose rows llama.cpp's converter interleaved for its RoPE (attn_q,
-attn_k) has its rows read in the model's order instead (y = (W x)[index]: the same numbers as
-un-permuting the rows, without a copy).
+attn_k) has each row's result written to its column in the model's order (y = (W x)[index]: the same
+numbers as un-permuting the rows, without a copy; the rows are read in memory order, which the
+prefetchers follow).
 
 Calls of more than NATIVE_MAX_ROWS rows (long prompts) multiply by the dequantized weight in float32
 (`kquants.dequantize`, built per call). Where the native kernels do not run (another device, no AVX2

@@ -1,6 +1,6 @@
 """The native CPU kernels of `kernels.cpp`: built once per machine with the system C++ compiler, loaded
-as the torch operators `torch.ops.lispe.int8_linear`, `int8_block_linear`, `int4_linear`, `rms_norm`,
-`decode_attention` and `decode_attention_from`.
+as the torch operators `torch.ops.lispe.int8_linear`, `int8_block_linear`, `int4_linear`, the K-quant
+`q4k_linear`, `q6k_linear` and `kquant_linear`, `rms_norm`, `decode_attention` and `decode_attention_from`.
 
     from lispe_py.models import native
     if native.available():            # builds on the first call (~20 s), then loads from the cache
@@ -183,7 +183,7 @@ def _load() -> tuple[bool, str | None]:
     why = _cpu_fits()
     if why:
         return False, why
-    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "decode_attention_from"):
+    if hasattr(torch.ops, "lispe") and hasattr(torch.ops.lispe, "kquant_linear"):
         return True, None  # loaded by another copy of this module (a test's reload)
     cxx = compiler()
     if cxx is None:
