@@ -200,11 +200,12 @@ class Engine:
         alone traces only from TRACE_MIN_STEPS steps on), and batches run theirs where the model has one
         (DecoderModel.decode). Costs ~0.5-2 s once; a failure here only leaves the steps op by op."""
         model = self.model
-        if self.device.type != "cpu" or not getattr(model, "traced_decode", False) or not hasattr(model, "decode"):
+        if (self.device.type != "cpu" or not getattr(model, "traced_decode", False) or not hasattr(model, "decode")
+                or self.max_model_len < 3):
             return
         try:
             with torch.inference_mode():
-                self._ensure_slots(MIN_SLOTS)
+                self._ensure_slots(min(MIN_SLOTS, self.max_model_len))
                 tokens = torch.zeros(min(2, self.max_batch), dtype=torch.long, device=self.device)
                 model.decode(tokens[:1], 1)  # nothing reads these slots: admissions overwrite them
                 if len(tokens) == 2:  # rows at different starts, as continuous batching runs them

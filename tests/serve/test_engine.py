@@ -255,3 +255,16 @@ def test_the_worker_traces_the_steps_before_the_first_request(tiny_folder):
     assert set(model._graphs) == traced  # the steps ran on the traces made at start-up, none new
     for req, p in zip(reqs, ([1, 5, 9], [1, 7, 8, 9, 10, 11], [1, 4])):
         assert req.outputs[0].tokens == _local(model, p, {"max_length": 4})
+
+
+def test_warming_up_a_short_context_says_nothing(tiny_folder):
+    import warnings
+
+    from lispe_py.models import load_model
+
+    model = load_model(tiny_folder, quantize="int4")
+    eng = Engine(model, max_batch=2, max_model_len=40)  # shorter than the engine's first cache size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        eng._warm_up()
+    assert eng.slots <= 40 and any(key[0] == "trace" for key in model._graphs)
