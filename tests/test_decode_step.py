@@ -195,9 +195,14 @@ def test_padded_batch_steps_of_quantized_models_run_one_trace_for_every_batch_si
 
 
 def test_padded_batch_steps_of_float_models_run_op_by_op():
-    model = _model("llama_gqa")  # float linears: batches run on oneDNN-packed copies, never traced
+    from lispe_py.models import native
+
+    model = _model("llama_gqa", head_dim=64)  # float linears: batches run on oneDNN-packed copies, never traced
     _padded_steps(model, [[5, 9, 13], [7]], 3, traced=True)
     assert not model._graphs
+    quantize_model(model, "int4")  # the same model quantized: what was found about its linears is redone
+    _padded_steps(model, [[5, 9, 13], [7]], 3, traced=True)
+    assert ("rows" in {key[0] for key in model._graphs}) == native.available()
 
 
 def test_padded_batch_steps_of_a_family_with_its_own_attention_stay_masked():

@@ -22,9 +22,8 @@ from torch import nn
 
 from . import kquants
 
-#: K-quant types with a native kernel reading their blocks (`lispe::q4k_linear` / `q6k_linear` for one
-#: matrix, `lispe::kquant_linear` with their codes for a row-stack of several)
-KINDS = {"Q4_K": "q4k_linear", "Q6_K": "q6k_linear"}
+#: K-quant types with a native kernel reading their blocks, and their codes in `lispe::kquant_linear`
+#: (one matrix alone: `lispe::q4k_linear` / `q6k_linear`)
 KIND_CODES = {"Q4_K": 0, "Q6_K": 1}
 _IN_ORDER = torch.empty(0, dtype=torch.long)  # a part without an output index (the op's "none")
 
@@ -40,7 +39,7 @@ class KQuantLinear(nn.Module):
         self.in_features = parts[0][1].shape[1] // kquants.BLOCK_BYTES[parts[0][0]] * kquants.QK_K
         self.group_size = kquants.QK_K
         for i, (kind, raw, index) in enumerate(parts):
-            if kind not in KINDS:
+            if kind not in KIND_CODES:
                 raise ValueError(f"KQuantLinear: no kernel for {kind}")
             self.register_buffer(f"raw{i}", raw, persistent=False)
             self.register_buffer(f"index{i}", index, persistent=False)

@@ -358,6 +358,7 @@ class DecoderModel(nn.Module):
         self.cuda_graphs = True
         self.traced_decode = True
         self._graphs: dict[tuple, Any] = {}
+        self._no_float_linears: bool | None = None  # every linear quantized (found once; reset with the graphs)
 
     # ----- dtype / device bookkeeping -----
     # The embedding table: every model has one in its float dtype, quantized or not (a quantized
@@ -384,6 +385,7 @@ class DecoderModel(nn.Module):
         model moves or changes dtype, when the KV cache is reallocated and by quantize_model; call it
         after replacing a module by hand."""
         self._graphs.clear()
+        self._no_float_linears = None
 
     def _ensure_weight_layout(self, rows: int) -> None:
         """Lay out the linear weights for the current dtype, device and kind of call (checked on each
@@ -746,8 +748,11 @@ class DecoderModel(nn.Module):
         if not (self.traced_decode and self.device.type == "cpu" and _HAS_JIT_TRACE and (rows > 1 or kv_mask is not None)
                 and all(w is None for w in self._windows) and (kv_mask is None) == (position_ids is None)):
             return False
-        attn = self.layers[0].attn
-        return attn.native_decode(self.dtype, self.device) and next(self._linears(), None) is None
+        if not self.layers[0].attn.native_decode(self.dtype, self.device):
+            return False
+        if self._no_float_linears is None:  # (a walk over every module: not at each step)
+            self._no_float_linears = next(self._linears(), None) is None
+        return self._no_float_linears
 
     def _row_starts(self, rows: int, slot: int, position_ids: torch.Tensor | None,
                     kv_mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -64,28 +64,29 @@ def rss_bytes() -> int | None:
         return None
 
 
-def anon_rss_bytes() -> int | None:
-    """The process's resident anonymous memory now (Linux's RssAnon), None where /proc does not say."""
+def _status_bytes(field: str) -> int | None:
+    """A kB field of /proc/self/status ("RssAnon", "VmHWM") in bytes; None where /proc does not say."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("RssAnon:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
 
 
+def anon_rss_bytes() -> int | None:
+    """The process's resident anonymous memory now (Linux's RssAnon), None where /proc does not say."""
+    return _status_bytes("RssAnon")
+
+
 def peak_rss_bytes() -> int | None:
     """The process's highest resident memory so far: Linux's VmHWM (the process's own address space;
     getrusage's ru_maxrss can start from the RSS of the parent it was forked from), else getrusage."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     try:
         import resource
     except ImportError:

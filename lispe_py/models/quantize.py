@@ -534,7 +534,7 @@ class Int4Linear(nn.Module):
                 f"compute={self.scales_and_zeros.dtype}, {path}")
 
 
-from .kquant_linear import KINDS as KQUANT_KERNELS, KQuantLinear  # noqa: E402  (GGUF Q4_K / Q6_K, mapped)
+from .kquant_linear import KIND_CODES as KQUANT_KERNELS, KQuantLinear  # noqa: E402  (GGUF Q4_K / Q6_K, mapped)
 
 QuantizedLinear = (Int8Linear, Int4Linear, KQuantLinear)
 
@@ -823,6 +823,10 @@ class GGUFParts:
         return self.planes[:, 1].float()
 
 
+# GGUF blocks of 32 values: (bytes per block, bytes before the values: d, and m for Q4_1)
+_BLOCKS_OF_32 = {"Q8_0": (34, 2), "Q4_0": (18, 2), "Q4_1": (20, 4)}
+
+
 def gguf_parts(tensor, rows: int = 4096, release=None) -> GGUFParts | None:
     """The exact parts of a Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K matrix (None for other types), read
     from the blocks a few thousand rows at a time: no float weight is built. release(tensor, start,
@@ -831,8 +835,8 @@ def gguf_parts(tensor, rows: int = 4096, release=None) -> GGUFParts | None:
     if len(tensor.shape) != 2:
         return None
     n, k = tensor.shape
-    if kind in ("Q8_0", "Q4_0", "Q4_1"):
-        size, header = {"Q8_0": (34, 2), "Q4_0": (18, 2), "Q4_1": (20, 4)}[kind]
+    if kind in _BLOCKS_OF_32:
+        size, header = _BLOCKS_OF_32[kind]
         raw = torch.from_numpy(tensor.data).view(n, k // 32 * size)
         q = torch.empty(n, k, dtype=torch.int8)
         planes = torch.zeros(n, 2, k // 32, dtype=torch.float16)
@@ -953,7 +957,7 @@ def _int4_from_q4_bytes(tensors: list, heads: list[int | None], compute_dtype: t
     packed, scales, zeros = [], [], []
     for t, n_head in zip(tensors, heads):
         n, k = t.shape
-        size, header = (18, 2) if t.type_name == "Q4_0" else (20, 4)
+        size, header = _BLOCKS_OF_32[t.type_name]
         raw = torch.from_numpy(t.data).view(n, k // 32, size)
         values = torch.empty(n, k // 2, dtype=torch.uint8)
         d = torch.empty(n, k // 32, dtype=torch.float16)
