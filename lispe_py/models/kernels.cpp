@@ -161,10 +161,6 @@ struct Blocks {
   }
 };
 
-// int4 weights times int16 activations: per block of 32, the 32 values v (0..15) are widened to int16
-// and multiplied into int32 pair sums by vpmaddwd (exact), converted once, and scaled by
-// weight scale * activation scale; the constant part c = zero - 8 * scale multiplies the block's sum
-// of x. sz holds, per output row, the B = K / 32 block scales and then the B block zeros.
 // acc + the pair sums of a * b (int16 lanes into int32): one VNNI instruction where the CPU has it.
 inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -176,25 +172,48 @@ inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
 #endif
 }
 
-template <int M>
-inline void int4_block(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b, const float* f, __m256* acc) {
-  const __m128i low4 = _mm_set1_epi8(0x0F);
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b));
-  const __m256i lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));
-  const __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
-  for (int m = 0; m < M; ++m) {
-    const int16_t* xm = xq + m * K + 32 * b;
-    const __m256i p = dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
-                              hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
-    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 8 * m), acc[m]);
-  }
-}
-
 // 8 consecutive values as floats.
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const c10::BFloat16* p) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
+
+// int4 weights times int16 activations. A block of 32 weights is 16 bytes, byte i holding value i in
+// its low and value i + 16 in its high nibble (0..15); widened to int16 once, those are multiplied into
+// int32 pair sums (vpmaddwd, exact) for each row of x. Four blocks' sums are folded into one vector
+// (lanes 0-3: blocks 0-3's first half, lanes 4-7: their second half; integers, exact: |sum| < 2^24),
+// converted once and scaled by weight scale * activation scale per block; the constant part
+// c = zero - 8 * scale multiplies the block's sum of x. sz holds, per output row, the B = K / 32 block
+// scales and then the B block zeros. Each row of x runs the same operations alone or in a batch.
+inline __m256i int4_pair_sums(__m256i lo, __m256i hi, const int16_t* x) {
+  return dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))),
+                 hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
+}
+
+// [a0+a2, b0+b2, c0+c2, d0+d2 | ...]: the 4 vectors' lanes summed per block into 8 lanes (half a block each).
+inline __m256i fold4(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+  const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+}
+
+// Blocks b0 .. b0 + 3 of every row of x: f[m] holds the 8 factors of blocks b0 & ~7 .. (b0 & ~7) + 7.
+template <int M, int H>
+inline void int4_quad(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b0, const __m256* f, __m256* acc) {
+  const __m256i low4 = _mm256_set1_epi16(0x0F);
+  __m256i lo[4], hi[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m256i w16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * (b0 + i))));
+    lo[i] = _mm256_and_si256(w16, low4);
+    hi[i] = _mm256_srli_epi16(w16, 4);
+  }
+  for (int m = 0; m < M; ++m) {
+    const int16_t* xm = xq + m * K + 32 * b0;
+    const __m256i s = fold4(int4_pair_sums(lo[0], hi[0], xm), int4_pair_sums(lo[1], hi[1], xm + 32),
+                            int4_pair_sums(lo[2], hi[2], xm + 64), int4_pair_sums(lo[3], hi[3], xm + 96));
+    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_permute2f128_ps(f[m], f[m], H ? 0x11 : 0x00), acc[m]);
+  }
 }
 
 template <int M, typename S>
@@ -205,30 +224,33 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
   const float* xd = xb.xd.data();
   const float* xs = xb.xs.data();
   const __m256 eight = _mm256_set1_ps(8.0f);
-  alignas(32) float f[8 * M];  // per row of x, the 8 factors scale * activation scale of 8 blocks
+  const __m256i low4 = _mm256_set1_epi16(0x0F);
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* w = q + n * (K / 2);
     const S* scale = sz + n * 2 * B;
     const S* zero = scale + B;
-    // one FMA chain per row, whatever M: a row's sums run in the same order alone or in a batch
-    __m256 acc[M], constant[M];
+    __m256 acc[M], constant[M], f[M];
     for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
     int64_t b0 = 0;
     for (; b0 + 8 <= B; b0 += 8) {
       prefetch_ahead(w + 16 * b0, 128);
       const __m256 s8 = load8(scale + b0), c8 = _mm256_fnmadd_ps(eight, s8, load8(zero + b0));
       for (int m = 0; m < M; ++m) {
-        _mm256_store_ps(f + 8 * m, _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0)));
+        f[m] = _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0));
         constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
       }
-      for (int i = 0; i < 8; ++i) int4_block<M>(w, xq, K, b0 + i, f + i, acc);
+      int4_quad<M, 0>(w, xq, K, b0, f, acc);
+      int4_quad<M, 1>(w, xq, K, b0 + 4, f, acc);
     }
-    for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
+    for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks, one at a time
       const float sb = to_float(scale[b]), cb = to_float(zero[b]) - 8.0f * sb;
-      for (int m = 0; m < M; ++m) f[8 * m] = sb * xd[m * B + b];
-      int4_block<M>(w, xq, K, b, f, acc);
-      for (int m = 0; m < M; ++m)
+      const __m256i w16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b)));
+      const __m256i lo = _mm256_and_si256(w16, low4), hi = _mm256_srli_epi16(w16, 4);
+      for (int m = 0; m < M; ++m) {
+        const __m256i p = int4_pair_sums(lo, hi, xq + m * K + 32 * b);
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
         constant[m] = _mm256_add_ps(constant[m], _mm256_setr_ps(cb * xs[m * B + b], 0, 0, 0, 0, 0, 0, 0));
+      }
     }
     for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + hsum(constant[m]);
   }
