@@ -5,6 +5,10 @@ as Q4_1, greedy batch 1, our int4 engine against llama.cpp on the same file in t
     python bench/models.py --new-tokens 16 --prompt-tokens 16 --engines ours,llama.cpp
     python bench/models.py --layers 4           # a smaller model of the same widths (quick check)
 
+Engines: "ours" (int4 from the file's blocks; K-quant layers round their inputs to 16 bits), "ours-kq8"
+(the same with kquant_activations "int8": 8-bit inputs as llama.cpp's own arithmetic; K-quant files
+only) and "llama.cpp".
+
 Each engine runs in a fresh process (so each one's peak resident memory is its own: /proc VmHWM),
 one after the other, on the same file: load time (file to a model ready to run), time to first token
 (prefill of the prompt + the first token), decode speed (tokens/s over the remaining new tokens),
@@ -35,6 +39,7 @@ LLAMA_3_2_1B = {"arch": "llama", "vocab_size": 128256, "hidden_size": 2048, "num
                 "num_kv_heads": 8, "head_dim": 64, "intermediate_size": 8192, "max_position_embeddings": 2048,
                 "rope_theta": 500000.0, "norm_eps": 1e-5, "tie_word_embeddings": True}
 FILE_TYPES = ("Q4_K_M", "Q4_1")
+OURS = {"ours": None, "ours-kq8": "int8"}  # our engines: their kquant_activations
 
 
 def build_file(folder: Path, file_type: str, layers: int) -> Path:
@@ -92,7 +97,7 @@ def _speeds(stamps: list[float]) -> dict:
     return {"decode_tok_s": len(steps) / (stamps[-1] - stamps[0]), "median_tok_s": 1.0 / steps[len(steps) // 2]}
 
 
-def run_ours(path: str, prompt: list[int], new_tokens: int) -> dict:
+def run_ours(path: str, prompt: list[int], new_tokens: int, kquant_activations: str | None = None) -> dict:
     """One engine run in this (fresh) process: ours, int4 straight from the file's blocks."""
     import torch
 
@@ -102,7 +107,7 @@ def run_ours(path: str, prompt: list[int], new_tokens: int) -> dict:
 
     before = _status_mb("VmRSS")
     start = time.perf_counter()
-    model = load_model(path, quantize="int4")
+    model = load_model(path, quantize="int4", kquant_activations=kquant_activations)
     load_s = time.perf_counter() - start
     stamps: list[float] = []
     config = {"strategy": "greedy", "max_length": new_tokens, "min_new_tokens": new_tokens,
@@ -150,8 +155,8 @@ def _llama_python() -> str | None:
 def child(engine: str, path: str, prompt: list[int], new_tokens: int, threads: int, python: str) -> dict:
     code = ("import json, sys; sys.path.insert(0, %r); from bench.models import run_ours, run_llama_cpp; "
             "import torch; torch.set_num_threads(%d); " % (str(ROOT), threads))
-    if engine == "ours":
-        code += "print(json.dumps(run_ours(%r, %r, %d)))" % (path, prompt, new_tokens)
+    if engine in OURS:
+        code += "print(json.dumps(run_ours(%r, %r, %d, %r)))" % (path, prompt, new_tokens, OURS[engine])
     else:
         code = ("import json, sys; sys.path.insert(0, %r); import importlib.util as u; "
                 "spec = u.spec_from_file_location('m', %r); m = u.module_from_spec(spec); spec.loader.exec_module(m); "
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--file-types", default=",".join(FILE_TYPES))
-    ap.add_argument("--engines", default="ours,llama.cpp")
+    ap.add_argument("--engines", default="ours,ours-kq8,llama.cpp")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--llama-python", default=None)
     ap.add_argument("--repeats", type=int, default=1,
@@ -190,28 +195,37 @@ def main(argv: list[str] | None = None) -> None:
         path = build_file(Path(args.folder), file_type, args.layers)
         size_mb = path.stat().st_size / 2**20
         row = {"file_type": file_type, "file_mb": size_mb, "layers": args.layers}
+        kquant = file_type.startswith(("Q4_K", "Q5_K", "Q6_K"))
         for _ in range(args.repeats):
             for engine in engines:
+                if engine == "ours-kq8" and not kquant:
+                    continue
                 r = child(engine, str(path), prompt, args.new_tokens, args.threads,
                           llama_python if engine == "llama.cpp" else sys.executable)
                 r["peak_over_file"] = r["peak_mb"] / size_mb
                 r["model_over_file"] = (r["peak_mb"] - r["start_mb"]) / size_mb
                 if engine not in row or r["median_tok_s"] > row[engine]["median_tok_s"]:
                     row[engine] = r
-        if "ours" in row and "llama.cpp" in row:
-            row["speed_ratio"] = row["ours"]["decode_tok_s"] / row["llama.cpp"]["decode_tok_s"]
-            row["median_speed_ratio"] = row["ours"]["median_tok_s"] / row["llama.cpp"]["median_tok_s"]
-            a, b = row["ours"]["tokens"], row["llama.cpp"]["tokens"]
-            row["same_tokens"] = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        for ours in OURS:
+            if ours in row and "llama.cpp" in row:
+                row.setdefault("ratios", {})[ours] = _compare(row[ours], row["llama.cpp"])
         results.append(row)
         print(_table_row(row), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 
+def _compare(ours: dict, theirs: dict) -> dict:
+    """Decode speed ratios (whole run and median steps) and how many greedy ids agree."""
+    a, b = ours["tokens"], theirs["tokens"]
+    return {"speed_ratio": ours["decode_tok_s"] / theirs["decode_tok_s"],
+            "median_speed_ratio": ours["median_tok_s"] / theirs["median_tok_s"],
+            "same_tokens": next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))}
+
+
 def _table_row(row: dict) -> str:
     parts = [f"{row['file_type']} ({row['file_mb']:.0f} MB, {row['layers']} layers):"]
-    for engine in ("ours", "llama.cpp"):
+    for engine in (*OURS, "llama.cpp"):
         if engine in row:
             r = row[engine]
             parts.append(f"{engine}: load {r['load_s']:.2f} s, TTFT {r['ttft_s']:.2f} s, "
@@ -219,10 +233,9 @@ def _table_row(row: dict) -> str:
                          f"({r['peak_over_file']:.2f}x file; {r['peak_mb'] - r['start_mb']:.0f} MB above the "
                          f"process before the load: {r['model_over_file']:.2f}x)"
                          + (f", anonymous {r['anon_mb']:.0f} MB" if "anon_mb" in r else ""))
-    if "speed_ratio" in row:
-        parts.append(f"ours/llama.cpp decode speed {row['speed_ratio']:.2f}x (median steps "
-                     f"{row['median_speed_ratio']:.2f}x); greedy ids agree for "
-                     f"{row['same_tokens']} tokens")
+    for ours, r in row.get("ratios", {}).items():
+        parts.append(f"{ours}/llama.cpp decode speed {r['speed_ratio']:.2f}x (median steps "
+                     f"{r['median_speed_ratio']:.2f}x); greedy ids agree for {r['same_tokens']} tokens")
     return "\n  ".join(parts)
 
 

@@ -15,8 +15,11 @@ OPS = {"Q4_K": "q4k_linear", "Q6_K": "q6k_linear"}
 IN_ORDER = torch.empty(0, dtype=torch.long)  # lispe::kquant_linear's "no index" for a part
 
 
-def _op(kind):
-    return getattr(torch.ops.lispe, OPS[kind])
+def _op(kind, bits=16):
+    """The single-matrix op (16-bit activations), or kquant_linear with one part and `bits`."""
+    if bits == 16:
+        return getattr(torch.ops.lispe, OPS[kind])
+    return lambda x, raw: torch.ops.lispe.kquant_linear(x, [raw], [list(OPS).index(kind)], [IN_ORDER], bits)
 
 
 def _weights(kind: str, raw: torch.Tensor) -> torch.Tensor:
@@ -24,11 +27,11 @@ def _weights(kind: str, raw: torch.Tensor) -> torch.Tensor:
     return kquants.dequantize(kind, raw.reshape(-1, kquants.BLOCK_BYTES[kind])).reshape(n, -1).double()
 
 
-def _bound(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """|x16 * d - x| <= d / 2 per column, d = the super-block's largest |x| / 32767: the product's error
-    bound [M, N] (plus float32 rounding of the sums)."""
+def _bound(x: torch.Tensor, w: torch.Tensor, bits: int = 16) -> torch.Tensor:
+    """|x16 * d - x| <= d / 2 per column, d = the super-block's largest |x| / 32767 (8 bits: / 127): the
+    product's error bound [M, N] (plus float32 rounding of the sums)."""
     m, k = x.shape
-    d = x.double().abs().reshape(m, k // 256, 256).amax(-1) / 32767           # [M, S]
+    d = x.double().abs().reshape(m, k // 256, 256).amax(-1) / (32767 if bits == 16 else 127)  # [M, S]
     wabs = w.abs().reshape(w.shape[0], k // 256, 256).sum(-1)                  # [N, S]
     ref = x.double() @ w.t()
     return 0.5 * d @ wabs.t() + 1e-6 * (x.double().abs() @ w.abs().t()) + 1e-30, ref
@@ -41,22 +44,26 @@ def _random_raw(kind: str, n: int, k: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", OPS)
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 11])
-def test_k_quant_ops_are_the_float_product_within_the_activation_rounding(kind, rows):
+@pytest.mark.parametrize("bits", [16, 8])
+def test_k_quant_ops_are_the_float_product_within_the_activation_rounding(kind, rows, bits):
     raw = _random_raw(kind, 48, 768, seed=rows)
     g = torch.Generator().manual_seed(100 + rows)
     x = torch.randn(rows, 768, generator=g)
     x[:, 300] *= 50.0  # one super-block with an outlier: its other columns round more coarsely
-    y = _op(kind)(x, raw)
-    bound, ref = _bound(x, _weights(kind, raw))
+    y = _op(kind, bits)(x, raw)
+    bound, ref = _bound(x, _weights(kind, raw), bits)
     assert y.shape == (rows, 48) and y.dtype == torch.float32
     assert bool(((y.double() - ref).abs() <= bound).all())
+    if bits == 8:  # the rounding is really coarser than 16 bits' (not a 16-bit product under another name)
+        assert not bool(((y.double() - ref).abs() <= _bound(x, _weights(kind, raw), 16)[0]).all())
 
 
 @pytest.mark.parametrize("kind", OPS)
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_k_quant_ops_at_the_formats_extremes(kind, sign):
-    """The largest scales and values the formats hold, times activations at +-32767: the int16 pair sums
-    and the int32 super-block sums must neither saturate nor wrap."""
+@pytest.mark.parametrize("bits", [16, 8])
+def test_k_quant_ops_at_the_formats_extremes(kind, sign, bits):
+    """The largest scales and values the formats hold, times activations at +-32767 (8 bits: +-127): the
+    int16 pair sums and the int32 super-block sums must neither saturate nor wrap."""
     n, k = 8, 512
     raw = torch.full((n, k // 256 * kquants.BLOCK_BYTES[kind]), 0xFF, dtype=torch.uint8)
     blocks = raw.view(n, k // 256, kquants.BLOCK_BYTES[kind])
@@ -71,35 +78,38 @@ def test_k_quant_ops_at_the_formats_extremes(kind, sign):
     x = torch.full((3, k), sign)
     x[1, ::2] = -sign                # alternating signs
     x[2] = torch.linspace(-1, 1, k)  # and every size
-    y = _op(kind)(x, raw)
-    bound, ref = _bound(x, _weights(kind, raw))
+    y = _op(kind, bits)(x, raw)
+    bound, ref = _bound(x, _weights(kind, raw), bits)
     assert bool(((y.double() - ref).abs() <= bound).all()), (y, ref)
 
 
 @pytest.mark.parametrize("kind", OPS)
-def test_batch_rows_equal_rows_alone_and_threads_do_not_matter(kind):
+@pytest.mark.parametrize("bits", [16, 8])
+def test_batch_rows_equal_rows_alone_and_threads_do_not_matter(kind, bits):
     raw = _random_raw(kind, 40, 512, seed=7)
     x = torch.randn(11, 512, generator=torch.Generator().manual_seed(8))
+    op = _op(kind, bits)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        alone = torch.cat([_op(kind)(x[i:i + 1], raw) for i in range(11)])
+        alone = torch.cat([op(x[i:i + 1], raw) for i in range(11)])
         torch.set_num_threads(2)
-        batch = _op(kind)(x, raw)
+        batch = op(x, raw)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(alone, batch)
     for rows in (2, 3, 4, 8):
-        assert torch.equal(_op(kind)(x[:rows], raw), alone[:rows])
+        assert torch.equal(op(x[:rows], raw), alone[:rows])
 
 
 @pytest.mark.parametrize("kind", OPS)
-def test_non_finite_activations_give_nan_rows(kind):
+@pytest.mark.parametrize("bits", [16, 8])
+def test_non_finite_activations_give_nan_rows(kind, bits):
     raw = _random_raw(kind, 16, 512, seed=3)
     x = torch.randn(3, 512)
     x[0, 5] = float("nan")
     x[2, 400] = float("inf")
-    y = _op(kind)(x, raw)
+    y = _op(kind, bits)(x, raw)
     assert bool(y[0].isnan().all()) and bool(y[2].isnan().all()) and bool(y[1].isfinite().all())
 
 
@@ -115,7 +125,8 @@ def test_optional_instruction_sets_follow_the_cpu(monkeypatch):
 
 
 @pytest.mark.parametrize("rows", [1, 3, 9])
-def test_one_call_for_stacked_parts_equals_the_parts_one_by_one(rows):
+@pytest.mark.parametrize("bits", [16, 8])
+def test_one_call_for_stacked_parts_equals_the_parts_one_by_one(rows, bits):
     """lispe::kquant_linear: Q4_K and Q6_K parts stacked by rows, some read in a permuted order, give
     exactly the single-matrix ops' outputs, concatenated and permuted."""
     parts = [("Q4_K", _random_raw("Q4_K", 64, 512, 1)), ("Q4_K", _random_raw("Q4_K", 32, 512, 2)),
@@ -123,10 +134,10 @@ def test_one_call_for_stacked_parts_equals_the_parts_one_by_one(rows):
     perm = torch.randperm(64, generator=torch.Generator().manual_seed(4))
     indexes = [perm, IN_ORDER, torch.arange(47, -1, -1)]
     x = torch.randn(rows, 512, generator=torch.Generator().manual_seed(5))
-    y = torch.ops.lispe.kquant_linear(x, [r for _, r in parts], [0, 0, 1], indexes)
+    y = torch.ops.lispe.kquant_linear(x, [r for _, r in parts], [0, 0, 1], indexes, bits)
     expected = []
     for (kind, raw), index in zip(parts, indexes):
-        part = _op(kind)(x, raw)
+        part = _op(kind, bits)(x, raw)
         expected.append(part if index is IN_ORDER else part.index_select(1, index))
     assert torch.equal(y, torch.cat(expected, dim=1))
 
@@ -139,6 +150,8 @@ def test_one_call_for_stacked_parts_equals_the_parts_one_by_one(rows):
     (lambda raw: ([raw], [0], [torch.arange(7)]), "index must be a contiguous int64 \\[8\\] tensor"),
     (lambda raw: ([raw], [0], [torch.arange(8) + 1]), "index\\[7\\] = 8 is not in 0..7"),
     (lambda raw: ([raw], [0], [torch.tensor([0, 1, 2, 3, 4, 5, 6, 6])]), "index is not a permutation \\(6 appears twice\\)"),
+    (lambda raw: ([raw], [0], [IN_ORDER], 4), "bits \\(the activations' width\\) must be 16 or 8, got 4"),
+    (lambda raw: ([raw], [0], [IN_ORDER], 4), "bits \\(the activations' width\\) must be 16 or 8, got 4"),
 ])
 def test_stacked_parts_with_bad_arguments_are_refused_with_a_message(args, message):
     raw = _random_raw("Q4_K", 8, 512, 6)
@@ -193,7 +206,9 @@ def test_the_avx2_build_gives_the_same_numbers_as_the_vnni_build(tmp_path):
     x = torch.randn(5, 512, generator=g)
     inputs = [("q4k_linear", (x, _random_raw("Q4_K", 24, 512, 1))), ("q6k_linear", (x, _random_raw("Q6_K", 24, 512, 2))),
               ("int4_linear", (x, torch.randint(0, 255, (24, 256), dtype=torch.uint8, generator=g),
-                               torch.randn(24, 2, 16, generator=g)))]
+                               torch.randn(24, 2, 16, generator=g))),
+              ("kquant_linear", (x, [_random_raw("Q4_K", 24, 512, 3), _random_raw("Q6_K", 8, 512, 4)], [0, 1],
+                                 [IN_ORDER, IN_ORDER], 8))]
     torch.save(inputs, tmp_path / "in.pt")
     env = {**os.environ, "LISPE_KERNEL_CACHE": str(tmp_path / "kernels")}
     done = subprocess.run([sys.executable, "-c", _AVX2_ONLY, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")],

@@ -28,10 +28,12 @@
 //       vpmaddubsw multiplies by the weight bytes as they are; sum_j sc_j * sum q x is exact in int32
 //       per super-block (with AVX512-VNNI or AVX-VNNI, where the build has them, vpdpwssd adds it up),
 //       then scaled once by d * the activations' scale: the same numbers with or without VNNI.
-//   lispe::kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes) -> Tensor
+//   lispe::kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes, int bits=16) -> Tensor
 //       the row-stack of several such matrices (kinds: 0 Q4_K, 1 Q6_K), part p's outputs permuted by
 //       indexes[p] (output j = raw row index[j]; an empty tensor: in order): one call for a fused
-//       q/k/v or gate/up.
+//       q/k/v or gate/up. bits 8 rounds x to 8 bits per super-block instead (to 1/254 of its largest
+//       |x|, as llama.cpp's Q8_K rows): one vpmaddubsw per 32 weights and row instead of two, ~1/200
+//       of the largest |x| of error instead of ~1/65534.
 //   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
 //       x float32 [..., D] contiguous, weight float32 [D]:
 //       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
@@ -498,20 +500,24 @@ inline float half_at(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// Rows of x for the K-quant kernels, per super-block of 256 columns: int16 values x16 = round(x / d),
-// d = the super-block's largest |x| / 32767 (d[m * S + s]), each split into two bytes x16 = 256 hi + lo
-// (hi signed, lo unsigned), so that vpmaddubsw multiplies them by the weights' bytes without widening;
-// per 16 columns the sums of hi and of lo (sh, sl: Q6_K's -32 offset), per 32 columns the float32 sums of
-// x (xs: Q4_K's mins).
+// Rows of x for the K-quant kernels, per super-block of 256 columns. With 16 bits (`wide`, the
+// default): int16 values x16 = round(x / d), d = the super-block's largest |x| / 32767 (d[m * S + s]),
+// each split into two bytes x16 = 256 hi + lo (hi signed, lo unsigned), so that vpmaddubsw multiplies
+// them by the weights' bytes without widening. With 8 bits (llama.cpp's arithmetic: its Q8_K rows),
+// int8 values round(x / d) in hi, d = largest |x| / 127, no lo. Per 16 columns the sums of hi and of lo
+// (sh, sl: Q6_K's -32 offset), per 32 columns the float32 sums of x (xs: Q4_K's mins).
 struct SuperBlocks {
+  bool wide;
   std::vector<int8_t> hi;
   std::vector<uint8_t> lo;
   std::vector<int16_t> sh, sl;
   std::vector<float> d, xs;
-  SuperBlocks(const float* x, int64_t M, int64_t K)
-      : hi(M * K), lo(M * K), sh(M * K / 16), sl(M * K / 16), d(M * K / 256), xs(block_sums(x, M, K)) {
+  SuperBlocks(const float* x, int64_t M, int64_t K, bool wide_ = true)
+      : wide(wide_), hi(M * K), lo(wide_ ? M * K : 0), sh(M * K / 16), sl(wide_ ? M * K / 16 : 0), d(M * K / 256),
+        xs(block_sums(x, M, K)) {
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i byte = _mm256_set1_epi16(0xFF);
+    const float top_code = wide ? 32767.0f : 127.0f;
     for (int64_t s = 0; s < M * K / 256; ++s) {
       const float* v = x + 256 * s;
       __m256 amax = _mm256_setzero_ps(), sum = _mm256_setzero_ps();
@@ -524,8 +530,8 @@ struct SuperBlocks {
       m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
       const float top = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
       const bool finite = std::isfinite(hsum(sum)) && std::isfinite(top);  // else the products are NaN
-      const __m256 inv = _mm256_set1_ps(finite && top > 0.0f ? 32767.0f / top : 0.0f);
-      d[s] = finite ? top / 32767.0f : NAN;
+      const __m256 inv = _mm256_set1_ps(finite && top > 0.0f ? top_code / top : 0.0f);
+      d[s] = finite ? top / top_code : NAN;
       for (int j = 0; j < 8; ++j) {  // 32 columns at a time
         const float* w = v + 32 * j;
         __m256i i[4];
@@ -533,9 +539,13 @@ struct SuperBlocks {
         // packs works per 128-bit lane; the permutes restore the column order
         const __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[0], i[1]), 0xD8);  // columns 0..15
         const __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[2], i[3]), 0xD8);  // 16..31
+        const int64_t at = 256 * s + 32 * j;
+        if (!wide) {  // |values| <= 127: the signed pack is exact
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[at]), _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8));
+          continue;
+        }
         const __m256i ha = _mm256_srai_epi16(a, 8), hb = _mm256_srai_epi16(b, 8);
         const __m256i la = _mm256_and_si256(a, byte), lb = _mm256_and_si256(b, byte);
-        const int64_t at = 256 * s + 32 * j;
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[at]),
                             _mm256_permute4x64_epi64(_mm256_packs_epi16(ha, hb), 0xD8));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(&lo[at]),
@@ -545,10 +555,10 @@ struct SuperBlocks {
         int th = 0, tl = 0;
         for (int k = 0; k < 16; ++k) {
           th += hi[256 * s + 16 * g + k];
-          tl += lo[256 * s + 16 * g + k];
+          if (wide) tl += lo[256 * s + 16 * g + k];
         }
         sh[16 * s + g] = static_cast<int16_t>(th);
-        sl[16 * s + g] = static_cast<int16_t>(tl);
+        if (wide) sl[16 * s + g] = static_cast<int16_t>(tl);
       }
     }
   }
@@ -559,26 +569,30 @@ struct SuperBlocks {
 // -32) times the M rows' hi and lo bytes of those columns: vpmaddubsw gives exact int16 pair sums
 // (|w hi| pairs <= 2 * 63 * 128, w lo pairs <= 2 * 63 * 255: no saturation), which the int16 scales sv
 // (the sub-blocks' 6-bit or 8-bit scales, one per 128-bit lane) multiply into the int32 accumulators of
-// the high and the low bytes (A chains per row: ih[A * m]).
-template <int M, int A>
+// the high and the low bytes (A chains per row: ih[A * m]). With 8-bit activations (W false) only the
+// high bytes exist: half the multiplications.
+template <int M, int A, bool W>
 inline void kq_block(__m256i w, const int8_t* hi, const uint8_t* lo, int64_t K, int64_t col, __m256i sv,
                      __m256i* ih, __m256i* il) {
   for (int m = 0; m < M; ++m) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi + m * K + col));
-    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo + m * K + col));
     ih[A * m] = dot_add(ih[A * m], _mm256_maddubs_epi16(w, h), sv);
-    il[A * m] = dot_add(il[A * m], _mm256_maddubs_epi16(l, w), sv);
+    if (W) {
+      const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo + m * K + col));
+      il[A * m] = dot_add(il[A * m], _mm256_maddubs_epi16(l, w), sv);
+    }
   }
 }
 
-// The A chains of row m's high and low sums as one float: 256 * hi + lo.
-template <int A>
+// The A chains of row m's high and low sums as one float: 256 * hi + lo (8-bit activations: hi).
+template <int A, bool W>
 inline __m256 kq_total(const __m256i* ih, const __m256i* il, int m) {
   __m256i h = ih[A * m], l = il[A * m];
   for (int a = 1; a < A; ++a) {
     h = _mm256_add_epi32(h, ih[A * m + a]);
-    l = _mm256_add_epi32(l, il[A * m + a]);
+    if (W) l = _mm256_add_epi32(l, il[A * m + a]);
   }
+  if (!W) return _mm256_cvtepi32_ps(h);
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_set1_ps(256.0f), _mm256_cvtepi32_ps(l));
 }
 
@@ -596,7 +610,7 @@ constexpr int kq_chains() { return M <= 3 ? 2 : 1; }
 
 // Q4_K: per super-block, y += d * xd * sum_j sc_j * sum_k q x16 - dmin * sum_j m_j * xs_j, the first sum
 // exact in int32 (|sum| < 2^31: 32 columns per lane, 15 * 128 * 63 per column for hi), scaled once.
-template <int M>
+template <int M, bool W>
 void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
               int64_t n0, int64_t n1) {
   constexpr int A = kq_chains<M>();
@@ -632,14 +646,14 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
       for (int c4 = 0; c4 < 4; ++c4) {  // 32 bytes: sub-block 2 c4 in the low nibbles, 2 c4 + 1 in the high ones
         const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c4));
         const int j0 = 2 * c4, j1 = 2 * c4 + 1;
-        kq_block<M, A>(_mm256_and_si256(bytes, low4), xb.hi.data(), xb.lo.data(), K, 256 * s + 32 * j0,
+        kq_block<M, A, W>(_mm256_and_si256(bytes, low4), xb.hi.data(), xb.lo.data(), K, 256 * s + 32 * j0,
                        _mm256_shuffle_epi8(scales, pick[j0]), ih + j0 % A, il + j0 % A);
-        kq_block<M, A>(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), xb.hi.data(), xb.lo.data(), K,
+        kq_block<M, A, W>(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), xb.hi.data(), xb.lo.data(), K,
                        256 * s + 32 * j1, _mm256_shuffle_epi8(scales, pick[j1]), ih + j1 % A, il + j1 % A);
       }
       const float dw = half_at(blk);
       for (int m = 0; m < M; ++m)
-        acc[m] = _mm256_fmadd_ps(kq_total<A>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
+        acc[m] = _mm256_fmadd_ps(kq_total<A, W>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
     }
     for (int m = 0; m < M; ++m) y[m * N + cols[n]] = hsum(acc[m]) - hsum(constant[m]);
   }
@@ -647,7 +661,7 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
 
 // Q6_K: w = d * sc_g * (q - 32) per group g of 16 columns: the kernel multiplies the unsigned q and takes
 // 32 * sum_g sc_g * sum_{k in g} x16 off (sh, sl), all in int32 per super-block.
-template <int M>
+template <int M, bool W>
 void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
               int64_t n0, int64_t n1) {
   constexpr int A = kq_chains<M>();
@@ -667,9 +681,10 @@ void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
       for (int i = 0; i < M * A; ++i) ih[i] = il[i] = _mm256_setzero_si256();
       for (int m = 0; m < M; ++m) {  // the offset: -32 * sum_g sc_g * (sum of hi, of lo over group g)
         const __m256i th = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&xb.sh[m * K / 16 + 16 * s])));
-        const __m256i tl = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&xb.sl[m * K / 16 + 16 * s])));
+        const __m256i tl = W ? _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&xb.sl[m * K / 16 + 16 * s])))
+                             : _mm256_setzero_si256();
         ih[A * m] = _mm256_sub_epi32(ih[A * m], _mm256_slli_epi32(th, 5));
-        il[A * m] = _mm256_sub_epi32(il[A * m], _mm256_slli_epi32(tl, 5));
+        if (W) il[A * m] = _mm256_sub_epi32(il[A * m], _mm256_slli_epi32(tl, 5));
       }
       for (int h = 0; h < 2; ++h) {  // 128 values: ql bytes 64 h.., qh bytes 32 h..; groups 8 h .. 8 h + 7
         const __m256i scales = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00) : _mm256_permute2x128_si256(sc16, sc16, 0x11);
@@ -685,17 +700,31 @@ void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
         for (int r = 0; r < 4; ++r) {  // 32 values: block 8 s + 4 h + r, groups 2 (4 h + r) and + 1
           const int idx = 4 * h + r;
           const __m256i q = _mm256_or_si256(low[r], _mm256_slli_epi16(high[r], 4));
-          kq_block<M, A>(q, xb.hi.data(), xb.lo.data(), K, 256 * s + 32 * idx, _mm256_shuffle_epi8(scales, pick[r]),
+          kq_block<M, A, W>(q, xb.hi.data(), xb.lo.data(), K, 256 * s + 32 * idx, _mm256_shuffle_epi8(scales, pick[r]),
                          ih + idx % A, il + idx % A);
         }
       }
       const float dw = half_at(blk + 208);
       for (int m = 0; m < M; ++m)
-        acc[m] = _mm256_fmadd_ps(kq_total<A>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
+        acc[m] = _mm256_fmadd_ps(kq_total<A, W>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
     }
     for (int m = 0; m < M; ++m) y[m * N + cols[n]] = hsum(acc[m]);
   }
 }
+
+// The row functions by activation width, for LISPE_DISPATCH_ROWS.
+template <int M>
+void q4k_rows16(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
+                int64_t n0, int64_t n1) { q4k_rows<M, true>(xb, K, rows, cols, y, N, n0, n1); }
+template <int M>
+void q4k_rows8(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
+               int64_t n0, int64_t n1) { q4k_rows<M, false>(xb, K, rows, cols, y, N, n0, n1); }
+template <int M>
+void q6k_rows16(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
+                int64_t n0, int64_t n1) { q6k_rows<M, true>(xb, K, rows, cols, y, N, n0, n1); }
+template <int M>
+void q6k_rows8(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
+               int64_t n0, int64_t n1) { q6k_rows<M, false>(xb, K, rows, cols, y, N, n0, n1); }
 
 // Parts stacked by rows: part p (Q4_K or Q6_K blocks, raw uint8 [n_p, K / 256 * bytes]) gives output
 // columns base_p .. base_p + n_p - 1; with an index (int64 [n_p], a permutation of 0..n_p - 1) column
@@ -703,9 +732,11 @@ void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
 // in memory order (a permuted order defeats the prefetchers: q/k ran at half speed) and each result
 // written to its column (cols). One pass over all the parts' rows: one fork/join per call.
 at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws, const std::vector<int64_t>& kinds,
-                        const std::vector<at::Tensor>& indexes, const char* op) {
+                        const std::vector<at::Tensor>& indexes, int64_t bits, const char* op) {
   TORCH_CHECK(!raws.empty() && raws.size() == kinds.size() && raws.size() == indexes.size(),
               op, ": one kind and one index (empty: none) per part");
+  TORCH_CHECK(bits == 16 || bits == 8, op, ": bits (the activations' width) must be 16 or 8, got ", bits);
+  const bool wide = bits == 16;
   int64_t N = 0, K = -1;
   for (size_t p = 0; p < raws.size(); ++p) {
     TORCH_CHECK(kinds[p] == 0 || kinds[p] == 1, op, ": kind must be 0 (Q4_K) or 1 (Q6_K), got ", kinds[p]);
@@ -744,7 +775,7 @@ at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
   std::vector<SuperBlocks> passes;
-  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, wide);
   float* yp = y.data_ptr<float>();
   const uint8_t* const* rp = rows.data();
   const int64_t* cp = cols.data();
@@ -752,21 +783,27 @@ at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws
     for (size_t p = 0; p < raws.size(); ++p) {
       const int64_t a = std::max(n0, bounds[p]), b = std::min(n1, bounds[p + 1]);
       if (a >= b) continue;
-      if (kinds[p]) {
-        LISPE_DISPATCH_ROWS(count, q6k_rows, passes[r / kMaxRows], K, rp, cp, yp + r * N, N, a, b)
+      const SuperBlocks& xb = passes[r / kMaxRows];
+      if (kinds[p] && wide) {
+        LISPE_DISPATCH_ROWS(count, q6k_rows16, xb, K, rp, cp, yp + r * N, N, a, b)
+      } else if (kinds[p]) {
+        LISPE_DISPATCH_ROWS(count, q6k_rows8, xb, K, rp, cp, yp + r * N, N, a, b)
+      } else if (wide) {
+        LISPE_DISPATCH_ROWS(count, q4k_rows16, xb, K, rp, cp, yp + r * N, N, a, b)
       } else {
-        LISPE_DISPATCH_ROWS(count, q4k_rows, passes[r / kMaxRows], K, rp, cp, yp + r * N, N, a, b)
+        LISPE_DISPATCH_ROWS(count, q4k_rows8, xb, K, rp, cp, yp + r * N, N, a, b)
       }
     }
   });
   return y;
 }
 
-at::Tensor q4k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_parts(x, {raw}, {0}, {at::Tensor()}, "q4k_linear"); }
-at::Tensor q6k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_parts(x, {raw}, {1}, {at::Tensor()}, "q6k_linear"); }
+at::Tensor q4k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_parts(x, {raw}, {0}, {at::Tensor()}, 16, "q4k_linear"); }
+at::Tensor q6k_linear(const at::Tensor& x, const at::Tensor& raw) { return kquant_parts(x, {raw}, {1}, {at::Tensor()}, 16, "q6k_linear"); }
 // (indexes as a plain tensor list, an empty one for none: torch.jit.trace takes no Tensor?[] input)
-at::Tensor kquant_linear(const at::Tensor& x, at::TensorList raws, at::IntArrayRef kinds, at::TensorList indexes) {
-  return kquant_parts(x, raws.vec(), kinds.vec(), indexes.vec(), "kquant_linear");
+at::Tensor kquant_linear(const at::Tensor& x, at::TensorList raws, at::IntArrayRef kinds, at::TensorList indexes,
+                         int64_t bits) {
+  return kquant_parts(x, raws.vec(), kinds.vec(), indexes.vec(), bits, "kquant_linear");
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -921,7 +958,7 @@ TORCH_LIBRARY(lispe, m) {
   m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
   m.def("q4k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("q6k_linear(Tensor x, Tensor raw) -> Tensor");
-  m.def("kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes) -> Tensor");
+  m.def("kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes, int bits=16) -> Tensor");
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
   m.def("decode_attention_from(Tensor q, Tensor k, Tensor v, float scale, Tensor starts) -> Tensor");

@@ -9,6 +9,10 @@ attn_k) has each row's result written to its column in the model's order (y = (W
 numbers as un-permuting the rows, without a copy; the rows are read in memory order, which the
 prefetchers follow).
 
+The kernel rounds x to 16 bits per super-block of 256 (`activation_bits`, ~1/65534 of the block's
+largest |x|), or, set to 8 (`quantize.set_kquant_activations(model, "int8")`), to 8 bits as llama.cpp
+does: half the multiplications, ~1/254 of the largest |x| of error.
+
 Calls of more than NATIVE_MAX_ROWS rows (long prompts) multiply by the dequantized weight in float32
 (`kquants.dequantize`, built per call). Where the native kernels do not run (another device, no AVX2
 or no compiler) the loader does not make these layers: K-quant blocks then go into the int8 / int4
@@ -21,11 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kquants
+from .errors import ModelError
 
 #: K-quant types with a native kernel reading their blocks, and their codes in `lispe::kquant_linear`
 #: (one matrix alone: `lispe::q4k_linear` / `q6k_linear`)
 KIND_CODES = {"Q4_K": 0, "Q6_K": 1}
 _IN_ORDER = torch.empty(0, dtype=torch.long)  # a part without an output index (the op's "none")
+#: the widths the kernel rounds activations to, by name (`set_kquant_activations`)
+ACTIVATION_BITS = {"int16": 16, "int8": 8}
 
 
 class KQuantLinear(nn.Module):
@@ -38,6 +45,7 @@ class KQuantLinear(nn.Module):
         self.out_features = sum(raw.shape[0] for _, raw, _ in parts)
         self.in_features = parts[0][1].shape[1] // kquants.BLOCK_BYTES[parts[0][0]] * kquants.QK_K
         self.group_size = kquants.QK_K
+        self.activation_bits = 16
         for i, (kind, raw, index) in enumerate(parts):
             if kind not in KIND_CODES:
                 raise ValueError(f"KQuantLinear: no kernel for {kind}")
@@ -71,8 +79,30 @@ class KQuantLinear(nn.Module):
                 raws.append(raw)
                 kinds.append(KIND_CODES[kind])
                 indexes.append(_IN_ORDER if index is None else index)
-            y = torch.ops.lispe.kquant_linear(h, raws, kinds, indexes)
+            y = torch.ops.lispe.kquant_linear(h, raws, kinds, indexes, self.activation_bits)
         return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, {'+'.join(self.kinds)} blocks (memory-mapped)"
+        bits = "" if self.activation_bits == 16 else f", {self.activation_bits}-bit activations"
+        return f"in={self.in_features}, out={self.out_features}, {'+'.join(self.kinds)} blocks (memory-mapped){bits}"
+
+
+def set_kquant_activations(model: nn.Module, activations: str) -> None:
+    """Round the activations of every `KQuantLinear` of `model` to "int16" (the default: logits within
+    ~1e-4 of the dequantized float model's) or "int8" (llama.cpp's arithmetic: faster, ~1e-2 off; greedy
+    ids may part from transformers'); recorded in `model.quantization.kquant_activations`. A ModelError
+    for another name or a model without K-quant layers (they come from a GGUF file's Q4_K/Q6_K blocks
+    loaded with quantize="int4" on a CPU where the native kernels run)."""
+    if activations not in ACTIVATION_BITS:
+        raise ModelError(f"kquant_activations must be one of {', '.join(map(repr, ACTIVATION_BITS))}, got {activations!r}")
+    layers = [m for m in model.modules() if isinstance(m, KQuantLinear)]
+    if not layers:
+        raise ModelError("kquant_activations applies to the layers a GGUF file's Q4_K/Q6_K blocks become "
+                         "(quantize \"int4\" on a CPU where the native kernels run), and this model has none")
+    for layer in layers:
+        layer.activation_bits = ACTIVATION_BITS[activations]
+    quantization = getattr(model, "quantization", None)
+    if quantization is not None:
+        quantization.kquant_activations = activations
+    if hasattr(model, "reset_decode_graphs"):
+        model.reset_decode_graphs()  # the traced steps hold the kernel's width as a constant

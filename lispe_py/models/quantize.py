@@ -605,6 +605,7 @@ class Quantization:
     exact_from_gguf: int = 0  # layers whose values were taken from GGUF blocks as they are
     method: str = "rtn"  # "rtn" (round to nearest) or "gptq" (int8 rounding that compensates its error)
     calibration_tokens: int = 0  # tokens whose activations the "gptq" rounding was fitted on
+    kquant_activations: str | None = None  # "int16" / "int8": what K-quant layers round x to; None: none
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -1153,6 +1154,7 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
     model.quantization = Quantization(
         mode, group_size, head, str(compute_dtype).removeprefix("torch."),
         layers, source="gguf", exact_from_gguf=exact,
+        kquant_activations="int16" if any(isinstance(m, KQuantLinear) for m in model.modules()) else None,
     )
     return model
 
