@@ -506,15 +506,18 @@ inline float half_at(const uint8_t* p) {
 // them by the weights' bytes without widening. With 8 bits (llama.cpp's arithmetic: its Q8_K rows),
 // int8 values round(x / d) in hi, d = largest |x| / 127, no lo. Per 16 columns the sums of hi and of lo
 // (sh, sl: Q6_K's -32 offset), per 32 columns the float32 sums of x (xs: Q4_K's mins).
+//
+// With 16 bits and several rows, also the int16 values themselves, per 32 columns the 16 of even
+// index then the 16 of odd index (x16p): the several-row Q4_K kernel multiplies them by int16 weights.
 struct SuperBlocks {
   bool wide;
   std::vector<int8_t> hi;
   std::vector<uint8_t> lo;
-  std::vector<int16_t> sh, sl;
+  std::vector<int16_t> sh, sl, x16p;
   std::vector<float> d, xs;
   SuperBlocks(const float* x, int64_t M, int64_t K, bool wide_ = true)
-      : wide(wide_), hi(M * K), lo(wide_ ? M * K : 0), sh(M * K / 16), sl(wide_ ? M * K / 16 : 0), d(M * K / 256),
-        xs(block_sums(x, M, K)) {
+      : wide(wide_), hi(M * K), lo(wide_ ? M * K : 0), sh(M * K / 16), sl(wide_ ? M * K / 16 : 0),
+        x16p(wide_ && M > 1 ? M * K : 0), d(M * K / 256), xs(block_sums(x, M, K)) {
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i byte = _mm256_set1_epi16(0xFF);
     const float top_code = wide ? 32767.0f : 127.0f;
@@ -543,6 +546,15 @@ struct SuperBlocks {
         if (!wide) {  // |values| <= 127: the signed pack is exact
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(&hi[at]), _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8));
           continue;
+        }
+        if (!x16p.empty()) {
+          alignas(32) int16_t v[32];
+          _mm256_store_si256(reinterpret_cast<__m256i*>(v), a);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(v + 16), b);
+          for (int e = 0; e < 16; ++e) {
+            x16p[at + e] = v[2 * e];
+            x16p[at + 16 + e] = v[2 * e + 1];
+          }
         }
         const __m256i ha = _mm256_srai_epi16(a, 8), hb = _mm256_srai_epi16(b, 8);
         const __m256i la = _mm256_and_si256(a, byte), lb = _mm256_and_si256(b, byte);
@@ -615,7 +627,7 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
               int64_t n0, int64_t n1) {
   constexpr int A = kq_chains<M>();
   const int64_t S = K / 256, B = K / 32;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), nib16 = _mm256_set1_epi16(0x0F);
   __m256i pick[8];
   for (int j = 0; j < 8; ++j) pick[j] = kq_pick(j, j);
   for (int64_t n = n0; n < n1; ++n) {
@@ -641,6 +653,34 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
       // dmin * m_j for the 8 sub-blocks (float32 products, as gguf's) times the sums of x
       const __m256 wm = _mm256_mul_ps(_mm256_set1_ps(half_at(blk + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn)));
       for (int m = 0; m < M; ++m) constant[m] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(xb.xs.data() + m * B + 8 * s), constant[m]);
+      const float dw = half_at(blk);
+      if (W && M > 1) {  // int16 weights * scale, shared by the rows: two multiplications per 32 and row
+        __m256i it[M];
+        for (int m = 0; m < M; ++m) it[m] = _mm256_setzero_si256();
+        for (int c4 = 0; c4 < 4; ++c4) {
+          const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * c4));
+          for (int half = 0; half < 2; ++half) {  // sub-block 2 c4 + half: the low, then the high nibbles
+            const int j = 2 * c4 + half;
+            const __m256i q = half ? _mm256_srli_epi16(bytes, 4) : bytes;
+            const __m256i sc = _mm256_shuffle_epi8(scales, pick[j]);
+            // columns of even index (low byte of each pair), of odd index (high byte), times sc_j (<= 945)
+            const __m256i we = _mm256_mullo_epi16(_mm256_and_si256(q, nib16), sc);
+            const __m256i wo = _mm256_mullo_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 8), nib16), sc);
+            const int16_t* xp = xb.x16p.data() + 256 * s + 32 * j;
+            for (int m = 0; m < M; ++m) {
+              const int16_t* xm = xp + m * K;
+              it[m] = dot_add(dot_add(it[m], we, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                              wo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+            }
+          }
+        }
+        // lane i holds columns 4i .. 4i + 3 of every sub-block, as the one-row kernel's lanes do, and the
+        // exact integer 256 hi + lo of its sums (|sum| < 2^31: 32 columns * 945 * 32767 per lane): the
+        // same float after one rounding, so a row's result does not depend on the rows beside it
+        for (int m = 0; m < M; ++m)
+          acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(it[m]), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
+        continue;
+      }
       __m256i ih[M * A], il[M * A];
       for (int i = 0; i < M * A; ++i) ih[i] = il[i] = _mm256_setzero_si256();
       for (int c4 = 0; c4 < 4; ++c4) {  // 32 bytes: sub-block 2 c4 in the low nibbles, 2 c4 + 1 in the high ones
@@ -651,7 +691,6 @@ void q4k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
         kq_block<M, A, W>(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), xb.hi.data(), xb.lo.data(), K,
                        256 * s + 32 * j1, _mm256_shuffle_epi8(scales, pick[j1]), ih + j1 % A, il + j1 % A);
       }
-      const float dw = half_at(blk);
       for (int m = 0; m < M; ++m)
         acc[m] = _mm256_fmadd_ps(kq_total<A, W>(ih, il, m), _mm256_set1_ps(dw * xb.d[m * S + s]), acc[m]);
     }
