@@ -27,7 +27,9 @@
 //       its largest |x|): the 16-bit values are split into a signed high and an unsigned low byte, which
 //       vpmaddubsw multiplies by the weight bytes as they are; sum_j sc_j * sum q x is exact in int32
 //       per super-block (with AVX512-VNNI or AVX-VNNI, where the build has them, vpdpwssd adds it up),
-//       then scaled once by d * the activations' scale: the same numbers with or without VNNI.
+//       then scaled once by d * the activations' scale: the same numbers with or without VNNI. With
+//       several rows, Q4_K's weights are widened to int16 and multiplied by sc_j once for all rows,
+//       then by the int16 values: the same exact integers per lane, half the multiplications per row.
 //   lispe::kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes, int bits=16) -> Tensor
 //       the row-stack of several such matrices (kinds: 0 Q4_K, 1 Q6_K), part p's outputs permuted by
 //       indexes[p] (output j = raw row index[j]; an empty tensor: in order): one call for a fused
