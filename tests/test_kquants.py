@@ -262,12 +262,14 @@ def test_int8_kquant_activations_run_llama_cpp_arithmetic(files):
 def test_kquant_activations_are_refused_where_they_do_not_apply(files, tmp_path):
     from lispe_py.models import ModelError, native
 
-    with pytest.raises(ModelError, match="applies to int4 loads of GGUF K-quant files, and quantize is None"):
+    with pytest.raises(ModelError, match="applies to int4 loads of GGUF K-quant files .*, and this load has no quantize"):
         load_model(files["Q4_K_M"], kquant_activations="int8")
     if not native.available():
         pytest.skip(f"the K-quant kernels are native only: {native.reason()}")
     with pytest.raises(ModelError, match="must be one of 'int16', 'int8', got 'int4'"):
         load_model(files["Q4_K_M"], quantize="int4", kquant_activations="int4")
+    with pytest.raises(ModelError, match="and this load has quantize 'int8'"):
+        load_model(files["Q4_K_M"], quantize="int8", kquant_activations="int8")
     q41 = write_llama_gguf(tmp_path / "q41.gguf", create_model(CONFIG), "Q4_1")
     with pytest.raises(ModelError, match="this model has none"):
         load_model(q41, quantize="int4", kquant_activations="int8")

@@ -235,7 +235,9 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     check_mode(model_cache)
     hub = {"revision": revision, "file": file, "quant": quant, "net_check": net_check}
     if kquant_activations is not None and quantize != "int4":
-        raise ModelError(f"kquant_activations applies to int4 loads of GGUF K-quant files, and quantize is {quantize!r}")
+        given = f"quantize {quantize!r}" if quantize is not None else "no quantize"
+        raise ModelError(f"kquant_activations applies to int4 loads of GGUF K-quant files (quantize \"int4\"), "
+                         f"and this load has {given}")
     if quantize is not None:
         model = _load_quantized(path_or_name, dtype, device, quantize, group_size, check_path, hub)
         if kquant_activations is not None:
