@@ -34,8 +34,8 @@
 //       the row-stack of several such matrices (kinds: 0 Q4_K, 1 Q6_K), part p's outputs permuted by
 //       indexes[p] (output j = raw row index[j]; an empty tensor: in order): one call for a fused
 //       q/k/v or gate/up. bits 8 rounds x to 8 bits per super-block instead (to 1/254 of its largest
-//       |x|, as llama.cpp's Q8_K rows): one vpmaddubsw per 32 weights and row instead of two, ~1/200
-//       of the largest |x| of error instead of ~1/65534.
+//       |x|, as llama.cpp's Q8_K rows): one vpmaddubsw per 32 weights and row instead of two, an error
+//       of at most 1/254 of the largest |x| instead of 1/65534.
 //   lispe::rms_norm(Tensor x, Tensor weight, float eps) -> Tensor
 //       x float32 [..., D] contiguous, weight float32 [D]:
 //       y = weight * (x * (1 / sqrt(mean(x^2) + eps))) per row, in float32, one op instead of
@@ -186,7 +186,7 @@ inline __m256 load8(const c10::BFloat16* p) {
 // int4 weights times int16 activations. A block of 32 weights is 16 bytes, byte i holding value i in
 // its low and value i + 16 in its high nibble (0..15); widened to int16 once, those are multiplied into
 // int32 pair sums (vpmaddwd, exact) for each row of x. Four blocks' sums are folded into one vector
-// (lanes 0-3: blocks 0-3's first half, lanes 4-7: their second half; integers, exact: |sum| < 2^24),
+// (lanes 0-3: half of each of blocks 0-3's columns, lanes 4-7: the other half; exact: |sum| < 2^24),
 // converted once and scaled by weight scale * activation scale per block; the constant part
 // c = zero - 8 * scale multiplies the block's sum of x. sz holds, per output row, the B = K / 32 block
 // scales and then the B block zeros. Each row of x runs the same operations alone or in a batch.
@@ -195,7 +195,7 @@ inline __m256i int4_pair_sums(__m256i lo, __m256i hi, const int16_t* x) {
                  hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
 }
 
-// [a0+a2, b0+b2, c0+c2, d0+d2 | ...]: the 4 vectors' lanes summed per block into 8 lanes (half a block each).
+// [a0+a1+a2+a3, b0+..+b3, c0+..+c3, d0+..+d3 | the same of lanes 4-7]: four blocks' pair sums in one vector.
 inline __m256i fold4(__m256i a, __m256i b, __m256i c, __m256i d) {
   const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
   const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
