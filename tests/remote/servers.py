@@ -84,8 +84,8 @@ def llama_cpp_python() -> str | None:
     exe = os.environ.get("LISPE_LLAMA_CPP_PYTHON")
     if exe:
         return exe
-    try:
-        import llama_cpp.server  # noqa: F401
+    try:  # the app, not just the package: without the [server] extra it lacks fastapi and cannot start
+        import llama_cpp.server.app  # noqa: F401
     except Exception:
         return None
     return sys.executable
