@@ -65,6 +65,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -400,17 +401,24 @@ void by_passes(int64_t M, int64_t N, F&& pass) {
   });
 }
 
-#define LISPE_DISPATCH_ROWS(rows, FN, ...)         \
-  switch (rows) {                                  \
-    case 1: FN<1>(__VA_ARGS__); break;             \
-    case 2: FN<2>(__VA_ARGS__); break;             \
-    case 3: FN<3>(__VA_ARGS__); break;             \
-    case 4: FN<4>(__VA_ARGS__); break;             \
-    case 5: FN<5>(__VA_ARGS__); break;             \
-    case 6: FN<6>(__VA_ARGS__); break;             \
-    case 7: FN<7>(__VA_ARGS__); break;             \
-    default: FN<8>(__VA_ARGS__); break;            \
+// Calls f(std::integral_constant<int, M>()) for M = rows (1 .. kMaxRows): a pass's row count as a
+// template argument.
+template <typename F>
+void with_rows(int64_t rows, F&& f) {
+  switch (rows) {
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    case 3: f(std::integral_constant<int, 3>()); break;
+    case 4: f(std::integral_constant<int, 4>()); break;
+    case 5: f(std::integral_constant<int, 5>()); break;
+    case 6: f(std::integral_constant<int, 6>()); break;
+    case 7: f(std::integral_constant<int, 7>()); break;
+    default: f(std::integral_constant<int, 8>()); break;
   }
+}
+
+#define LISPE_DISPATCH_ROWS(rows, FN, ...) \
+  with_rows(rows, [&](auto m_) { FN<decltype(m_)::value>(__VA_ARGS__); });
 
 void check_x(const at::Tensor& x, int64_t K, const char* op) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous() && x.size(1) == K,
@@ -753,20 +761,6 @@ void q6k_rows(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, cons
   }
 }
 
-// The row functions by activation width, for LISPE_DISPATCH_ROWS.
-template <int M>
-void q4k_rows16(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
-                int64_t n0, int64_t n1) { q4k_rows<M, true>(xb, K, rows, cols, y, N, n0, n1); }
-template <int M>
-void q4k_rows8(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
-               int64_t n0, int64_t n1) { q4k_rows<M, false>(xb, K, rows, cols, y, N, n0, n1); }
-template <int M>
-void q6k_rows16(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
-                int64_t n0, int64_t n1) { q6k_rows<M, true>(xb, K, rows, cols, y, N, n0, n1); }
-template <int M>
-void q6k_rows8(const SuperBlocks& xb, int64_t K, const uint8_t* const* rows, const int64_t* cols, float* y, int64_t N,
-               int64_t n0, int64_t n1) { q6k_rows<M, false>(xb, K, rows, cols, y, N, n0, n1); }
-
 // Parts stacked by rows: part p (Q4_K or Q6_K blocks, raw uint8 [n_p, K / 256 * bytes]) gives output
 // columns base_p .. base_p + n_p - 1; with an index (int64 [n_p], a permutation of 0..n_p - 1) column
 // base_p + j is raw row index[j] (llama.cpp's interleaved q/k rows put back in order). The rows are read
@@ -825,15 +819,13 @@ at::Tensor kquant_parts(const at::Tensor& x, const std::vector<at::Tensor>& raws
       const int64_t a = std::max(n0, bounds[p]), b = std::min(n1, bounds[p + 1]);
       if (a >= b) continue;
       const SuperBlocks& xb = passes[r / kMaxRows];
-      if (kinds[p] && wide) {
-        LISPE_DISPATCH_ROWS(count, q6k_rows16, xb, K, rp, cp, yp + r * N, N, a, b)
-      } else if (kinds[p]) {
-        LISPE_DISPATCH_ROWS(count, q6k_rows8, xb, K, rp, cp, yp + r * N, N, a, b)
-      } else if (wide) {
-        LISPE_DISPATCH_ROWS(count, q4k_rows16, xb, K, rp, cp, yp + r * N, N, a, b)
-      } else {
-        LISPE_DISPATCH_ROWS(count, q4k_rows8, xb, K, rp, cp, yp + r * N, N, a, b)
-      }
+      with_rows(count, [&](auto m_) {
+        constexpr int R = decltype(m_)::value;
+        if (kinds[p] && wide) q6k_rows<R, true>(xb, K, rp, cp, yp + r * N, N, a, b);
+        else if (kinds[p]) q6k_rows<R, false>(xb, K, rp, cp, yp + r * N, N, a, b);
+        else if (wide) q4k_rows<R, true>(xb, K, rp, cp, yp + r * N, N, a, b);
+        else q4k_rows<R, false>(xb, K, rp, cp, yp + r * N, N, a, b);
+      });
     }
   });
   return y;

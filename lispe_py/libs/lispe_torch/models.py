@@ -140,8 +140,10 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
         elif key == "quantize":
             quantize = v
         elif key == "kquant_activations":
-            if v not in ("int16", "int8"):
-                raise arg_error(fname, key, '"int16" or "int8"', v)
+            from ...models.kquant_linear import ACTIVATION_BITS
+
+            if not isinstance(v, str) or v not in ACTIVATION_BITS:
+                raise arg_error(fname, key, " or ".join(f'"{name}"' for name in ACTIVATION_BITS), v)
             kquant_activations = v
         elif key == "group_size":
             group_size = v
