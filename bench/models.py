@@ -5,9 +5,9 @@ as Q4_1, greedy batch 1, our int4 engine against llama.cpp on the same file in t
     python bench/models.py --new-tokens 16 --prompt-tokens 16 --engines ours,llama.cpp
     python bench/models.py --layers 4           # a smaller model of the same widths (quick check)
 
-Engines: "ours" (int4 from the file's blocks; K-quant layers round their inputs to 16 bits), "ours-kq8"
-(the same with kquant_activations "int8": 8-bit inputs as llama.cpp's own arithmetic; K-quant files
-only) and "llama.cpp".
+Engines: "ours" (int4 from the file's blocks; the int4 and K-quant layers round their inputs to 16
+bits), "ours-a8" (the same with activations "int8": 8-bit inputs as llama.cpp's own arithmetic) and
+"llama.cpp".
 
 Each engine runs in a fresh process (so each one's peak resident memory is its own: /proc VmHWM),
 one after the other, on the same file: load time (file to a model ready to run), time to first token
@@ -39,7 +39,7 @@ LLAMA_3_2_1B = {"arch": "llama", "vocab_size": 128256, "hidden_size": 2048, "num
                 "num_kv_heads": 8, "head_dim": 64, "intermediate_size": 8192, "max_position_embeddings": 2048,
                 "rope_theta": 500000.0, "norm_eps": 1e-5, "tie_word_embeddings": True}
 FILE_TYPES = ("Q4_K_M", "Q4_1")
-OURS = {"ours": None, "ours-kq8": "int8"}  # our engines: their kquant_activations
+OURS = {"ours": None, "ours-a8": "int8"}  # our engines: their activations
 
 
 def build_file(folder: Path, file_type: str, layers: int) -> Path:
@@ -97,7 +97,7 @@ def _speeds(stamps: list[float]) -> dict:
     return {"decode_tok_s": len(steps) / (stamps[-1] - stamps[0]), "median_tok_s": 1.0 / steps[len(steps) // 2]}
 
 
-def run_ours(path: str, prompt: list[int], new_tokens: int, kquant_activations: str | None = None) -> dict:
+def run_ours(path: str, prompt: list[int], new_tokens: int, activations: str | None = None) -> dict:
     """One engine run in this (fresh) process: ours, int4 straight from the file's blocks."""
     import torch
 
@@ -107,7 +107,7 @@ def run_ours(path: str, prompt: list[int], new_tokens: int, kquant_activations: 
 
     before = _status_mb("VmRSS")
     start = time.perf_counter()
-    model = load_model(path, quantize="int4", kquant_activations=kquant_activations)
+    model = load_model(path, quantize="int4", activations=activations)
     load_s = time.perf_counter() - start
     stamps: list[float] = []
     config = {"strategy": "greedy", "max_length": new_tokens, "min_new_tokens": new_tokens,
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--file-types", default=",".join(FILE_TYPES))
-    ap.add_argument("--engines", default="ours,ours-kq8,llama.cpp")
+    ap.add_argument("--engines", default="ours,ours-a8,llama.cpp")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--llama-python", default=None)
     ap.add_argument("--repeats", type=int, default=1,
@@ -195,11 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         path = build_file(Path(args.folder), file_type, args.layers)
         size_mb = path.stat().st_size / 2**20
         row = {"file_type": file_type, "file_mb": size_mb, "layers": args.layers}
-        kquant = file_type.startswith(("Q4_K", "Q5_K", "Q6_K"))
         for _ in range(args.repeats):
             for engine in engines:
-                if engine == "ours-kq8" and not kquant:
-                    continue
                 r = child(engine, str(path), prompt, args.new_tokens, args.threads,
                           llama_python if engine == "llama.cpp" else sys.executable)
                 r["peak_over_file"] = r["peak_mb"] / size_mb

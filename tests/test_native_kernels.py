@@ -99,20 +99,78 @@ def test_int8_block_op_is_the_float_matmul(rows, k, group, so_dtype):
 @pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 33])
 @pytest.mark.parametrize("group", [32, 64, 128])
 @pytest.mark.parametrize("sz_dtype", [torch.float32, torch.bfloat16])
-def test_int4_op_is_the_float_matmul_up_to_16_bit_activations(rows, group, sz_dtype):
+@pytest.mark.parametrize("bits", [16, 8])
+def test_int4_op_is_the_float_matmul_up_to_the_activation_rounding(rows, group, sz_dtype, bits):
     g = _gen(rows + group)
     n, k = 48, {32: 416, 64: 448, 128: 384}[group]  # 13, 14, 12 blocks of 32: runs of 8 blocks and a tail
     x = torch.randn(rows, k, generator=g)
     x[0, :32] *= 1000  # a block with an outlier: the other blocks keep their own scale
     v = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=g)
     sz = (torch.randn(n, k // group, 2, generator=g) * 0.05).to(sz_dtype)
-    y = torch.ops.lispe.int4_linear(x, _pack_int4(v, "native"), _block_planes(sz, group))
+    y = torch.ops.lispe.int4_linear(x, _pack_int4(v, "native"), _block_planes(sz, group), bits)
     ref = _int4_reference(x, v, sz, group)
-    # each x is rounded to 1/65534 of its block's largest |x|: the error is bounded per block
+    # each x is rounded to 1/65534 (8 bits: 1/254) of its block's largest |x|: the error is bounded per block
     w = ((v.double().view(n, k // group, group) - 8) * sz.double()[..., 0:1] + sz.double()[..., 1:2]).view(n, k)
     block_max = x.double().abs().view(rows, k // 32, 32).amax(-1).repeat_interleave(32, 1)
-    bound = (block_max / 65534) @ w.abs().t() + 1e-4 * ref.abs()
-    assert bool(((y.double() - ref).abs() <= bound).all())
+
+    def bound(b):
+        return (block_max / (65534 if b == 16 else 254)) @ w.abs().t() + 1e-4 * ref.abs()
+
+    assert bool(((y.double() - ref).abs() <= bound(bits)).all())
+    if bits == 8:  # really coarser than 16 bits (not a 16-bit product under another name)
+        assert not bool(((y.double() - ref).abs() <= bound(16)).all())
+    if bits == 16:  # the default width
+        assert torch.equal(torch.ops.lispe.int4_linear(x, _pack_int4(v, "native"), _block_planes(sz, group)), y)
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [1, 3, 8, 9])
+def test_int4_op_with_8_bit_activations_is_exact_on_the_rounded_activations(rows):
+    """The integers are exact: the result is the float product of the weights with x rounded per block
+    of 32 to round(x * 127 / top) * top / 127 (top: the block's largest |x|), plus the constant part on
+    the exact block sums of x, up to float32 rounding of the scaled block sums."""
+    g = _gen(50 + rows)
+    n, k = 40, 352  # 11 blocks: a run of 8 and a tail of 3
+    x = torch.randn(rows, k, generator=g)
+    v = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=g)
+    sz = torch.randn(n, k // 32, 2, generator=g) * 0.05
+    y = torch.ops.lispe.int4_linear(x, _pack_int4(v, "native"), _block_planes(sz, 32), 8)
+    xb = x.view(rows, k // 32, 32)
+    top = xb.abs().amax(-1, keepdim=True)
+    xq = torch.round(xb * (127.0 / top)).double() * (top.double() / 127.0)  # float32 product, rounded half to even
+    s = sz.double()
+    ref = torch.einsum("mbj,nbj->mn", xq, v.double().view(n, k // 32, 32) * s[..., 0:1]) \
+        + torch.einsum("mb,nb->mn", xb.double().sum(-1), s[..., 1] - 8 * s[..., 0])
+    scale = (x.double().abs() @ ((v.double() - 8).abs().view(n, k // 32, 32) * s[..., 0:1].abs() + s[..., 1:2].abs()).view(n, k).t())
+    assert ((y.double() - ref).abs() / scale).max().item() < 1e-6
+
+
+@needs_native
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_int4_op_with_8_bit_activations_at_the_extremes(sign):
+    """Every nibble 15 times activations at +-127 (alternating signs too): vpmaddubsw's int16 pair sums
+    must not saturate (2 * 15 * 127), whichever instruction the build uses."""
+    n, k = 16, 256
+    q = torch.full((n, k // 2), 0xFF, dtype=torch.uint8)
+    sz = torch.ones(n, 2, k // 32)
+    x = torch.full((2, k), sign)
+    x[1, ::2] = -sign
+    y = torch.ops.lispe.int4_linear(x, q, sz, 8)
+    ref = x.double() @ torch.full((n, k), 7.0 + 1.0, dtype=torch.float64).t()  # (15 - 8) * 1 + 1
+    assert torch.allclose(y.double(), ref, atol=1e-3)
+
+
+@needs_native
+@pytest.mark.parametrize("bits", [16, 8])
+def test_int4_batch_rows_equal_rows_alone(bits):
+    g = _gen(77)
+    x = torch.randn(11, 416, generator=g)
+    q = torch.randint(0, 255, (56, 208), dtype=torch.uint8, generator=g)
+    sz = torch.randn(56, 2, 13, generator=g)
+    alone = torch.cat([torch.ops.lispe.int4_linear(x[i:i + 1], q, sz, bits) for i in range(11)])
+    assert torch.equal(torch.ops.lispe.int4_linear(x, q, sz, bits), alone)
+    for rows in (2, 3, 5, 8):
+        assert torch.equal(torch.ops.lispe.int4_linear(x[:rows], q, sz, bits), alone[:rows])
 
 
 @needs_native
@@ -240,7 +298,7 @@ def test_ops_do_not_depend_on_the_thread_count():
 
     def ops():
         return (torch.ops.lispe.int8_linear(x, q8, s8), torch.ops.lispe.int4_linear(x, q4, s4),
-                torch.ops.lispe.int8_block_linear(x, q8, so))
+                torch.ops.lispe.int4_linear(x, q4, s4, 8), torch.ops.lispe.int8_block_linear(x, q8, so))
 
     before = torch.get_num_threads()
     try:
@@ -259,8 +317,9 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
     x[0, 3] = float("nan")
     x[1, 40] = float("inf")
     q4 = torch.randint(0, 255, (16, 32), dtype=torch.uint8)
-    y = torch.ops.lispe.int4_linear(x, q4, torch.rand(16, 2, 2) + 0.1)
-    assert bool(y.isnan().all())
+    for bits in (16, 8):
+        y = torch.ops.lispe.int4_linear(x, q4, torch.rand(16, 2, 2) + 0.1, bits)
+        assert bool(y.isnan().all())
     y8 = torch.ops.lispe.int8_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16))
     assert bool(y8[0].isnan().all()) and not bool(y8[1].isfinite().any())
     yb = torch.ops.lispe.int8_block_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16, 2, 2))
@@ -276,6 +335,8 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
      "scale must be float32 or bfloat16"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 48), torch.zeros(4, 24, dtype=torch.uint8), torch.ones(4, 1, 2)),
      "K must be a multiple of 32"),
+    (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2), 4),
+     r"bits \(the activations' width\) must be 16 or 8, got 4"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8),
                                                torch.ones(4, 2, 2).bfloat16()), "so must be contiguous float32 or float16"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 8)),

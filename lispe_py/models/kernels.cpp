@@ -5,12 +5,14 @@
 //   lispe::int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor
 //       x float32 [M, K], q int8 [N, K], scale float32 or bfloat16 [N]
 //       y[m, n] = scale[n] * sum_k q[n, k] * x[m, k]                          (float32 [M, N])
-//   lispe::int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor
+//   lispe::int4_linear(Tensor x, Tensor q, Tensor sz, int bits=16) -> Tensor
 //       x float32 [M, K], q uint8 [N, K / 2], sz float32 or bfloat16 [N, 2, K / 32]
 //       w[n, k] = (v[n, k] - 8) * sz[n, 0, b] + sz[n, 1, b], b = k / 32, v in 0..15
-//       q holds v in blocks of 32 columns, 16 bytes per block: byte j = v[j] | v[j + 16] << 4
+//       q holds v in blocks of 32 columns, 16 bytes per block: byte j = v[j] | v[j + 16] << 4, each run
+//       of 8 blocks interleaved in chunks of 4 bytes (see int4_group; the last K / 32 % 8 blocks as they are)
 //       y[m, n] ~= sum_k w[n, k] * x[m, k]                                     (float32 [M, N])
-//       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|).
+//       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|); bits 8 rounds
+//       it to 8 bits instead (to 1/254, as llama.cpp's Q8_1 rows): one vpdpbusd per 32 weights and row.
 //   lispe::int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor
 //       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G 16 or a multiple of 32
 //       w[n, k] = q[n, k] * so[n, 0, g] + so[n, 1, g], g = k / G (a scale and an offset per group)
@@ -132,14 +134,19 @@ void int8_rows(const float* x, int64_t K, const int8_t* q, const S* scale, float
   }
 }
 
-// x rows cut into blocks of 32 columns, each block as int16 values and a float32 scale:
-// x[k] ~= xq[k] * xd[k / 32], |xq| <= 32767 (the block's largest |x| maps to 32767), and the block's
-// exact float32 sum xs[k / 32] (for the constant part of the weights).
+// x rows cut into blocks of 32 columns, each block as T values (int16, or int8 for 8-bit activations)
+// and a float32 scale: x[k] ~= xq * xd[k / 32], |xq| <= top (32767 or 127: the block's largest |x|
+// maps to it), and the block's exact float32 sum xs[k / 32] (for the constant part of the weights).
+// The values are stored in the order the int4 kernel reads them: per group of 8 blocks (256 columns),
+// interleaved as the weights are (`int4_group`); the last K / 32 % 8 blocks of a row in column order.
+template <typename T>
 struct Blocks {
-  std::vector<int16_t> xq;
+  static constexpr float top_code = sizeof(T) == 2 ? 32767.0f : 127.0f;
+  std::vector<T> xq;
   std::vector<float> xd, xs;
   Blocks(const float* x, int64_t M, int64_t K) : xq(M * K), xd(M * K / 32), xs(M * K / 32) {
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const int64_t B = K / 32, grouped = B / 8 * 8;
     for (int64_t b = 0; b < M * K / 32; ++b) {
       const float* v = x + 32 * b;
       __m256 f[4], amax = _mm256_setzero_ps(), sum = _mm256_setzero_ps();
@@ -152,15 +159,33 @@ struct Blocks {
       m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
       const float top = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4))), total = hsum(sum);
       const bool finite = std::isfinite(total) && std::isfinite(top);  // else the block's products are NaN
-      const __m256 inv = _mm256_set1_ps(finite && top > 0.0f ? 32767.0f / top : 0.0f);
+      const __m256 inv = _mm256_set1_ps(finite && top > 0.0f ? top_code / top : 0.0f);
       __m256i i[4];
       for (int j = 0; j < 4; ++j) i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(f[j], inv));  // round to nearest
       // packs works per 128-bit lane: [0-3 of a, 0-3 of b, 4-7 of a, 4-7 of b]; the permute restores order
       __m256i lo = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[0], i[1]), 0xD8);
       __m256i hi = _mm256_permute4x64_epi64(_mm256_packs_epi32(i[2], i[3]), 0xD8);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&xq[32 * b]), lo);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&xq[32 * b + 16]), hi);
-      xd[b] = finite ? top / 32767.0f : NAN;
+      alignas(32) T q[32];  // the block's values in column order
+      if constexpr (sizeof(T) == 2) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q), lo);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q + 16), hi);
+      } else {  // |values| <= 127: the signed pack to bytes is exact
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_permute4x64_epi64(_mm256_packs_epi16(lo, hi), 0xD8));
+      }
+      const int64_t row = b / B, bb = b % B;
+      T* out = &xq[row * K];
+      if (bb >= grouped) {
+        std::memcpy(out + 32 * bb, q, sizeof(q));
+      } else {  // columns 16 h + 4 c .. + 3 of block j of its group: see int4_group
+        const int64_t j = bb % 8;
+        T* group = out + 256 * (bb / 8);
+        for (int h = 0; h < 2; ++h)
+          for (int c = 0; c < 4; ++c) {
+            const int64_t at = sizeof(T) == 2 ? 64 * c + 16 * (2 * h + j / 4) + 4 * (j % 4) : 32 * (2 * c + h) + 4 * j;
+            std::memcpy(group + at, q + 16 * h + 4 * c, 4 * sizeof(T));
+          }
+      }
+      xd[b] = finite ? top / top_code : NAN;
       xs[b] = total;
     }
   }
@@ -177,6 +202,18 @@ inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
 #endif
 }
 
+// acc + the sums of four products of unsigned bytes a by signed bytes b per int32 lane (|a b| pairs must
+// fit int16, which vpmaddubsw saturates to): one VNNI instruction where the CPU has it, exact either way.
+inline __m256i dot_add_u8(__m256i acc, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, a, b);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
+#endif
+}
+
 // 8 consecutive values as floats.
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const c10::BFloat16* p) {
@@ -184,52 +221,88 @@ inline __m256 load8(const c10::BFloat16* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
 }
 
-// int4 weights times int16 activations. A block of 32 weights is 16 bytes, byte i holding value i in
-// its low and value i + 16 in its high nibble (0..15); widened to int16 once, those are multiplied into
-// int32 pair sums (vpmaddwd, exact) for each row of x. Four blocks' sums are folded into one vector
-// (lanes 0-3: half of each of blocks 0-3's columns, lanes 4-7: the other half; exact: |sum| < 2^24),
-// converted once and scaled by weight scale * activation scale per block; the constant part
-// c = zero - 8 * scale multiplies the block's sum of x. sz holds, per output row, the B = K / 32 block
-// scales and then the B block zeros. Each row of x runs the same operations alone or in a batch.
-inline __m256i int4_pair_sums(__m256i lo, __m256i hi, const int16_t* x) {
-  return dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))),
-                 hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
-}
-
-// [a0+a1+a2+a3, b0+..+b3, c0+..+c3, d0+..+d3 | the same of lanes 4-7]: four blocks' pair sums in one vector.
-inline __m256i fold4(__m256i a, __m256i b, __m256i c, __m256i d) {
-  const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
-  const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
-  return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
-}
-
-// Blocks b0 .. b0 + 3 of every row of x: f[m] holds the 8 factors of blocks b0 & ~7 .. (b0 & ~7) + 7.
-template <int M, int H>
-inline void int4_quad(const uint8_t* w, const int16_t* xq, int64_t K, int64_t b0, const __m256* f, __m256* acc) {
-  const __m256i low4 = _mm256_set1_epi16(0x0F);
-  __m256i lo[4], hi[4];
-  for (int i = 0; i < 4; ++i) {
-    const __m256i w16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * (b0 + i))));
-    lo[i] = _mm256_and_si256(w16, low4);
-    hi[i] = _mm256_srli_epi16(w16, 4);
+// int4 weights times int16 or int8 activations. sz holds, per output row, the B = K / 32 block scales
+// and then the B block zeros: w = (v - 8) * scale + zero, v in 0..15, so sum w x = scale * sum v x +
+// c * sum x per block with c = zero - 8 * scale, the block's sum of x exact in float32.
+//
+// The values of each run of 8 blocks (256 columns, 128 bytes) are interleaved: chunk c (0..3) of 32
+// bytes holds in its 4-byte lane j the bytes 4 c .. 4 c + 3 of block j, whose low nibbles are the
+// block's columns 4 c .. 4 c + 3 and high nibbles columns 16 + 4 c .. 16 + 4 c + 3 (a block's own 16
+// bytes: byte i = v[i] | v[i + 16] << 4, as GGUF's Q4_0/Q4_1 hold them). The last B % 8 blocks of a row
+// keep their own order. So every integer lane sums one block's products only, over all its 32
+// columns (8 bits: vpdpbusd, four products per lane) or 16 of them (16 bits: the bytes widened, two
+// products per lane, two lanes per block): the float conversion and the scaling by weight scale *
+// activation scale come once per 8 blocks instead of once per block. Exact: |lane sum| <= 32 * 15 *
+// 127 (8 bits), 16 * 15 * 32767 (16 bits), < 2^24. Each row of x runs the same operations alone or in
+// a batch.
+template <int M, typename T>
+inline void int4_group(const uint8_t* w, const T* xq, int64_t K, const __m256* f, __m256* acc) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  if constexpr (sizeof(T) == 1) {
+    constexpr int A = M <= 3 ? 2 : 1;  // chains per row (one row: the latency of vpdpbusd)
+    __m256i s[M * A];
+    for (int i = 0; i < M * A; ++i) s[i] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * c));
+      const __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+      for (int m = 0; m < M; ++m) {
+        const T* xm = xq + m * K + 64 * c;
+        s[A * m] = dot_add_u8(s[A * m], lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm)));
+        s[A * m + A - 1] = dot_add_u8(s[A * m + A - 1], hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32)));
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      const __m256i t = A == 2 ? _mm256_add_epi32(s[A * m], s[A * m + 1]) : s[A * m];
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), f[m], acc[m]);  // lane j: block j
+    }
+  } else {
+    __m256i sa[M], sb[M];  // blocks 0-3, 4-7: lanes 2 i and 2 i + 1 hold block i (+ 4)
+    for (int m = 0; m < M; ++m) sa[m] = sb[m] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * c));
+      const __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+      const __m256i la = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), lb = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(lo, 1));
+      const __m256i ha = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), hb = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(hi, 1));
+      for (int m = 0; m < M; ++m) {
+        const T* xm = xq + m * K + 64 * c;
+        sa[m] = dot_add(dot_add(sa[m], la, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                        ha, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32)));
+        sb[m] = dot_add(dot_add(sb[m], lb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16))),
+                        hb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 48)));
+      }
+    }
+    const __m256i first = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), second = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    for (int m = 0; m < M; ++m) {
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sa[m]), _mm256_permutevar8x32_ps(f[m], first), acc[m]);
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb[m]), _mm256_permutevar8x32_ps(f[m], second), acc[m]);
+    }
   }
-  for (int m = 0; m < M; ++m) {
-    const int16_t* xm = xq + m * K + 32 * b0;
-    const __m256i s = fold4(int4_pair_sums(lo[0], hi[0], xm), int4_pair_sums(lo[1], hi[1], xm + 32),
-                            int4_pair_sums(lo[2], hi[2], xm + 64), int4_pair_sums(lo[3], hi[3], xm + 96));
-    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_permute2f128_ps(f[m], f[m], H ? 0x11 : 0x00), acc[m]);
+}
+
+// One block in its own order (the last B % 8 of a row): 16 bits, the bytes widened (lanes 0-3: columns
+// 0..15, 4-7: 16..31); 8 bits, low nibbles in the low 128 bits and high ones in the high 128 bits.
+template <typename T>
+inline __m256i int4_block(const uint8_t* w, const T* x) {
+  if constexpr (sizeof(T) == 2) {
+    const __m256i w16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    const __m256i lo = _mm256_and_si256(w16, _mm256_set1_epi16(0x0F)), hi = _mm256_srli_epi16(w16, 4);
+    return dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))),
+                   hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
+  } else {
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    const __m256i v = _mm256_and_si256(_mm256_blend_epi32(both, _mm256_srli_epi16(both, 4), 0xF0), _mm256_set1_epi8(0x0F));
+    return dot_add_u8(_mm256_setzero_si256(), v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
   }
 }
 
-template <int M, typename S>
-void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float* y, int64_t N,
+template <int M, typename S, typename T>
+void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, float* y, int64_t N,
                int64_t n0, int64_t n1) {
   const int64_t B = K / 32;
-  const int16_t* xq = xb.xq.data();
+  const T* xq = xb.xq.data();
   const float* xd = xb.xd.data();
   const float* xs = xb.xs.data();
   const __m256 eight = _mm256_set1_ps(8.0f);
-  const __m256i low4 = _mm256_set1_epi16(0x0F);
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* w = q + n * (K / 2);
     const S* scale = sz + n * 2 * B;
@@ -244,15 +317,12 @@ void int4_rows(const Blocks& xb, int64_t K, const uint8_t* q, const S* sz, float
         f[m] = _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0));
         constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
       }
-      int4_quad<M, 0>(w, xq, K, b0, f, acc);
-      int4_quad<M, 1>(w, xq, K, b0 + 4, f, acc);
+      int4_group<M>(w + 16 * b0, xq + 32 * b0, K, f, acc);
     }
     for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks, one at a time
       const float sb = to_float(scale[b]), cb = to_float(zero[b]) - 8.0f * sb;
-      const __m256i w16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16 * b)));
-      const __m256i lo = _mm256_and_si256(w16, low4), hi = _mm256_srli_epi16(w16, 4);
       for (int m = 0; m < M; ++m) {
-        const __m256i p = int4_pair_sums(lo, hi, xq + m * K + 32 * b);
+        const __m256i p = int4_block(w + 16 * b, xq + m * K + 32 * b);
         acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
         constant[m] = _mm256_add_ps(constant[m], _mm256_setr_ps(cb * xs[m * B + b], 0, 0, 0, 0, 0, 0, 0));
       }
@@ -446,7 +516,16 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
   return y;
 }
 
-at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& sz) {
+template <typename T, typename S>
+void int4_passes(const float* xp, int64_t M, int64_t K, const uint8_t* qp, const S* sp, float* yp, int64_t N) {
+  std::vector<Blocks<T>> passes;
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+  by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+    LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
+  });
+}
+
+at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& sz, int64_t bits) {
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kByte && q.is_contiguous(), "int4_linear: q must be contiguous uint8 [N, K / 2]");
   const int64_t N = q.size(0), K = 2 * q.size(1), M = x.size(0);
   check_x(x, K, "int4_linear");
@@ -454,16 +533,14 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
   TORCH_CHECK(sz.dim() == 3 && sz.size(0) == N && sz.size(1) == 2 && sz.size(2) == K / 32 && sz.is_contiguous() &&
               (sz.scalar_type() == at::kFloat || sz.scalar_type() == at::kBFloat16),
               "int4_linear: sz must be contiguous float32 or bfloat16 [N, 2, K / 32]");
+  TORCH_CHECK(bits == 16 || bits == 8, "int4_linear: bits (the activations' width) must be 16 or 8, got ", bits);
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
-  std::vector<Blocks> passes;
-  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
   const uint8_t* qp = q.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();
   auto run = [&](auto* sp) {
-    by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
-      LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
-    });
+    if (bits == 16) int4_passes<int16_t>(xp, M, K, qp, sp, yp, N);
+    else int4_passes<int8_t>(xp, M, K, qp, sp, yp, N);
   };
   if (sz.scalar_type() == at::kFloat) run(sz.data_ptr<float>());
   else run(sz.data_ptr<c10::BFloat16>());
@@ -987,7 +1064,7 @@ at::Tensor decode_attention_from(const at::Tensor& q, const at::Tensor& k, const
 
 TORCH_LIBRARY(lispe, m) {
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
-  m.def("int4_linear(Tensor x, Tensor q, Tensor sz) -> Tensor");
+  m.def("int4_linear(Tensor x, Tensor q, Tensor sz, int bits=16) -> Tensor");
   m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
   m.def("q4k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("q6k_linear(Tensor x, Tensor raw) -> Tensor");

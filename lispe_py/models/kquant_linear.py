@@ -10,7 +10,7 @@ numbers as un-permuting the rows, without a copy; the rows are read in memory or
 prefetchers follow).
 
 The kernel rounds x to 16 bits per super-block of 256 (`activation_bits`, ~1/65534 of the block's
-largest |x|), or, set to 8 (`set_kquant_activations(model, "int8")` below), to 8 bits as llama.cpp
+largest |x|), or, set to 8 (`quantize.set_activations(model, "int8")`), to 8 bits as llama.cpp
 does: half the multiplications, ~1/254 of the largest |x| of error.
 
 Calls of more than NATIVE_MAX_ROWS rows (long prompts) multiply by the dequantized weight in float32
@@ -25,14 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kquants
-from .errors import ModelError
 
 #: K-quant types with a native kernel reading their blocks, and their codes in `lispe::kquant_linear`
 #: (one matrix alone: `lispe::q4k_linear` / `q6k_linear`)
 KIND_CODES = {"Q4_K": 0, "Q6_K": 1}
 _IN_ORDER = torch.empty(0, dtype=torch.long)  # a part without an output index (the op's "none")
-#: the widths the kernel rounds activations to, by name (`set_kquant_activations`)
-ACTIVATION_BITS = {"int16": 16, "int8": 8}
 
 
 class KQuantLinear(nn.Module):
@@ -85,26 +82,3 @@ class KQuantLinear(nn.Module):
     def extra_repr(self) -> str:
         bits = "" if self.activation_bits == 16 else f", {self.activation_bits}-bit activations"
         return f"in={self.in_features}, out={self.out_features}, {'+'.join(self.kinds)} blocks (memory-mapped){bits}"
-
-
-def set_kquant_activations(model: nn.Module, activations: str) -> None:
-    """Round the activations of every `KQuantLinear` of `model` to "int16" (the default: on the tests'
-    models the logits stay within ~1e-3 of the dequantized float model's) or "int8" (llama.cpp's
-    arithmetic: faster; ~0.2 off on the tests' 8-layer random model, next-token distributions within a
-    KL divergence of ~0.003, so greedy ids may part from the float model's); recorded in
-    `model.quantization.kquant_activations`. A ModelError for another name or a model without K-quant
-    layers (they come from a GGUF file's Q4_K/Q6_K blocks loaded with quantize="int4" on a CPU where
-    the native kernels run)."""
-    if activations not in ACTIVATION_BITS:
-        raise ModelError(f"kquant_activations must be one of {', '.join(map(repr, ACTIVATION_BITS))}, got {activations!r}")
-    layers = [m for m in model.modules() if isinstance(m, KQuantLinear)]
-    if not layers:
-        raise ModelError("kquant_activations applies to the layers a GGUF file's Q4_K/Q6_K blocks become "
-                         "(quantize \"int4\" on a CPU where the native kernels run), and this model has none")
-    for layer in layers:
-        layer.activation_bits = ACTIVATION_BITS[activations]
-    quantization = getattr(model, "quantization", None)
-    if quantization is not None:
-        quantization.kquant_activations = activations
-    if hasattr(model, "reset_decode_graphs"):
-        model.reset_decode_graphs()  # the traced steps hold the kernel's width as a constant

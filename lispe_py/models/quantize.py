@@ -53,6 +53,9 @@ MODES = ("int8", "int4")
 # Inputs of up to this many rows (decode steps, batches, beams, short prompts) go through the native
 # kernels (native.py), which read the weights once per 8 rows; longer ones through one float32 matmul.
 NATIVE_MAX_ROWS = 64
+#: the widths the native 4-bit kernels (int4 layers, GGUF Q4_K/Q6_K layers) round activations to, by name
+#: (`set_activations`)
+ACTIVATION_BITS = {"int16": 16, "int8": 8}
 GROUP_SIZES = (32, 64, 128)
 DEFAULT_GROUP_SIZE = 32
 PER_CHANNEL = -1  # int8 group_size for one scale per output channel (as GPTQ tools spell it)
@@ -433,6 +436,7 @@ class Int4Linear(nn.Module):
         self.register_buffer("qweight", packed)
         self.register_buffer("scales_and_zeros", sz)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.activation_bits = 16  # what the native kernel rounds x to per block of 32 (`set_activations`)
         self._pack()
 
     @classmethod
@@ -514,7 +518,7 @@ class Int4Linear(nn.Module):
         if self.layout == "native":
             h = h.float().contiguous()
             if h.shape[0] <= NATIVE_MAX_ROWS:
-                y = torch.ops.lispe.int4_linear(h, self.qweight, self._native_scales)
+                y = torch.ops.lispe.int4_linear(h, self.qweight, self._native_scales, self.activation_bits)
             else:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
                 y = F.linear(h, self._reference_weight(torch.float32))
         else:
@@ -530,6 +534,8 @@ class Int4Linear(nn.Module):
 
     def extra_repr(self) -> str:
         path = f"{self.layout} kernel" if self.layout else "reference"
+        if self.layout == "native" and self.activation_bits != 16:
+            path += f", {self.activation_bits}-bit activations"
         return (f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}, "
                 f"compute={self.scales_and_zeros.dtype}, {path}")
 
@@ -539,16 +545,65 @@ from .kquant_linear import KIND_CODES as KQUANT_KERNELS, KQuantLinear  # noqa: E
 QuantizedLinear = (Int8Linear, Int4Linear, KQuantLinear)
 
 
+def _rounding_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers whose native kernel rounds x to `activation_bits`: int4 layers on the native kernel
+    and GGUF K-quant layers."""
+    return [m for m in model.modules()
+            if isinstance(m, KQuantLinear) or (isinstance(m, Int4Linear) and m.layout == "native")]
+
+
+def _activations_of(model: nn.Module) -> str | None:
+    bits = {m.activation_bits for m in _rounding_layers(model)}
+    names = [name for name, b in ACTIVATION_BITS.items() if b in bits]
+    return "+".join(names) or None
+
+
+def set_activations(model: nn.Module, activations: str) -> None:
+    """Round the activations of every native 4-bit layer of `model` (int4 layers on the native CPU
+    kernel, and the layers a GGUF file's Q4_K/Q6_K blocks become) to "int16" (the default: per block
+    of 32 or super-block of 256 to 1/65534 of its largest |x|; on the tests' models the logits stay
+    within ~1e-3 of the dequantized float model's) or "int8" (llama.cpp's arithmetic, its Q8_1 / Q8_K
+    rows: 1/254 of the largest |x|, half the multiplications; next-token distributions within a KL
+    divergence of ~0.003 of the 16-bit ones on the tests' models, so greedy ids may part); recorded in
+    `model.quantization.activations`. A ModelError for another name or a model without such layers
+    (quantize "int4" on a CPU where the native kernels run makes them)."""
+    if activations not in ACTIVATION_BITS:
+        raise ModelError(f"activations must be one of {', '.join(map(repr, ACTIVATION_BITS))}, got {activations!r}")
+    layers = _rounding_layers(model)
+    if not layers:
+        raise ModelError("activations applies to int4 layers on the native CPU kernel and to the layers a GGUF "
+                         "file's Q4_K/Q6_K blocks become (quantize \"int4\" on a CPU where the native kernels "
+                         "run), and this model has none")
+    for layer in layers:
+        layer.activation_bits = ACTIVATION_BITS[activations]
+    quantization = getattr(model, "quantization", None)
+    if quantization is not None:
+        quantization.activations = activations
+    if hasattr(model, "reset_decode_graphs"):
+        model.reset_decode_graphs()  # the traced steps hold the kernel's width as a constant
+
+
 def _pack_int4(q: torch.Tensor, kind: str) -> torch.Tensor:
     """Values q [n, k] (uint8, 0..15, on the kernel's device) in the packed layout of kernel `kind`."""
     if kind == "native":  # blocks of 32 columns, 16 bytes each: byte j = q[j] | q[j + 16] << 4
         n, k = q.shape
         blocks = q.to(torch.uint8).reshape(n, k // 32, 2, 16)
-        return (blocks[:, :, 0] | (blocks[:, :, 1] << 4)).reshape(n, k // 2).contiguous()
+        return interleave_int4_blocks((blocks[:, :, 0] | (blocks[:, :, 1] << 4)).reshape(n, k // 2))
     if kind == "cpu":
         return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
     pairs = ((q[:, 0::2] << 4) | q[:, 1::2]).to(torch.uint8).contiguous()  # tinygemm: high nibble first
     return torch.ops.aten._convert_weight_to_int4pack(pairs, _cuda_int4_tiles(q.shape[1]))
+
+
+def interleave_int4_blocks(values: torch.Tensor) -> torch.Tensor:
+    """Rows of 16-byte int4 blocks (byte j = v[j] | v[j + 16] << 4, as GGUF's Q4_0/Q4_1 hold them), uint8
+    [n, k / 2], in the native kernel's order: each run of 8 blocks as 4 chunks of 32 bytes, chunk c
+    holding bytes 4 c .. 4 c + 3 of each of the 8 blocks in turn (so that one integer lane sums one
+    block: kernels.cpp `int4_group`); the last (k / 32) % 8 blocks of a row as they are."""
+    n, half = values.shape
+    run = half // 128 * 128
+    head = values[:, :run].reshape(n, run // 128, 8, 4, 4).transpose(2, 3).reshape(n, run)
+    return torch.cat((head, values[:, run:]), 1) if run < half else head.contiguous()
 
 
 def _int4_sources(kind: str, n: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -605,7 +660,7 @@ class Quantization:
     exact_from_gguf: int = 0  # layers whose values were taken from GGUF blocks as they are
     method: str = "rtn"  # "rtn" (round to nearest) or "gptq" (int8 rounding that compensates its error)
     calibration_tokens: int = 0  # tokens whose activations the "gptq" rounding was fitted on
-    kquant_activations: str | None = None  # "int16" / "int8": what K-quant layers round x to; None: none
+    activations: str | None = None  # "int16" / "int8": what the native 4-bit kernels round x to; None: no such layers
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -761,7 +816,7 @@ def quantize_model(model: nn.Module, mode: str, group_size: int | None = None, l
     model.quantization = Quantization(
         mode, group, head, str(compute_dtype).removeprefix("torch."),
         len(targets) + (head is not None), method="gptq" if fitted else "rtn",
-        calibration_tokens=tokens,
+        calibration_tokens=tokens, activations=_activations_of(model),
     )
     return model
 
@@ -952,9 +1007,9 @@ def _gguf_layer(tensors: list, heads: list[int | None], mode: str, group_size: i
 def _int4_from_q4_bytes(tensors: list, heads: list[int | None], compute_dtype: torch.dtype, release=None,
                         rows: int = 8192) -> "Int4Linear":
     """The int4 layer of Q4_0/Q4_1 matrices for the native kernel: a block's 16 bytes of values (byte j =
-    v[j] | v[j + 16] << 4) are that kernel's layout already, so they are copied as they are (no
-    unpacking, no full-size temporaries), with the same scales and zeros as `_int4_of` gives
-    (Q4_0: d and 0; Q4_1: d and m + 8 d, in float32)."""
+    v[j] | v[j + 16] << 4) are what that kernel reads, so they are copied without unpacking (only runs
+    of 8 blocks interleaved: `interleave_int4_blocks`; no full-size temporaries), with the same scales
+    and zeros as `_int4_of` gives (Q4_0: d and 0; Q4_1: d and m + 8 d, in float32)."""
     packed, scales, zeros = [], [], []
     for t, n_head in zip(tensors, heads):
         n, k = t.shape
@@ -966,7 +1021,7 @@ def _int4_from_q4_bytes(tensors: list, heads: list[int | None], compute_dtype: t
         for i in range(0, n, rows):
             part = raw[i:i + rows]
             c = part.shape[0]
-            values[i:i + c] = part[:, :, header:].reshape(c, k // 2)
+            values[i:i + c] = interleave_int4_blocks(part[:, :, header:].reshape(c, k // 2))
             d[i:i + c] = part[:, :, 0:2].contiguous().view(torch.float16).reshape(c, -1)
             if header == 4:
                 m[i:i + c] = part[:, :, 2:4].contiguous().view(torch.float16).reshape(c, -1)
@@ -1154,7 +1209,7 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
     model.quantization = Quantization(
         mode, group_size, head, str(compute_dtype).removeprefix("torch."),
         layers, source="gguf", exact_from_gguf=exact,
-        kquant_activations="int16" if any(isinstance(m, KQuantLinear) for m in model.modules()) else None,
+        activations=_activations_of(model),
     )
     return model
 

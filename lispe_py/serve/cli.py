@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 USAGE = "lispe serve MODEL [--host 127.0.0.1] [--port 8000] [--dtype float32|bfloat16|float16] " \
-        "[--quantize int8|int4] [--kquant-activations int16|int8] [--api-key-env NAME] " \
+        "[--quantize int8|int4] [--activations int16|int8] [--api-key-env NAME] " \
         "[--served-model-name NAME] [--max-batch N] [--max-model-len N] [--threads N]"
 
 
@@ -30,9 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--quantize", choices=["int8", "int4"], default=None)
-    p.add_argument("--kquant-activations", choices=["int16", "int8"], default=None,
-                   help="with --quantize int4 and a GGUF K-quant file: round the Q4_K/Q6_K layers' inputs to "
-                        "8 bits as llama.cpp does (faster, less exact); default int16")
+    p.add_argument("--activations", choices=["int16", "int8"], default=None,
+                   help="with --quantize int4: round the int4 and GGUF Q4_K/Q6_K layers' inputs to 8 bits as "
+                        "llama.cpp does (faster, less exact); default int16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--api-key-env", default=None, metavar="NAME",
                    help="require 'Authorization: Bearer KEY', KEY read from this environment variable")
@@ -74,7 +74,7 @@ def main(argv: Sequence[str]) -> int:
         torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model, dtype=args.dtype, device=args.device, quantize=args.quantize,
-                           kquant_activations=args.kquant_activations)
+                           activations=args.activations)
     except (ModelError, ValueError, OSError) as exc:
         sys.stderr.write(f"lispe serve: cannot load {args.model!r}: {exc}\n")
         return 1

@@ -97,7 +97,7 @@ def _model_dtype(fname: str, name: Any) -> torch.dtype:
 
 
 _LOAD_KEYS = ("device", "dtype", "quantize", "group_size", "prompt_cache", "prefill_chunk_size", "packed_weights",
-              "cuda_graphs", "model_cache", "revision", "file", "quant", "kquant_activations")
+              "cuda_graphs", "model_cache", "revision", "file", "quant", "activations")
 
 
 @builtin("torch_hf_load_model", group=G_MODEL, library=LIB, min_args=1, max_args=2, ctx=True)
@@ -117,8 +117,8 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     (default true: on a GPU each decode step replays a captured CUDA graph; nil runs it op by op),
     "model_cache" (default true: a .gguf file's dequantized weights and tokenizer are written to the
     model cache at the first load and memory-mapped at the next ones; "read" uses entries already there
-    but never writes or deletes any; nil loads without it), "kquant_activations" ("int16", the default,
-    or "int8": a GGUF file's Q4_K/Q6_K layers, loaded with "quantize" "int4", round their inputs to 8
+    but never writes or deletes any; nil loads without it), "activations" ("int16", the default, or
+    "int8": with "quantize" "int4", the native int4 and GGUF Q4_K/Q6_K kernels round their inputs to 8
     bits as llama.cpp does: faster, less exact). The model's tokenizer becomes the default tokenizer.
     """
     from ..torch_quant import load_options
@@ -126,7 +126,7 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     fname = "torch_hf_load_model"
     path = expect_str(fname, "path", path)
     device, dtype, quantize, group_size, prompt_cache, chunk, packed = "cpu", None, None, None, False, 1024, True
-    graphs, model_cache, kquant_activations = True, True, None
+    graphs, model_cache, activations = True, True, None
     hub: dict[str, Any] = {}
     for key, v in config_pairs(fname, "config", config, ctx):
         if key in ("revision", "file", "quant"):
@@ -139,12 +139,12 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
             dtype = _model_dtype(fname, v)
         elif key == "quantize":
             quantize = v
-        elif key == "kquant_activations":
-            from ...models.kquant_linear import ACTIVATION_BITS
+        elif key == "activations":
+            from ...models.quantize import ACTIVATION_BITS
 
             if not isinstance(v, str) or v not in ACTIVATION_BITS:
                 raise arg_error(fname, key, " or ".join(f'"{name}"' for name in ACTIVATION_BITS), v)
-            kquant_activations = v
+            activations = v
         elif key == "group_size":
             group_size = v
         elif key == "model_cache" and v == "read":
@@ -179,7 +179,7 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     _sandbox_kernels(ctx)
     with core_errors(fname), tv.loading(shown):
         model = load_model(path, dtype=dtype, device=device, quantize=quantize, group_size=group_size,
-                           model_cache=model_cache, check_path=check, kquant_activations=kquant_activations)
+                           model_cache=model_cache, check_path=check, activations=activations)
     model.prompt_cache, model.prefill_chunk_size, model.packed_weights = prompt_cache, chunk, packed
     model.cuda_graphs = graphs
     if model.tokenizer is not None:
@@ -310,8 +310,8 @@ def torch_model_info(model: Any) -> dict:
     num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template, prompt_cache,
     prefill_chunk_size, packed_weights, cuda_graphs, quantization ("int8", "int4" or nil),
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
-    kquant_activations ("int16" or "int8": what the layers run on a GGUF file's Q4_K/Q6_K blocks round
-    their inputs to; nil without such layers),
+    activations ("int16" or "int8": what the native int4 and GGUF Q4_K/Q6_K kernels round their inputs
+    to; nil without such layers),
     quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
     "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
     to at load, else nil), weights_mb (memory held by the weights, shared tensors once), mapped_mb (weights
@@ -344,7 +344,7 @@ def torch_model_info(model: Any) -> dict:
         "cuda_graphs": True if m.cuda_graphs else None,
         "quantization": quantized.mode if quantized is not None else None,
         "quantization_group_size": quantized.group_size if quantized is not None else None,
-        "kquant_activations": getattr(quantized, "kquant_activations", None),
+        "activations": getattr(quantized, "activations", None),
         "quantized_kernels": model_kernels(m),
         "model_cache": m.model_cache_entry,
     }
