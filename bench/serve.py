@@ -9,6 +9,7 @@ level alternates between them (`--repeats N`: N interleaved runs, the best kept)
 background load hits both alike.
 
     python bench/serve.py                                   # SmolLM2 Q4_1 GGUF, lispe serve --quantize int4
+                                                            # (16- and 8-bit activations: two servers)
     python bench/serve.py --quantize none                   # lispe serve in float32 (llama.cpp stays Q4_1)
     python bench/serve.py --clients 1,8 --max-tokens 32 --rounds 1
     python bench/serve.py --llama-python /path/to/venv/bin/python   # or $LLAMA_CPP_PYTHON
@@ -92,11 +93,14 @@ def wait_ready(url: str, proc: subprocess.Popen, log, timeout: float = 300) -> N
     raise RuntimeError(f"server at {url} not ready after {timeout} s")
 
 
-def start_lispe(model: str, quantize: str | None, threads: int, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_lispe(model: str, quantize: str | None, threads: int, max_batch: int,
+                activations: str | None = None) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "lispe_py", "serve", model, "--port", "0", "--threads", str(threads),
            "--max-batch", str(max_batch), "--served-model-name", "bench"]
     if quantize:
         cmd += ["--quantize", quantize]
+    if activations:
+        cmd += ["--activations", activations]
     log = _log()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(ROOT),
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -180,6 +184,9 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a .gguf file (default: SmolLM2-135M-Instruct Q4_1)")
     ap.add_argument("--quantize", default="int4", help="lispe serve --quantize: int4 (keeps Q4_1 blocks), "
                                                        "int8, or none (float32)")
+    ap.add_argument("--activations", default="int16,int8",
+                    help="with --quantize int4: one lispe serve per width its 4-bit kernels round activations "
+                         "to (lispe serve --activations), in the same run")
     ap.add_argument("--clients", default="1,4,8,16")
     ap.add_argument("--rounds", type=int, default=2, help="requests per client at each level")
     ap.add_argument("--max-tokens", type=int, default=64)
@@ -200,9 +207,12 @@ def main() -> None:
     procs = []
     try:
         lispe_threads = args.lispe_threads or args.threads
-        proc, url = start_lispe(str(gguf), quantize, lispe_threads, max(levels))
-        procs.append(proc)
-        servers["lispe serve" + (f" ({quantize}" if quantize else " (float32") + f", {lispe_threads} thr)"] = url
+        widths = [a for a in args.activations.split(",") if a] if quantize == "int4" else [None]
+        for width in widths:
+            proc, url = start_lispe(str(gguf), quantize, lispe_threads, max(levels), width)
+            procs.append(proc)
+            kind = f"{quantize}, {width} activations" if width else (quantize or "float32")
+            servers[f"lispe serve ({kind}, {lispe_threads} thr)"] = url
         note = "llama.cpp's server not measured (--no-llama)"
         if not args.no_llama:
             py, note = llama_python(args.llama_python)
@@ -242,12 +252,14 @@ def main() -> None:
         for c, r in rows.items():
             print(f"| {name} | {c} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / one:.2f} | "
                   f"{r['ttft_p50'] * 1000:.0f} | {r['ttft_p95'] * 1000:.0f} |")
-    names = list(table)
-    if len(names) == 2:
+    ours = [name for name in table if name.startswith("lispe serve")]
+    theirs = [name for name in table if not name.startswith("lispe serve")]
+    if theirs:
         print()
-        for c in levels:
-            a, b = table[names[0]][c]["tokens_per_s"], table[names[1]][c]["tokens_per_s"]
-            print(f"clients={c}: lispe serve / llama.cpp = {a / b:.2f}x")
+        for name in ours:
+            for c in levels:
+                a, b = table[name][c]["tokens_per_s"], table[theirs[0]][c]["tokens_per_s"]
+                print(f"clients={c}: {name} / llama.cpp = {a / b:.2f}x")
 
 
 if __name__ == "__main__":

@@ -525,3 +525,40 @@ def test_model_info_names_the_kernels():
     lisp.eval('(torch_model_quantize model "int8" -1)')
     info = lisp.eval("(torch_model_info model)")
     assert info["quantization"] == "int8" and info["quantization_group_size"] is None
+
+
+@needs_native
+def test_lisp_sets_the_activation_width_of_a_quantized_model():
+    """(torch_model_set_activations model "int8"): the int4 layers round their inputs to 8 bits (the
+    model's logits move, generation still runs and the traced steps follow); errors name the argument,
+    and a model without native 4-bit layers is refused."""
+    from lispe_py import Interpreter
+    from lispe_py.errors import LispEError
+
+    lisp = Interpreter()
+    lisp.eval("(use 'lispe_torch)")
+    lisp.eval('(setq model (torch_model_create "llama" {"vocab_size":96 "hidden_size":128 "num_layers":2 '
+              '"num_heads":4 "intermediate_size":256}))')
+    with pytest.raises(LispEError, match="this model has none"):
+        lisp.eval('(torch_model_set_activations model "int8")')
+    lisp.eval('(torch_model_quantize model "int4")')
+    assert lisp.eval('(@ (torch_model_info model) "activations")') == "int16"
+    with pytest.raises(LispEError, match="argument 'activations': expected \"int16\" or \"int8\", got"):
+        lisp.eval('(torch_model_set_activations model "int4")')
+    model = lisp.eval("model")
+    ids = torch.tensor([[5, 17, 33, 2, 90, 41, 7]])
+    with torch.inference_mode():
+        before = model.forward_full(ids)
+    lisp.eval('(setq g (torch_generator_create model))')
+    lisp.eval('(torch_generator_config g {"strategy":"greedy" "max_length":8 "min_new_tokens":5})')
+    lisp.eval('(torch_generate g (integers 5 17 33))')  # traces a 16-bit step
+    lisp.eval('(torch_model_set_activations model "int8")')
+    assert lisp.eval('(@ (torch_model_info model) "activations")') == "int8"
+    assert {m.activation_bits for m in model.modules() if isinstance(m, Int4Linear)} == {8}
+    with torch.inference_mode():
+        after = model.forward_full(ids)
+    assert 0 < (after - before).abs().max().item() < 0.1 * before.abs().max().item()
+    ids8 = lisp.eval('(torch_generate g (integers 5 17 33))')
+    with torch.inference_mode():
+        full = model.forward_full(torch.tensor([list(ids8)[:-1]]))[0]
+    assert list(ids8)[3:] == full[2:].argmax(-1).tolist()  # the 8-bit cached steps agree with the 8-bit forward

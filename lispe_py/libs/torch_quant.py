@@ -1,4 +1,5 @@
-"""`torch_model_quantize`: weight-only int8/int4 quantization from Lisp (part of `(use 'lispe_torch)`).
+"""`torch_model_quantize`: weight-only int8/int4 quantization from Lisp, and `torch_model_set_activations`:
+the width the native 4-bit kernels round activations to (part of `(use 'lispe_torch)`).
 
 The builtin is registered with `library="lispe_torch"`, so it is visible after `(use 'lispe_torch)` once
 this module is imported; `lispe_py.libs.lispe_torch` imports it at its end. The work is done by
@@ -12,7 +13,7 @@ from typing import Any
 from ..builtins._common import describe
 from ..builtins.registry import builtin
 from ..errors import LispEError
-from ..models.quantize import GROUP_SIZES, MODES, PER_CHANNEL, quantize_model
+from ..models.quantize import ACTIVATION_BITS, GROUP_SIZES, MODES, PER_CHANNEL, quantize_model, set_activations
 from .lispe_torch import G_MODEL, LIB, _model
 from .torch_values import core_errors, is_int
 
@@ -69,4 +70,25 @@ def torch_model_quantize(model: Any, mode: Any, group_size: Any = None) -> Any:
                          f"load or create it again to quantize it differently")
     with core_errors(fname):
         quantize_model(m, mode, group_size=group, lm_head="auto")
+    return model
+
+
+@builtin("torch_model_set_activations", group=G_MODEL, library=LIB, min_args=2, max_args=2)
+def torch_model_set_activations(model: Any, activations: Any) -> Any:
+    """(torch_model_set_activations model "int8")
+
+    What the native 4-bit kernels of an int4 model (torch_model_quantize "int4", or a load with
+    "quantize" "int4": Q4_0/Q4_1 and Q4_K/Q6_K GGUF blocks) round their inputs to: "int16" (the
+    default: 1/65534 of each block's largest |x|) or "int8" (llama.cpp's arithmetic: 1/254, half the
+    multiplications; faster, less exact: greedy ids can part from the 16-bit ones where two logits are
+    close). The load key "activations" does the same at load time. Returns the model; an error for a
+    model without such layers (not int4, or on a device or CPU where the native kernels do not run).
+    """
+    fname = "torch_model_set_activations"
+    m = _model(fname, model)
+    if not isinstance(activations, str) or activations not in ACTIVATION_BITS:
+        raise LispEError(f"{fname}: argument 'activations': expected "
+                         + " or ".join(f'"{name}"' for name in ACTIVATION_BITS) + f", got {describe(activations)}")
+    with core_errors(fname):
+        set_activations(m, activations)
     return model
