@@ -424,7 +424,13 @@ class Engine:
             entry[1].append(o)
             entry[2].append(i)
         for req, outs, idx in by_req.values():
-            self._choose(req, outs, logits[idx] if len(idx) != n else logits)
+            if len(idx) == n:
+                rows_logits = logits
+            elif idx[-1] - idx[0] == len(idx) - 1:  # a request's rows are usually adjacent: a view, no copy
+                rows_logits = logits[idx[0]:idx[-1] + 1]
+            else:
+                rows_logits = logits[idx]
+            self._choose(req, outs, rows_logits)
 
     def _choose(self, req: Request, outs: list[Output], logits: torch.Tensor) -> None:
         """Pick the next token of each of `outs` (live rows of `req`) from their logits [k, V]."""
