@@ -196,7 +196,7 @@ torch.save([getattr(torch.ops.lispe, op)(*args) for op, args in inputs], sys.arg
 def test_the_avx2_build_gives_the_same_numbers_as_the_vnni_build(tmp_path):
     """Where this machine's build uses VNNI (vpdpwssd, vpdpbusd), a build without the optional flags (what
     an AVX2-only CPU gets: vpmaddwd / vpmaddubsw + add) computes the very same integers, so the same
-    outputs."""
+    outputs (vpmaddubsw's int16 pair sums of 8-bit x stay below 2 * 255 * 128: no saturation)."""
     import os
     import subprocess
     import sys
@@ -210,6 +210,8 @@ def test_the_avx2_build_gives_the_same_numbers_as_the_vnni_build(tmp_path):
                                torch.randn(24, 2, 16, generator=g))),
               ("int4_linear", (x, torch.randint(0, 255, (24, 256), dtype=torch.uint8, generator=g),
                                torch.randn(24, 2, 16, generator=g), 8)),
+              ("int8_block_linear", (x, torch.randint(-128, 128, (24, 512), dtype=torch.int8, generator=g),
+                                     torch.randn(24, 2, 16, generator=g), 8)),
               ("kquant_linear", (x, [_random_raw("Q4_K", 24, 512, 3), _random_raw("Q6_K", 8, 512, 4)], [0, 1],
                                  [IN_ORDER, IN_ORDER], 8))]
     torch.save(inputs, tmp_path / "in.pt")

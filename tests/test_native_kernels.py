@@ -96,6 +96,37 @@ def test_int8_block_op_is_the_float_matmul(rows, k, group, so_dtype):
 
 
 @needs_native
+@pytest.mark.parametrize("rows", [1, 3, 8, 9, 17])
+@pytest.mark.parametrize("k", [576, 416, 256, 96])  # runs of 8 blocks and tails of 2, 5, 0, 3 blocks
+@pytest.mark.parametrize("so_dtype", [torch.float32, torch.float16])
+def test_int8_block_op_with_8_bit_activations_is_exact_on_the_rounded_activations(rows, k, so_dtype):
+    """bits 8: x rounded per block of 32 to round(x * 127 / top) * top / 127, the integer products
+    exact (the weights offset by 128 for vpdpbusd and the offset taken off again), the offsets times
+    the exact block sums of x: the float result up to float32 rounding; rows alone as in a batch."""
+    g = _gen(rows * k + 7)
+    n = 40
+    x = torch.randn(rows, k, generator=g)
+    x[0, :32] *= 1000
+    q = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=g)
+    q[0] = -128  # the offset's extremes
+    q[1] = 127
+    so = torch.stack((torch.rand(n, k // 32, generator=g) * 0.01, torch.randn(n, k // 32, generator=g) * 0.1), 1)
+    so = so.to(so_dtype).contiguous()
+    y = torch.ops.lispe.int8_block_linear(x, q, so, 8)
+    xb = x.view(rows, k // 32, 32)
+    top = xb.abs().amax(-1, keepdim=True)
+    xq = (torch.round(xb * (127.0 / top)).double() * (top.double() / 127.0)).view(rows, k)
+    s = so.double()
+    ref = xq @ (q.double().view(n, k // 32, 32) * s[:, 0, :, None]).view(n, k).t() + xb.double().sum(-1) @ s[:, 1].t()
+    scale = x.double().abs() @ (q.double().abs().view(n, k // 32, 32) * s[:, 0, :, None] + s[:, 1, :, None].abs()).view(n, k).t()
+    assert ((y.double() - ref).abs() / scale).max().item() < 1e-6
+    float_y = torch.ops.lispe.int8_block_linear(x, q, so)  # the default: float32 activations
+    assert not torch.allclose(y, float_y, rtol=0, atol=1e-4)  # really rounded
+    alone = torch.cat([torch.ops.lispe.int8_block_linear(x[i:i + 1], q, so, 8) for i in range(rows)])
+    assert torch.equal(alone, y)
+
+
+@needs_native
 @pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 33])
 @pytest.mark.parametrize("group", [32, 64, 128])
 @pytest.mark.parametrize("sz_dtype", [torch.float32, torch.bfloat16])
@@ -298,7 +329,8 @@ def test_ops_do_not_depend_on_the_thread_count():
 
     def ops():
         return (torch.ops.lispe.int8_linear(x, q8, s8), torch.ops.lispe.int4_linear(x, q4, s4),
-                torch.ops.lispe.int4_linear(x, q4, s4, 8), torch.ops.lispe.int8_block_linear(x, q8, so))
+                torch.ops.lispe.int4_linear(x, q4, s4, 8), torch.ops.lispe.int8_block_linear(x, q8, so),
+                torch.ops.lispe.int8_block_linear(x, q8, so, 8))
 
     before = torch.get_num_threads()
     try:
@@ -324,6 +356,8 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
     assert bool(y8[0].isnan().all()) and not bool(y8[1].isfinite().any())
     yb = torch.ops.lispe.int8_block_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16, 2, 2))
     assert bool(yb[0].isnan().all()) and not bool(yb[1].isfinite().any())
+    y8 = torch.ops.lispe.int8_block_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16, 2, 2), 8)
+    assert bool(y8.isnan().all())  # 8 bits: a non-finite block has no scale
 
 
 @needs_native
@@ -337,6 +371,8 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
      "K must be a multiple of 32"),
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2), 4),
      r"bits \(the activations' width\) must be 16 or 8, got 4"),
+    (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 4), 8),
+     r"bits \(the activations' width\) must be 32 \(float32\), or 8 with groups of 32, got 8 with groups of 16"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8),
                                                torch.ones(4, 2, 2).bfloat16()), "so must be contiguous float32 or float16"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 8)),

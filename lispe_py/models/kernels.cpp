@@ -13,12 +13,14 @@
 //       y[m, n] ~= sum_k w[n, k] * x[m, k]                                     (float32 [M, N])
 //       x is rounded to 16 bits per block of 32 (to 1/65534 of the block's largest |x|); bits 8 rounds
 //       it to 8 bits instead (to 1/254, as llama.cpp's Q8_1 rows): one vpdpbusd per 32 weights and row.
-//   lispe::int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor
+//   lispe::int8_block_linear(Tensor x, Tensor q, Tensor so, int bits=32) -> Tensor
 //       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G 16 or a multiple of 32
 //       w[n, k] = q[n, k] * so[n, 0, g] + so[n, 1, g], g = k / G (a scale and an offset per group)
 //       y[m, n] = sum_g (so[n, 0, g] * sum_{k in g} q[n, k] x[m, k] + so[n, 1, g] * sum_{k in g} x[m, k])
 //       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly, and so
-//       are the sub-blocks of Q5_K (32 columns) and Q6_K (16 columns).
+//       are the sub-blocks of Q5_K (32 columns) and Q6_K (16 columns). bits 8 (groups of 32 only)
+//       rounds x to 8 bits per block of 32 instead (to 1/254 of its largest |x|, as llama.cpp's Q8_0 x
+//       Q8_0 products): integer sums, one vpdpbusd per 32 weights and row.
 //   lispe::q4k_linear(Tensor x, Tensor raw) -> Tensor
 //   lispe::q6k_linear(Tensor x, Tensor raw) -> Tensor
 //       x float32 [M, K], K a multiple of 256; raw uint8 [N, K / 256 * 144 (Q4_K) or 210 (Q6_K)]: each
@@ -144,7 +146,9 @@ struct Blocks {
   static constexpr float top_code = sizeof(T) == 2 ? 32767.0f : 127.0f;
   std::vector<T> xq;
   std::vector<float> xd, xs;
-  Blocks(const float* x, int64_t M, int64_t K) : xq(M * K), xd(M * K / 32), xs(M * K / 32) {
+  std::vector<int32_t> xi;  // 8 bits: each block's sum of xq (int8 weights' +128 offset, int8_a8_rows)
+  Blocks(const float* x, int64_t M, int64_t K)
+      : xq(M * K), xd(M * K / 32), xs(M * K / 32), xi(sizeof(T) == 1 ? M * K / 32 : 0) {
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const int64_t B = K / 32, grouped = B / 8 * 8;
     for (int64_t b = 0; b < M * K / 32; ++b) {
@@ -187,6 +191,11 @@ struct Blocks {
       }
       xd[b] = finite ? top / top_code : NAN;
       xs[b] = total;
+      if constexpr (sizeof(T) == 1) {
+        int32_t t = 0;
+        for (int k = 0; k < 32; ++k) t += q[k];
+        xi[b] = t;
+      }
     }
   }
 };
@@ -547,7 +556,111 @@ at::Tensor int4_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
   return y;
 }
 
-at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& so) {
+// int8 weights in groups of 32 (GGUF Q8_0 blocks, int8 groups of 32: w = q * scale + offset per block)
+// times 8-bit activations (Blocks<int8_t>, llama.cpp's arithmetic), the block sums of q * x8 exact in
+// int32 (`dot_add_s8`: with VNNI the weights offset by 128 and 128 * the block's sum of x8 taken off
+// again, |sum| <= 32 * 255 * 127; the same integers either way). Per run of 8 blocks the 8
+// blocks' 32-byte rows are transposed in registers by 4-byte chunks (24 shuffles, shared by the rows of
+// x), so that lane j of chunk c holds block j's columns 4 c .. 4 c + 3: one integer lane then sums one
+// block, as the int4 kernel's interleaved layout gives, and one conversion and FMA per row scale 8
+// blocks (x8 is stored in that kernel's order: chunk c's activations at vector 2 (c % 4) + c / 4).
+// The last B % 8 blocks go one at a time.
+inline void transpose8x32(__m256i* r) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // rows 4 h .. 4 h + 3
+    u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);      // chunks 0 and 4
+    u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);      // 1 and 5
+    u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);  // 2 and 6
+    u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);  // 3 and 7
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
+    r[c + 4] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
+  }
+}
+
+// acc + the sums of four products of signed bytes w by signed bytes x per int32 lane, exact. With VNNI:
+// vpdpbusd on w + 128 (w ^ 0x80 as unsigned: `kSignedViaOffset`), the caller taking 128 * sum x off;
+// without: vpmaddubsw on |w| and x * sign(w) (pairs <= 2 * 128 * 127: no int16 saturation).
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+constexpr bool kSignedViaOffset = true;
+inline __m256i signed_weights(__m256i w) { return _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80))); }
+inline __m256i dot_add_s8(__m256i acc, __m256i w, __m256i x) { return dot_add_u8(acc, w, x); }
+#else
+constexpr bool kSignedViaOffset = false;
+inline __m256i signed_weights(__m256i w) { return w; }
+inline __m256i dot_add_s8(__m256i acc, __m256i w, __m256i x) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)),
+                                                 _mm256_set1_epi16(1)));
+}
+#endif
+
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+template <int M, typename S>
+void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S* so, float* y, int64_t N,
+                  int64_t n0, int64_t n1) {
+  const int64_t B = K / 32;
+  const int8_t* xq = xb.xq.data();
+  const float* xd = xb.xd.data();
+  const float* xs = xb.xs.data();
+  const int32_t* xi = xb.xi.data();
+  constexpr int A = M <= 3 ? 2 : 1;  // chains per row (one row: the latency of vpdpbusd)
+  for (int64_t n = n0; n < n1; ++n) {
+    const int8_t* w = q + n * K;
+    const S* scale = so + n * 2 * B;
+    const S* offset = scale + B;
+    __m256 acc[M];  // the products and the offsets' part in one accumulator: 8 fewer registers at 8 rows
+    float tail[M];
+    for (int m = 0; m < M; ++m) {
+      acc[m] = _mm256_setzero_ps();
+      tail[m] = 0.0f;
+    }
+    int64_t b0 = 0;
+    for (; b0 + 8 <= B; b0 += 8) {
+      prefetch_ahead(w + 32 * b0, 256);
+      __m256i r[8];
+      for (int j = 0; j < 8; ++j)
+        r[j] = signed_weights(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * (b0 + j))));
+      transpose8x32(r);
+      const __m256 s8 = load8(scale + b0), o8 = load8(offset + b0);
+      for (int m = 0; m < M; ++m) {
+        const int8_t* xm = xq + m * K + 32 * b0;
+        __m256i s[A];
+        s[0] = kSignedViaOffset ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + m * B + b0)), 7))
+                                : _mm256_setzero_si256();
+        if (A == 2) s[A - 1] = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c)
+          s[c % A] = dot_add_s8(s[c % A], r[c], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32 * (2 * (c % 4) + c / 4))));
+        const __m256i t = A == 2 ? _mm256_add_epi32(s[0], s[A - 1]) : s[0];
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0)), acc[m]);
+        acc[m] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m]);
+      }
+    }
+    for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks, one at a time (x8 in column order)
+      const __m256i wv = signed_weights(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * b)));
+      const float sb = to_float(scale[b]), ob = to_float(offset[b]);
+      for (int m = 0; m < M; ++m) {
+        const __m256i p = dot_add_s8(_mm256_setzero_si256(), wv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + 32 * b)));
+        const int32_t isum = hsum_epi32(p) - (kSignedViaOffset ? 128 * xi[m * B + b] : 0);
+        tail[m] += sb * xd[m * B + b] * static_cast<float>(isum) + ob * xs[m * B + b];
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + tail[m];
+  }
+}
+
+at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& so, int64_t bits) {
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kChar && q.is_contiguous(), "int8_block_linear: q must be contiguous int8 [N, K]");
   const int64_t N = q.size(0), K = q.size(1), M = x.size(0);
   check_x(x, K, "int8_block_linear");
@@ -558,8 +671,25 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
   TORCH_CHECK(K % 32 == 0 && K % groups == 0 && ((K / groups) % 32 == 0 || K / groups == 16),
               "int8_block_linear: the group size K / groups must be 16 or a multiple of 32, got K = ", K, " and ",
               groups, " groups");
+  TORCH_CHECK(bits == 32 || (bits == 8 && K / groups == 32),
+              "int8_block_linear: bits (the activations' width) must be 32 (float32), or 8 with groups of 32, got ",
+              bits, " with groups of ", K / groups);
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
+  if (bits == 8) {
+    const int8_t* qp = q.data_ptr<int8_t>();
+    float* yp = y.data_ptr<float>();
+    std::vector<Blocks<int8_t>> passes;
+    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+    auto run8 = [&](auto* sp) {
+      by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+        LISPE_DISPATCH_ROWS(rows, int8_a8_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
+      });
+    };
+    if (so.scalar_type() == at::kFloat) run8(so.data_ptr<float>());
+    else run8(so.data_ptr<c10::Half>());
+    return y;
+  }
   const bool g16 = K / groups == 16;
   const std::vector<float> xs = g16 ? half_block_sums(xp, M, K) : block_sums(xp, M, K);
   const int8_t* qp = q.data_ptr<int8_t>();
@@ -1065,7 +1195,7 @@ at::Tensor decode_attention_from(const at::Tensor& q, const at::Tensor& k, const
 TORCH_LIBRARY(lispe, m) {
   m.def("int8_linear(Tensor x, Tensor q, Tensor scale) -> Tensor");
   m.def("int4_linear(Tensor x, Tensor q, Tensor sz, int bits=16) -> Tensor");
-  m.def("int8_block_linear(Tensor x, Tensor q, Tensor so) -> Tensor");
+  m.def("int8_block_linear(Tensor x, Tensor q, Tensor so, int bits=32) -> Tensor");
   m.def("q4k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("q6k_linear(Tensor x, Tensor raw) -> Tensor");
   m.def("kquant_linear(Tensor x, Tensor[] raws, int[] kinds, Tensor[] indexes, int bits=16) -> Tensor");

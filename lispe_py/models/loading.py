@@ -219,8 +219,8 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     .gguf file's Q8_0/Q4_0/Q4_1 blocks are kept as they are (int4: Q4 blocks; int8 groups of 32: all
     three), without a float copy of those weights. Its Q4_K/Q6_K blocks (int4, on a CPU where the native
     kernels run) are multiplied where they lie in the file. The native int4 and K-quant kernels round
-    the activations to 16 bits; activations="int8" rounds them to 8 bits as llama.cpp does (faster,
-    less exact: `quantize.set_activations`).
+    the activations to 16 bits, the int8 ones take them in float32; activations="int8" rounds them
+    to 8 bits as llama.cpp does (faster, less exact: `quantize.set_activations`).
 
     model_cache: a .gguf file loaded as float32/bfloat16/float16 goes through the model cache
     (`model_cache.py`): the first load writes the dequantized weights and the tokenizer there, later
@@ -234,9 +234,9 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
 
     check_mode(model_cache)
     hub = {"revision": revision, "file": file, "quant": quant, "net_check": net_check}
-    if activations is not None and quantize != "int4":
-        given = f"quantize {quantize!r}" if quantize is not None else "no quantize"
-        raise ModelError(f"activations applies to int4 loads (quantize \"int4\"), and this load has {given}")
+    if activations is not None and quantize not in ("int4", "int8"):
+        raise ModelError("activations applies to quantized loads (quantize \"int4\" or \"int8\"), "
+                         "and this load has no quantize")
     if quantize is not None:
         model = _load_quantized(path_or_name, dtype, device, quantize, group_size, check_path, hub)
         if activations is not None:

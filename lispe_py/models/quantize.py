@@ -336,6 +336,9 @@ class Int8Linear(nn.Module):
         # channel only), else the reference matmul. use_kernel=False forces the reference matmul.
         self.native_kernel = self._native_fits()
         self.use_kernel = HAS_INT8_KERNEL or self.native_kernel
+        # 16: float32 activations (the default); 8: the native kernel rounds x to 8 bits per group of 32
+        # (`set_activations`; groups of 32 only)
+        self.activation_bits = 16
 
     def _native_fits(self) -> bool:
         return self.qweight.device.type == "cpu" and native.available()
@@ -378,7 +381,8 @@ class Int8Linear(nn.Module):
             elif self.group_size is None:
                 y = torch.ops.lispe.int8_linear(h, self.qweight, self.scales)
             else:
-                y = torch.ops.lispe.int8_block_linear(h, self.qweight, self.scales_and_offsets)
+                bits = 8 if self.activation_bits == 8 else 32
+                y = torch.ops.lispe.int8_block_linear(h, self.qweight, self.scales_and_offsets, bits)
         elif self.use_kernel and self.group_size is None and int8_kernel_on(h.device.type):
             y = torch.ops.aten._weight_int8pack_mm(h.to(self.scales.dtype), self.qweight, self.scales)
         elif self.group_size is None:
@@ -392,7 +396,8 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         kind = "per-channel" if self.group_size is None else f"group={self.group_size}"
-        return f"in={self.in_features}, out={self.out_features}, int8 {kind}, compute={self.compute_dtype}"
+        bits = ", 8-bit activations" if self.activation_bits == 8 else ""
+        return f"in={self.in_features}, out={self.out_features}, int8 {kind}, compute={self.compute_dtype}{bits}"
 
 
 class Int4Linear(nn.Module):
@@ -546,10 +551,12 @@ QuantizedLinear = (Int8Linear, Int4Linear, KQuantLinear)
 
 
 def _rounding_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers whose native kernel rounds x to `activation_bits`: int4 layers on the native kernel
-    and GGUF K-quant layers."""
+    """The layers whose native kernel rounds x to `activation_bits`: int4 layers on the native kernel,
+    GGUF K-quant layers, and int8 layers in groups of 32 on the native kernel (GGUF Q8_0 blocks, an
+    int4 model's int8 head; their default is float32 activations)."""
     return [m for m in model.modules()
-            if isinstance(m, KQuantLinear) or (isinstance(m, Int4Linear) and m.layout == "native")]
+            if isinstance(m, KQuantLinear) or (isinstance(m, Int4Linear) and m.layout == "native")
+            or (isinstance(m, Int8Linear) and m.native_kernel and m.group_size == 32)]
 
 
 def _activations_of(model: nn.Module) -> str | None:
@@ -559,21 +566,22 @@ def _activations_of(model: nn.Module) -> str | None:
 
 
 def set_activations(model: nn.Module, activations: str) -> None:
-    """Round the activations of every native 4-bit layer of `model` (int4 layers on the native CPU
-    kernel, and the layers a GGUF file's Q4_K/Q6_K blocks become) to "int16" (the default: per block
-    of 32 or super-block of 256 to 1/65534 of its largest |x|; on the tests' models the logits stay
-    within ~1e-3 of the dequantized float model's) or "int8" (llama.cpp's arithmetic, its Q8_1 / Q8_K
-    rows: 1/254 of the largest |x|, half the multiplications; next-token distributions within a KL
-    divergence of ~0.003 of the 16-bit ones on the tests' models, so greedy ids may part); recorded in
+    """Round the activations of every native quantized layer of `model` that can (int4 layers on the
+    native CPU kernel, the layers a GGUF file's Q4_K/Q6_K blocks become, int8 layers in groups of 32)
+    to "int16" (the default: per block of 32 or super-block of 256 to 1/65534 of its largest |x|; the
+    int8 layers keep float32 activations; on the tests' models the logits stay within ~1e-3 of the
+    dequantized float model's) or "int8" (llama.cpp's arithmetic, its Q8_0 / Q8_1 / Q8_K rows: 1/254 of
+    the largest |x|, integer products; next-token distributions within a KL divergence of ~0.003 of
+    the 16-bit ones on the tests' models, so greedy ids may part); recorded in
     `model.quantization.activations`. A ModelError for another name or a model without such layers
-    (quantize "int4" on a CPU where the native kernels run makes them)."""
+    (quantize "int4", or "int8" in groups of 32, on a CPU where the native kernels run makes them)."""
     if activations not in ACTIVATION_BITS:
         raise ModelError(f"activations must be one of {', '.join(map(repr, ACTIVATION_BITS))}, got {activations!r}")
     layers = _rounding_layers(model)
     if not layers:
-        raise ModelError("activations applies to int4 layers on the native CPU kernel and to the layers a GGUF "
-                         "file's Q4_K/Q6_K blocks become (quantize \"int4\" on a CPU where the native kernels "
-                         "run), and this model has none")
+        raise ModelError("activations applies to int4 layers, int8 layers in groups of 32 and the layers a GGUF "
+                         "file's Q4_K/Q6_K blocks become, on the native CPU kernels (quantize \"int4\" or \"int8\" "
+                         "on a CPU where they run), and this model has none")
     for layer in layers:
         layer.activation_bits = ACTIVATION_BITS[activations]
     quantization = getattr(model, "quantization", None)

@@ -380,11 +380,9 @@ def test_usage_errors(tiny_folder):
     assert r.returncode == 2 and "SERVE_TEST_UNSET_KEY" in r.stderr
     r = run("/no/such/model")
     assert r.returncode == 1 and "cannot load" in r.stderr and "Traceback" not in r.stderr
-    # 8-bit activations need an int4 load: said before serving, no traceback
+    # 8-bit activations need a quantized load: said before serving, no traceback
     r = run(str(tiny_folder), "--activations", "int8")
-    assert r.returncode == 1 and "applies to int4 loads" in r.stderr and "Traceback" not in r.stderr
-    r = run(str(tiny_folder), "--quantize", "int8", "--activations", "int8")
-    assert r.returncode == 1 and "this load has quantize 'int8'" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "applies to quantized loads" in r.stderr and "Traceback" not in r.stderr
     r = run(str(tiny_folder), "--activations", "int4")
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
