@@ -2,7 +2,8 @@
 
 One process, greedy batch 1, `--new-tokens` new tokens (128) per run, `torch.set_num_threads(--threads)`:
 our float32, bfloat16, int8 and int4 models (lispe_py.models; int8/int4 loaded straight from the GGUF
-with `load_gguf_quantized`, with float32 activations and, as int8-bf16/int4-bf16, bfloat16 ones; on the
+with `load_gguf_quantized`, with float32 activations and, as int8-bf16/int4-bf16, bfloat16 ones, and as
+int8-a8/int4-a8 with the native kernels rounding activations to 8 bits as llama.cpp does; on the
 native AVX2 kernels where they build, and as int8-torch/int4-torch on torch's kernels; int8 is groups
 of 32 where the native kernels run, int8-channel one scale per output channel), transformers
 `generate()` in float32 on the same GGUF, and llama.cpp
@@ -15,7 +16,9 @@ engines, round after round; the best run per engine is kept. Reported per engine
   tokens: its peak RSS (VmHWM, which includes the Python interpreter, torch and the engine's library;
   not ru_maxrss, which Linux carries over from the parent's RSS across fork + exec) and the part of it the model adds: peak RSS minus the RSS measured after the imports, just
   before loading (so torch's and transformers' own import cost is not charged to the model),
-- perplexity on bench/data/perplexity.txt (ours: `sequence_logprobs`; relative to our float32),
+- perplexity on bench/data/perplexity.txt (ours: `sequence_logprobs`; relative to our float32), and
+  over 64-token windows of it (`window_perplexity`: calls as short as decoding's, so the native
+  kernels run, 8-bit activations included; the whole text at once multiplies by dequantized weights),
 - greedy agreement with our float32: prompts whose first 20 new tokens are identical (every engine,
   llama.cpp and transformers included).
 
@@ -61,10 +64,11 @@ AGREEMENT_PROMPTS = [
 ]
 # "-bf16": the quantized model with bfloat16 activations (norms, attention, residuals; the quantized
 # layers compute in bfloat16 either way, so the casts around each of them go too)
-ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-channel", "int8-torch", "int8-gptq", "int4", "int4-bf16",
-           "int4-torch", "int4-g64", "transformers", "llama.cpp")
-DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-channel", "int4", "int4-bf16", "transformers",
-                   "llama.cpp")
+# "-a8": the native kernels round activations to 8 bits, as llama.cpp does (`quantize.set_activations`)
+ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-channel", "int8-torch", "int8-gptq", "int8-a8", "int4",
+           "int4-bf16", "int4-a8", "int4-torch", "int4-g64", "transformers", "llama.cpp")
+DEFAULT_ENGINES = ("float32", "bfloat16", "int8", "int8-bf16", "int8-channel", "int8-a8", "int4", "int4-bf16", "int4-a8",
+                   "transformers", "llama.cpp")
 
 
 def gguf_path() -> Path:
@@ -85,6 +89,12 @@ def load_engine(name: str) -> Any:
         from lispe_py.models.quantize import PER_CHANNEL, load_gguf_quantized
 
         return load_gguf_quantized(path, "int8", group_size=PER_CHANNEL, calibration="self")
+    if name.endswith("-a8"):  # 8-bit activations in the native kernels
+        from lispe_py.models.quantize import set_activations
+
+        model = load_engine(name.removesuffix("-a8"))
+        set_activations(model, "int8")
+        return model
     if name.endswith("-torch"):  # torch's weight-only kernels instead of the native ones
         from lispe_py.models import native
 
@@ -157,6 +167,24 @@ def perplexity(model: Any) -> float:
 
     ids = model.tokenizer.encode(TEXT.read_text())
     return math.exp(-sequence_logprobs(model, ids).mean().item())
+
+
+def window_perplexity(model: Any, window: int = 64) -> float:
+    """Perplexity of the same text cut into independent windows of `window` tokens (each scored without
+    the text before it: higher than `perplexity`). Calls of at most 64 rows run the native kernels as
+    decoding does, 8-bit activations included; the whole text in one call multiplies by the
+    dequantized weights instead (quantize.NATIVE_MAX_ROWS), which `perplexity` measures."""
+    ids = torch.tensor(model.tokenizer.encode(TEXT.read_text()))
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(ids) - 1, window):
+            part = ids[i:i + window]
+            if len(part) < 2:
+                break
+            logp = torch.log_softmax(model.forward_full(part[None])[0, :-1].float(), -1)
+            total += logp.gather(1, part[1:, None]).sum().item()
+            count += len(part) - 1
+    return math.exp(-total / count)
 
 
 def peak_memory_mb(name: str, threads: int, new_tokens: int) -> dict[str, float]:
@@ -340,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
         row["ttft_ms"] = ttft[name] * 1000
         if name in ours:
             row["ppl"] = perplexity(models[name])
+            row["ppl64"] = window_perplexity(models[name])
         if "float32" in ours:
             same = sum(generator(name, models[name], prompt_ids(tokenizer, p))(20) == reference[p]
                        for p in AGREEMENT_PROMPTS)
@@ -353,9 +382,10 @@ def main(argv: list[str] | None = None) -> None:
     base = rows.get("transformers", {}).get("tok_s")
     lcpp = rows.get("llama.cpp", {}).get("tok_s")
     ppl32 = rows.get("float32", {}).get("ppl")
+    w32 = rows.get("float32", {}).get("ppl64")
     head = ("| engine | tok/s | vs transformers fp32 | vs llama.cpp | TTFT ms | load s | peak RSS MB | model MB "
-            "| perplexity | vs fp32 | greedy 20 = fp32 |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "| perplexity | vs fp32 | 64-token windows, vs fp32 | greedy 20 = fp32 |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name in names:
         r = rows[name]
         cells = [
@@ -367,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['model_mb']:.0f}" if "model_mb" in r else "-",
             f"{r['ppl']:.3f}" if "ppl" in r else "-",
             f"{(r['ppl'] / ppl32 - 1) * 100:+.2f}%" if "ppl" in r and ppl32 else "-",
+            f"{(r['ppl64'] / w32 - 1) * 100:+.2f}%" if "ppl64" in r and w32 else "-",
             r.get("agree", "-"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
