@@ -77,12 +77,13 @@ def torch_model_quantize(model: Any, mode: Any, group_size: Any = None) -> Any:
 def torch_model_set_activations(model: Any, activations: Any) -> Any:
     """(torch_model_set_activations model "int8")
 
-    What the native 4-bit kernels of an int4 model (torch_model_quantize "int4", or a load with
-    "quantize" "int4": Q4_0/Q4_1 and Q4_K/Q6_K GGUF blocks) round their inputs to: "int16" (the
-    default: 1/65534 of each block's largest |x|) or "int8" (llama.cpp's arithmetic: 1/254, half the
-    multiplications; faster, less exact: greedy ids can part from the 16-bit ones where two logits are
-    close). The load key "activations" does the same at load time. Returns the model; an error for a
-    model without such layers (not int4, or on a device or CPU where the native kernels do not run).
+    What the native kernels of a quantized model (torch_model_quantize, or a load with "quantize":
+    int4 layers, Q4_K/Q6_K GGUF blocks, int8 layers in groups of 32) round their inputs to: "int16"
+    (the default: 1/65534 of each block's largest |x|; float32 for the int8 layers) or "int8"
+    (llama.cpp's arithmetic: 1/254, integer products; faster, less exact: greedy ids can part from
+    the default's where two logits are close). The load key "activations" does the same at load time.
+    Returns the model; an error for a model without such layers (int8 per channel, or a device or CPU
+    where the native kernels do not run).
     """
     fname = "torch_model_set_activations"
     m = _model(fname, model)

@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--quantize", choices=["int8", "int4"], default=None)
     p.add_argument("--activations", choices=["int16", "int8"], default=None,
-                   help="with --quantize int4: round the int4 and GGUF Q4_K/Q6_K layers' inputs to 8 bits as "
-                        "llama.cpp does (faster, less exact); default int16")
+                   help="with --quantize: round the int4, int8 (groups of 32) and GGUF Q4_K/Q6_K layers' inputs "
+                        "to 8 bits as llama.cpp does (faster, less exact); default int16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--api-key-env", default=None, metavar="NAME",
                    help="require 'Authorization: Bearer KEY', KEY read from this environment variable")

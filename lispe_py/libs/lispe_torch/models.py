@@ -118,8 +118,9 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
     "model_cache" (default true: a .gguf file's dequantized weights and tokenizer are written to the
     model cache at the first load and memory-mapped at the next ones; "read" uses entries already there
     but never writes or deletes any; nil loads without it), "activations" ("int16", the default, or
-    "int8": with "quantize" "int4", the native int4 and GGUF Q4_K/Q6_K kernels round their inputs to 8
-    bits as llama.cpp does: faster, less exact). The model's tokenizer becomes the default tokenizer.
+    "int8": with "quantize", the native int4, GGUF Q4_K/Q6_K and int8-groups-of-32 kernels round their
+    inputs to 8 bits as llama.cpp does: faster, less exact). The model's tokenizer becomes the default
+    tokenizer.
     """
     from ..torch_quant import load_options
 
@@ -310,8 +311,8 @@ def torch_model_info(model: Any) -> dict:
     num_layers, num_heads, num_kv_heads, has_tokenizer, has_chat_template, prompt_cache,
     prefill_chunk_size, packed_weights, cuda_graphs, quantization ("int8", "int4" or nil),
     quantization_group_size (int4's or int8's groups; nil for int8 with one scale per output channel),
-    activations ("int16" or "int8": what the native int4 and GGUF Q4_K/Q6_K kernels round their inputs
-    to; nil without such layers),
+    activations ("int16" or "int8": what the native int4, GGUF Q4_K/Q6_K and int8-groups-of-32 kernels
+    round their inputs to, "int16" meaning float32 for the int8 ones; nil without such layers),
     quantized_kernels ("native": the AVX2 int8/int4 kernels built on this machine, "torch": torch's,
     "reference": none fits), model_cache (the model cache folder its weights were mapped from or written
     to at load, else nil), weights_mb (memory held by the weights, shared tensors once), mapped_mb (weights
