@@ -53,8 +53,8 @@ MODES = ("int8", "int4")
 # Inputs of up to this many rows (decode steps, batches, beams, short prompts) go through the native
 # kernels (native.py), which read the weights once per 8 rows; longer ones through one float32 matmul.
 NATIVE_MAX_ROWS = 64
-#: the widths the native 4-bit kernels (int4 layers, GGUF Q4_K/Q6_K layers) round activations to, by name
-#: (`set_activations`)
+#: the widths the native kernels of int4, GGUF Q4_K/Q6_K and int8-groups-of-32 layers round activations to,
+#: by name (`set_activations`; 16 means float32 for the int8 layers)
 ACTIVATION_BITS = {"int16": 16, "int8": 8}
 GROUP_SIZES = (32, 64, 128)
 DEFAULT_GROUP_SIZE = 32
