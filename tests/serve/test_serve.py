@@ -337,6 +337,35 @@ def test_api_key_required(tiny_folder, start_server):
     assert "s3cret" not in srv.line
 
 
+def test_int4_with_8_bit_activations_serves_what_local_generate_gives(tiny_folder, start_server):
+    """`--quantize int4 --activations int8`: the served model is the one `load_model` gives with the same
+    options (8-bit activations in its int4 layers and int8 head), greedy ids equal to a lone local
+    `generate`, for requests one at a time and for concurrent ones sharing decode steps."""
+    from lispe_py.models import load_model, native
+
+    if not native.available():
+        pytest.skip(f"8-bit activations are the native kernels': {native.reason()}")
+    srv = start_server(str(tiny_folder), "--quantize", "int4", "--activations", "int8", "--threads", "1",
+                       "--served-model-name", "tiny8")
+    model = load_model(tiny_folder, quantize="int4", activations="int8")
+    assert model.quantization.activations == "int8"
+    want = {p: local(model, model.tokenizer.encode(p), {"max_length": 16}) for p in PROMPTS}
+    wide = load_model(tiny_folder, quantize="int4")  # 16 bits: these prompts tell the two widths apart
+    assert any(local(wide, wide.tokenizer.encode(p), {"max_length": 16}) != want[p] for p in PROMPTS)
+    client = srv.client()
+
+    def ask(prompt):
+        r = client.completions.create(model="tiny8", prompt=prompt, max_tokens=16, temperature=0,
+                                      extra_body={"return_token_ids": True})
+        return r.choices[0].token_ids, r.choices[0].text
+
+    for p in PROMPTS[:2]:
+        assert ask(p) == tuple(want[p])
+    with cf.ThreadPoolExecutor(len(PROMPTS)) as ex:
+        got = dict(zip(PROMPTS, ex.map(ask, PROMPTS)))
+    assert got == {p: tuple(w) for p, w in want.items()}
+
+
 def test_sigint_drains_in_flight_requests_and_exits_0(tiny_folder, start_server):
     srv = start_server(str(tiny_folder), "--threads", "1")
     result = {}
