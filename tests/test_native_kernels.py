@@ -96,6 +96,25 @@ def test_int8_block_op_is_the_float_matmul(rows, k, group, so_dtype):
 
 
 @needs_native
+@pytest.mark.parametrize("group", [16, 32, 64])
+@pytest.mark.parametrize("bits", [32, 8])
+def test_int8_block_op_rows_equal_rows_alone(group, bits):
+    """A row gets the same bits alone as in a batch of any size (a server's request the same as a lone
+    generate): the float32 path scales the weights before the rows' FMAs whatever the row count."""
+    if bits == 8 and group != 32:
+        pytest.skip("8-bit activations take groups of 32 only")
+    g = _gen(group + bits)
+    k = 576 if group != 64 else 448
+    x = torch.randn(11, k, generator=g)
+    q = torch.randint(-128, 128, (72, k), dtype=torch.int8, generator=g)
+    so = torch.randn(72, 2, k // group, generator=g).half().contiguous()
+    alone = torch.cat([torch.ops.lispe.int8_block_linear(x[i:i + 1], q, so, bits) for i in range(11)])
+    assert torch.equal(torch.ops.lispe.int8_block_linear(x, q, so, bits), alone)
+    for rows in (2, 3, 5, 8):
+        assert torch.equal(torch.ops.lispe.int8_block_linear(x[:rows], q, so, bits), alone[:rows])
+
+
+@needs_native
 @pytest.mark.parametrize("rows", [1, 3, 8, 9, 17])
 @pytest.mark.parametrize("k", [576, 416, 256, 96])  # runs of 8 blocks and tails of 2, 5, 0, 3 blocks
 @pytest.mark.parametrize("so_dtype", [torch.float32, torch.float16])

@@ -364,35 +364,29 @@ inline __m256 load8(const c10::Half* p) {  // F16C: exact widening
 }
 
 // One block of 32 int8 weights times M rows of x, columns 0..15 scaled by s0 and 16..31 by s1 (the
-// scales in every lane; the same one for groups of 32 or more).
-template <int M, int A>
-inline void int8_block(const int8_t* w, const float* x, int64_t K, int64_t b, __m256 s0, __m256 s1, __m256 (*acc)[A]) {
+// scales in every lane; the same one for groups of 32 or more): the weights are scaled once for all
+// rows, then 4 FMAs per block and row into the row's two accumulators. A row runs the same operations
+// in the same order whatever M is, so its result does not depend on the rows beside it (a request
+// alone or in a server's batch gets the same bits).
+template <int M>
+inline void int8_block(const int8_t* w, const float* x, int64_t K, int64_t b, __m256 s0, __m256 s1, __m256 (*acc)[2]) {
   __m256 f[4];
-  for (int j = 0; j < 4; ++j) f[j] = int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j)));
-  if (M == 1) {  // 6 operations per block: sum the products, then scale the two sums
-    const float* xm = x + 32 * b;
-    const __m256 v0 = _mm256_fmadd_ps(f[1], load8(xm + 8), _mm256_mul_ps(f[0], load8(xm)));
-    const __m256 v1 = _mm256_fmadd_ps(f[3], load8(xm + 24), _mm256_mul_ps(f[2], load8(xm + 16)));
-    acc[0][0] = _mm256_fmadd_ps(s0, v0, acc[0][0]);
-    acc[0][A - 1] = _mm256_fmadd_ps(s1, v1, acc[0][A - 1]);
-  } else {  // scale the weights once for all rows: then 4 FMAs per block and row
-    for (int j = 0; j < 4; ++j) f[j] = _mm256_mul_ps(f[j], j < 2 ? s0 : s1);
-    for (int m = 0; m < M; ++m) {
-      const float* xm = x + m * K + 32 * b;
-      for (int j = 0; j < 4; ++j) acc[m][j % A] = _mm256_fmadd_ps(f[j], load8(xm + 8 * j), acc[m][j % A]);
-    }
+  for (int j = 0; j < 4; ++j)
+    f[j] = _mm256_mul_ps(int8x8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 32 * b + 8 * j))), j < 2 ? s0 : s1);
+  for (int m = 0; m < M; ++m) {
+    const float* xm = x + m * K + 32 * b;
+    for (int j = 0; j < 4; ++j) acc[m][j % 2] = _mm256_fmadd_ps(f[j], load8(xm + 8 * j), acc[m][j % 2]);
   }
 }
 
 // int8 weights with a scale and an offset per block of 32 columns (sb, ob: B = K / 32 of each per
-// row, float32 or float16, read 8 at a time), float32 activations: per block, one row's products are
-// summed in two vectors (two FMAs each), which the block's scale adds to the row's two accumulators;
-// with several rows the block's weights are scaled once instead, for four FMAs per row. The offsets
-// multiply the block sums of x, 8 blocks per FMA.
+// row, float32 or float16, read 8 at a time), float32 activations: per block the weights are scaled
+// once, then four FMAs per row (`int8_block`). The offsets multiply the block sums of x, 8 blocks per
+// FMA.
 template <int M, typename S>
 inline void int8_block_row(const float* x, const float* xs, int64_t K, const int8_t* w, const S* sb, const S* ob,
                            float* y, int64_t N) {
-  constexpr int A = M <= 2 ? 2 : 1;  // accumulators per row: 16 vector registers hold M * A of them
+  constexpr int A = 2;  // accumulators per row, whatever M (a row's sums in the same order alone or in a batch)
   const int64_t B = K / 32;
   __m256 acc[M][A];  // the offsets' products go into the first accumulator too: no more registers
   for (int m = 0; m < M; ++m)
@@ -404,13 +398,13 @@ inline void int8_block_row(const float* x, const float* xs, int64_t K, const int
     for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m][0]);
     for (int i = 0; i < 8; ++i) {  // lane i of the 8 scales in every lane: one shuffle, no store and reload
       const __m256 si = _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(i));
-      int8_block<M, A>(w, x, K, b0 + i, si, si, acc);
+      int8_block<M>(w, x, K, b0 + i, si, si, acc);
     }
   }
   float tail[M] = {};
   for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks
     const __m256 sb1 = _mm256_set1_ps(to_float(sb[b]));
-    int8_block<M, A>(w, x, K, b, sb1, sb1, acc);
+    int8_block<M>(w, x, K, b, sb1, sb1, acc);
     for (int m = 0; m < M; ++m) tail[m] += to_float(ob[b]) * xs[m * B + b];
   }
   for (int m = 0; m < M; ++m) y[m * N] = hsum(A == 2 ? _mm256_add_ps(acc[m][0], acc[m][A - 1]) : acc[m][0]) + tail[m];
@@ -421,7 +415,7 @@ inline void int8_block_row(const float* x, const float* xs, int64_t K, const int
 template <int M, typename S>
 inline void int8_g16_row(const float* x, const float* xs16, int64_t K, const int8_t* w, const S* sb, const S* ob,
                          float* y, int64_t N) {
-  constexpr int A = M <= 2 ? 2 : 1;
+  constexpr int A = 2;  // as int8_block_row
   const int64_t B = K / 32, H = K / 16;
   __m256 acc[M][A];
   for (int m = 0; m < M; ++m)
@@ -431,12 +425,12 @@ inline void int8_g16_row(const float* x, const float* xs16, int64_t K, const int
     const __m256 s8 = load8(sb + 2 * b0), o8 = load8(ob + 2 * b0);
     for (int m = 0; m < M; ++m) acc[m][0] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs16 + m * H + 2 * b0), acc[m][0]);
     for (int i = 0; i < 4; ++i)
-      int8_block<M, A>(w, x, K, b0 + i, _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(2 * i)),
+      int8_block<M>(w, x, K, b0 + i, _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(2 * i)),
                        _mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(2 * i + 1)), acc);
   }
   float tail[M] = {};
   for (int64_t b = b0; b < B; ++b) {  // the last B % 4 blocks
-    int8_block<M, A>(w, x, K, b, _mm256_set1_ps(to_float(sb[2 * b])), _mm256_set1_ps(to_float(sb[2 * b + 1])), acc);
+    int8_block<M>(w, x, K, b, _mm256_set1_ps(to_float(sb[2 * b])), _mm256_set1_ps(to_float(sb[2 * b + 1])), acc);
     for (int m = 0; m < M; ++m)
       tail[m] += to_float(ob[2 * b]) * xs16[m * H + 2 * b] + to_float(ob[2 * b + 1]) * xs16[m * H + 2 * b + 1];
   }
