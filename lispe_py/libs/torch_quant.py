@@ -15,7 +15,7 @@ from ..builtins.registry import builtin
 from ..errors import LispEError
 from ..models.quantize import ACTIVATION_BITS, GROUP_SIZES, MODES, PER_CHANNEL, quantize_model, set_activations
 from .lispe_torch import G_MODEL, LIB, _model
-from .torch_values import core_errors, is_int
+from .torch_values import arg_error, core_errors, is_int
 
 
 def quantize_args(fname: str, mode: Any, group_size: Any = None,
@@ -44,6 +44,14 @@ def load_options(fname: str, quantize: Any, group_size: Any) -> tuple[str | None
     if quantize is None:
         raise LispEError(f'{fname}: config "group_size" needs "quantize" ("int8" or "int4")')
     return quantize_args(fname, quantize, group_size, ('config "quantize"', 'config "group_size"'))
+
+
+def activations_arg(fname: str, name: str, value: Any) -> str:
+    """An activation width name ("int16" / "int8") from Lisp, or a LispE error naming `fname` and `name`
+    (the builtin's argument or the load config's key)."""
+    if not isinstance(value, str) or value not in ACTIVATION_BITS:
+        raise arg_error(fname, name, " or ".join(f'"{n}"' for n in ACTIVATION_BITS), value)
+    return value
 
 
 @builtin("torch_model_quantize", group=G_MODEL, library=LIB, min_args=2, max_args=3)
@@ -87,9 +95,7 @@ def torch_model_set_activations(model: Any, activations: Any) -> Any:
     """
     fname = "torch_model_set_activations"
     m = _model(fname, model)
-    if not isinstance(activations, str) or activations not in ACTIVATION_BITS:
-        raise LispEError(f"{fname}: argument 'activations': expected "
-                         + " or ".join(f'"{name}"' for name in ACTIVATION_BITS) + f", got {describe(activations)}")
+    activations = activations_arg(fname, "activations", activations)
     with core_errors(fname):
         set_activations(m, activations)
     return model

@@ -146,9 +146,9 @@ struct Blocks {
   static constexpr float top_code = sizeof(T) == 2 ? 32767.0f : 127.0f;
   std::vector<T> xq;
   std::vector<float> xd, xs;
-  std::vector<int32_t> xi;  // 8 bits: each block's sum of xq (int8 weights' +128 offset, int8_a8_rows)
-  Blocks(const float* x, int64_t M, int64_t K)
-      : xq(M * K), xd(M * K / 32), xs(M * K / 32), xi(sizeof(T) == 1 ? M * K / 32 : 0) {
+  std::vector<int32_t> xi;  // with `sums` (8 bits): each block's sum of xq (int8_a8_rows' +128 offset)
+  Blocks(const float* x, int64_t M, int64_t K, bool sums = false)
+      : xq(M * K), xd(M * K / 32), xs(M * K / 32), xi(sums ? M * K / 32 : 0) {
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const int64_t B = K / 32, grouped = B / 8 * 8;
     for (int64_t b = 0; b < M * K / 32; ++b) {
@@ -191,7 +191,7 @@ struct Blocks {
       }
       xd[b] = finite ? top / top_code : NAN;
       xs[b] = total;
-      if constexpr (sizeof(T) == 1) {
+      if (!xi.empty()) {
         int32_t t = 0;
         for (int k = 0; k < 32; ++k) t += q[k];
         xi[b] = t;
@@ -200,11 +200,21 @@ struct Blocks {
   }
 };
 
+// Which 256-bit VNNI instructions the build has: 2 AVX512-VNNI (+VL), 1 AVX-VNNI, 0 none (then
+// vpmaddwd / vpmaddubsw + add compute the same integers).
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define LISPE_VNNI 2
+#elif defined(__AVXVNNI__)
+#define LISPE_VNNI 1
+#else
+#define LISPE_VNNI 0
+#endif
+
 // acc + the pair sums of a * b (int16 lanes into int32): one VNNI instruction where the CPU has it.
 inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if LISPE_VNNI == 2
   return _mm256_dpwssd_epi32(acc, a, b);
-#elif defined(__AVXVNNI__)
+#elif LISPE_VNNI == 1
   return _mm256_dpwssd_avx_epi32(acc, a, b);
 #else
   return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
@@ -214,9 +224,9 @@ inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
 // acc + the sums of four products of unsigned bytes a by signed bytes b per int32 lane (|a b| pairs must
 // fit int16, which vpmaddubsw saturates to): one VNNI instruction where the CPU has it, exact either way.
 inline __m256i dot_add_u8(__m256i acc, __m256i a, __m256i b) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if LISPE_VNNI == 2
   return _mm256_dpbusd_epi32(acc, a, b);
-#elif defined(__AVXVNNI__)
+#elif LISPE_VNNI == 1
   return _mm256_dpbusd_avx_epi32(acc, a, b);
 #else
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
@@ -580,7 +590,7 @@ inline void transpose8x32(__m256i* r) {
 // acc + the sums of four products of signed bytes w by signed bytes x per int32 lane, exact. With VNNI:
 // vpdpbusd on w + 128 (w ^ 0x80 as unsigned: `kSignedViaOffset`), the caller taking 128 * sum x off;
 // without: vpmaddubsw on |w| and x * sign(w) (pairs <= 2 * 128 * 127: no int16 saturation).
-#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+#if LISPE_VNNI
 constexpr bool kSignedViaOffset = true;
 inline __m256i signed_weights(__m256i w) { return _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80))); }
 inline __m256i dot_add_s8(__m256i acc, __m256i w, __m256i x) { return dot_add_u8(acc, w, x); }
@@ -674,7 +684,7 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
     const int8_t* qp = q.data_ptr<int8_t>();
     float* yp = y.data_ptr<float>();
     std::vector<Blocks<int8_t>> passes;
-    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, kSignedViaOffset);
     auto run8 = [&](auto* sp) {
       by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
         LISPE_DISPATCH_ROWS(rows, int8_a8_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)

@@ -141,11 +141,9 @@ def torch_hf_load_model(ctx: Any, path: Any, config: Any = None) -> DecoderModel
         elif key == "quantize":
             quantize = v
         elif key == "activations":
-            from ...models.quantize import ACTIVATION_BITS
+            from ..torch_quant import activations_arg
 
-            if not isinstance(v, str) or v not in ACTIVATION_BITS:
-                raise arg_error(fname, key, " or ".join(f'"{name}"' for name in ACTIVATION_BITS), v)
-            activations = v
+            activations = activations_arg(fname, key, v)
         elif key == "group_size":
             group_size = v
         elif key == "model_cache" and v == "read":
