@@ -155,10 +155,11 @@ def test_a_failed_trace_falls_back_to_op_by_op_steps(monkeypatch):
         assert generate(model, [5, 9, 13], max_length=8).tolist() == expected
 
 
-def _padded_steps(model, rows, steps: int, traced: bool):
-    """Logits of `steps` greedy decode steps after a left-padded prefill of `rows`, traced or op by op."""
+def _padded_steps(model, rows, steps: int, traced: bool, extra_pad: int = 0):
+    """Logits of `steps` greedy decode steps after a left-padded prefill of `rows` (every row padded by
+    `extra_pad` more slots: a lone row can have a pad), traced or op by op."""
     model.traced_decode = traced
-    b, p = len(rows), max(len(r) for r in rows)
+    b, p = len(rows), max(len(r) for r in rows) + extra_pad
     pads = torch.tensor([p - len(r) for r in rows])
     ids = torch.tensor([[0] * (p - len(r)) + r for r in rows])
     slots = torch.arange(64)
@@ -192,6 +193,25 @@ def test_padded_batch_steps_of_quantized_models_run_one_trace_for_every_batch_si
     with torch.inference_mode():
         model.decode(torch.tensor([1, 2]), 6, steps_left=1)  # a short batch makes no trace (threshold 2 here)
     assert not model._graphs
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_a_lone_left_padded_row_runs_the_trace_the_batches_made(mode):
+    """The last row of a `lispe serve` batch keeps its left padding: its steps run the batches' trace.
+    A quantized model lays no float weight out per row count, so one key serves 1 row and several
+    (a second trace there cost ~0.35 s in the middle of serving SmolLM2)."""
+    from lispe_py.models import native
+
+    if not native.available():
+        pytest.skip(f"the native decode attention reads the rows' starts: {native.reason()}")
+    model = quantize_model(_model("llama_gqa", head_dim=64), mode)
+    _padded_steps(model, [[5, 9, 13, 2, 40], [7, 8]], 3, traced=True)
+    made = set(model._graphs)
+    assert [k[0] for k in made] == ["rows"]
+    eager = _padded_steps(model, [[7, 8, 11]], 4, traced=False, extra_pad=3)
+    traced = _padded_steps(model, [[7, 8, 11]], 4, traced=True, extra_pad=3)
+    assert all(torch.equal(a, b) for a, b in zip(eager, traced))
+    assert set(model._graphs) == made
 
 
 def test_padded_batch_steps_of_float_models_run_op_by_op():

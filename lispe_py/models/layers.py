@@ -420,10 +420,13 @@ class DecoderModel(nn.Module):
         cpu = self.device.type == "cpu"
         fp32_cpu = cpu and self.dtype == torch.float32
         low_cpu = cpu and self.dtype in (torch.bfloat16, torch.float16) and not self.transformers_attention
-        copies = self._packed_weights and (fp32_cpu or low_cpu)
+        # (a model whose linears are all quantized has no float weight to lay out: one key for every
+        # row count, so its one-row and several-row steps share their traces' key)
+        floats = not self._all_linears_quantized()
+        copies = self._packed_weights and (fp32_cpu or low_cpu) and floats
         pack = copies and rows > 1 and _onednn_packing_available()
-        threads = torch.get_num_threads() if fp32_cpu else 1
-        widen = WIDEN_ROWS if low_cpu else 0
+        threads = torch.get_num_threads() if fp32_cpu and floats else 1
+        widen = WIDEN_ROWS if low_cpu and floats else 0
         key = (self.dtype, self.device, pack, copies, threads, widen)  # each Linear checks its copy's age when it runs
         if self._layout_key == key:
             return
@@ -750,6 +753,9 @@ class DecoderModel(nn.Module):
             return False
         if not self.layers[0].attn.native_decode(self.dtype, self.device):
             return False
+        return self._all_linears_quantized()
+
+    def _all_linears_quantized(self) -> bool:
         if self._no_float_linears is None:  # (a walk over every module: not at each step)
             self._no_float_linears = next(self._linears(), None) is None
         return self._no_float_linears
