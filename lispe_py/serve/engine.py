@@ -85,7 +85,8 @@ class Request:
         self.cancelled = False
         self.arrival = time.monotonic()
         self.first_token_time: float | None = None
-        self.history: torch.Tensor | None = None    # [n, P + max_new] token ids (prompt, then new)
+        self.history: torch.Tensor | None = None    # [n, P + max_new] token ids (prompt, then new), kept
+        # only where the logits chain or a stop criterion reads them
         self.step = 0                                # tokens chosen per row so far
 
     def cancel(self) -> None:
@@ -388,8 +389,9 @@ class Engine:
                 if not req.plan.greedy:
                     seed = req.config.seed
                     o.sampler = _Sampler(1, None if seed is None else seed + j, 1, self.device)
-            req.history = torch.empty((req.n, n + req.max_new), dtype=torch.long, device=self.device)
-            req.history[:, :n] = torch.tensor(req.prompt, dtype=torch.long, device=self.device)
+            if len(req.plan.chain) or req.plan.stopping:  # what the logits chain and stop criteria read
+                req.history = torch.empty((req.n, n + req.max_new), dtype=torch.long, device=self.device)
+                req.history[:, :n] = torch.tensor(req.prompt, dtype=torch.long, device=self.device)
             self.active.append(req)
             with self.metrics.lock:
                 self.metrics.prompt_tokens += n
@@ -423,6 +425,11 @@ class Engine:
             entry = by_req.setdefault(id(req), (req, [], []))
             entry[1].append(o)
             entry[2].append(i)
+        # Where every request of the step picks its rows' argmax of the raw logits (greedy, no logits
+        # processor), one argmax over all the rows serves them all (the same ids as one per request).
+        picks = None
+        if all(req.plan.greedy and not len(req.plan.chain) for req, _, _ in by_req.values()):
+            picks = logits.argmax(dim=-1).tolist()
         for req, outs, idx in by_req.values():
             if len(idx) == n:
                 rows_logits = logits
@@ -430,32 +437,43 @@ class Engine:
                 rows_logits = logits[idx[0]:idx[-1] + 1]
             else:
                 rows_logits = logits[idx]
-            self._choose(req, outs, rows_logits)
+            self._choose(req, outs, rows_logits, None if picks is None else [picks[i] for i in idx])
 
-    def _choose(self, req: Request, outs: list[Output], logits: torch.Tensor) -> None:
-        """Pick the next token of each of `outs` (live rows of `req`) from their logits [k, V]."""
+    def _choose(self, req: Request, outs: list[Output], logits: torch.Tensor,
+                picks: list[int] | None = None) -> None:
+        """Pick the next token of each of `outs` (live rows of `req`) from their logits [k, V]
+        (`picks`: their argmax, already taken for the whole step, when `req` is greedy without
+        logits processors)."""
         plan = req.plan
         k = len(outs)
         step = req.step
         p = len(req.prompt)
         rows = slice(None) if k == req.n else [o.index for o in outs]
-        if len(plan.chain):
-            scores = plan.chain(req.history[rows, :p + step], logits)
+        reads_history = bool(len(plan.chain) or plan.stopping)  # (else no tensor work per token)
+        if picks is not None:
+            nxt = torch.tensor(picks, dtype=torch.long, device=self.device) if reads_history else None
         else:
-            scores = logits
-        if plan.greedy:
-            nxt = scores.argmax(dim=-1)
-        else:
-            nxt = torch.cat([o.sampler(scores[i:i + 1]) for i, o in enumerate(outs)])
+            if len(plan.chain):
+                scores = plan.chain(req.history[rows, :p + step], logits)
+            else:
+                scores = logits
+            if plan.greedy:
+                nxt = scores.argmax(dim=-1)
+            else:
+                nxt = torch.cat([o.sampler(scores[i:i + 1]) for i, o in enumerate(outs)])
+            picks = nxt.tolist()
         lps = None
         if req.top is not None:
             lps = torch.log_softmax(logits.float(), dim=-1)
-        req.history[rows, p + step] = nxt
-        stopped = torch.zeros(k, dtype=torch.bool)
+        if reads_history:
+            req.history[rows, p + step] = nxt
+        stopped = [False] * k
         if plan.stopping:
             new_hist = req.history[rows, :p + step + 1]
+            hits = torch.zeros(k, dtype=torch.bool)
             for criterion in plan.stopping:
-                stopped = stopped | criterion(new_hist, nxt).to(torch.bool).cpu()
+                hits = hits | criterion(new_hist, nxt).to(torch.bool).cpu()
+            stopped = hits.tolist()
         req.step += 1
         if req.first_token_time is None:
             req.first_token_time = time.monotonic()
@@ -465,7 +483,7 @@ class Engine:
                 self.metrics.ttft_sum += req.first_token_time - req.arrival
         eos = set(plan.special.eos) if not req.ignore_eos else set()
         stops = req.config.stop
-        for i, (o, t) in enumerate(zip(outs, nxt.tolist())):
+        for i, (o, t) in enumerate(zip(outs, picks)):
             o.tokens.append(t)
             o.pending = t
             new_lp = None
@@ -480,7 +498,7 @@ class Engine:
             reason = None
             if t in eos:
                 reason = "stop"
-            elif bool(stopped[i]):
+            elif stopped[i]:
                 reason = "stop"
             elif req.step >= req.max_new:
                 reason = "length"

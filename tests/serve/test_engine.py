@@ -120,6 +120,25 @@ def test_seeded_sampling_is_the_same_alone_and_in_a_batch(tiny_model):
         assert o.tokens == _cut(model, want[j])
 
 
+def test_steps_mixing_plain_greedy_requests_with_processed_and_sampled_ones(tiny_model, small_slots):
+    """One argmax over the step serves the plain greedy requests only where every request of the step is
+    one; steps that also run a logits processor, a stop criterion or sampling pick each request's
+    tokens its own way. Every request still gets what it would get alone."""
+    model = tiny_model
+    configs = [{"max_length": 9}, {"max_length": 9, "repetition_penalty": 1.7},
+               {"max_length": 9, "stop_when": lambda text: len(text) > 6},
+               {"strategy": "sample", "temperature": 0.8, "seed": 5, "max_length": 9},
+               {"max_length": 9, "num_beams": 1, "no_repeat_ngram_size": 2}]
+    prompts = [[1, 30 + i, 31, 32 + 2 * i] for i in range(len(configs))]
+    eng = Engine(model, max_batch=8)
+    reqs = [_request(model, p, c)[0] for p, c in zip(prompts, configs)]
+    assert reqs[0].plan.greedy and not len(reqs[0].plan.chain) and not reqs[0].plan.stopping
+    _run(eng, {0: reqs[:1], 2: reqs[1:3], 3: reqs[3:]})
+    assert reqs[0].history is None and reqs[1].history is not None  # only where something reads it
+    for req, p, c in zip(reqs, prompts, configs):
+        assert req.outputs[0].tokens == _local(model, p, c), c
+
+
 def test_cancel_frees_rows(tiny_model):
     model = tiny_model
     eng = Engine(model, max_batch=2)
