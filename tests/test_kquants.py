@@ -170,6 +170,25 @@ def test_native_k_quant_layers_read_the_mapped_file(files, kernels):
     assert diff < 1e-3
 
 
+def test_k_quant_layers_call_the_kernel_on_their_current_buffers(files, kernels):
+    """The kernel's argument lists are built once per layer and built again when the module's buffers
+    are replaced (`_apply`: `.to()`, `.cpu()`, ...), so a call never reads blocks the layer dropped."""
+    if kernels != "native":
+        pytest.skip("the K-quant kernels are native only")
+    model = load_gguf_quantized(files["Q4_K_M"], "int4")
+    layer = model.layers[0].attn.wqkv
+    x = torch.randn(3, layer.in_features)
+    before = layer(x)
+    raws, _, _ = layer._kernel_args()
+    assert raws[0] is layer.raw0 and layer._kernel_args() is layer._kernel_args()
+    layer._apply(lambda t: t.clone())  # new buffers with the same values
+    raws, _, indexes = layer._kernel_args()
+    assert raws[0] is layer.raw0 and indexes[0] is layer.index0 and torch.equal(layer(x), before)
+    with torch.no_grad():
+        layer.raw0.zero_()  # the current buffer is what the kernel reads
+    assert not torch.equal(layer(x), before)
+
+
 def test_lisp_loads_a_k_quant_file_and_reports_memory(files):
     from lispe_py import Interpreter
 

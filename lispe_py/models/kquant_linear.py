@@ -48,10 +48,27 @@ class KQuantLinear(nn.Module):
                 raise ValueError(f"KQuantLinear: no kernel for {kind}")
             self.register_buffer(f"raw{i}", raw, persistent=False)
             self.register_buffer(f"index{i}", index, persistent=False)
+        self._op_args: tuple | None = None  # the kernel's (raws, kinds, indexes), made on the first call
 
     def _parts(self):
         for i, kind in enumerate(self.kinds):
             yield kind, getattr(self, f"raw{i}"), getattr(self, f"index{i}")
+
+    def _apply(self, fn, recurse: bool = True):
+        self._op_args = None  # the buffers may be new tensors
+        return super()._apply(fn, recurse)
+
+    def _kernel_args(self) -> tuple:
+        """(raws, kinds, indexes) as `lispe::kquant_linear` takes them: built once, not at every call
+        (a decode step makes ~4 such calls per layer, and walking the buffers cost ~20 us each)."""
+        if self._op_args is None:
+            raws, kinds, indexes = [], [], []
+            for kind, raw, index in self._parts():
+                raws.append(raw)
+                kinds.append(KIND_CODES[kind])
+                indexes.append(_IN_ORDER if index is None else index)
+            self._op_args = (raws, kinds, indexes)
+        return self._op_args
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight [out, in] this layer multiplies by (rows in the model's order)."""
@@ -64,20 +81,15 @@ class KQuantLinear(nn.Module):
         return torch.cat(rows) if len(rows) > 1 else rows[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .quantize import NATIVE_MAX_ROWS
+        from .quantize import NATIVE_MAX_ROWS, float_rows, like_input
 
-        shape = x.shape
-        h = x.reshape(-1, self.in_features).float().contiguous()
+        h = float_rows(x, self.in_features)
         if h.shape[0] > NATIVE_MAX_ROWS:
             y = F.linear(h, self.dequantized_weight())
         else:  # one native call for all the parts, each read where it lies, q/k rows in the model's order
-            raws, kinds, indexes = [], [], []
-            for kind, raw, index in self._parts():
-                raws.append(raw)
-                kinds.append(KIND_CODES[kind])
-                indexes.append(_IN_ORDER if index is None else index)
+            raws, kinds, indexes = self._kernel_args()
             y = torch.ops.lispe.kquant_linear(h, raws, kinds, indexes, self.activation_bits)
-        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        return like_input(y, x, self.out_features)
 
     def extra_repr(self) -> str:
         bits = "" if self.activation_bits == 16 else f", {self.activation_bits}-bit activations"

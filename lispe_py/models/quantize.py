@@ -53,6 +53,22 @@ MODES = ("int8", "int4")
 # Inputs of up to this many rows (decode steps, batches, beams, short prompts) go through the native
 # kernels (native.py), which read the weights once per 8 rows; longer ones through one float32 matmul.
 NATIVE_MAX_ROWS = 64
+
+
+def float_rows(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x as the native kernels take it, a contiguous float32 [rows, k]: x itself where it is one (a
+    decode step makes a few such calls per layer; each no-op conversion is one more op to dispatch)."""
+    h = x if x.dim() == 2 else x.reshape(-1, k)
+    if h.dtype != torch.float32:
+        h = h.float()
+    return h if h.is_contiguous() else h.contiguous()
+
+
+def like_input(y: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
+    """A layer's [rows, n] result in the dtype and leading dimensions of its input x."""
+    if y.dtype != x.dtype:
+        y = y.to(x.dtype)
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], n)
 #: the widths the native kernels of int4, GGUF Q4_K/Q6_K and int8-groups-of-32 layers round activations to,
 #: by name (`set_activations`; 16 means float32 for the int8 layers)
 ACTIVATION_BITS = {"int16": 16, "int8": 8}
@@ -372,10 +388,9 @@ class Int8Linear(nn.Module):
         return dequantize_int8_groups(self.qweight, planes[:, 0], planes[:, 1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
         h = x.reshape(-1, self.in_features)
         if self.use_kernel and self.native_kernel and h.device.type == "cpu":
-            h = h.float().contiguous()
+            h = float_rows(x, self.in_features)
             if h.shape[0] > NATIVE_MAX_ROWS:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
                 y = F.linear(h, self.dequantized_weight())
             elif self.group_size is None:
@@ -391,7 +406,7 @@ class Int8Linear(nn.Module):
         else:
             h = h.to(self.compute_dtype)
             y = F.linear(h, self.dequantized_weight().to(h.dtype))
-        y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        y = like_input(y, x, self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -518,10 +533,9 @@ class Int4Linear(nn.Module):
         return dequantize_int4(q, sz[..., 0].t(), sz[..., 1].t()).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
         h = x.reshape(-1, self.in_features)
         if self.layout == "native":
-            h = h.float().contiguous()
+            h = float_rows(x, self.in_features)
             if h.shape[0] <= NATIVE_MAX_ROWS:
                 y = torch.ops.lispe.int4_linear(h, self.qweight, self._native_scales, self.activation_bits)
             else:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
@@ -534,7 +548,7 @@ class Int4Linear(nn.Module):
                 y = torch.ops.aten._weight_int4pack_mm(h, self.qweight, self.group_size, self.scales_and_zeros)
             else:
                 y = F.linear(h, self._reference_weight(h.dtype))
-        y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        y = like_input(y, x, self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
     def extra_repr(self) -> str:
