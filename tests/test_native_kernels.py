@@ -263,6 +263,44 @@ def test_decode_attention_from_is_sdpa_with_a_left_padding_mask(kv, r, s, d, sta
 
 
 @needs_native
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("per_row", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_rope_attention_is_the_ops_it_fuses_bit_for_bit(d, per_row, padded):
+    """lispe::rope_attention = apply_rope on q and k, the cache write at the last slot, then
+    decode_attention(_from): the same bits, and the same cache afterwards."""
+    from lispe_py.models.layers import apply_rope
+
+    b, heads, kv, s, cap = 3, 8, 2, 11, 16
+    g = _gen(5)
+    qkv = torch.randn(b, (heads + 2 * kv) * d, generator=g)
+    angles = torch.randn(b if per_row else 1, d // 2, generator=g)
+    cos = torch.cat([angles.cos(), angles.cos()], -1)
+    sin = torch.cat([-angles.sin(), angles.sin()], -1)
+    cache = torch.randn(2, 4, kv, cap, d, generator=g)  # rows beyond b and slots beyond s stay untouched
+    mine = cache.clone()
+    starts = torch.tensor([0, 4, 10]) if padded else None
+    scale = d ** -0.5
+    # the op-by-op path, as Attention.forward runs it
+    q = apply_rope(qkv[:, :heads * d].view(b, heads, d), cos.view(-1, 1, d), sin.view(-1, 1, d))
+    k = apply_rope(qkv[:, heads * d:(heads + kv) * d].view(b, kv, d), cos.view(-1, 1, d), sin.view(-1, 1, d))
+    cache[0, :b, :, s - 1] = k
+    cache[1, :b, :, s - 1] = qkv[:, (heads + kv) * d:].view(b, kv, d)
+    q = q.view(b, kv, heads // kv, d).contiguous()
+    ks, vs = cache[0, :b, :, :s], cache[1, :b, :, :s]
+    want = (torch.ops.lispe.decode_attention_from(q, ks, vs, scale, starts) if padded
+            else torch.ops.lispe.decode_attention(q, ks, vs, scale)).reshape(b, heads * d)
+    got = torch.ops.lispe.rope_attention(qkv, cos, sin, mine[0, :b, :, :s], mine[1, :b, :, :s], heads, scale, starts)
+    assert torch.equal(got, want) and torch.equal(mine, cache)
+    with pytest.raises(RuntimeError, match="rope_attention: qkv must be"):
+        torch.ops.lispe.rope_attention(qkv[:, :-1].contiguous(), cos, sin, mine[0, :b, :, :s], mine[1, :b, :, :s],
+                                       heads, scale, None)
+    with pytest.raises(RuntimeError, match="starts"):
+        torch.ops.lispe.rope_attention(qkv, cos, sin, mine[0, :b, :, :s], mine[1, :b, :, :s], heads, scale,
+                                       torch.tensor([0, 0, s]))
+
+
+@needs_native
 def test_a_padded_batch_decode_step_attends_natively_and_agrees_with_sdpa():
     from lispe_py.models.layers import Attention
 
@@ -285,7 +323,7 @@ def test_a_padded_batch_decode_step_attends_natively_and_agrees_with_sdpa():
         with torch.profiler.profile() as prof:
             native_logits = model.decode(tokens, slot, position_ids, kv_mask)
         calls = [e.name for e in prof.events()]
-        assert calls.count("lispe::decode_attention_from") == len(attns)
+        assert calls.count("lispe::rope_attention") == len(attns)  # RoPE, cache write and attention fused
         assert torch.equal(native_logits, eager_logits)  # the trace runs the op-by-op step's ops
         for a in attns:
             a.native = False
@@ -328,7 +366,7 @@ def test_quantized_models_norm_and_attend_natively_and_float_models_as_transform
         full = model.forward_full(out[None, :-1])[0]
     assert out[3:].tolist() == full[2:].argmax(-1).tolist()
     traces = [str(step.fn.graph) for step in model._graphs.values()]
-    assert traces and all(f"lispe::{op}" in t for t in traces for op in ("rms_norm", "int4_linear", "decode_attention"))
+    assert traces and all(f"lispe::{op}" in t for t in traces for op in ("rms_norm", "int4_linear", "rope_attention"))
     with native.switched_off():
         assert norms(quantize_model(create_model(TINY), "int4")) == {False}
 

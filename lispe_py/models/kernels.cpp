@@ -51,6 +51,13 @@
 //   lispe::decode_attention_from(Tensor q, Tensor k, Tensor v, float scale, Tensor starts) -> Tensor
 //       the same, row b over keys starts[b] .. S - 1 only (starts int64 [B], each in 0..S-1): a decode
 //       step of left-padded rows (the pad slots before starts[b] hidden), without building a mask.
+//   lispe::rope_attention(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k, Tensor(b!) v, int heads,
+//                         float scale, Tensor? starts=None) -> Tensor
+//       a decode step's attention straight from the fused projection: qkv float32 [B, (heads + 2 KV) * D]
+//       (q heads, then k, then v), cos/sin float32 [D] or [B, D] (RoPE, sin signed as apply_rope takes
+//       it), k/v the cache views [B, KV, S, D]: q and k rotated exactly as apply_rope rotates them, k and
+//       v written to slot S - 1, then decode_attention(_from) over slots (starts[b] or 0) .. S - 1;
+//       float32 [B, heads * D]. One op instead of the ~20 between projection and attention.
 //
 // The build adds -mavx512f/bw/vl/vnni or -mavxvnni where the CPU has them (native.py).
 // Weights are read once per pass of up to 8 rows of x (each row of x is multiplied by a decoded block
@@ -1194,6 +1201,77 @@ at::Tensor decode_attention_from(const at::Tensor& q, const at::Tensor& k, const
   return attention_rows(q, k, v, scale, starts.data_ptr<int64_t>(), "decode_attention_from");
 }
 
+// RoPE on one head of D values: out = x * cos + roll(x, D / 2) * sin (sin with the sign of
+// rotate_half folded in), each product and the sum rounded as torch's elementwise ops round them.
+inline void rope_head(const float* x, const float* cos, const float* sin, int64_t D, float* out) {
+  const int64_t half = D / 2;
+  for (int64_t i = 0; i < D; i += 8) {
+    const int64_t j = i < half ? i + half : i - half;  // roll by D / 2: out[i] pairs with x[i - D / 2]
+    __m256 a = _mm256_mul_ps(load8(x + i), load8(cos + i));
+    __m256 b = _mm256_mul_ps(load8(x + j), load8(sin + i));
+    // (each product rounded on its own, as torch's ops round it: no fused multiply-add may form here)
+    asm("" : "+x"(a), "+x"(b));
+    _mm256_storeu_ps(out + i, _mm256_add_ps(a, b));
+  }
+}
+
+// One decode step's attention from the fused q/k/v projection: q and k rotated (RoPE), k and v written
+// to the last slot of the cache views, then rows attend as attention_rows does.
+at::Tensor rope_attention(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin, at::Tensor k,
+                          at::Tensor v, int64_t heads, double scale, const c10::optional<at::Tensor>& starts_) {
+  const char* op = "rope_attention";
+  TORCH_CHECK(k.dim() == 4 && v.dim() == 4 && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat &&
+              k.sizes() == v.sizes(), op, ": k and v must be float32 [B, KV, S, D] cache views of one shape");
+  const int64_t B = k.size(0), KV = k.size(1), S = k.size(2), D = k.size(3);
+  TORCH_CHECK(D == 64 || D == 128, op, ": head size must be 64 or 128, got ", D);
+  TORCH_CHECK(S > 0 && heads > 0 && heads % KV == 0, op, ": ", heads, " query heads for ", KV, " key/value heads");
+  for (const at::Tensor* t : {&k, &v})
+    TORCH_CHECK(t->stride(3) == 1 && (t->stride(2) == D || S == 1), op, ": k and v rows must be contiguous");
+  const int64_t R = heads / KV, width = (heads + 2 * KV) * D;
+  TORCH_CHECK(qkv.scalar_type() == at::kFloat && qkv.is_contiguous() && qkv.numel() == B * width, op,
+              ": qkv must be a contiguous float32 [", B, ", ", width, "] tensor, got ", qkv.sizes());
+  for (const at::Tensor* t : {&cos, &sin})
+    TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous() && (t->numel() == D || t->numel() == B * D),
+                op, ": cos and sin must be contiguous float32 with ", D, " values (all rows) or ", B * D, " (per row)");
+  TORCH_CHECK(cos.numel() == sin.numel(), op, ": cos and sin differ in size");
+  const int64_t* starts = nullptr;
+  if (starts_.has_value() && starts_->defined()) {
+    const at::Tensor& s = *starts_;
+    TORCH_CHECK(s.dim() == 1 && s.scalar_type() == at::kLong && s.is_contiguous() && s.size(0) == B,
+                op, ": starts must be a contiguous int64 [", B, "] tensor");
+    starts = s.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b)
+      TORCH_CHECK(starts[b] >= 0 && starts[b] < S, op, ": starts[", b, "] = ", starts[b], " is not in 0..", S - 1);
+  }
+  at::Tensor y = at::empty({B, heads * D}, qkv.options());
+  const float* xp = qkv.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* kp = k.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const bool per_row = cos.numel() == B * D;
+  const float sc = static_cast<float>(scale);
+  at::parallel_for(0, B * KV, std::max<int64_t>(1, 8192 / (S * R)), [&](int64_t h0, int64_t h1) {
+    std::vector<float> p(S), q(R * D);
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t b = h / KV, g = h % KV, t0 = starts ? starts[b] : 0;
+      const float* row = xp + b * width;
+      const float* c = cp + (per_row ? b * D : 0);
+      const float* s = sp + (per_row ? b * D : 0);
+      for (int64_t r = 0; r < R; ++r) rope_head(row + (g * R + r) * D, c, s, D, q.data() + r * D);
+      float* kh = kp + b * k.stride(0) + g * k.stride(1);
+      float* vh = vp + b * v.stride(0) + g * v.stride(1);
+      rope_head(row + (heads + g) * D, c, s, D, kh + (S - 1) * k.stride(2));
+      std::memcpy(vh + (S - 1) * v.stride(2), row + (heads + KV + g) * D, D * sizeof(float));
+      float* out = yp + b * heads * D + g * R * D;
+      if (D == 64) attend_head<8>(q.data(), kh + t0 * D, vh + t0 * D, S - t0, R, sc, p.data(), out);
+      else attend_head<16>(q.data(), kh + t0 * D, vh + t0 * D, S - t0, R, sc, p.data(), out);
+    }
+  });
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(lispe, m) {
@@ -1206,6 +1284,8 @@ TORCH_LIBRARY(lispe, m) {
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
   m.def("decode_attention_from(Tensor q, Tensor k, Tensor v, float scale, Tensor starts) -> Tensor");
+  m.def("rope_attention(Tensor qkv, Tensor cos, Tensor sin, Tensor(a!) k, Tensor(b!) v, int heads, float scale, "
+        "Tensor? starts=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lispe, CPU, m) {
@@ -1217,5 +1297,6 @@ TORCH_LIBRARY_IMPL(lispe, CPU, m) {
   m.impl("kquant_linear", &kquant_linear);
   m.impl("rms_norm", &rms_norm);
   m.impl("decode_attention", &decode_attention);
+  m.impl("rope_attention", &rope_attention);
   m.impl("decode_attention_from", &decode_attention_from);
 }

@@ -203,6 +203,10 @@ class KVCache(nn.Module):
         self.v[:b, :, start:end] = v
         return self.k[:b, :, :end], self.v[:b, :, :end]
 
+    def through(self, slot: int | torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of rows 0..b-1, slots 0..slot (a kernel that writes slot itself: `lispe::rope_attention`)."""
+        return self.k[:b, :, :slot + 1], self.v[:b, :, :slot + 1]
+
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
     """RoPE on x [..., D]: x * cos + rotate_half(x) * sin, with rotate_half(x) = cat(-x2, x1).
@@ -264,12 +268,33 @@ class Attention(nn.Module):
         return (self.native and dtype == torch.float32 and device.type == "cpu" and self.head_dim in (64, 128)
                 and not self.transformers_dispatch)
 
+    def _fused_decode(self, qkv: torch.Tensor, rope, mask, start: int | torch.Tensor) -> torch.Tensor | None:
+        """One query per row on the native kernels: RoPE, the cache write and the attention as one
+        `lispe::rope_attention` (the same numbers as the ops below; ~20 fewer ops per layer and step).
+        None where it does not apply (then the ops below run)."""
+        if isinstance(start, torch.Tensor) and start.dim() == 1:  # the static (CUDA graph) step
+            return None
+        attn_mask, _ = mask[self.window]
+        starts = mask.get(("starts", self.window))
+        cos, sin = rope
+        if not ((attn_mask is None or starts is not None) and self.native_decode(qkv.dtype, qkv.device)
+                and cos.dtype == torch.float32 and cos.is_contiguous() and sin.is_contiguous()
+                and not (torch.is_grad_enabled() and qkv.requires_grad)):
+            return None
+        k, v = self.kv_cache.through(start, qkv.shape[0])
+        return torch.ops.lispe.rope_attention(qkv.view(qkv.shape[0], -1), cos, sin, k, v, self.n_heads, self.scale,
+                                              starts)
+
     def forward(self, x: torch.Tensor, rope, mask, start: int | torch.Tensor | None) -> torch.Tensor:
         """x [B, T, hidden]; rope (cos, signed sin) broadcastable to [B, T, 1, D] or None; mask from `masks`;
         start: first cache slot written (None: no cache, attend within x only; a one-slot tensor: the
         static decode step, see KVCache.update)."""
         b, t, _ = x.shape
         qkv = self.wqkv(x)
+        if t == 1 and rope is not None and self.q_norm is None and start is not None:
+            y = self._fused_decode(qkv, rope, mask, start)
+            if y is not None:
+                return self.wo(y.view(b, 1, self.q_size))
         qk_size = self.q_size + self.kv_size
         v = qkv[..., qk_size:].view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         if self.q_norm is None:
