@@ -265,7 +265,7 @@ template <int M, typename T>
 inline void int4_group(const uint8_t* w, const T* xq, int64_t K, const __m256* f, __m256* acc) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   if constexpr (sizeof(T) == 1) {
-    constexpr int A = M <= 3 ? 2 : 1;  // chains per row (one row: the latency of vpdpbusd)
+    constexpr int A = M <= 4 ? 2 : 1;  // chains per row (up to 4 rows: the latency of vpdpbusd; more rows interleave)
     __m256i s[M * A];
     for (int i = 0; i < M * A; ++i) s[i] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
@@ -625,7 +625,7 @@ void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S*
   const float* xd = xb.xd.data();
   const float* xs = xb.xs.data();
   const int32_t* xi = xb.xi.data();
-  constexpr int A = M <= 3 ? 2 : 1;  // chains per row (one row: the latency of vpdpbusd)
+  constexpr int A = M <= 4 ? 2 : 1;  // chains per row (up to 4 rows: the latency of vpdpbusd; more rows interleave)
   for (int64_t n = n0; n < n1; ++n) {
     const int8_t* w = q + n * K;
     const S* scale = so + n * 2 * B;
