@@ -1252,7 +1252,9 @@ at::Tensor rope_attention(const at::Tensor& qkv, const at::Tensor& cos, const at
   float* yp = y.data_ptr<float>();
   const bool per_row = cos.numel() == B * D;
   const float sc = static_cast<float>(scale);
-  at::parallel_for(0, B * KV, std::max<int64_t>(1, 8192 / (S * R)), [&](int64_t h0, int64_t h1) {
+  // heads split over the threads from a quarter of attention_rows' threshold (each head also rotates
+  // its queries and key): 8 rows x 3 heads x 44 slots take 13-16 us on 2 threads against 25-29 us on one
+  at::parallel_for(0, B * KV, std::max<int64_t>(1, 2048 / (S * R)), [&](int64_t h0, int64_t h1) {
     std::vector<float> p(S), q(R * D);
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t b = h / KV, g = h % KV, t0 = starts ? starts[b] : 0;
