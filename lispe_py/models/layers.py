@@ -758,7 +758,8 @@ class DecoderModel(nn.Module):
                               RuntimeWarning, stacklevel=2)
                 return self._eager_step(tokens, slot, position_ids if starts is None or kv_mask is not None else None,
                                         kv_mask)
-        return logits.clone()  # a CUDA graph's output buffer is overwritten by the next replay
+        # a CUDA graph's output buffer is overwritten by the next replay; a trace returns a new tensor
+        return logits.clone() if cuda else logits
 
     def _graphs_apply(self) -> bool:
         return self.cuda_graphs and self.device.type == "cuda" and not self.transformers_attention
