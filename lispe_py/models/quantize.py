@@ -69,6 +69,8 @@ def like_input(y: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
     if y.dtype != x.dtype:
         y = y.to(x.dtype)
     return y if x.dim() == 2 else y.reshape(*x.shape[:-1], n)
+
+
 #: the widths the native kernels of int4, GGUF Q4_K/Q6_K and int8-groups-of-32 layers round activations to,
 #: by name (`set_activations`; 16 means float32 for the int8 layers)
 ACTIVATION_BITS = {"int16": 16, "int8": 8}
@@ -388,8 +390,7 @@ class Int8Linear(nn.Module):
         return dequantize_int8_groups(self.qweight, planes[:, 0], planes[:, 1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(-1, self.in_features)
-        if self.use_kernel and self.native_kernel and h.device.type == "cpu":
+        if self.use_kernel and self.native_kernel and x.device.type == "cpu":
             h = float_rows(x, self.in_features)
             if h.shape[0] > NATIVE_MAX_ROWS:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
                 y = F.linear(h, self.dequantized_weight())
@@ -398,13 +399,14 @@ class Int8Linear(nn.Module):
             else:
                 bits = 8 if self.activation_bits == 8 else 32
                 y = torch.ops.lispe.int8_block_linear(h, self.qweight, self.scales_and_offsets, bits)
-        elif self.use_kernel and self.group_size is None and int8_kernel_on(h.device.type):
-            y = torch.ops.aten._weight_int8pack_mm(h.to(self.scales.dtype), self.qweight, self.scales)
+        elif self.use_kernel and self.group_size is None and int8_kernel_on(x.device.type):
+            h = x.reshape(-1, self.in_features).to(self.scales.dtype)
+            y = torch.ops.aten._weight_int8pack_mm(h, self.qweight, self.scales)
         elif self.group_size is None:
-            h = h.to(self.scales.dtype)
+            h = x.reshape(-1, self.in_features).to(self.scales.dtype)
             y = F.linear(h, self.qweight.to(h.dtype)) * self.scales
         else:
-            h = h.to(self.compute_dtype)
+            h = x.reshape(-1, self.in_features).to(self.compute_dtype)
             y = F.linear(h, self.dequantized_weight().to(h.dtype))
         y = like_input(y, x, self.out_features)
         return y if self.bias is None else y + self.bias.to(x.dtype)
@@ -533,7 +535,6 @@ class Int4Linear(nn.Module):
         return dequantize_int4(q, sz[..., 0].t(), sz[..., 1].t()).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(-1, self.in_features)
         if self.layout == "native":
             h = float_rows(x, self.in_features)
             if h.shape[0] <= NATIVE_MAX_ROWS:
@@ -541,7 +542,7 @@ class Int4Linear(nn.Module):
             else:  # a long prompt: one float32 matmul beats reading the weights once per 8 rows
                 y = F.linear(h, self._reference_weight(torch.float32))
         else:
-            h = h.to(self.scales_and_zeros.dtype)
+            h = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype)
             if self.layout == "cpu":
                 y = torch.ops.aten._weight_int4pack_mm_for_cpu(h, self.qweight, self.group_size, self.scales_and_zeros)
             elif self.layout == "cuda":
