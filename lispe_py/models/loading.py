@@ -234,7 +234,7 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
 
     check_mode(model_cache)
     hub = {"revision": revision, "file": file, "quant": quant, "net_check": net_check}
-    if activations is not None and quantize not in ("int4", "int8"):
+    if activations is not None and quantize is None:  # (a quantize name of its own is checked by the load)
         raise ModelError("activations applies to quantized loads (quantize \"int4\" or \"int8\"), "
                          "and this load has no quantize")
     if quantize is not None:

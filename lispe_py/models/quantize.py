@@ -694,7 +694,7 @@ class Quantization:
     exact_from_gguf: int = 0  # layers whose values were taken from GGUF blocks as they are
     method: str = "rtn"  # "rtn" (round to nearest) or "gptq" (int8 rounding that compensates its error)
     calibration_tokens: int = 0  # tokens whose activations the "gptq" rounding was fitted on
-    activations: str | None = None  # "int16" / "int8": what the native 4-bit kernels round x to; None: no such layers
+    activations: str | None = None  # "int16" / "int8": what the rounding native kernels (`set_activations`) take x as; None: no such layers
 
     def as_dict(self) -> dict:
         return asdict(self)
