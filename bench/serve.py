@@ -118,7 +118,7 @@ def llama_python(option: str | None) -> tuple[str | None, str]:
     candidate = option or os.environ.get("LLAMA_CPP_PYTHON")
     where = "--llama-python" if option else ("$LLAMA_CPP_PYTHON" if candidate else "this Python")
     candidate = candidate or sys.executable
-    ok = subprocess.run([candidate, "-c", "import llama_cpp.server"], capture_output=True).returncode == 0 \
+    ok = subprocess.run([candidate, "-c", "import llama_cpp.server.app"], capture_output=True).returncode == 0 \
         if Path(candidate).exists() else False
     if not ok:
         return None, (f"llama.cpp's server not measured: {candidate} ({where}) cannot import llama_cpp.server; "
