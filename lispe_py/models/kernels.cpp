@@ -148,14 +148,19 @@ void int8_rows(const float* x, int64_t K, const int8_t* q, const S* scale, float
 // maps to it), and the block's exact float32 sum xs[k / 32] (for the constant part of the weights).
 // The values are stored in the order the int4 kernel reads them: per group of 8 blocks (256 columns),
 // interleaved as the weights are (`int4_group`); the last K / 32 % 8 blocks of a row in column order.
+// With `sums` (int8_a8_rows), those last blocks' scales and sums are also kept by block with the rows
+// side by side (td, ts, ti: [block - first tail block][8], rows >= M zero), so that one vector scales
+// a tail block of all the rows (`lane_sums`; at most kMaxRows rows then).
 template <typename T>
 struct Blocks {
   static constexpr float top_code = sizeof(T) == 2 ? 32767.0f : 127.0f;
   std::vector<T> xq;
-  std::vector<float> xd, xs;
-  std::vector<int32_t> xi;  // with `sums` (8 bits): each block's sum of xq (int8_a8_rows' +128 offset)
+  std::vector<float> xd, xs, td, ts;
+  std::vector<int32_t> xi, ti;  // with `sums`: each block's sum of xq (int8_a8_rows' +128 offset, with VNNI)
   Blocks(const float* x, int64_t M, int64_t K, bool sums = false)
-      : xq(M * K), xd(M * K / 32), xs(M * K / 32), xi(sums ? M * K / 32 : 0) {
+      : xq(M * K), xd(M * K / 32), xs(M * K / 32), td(sums ? K / 32 % 8 * 8 : 0), ts(td.size()),
+        xi(sums ? M * K / 32 : 0), ti(td.size()) {
+    TORCH_CHECK(!sums || M <= kMaxRows, "Blocks: at most ", kMaxRows, " rows a pass");
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const int64_t B = K / 32, grouped = B / 8 * 8;
     for (int64_t b = 0; b < M * K / 32; ++b) {
@@ -203,9 +208,34 @@ struct Blocks {
         for (int k = 0; k < 32; ++k) t += q[k];
         xi[b] = t;
       }
+      if (sums && bb >= grouped) {
+        const int64_t at = (bb - grouped) * 8 + row;
+        td[at] = xd[b];
+        ts[at] = xs[b];
+        ti[at] = xi[b];
+      }
     }
   }
 };
+
+// Lane m (m < M) = the sum of the 8 int32 lanes of p[m], lanes M..7 zero: one tail block's integer
+// sums of M rows side by side, exact (hadd adds int32 lanes), in ~8 shuffles for all the rows instead
+// of a horizontal sum per row.
+template <int M>
+inline __m256i lane_sums(const __m256i* p) {
+  const __m256i zero = _mm256_setzero_si256();
+  auto at = [&](int i) { return i < M ? p[i] : zero; };
+  const __m256i a0 = _mm256_hadd_epi32(at(0), at(1));  // [p0 01, p0 23, p1 01, p1 23 | p0 45, p0 67, p1 45, p1 67]
+  const __m256i a1 = M > 2 ? _mm256_hadd_epi32(at(2), at(3)) : zero;
+  const __m256i b0 = _mm256_hadd_epi32(a0, a1);        // [p0..p3 lanes 0-3 | p0..p3 lanes 4-7]
+  __m256i b1 = zero;
+  if constexpr (M > 4) {
+    const __m256i a2 = _mm256_hadd_epi32(at(4), at(5));
+    const __m256i a3 = M > 6 ? _mm256_hadd_epi32(at(6), at(7)) : zero;
+    b1 = _mm256_hadd_epi32(a2, a3);
+  }
+  return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
+}
 
 // Which 256-bit VNNI instructions the build has: 2 AVX512-VNNI (+VL), 1 AVX-VNNI, 0 none (then
 // vpmaddwd / vpmaddubsw + add compute the same integers).
@@ -610,13 +640,6 @@ inline __m256i dot_add_s8(__m256i acc, __m256i w, __m256i x) {
 }
 #endif
 
-inline int32_t hsum_epi32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-
 template <int M, typename S>
 void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S* so, float* y, int64_t N,
                   int64_t n0, int64_t n1) {
@@ -631,11 +654,7 @@ void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S*
     const S* scale = so + n * 2 * B;
     const S* offset = scale + B;
     __m256 acc[M];  // the products and the offsets' part in one accumulator: 8 fewer registers at 8 rows
-    float tail[M];
-    for (int m = 0; m < M; ++m) {
-      acc[m] = _mm256_setzero_ps();
-      tail[m] = 0.0f;
-    }
+    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
     int64_t b0 = 0;
     for (; b0 + 8 <= B; b0 += 8) {
       prefetch_ahead(w + 32 * b0, 256);
@@ -658,16 +677,24 @@ void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S*
         acc[m] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m]);
       }
     }
-    for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks, one at a time (x8 in column order)
+    // The last B % 8 blocks (x8 in column order), one at a time, all the rows together: each row's
+    // exact integer sum of the block in lane m (`lane_sums`), then one scaling for all the rows.
+    __m256 rest = _mm256_setzero_ps();
+    for (int64_t b = b0; b < B; ++b) {
       const __m256i wv = signed_weights(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * b)));
-      const float sb = to_float(scale[b]), ob = to_float(offset[b]);
-      for (int m = 0; m < M; ++m) {
-        const __m256i p = dot_add_s8(_mm256_setzero_si256(), wv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + 32 * b)));
-        const int32_t isum = hsum_epi32(p) - (kSignedViaOffset ? 128 * xi[m * B + b] : 0);
-        tail[m] += sb * xd[m * B + b] * static_cast<float>(isum) + ob * xs[m * B + b];
-      }
+      __m256i p[M];
+      for (int m = 0; m < M; ++m)
+        p[m] = dot_add_s8(_mm256_setzero_si256(), wv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + 32 * b)));
+      __m256i isum = lane_sums<M>(p);
+      if (kSignedViaOffset)
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.ti.data() + (b - b0) * 8)), 7));
+      const __m256 d = _mm256_mul_ps(_mm256_set1_ps(to_float(scale[b])), _mm256_loadu_ps(xb.td.data() + (b - b0) * 8));
+      rest = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, rest);
+      rest = _mm256_fmadd_ps(_mm256_set1_ps(to_float(offset[b])), _mm256_loadu_ps(xb.ts.data() + (b - b0) * 8), rest);
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + tail[m];
+    alignas(32) float t[8];
+    _mm256_store_ps(t, rest);
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + t[m];
   }
 }
 
@@ -691,7 +718,7 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
     const int8_t* qp = q.data_ptr<int8_t>();
     float* yp = y.data_ptr<float>();
     std::vector<Blocks<int8_t>> passes;
-    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, kSignedViaOffset);
+    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, true);
     auto run8 = [&](auto* sp) {
       by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
         LISPE_DISPATCH_ROWS(rows, int8_a8_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
