@@ -14,7 +14,7 @@ background load hits both alike.
     python bench/serve.py --clients 1,8 --max-tokens 32 --rounds 1
     python bench/serve.py --llama-python /path/to/venv/bin/python   # or $LLAMA_CPP_PYTHON
 
-llama.cpp's side needs a Python with `llama-cpp-python[server]` (`pip install 'llama-cpp-python[server]'`):
+llama.cpp's side needs a Python with `llama-cpp-python[server]` (`pip install -e '.[bench]'` installs it):
 `--llama-python` or `$LLAMA_CPP_PYTHON` (default: this Python, if it can import llama_cpp.server).
 Without one, only lispe serve is measured and the report says why.
 """

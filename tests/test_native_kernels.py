@@ -172,12 +172,14 @@ def test_int4_op_is_the_float_matmul_up_to_the_activation_rounding(rows, group, 
 
 @needs_native
 @pytest.mark.parametrize("rows", [1, 3, 8, 9])
-def test_int4_op_with_8_bit_activations_is_exact_on_the_rounded_activations(rows):
+@pytest.mark.parametrize("k", [352, 576, 480, 288])  # tails of 3, 2 (SmolLM2's 576), 7 and 1 blocks
+def test_int4_op_with_8_bit_activations_is_exact_on_the_rounded_activations(rows, k):
     """The integers are exact: the result is the float product of the weights with x rounded per block
     of 32 to round(x * 127 / top) * top / 127 (top: the block's largest |x|), plus the constant part on
-    the exact block sums of x, up to float32 rounding of the scaled block sums."""
-    g = _gen(50 + rows)
-    n, k = 40, 352  # 11 blocks: a run of 8 and a tail of 3
+    the exact block sums of x, up to float32 rounding of the scaled block sums. The last K / 32 % 8
+    blocks run in pairs (and an odd one alone), their activations stored in another order."""
+    g = _gen(50 + rows + k)
+    n = 40
     x = torch.randn(rows, k, generator=g)
     v = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=g)
     sz = torch.randn(n, k // 32, 2, generator=g) * 0.05
@@ -209,11 +211,12 @@ def test_int4_op_with_8_bit_activations_at_the_extremes(sign):
 
 @needs_native
 @pytest.mark.parametrize("bits", [16, 8])
-def test_int4_batch_rows_equal_rows_alone(bits):
-    g = _gen(77)
-    x = torch.randn(11, 416, generator=g)
-    q = torch.randint(0, 255, (56, 208), dtype=torch.uint8, generator=g)
-    sz = torch.randn(56, 2, 13, generator=g)
+@pytest.mark.parametrize("k", [416, 576, 480, 288, 512])  # tails of 5, 2, 7, 1 and 0 blocks
+def test_int4_batch_rows_equal_rows_alone(bits, k):
+    g = _gen(77 + k)
+    x = torch.randn(11, k, generator=g)
+    q = torch.randint(0, 255, (56, k // 2), dtype=torch.uint8, generator=g)
+    sz = torch.randn(56, 2, k // 32, generator=g)
     alone = torch.cat([torch.ops.lispe.int4_linear(x[i:i + 1], q, sz, bits) for i in range(11)])
     assert torch.equal(torch.ops.lispe.int4_linear(x, q, sz, bits), alone)
     for rows in (2, 3, 5, 8):

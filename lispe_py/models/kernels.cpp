@@ -150,19 +150,22 @@ void int8_rows(const float* x, int64_t K, const int8_t* q, const S* scale, float
 // interleaved as the weights are (`int4_group`); the last K / 32 % 8 blocks of a row in column order.
 // With `sums` (int8_a8_rows), those last blocks' scales and sums are also kept by block with the rows
 // side by side (td, ts, ti: [block - first tail block][8], rows >= M zero), so that one vector scales
-// a tail block of all the rows (`lane_sums`; at most kMaxRows rows then).
+// a tail block of all the rows (`lane_sums`; at most kMaxRows rows then). With `pairs` (int4_rows),
+// the last blocks go two at a time (`int4_pair`): 8 bits store a pair's values as [columns 0..15 of
+// both blocks, then 16..31 of both], and tp holds each row's scales of a pair in the lanes that kernel
+// sums each block in ([row][pair][8]).
 template <typename T>
 struct Blocks {
   static constexpr float top_code = sizeof(T) == 2 ? 32767.0f : 127.0f;
   std::vector<T> xq;
-  std::vector<float> xd, xs, td, ts;
+  std::vector<float> xd, xs, td, ts, tp;
   std::vector<int32_t> xi, ti;  // with `sums`: each block's sum of xq (int8_a8_rows' +128 offset, with VNNI)
-  Blocks(const float* x, int64_t M, int64_t K, bool sums = false)
+  Blocks(const float* x, int64_t M, int64_t K, bool sums = false, bool pairs = false)
       : xq(M * K), xd(M * K / 32), xs(M * K / 32), td(sums ? K / 32 % 8 * 8 : 0), ts(td.size()),
-        xi(sums ? M * K / 32 : 0), ti(td.size()) {
+        tp(pairs ? M * (K / 32 % 8 / 2) * 8 : 0), xi(sums ? M * K / 32 : 0), ti(td.size()) {
     TORCH_CHECK(!sums || M <= kMaxRows, "Blocks: at most ", kMaxRows, " rows a pass");
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    const int64_t B = K / 32, grouped = B / 8 * 8;
+    const int64_t B = K / 32, grouped = B / 8 * 8, paired = grouped + (pairs ? (B - grouped) / 2 * 2 : 0);
     for (int64_t b = 0; b < M * K / 32; ++b) {
       const float* v = x + 32 * b;
       __m256 f[4], amax = _mm256_setzero_ps(), sum = _mm256_setzero_ps();
@@ -190,8 +193,12 @@ struct Blocks {
       }
       const int64_t row = b / B, bb = b % B;
       T* out = &xq[row * K];
-      if (bb >= grouped) {
+      if (bb >= grouped && (sizeof(T) == 2 || bb >= paired)) {
         std::memcpy(out + 32 * bb, q, sizeof(q));
+      } else if (bb >= grouped) {  // 8 bits, a pair's block 0 or 1 (int4_pair)
+        const int64_t second = (bb - grouped) % 2, first = bb - second;
+        std::memcpy(out + 32 * first + 16 * second, q, 16 * sizeof(T));
+        std::memcpy(out + 32 * first + 32 + 16 * second, q + 16, 16 * sizeof(T));
       } else {  // columns 16 h + 4 c .. + 3 of block j of its group: see int4_group
         const int64_t j = bb % 8;
         T* group = out + 256 * (bb / 8);
@@ -207,6 +214,12 @@ struct Blocks {
         int32_t t = 0;
         for (int k = 0; k < 32; ++k) t += q[k];
         xi[b] = t;
+      }
+      if (bb >= grouped && bb < paired) {  // the pair's lanes: 8 bits 0-3 / 4-7, 16 bits 0, 1, 4, 5 / 2, 3, 6, 7
+        const int64_t second = (bb - grouped) % 2;
+        float* f = &tp[(row * ((B - grouped) / 2) + (bb - grouped) / 2) * 8];
+        for (int lane = 0; lane < 8; ++lane)
+          if ((sizeof(T) == 1 ? lane / 4 : lane / 2 % 2) == second) f[lane] = xd[b];
       }
       if (sums && bb >= grouped) {
         const int64_t at = (bb - grouped) * 8 + row;
@@ -351,6 +364,52 @@ inline __m256i int4_block(const uint8_t* w, const T* x) {
   }
 }
 
+// Two consecutive blocks in their own order (32 bytes: block 0's 16, then block 1's) for M rows: the
+// weights decoded once, then per row one conversion and one FMA for both blocks, each integer lane
+// summing one block's products only. 8 bits: the low nibbles are [columns 0..15 of block 0 | of block
+// 1] and the high ones columns 16..31, against x stored as [0..15 of both | 16..31 of both] (Blocks
+// with `pairs`): lanes 0-3 block 0, 4-7 block 1. 16 bits: x in column order, each block summed in its
+// own vector, then one hadd (exact: |lane| <= 8 * 15 * 32767 < 2^24) puts block 0 in lanes 0, 1, 4, 5
+// and block 1 in 2, 3, 6, 7. xd2: row 0's 8 lane scales of the pair, `stride` floats between rows.
+template <int M, typename T>
+inline void int4_pair(const uint8_t* w, const T* xq, int64_t K, const float* xd2, int64_t stride, float s0, float s1,
+                      __m256* acc) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+  if constexpr (sizeof(T) == 1) {
+    const __m256 s2 = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+    for (int m = 0; m < M; ++m) {
+      const T* xm = xq + m * K;
+      const __m256i s = dot_add_u8(dot_add_u8(_mm256_setzero_si256(), lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                                   hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32)));
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(s2, _mm256_loadu_ps(xd2 + m * stride)), acc[m]);
+    }
+  } else {
+    const __m256i la = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), lb = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(lo, 1));
+    const __m256i ha = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), hb = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(hi, 1));
+    const __m256 s2 = _mm256_setr_ps(s0, s0, s1, s1, s0, s0, s1, s1);
+    for (int m = 0; m < M; ++m) {
+      const T* xm = xq + m * K;
+      const __m256i sa = dot_add(_mm256_madd_epi16(la, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                                 ha, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+      const __m256i sb = dot_add(_mm256_madd_epi16(lb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32))),
+                                 hb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 48)));
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(sa, sb)), _mm256_mul_ps(s2, _mm256_loadu_ps(xd2 + m * stride)), acc[m]);
+    }
+  }
+}
+
+// Up to 7 consecutive values (lanes t < n; the rest 0) without reading past them.
+inline __m256 load_upto(const float* p, int64_t n) {
+  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+inline __m256 load_upto(const c10::BFloat16* p, int64_t n) {
+  alignas(32) float v[8] = {};
+  for (int64_t t = 0; t < n; ++t) v[t] = static_cast<float>(p[t]);
+  return _mm256_load_ps(v);
+}
+
 template <int M, typename S, typename T>
 void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, float* y, int64_t N,
                int64_t n0, int64_t n1) {
@@ -365,8 +424,25 @@ void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, fl
     const S* zero = scale + B;
     __m256 acc[M], constant[M], f[M];
     for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
-    int64_t b0 = 0;
-    for (; b0 + 8 <= B; b0 += 8) {
+    // (16 bits: the blocks one at a time, whose widening takes fewer shuffles than a pair's hadd at one
+    // row; a row must run the same operations whatever the row count, so not pairs at several either)
+    const int64_t grouped = B / 8 * 8, rest = B - grouped, pairs = sizeof(T) == 1 ? rest / 2 : 0;
+    if (rest) {  // the last B % 8 blocks: two at a time (`int4_pair`), then an odd one alone
+      const __m256 ct = _mm256_fnmadd_ps(eight, load_upto(scale + grouped, rest), load_upto(zero + grouped, rest));
+      for (int m = 0; m < M; ++m) constant[m] = _mm256_mul_ps(ct, load_upto(xs + m * B + grouped, rest));
+      for (int64_t p = 0; p < pairs; ++p) {
+        const int64_t b = grouped + 2 * p;
+        int4_pair<M>(w + 16 * b, xq + 32 * b, K, xb.tp.data() + 8 * p, 8 * pairs, to_float(scale[b]),
+                     to_float(scale[b + 1]), acc);
+      }
+      for (int64_t b = grouped + 2 * pairs; b < B; ++b) {
+        const float sb = to_float(scale[b]);
+        for (int m = 0; m < M; ++m)
+          acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(int4_block(w + 16 * b, xq + m * K + 32 * b)),
+                                   _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
+      }
+    }
+    for (int64_t b0 = 0; b0 < grouped; b0 += 8) {
       prefetch_ahead(w + 16 * b0, 128);
       const __m256 s8 = load8(scale + b0), c8 = _mm256_fnmadd_ps(eight, s8, load8(zero + b0));
       for (int m = 0; m < M; ++m) {
@@ -374,14 +450,6 @@ void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, fl
         constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
       }
       int4_group<M>(w + 16 * b0, xq + 32 * b0, K, f, acc);
-    }
-    for (int64_t b = b0; b < B; ++b) {  // the last B % 8 blocks, one at a time
-      const float sb = to_float(scale[b]), cb = to_float(zero[b]) - 8.0f * sb;
-      for (int m = 0; m < M; ++m) {
-        const __m256i p = int4_block(w + 16 * b, xq + m * K + 32 * b);
-        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
-        constant[m] = _mm256_add_ps(constant[m], _mm256_setr_ps(cb * xs[m * B + b], 0, 0, 0, 0, 0, 0, 0));
-      }
     }
     for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + hsum(constant[m]);
   }
@@ -569,7 +637,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
 template <typename T, typename S>
 void int4_passes(const float* xp, int64_t M, int64_t K, const uint8_t* qp, const S* sp, float* yp, int64_t N) {
   std::vector<Blocks<T>> passes;
-  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, false, true);
   by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
     LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
   });
