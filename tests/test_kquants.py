@@ -110,9 +110,9 @@ def test_quantized_engines_take_the_blocks_as_they_are(files, file_type, mode, k
         assert torch.equal(model.embed(IDS), ref.embed(IDS))
         ours, theirs = model.forward_full(IDS), ref.forward_full(IDS)
     scale = theirs.abs().max().item()
-    # native int8 groups: float32 activations (summation order only); native int4: activations rounded
-    # to 16 bits per block of 32 (kernels.cpp); without the native kernels: bfloat16 compute
-    tol = 3e-2 if kernels != "native" else (1e-4 if mode == "int8" else 2e-3)
+    # native: activations rounded to 16 bits per block of 32 (int4, int8 groups of 32) or super-block of
+    # 256 (K-quants), float32 for int8 groups of 16 (kernels.cpp); without the native kernels: bfloat16 compute
+    tol = 3e-2 if kernels != "native" else (1e-3 if mode == "int8" else 2e-3)
     assert (ours - theirs).abs().max().item() < tol * scale
     assert ours[0, -1].argmax() == theirs[0, -1].argmax()
 

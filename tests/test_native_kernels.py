@@ -96,7 +96,7 @@ def test_int8_block_op_is_the_float_matmul(rows, k, group, so_dtype):
 
 
 @needs_native
-@pytest.mark.parametrize("group, bits", [(16, 32), (32, 32), (64, 32), (32, 8)])  # 8 bits: groups of 32 only
+@pytest.mark.parametrize("group, bits", [(16, 32), (32, 32), (64, 32), (32, 8), (32, 16)])  # 8, 16 bits: groups of 32
 def test_int8_block_op_rows_equal_rows_alone(group, bits):
     """A row gets the same bits alone as in a batch of any size (a server's request the same as a lone
     generate): the float32 path scales the weights before the rows' FMAs whatever the row count."""
@@ -139,6 +139,41 @@ def test_int8_block_op_with_8_bit_activations_is_exact_on_the_rounded_activation
     float_y = torch.ops.lispe.int8_block_linear(x, q, so)  # the default: float32 activations
     assert not torch.allclose(y, float_y, rtol=0, atol=1e-4)  # really rounded
     alone = torch.cat([torch.ops.lispe.int8_block_linear(x[i:i + 1], q, so, 8) for i in range(rows)])
+    assert torch.equal(alone, y)
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [1, 2, 8, 9])
+@pytest.mark.parametrize("k", [576, 512, 480, 32])  # runs of 8 blocks and tails of 2, 0, 7 and 1 blocks
+@pytest.mark.parametrize("so_dtype", [torch.float32, torch.float16])
+def test_int8_block_op_with_16_bit_activations_is_the_product_of_the_rounded_activations(rows, k, so_dtype):
+    """bits 16 (int8 groups of 32, the default width of the int8 layers that hold GGUF Q8_0/Q4_0/Q4_1
+    blocks): x rounded per block of 32 to round(x * 32767 / top) * top / 32767, the integer products
+    exact (the weights at their extremes -128 and 127), the offsets times the exact block sums of x:
+    the float result up to float32 rounding; much closer to float32 activations than 8 bits; rows
+    alone as in a batch."""
+    g = _gen(rows * k + 16)
+    n = 40
+    x = torch.randn(rows, k, generator=g)
+    x[0, :32] *= 1000
+    q = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=g)
+    q[0] = -128
+    q[1] = 127
+    so = torch.stack((torch.rand(n, k // 32, generator=g) * 0.01, torch.randn(n, k // 32, generator=g) * 0.1), 1)
+    so = so.to(so_dtype).contiguous()
+    y = torch.ops.lispe.int8_block_linear(x, q, so, 16)
+    xb = x.view(rows, k // 32, 32)
+    top = xb.abs().amax(-1, keepdim=True)
+    xq = (torch.round(xb * (32767.0 / top)).double() * (top.double() / 32767.0)).view(rows, k)
+    s = so.double()
+    ref = xq @ (q.double().view(n, k // 32, 32) * s[:, 0, :, None]).view(n, k).t() + xb.double().sum(-1) @ s[:, 1].t()
+    scale = x.double().abs() @ (q.double().abs().view(n, k // 32, 32) * s[:, 0, :, None] + s[:, 1, :, None].abs()).view(n, k).t()
+    assert ((y.double() - ref).abs() / scale).max().item() < 1e-6
+    exact = x.double() @ (q.double().view(n, k // 32, 32) * s[:, 0, :, None]).view(n, k).t() + xb.double().sum(-1) @ s[:, 1].t()
+    err16 = ((y.double() - exact).abs() / scale).max().item()
+    err8 = ((torch.ops.lispe.int8_block_linear(x, q, so, 8).double() - exact).abs() / scale).max().item()
+    assert 0 < err16 < 1e-4 and err16 < err8 / 50  # rounded, and ~256x finer than 8 bits
+    alone = torch.cat([torch.ops.lispe.int8_block_linear(x[i:i + 1], q, so, 16) for i in range(rows)])
     assert torch.equal(alone, y)
 
 
@@ -413,8 +448,9 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
     assert bool(y8[0].isnan().all()) and not bool(y8[1].isfinite().any())
     yb = torch.ops.lispe.int8_block_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16, 2, 2))
     assert bool(yb[0].isnan().all()) and not bool(yb[1].isfinite().any())
-    y8 = torch.ops.lispe.int8_block_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16, 2, 2), 8)
-    assert bool(y8.isnan().all())  # 8 bits: a non-finite block has no scale
+    for bits in (8, 16):
+        y8 = torch.ops.lispe.int8_block_linear(x, torch.ones(16, 64, dtype=torch.int8), torch.ones(16, 2, 2), bits)
+        assert bool(y8.isnan().all())  # 8 and 16 bits: a non-finite block has no scale
 
 
 @needs_native
@@ -429,7 +465,7 @@ def test_nan_and_inf_inputs_give_nan_not_garbage():
     (lambda: torch.ops.lispe.int4_linear(torch.randn(2, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(4, 2, 2), 4),
      r"bits \(the activations' width\) must be 16 or 8, got 4"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 4), 8),
-     r"bits \(the activations' width\) must be 32 \(float32\), or 8 with groups of 32, got 8 with groups of 16"),
+     r"bits \(the activations' width\) must be 32 \(float32\), or 8 or 16 with groups of 32, got 8 with groups of 16"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8),
                                                torch.ones(4, 2, 2).bfloat16()), "so must be contiguous float32 or float16"),
     (lambda: torch.ops.lispe.int8_block_linear(torch.randn(2, 64), torch.zeros(4, 64, dtype=torch.int8), torch.ones(4, 2, 8)),

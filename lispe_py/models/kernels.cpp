@@ -17,10 +17,11 @@
 //       x float32 [M, K], q int8 [N, K], so float32 or float16 [N, 2, K / G], G 16 or a multiple of 32
 //       w[n, k] = q[n, k] * so[n, 0, g] + so[n, 1, g], g = k / G (a scale and an offset per group)
 //       y[m, n] = sum_g (so[n, 0, g] * sum_{k in g} q[n, k] x[m, k] + so[n, 1, g] * sum_{k in g} x[m, k])
-//       float32 activations and sums: GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly, and so
-//       are the sub-blocks of Q5_K (32 columns) and Q6_K (16 columns). bits 8 (groups of 32 only)
-//       rounds x to 8 bits per block of 32 instead (to 1/254 of its largest |x|, as llama.cpp's Q8_0 x
-//       Q8_0 products): integer sums, one vpdpbusd per 32 weights and row.
+//       bits 32: float32 activations and sums. GGUF Q8_0 / Q4_0 / Q4_1 blocks are such groups exactly,
+//       and so are the sub-blocks of Q5_K (32 columns) and Q6_K (16 columns). Groups of 32 only: bits
+//       16 rounds x to 16 bits per block of 32 (to 1/65534 of its largest |x|, as int4_linear; integer
+//       sums, two vpdpwssd per 32 weights and row), bits 8 to 8 bits (to 1/254 of its largest |x|, as
+//       llama.cpp's Q8_0 x Q8_0 products: integer sums, one vpdpbusd per 32 weights and row).
 //   lispe::q4k_linear(Tensor x, Tensor raw) -> Tensor
 //   lispe::q6k_linear(Tensor x, Tensor raw) -> Tensor
 //       x float32 [M, K], K a multiple of 256; raw uint8 [N, K / 256 * 144 (Q4_K) or 210 (Q6_K)]: each
@@ -477,6 +478,11 @@ inline float to_float(c10::Half v) { return _cvtsh_ss(v.x); }
 inline __m256 load8(const c10::Half* p) {  // F16C: exact widening
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
+inline __m256 load_upto(const c10::Half* p, int64_t n) {
+  alignas(32) float v[8] = {};
+  for (int64_t t = 0; t < n; ++t) v[t] = to_float(p[t]);
+  return _mm256_load_ps(v);
+}
 
 // One block of 32 int8 weights times M rows of x, columns 0..15 scaled by s0 and 16..31 by s1 (the
 // scales in every lane; the same one for groups of 32 or more): the weights are scaled once for all
@@ -766,6 +772,75 @@ void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S*
   }
 }
 
+// int8 weights in groups of 32 (scale and offset per block, as int8_a8_rows) times 16-bit activations
+// (Blocks<int16_t>: x rounded per block of 32 to 1/65534 of its largest |x|, the int4 kernel's default
+// and its value order): per run of 8 blocks the weights are transposed by 4-byte chunks (lane j of
+// chunk c: block j's columns 4 c .. 4 c + 3, `transpose8x32`), each half widened to int16 (blocks 0-3,
+// then 4-7), and vpdpwssd against x sums block i in the int32 lanes 2 i and 2 i + 1 (exact integers;
+// the float conversion rounds lanes beyond 2^24, <= 6e-8 of the lane): one conversion and FMA per half
+// and row for 8 blocks, like the int4 kernel's 16-bit groups. The last B % 8 blocks go one at a time.
+// Twice the products per instruction of the float32 path (8 per FMA), no float conversion of the
+// weights. A row runs the same operations alone or in a batch.
+template <int M, typename S>
+void int8_i16_rows(const Blocks<int16_t>& xb, int64_t K, const int8_t* q, const S* so, float* y, int64_t N,
+                   int64_t n0, int64_t n1) {
+  const int64_t B = K / 32, grouped = B / 8 * 8, rest = B - grouped;
+  const int16_t* xq = xb.xq.data();
+  const float* xd = xb.xd.data();
+  const float* xs = xb.xs.data();
+  constexpr int A = M <= 2 ? 2 : 1;  // chains per half and row (the latency of vpdpwssd at 1-2 rows; exact either way)
+  const __m256i first = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), second = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+  for (int64_t n = n0; n < n1; ++n) {
+    const int8_t* w = q + n * K;
+    const S* scale = so + n * 2 * B;
+    const S* offset = scale + B;
+    __m256 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+    if (rest) {  // the last B % 8 blocks: the offsets' part in one masked vector, then one block at a time
+      const __m256 ot = load_upto(offset + grouped, rest);
+      for (int m = 0; m < M; ++m) acc[m] = _mm256_mul_ps(ot, load_upto(xs + m * B + grouped, rest));
+      for (int64_t b = grouped; b < B; ++b) {
+        const __m128i* wb = reinterpret_cast<const __m128i*>(w + 32 * b);
+        const __m256i lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb)), hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb + 1));
+        const float sb = to_float(scale[b]);
+        for (int m = 0; m < M; ++m) {
+          const int16_t* xm = xq + m * K + 32 * b;
+          const __m256i p = dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                                    hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+          acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
+        }
+      }
+    }
+    for (int64_t b0 = 0; b0 < grouped; b0 += 8) {
+      prefetch_ahead(w + 32 * b0, 256);
+      __m256i r[8];
+      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * (b0 + j)));
+      transpose8x32(r);
+      __m256i sa[M][A], sb[M][A];  // blocks 0-3 and 4-7
+      for (int m = 0; m < M; ++m)
+        for (int a = 0; a < A; ++a) sa[m][a] = sb[m][a] = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        const __m256i wa = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(r[c])), wb = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(r[c], 1));
+        for (int m = 0; m < M; ++m) {
+          const int16_t* xm = xq + m * K + 32 * b0 + 64 * (c % 4) + 32 * (c / 4);
+          sa[m][c % A] = dot_add(sa[m][c % A], wa, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm)));
+          sb[m][c % A] = dot_add(sb[m][c % A], wb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+        }
+      }
+      const __m256 s8 = load8(scale + b0), o8 = load8(offset + b0);
+      for (int m = 0; m < M; ++m) {
+        const __m256i ta = A == 2 ? _mm256_add_epi32(sa[m][0], sa[m][A - 1]) : sa[m][0];
+        const __m256i tb = A == 2 ? _mm256_add_epi32(sb[m][0], sb[m][A - 1]) : sb[m][0];
+        const __m256 f = _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0));
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ta), _mm256_permutevar8x32_ps(f, first), acc[m]);
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tb), _mm256_permutevar8x32_ps(f, second), acc[m]);
+        acc[m] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m]);
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]);
+  }
+}
+
 at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& so, int64_t bits) {
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kChar && q.is_contiguous(), "int8_block_linear: q must be contiguous int8 [N, K]");
   const int64_t N = q.size(0), K = q.size(1), M = x.size(0);
@@ -777,11 +852,25 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
   TORCH_CHECK(K % 32 == 0 && K % groups == 0 && ((K / groups) % 32 == 0 || K / groups == 16),
               "int8_block_linear: the group size K / groups must be 16 or a multiple of 32, got K = ", K, " and ",
               groups, " groups");
-  TORCH_CHECK(bits == 32 || (bits == 8 && K / groups == 32),
-              "int8_block_linear: bits (the activations' width) must be 32 (float32), or 8 with groups of 32, got ",
+  TORCH_CHECK(bits == 32 || ((bits == 8 || bits == 16) && K / groups == 32),
+              "int8_block_linear: bits (the activations' width) must be 32 (float32), or 8 or 16 with groups of 32, got ",
               bits, " with groups of ", K / groups);
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
+  if (bits == 16) {
+    const int8_t* qp = q.data_ptr<int8_t>();
+    float* yp = y.data_ptr<float>();
+    std::vector<Blocks<int16_t>> passes;
+    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
+    auto run16 = [&](auto* sp) {
+      by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+        LISPE_DISPATCH_ROWS(rows, int8_i16_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
+      });
+    };
+    if (so.scalar_type() == at::kFloat) run16(so.data_ptr<float>());
+    else run16(so.data_ptr<c10::Half>());
+    return y;
+  }
   if (bits == 8) {
     const int8_t* qp = q.data_ptr<int8_t>();
     float* yp = y.data_ptr<float>();

@@ -219,7 +219,8 @@ def load_model(path_or_name: str | os.PathLike, dtype: str | torch.dtype | None 
     .gguf file's Q8_0/Q4_0/Q4_1 blocks are kept as they are (int4: Q4 blocks; int8 groups of 32: all
     three), without a float copy of those weights. Its Q4_K/Q6_K blocks (int4, on a CPU where the native
     kernels run) are multiplied where they lie in the file. The native int4 and K-quant kernels round
-    the activations to 16 bits, the int8 ones take them in float32; activations="int8" rounds them
+    the activations to 16 bits, and so do int8 layers in groups of 32 (per-channel int8 takes them in
+    float32); activations="int8" rounds them
     to 8 bits as llama.cpp does (faster, less exact: `quantize.set_activations`).
 
     model_cache: a .gguf file loaded as float32/bfloat16/float16 goes through the model cache

@@ -8,8 +8,8 @@ as the torch operators `torch.ops.lispe.int8_linear`, `int8_block_linear`, `int4
 
 torch's own weight-only kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) convert every
 weight to float in bfloat16 and are compute-bound on an AVX2 CPU. The int8 kernels here (one scale per
-row, or a scale and an offset per group of 32+ columns) keep float32 activations, the int4 one
-multiplies the 4-bit values by activations rounded to 16 bits per block of 32 with exact integer sums;
+row, or a scale and an offset per group of 32+ columns) take float32 activations, except groups of 32,
+which like the int4 one multiply by activations rounded to 16 bits per block of 32 with exact integer sums;
 all stream the weights at memory speed, 1.8-2.5x torch's on this project's 2-core machine
 (docs/performance.md). A quantized model also runs its RMSNorms and decode-step attention on
 `rms_norm` / `decode_attention` (`decode_attention_from` for left-padded rows; one op each instead of several; not bit-identical to transformers).

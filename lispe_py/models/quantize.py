@@ -9,8 +9,8 @@
 
 Only the weights are quantized; activations, norms, attention and the KV cache keep the model's dtype.
 On an x86-64 CPU with AVX2 and a C++ compiler, the layers run the native kernels of `kernels.cpp`
-(`native.py` builds them once per machine): int8 (per channel or per group) with float32 activations, int4 with activations
-rounded to 16 bits per block of 32 columns, both reading the weights at memory speed, for inputs of up
+(`native.py` builds them once per machine): int8 per channel (float32 activations) or per group (groups of 32: activations
+rounded to 16 bits per block, as int4; wider groups: float32), int4 with activations rounded to 16 bits per block of 32 columns, both reading the weights at memory speed, for inputs of up
 to NATIVE_MAX_ROWS rows (longer prompts: one float32 matmul on the dequantized weight). Elsewhere a
 quantized layer computes its matmul in `compute_dtype` (bfloat16 by default): torch's CPU kernels
 `_weight_int8pack_mm` and `_weight_int4pack_mm_for_cpu` are fast with bfloat16 activations and take a
@@ -354,8 +354,9 @@ class Int8Linear(nn.Module):
         # channel only), else the reference matmul. use_kernel=False forces the reference matmul.
         self.native_kernel = self._native_fits()
         self.use_kernel = HAS_INT8_KERNEL or self.native_kernel
-        # 16: float32 activations (the default); 8: the native kernel rounds x to 8 bits per group of 32
-        # (`set_activations`; groups of 32 only)
+        # what the native kernel rounds x to per group of 32 (groups of 32 only; other groups and per-channel
+        # layers take x in float32): 16 (the default: 1/65534 of the block's largest |x|, as the int4
+        # kernel) or 8 (`set_activations`)
         self.activation_bits = 16
 
     def _native_fits(self) -> bool:
@@ -397,7 +398,8 @@ class Int8Linear(nn.Module):
             elif self.group_size is None:
                 y = torch.ops.lispe.int8_linear(h, self.qweight, self.scales)
             else:
-                bits = 8 if self.activation_bits == 8 else 32
+                # groups of 32: x rounded to activation_bits (16 by default); other groups: float32 x
+                bits = self.activation_bits if self.group_size == 32 else 32
                 y = torch.ops.lispe.int8_block_linear(h, self.qweight, self.scales_and_offsets, bits)
         elif self.use_kernel and self.group_size is None and int8_kernel_on(x.device.type):
             h = x.reshape(-1, self.in_features).to(self.scales.dtype)
@@ -568,7 +570,7 @@ QuantizedLinear = (Int8Linear, Int4Linear, KQuantLinear)
 def _rounding_layers(model: nn.Module) -> list[nn.Module]:
     """The layers whose native kernel rounds x to `activation_bits`: int4 layers on the native kernel,
     GGUF K-quant layers, and int8 layers in groups of 32 on the native kernel (GGUF Q8_0 blocks, an
-    int4 model's int8 head; their default is float32 activations)."""
+    int4 model's int8 head)."""
     return [m for m in model.modules()
             if isinstance(m, KQuantLinear) or (isinstance(m, Int4Linear) and m.layout == "native")
             or (isinstance(m, Int8Linear) and m.native_kernel and m.group_size == 32)]
@@ -583,8 +585,8 @@ def _activations_of(model: nn.Module) -> str | None:
 def set_activations(model: nn.Module, activations: str) -> None:
     """Round the activations of every native quantized layer of `model` that can (int4 layers on the
     native CPU kernel, the layers a GGUF file's Q4_K/Q6_K blocks become, int8 layers in groups of 32)
-    to "int16" (the default: per block of 32 or super-block of 256 to 1/65534 of its largest |x|; the
-    int8 layers keep float32 activations; on the tests' models the logits stay within ~1e-3 of the
+    to "int16" (the default: per block of 32 or super-block of 256 to 1/65534 of its largest |x|; on
+    the tests' models the logits stay within ~1e-3 of the
     dequantized float model's) or "int8" (llama.cpp's arithmetic, its Q8_0 / Q8_1 / Q8_K rows: 1/254 of
     the largest |x|, integer products; next-token distributions within a KL divergence of ~0.003 of
     the 16-bit ones on the tests' models, so greedy ids may part); recorded in
