@@ -401,16 +401,6 @@ inline void int4_pair(const uint8_t* w, const T* xq, int64_t K, const float* xd2
   }
 }
 
-// Up to 7 consecutive values (lanes t < n; the rest 0) without reading past them.
-inline __m256 load_upto(const float* p, int64_t n) {
-  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-}
-inline __m256 load_upto(const c10::BFloat16* p, int64_t n) {
-  alignas(32) float v[8] = {};
-  for (int64_t t = 0; t < n; ++t) v[t] = static_cast<float>(p[t]);
-  return _mm256_load_ps(v);
-}
-
 template <int M, typename S, typename T>
 void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, float* y, int64_t N,
                int64_t n0, int64_t n1) {
@@ -425,12 +415,28 @@ void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, fl
     const S* zero = scale + B;
     __m256 acc[M], constant[M], f[M];
     for (int m = 0; m < M; ++m) acc[m] = constant[m] = _mm256_setzero_ps();
-    // (16 bits: the blocks one at a time, whose widening takes fewer shuffles than a pair's hadd at one
-    // row; a row must run the same operations whatever the row count, so not pairs at several either)
-    const int64_t grouped = B / 8 * 8, rest = B - grouped, pairs = sizeof(T) == 1 ? rest / 2 : 0;
-    if (rest) {  // the last B % 8 blocks: two at a time (`int4_pair`), then an odd one alone
-      const __m256 ct = _mm256_fnmadd_ps(eight, load_upto(scale + grouped, rest), load_upto(zero + grouped, rest));
-      for (int m = 0; m < M; ++m) constant[m] = _mm256_mul_ps(ct, load_upto(xs + m * B + grouped, rest));
+    const int64_t grouped = B / 8 * 8, rest = B - grouped;
+    for (int64_t b0 = 0; b0 < grouped; b0 += 8) {
+      prefetch_ahead(w + 16 * b0, 128);
+      const __m256 s8 = load8(scale + b0), c8 = _mm256_fnmadd_ps(eight, s8, load8(zero + b0));
+      for (int m = 0; m < M; ++m) {
+        f[m] = _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0));
+        constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
+      }
+      int4_group<M>(w + 16 * b0, xq + 32 * b0, K, f, acc);
+    }
+    // The last B % 8 blocks, after the groups (the weights read in address order, as the hardware
+    // prefetcher follows them): their constant part in a scalar per row, then 8 bits two blocks at a
+    // time (`int4_pair`) and an odd one alone; 16 bits one at a time (the widening takes fewer
+    // shuffles than a pair's hadd at one row, and a row must run the same operations whatever the
+    // row count).
+    float tail[M] = {};
+    if (rest) {
+      const int64_t pairs = sizeof(T) == 1 ? rest / 2 : 0;
+      for (int64_t b = grouped; b < B; ++b) {
+        const float cb = to_float(zero[b]) - 8.0f * to_float(scale[b]);
+        for (int m = 0; m < M; ++m) tail[m] += cb * xs[m * B + b];
+      }
       for (int64_t p = 0; p < pairs; ++p) {
         const int64_t b = grouped + 2 * p;
         int4_pair<M>(w + 16 * b, xq + 32 * b, K, xb.tp.data() + 8 * p, 8 * pairs, to_float(scale[b]),
@@ -443,16 +449,7 @@ void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, fl
                                    _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
       }
     }
-    for (int64_t b0 = 0; b0 < grouped; b0 += 8) {
-      prefetch_ahead(w + 16 * b0, 128);
-      const __m256 s8 = load8(scale + b0), c8 = _mm256_fnmadd_ps(eight, s8, load8(zero + b0));
-      for (int m = 0; m < M; ++m) {
-        f[m] = _mm256_mul_ps(s8, _mm256_loadu_ps(xd + m * B + b0));
-        constant[m] = _mm256_fmadd_ps(c8, _mm256_loadu_ps(xs + m * B + b0), constant[m]);
-      }
-      int4_group<M>(w + 16 * b0, xq + 32 * b0, K, f, acc);
-    }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + hsum(constant[m]);
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + hsum(constant[m]) + tail[m];
   }
 }
 
@@ -477,11 +474,6 @@ std::vector<float> half_block_sums(const float* x, int64_t M, int64_t K) {
 inline float to_float(c10::Half v) { return _cvtsh_ss(v.x); }
 inline __m256 load8(const c10::Half* p) {  // F16C: exact widening
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-inline __m256 load_upto(const c10::Half* p, int64_t n) {
-  alignas(32) float v[8] = {};
-  for (int64_t t = 0; t < n; ++t) v[t] = to_float(p[t]);
-  return _mm256_load_ps(v);
 }
 
 // One block of 32 int8 weights times M rows of x, columns 0..15 scaled by s0 and 16..31 by s1 (the
@@ -796,21 +788,6 @@ void int8_i16_rows(const Blocks<int16_t>& xb, int64_t K, const int8_t* q, const 
     const S* offset = scale + B;
     __m256 acc[M];
     for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
-    if (rest) {  // the last B % 8 blocks: the offsets' part in one masked vector, then one block at a time
-      const __m256 ot = load_upto(offset + grouped, rest);
-      for (int m = 0; m < M; ++m) acc[m] = _mm256_mul_ps(ot, load_upto(xs + m * B + grouped, rest));
-      for (int64_t b = grouped; b < B; ++b) {
-        const __m128i* wb = reinterpret_cast<const __m128i*>(w + 32 * b);
-        const __m256i lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb)), hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb + 1));
-        const float sb = to_float(scale[b]);
-        for (int m = 0; m < M; ++m) {
-          const int16_t* xm = xq + m * K + 32 * b;
-          const __m256i p = dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
-                                    hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
-          acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
-        }
-      }
-    }
     for (int64_t b0 = 0; b0 < grouped; b0 += 8) {
       prefetch_ahead(w + 32 * b0, 256);
       __m256i r[8];
@@ -837,7 +814,25 @@ void int8_i16_rows(const Blocks<int16_t>& xb, int64_t K, const int8_t* q, const 
         acc[m] = _mm256_fmadd_ps(o8, _mm256_loadu_ps(xs + m * B + b0), acc[m]);
       }
     }
-    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]);
+    float tail[M] = {};  // the last B % 8 blocks' offset parts
+    if (rest) {  // the last B % 8 blocks, after the groups (address order), one at a time
+      for (int64_t b = grouped; b < B; ++b) {
+        const float ob = to_float(offset[b]);
+        for (int m = 0; m < M; ++m) tail[m] += ob * xs[m * B + b];
+      }
+      for (int64_t b = grouped; b < B; ++b) {
+        const __m128i* wb = reinterpret_cast<const __m128i*>(w + 32 * b);
+        const __m256i lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb)), hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb + 1));
+        const float sb = to_float(scale[b]);
+        for (int m = 0; m < M; ++m) {
+          const int16_t* xm = xq + m * K + 32 * b;
+          const __m256i p = dot_add(_mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                                    hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
+          acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sb * xd[m * B + b]), acc[m]);
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) y[m * N + n] = hsum(acc[m]) + tail[m];
   }
 }
 
