@@ -53,6 +53,23 @@ def test_value_bytes_copied_as_they_are_give_the_unpacked_routes_layer(files, ki
         assert torch.equal(ours(x), theirs(x))
 
 
+def test_the_loaders_planes_are_kept_as_they_are():
+    """The GGUF Q4 route builds the kernel's [N, 2, K/32] scales and zeros a chunk at a time and hands
+    them over: the layer keeps that tensor (no float or second bfloat16 copy of a 128k-row head's
+    planes), as its kernel planes and, seen as [K/32, N, 2], as scales_and_zeros; planes come only
+    with native bytes in groups of 32."""
+    from lispe_py.models.errors import ModelError
+
+    q = torch.randint(0, 256, (64, 64), dtype=torch.uint8)
+    planes = torch.randn(64, 2, 4).to(torch.bfloat16)
+    layer = Int4Linear(q, None, None, None, 32, native_bytes=True, planes=planes)
+    assert layer._native_scales.data_ptr() == planes.data_ptr()
+    assert layer.scales_and_zeros.data_ptr() == planes.data_ptr() and layer.scales_and_zeros.shape == (4, 64, 2)
+    assert torch.equal(layer.scales_and_zeros[:, :, 0].t(), planes[:, 0])
+    with pytest.raises(ModelError, match="planes"):
+        Int4Linear(q, None, None, None, 32, planes=planes)
+
+
 @pytest.mark.parametrize("kind", ["Q4_0", "Q4_1"])
 def test_a_head_held_in_4_bit_blocks_stays_int4_and_int8_when_asked(files, kind):
     model = load_model(files[kind], quantize="int4")

@@ -430,21 +430,29 @@ class Int4Linear(nn.Module):
     to another device or dtype repacks it for the kernel that fits there.
     """
 
-    def __init__(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None,
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor | None, zero: torch.Tensor | None, bias: torch.Tensor | None,
                  group_size: int, compute_dtype: torch.dtype = torch.bfloat16,
-                 scale_dtype: torch.dtype | None = None, native_bytes: bool = False) -> None:
+                 scale_dtype: torch.dtype | None = None, native_bytes: bool = False,
+                 planes: torch.Tensor | None = None) -> None:
         """scale_dtype: the dtype the scales and zeros are kept in (default `compute_dtype`; float32
         holds GGUF K-quant scales d * sc and zeros exactly, which bfloat16 cannot). native_bytes: q is
         already uint8 [N, K / 2] in the native kernel's layout (a GGUF Q4_0/Q4_1 matrix's value bytes;
-        only where that kernel runs)."""
+        only where that kernel runs). planes: instead of scale and zero, with native_bytes and groups of
+        32, the kernel's [N, 2, K / 32] scales then zeros as they are kept (no float copies: a GGUF
+        loader builds them a few thousand rows at a time)."""
         super().__init__()
         n, k = q.shape[0], q.shape[1] * (2 if native_bytes else 1)
         if k % group_size or k % 2:
             raise ModelError(f"int4: in_features {k} must be even and a multiple of group_size {group_size}")
         self.out_features, self.in_features, self.group_size = n, k, group_size
         q = q.to(torch.uint8)
-        sz = torch.stack((scale.float().t(), zero.float().t()), dim=-1)  # [K/G, N, 2]
-        sz = sz.to(device=q.device, dtype=scale_dtype or compute_dtype).contiguous()
+        if planes is not None:
+            if not native_bytes or group_size != 32 or tuple(planes.shape) != (n, 2, k // 32):
+                raise ModelError("int4: planes [N, 2, K / 32] come with native bytes in groups of 32")
+            sz = planes.to(q.device).contiguous().permute(2, 0, 1)  # seen as [K/G, N, 2]
+        else:
+            sz = torch.stack((scale.float().t(), zero.float().t()), dim=-1)  # [K/G, N, 2]
+            sz = sz.to(device=q.device, dtype=scale_dtype or compute_dtype).contiguous()
         self.layout = self._kernel_for(q.device, sz.dtype)
         if native_bytes:
             if self.layout != "native":
@@ -503,6 +511,8 @@ class Int4Linear(nn.Module):
         if sz.dtype != torch.bfloat16:
             sz = sz.float()
         planes = sz.permute(1, 2, 0)  # [K/G, N, 2] -> [N, 2, K/G]
+        if self.group_size == 32:
+            return planes.contiguous()  # (no copy where they are already the planes)
         return planes.repeat_interleave(self.group_size // 32, dim=2).contiguous()
 
     def _apply(self, fn, recurse: bool = True):
@@ -1046,34 +1056,36 @@ def _int4_from_q4_bytes(tensors: list, heads: list[int | None], compute_dtype: t
     v[j] | v[j + 16] << 4) are what that kernel reads, so they are copied without unpacking (only runs
     of 8 blocks interleaved: `interleave_int4_blocks`; no full-size temporaries), with the same scales
     and zeros as `_int4_of` gives (Q4_0: d and 0; Q4_1: d and m + 8 d, in float32)."""
-    packed, scales, zeros = [], [], []
+    packed, planes = [], []
     for t, n_head in zip(tensors, heads):
         n, k = t.shape
         size, header = _BLOCKS_OF_32[t.type_name]
         raw = torch.from_numpy(t.data).view(n, k // 32, size)
         values = torch.empty(n, k // 2, dtype=torch.uint8)
-        d = torch.empty(n, k // 32, dtype=torch.float16)
-        m = torch.zeros(n, k // 32, dtype=torch.float16)
+        # the kernel's scales and zeros, built a chunk at a time (a 128k-row head's float32 copies would
+        # otherwise pass through ~200 MB at once): Q4_0 d and 0, Q4_1 d and m + 8 d, computed in float32
+        sz = torch.empty(n, 2, k // 32, dtype=compute_dtype)
         for i in range(0, n, rows):
             part = raw[i:i + rows]
             c = part.shape[0]
             interleave_int4_blocks(part[:, :, header:], out=values[i:i + c])
-            d[i:i + c] = part[:, :, 0:2].contiguous().view(torch.float16).reshape(c, -1)
+            d = part[:, :, 0:2].contiguous().view(torch.float16).reshape(c, -1).float()
+            sz[i:i + c, 0] = d
             if header == 4:
-                m[i:i + c] = part[:, :, 2:4].contiguous().view(torch.float16).reshape(c, -1)
+                sz[i:i + c, 1] = part[:, :, 2:4].contiguous().view(torch.float16).reshape(c, -1).float() + 8.0 * d
+            else:
+                sz[i:i + c, 1] = 0.0
             if release is not None:
                 release(t, i * raw.shape[1] * size, c * raw.shape[1] * size)
-        scale = d.float()
-        zero = m.float() + 8.0 * scale if header == 4 else m.float()
         if n_head is not None:
             index = rope_unpermute_index(n, n_head)
-            values, scale, zero = values[index], scale[index], zero[index]
-        packed.append(values), scales.append(scale), zeros.append(zero)
+            values, sz = values[index], sz[index]
+        packed.append(values), planes.append(sz)
 
     def cat(parts: list[torch.Tensor]) -> torch.Tensor:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    return Int4Linear(cat(packed), cat(scales), cat(zeros), None, 32, compute_dtype, native_bytes=True)
+    return Int4Linear(cat(packed), None, None, None, 32, compute_dtype, native_bytes=True, planes=cat(planes))
 
 
 def _exact_gguf_layer(tensors: list, heads: list[int | None], mode: str, group: int, compute_dtype: torch.dtype,
@@ -1225,6 +1237,10 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
         if config.qk_norm:
             state[p + "attn.q_norm.weight"] = real(b + "attn_q_norm.weight")
             state[p + "attn.k_norm.weight"] = real(b + "attn_k_norm.weight")
+        # A layer's temporaries, freed, stay in glibc's heap (its mmap threshold rises to the largest
+        # block freed, up to 32 MB): hand them back at each layer, not once at the end, or they pile up
+        # into the load's peak (a 1B Q4_1 file: ~100 MB above what the model keeps).
+        _return_freed_memory()
     head_name = "token_embd.weight" if config.tie_word_embeddings else "output.weight"
     if head == "int8" and head_group is None and config.tie_word_embeddings and dtype == torch.float32:
         # the embedding table already holds the dequantized head: quantize it rather than a second copy
@@ -1235,6 +1251,7 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
                                         g.release, kquant_native)
         g.release(tensor(head_name))  # a GGUFEmbedding of the same tensor reads only the rows it looks up
         exact, layers = exact + ok, layers + 1
+        _return_freed_memory()
     elif not config.tie_word_embeddings or not isinstance(model.embed, nn.Embedding):
         state["lm_head.weight"] = real(head_name)  # a float head (tied: the embedding has no float table)
     model.load_state_dict(state, strict=False, assign=True)
