@@ -151,10 +151,10 @@ void int8_rows(const float* x, int64_t K, const int8_t* q, const S* scale, float
 // interleaved as the weights are (`int4_group`); the last K / 32 % 8 blocks of a row in column order.
 // With `sums` (int8_a8_rows), those last blocks' scales and sums are also kept by block with the rows
 // side by side (td, ts, ti: [block - first tail block][8], rows >= M zero), so that one vector scales
-// a tail block of all the rows (`lane_sums`; at most kMaxRows rows then). With `pairs` (int4_rows),
-// the last blocks go two at a time (`int4_pair`): 8 bits store a pair's values as [columns 0..15 of
-// both blocks, then 16..31 of both], and tp holds each row's scales of a pair in the lanes that kernel
-// sums each block in ([row][pair][8]).
+// a tail block of all the rows (`lane_sums`; at most kMaxRows rows then). With `pairs` (int4_rows at
+// 8 bits), the last blocks go two at a time (`int4_pair`): a pair's values are stored as [columns
+// 0..15 of both blocks, then 16..31 of both], and tp holds each row's scales of a pair in the lanes
+// that kernel sums each block in ([row][pair][8]: 0-3 the first block, 4-7 the second).
 template <typename T>
 struct Blocks {
   static constexpr float top_code = sizeof(T) == 2 ? 32767.0f : 127.0f;
@@ -165,6 +165,7 @@ struct Blocks {
       : xq(M * K), xd(M * K / 32), xs(M * K / 32), td(sums ? K / 32 % 8 * 8 : 0), ts(td.size()),
         tp(pairs ? M * (K / 32 % 8 / 2) * 8 : 0), xi(sums ? M * K / 32 : 0), ti(td.size()) {
     TORCH_CHECK(!sums || M <= kMaxRows, "Blocks: at most ", kMaxRows, " rows a pass");
+    TORCH_CHECK(!pairs || sizeof(T) == 1, "Blocks: pairs of last blocks are for 8-bit values");
     const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const int64_t B = K / 32, grouped = B / 8 * 8, paired = grouped + (pairs ? (B - grouped) / 2 * 2 : 0);
     for (int64_t b = 0; b < M * K / 32; ++b) {
@@ -194,9 +195,9 @@ struct Blocks {
       }
       const int64_t row = b / B, bb = b % B;
       T* out = &xq[row * K];
-      if (bb >= grouped && (sizeof(T) == 2 || bb >= paired)) {
+      if (bb >= paired) {
         std::memcpy(out + 32 * bb, q, sizeof(q));
-      } else if (bb >= grouped) {  // 8 bits, a pair's block 0 or 1 (int4_pair)
+      } else if (bb >= grouped) {  // a pair's block 0 or 1 (int4_pair)
         const int64_t second = (bb - grouped) % 2, first = bb - second;
         std::memcpy(out + 32 * first + 16 * second, q, 16 * sizeof(T));
         std::memcpy(out + 32 * first + 32 + 16 * second, q + 16, 16 * sizeof(T));
@@ -216,11 +217,11 @@ struct Blocks {
         for (int k = 0; k < 32; ++k) t += q[k];
         xi[b] = t;
       }
-      if (bb >= grouped && bb < paired) {  // the pair's lanes: 8 bits 0-3 / 4-7, 16 bits 0, 1, 4, 5 / 2, 3, 6, 7
+      if (bb >= grouped && bb < paired) {  // the pair's lanes: 0-3 the first block, 4-7 the second
         const int64_t second = (bb - grouped) % 2;
         float* f = &tp[(row * ((B - grouped) / 2) + (bb - grouped) / 2) * 8];
         for (int lane = 0; lane < 8; ++lane)
-          if ((sizeof(T) == 1 ? lane / 4 : lane / 2 % 2) == second) f[lane] = xd[b];
+          if (lane / 4 == second) f[lane] = xd[b];
       }
       if (sums && bb >= grouped) {
         const int64_t at = (bb - grouped) * 8 + row;
@@ -365,39 +366,24 @@ inline __m256i int4_block(const uint8_t* w, const T* x) {
   }
 }
 
-// Two consecutive blocks in their own order (32 bytes: block 0's 16, then block 1's) for M rows: the
-// weights decoded once, then per row one conversion and one FMA for both blocks, each integer lane
-// summing one block's products only. 8 bits: the low nibbles are [columns 0..15 of block 0 | of block
-// 1] and the high ones columns 16..31, against x stored as [0..15 of both | 16..31 of both] (Blocks
-// with `pairs`): lanes 0-3 block 0, 4-7 block 1. 16 bits: x in column order, each block summed in its
-// own vector, then one hadd (exact: |lane| <= 8 * 15 * 32767 < 2^24) puts block 0 in lanes 0, 1, 4, 5
-// and block 1 in 2, 3, 6, 7. xd2: row 0's 8 lane scales of the pair, `stride` floats between rows.
-template <int M, typename T>
-inline void int4_pair(const uint8_t* w, const T* xq, int64_t K, const float* xd2, int64_t stride, float s0, float s1,
-                      __m256* acc) {
+// Two consecutive blocks in their own order (32 bytes: block 0's 16, then block 1's) for M rows of
+// 8-bit x: the weights decoded once, then per row one conversion and one FMA for both blocks. The low
+// nibbles are [columns 0..15 of block 0 | of block 1] and the high ones columns 16..31, against x
+// stored as [0..15 of both | 16..31 of both] (Blocks with `pairs`): lanes 0-3 sum block 0's products,
+// 4-7 block 1's. xd2: row 0's 8 lane scales of the pair, `stride` floats between rows. (16 bits keep
+// one block at a time: a pair would need a hadd per row, which cost more than it saved at one row.)
+template <int M>
+inline void int4_pair(const uint8_t* w, const int8_t* xq, int64_t K, const float* xd2, int64_t stride, float s0,
+                      float s1, __m256* acc) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
   const __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
-  if constexpr (sizeof(T) == 1) {
-    const __m256 s2 = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
-    for (int m = 0; m < M; ++m) {
-      const T* xm = xq + m * K;
-      const __m256i s = dot_add_u8(dot_add_u8(_mm256_setzero_si256(), lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
-                                   hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32)));
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(s2, _mm256_loadu_ps(xd2 + m * stride)), acc[m]);
-    }
-  } else {
-    const __m256i la = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), lb = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(lo, 1));
-    const __m256i ha = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), hb = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(hi, 1));
-    const __m256 s2 = _mm256_setr_ps(s0, s0, s1, s1, s0, s0, s1, s1);
-    for (int m = 0; m < M; ++m) {
-      const T* xm = xq + m * K;
-      const __m256i sa = dot_add(_mm256_madd_epi16(la, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
-                                 ha, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 16)));
-      const __m256i sb = dot_add(_mm256_madd_epi16(lb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32))),
-                                 hb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 48)));
-      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(sa, sb)), _mm256_mul_ps(s2, _mm256_loadu_ps(xd2 + m * stride)), acc[m]);
-    }
+  const __m256 s2 = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+  for (int m = 0; m < M; ++m) {
+    const int8_t* xm = xq + m * K;
+    const __m256i s = dot_add_u8(dot_add_u8(_mm256_setzero_si256(), lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                                 hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32)));
+    acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(s2, _mm256_loadu_ps(xd2 + m * stride)), acc[m]);
   }
 }
 
@@ -437,10 +423,12 @@ void int4_rows(const Blocks<T>& xb, int64_t K, const uint8_t* q, const S* sz, fl
         const float cb = to_float(zero[b]) - 8.0f * to_float(scale[b]);
         for (int m = 0; m < M; ++m) tail[m] += cb * xs[m * B + b];
       }
-      for (int64_t p = 0; p < pairs; ++p) {
-        const int64_t b = grouped + 2 * p;
-        int4_pair<M>(w + 16 * b, xq + 32 * b, K, xb.tp.data() + 8 * p, 8 * pairs, to_float(scale[b]),
-                     to_float(scale[b + 1]), acc);
+      if constexpr (sizeof(T) == 1) {
+        for (int64_t p = 0; p < pairs; ++p) {
+          const int64_t b = grouped + 2 * p;
+          int4_pair<M>(w + 16 * b, xq + 32 * b, K, xb.tp.data() + 8 * p, 8 * pairs, to_float(scale[b]),
+                       to_float(scale[b + 1]), acc);
+        }
       }
       for (int64_t b = grouped + 2 * pairs; b < B; ++b) {
         const float sb = to_float(scale[b]);
@@ -635,7 +623,7 @@ at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tenso
 template <typename T, typename S>
 void int4_passes(const float* xp, int64_t M, int64_t K, const uint8_t* qp, const S* sp, float* yp, int64_t N) {
   std::vector<Blocks<T>> passes;
-  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, false, true);
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, false, sizeof(T) == 1);
   by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
     LISPE_DISPATCH_ROWS(rows, int4_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
   });

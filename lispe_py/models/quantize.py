@@ -9,9 +9,10 @@
 
 Only the weights are quantized; activations, norms, attention and the KV cache keep the model's dtype.
 On an x86-64 CPU with AVX2 and a C++ compiler, the layers run the native kernels of `kernels.cpp`
-(`native.py` builds them once per machine): int8 per channel (float32 activations) or per group (groups of 32: activations
-rounded to 16 bits per block, as int4; wider groups: float32), int4 with activations rounded to 16 bits per block of 32 columns, both reading the weights at memory speed, for inputs of up
-to NATIVE_MAX_ROWS rows (longer prompts: one float32 matmul on the dequantized weight). Elsewhere a
+(`native.py` builds them once per machine): int8 per channel (float32 activations) or per group
+(groups of 32: activations rounded to 16 bits per block, as int4; wider groups: float32), int4 with
+activations rounded to 16 bits per block of 32 columns, all reading the weights at memory speed, for
+inputs of up to NATIVE_MAX_ROWS rows (longer prompts: one float32 matmul on the dequantized weight). Elsewhere a
 quantized layer computes its matmul in `compute_dtype` (bfloat16 by default): torch's CPU kernels
 `_weight_int8pack_mm` and `_weight_int4pack_mm_for_cpu` are fast with bfloat16 activations and take a
 slow generic path with float32 ones (measured on this AVX2 machine: 10-50x slower). The input is cast to
