@@ -111,6 +111,37 @@ def test_int8_block_op_rows_equal_rows_alone(group, bits):
         assert torch.equal(torch.ops.lispe.int8_block_linear(x[:rows], q, so, bits), alone[:rows])
 
 
+def _int8_block_case(rows: int, k: int, so_dtype: torch.dtype, seed: int):
+    """x [rows, k] (one block 1000x the others), int8 weights [40, k] with rows at the extremes -128 and
+    127 (the 8-bit path's +128 offset), scales and offsets [40, 2, k / 32] in so_dtype."""
+    g = _gen(seed)
+    n = 40
+    x = torch.randn(rows, k, generator=g)
+    x[0, :32] *= 1000
+    q = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=g)
+    q[0] = -128  # the offset's extremes
+    q[1] = 127
+    so = torch.stack((torch.rand(n, k // 32, generator=g) * 0.01, torch.randn(n, k // 32, generator=g) * 0.1), 1)
+    return x, q, so.to(so_dtype).contiguous()
+
+
+def _int8_block_product(x, q, so, code: int | None):
+    """(the float64 product of the weights with x rounded per block of 32 to round(x * code / top) * top
+    / code (code None: x as it is), plus the offsets times the exact block sums of x; the magnitude of
+    the products, for relative errors)."""
+    rows, k = x.shape
+    n = q.shape[0]
+    xb = x.view(rows, k // 32, 32)
+    xq = x.double()
+    if code is not None:
+        top = xb.abs().amax(-1, keepdim=True)
+        xq = (torch.round(xb * (code / top)).double() * (top.double() / code)).view(rows, k)
+    s = so.double()
+    ref = xq @ (q.double().view(n, k // 32, 32) * s[:, 0, :, None]).view(n, k).t() + xb.double().sum(-1) @ s[:, 1].t()
+    scale = x.double().abs() @ (q.double().abs().view(n, k // 32, 32) * s[:, 0, :, None] + s[:, 1, :, None].abs()).view(n, k).t()
+    return ref, scale
+
+
 @needs_native
 @pytest.mark.parametrize("rows", [1, 3, 8, 9, 17])
 @pytest.mark.parametrize("k", [576, 416, 256, 96])  # runs of 8 blocks and tails of 2, 5, 0, 3 blocks
@@ -119,22 +150,9 @@ def test_int8_block_op_with_8_bit_activations_is_exact_on_the_rounded_activation
     """bits 8: x rounded per block of 32 to round(x * 127 / top) * top / 127, the integer products
     exact (the weights offset by 128 for vpdpbusd and the offset taken off again), the offsets times
     the exact block sums of x: the float result up to float32 rounding; rows alone as in a batch."""
-    g = _gen(rows * k + 7)
-    n = 40
-    x = torch.randn(rows, k, generator=g)
-    x[0, :32] *= 1000
-    q = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=g)
-    q[0] = -128  # the offset's extremes
-    q[1] = 127
-    so = torch.stack((torch.rand(n, k // 32, generator=g) * 0.01, torch.randn(n, k // 32, generator=g) * 0.1), 1)
-    so = so.to(so_dtype).contiguous()
+    x, q, so = _int8_block_case(rows, k, so_dtype, rows * k + 7)
     y = torch.ops.lispe.int8_block_linear(x, q, so, 8)
-    xb = x.view(rows, k // 32, 32)
-    top = xb.abs().amax(-1, keepdim=True)
-    xq = (torch.round(xb * (127.0 / top)).double() * (top.double() / 127.0)).view(rows, k)
-    s = so.double()
-    ref = xq @ (q.double().view(n, k // 32, 32) * s[:, 0, :, None]).view(n, k).t() + xb.double().sum(-1) @ s[:, 1].t()
-    scale = x.double().abs() @ (q.double().abs().view(n, k // 32, 32) * s[:, 0, :, None] + s[:, 1, :, None].abs()).view(n, k).t()
+    ref, scale = _int8_block_product(x, q, so, 127)
     assert ((y.double() - ref).abs() / scale).max().item() < 1e-6
     float_y = torch.ops.lispe.int8_block_linear(x, q, so)  # the default: float32 activations
     assert not torch.allclose(y, float_y, rtol=0, atol=1e-4)  # really rounded
@@ -152,24 +170,11 @@ def test_int8_block_op_with_16_bit_activations_is_the_product_of_the_rounded_act
     exact (the weights at their extremes -128 and 127), the offsets times the exact block sums of x:
     the float result up to float32 rounding; much closer to float32 activations than 8 bits; rows
     alone as in a batch."""
-    g = _gen(rows * k + 16)
-    n = 40
-    x = torch.randn(rows, k, generator=g)
-    x[0, :32] *= 1000
-    q = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=g)
-    q[0] = -128
-    q[1] = 127
-    so = torch.stack((torch.rand(n, k // 32, generator=g) * 0.01, torch.randn(n, k // 32, generator=g) * 0.1), 1)
-    so = so.to(so_dtype).contiguous()
+    x, q, so = _int8_block_case(rows, k, so_dtype, rows * k + 16)
     y = torch.ops.lispe.int8_block_linear(x, q, so, 16)
-    xb = x.view(rows, k // 32, 32)
-    top = xb.abs().amax(-1, keepdim=True)
-    xq = (torch.round(xb * (32767.0 / top)).double() * (top.double() / 32767.0)).view(rows, k)
-    s = so.double()
-    ref = xq @ (q.double().view(n, k // 32, 32) * s[:, 0, :, None]).view(n, k).t() + xb.double().sum(-1) @ s[:, 1].t()
-    scale = x.double().abs() @ (q.double().abs().view(n, k // 32, 32) * s[:, 0, :, None] + s[:, 1, :, None].abs()).view(n, k).t()
+    ref, scale = _int8_block_product(x, q, so, 32767)
     assert ((y.double() - ref).abs() / scale).max().item() < 1e-6
-    exact = x.double() @ (q.double().view(n, k // 32, 32) * s[:, 0, :, None]).view(n, k).t() + xb.double().sum(-1) @ s[:, 1].t()
+    exact, _ = _int8_block_product(x, q, so, None)
     err16 = ((y.double() - exact).abs() / scale).max().item()
     err8 = ((torch.ops.lispe.int8_block_linear(x, q, so, 8).double() - exact).abs() / scale).max().item()
     assert 0 < err16 < 1e-4 and err16 < err8 / 50  # rounded, and ~256x finer than 8 bits

@@ -824,6 +824,26 @@ void int8_i16_rows(const Blocks<int16_t>& xb, int64_t K, const int8_t* q, const 
   }
 }
 
+// int8_block_linear with x rounded to 16 (int8_i16_rows) or 8 bits (int8_a8_rows, with each block's
+// sum of x for its +128 offset) per block of 32, in passes of up to kMaxRows rows.
+template <typename T>
+void int8_integer_passes(const float* xp, int64_t M, int64_t K, const int8_t* qp, const at::Tensor& so, float* yp,
+                         int64_t N) {
+  std::vector<Blocks<T>> passes;
+  for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, sizeof(T) == 1);
+  auto run = [&](auto* sp) {
+    by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
+      if constexpr (sizeof(T) == 1) {
+        LISPE_DISPATCH_ROWS(rows, int8_a8_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
+      } else {
+        LISPE_DISPATCH_ROWS(rows, int8_i16_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
+      }
+    });
+  };
+  if (so.scalar_type() == at::kFloat) run(so.data_ptr<float>());
+  else run(so.data_ptr<c10::Half>());
+}
+
 at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& so, int64_t bits) {
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kChar && q.is_contiguous(), "int8_block_linear: q must be contiguous int8 [N, K]");
   const int64_t N = q.size(0), K = q.size(1), M = x.size(0);
@@ -840,32 +860,9 @@ at::Tensor int8_block_linear(const at::Tensor& x, const at::Tensor& q, const at:
               bits, " with groups of ", K / groups);
   at::Tensor y = at::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
-  if (bits == 16) {
-    const int8_t* qp = q.data_ptr<int8_t>();
-    float* yp = y.data_ptr<float>();
-    std::vector<Blocks<int16_t>> passes;
-    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K);
-    auto run16 = [&](auto* sp) {
-      by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
-        LISPE_DISPATCH_ROWS(rows, int8_i16_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
-      });
-    };
-    if (so.scalar_type() == at::kFloat) run16(so.data_ptr<float>());
-    else run16(so.data_ptr<c10::Half>());
-    return y;
-  }
-  if (bits == 8) {
-    const int8_t* qp = q.data_ptr<int8_t>();
-    float* yp = y.data_ptr<float>();
-    std::vector<Blocks<int8_t>> passes;
-    for (int64_t r = 0; r < M; r += kMaxRows) passes.emplace_back(xp + r * K, std::min(kMaxRows, M - r), K, true);
-    auto run8 = [&](auto* sp) {
-      by_passes(M, N, [&](int64_t r, int64_t rows, int64_t n0, int64_t n1) {
-        LISPE_DISPATCH_ROWS(rows, int8_a8_rows, passes[r / kMaxRows], K, qp, sp, yp + r * N, N, n0, n1)
-      });
-    };
-    if (so.scalar_type() == at::kFloat) run8(so.data_ptr<float>());
-    else run8(so.data_ptr<c10::Half>());
+  if (bits == 16 || bits == 8) {  // x rounded per block of 32, integer sums
+    if (bits == 16) int8_integer_passes<int16_t>(xp, M, K, q.data_ptr<int8_t>(), so, y.data_ptr<float>(), N);
+    else int8_integer_passes<int8_t>(xp, M, K, q.data_ptr<int8_t>(), so, y.data_ptr<float>(), N);
     return y;
   }
   const bool g16 = K / groups == 16;
