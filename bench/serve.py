@@ -72,7 +72,8 @@ def f32_copy(src: Path) -> Path:
 
     folder = Path(tempfile.gettempdir()) / "lispe-bench-models"
     folder.mkdir(exist_ok=True)
-    dst = folder / (src.name.rsplit(".", 2)[0] + f".F32-from-{src.stat().st_size}.gguf")
+    st = src.stat()  # (a source rewritten in place gets a new copy)
+    dst = folder / (src.name.rsplit(".", 2)[0] + f".F32-from-{st.st_size}-{st.st_mtime_ns}.gguf")
     if dst.exists():
         return dst
     reader = gguf.GGUFReader(str(src))

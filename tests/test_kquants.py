@@ -221,6 +221,7 @@ def test_bench_models_measures_our_engine_on_a_file(files):
 
 def test_bench_serve_f32_copy_holds_the_files_weights_and_tokenizer(tmp_path, monkeypatch):
     # bench/serve.py --f32 runs both servers on this copy: it must be the same model, in float32
+    import os
     import sys
     import tempfile
     from pathlib import Path
@@ -234,6 +235,10 @@ def test_bench_serve_f32_copy_holds_the_files_weights_and_tokenizer(tmp_path, mo
     (tmp_path / "tmp").mkdir()
     copy = f32_copy(src)
     assert copy.parent == tmp_path / "tmp" / "lispe-bench-models" and f32_copy(src) == copy  # written once
+    stamp = copy.stat().st_mtime_ns
+    assert f32_copy(src).stat().st_mtime_ns == stamp  # and reused
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))  # the source rewritten
+    assert f32_copy(src) != copy
     a, b = GGUFFile(src), GGUFFile(copy)
     assert {t.type_name for t in b.tensors.values()} == {"F32"} and set(a.tensors) == set(b.tensors)
     assert {t.type_name for t in a.tensors.values()} >= {"Q4_K", "Q6_K"}
