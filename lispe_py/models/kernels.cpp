@@ -310,9 +310,9 @@ template <int M, typename T>
 inline void int4_group(const uint8_t* w, const T* xq, int64_t K, const __m256* f, __m256* acc) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   if constexpr (sizeof(T) == 1) {
-    // two chains per row (vpdpbusd's latency) where they fit the registers: with the block's constant
-    // part added into acc (int4_rows), 8 rows' 16 chains + 8 accumulators fit AVX-512's 32 (8 rows:
-    // 186 -> 172 us at SmolLM2's 3072x576, one core); AVX2's 16 take 4 rows so; more rows interleave
+    // two chains per row (vpdpbusd's latency) where the registers hold them: with the blocks' constant
+    // part added into acc (int4_rows), 8 rows' 16 chains and 8 accumulators fit AVX-512's 32 registers
+    // (8 rows: 186 -> 172 us at SmolLM2's 3072x576, one core); AVX2's 16 hold two chains up to 4 rows
 #if defined(__AVX512VL__)
     constexpr int A = M <= 8 ? 2 : 1;
 #else
@@ -709,8 +709,8 @@ void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S*
   const float* xd = xb.xd.data();
   const float* xs = xb.xs.data();
   const int32_t* xi = xb.xi.data();
-  // chains per row (vpdpbusd's latency): two where the registers hold them (AVX-512's 32: 8 rows, 8192x576
-  // on one core 591-607 -> 536-546 us; AVX2's 16: 4 rows); more rows interleave one chain each
+  // two chains per row (vpdpbusd's latency) where the registers hold them: AVX-512's 32 up to 8 rows
+  // (8192x576, one core, 8 rows: 591-607 -> 536-546 us), AVX2's 16 up to 4; beyond, one chain per row
 #if defined(__AVX512VL__)
   constexpr int A = M <= 8 ? 2 : 1;
 #else
