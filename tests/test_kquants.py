@@ -262,6 +262,25 @@ def test_embedding_rows_equal_the_float_table_and_trace(tmp_path, file_type):
     assert torch.equal(emb(ids), ref)
     traced = torch.jit.trace(lambda t: emb(t), (torch.tensor([[1]]),), check_trace=False)
     assert torch.equal(traced(ids), ref)
+    # nothing of the table beside the mapping: the only tensor with storage is a view of the file's bytes
+    stored = [b for b in emb.buffers() if b.numel()]
+    assert len(stored) == 1 and stored[0].untyped_storage().data_ptr() == g.tensors["token_embd.weight"].data.ctypes.data
+
+
+def test_float16_bytes_decode_by_arithmetic_exactly_and_trace():
+    # kquants.f16_of: the scales of the rows a traced decode step looks up, every bit pattern exact
+    from lispe_py.models.kquants import f16_of
+
+    bits = torch.arange(65536, dtype=torch.int32)
+    raw = torch.stack((bits & 0xFF, bits >> 8), dim=1).to(torch.uint8)
+    want = raw.view(torch.float16).float()
+    got = f16_of(raw)
+    assert got.shape == want.shape == (65536, 1)
+    nan = want.isnan()
+    assert torch.equal(got.isnan(), nan) and int(nan.sum()) == 2 * 1023
+    assert torch.equal(got[~nan], want[~nan]) and torch.equal(got[~nan].signbit(), want[~nan].signbit())
+    traced = torch.jit.trace(f16_of, (raw[:3],))
+    assert torch.equal(traced(raw[30000:31000]), want[30000:31000])
 
 
 def test_a_k_quant_model_decodes_with_a_traced_step(files):

@@ -36,6 +36,20 @@ def _f16(raw: torch.Tensor) -> torch.Tensor:
     return raw.contiguous().view(torch.float16).float()
 
 
+def f16_of(raw: torch.Tensor) -> torch.Tensor:
+    """The same values as `_f16`, by integer and float arithmetic on the bytes: no dtype view, so a
+    torch.jit trace can record it (a lookup of a few rows' scales in a traced decode step). Exact for
+    every bit pattern (tests/test_kquants.py checks all 65536): a float16 value is (m + 1024) *
+    2^(e - 25), or m * 2^-24 where e = 0, and float32 holds every such product; e = 31 is an infinity
+    (m = 0) or a NaN."""
+    h = raw[:, 0:1].to(torch.int32) + (raw[:, 1:2].to(torch.int32) << 8)
+    e = (h >> 10) & 0x1F
+    m = (h & 0x3FF).float()
+    value = torch.where(e > 0, m + 1024.0, m) * torch.exp2((e.clamp(min=1) - 25).float())
+    value = torch.where(e == 31, torch.where(m == 0, float("inf"), float("nan")), value)
+    return torch.where(h >> 15 == 1, -value, value)
+
+
 def _scale_min(scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The 8 six-bit scales and 8 six-bit mins packed in 12 bytes ([nb, 12] -> two [nb, 8])."""
     d, m, md = scales[:, 0:4], scales[:, 4:8], scales[:, 8:12]
@@ -50,12 +64,13 @@ def _int8_of(u: torch.Tensor) -> torch.Tensor:
     return v - ((v >> 7) << 8)
 
 
-def half_scales(kind: str, raw: torch.Tensor) -> torch.Tensor:
-    """float32 [nb, 2]: each super-block's d and dmin (Q6_K: d, 0), read from its float16 bytes."""
+def half_scales(kind: str, raw: torch.Tensor, f16=_f16) -> torch.Tensor:
+    """float32 [nb, 2]: each super-block's d and dmin (Q6_K: d, 0), read from its float16 bytes
+    (`f16`: `f16_of` where a trace must record it)."""
     if kind == "Q6_K":
-        d = _f16(raw[:, 208:210])
+        d = f16(raw[:, 208:210])
         return torch.cat((d, torch.zeros_like(d)), dim=1)
-    return torch.cat((_f16(raw[:, 0:2]), _f16(raw[:, 2:4])), dim=1)
+    return f16(raw[:, 0:4].reshape(-1, 2)).reshape(-1, 2)  # d and dmin, side by side as the bytes are
 
 
 def parts(kind: str, raw: torch.Tensor, scales: torch.Tensor | None = None

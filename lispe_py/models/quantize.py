@@ -1214,7 +1214,7 @@ def _llama_from_gguf(g, config, mode: str, group_size: int | None, head_kind: tu
     from .gguf_embedding import TYPES as EMBED_TYPES, GGUFEmbedding
 
     if tensor("token_embd.weight").type_name in EMBED_TYPES:  # rows read from the file's blocks
-        model.embed = GGUFEmbedding(tensor("token_embd.weight"), dtype, device, g.release)
+        model.embed = GGUFEmbedding(tensor("token_embd.weight"), dtype, device)
     else:
         state["embed.weight"] = real("token_embd.weight")
     exact = layers = 0
