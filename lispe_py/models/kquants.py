@@ -45,7 +45,8 @@ def f16_of(raw: torch.Tensor) -> torch.Tensor:
     h = raw[:, 0:1].to(torch.int32) + (raw[:, 1:2].to(torch.int32) << 8)
     e = (h >> 10) & 0x1F
     m = (h & 0x3FF).float()
-    value = torch.where(e > 0, m + 1024.0, m) * torch.exp2((e.clamp(min=1) - 25).float())
+    power = (1 << (e.clamp(min=1) - 1)).float() * 2.0 ** -24  # 2^(max(e, 1) - 25): integers, no exp2
+    value = torch.where(e > 0, m + 1024.0, m) * power
     value = torch.where(e == 31, torch.where(m == 0, float("inf"), float("nan")), value)
     return torch.where(h >> 15 == 1, -value, value)
 
