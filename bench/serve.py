@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # (lispe_py for the F32 copy, run from a checkout)
 
 PROMPTS = [
     "Once upon a time, in a small village by the sea, there lived",
@@ -70,31 +71,18 @@ def f32_copy(src: Path) -> Path:
     import gguf
     import numpy as np
 
+    from lispe_py.models.gguf_writer import rewrite_gguf
+
     folder = Path(tempfile.gettempdir()) / "lispe-bench-models"
     folder.mkdir(exist_ok=True)
     st = src.stat()  # (a source rewritten in place gets a new copy)
     dst = folder / (src.name.rsplit(".", 2)[0] + f".F32-from-{st.st_size}-{st.st_mtime_ns}.gguf")
     if dst.exists():
         return dst
-    reader = gguf.GGUFReader(str(src))
     tmp = dst.with_suffix(".tmp")
-    writer = gguf.GGUFWriter(str(tmp), reader.fields["general.architecture"].contents())
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    for name, field in reader.fields.items():
-        if name.startswith("GGUF.") or name in ("general.architecture", "general.file_type"):
-            continue
-        if field.types[0] == gguf.GGUFValueType.ARRAY:
-            writer.add_array(name, field.contents())
-        else:
-            writer.add_key_value(name, field.contents(), field.types[0])
-    for t in reader.tensors:
-        shape = tuple(int(d) for d in reversed(t.shape))
-        writer.add_tensor(t.name, np.ascontiguousarray(gguf.quants.dequantize(t.data, t.tensor_type),
-                                                       dtype=np.float32).reshape(shape))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    rewrite_gguf(src, tmp, meta={"general.file_type": int(gguf.LlamaFileType.ALL_F32)},
+                 tensor=lambda t, shape: np.ascontiguousarray(gguf.quants.dequantize(t.data, t.tensor_type),
+                                                              dtype=np.float32).reshape(shape))
     tmp.rename(dst)
     return dst
 

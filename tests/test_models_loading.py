@@ -336,39 +336,17 @@ def test_a_truncated_gguf_names_the_file_and_the_tensor(small_gguf, tmp_path):
 
 def _edit_gguf(src, dst, edit_meta=None, edit_tensor=None):
     """A copy of a GGUF file with its metadata (key -> value) and tensor shapes edited, via the gguf package."""
-    import gguf
     import numpy as np
 
-    reader = gguf.GGUFReader(src)
-    arch = reader.fields["general.architecture"].contents()
-    writer = gguf.GGUFWriter(str(dst), arch)
-    meta = {}
-    for name, field in reader.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture":
-            continue
-        meta[name] = (field.contents(), field.types)
-    for key, value in (edit_meta or {}).items():
-        if value is None:
-            meta.pop(key, None)
-        else:
-            meta[key] = (value, [gguf.GGUFValueType.UINT32])
-    for name, (value, types) in meta.items():
-        if types[0] == gguf.GGUFValueType.ARRAY:
-            writer.add_array(name, value)
-        else:
-            writer.add_key_value(name, value, types[0])
-    for t in reader.tensors:
+    from lispe_py.models.gguf_writer import rewrite_gguf
+
+    def tensor(t, shape):
         array = np.asarray(t.data)
-        shape = tuple(int(d) for d in reversed(t.shape))
         if edit_tensor and t.name in edit_tensor:
-            array = array.reshape(-1)[: int(np.prod(edit_tensor[t.name]))].reshape(edit_tensor[t.name])
-        else:
-            array = array.reshape(shape)
-        writer.add_tensor(t.name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+            return array.reshape(-1)[: int(np.prod(edit_tensor[t.name]))].reshape(edit_tensor[t.name])
+        return array.reshape(shape)
+
+    rewrite_gguf(src, dst, tensor, edit_meta)
 
 
 @pytest.mark.parametrize("edit, match", [

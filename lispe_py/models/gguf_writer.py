@@ -2,6 +2,7 @@
 
     write_llama_gguf(path, model, "Q4_K_M")            # our model's weights, llama.cpp's Q4_K_M mix
     write_llama_gguf(path, config, "Q4_1", weights=fn)   # fn(gguf tensor name) -> float32 tensor
+    rewrite_gguf(src, dst, tensor=fn, meta={...})         # a copy of a file, tensors or keys changed
 
 Types: one tensor type for every matrix ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
 "Q4_K", "Q5_K", "Q6_K"), or the mixes "Q4_K_M" / "Q5_K_M" as llama.cpp's quantize makes them (the
@@ -152,3 +153,34 @@ def write_llama_gguf(path: str | Path, model_or_config: Any, file_type: str,
     w.write_tensors_to_file()
     w.close()
     return Path(path)
+
+
+def rewrite_gguf(src: str | Path, dst: str | Path, tensor: Callable[[Any, tuple[int, ...]], np.ndarray] | None = None,
+                 meta: dict[str, int | None] | None = None) -> Path:
+    """A copy of the GGUF file `src` written to `dst` by the gguf package: every metadata key as it is
+    (value and type) but those in `meta` (key -> a uint32 value, or None to leave the key out), every
+    tensor as `tensor(reader_tensor, shape)` gives it (shape in torch order; default: the file's data
+    as it is, in that shape)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(src))
+    writer = gguf.GGUFWriter(str(dst), reader.fields["general.architecture"].contents())
+    edits = meta or {}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture" or name in edits:
+            continue
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            writer.add_array(name, field.contents())
+        else:
+            writer.add_key_value(name, field.contents(), field.types[0])
+    for name, value in edits.items():
+        if value is not None:
+            writer.add_key_value(name, value, gguf.GGUFValueType.UINT32)
+    for t in reader.tensors:
+        shape = tuple(int(d) for d in reversed(t.shape))
+        writer.add_tensor(t.name, tensor(t, shape) if tensor is not None else np.asarray(t.data).reshape(shape))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(dst)
