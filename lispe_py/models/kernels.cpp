@@ -262,6 +262,17 @@ inline __m256i lane_sums(const __m256i* p) {
 #define LISPE_VNNI 0
 #endif
 
+// Chains of dependent vpdpbusd per row in the 8-bit kernels (int4_group, int8_a8_rows): two hide the
+// instruction's latency where the registers hold two per row, AVX-512's 32 up to 8 rows, AVX2's 16 up
+// to 4; beyond, one per row (the rows' chains interleave).
+constexpr int vpdpbusd_chains(int rows) {
+#if defined(__AVX512VL__)
+  return rows <= 8 ? 2 : 1;
+#else
+  return rows <= 4 ? 2 : 1;
+#endif
+}
+
 // acc + the pair sums of a * b (int16 lanes into int32): one VNNI instruction where the CPU has it.
 inline __m256i dot_add(__m256i acc, __m256i a, __m256i b) {
 #if LISPE_VNNI == 2
@@ -310,14 +321,9 @@ template <int M, typename T>
 inline void int4_group(const uint8_t* w, const T* xq, int64_t K, const __m256* f, __m256* acc) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   if constexpr (sizeof(T) == 1) {
-    // two chains per row (vpdpbusd's latency) where the registers hold them: with the blocks' constant
-    // part added into acc (int4_rows), 8 rows' 16 chains and 8 accumulators fit AVX-512's 32 registers
-    // (8 rows: 186 -> 172 us at SmolLM2's 3072x576, one core); AVX2's 16 hold two chains up to 4 rows
-#if defined(__AVX512VL__)
-    constexpr int A = M <= 8 ? 2 : 1;
-#else
-    constexpr int A = M <= 4 ? 2 : 1;
-#endif
+    // (with the blocks' constant part added into acc by int4_rows, 8 rows' 16 chains and 8 accumulators
+    // fit AVX-512's registers: 8 rows 186 -> 172 us at SmolLM2's 3072x576, one core)
+    constexpr int A = vpdpbusd_chains(M);
     __m256i s[M * A];
     for (int i = 0; i < M * A; ++i) s[i] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
@@ -709,13 +715,7 @@ void int8_a8_rows(const Blocks<int8_t>& xb, int64_t K, const int8_t* q, const S*
   const float* xd = xb.xd.data();
   const float* xs = xb.xs.data();
   const int32_t* xi = xb.xi.data();
-  // two chains per row (vpdpbusd's latency) where the registers hold them: AVX-512's 32 up to 8 rows
-  // (8192x576, one core, 8 rows: 591-607 -> 536-546 us), AVX2's 16 up to 4; beyond, one chain per row
-#if defined(__AVX512VL__)
-  constexpr int A = M <= 8 ? 2 : 1;
-#else
-  constexpr int A = M <= 4 ? 2 : 1;
-#endif
+  constexpr int A = vpdpbusd_chains(M);  // (8192x576, one core, 8 rows: 591-607 -> 536-546 us with two)
   for (int64_t n = n0; n < n1; ++n) {
     const int8_t* w = q + n * K;
     const S* scale = so + n * 2 * B;
